@@ -1,0 +1,373 @@
+"""``ddns`` command line: set up an instance, run it, manage users, domains and hosts."""
+from __future__ import annotations
+
+import argparse
+import enum
+import getpass
+import json
+import logging
+import os
+import shutil
+import signal
+import sys
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Mapping, TextIO
+
+from . import __version__, bind, config as configmod, resource_dir
+from .auth import new_secret
+from .gitrepo import ZonesRepo
+from .publisher import Outcome
+from .service import Service, ServiceError
+
+
+class Exit(enum.IntEnum):
+    OK = 0
+    ERROR = 1          # the request was refused or failed; nothing changed
+    USAGE = 2          # bad arguments or configuration
+    PUBLISH_FAILED = 3  # committed, but BIND does not serve it yet
+
+
+@dataclass
+class Env:
+    """What a command may touch: streams, environment, working directory."""
+
+    stdout: TextIO = field(default_factory=lambda: sys.stdout)
+    stderr: TextIO = field(default_factory=lambda: sys.stderr)
+    stdin: TextIO = field(default_factory=lambda: sys.stdin)
+    environ: Mapping[str, str] = field(default_factory=lambda: os.environ)
+    cwd: Path = field(default_factory=Path.cwd)
+
+    def out(self, text: str = "") -> None:
+        print(text, file=self.stdout, flush=True)
+
+    def err(self, text: str) -> None:
+        print(text, file=self.stderr, flush=True)
+
+
+def _emit(env: Env, args: argparse.Namespace, data: Any, text: str) -> None:
+    env.out(json.dumps(data, indent=2, sort_keys=True) if getattr(args, "json", False) else text)
+
+
+def _outcome_exit(env: Env, outcome: Outcome, what: str) -> Exit:
+    if outcome == Outcome.FAILED:
+        env.err(f"error: {what} failed; nothing changed")
+        return Exit.ERROR
+    if outcome == Outcome.DNSERR:
+        env.err(f"warning: {what} is committed, but BIND does not serve it yet (it will be retried)")
+        return Exit.PUBLISH_FAILED
+    return Exit.OK
+
+
+# ---- instance set-up ---------------------------------------------------------
+def init_instance(directory: Path, http_port: int = 8080, dns_port: int = 5353, rndc_port: int | None = None,
+                  zone: str = "dyn.example.test", extra: Mapping[str, Any] | None = None) -> configmod.Config:
+    """A self-contained instance in DIRECTORY: config, SQLite, zones repo, private BIND."""
+    directory.mkdir(parents=True, exist_ok=True)
+    config_path = directory / "ddns.toml"
+    if config_path.exists():
+        raise ServiceError(f"{config_path} exists; not overwriting an instance")
+    values = {"http.port": http_port, "bind.port": dns_port, "bind.rndc_port": rndc_port or dns_port + 1,
+              **(extra or {})}
+    config_path.write_text(configmod.render_toml(values))
+    cfg = configmod.load(config_path, environ={})
+    bind_dir = cfg.path("bind.dir")
+    bind_dir.mkdir(parents=True, exist_ok=True)
+    bind.create_rndc_key(bind_dir)
+    zones_conf = cfg.path("bind.zones_conf")
+    zones_conf.write_text(bind.zones_conf({}))
+    (bind_dir / "named.conf").write_text(bind.named_conf(bind_dir, zones_conf, cfg["bind.listen"],
+                                                         cfg["bind.port"], cfg["bind.rndc_port"]))
+    repo_dir = cfg.path("zones.repo")
+    shutil.copytree(resource_dir("zones-repo"), repo_dir, dirs_exist_ok=True)
+    repo = ZonesRepo.init(repo_dir, fsync=cfg["zones.git_fsync"])
+    repo.commit(["."], "Start the zones repository\n")
+    service = Service.open(cfg)
+    service.add_domain(zone, actor="ddns init")
+    return cfg
+
+
+def _load_config(args: argparse.Namespace, env: Env) -> configmod.Config:
+    path = configmod.find_config_file(args.config, env.environ, env.cwd)
+    return configmod.load(path, env.environ)
+
+
+def _open(args: argparse.Namespace, env: Env) -> Service:
+    return Service.open(_load_config(args, env))
+
+
+# ---- commands ------------------------------------------------------------------
+def cmd_init(args, env: Env) -> Exit:
+    cfg = init_instance(Path(args.dir), args.http_port, args.dns_port, args.rndc_port, args.zone)
+    env.out(f"Created an instance in {args.dir}: config {cfg.source}, zone {args.zone}.")
+    env.out(f"Start it with: ddns -c {cfg.source} serve")
+    return Exit.OK
+
+
+def cmd_serve(args, env: Env) -> Exit:
+    cfg = _load_config(args, env)
+    return serve(cfg, env)
+
+
+def serve(cfg: configmod.Config, env: Env, ready: Callable[[Service], None] | None = None,
+          stop_event: threading.Event | None = None) -> Exit:
+    """Run named (if managed), the publisher and the web server until SIGTERM / SIGINT."""
+    from .web import create_app, make_server
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=env.stderr)
+    named = None
+    if cfg["bind.managed"]:
+        rndc = bind.Rndc(cfg["bind.rndc_server"], cfg["bind.rndc_port"], cfg.path("bind.rndc_key"), cfg["bind.rndc"])
+        named = bind.ManagedNamed(cfg.path("bind.dir"), rndc, cfg["bind.named"])
+        named.start()
+    stop = stop_event or threading.Event()
+    try:
+        service = Service.open(cfg)
+        status = service.start()
+        for zone, state in sorted(status.items()):
+            env.err(f"zone {zone}: {state}")
+        server = make_server(create_app(service), cfg["http.listen"], cfg["http.port"], cfg["http.threads"],
+                             str(cfg.path("http.tls_cert") or "") or None, str(cfg.path("http.tls_key") or "") or None)
+        server.prepare()
+        web = threading.Thread(target=server.serve, name="http", daemon=True)
+        web.start()
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                signal.signal(sig, lambda *_: stop.set())
+        env.err(f"ddns {__version__} serving on {cfg.public_url} (DNS on {cfg['bind.listen']}:{cfg['bind.port']})")
+        if ready:
+            ready(service)
+        stop.wait()
+        env.err("stopping")
+        server.stop()
+        service.stop()
+    finally:
+        if named:
+            named.stop()
+    return Exit.OK
+
+
+def cmd_quickstart(args, env: Env) -> Exit:
+    """Create (first time) and run a demo instance, printing a login and a working curl line."""
+    directory = Path(args.dir)
+    config_path = directory / "ddns.toml"
+    fresh = not config_path.exists()
+    if fresh:
+        init_instance(directory, args.http_port, args.dns_port, None, args.zone)
+    cfg = configmod.load(config_path, env.environ)
+    service = Service.open(cfg)
+    zone = service.store.domains()[0]
+    if fresh:
+        password = new_secret()[:20]
+        service.add_user("admin", password, is_admin=True)
+        env.out(f"Admin login: admin / {password}  (shown once)")
+    fqdn = f"demo.{zone}"
+    if service.store.find_host(fqdn) is None:
+        _, secret = service.add_host(fqdn, "admin", "created by quickstart")
+    else:
+        secret = service.regenerate_secret(fqdn)
+    env.out(f"Demo host {fqdn}, secret {secret}")
+    env.out("Update it:")
+    env.out(f"  curl -u '{fqdn}:{secret}' '{cfg.public_url}/nic/update?myip=192.0.2.10'")
+    env.out("See what BIND serves:")
+    env.out(f"  dig @{cfg['bind.listen']} -p {cfg['bind.port']} +short {fqdn} A")
+    env.out(f"History: ddns -c {config_path} history {fqdn}")
+    return serve(cfg, env)
+
+
+def cmd_user_add(args, env: Env) -> Exit:
+    service = _open(args, env)
+    password = None
+    if args.password_stdin:
+        password = env.stdin.readline().rstrip("\n")
+        if not password:
+            env.err("error: empty password on stdin")
+            return Exit.USAGE
+    elif env.stdin.isatty() if hasattr(env.stdin, "isatty") else False:
+        password = getpass.getpass("Password (empty for none): ") or None
+    user = service.add_user(args.name, password, args.admin)
+    _emit(env, args, {"name": user.name, "admin": user.is_admin}, f"user {user.name} added{' (admin)' if user.is_admin else ''}")
+    return Exit.OK
+
+
+def cmd_user_token(args, env: Env) -> Exit:
+    service = _open(args, env)
+    token = service.new_user_token(args.name)
+    _emit(env, args, {"name": args.name, "token": token},
+          f"Account token for {args.name} (shown once; it updates any of the user's hosts, username = {args.name}):\n{token}")
+    return Exit.OK
+
+
+def cmd_user_list(args, env: Env) -> Exit:
+    service = _open(args, env)
+    users = service.store.users()
+    _emit(env, args, [{"name": u.name, "admin": u.is_admin} for u in users],
+          "\n".join(f"{u.name}{'  (admin)' if u.is_admin else ''}" for u in users) or "no users")
+    return Exit.OK
+
+
+def cmd_domain_add(args, env: Env) -> Exit:
+    service = _open(args, env)
+    outcome = service.add_domain(args.zone, args.ns, actor="cli")
+    _emit(env, args, {"zone": args.zone, "outcome": outcome.value}, f"domain {args.zone} added")
+    return _outcome_exit(env, outcome, f"zone {args.zone}")
+
+
+def cmd_domain_list(args, env: Env) -> Exit:
+    service = _open(args, env)
+    counts = service.store.host_counts()
+    domains = service.store.domains()
+    _emit(env, args, [{"zone": d, "hosts": counts.get(d, 0)} for d in domains],
+          "\n".join(f"{d}  {counts.get(d, 0)} hosts" for d in domains) or "no domains")
+    return Exit.OK
+
+
+def cmd_host_add(args, env: Env) -> Exit:
+    service = _open(args, env)
+    host, secret = service.add_host(args.fqdn, args.owner, args.comment or "")
+    url = service.config.public_url
+    _emit(env, args, {"fqdn": host.fqdn, "owner": args.owner, "secret": secret},
+          f"host {host.fqdn} added. Its secret (shown once):\n{secret}\n"
+          f"Update with: curl -u '{host.fqdn}:{secret}' '{url}/nic/update'")
+    return Exit.OK
+
+
+def cmd_host_secret(args, env: Env) -> Exit:
+    service = _open(args, env)
+    secret = service.regenerate_secret(args.fqdn)
+    _emit(env, args, {"fqdn": args.fqdn, "secret": secret},
+          f"new secret for {args.fqdn} (shown once; the old one no longer works):\n{secret}")
+    return Exit.OK
+
+
+def cmd_host_list(args, env: Env) -> Exit:
+    service = _open(args, env)
+    views = service.list_hosts(args.owner)
+    owners = {u.id: u.name for u in service.store.users()}
+    rows = [{"fqdn": v.host.fqdn, "owner": owners.get(v.host.owner_id), "ipv4": v.ipv4, "ipv6": v.ipv6,
+             "last_update": v.host.last_update, "last_client": v.host.last_client,
+             "auth_faults": v.host.auth_faults, "comment": v.host.comment} for v in views]
+    text = "\n".join(f"{r['fqdn']}  {r['ipv4'] or '-'}  {r['ipv6'] or '-'}  owner={r['owner']}" for r in rows)
+    _emit(env, args, rows, text or "no hosts")
+    return Exit.OK
+
+
+def cmd_host_delete(args, env: Env) -> Exit:
+    service = _open(args, env)
+    outcome = service.delete_host(args.fqdn, actor="cli")
+    _emit(env, args, {"fqdn": args.fqdn, "outcome": outcome.value}, f"host {args.fqdn} deleted")
+    return _outcome_exit(env, outcome, f"deleting {args.fqdn}")
+
+
+def cmd_host_set(args, env: Env) -> Exit:
+    service = _open(args, env)
+    actor = "cli:" + (env.environ.get("SUDO_USER") or env.environ.get("USER") or "unknown")
+    outcome = service.set_address(args.fqdn, args.ip, actor)
+    _emit(env, args, {"fqdn": args.fqdn, "address": args.ip, "outcome": outcome.value},
+          f"{args.fqdn}: {outcome.value} {args.ip}")
+    return _outcome_exit(env, outcome, f"setting {args.fqdn}")
+
+
+def cmd_history(args, env: Env) -> Exit:
+    service = _open(args, env)
+    entries = service.history(args.fqdn)
+    rows = [{"commit": e.commit, "when": e.when, "type": e.change.type, "old": e.change.old, "new": e.change.new,
+             "actor": e.change.actor, "client": e.change.client, "interface": e.change.interface,
+             "agent": e.change.agent, "request": e.change.request} for e in entries]
+    text = "\n".join(f"{r['when']}  {r['type']:<4} {r['old'] or '-'} -> {r['new'] or '-'}  by {r['actor']}"
+                     f"  from {r['client'] or '-'}  via {r['interface']}  {r['commit'][:10]}" for r in rows)
+    _emit(env, args, rows, text or f"no changes of {args.fqdn}")
+    return Exit.OK
+
+
+def cmd_config(args, env: Env) -> Exit:
+    if args.markdown:
+        env.out(configmod.reference_markdown())
+    else:
+        env.out(configmod.render_toml({}))
+    return Exit.OK
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="ddns", description="Dynamic DNS where every change is a Git commit.")
+    parser.add_argument("-c", "--config", help="config file (default: $DDNS_CONFIG, then ./ddns.toml)")
+    parser.add_argument("--version", action="version", version=f"ddns {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    def command(name: str, fn, help: str, parent=sub, json_output: bool = False) -> argparse.ArgumentParser:
+        p = parent.add_parser(name, help=help, description=help)
+        p.set_defaults(fn=fn)
+        if json_output:
+            p.add_argument("--json", action="store_true", help="machine-readable output")
+        return p
+
+    p = command("init", cmd_init, "create a self-contained instance in DIR")
+    p.add_argument("dir")
+    p.add_argument("--http-port", type=int, default=8080)
+    p.add_argument("--dns-port", type=int, default=5353)
+    p.add_argument("--rndc-port", type=int, default=None, help="default: DNS port + 1")
+    p.add_argument("--zone", default="dyn.example.test")
+
+    command("serve", cmd_serve, "run the web service, the publisher and (if managed) named")
+
+    p = command("quickstart", cmd_quickstart, "create (first run) and serve a demo instance in DIR")
+    p.add_argument("dir", nargs="?", default="ddns-demo")
+    p.add_argument("--http-port", type=int, default=8080)
+    p.add_argument("--dns-port", type=int, default=5353)
+    p.add_argument("--zone", default="dyn.example.test")
+
+    p = command("config", cmd_config, "print every setting with its default and documentation")
+    p.add_argument("--markdown", action="store_true", help="as a Markdown table")
+
+    user = sub.add_parser("user", help="manage users").add_subparsers(dest="user_command", required=True)
+    p = command("add", cmd_user_add, "add a user", user, json_output=True)
+    p.add_argument("name")
+    p.add_argument("--admin", action="store_true")
+    p.add_argument("--password-stdin", action="store_true", help="read the password from the first line of stdin")
+    p = command("token", cmd_user_token, "create an account token (replaces the old one)", user, json_output=True)
+    p.add_argument("name")
+    command("list", cmd_user_list, "list users", user, json_output=True)
+
+    domain = sub.add_parser("domain", help="manage domains").add_subparsers(dest="domain_command", required=True)
+    p = command("add", cmd_domain_add, "add a zone (created in the repository if new) for hosts", domain, json_output=True)
+    p.add_argument("zone")
+    p.add_argument("--ns", action="append", help="name server of the zone (repeatable; default ns1.ZONE with glue)")
+    command("list", cmd_domain_list, "list domains", domain, json_output=True)
+
+    host = sub.add_parser("host", help="manage hosts").add_subparsers(dest="host_command", required=True)
+    p = command("add", cmd_host_add, "register a host; prints its secret once", host, json_output=True)
+    p.add_argument("fqdn")
+    p.add_argument("--owner", required=True)
+    p.add_argument("--comment")
+    p = command("secret", cmd_host_secret, "replace a host's secret; the old one stops working", host, json_output=True)
+    p.add_argument("fqdn")
+    p = command("list", cmd_host_list, "list hosts with their addresses", host, json_output=True)
+    p.add_argument("--owner")
+    p = command("delete", cmd_host_delete, "delete a host and its records", host, json_output=True)
+    p.add_argument("fqdn")
+    p = command("set", cmd_host_set, "set a host's address by hand", host, json_output=True)
+    p.add_argument("fqdn")
+    p.add_argument("ip")
+
+    p = command("history", cmd_history, "every change of a host, read from Git", json_output=True)
+    p.add_argument("fqdn")
+    return parser
+
+
+def main(argv: list[str] | None = None, env: Env | None = None) -> int:
+    env = env or Env()
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.fn(args, env))
+    except configmod.ConfigError as exc:
+        env.err(f"error: {exc}")
+        return Exit.USAGE
+    except (ServiceError, bind.BindError) as exc:
+        env.err(f"error: {exc}")
+        return Exit.ERROR
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,196 @@
+"""Settings: one TOML file plus ``DDNS_<SECTION>_<NAME>`` environment overrides.
+
+The registry below is the single list of settings; ``ddns config --doc``
+prints it, and the README's configuration reference is generated from it.
+"""
+from __future__ import annotations
+
+import os
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Mapping
+
+
+@dataclass(frozen=True)
+class Setting:
+    key: str
+    default: Any
+    doc: str
+    is_path: bool = False
+
+    @property
+    def env_name(self) -> str:
+        return "DDNS_" + self.key.replace(".", "_").upper()
+
+
+SETTINGS: tuple[Setting, ...] = (
+    Setting("http.listen", "127.0.0.1", "Address the web server binds to."),
+    Setting("http.port", 8080, "TCP port of the web server."),
+    Setting("http.threads", 64, "Worker threads; each waiting update holds one, so keep it above the number of concurrent clients."),
+    Setting("http.public_url", "", "URL users reach the service at, used in printed client configs (default: http(s)://listen:port)."),
+    Setting("http.tls_cert", "", "PEM certificate chain; with tls_key, serve HTTPS.", is_path=True),
+    Setting("http.tls_key", "", "PEM private key for tls_cert.", is_path=True),
+    Setting("http.trusted_proxies", [], "Addresses or networks of reverse proxies whose X-Forwarded-For / X-Real-IP is believed."),
+    Setting("store.path", "ddns.sqlite3", "SQLite database of users, domains, hosts and secret hashes.", is_path=True),
+    Setting("zones.repo", "zones", "Working tree of the zones Git repository; the service is its only writer.", is_path=True),
+    Setting("zones.templates", "", "Directory with a zone.j2 that overrides the shipped zone template.", is_path=True),
+    Setting("zones.git_fsync", True, "Make git fsync objects and refs of each commit (durable across power loss)."),
+    Setting("bind.managed", True, "Start and stop a private named with `ddns serve`."),
+    Setting("bind.dir", "bind", "Directory of the managed named (named.conf, rndc.key, logs).", is_path=True),
+    Setting("bind.zones_conf", "bind/zones.conf", "named.conf fragment listing the zones, rewritten when zones change.", is_path=True),
+    Setting("bind.listen", "127.0.0.1", "Address named answers on (the managed one listens there; queries for verification go there)."),
+    Setting("bind.port", 5353, "DNS port named answers on."),
+    Setting("bind.rndc_server", "127.0.0.1", "Address of named's control channel."),
+    Setting("bind.rndc_port", 9953, "Port of named's control channel."),
+    Setting("bind.rndc_key", "bind/rndc.key", "rndc key file (from rndc-confgen).", is_path=True),
+    Setting("bind.verify_timeout", 5.0, "Seconds to wait for named to serve a new serial before an update answers dnserr."),
+    Setting("bind.named", "named", "named binary for the managed instance."),
+    Setting("bind.rndc", "rndc", "rndc binary."),
+    Setting("bind.checkzone", "named-checkzone", "named-checkzone binary."),
+    Setting("dyndns2.realm", "ddns", "Realm of the HTTP Basic challenge."),
+    Setting("dyndns2.max_hosts", 20, "Most hostnames in one request; more answers numhost."),
+    Setting("dyndns2.blocked_user_agents", [], "Substrings of User-Agent headers answered badagent (misbehaving clients)."),
+    Setting("dyndns2.allow_private", True, "Accept private addresses (RFC 1918, ULA) as host addresses."),
+    Setting("dyndns2.allow_loopback", False, "Accept loopback addresses as host addresses (only for tests and demos)."),
+    Setting("security.bcrypt_rounds", 12, "bcrypt cost of new secret hashes (12 is ~0.25 s)."),
+    Setting("security.secret_cache_seconds", 900, "How long a verified secret is remembered, so repeated updates skip bcrypt."),
+    Setting("security.max_failures", 10, "Failed logins for one host within failure_window before it answers abuse."),
+    Setting("security.failure_window", 600, "Seconds over which failed logins are counted."),
+    Setting("publisher.max_batch", 1000, "Most changes committed together in one group commit."),
+    Setting("publisher.retry_seconds", 5.0, "How often zones that named does not serve yet are reloaded again."),
+)
+
+_BY_KEY = {s.key: s for s in SETTINGS}
+
+
+class ConfigError(ValueError):
+    """A configuration file or override that cannot be used."""
+
+
+def _coerce(setting: Setting, value: Any, origin: str) -> Any:
+    default = setting.default
+    if isinstance(value, str) and not isinstance(default, str):
+        if isinstance(default, bool):
+            if value.lower() not in ("1", "0", "true", "false", "yes", "no"):
+                raise ConfigError(f"{origin}: {setting.key} wants true or false, not {value!r}")
+            return value.lower() in ("1", "true", "yes")
+        if isinstance(default, list):
+            return [v.strip() for v in value.split(",") if v.strip()]
+        try:
+            return type(default)(value)
+        except ValueError as exc:
+            raise ConfigError(f"{origin}: {setting.key} wants a {type(default).__name__}, not {value!r}") from exc
+    if isinstance(default, bool) != isinstance(value, bool):
+        raise ConfigError(f"{origin}: {setting.key} wants {type(default).__name__}")
+    if isinstance(default, float) and isinstance(value, int):
+        return float(value)
+    if not isinstance(value, type(default)):
+        raise ConfigError(f"{origin}: {setting.key} wants {type(default).__name__}, not {value!r}")
+    return value
+
+
+class Config:
+    """Resolved settings. Relative paths are taken from the config file's directory."""
+
+    def __init__(self, values: Mapping[str, Any], base_dir: Path, source: Path | None = None):
+        self._values = dict(values)
+        self.base_dir = base_dir
+        self.source = source
+
+    def __getitem__(self, key: str) -> Any:
+        return self._values[key]
+
+    def path(self, key: str) -> Path | None:
+        """A path setting resolved against the base directory (None when empty)."""
+        value = self._values[key]
+        if not value:
+            return None
+        p = Path(value)
+        return p if p.is_absolute() else self.base_dir / p
+
+    @property
+    def public_url(self) -> str:
+        if self["http.public_url"]:
+            return self["http.public_url"].rstrip("/")
+        scheme = "https" if self["http.tls_cert"] else "http"
+        return f"{scheme}://{self['http.listen']}:{self['http.port']}"
+
+    def as_dict(self) -> dict[str, Any]:
+        return dict(self._values)
+
+
+def load(path: Path | None, environ: Mapping[str, str] = os.environ, overrides: Mapping[str, Any] | None = None) -> Config:
+    """Read PATH (if given), then environment overrides, then OVERRIDES (for tests)."""
+    values = {s.key: s.default for s in SETTINGS}
+    base_dir = Path.cwd()
+    if path is not None:
+        try:
+            data = tomllib.loads(path.read_text())
+        except FileNotFoundError as exc:
+            raise ConfigError(f"no config file at {path}") from exc
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"{path}: {exc}") from exc
+        base_dir = path.resolve().parent
+        for section, entries in data.items():
+            if not isinstance(entries, dict):
+                raise ConfigError(f"{path}: [{section}] must be a table")
+            for name, value in entries.items():
+                key = f"{section}.{name}"
+                if key not in _BY_KEY:
+                    raise ConfigError(f"{path}: unknown setting {key}")
+                values[key] = _coerce(_BY_KEY[key], value, str(path))
+    for setting in SETTINGS:
+        if setting.env_name in environ:
+            values[setting.key] = _coerce(setting, environ[setting.env_name], setting.env_name)
+    for key, value in (overrides or {}).items():
+        if key not in _BY_KEY:
+            raise ConfigError(f"unknown setting {key}")
+        values[key] = _coerce(_BY_KEY[key], value, "override")
+    return Config(values, base_dir, path)
+
+
+def find_config_file(explicit: str | None, environ: Mapping[str, str] = os.environ, cwd: Path | None = None) -> Path | None:
+    """``-c FILE``, else ``$DDNS_CONFIG``, else ``./ddns.toml`` if present."""
+    if explicit:
+        return Path(explicit)
+    if environ.get("DDNS_CONFIG"):
+        return Path(environ["DDNS_CONFIG"])
+    candidate = (cwd or Path.cwd()) / "ddns.toml"
+    return candidate if candidate.exists() else None
+
+
+def _toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return repr(value)
+    if isinstance(value, list):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    return '"' + str(value).replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def render_toml(values: Mapping[str, Any], commented_defaults: bool = True) -> str:
+    """A documented config file: VALUES set, other settings as commented defaults."""
+    out: list[str] = ["# ddns configuration. Every setting can also be set by the environment", "# variable named in its comment.", ""]
+    section = None
+    for s in SETTINGS:
+        sec, name = s.key.split(".", 1)
+        if sec != section:
+            out.append(f"[{sec}]")
+            section = sec
+        out.append(f"# {s.doc} (env {s.env_name})")
+        if s.key in values:
+            out.append(f"{name} = {_toml_value(values[s.key])}")
+        elif commented_defaults:
+            out.append(f"# {name} = {_toml_value(s.default)}")
+        out.append("")
+    return "\n".join(out)
+
+
+def reference_markdown() -> str:
+    """The settings registry as a Markdown table (for the README)."""
+    rows = ["| setting | default | environment | meaning |", "|---|---|---|---|"]
+    for s in SETTINGS:
+        rows.append(f"| `{s.key}` | `{_toml_value(s.default)}` | `{s.env_name}` | {s.doc} |")
+    return "\n".join(rows)

@@ -1,0 +1,171 @@
+"""The dyndns2 protocol (``/nic/update``) as dyn.com, noip.com and their clients speak it.
+
+``parse_request`` is pure: it turns the query into hostnames and addresses or
+an answer code. ``handle_update`` applies the rules with the service.
+"""
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass, field
+
+from .publisher import Change, Outcome
+from .service import Service
+from .store import Host, User
+from .validate import AddressPolicy, InvalidAddress, InvalidName, normalize_name, parse_address, record_type
+
+MAX_PARAM_LENGTH = 1024
+
+
+@dataclass(frozen=True)
+class UpdateRequest:
+    """What the web layer extracted from one HTTP request."""
+
+    credentials: tuple[str, str] | None
+    params: dict[str, list[str]]   # decoded query (and form) values, in order
+    client: str                    # the client's address after trusted-proxy handling
+    agent: str = ""
+    tls: bool = False
+    request_id: str = ""
+
+
+@dataclass
+class Answer:
+    status: int
+    lines: list[str]
+    headers: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def body(self) -> str:
+        return "\n".join(self.lines) + "\n"
+
+
+class BadRequest(ValueError):
+    """The request itself is unusable; ``code`` is the answer for it."""
+
+    def __init__(self, code: str, reason: str):
+        super().__init__(reason)
+        self.code = code
+
+
+def _single(params: dict[str, list[str]], name: str) -> str | None:
+    values = params.get(name, [])
+    if len(values) > 1 and len(set(values)) > 1:
+        raise BadRequest("notfqdn" if name == "hostname" else "badip", f"{name} given more than once")
+    value = values[0] if values else None
+    if value is not None and len(value) > MAX_PARAM_LENGTH:
+        raise BadRequest("notfqdn" if name == "hostname" else "badip", f"{name} too long")
+    return value
+
+
+def parse_addresses(params: dict[str, list[str]], client: str, policy: AddressPolicy) -> list[ipaddress.IPv4Address | ipaddress.IPv6Address]:
+    """The addresses to publish: ``myip`` (v4, v6 or ``v4,v6``) and ``myipv6``, else the client's.
+
+    At most one address per family; the answer lists them v4 first.
+    """
+    texts = []
+    for name in ("myip", "myipv6"):
+        value = _single(params, name)
+        if value:
+            texts += [t.strip() for t in value.split(",")]
+    if not texts:
+        texts = [client]
+    by_family: dict[int, ipaddress.IPv4Address | ipaddress.IPv6Address] = {}
+    for text in texts:
+        try:
+            addr = parse_address(text, policy)
+        except InvalidAddress as exc:
+            raise BadRequest("badip", str(exc)) from exc
+        if addr.version in by_family and by_family[addr.version] != addr:
+            raise BadRequest("badip", f"two IPv{addr.version} addresses given")
+        by_family[addr.version] = addr
+    return [by_family[v] for v in sorted(by_family)]
+
+
+def parse_hostnames(params: dict[str, list[str]], username: str, max_hosts: int) -> list[str]:
+    """Hostnames in request order; the username (the host's FQDN) when none is given.
+
+    Raises BadRequest("numhost") for too many; bad names are kept as given and
+    answered ``notfqdn`` on their own line.
+    """
+    value = _single(params, "hostname")
+    names = [n.strip() for n in value.split(",")] if value else [username]
+    if len(names) > max_hosts:
+        raise BadRequest("numhost", f"more than {max_hosts} hostnames")
+    return names
+
+
+def handle_update(service: Service, req: UpdateRequest) -> Answer:
+    config = service.config
+    agent = req.agent or ""
+    if any(bad and bad in agent for bad in config["dyndns2.blocked_user_agents"]):
+        return Answer(200, ["badagent"])
+    challenge = {"WWW-Authenticate": f'Basic realm="{config["dyndns2.realm"]}"'}
+    if req.credentials is None:
+        return Answer(401, ["badauth"], challenge)
+    username, secret = req.credentials
+    verdict, principal = service.authenticate(username, secret)
+    if verdict == "badauth":
+        return Answer(401, ["badauth"], challenge)
+    if verdict == "abuse":
+        return Answer(200, ["abuse"])
+    try:
+        names = parse_hostnames(req.params, username, config["dyndns2.max_hosts"])
+        addresses = parse_addresses(req.params, req.client, service.policy)
+    except BadRequest as exc:
+        return Answer(200, [exc.code])
+    if isinstance(principal, Host) and principal.blocked:
+        return Answer(200, ["abuse"])
+
+    answers: list[str | None] = [None] * len(names)
+    plans: list[tuple[int, Host, list[int]]] = []  # line, host, indexes into changes
+    changes: list[Change] = []
+    shown = ",".join(str(a) for a in addresses)
+    for line, name in enumerate(names):
+        host = _resolve_host(service, principal, name)
+        if isinstance(host, str):
+            answers[line] = host
+            continue
+        if host.blocked:
+            answers[line] = "abuse"
+            continue
+        indexes = []
+        for addr in addresses:
+            rtype, text = record_type(addr), str(addr)
+            if service.publisher.current(host.zone, host.label, rtype) != text:
+                indexes.append(len(changes))
+                actor = f"host:{host.fqdn}" if isinstance(principal, Host) else f"user:{principal.name}"
+                changes.append(Change(host.zone, host.label, rtype, text, actor, req.client, "dyndns2",
+                                      agent[:200], req.request_id))
+        plans.append((line, host, indexes))
+
+    outcomes = service.publish(changes) if changes else []
+    now = service.clock()
+    for line, host, indexes in plans:
+        results = {outcomes[i] for i in indexes}
+        if Outcome.FAILED in results:
+            answers[line] = "911"
+        elif Outcome.DNSERR in results:
+            answers[line] = "dnserr"
+        elif Outcome.GOOD in results:
+            answers[line] = f"good {shown}"
+        else:
+            answers[line] = f"nochg {shown}"
+        if answers[line] != "911":
+            service.store.record_update(host.fqdn, now, req.client, agent[:200], req.tls)
+    return Answer(200, [a or "911" for a in answers])
+
+
+def _resolve_host(service: Service, principal: Host | User, name: str) -> Host | str:
+    """The host NAME if PRINCIPAL may update it, else the answer code for its line."""
+    try:
+        fqdn = normalize_name(name)
+    except InvalidName:
+        return "notfqdn"
+    if "." not in fqdn:
+        return "notfqdn"
+    if isinstance(principal, Host):
+        return principal if fqdn == principal.fqdn else "nohost"
+    host = service.store.find_host(fqdn)
+    if host is None or host.owner_id != principal.id:
+        return "nohost"
+    return host

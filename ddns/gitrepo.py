@@ -1,0 +1,137 @@
+"""Thin wrapper around the git CLI for the zones repository.
+
+The git CLI (through GitPython's command wrapper) is ~2x faster than
+GitPython's own index for a one-line change in a large file (DESIGN.md §5).
+Commit messages carry one ``Ddns-Change:`` trailer (JSON) per change, the
+machine-readable audit record that ``ddns history`` reads back.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Iterable, Iterator
+
+import git
+
+TRAILER = "Ddns-Change"
+SERVICE_NAME = "ddns"
+SERVICE_EMAIL = "ddns@localhost"
+
+
+@dataclass(frozen=True)
+class ChangeRecord:
+    """One audited change of one record, as written into a commit trailer."""
+
+    host: str
+    type: str
+    old: str | None
+    new: str | None
+    actor: str
+    client: str
+    interface: str
+    agent: str = ""
+    request: str = ""
+
+    def summary(self) -> str:
+        return f"{self.host} {self.type} {self.old or '-'} -> {self.new or '-'} by {self.actor} from {self.client or '-'} via {self.interface}"
+
+    def trailer(self) -> str:
+        return f"{TRAILER}: " + json.dumps(asdict(self), separators=(",", ":"), ensure_ascii=True)
+
+
+def commit_message(changes: list[ChangeRecord], subject: str | None = None) -> str:
+    """Subject, one readable line per change, then one trailer per change."""
+    if subject is None:
+        if len(changes) == 1:
+            c = changes[0]
+            subject = f"{c.host} {c.type} {c.new or 'deleted'} ({c.interface})"
+        else:
+            zones = sorted({c.host.split(".", 1)[-1] for c in changes})
+            subject = f"{len(changes)} changes in {', '.join(zones)}"
+    body = "\n".join(c.summary() for c in changes)
+    trailers = "\n".join(c.trailer() for c in changes)
+    return f"{subject}\n\n{body}\n\n{trailers}\n"
+
+
+def parse_trailers(message: str) -> list[ChangeRecord]:
+    """The change records of a commit message; foreign lines are ignored."""
+    records = []
+    prefix = TRAILER + ": "
+    for line in message.splitlines():
+        if line.startswith(prefix):
+            try:
+                data = json.loads(line[len(prefix):])
+                records.append(ChangeRecord(**data))
+            except (ValueError, TypeError):
+                continue
+    return records
+
+
+@dataclass(frozen=True)
+class HistoryEntry:
+    commit: str
+    when: str
+    change: ChangeRecord
+
+
+class ZonesRepo:
+    """The zones repository working tree."""
+
+    def __init__(self, path: Path):
+        self.path = Path(path)
+        self._repo = git.Repo(self.path)
+        self._git = self._repo.git
+
+    @classmethod
+    def init(cls, path: Path, fsync: bool = True) -> "ZonesRepo":
+        path.mkdir(parents=True, exist_ok=True)
+        git.Repo.init(path, initial_branch="main")
+        repo = cls(path)
+        repo._git.config("user.name", SERVICE_NAME)
+        repo._git.config("user.email", SERVICE_EMAIL)
+        repo._git.config("gc.auto", "6700")
+        if fsync:
+            repo._git.config("core.fsync", "committed")
+        return repo
+
+    def head(self) -> str | None:
+        try:
+            return self._git.rev_parse("--verify", "-q", "HEAD")
+        except git.GitCommandError:
+            return None
+
+    def commit(self, paths: Iterable[str], message: str, author: str | None = None) -> str:
+        """Stage PATHS (added, changed or removed) and commit; returns the new HEAD."""
+        paths = list(paths)
+        self._git.add("-A", "--", *paths)
+        env = {}
+        if author:
+            env = {"GIT_AUTHOR_NAME": author, "GIT_AUTHOR_EMAIL": SERVICE_EMAIL}
+        message_file = Path(self._repo.git_dir) / "DDNS_COMMIT_MSG"
+        message_file.write_text(message)
+        with self._git.custom_environment(**env):
+            self._git.commit("-q", "--no-verify", "-F", str(message_file))
+        return self._git.rev_parse("HEAD")
+
+    def is_clean(self, paths: Iterable[str] = ()) -> bool:
+        return not self._git.status("--porcelain", "--", *paths).strip()
+
+    def show(self, rev: str, path: str) -> str:
+        return self._git.show(f"{rev}:{path}")
+
+    def history(self, host: str, limit: int | None = None) -> Iterator[HistoryEntry]:
+        """Changes of HOST, newest first, read from commit trailers."""
+        args = ["--format=%H%x1f%cI%x1f%B%x1e", f"--grep={TRAILER}: ", "--fixed-strings", f"--grep=\"host\":\"{host}\"", "--all-match"]
+        out = self._git.log(*args)
+        for chunk in out.split("\x1e"):
+            chunk = chunk.strip("\n")
+            if not chunk:
+                continue
+            sha, when, message = chunk.split("\x1f", 2)
+            for record in parse_trailers(message):
+                if record.host == host:
+                    yield HistoryEntry(sha, when, record)
+
+    def gc_auto(self) -> None:
+        self._git.gc("--auto", "--quiet")

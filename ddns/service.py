@@ -1,0 +1,270 @@
+"""The service layer: what the CLI, the dyndns2 endpoint and the portal call.
+
+It owns the rules (who may do what, which names are allowed) and hands every
+DNS change to the publisher -- through the publisher thread when the service
+runs, directly (under the same lock) from a one-shot CLI command.
+"""
+from __future__ import annotations
+
+import time
+from concurrent.futures import TimeoutError as FutureTimeout
+from dataclasses import dataclass
+from typing import Callable
+
+from . import bind, resource_dir
+from .auth import FailureLimiter, SecretVerifier, hash_secret, new_secret
+from .config import Config
+from .gitrepo import HistoryEntry, ZonesRepo
+from .publisher import Change, Outcome, PublishTarget, Publisher, PublisherThread
+from .store import Conflict, Host, NotFound, Store, User
+from .validate import AddressPolicy, InvalidName, normalize_name, parse_address, record_type, split_host
+
+ZONE_TEMPLATES = resource_dir("templates") / "zone"
+
+# Names no user may register, whatever the zone's static records say.
+RESERVED_LABELS = frozenset({"@", "www", "ns", "ns1", "ns2", "ns3", "mail", "smtp", "imap", "pop", "mx",
+                             "localhost", "admin", "root", "hostmaster", "postmaster", "webmaster", "abuse",
+                             "autoconfig", "autodiscover", "_dmarc"})
+
+
+class ServiceError(ValueError):
+    """A request the service refuses, with a message for the person who made it."""
+
+
+@dataclass(frozen=True)
+class HostView:
+    """A host with the addresses it has in the zone."""
+
+    host: Host
+    ipv4: str | None
+    ipv6: str | None
+
+
+def build_publisher(config: Config, clock: Callable[[], float] = time.time) -> Publisher:
+    """The publisher for CONFIG's zones repository and BIND."""
+    template_dirs = [p for p in [config.path("zones.templates"), ZONE_TEMPLATES] if p]
+    rndc = bind.Rndc(config["bind.rndc_server"], config["bind.rndc_port"], config.path("bind.rndc_key"),
+                     config["bind.rndc"])
+    target = PublishTarget(rndc=rndc, dns_server=config["bind.listen"], dns_port=config["bind.port"],
+                           verify_timeout=config["bind.verify_timeout"], zones_conf=config.path("bind.zones_conf"),
+                           checkzone=config["bind.checkzone"])
+    return Publisher(ZonesRepo(config.path("zones.repo")), template_dirs, target, clock=clock,
+                     fsync=config["zones.git_fsync"])
+
+
+class Service:
+    def __init__(self, config: Config, store: Store, publisher: Publisher,
+                 clock: Callable[[], float] = time.time, monotonic: Callable[[], float] = time.monotonic):
+        self.config = config
+        self.store = store
+        self.publisher = publisher
+        self.clock = clock
+        self.verifier = SecretVerifier(config["security.secret_cache_seconds"], clock=monotonic)
+        self.failures = FailureLimiter(config["security.max_failures"], config["security.failure_window"], clock=monotonic)
+        self.policy = AddressPolicy(config["dyndns2.allow_private"], config["dyndns2.allow_loopback"])
+        self.thread: PublisherThread | None = None
+        # A hash to check against when the name is unknown, so a miss costs as much as a wrong secret.
+        self._dummy_hash = hash_secret(new_secret(), config["security.bcrypt_rounds"])
+
+    @classmethod
+    def open(cls, config: Config, clock: Callable[[], float] = time.time) -> "Service":
+        """The service for CONFIG with its store and publisher loaded (no thread)."""
+        publisher = build_publisher(config, clock)
+        publisher.recover()
+        publisher.load()
+        return cls(config, Store(config.path("store.path")), publisher, clock=clock)
+
+    # ---- running -----------------------------------------------------------
+    def start(self) -> dict[str, str]:
+        """Reconcile BIND with the repository, then publish from a background thread."""
+        status = self.publisher.reconcile()
+        self.thread = PublisherThread(self.publisher, self.config["publisher.max_batch"],
+                                      self.config["publisher.retry_seconds"])
+        self.thread.start()
+        return status
+
+    def stop(self) -> None:
+        if self.thread is not None:
+            self.thread.stop()
+            self.thread = None
+
+    def publish(self, changes: list[Change], timeout: float | None = None) -> list[Outcome]:
+        """Publish CHANGES and wait for their outcomes (911-style FAILED on timeout)."""
+        if not changes:
+            return []
+        if self.thread is None:
+            return self.publisher.apply(changes)
+        futures = self.thread.submit(changes)
+        if timeout is None:
+            timeout = self.config["bind.verify_timeout"] + 60
+        deadline = time.monotonic() + timeout
+        outcomes = []
+        for future in futures:
+            try:
+                outcomes.append(future.result(max(0.0, deadline - time.monotonic())))
+            except FutureTimeout:
+                outcomes.append(Outcome.FAILED)
+        return outcomes
+
+    # ---- users and domains -------------------------------------------------
+    def add_user(self, name: str, password: str | None = None, is_admin: bool = False) -> User:
+        if not name or len(name) > 64 or not name.replace("-", "").replace("_", "").replace(".", "").isalnum() or not name.isascii():
+            raise ServiceError("user names are 1-64 letters, digits, '.', '-' or '_'")
+        hashed = hash_secret(password, self.config["security.bcrypt_rounds"]) if password else None
+        try:
+            return self.store.add_user(name, hashed, is_admin, self.clock())
+        except Conflict as exc:
+            raise ServiceError(str(exc)) from exc
+
+    def new_user_token(self, name: str) -> str:
+        """An account token: updates any of the user's hosts (username = user name)."""
+        token = new_secret()
+        try:
+            self.store.set_user_token(name, hash_secret(token, self.config["security.bcrypt_rounds"]))
+        except NotFound as exc:
+            raise ServiceError(str(exc)) from exc
+        return token
+
+    def add_domain(self, zone: str, nameservers: list[str] | None = None, actor: str = "cli") -> Outcome:
+        """Create ZONE in the repository (if new), have BIND serve it, open it for hosts."""
+        try:
+            zone = normalize_name(zone)
+        except InvalidName as exc:
+            raise ServiceError(f"not a valid zone name: {exc}") from exc
+        if zone in self.store.domains():
+            raise ServiceError(f"domain {zone} exists")
+        outcome = Outcome.GOOD
+        if zone not in self.publisher.zones:
+            settings, static = default_zone_files(zone, nameservers, self.config["bind.listen"])
+            try:
+                outcome = self.publisher.add_zone(zone, settings, static, actor)
+            except (ValueError, FileExistsError) as exc:
+                raise ServiceError(str(exc)) from exc
+        self.store.add_domain(zone, self.clock())
+        return outcome
+
+    # ---- hosts -------------------------------------------------------------
+    def _split(self, fqdn: str) -> tuple[str, str, str]:
+        try:
+            fqdn = normalize_name(fqdn)
+            label, zone = split_host(fqdn, frozenset(self.store.domains()))
+        except InvalidName as exc:
+            raise ServiceError(str(exc)) from exc
+        return fqdn, label, zone
+
+    def add_host(self, fqdn: str, owner: str, comment: str = "") -> tuple[Host, str]:
+        """Register FQDN for OWNER; returns the host and its secret (shown once)."""
+        fqdn, label, zone = self._split(fqdn)
+        state = self.publisher.zones.get(zone)
+        if label in RESERVED_LABELS or (state is not None and label in state.source.reserved):
+            raise ServiceError(f"{label} is reserved in {zone}")
+        try:
+            user = self.store.user(owner)
+        except NotFound as exc:
+            raise ServiceError(str(exc)) from exc
+        secret = new_secret()
+        try:
+            host = self.store.add_host(fqdn, zone, user.id, hash_secret(secret, self.config["security.bcrypt_rounds"]),
+                                       self.clock(), comment[:200])
+        except Conflict as exc:
+            raise ServiceError(f"{fqdn} is taken") from exc
+        return host, secret
+
+    def host(self, fqdn: str) -> Host:
+        try:
+            return self.store.host(normalize_name(fqdn))
+        except (NotFound, InvalidName) as exc:
+            raise ServiceError(f"no host {fqdn}") from exc
+
+    def regenerate_secret(self, fqdn: str) -> str:
+        """A new secret for FQDN; the old one stops working at once."""
+        host = self.host(fqdn)
+        secret = new_secret()
+        self.store.set_secret_hash(host.fqdn, hash_secret(secret, self.config["security.bcrypt_rounds"]))
+        self.failures.reset(host.fqdn)
+        return secret
+
+    def view(self, host: Host) -> HostView:
+        label = host.label
+        return HostView(host, self.publisher.current(host.zone, label, "A"),
+                        self.publisher.current(host.zone, label, "AAAA"))
+
+    def list_hosts(self, owner: str | None = None) -> list[HostView]:
+        owner_id = self.store.user(owner).id if owner else None
+        return [self.view(h) for h in self.store.hosts(owner_id)]
+
+    def set_address(self, fqdn: str, address: str, actor: str, interface: str = "cli",
+                    client: str = "", agent: str = "") -> Outcome:
+        host = self.host(fqdn)
+        try:
+            addr = parse_address(address, self.policy)
+        except ValueError as exc:
+            raise ServiceError(str(exc)) from exc
+        change = Change(host.zone, host.label, record_type(addr), str(addr), actor, client, interface, agent)
+        return self.publish([change])[0]
+
+    def delete_host(self, fqdn: str, actor: str, interface: str = "cli") -> Outcome:
+        """Remove the host's records from DNS, then the host."""
+        host = self.host(fqdn)
+        changes = [Change(host.zone, host.label, rtype, None, actor, interface=interface) for rtype in ("A", "AAAA")]
+        outcomes = self.publish(changes)
+        if Outcome.FAILED in outcomes:
+            return Outcome.FAILED
+        self.store.delete_host(host.fqdn)
+        self.failures.reset(host.fqdn)
+        return Outcome.DNSERR if Outcome.DNSERR in outcomes else Outcome.GOOD
+
+    def history(self, fqdn: str) -> list[HistoryEntry]:
+        try:
+            fqdn = normalize_name(fqdn)
+        except InvalidName as exc:
+            raise ServiceError(str(exc)) from exc
+        return list(self.publisher.repo.history(fqdn))
+
+    # ---- authentication for updates ---------------------------------------
+    def authenticate(self, username: str, secret: str) -> tuple[str, Host | User | None]:
+        """Check dyndns2 credentials.
+
+        Returns ("ok", host-or-user), ("abuse", None) when the name is blocked
+        after too many failures, or ("badauth", None). Unknown names cost a
+        bcrypt check too, so they cannot be told apart by timing.
+        """
+        try:
+            name = normalize_name(username)
+        except InvalidName:
+            name = None
+        host = self.store.find_host(name) if name else None
+        if host is not None:
+            key, stored = host.fqdn, host.secret_hash
+            if host.blocked:
+                return "abuse", None
+        else:
+            try:
+                user = self.store.user(username)
+                key, stored = "user:" + user.name, user.token_hash
+            except NotFound:
+                user = None
+                key, stored = "unknown:" + username[:100], None
+        if self.failures.blocked(key):
+            return "abuse", None
+        if self.verifier.verify(secret, stored or self._dummy_hash) and stored:
+            return "ok", host if host is not None else user
+        self.failures.fail(key)
+        if host is not None:
+            self.store.count_fault(host.fqdn, "auth")
+        return "badauth", None
+
+
+def default_zone_files(zone: str, nameservers: list[str] | None, glue_address: str) -> tuple[str, str]:
+    """zone.toml and static.zone for a new zone; without NAMESERVERS, ns1.ZONE with glue."""
+    ns = [n if n.endswith(".") else n + "." for n in (nameservers or [f"ns1.{zone}."])]
+    ns_list = ", ".join(f'"{n}"' for n in ns)
+    settings = (f"# Settings of {zone}; edit by pull request.\n"
+                f"ttl = 3600          # TTL of static records\n"
+                f"dynamic_ttl = 60    # TTL of the records hosts update\n"
+                f"nameservers = [{ns_list}]\n\n"
+                f"[soa]\nhostmaster = \"hostmaster.{zone}.\"\nrefresh = 3600\nretry = 600\nexpire = 1209600\nminimum = 60\n")
+    static = f"; Static records of {zone} in zone-file syntax; edit by pull request.\n"
+    if not nameservers:
+        static += f"ns1 IN A {glue_address}\n"
+    return settings, static

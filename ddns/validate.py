@@ -1,0 +1,131 @@
+"""Validation of everything that can end up in a zone file.
+
+Pure functions: every hostname and address passes through here before it
+reaches the store, the publisher or a template, which is what makes zone-file
+injection impossible (only LDH labels and canonical addresses get through).
+"""
+from __future__ import annotations
+
+import ipaddress
+import re
+from dataclasses import dataclass
+
+_LABEL = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)$")
+MAX_NAME_LENGTH = 253
+
+
+class InvalidName(ValueError):
+    """A hostname or zone name that is not a valid DNS name."""
+
+
+class InvalidAddress(ValueError):
+    """An address that is malformed or refused by policy."""
+
+
+def normalize_name(name: str) -> str:
+    """Return NAME lowercased, without a trailing dot, IDN labels in punycode.
+
+    Refuses anything that is not a sequence of LDH labels: wildcards, empty
+    labels (``a..b``), underscores, spaces, control characters, zone-file
+    syntax.
+    """
+    if not isinstance(name, str) or not name:
+        raise InvalidName("empty name")
+    if len(name) > 2 * MAX_NAME_LENGTH:
+        raise InvalidName("name too long")
+    if name.endswith("."):
+        name = name[:-1]
+    if not name:
+        raise InvalidName("empty name")
+    labels = []
+    for label in name.split("."):
+        if not label:
+            raise InvalidName("empty label in name")
+        if not label.isascii():
+            try:
+                label = label.encode("idna").decode("ascii")
+            except UnicodeError as exc:
+                raise InvalidName(f"not a valid international label: {label!r}") from exc
+        label = label.lower()
+        if not _LABEL.match(label):
+            raise InvalidName(f"invalid label {label!r}: use letters, digits and inner hyphens")
+        labels.append(label)
+    normalized = ".".join(labels)
+    if len(normalized) > MAX_NAME_LENGTH:
+        raise InvalidName("name longer than 253 characters")
+    return normalized
+
+
+def split_host(fqdn: str, zones: "set[str] | frozenset[str]") -> tuple[str, str]:
+    """Split a normalized FQDN into (label, zone) for the longest matching zone.
+
+    Only one label below the zone is a host; deeper names and the apex are not.
+    """
+    best = ""
+    for zone in zones:
+        if fqdn.endswith("." + zone) and len(zone) > len(best):
+            best = zone
+    if not best:
+        raise InvalidName(f"{fqdn} is not in a domain of this service")
+    label = fqdn[: -len(best) - 1]
+    if "." in label:
+        raise InvalidName(f"{fqdn}: only one label below {best} is allowed")
+    return label, best
+
+
+@dataclass(frozen=True)
+class AddressPolicy:
+    """Which kinds of address a host may point to."""
+
+    allow_private: bool = True
+    allow_loopback: bool = False
+
+
+def parse_address(text: str, policy: AddressPolicy = AddressPolicy()) -> ipaddress.IPv4Address | ipaddress.IPv6Address:
+    """Parse one IPv4 or IPv6 address, refusing what must never be published.
+
+    IPv4-mapped IPv6 (``::ffff:192.0.2.1``) becomes the IPv4 address; zone ids,
+    prefixes, unspecified, multicast, link-local and reserved addresses are
+    refused; private and loopback ranges follow POLICY.
+    """
+    if not isinstance(text, str) or not text or len(text) > 45:
+        raise InvalidAddress("not an IP address")
+    if "%" in text or "/" in text or text.strip() != text:
+        raise InvalidAddress(f"not a plain IP address: {text!r}")
+    try:
+        addr = ipaddress.ip_address(text)
+    except ValueError as exc:
+        raise InvalidAddress(f"not an IP address: {text!r}") from exc
+    if isinstance(addr, ipaddress.IPv6Address) and addr.ipv4_mapped is not None:
+        addr = addr.ipv4_mapped
+    if addr.is_unspecified:
+        raise InvalidAddress(f"{addr} is the unspecified address")
+    if addr.is_multicast:
+        raise InvalidAddress(f"{addr} is a multicast address")
+    if addr.is_link_local:
+        raise InvalidAddress(f"{addr} is a link-local address")
+    if addr.is_loopback:
+        if not policy.allow_loopback:
+            raise InvalidAddress(f"{addr} is a loopback address")
+        return addr
+    if addr.is_reserved or (isinstance(addr, ipaddress.IPv4Address) and addr == ipaddress.IPv4Address("255.255.255.255")):
+        raise InvalidAddress(f"{addr} is a reserved address")
+    if addr.is_private and not addr.is_global and not _is_documentation(addr) and not policy.allow_private:
+        raise InvalidAddress(f"{addr} is a private address")
+    return addr
+
+
+_DOCUMENTATION = [
+    ipaddress.ip_network(n)
+    for n in ("192.0.2.0/24", "198.51.100.0/24", "203.0.113.0/24", "2001:db8::/32")
+]
+
+
+def _is_documentation(addr: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
+    """Documentation ranges (RFC 5737, 3849) are allowed: examples must work."""
+    return any(addr.version == net.version and addr in net for net in _DOCUMENTATION)
+
+
+def record_type(addr: ipaddress.IPv4Address | ipaddress.IPv6Address) -> str:
+    """The DNS record type that holds ADDR."""
+    return "A" if addr.version == 4 else "AAAA"

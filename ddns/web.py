@@ -1,0 +1,172 @@
+"""The web application (an explicit ``Bottle()``, built by ``create_app``) and its server."""
+from __future__ import annotations
+
+import base64
+import binascii
+import ipaddress
+import json
+import logging
+import uuid
+
+import bottle
+
+from . import dyndns2
+from .service import Service
+
+log = logging.getLogger("ddns.web")
+MAX_QUERY_LENGTH = 8192
+
+
+def _decode(value: str) -> str:
+    """Bottle hands query values as latin-1; the bytes are UTF-8 (or hostile)."""
+    return value.encode("latin-1").decode("utf-8")
+
+
+def client_address(environ: dict, trusted: list[ipaddress.IPv4Network | ipaddress.IPv6Network]) -> str:
+    """The client's address; proxy headers count only when the peer is a trusted proxy.
+
+    With X-Forwarded-For, the rightmost address that is not itself a trusted
+    proxy is the client (the ones left of it are whatever the client claimed).
+    """
+    peer = _plain(environ.get("REMOTE_ADDR", ""))
+    if not _in(peer, trusted):
+        return peer
+    forwarded = environ.get("HTTP_X_FORWARDED_FOR", "")
+    if forwarded:
+        hops = [_plain(h.strip()) for h in forwarded.split(",") if h.strip()]
+        for hop in reversed(hops):
+            if not _in(hop, trusted):
+                return hop
+        return hops[0] if hops else peer
+    real = environ.get("HTTP_X_REAL_IP", "").strip()
+    return _plain(real) if real else peer
+
+
+def _plain(text: str) -> str:
+    try:
+        addr = ipaddress.ip_address(text)
+    except ValueError:
+        return text[:64]
+    if isinstance(addr, ipaddress.IPv6Address) and addr.ipv4_mapped:
+        addr = addr.ipv4_mapped
+    return str(addr)
+
+
+def _in(text: str, networks: list) -> bool:
+    try:
+        addr = ipaddress.ip_address(text)
+    except ValueError:
+        return False
+    return any(addr.version == n.version and addr in n for n in networks)
+
+
+def basic_credentials(header: str) -> tuple[str, str] | None:
+    """(user, password) from an ``Authorization: Basic`` header, or None."""
+    scheme, _, data = header.partition(" ")
+    if scheme.lower() != "basic" or not data or len(data) > 2048:
+        return None
+    try:
+        user, sep, password = base64.b64decode(data.strip(), validate=True).decode("utf-8").partition(":")
+    except (binascii.Error, UnicodeDecodeError, ValueError):
+        return None
+    return (user, password) if sep else None
+
+
+def create_app(service: Service) -> bottle.Bottle:
+    app = bottle.Bottle()
+    trusted = [ipaddress.ip_network(n, strict=False) for n in service.config["http.trusted_proxies"]]
+
+    def text(body: str, status: int = 200, headers: dict | None = None) -> bottle.HTTPResponse:
+        return bottle.HTTPResponse(body, status, {"Content-Type": "text/plain; charset=utf-8",
+                                                  "Cache-Control": "no-store", **(headers or {})})
+
+    def is_tls() -> bool:
+        if bottle.request.urlparts.scheme == "https":
+            return True
+        peer = _plain(bottle.request.environ.get("REMOTE_ADDR", ""))
+        return _in(peer, trusted) and bottle.request.get_header("X-Forwarded-Proto", "") == "https"
+
+    @app.route("/nic/update", method=["GET", "POST"])
+    def nic_update():
+        environ = bottle.request.environ
+        if len(environ.get("QUERY_STRING", "")) > MAX_QUERY_LENGTH:
+            return text("notfqdn\n", 414)
+        try:
+            params: dict[str, list[str]] = {}
+            for source in (bottle.request.query, bottle.request.forms if bottle.request.method == "POST" else None):
+                if source is None:
+                    continue
+                for key in source.keys():
+                    params.setdefault(_decode(key), []).extend(_decode(v) for v in source.getall(key))
+        except UnicodeError:
+            return text("notfqdn\n")
+        request = dyndns2.UpdateRequest(
+            credentials=basic_credentials(bottle.request.get_header("Authorization", "")),
+            params=params,
+            client=client_address(environ, trusted),
+            agent=bottle.request.get_header("User-Agent", ""),
+            tls=is_tls(),
+            request_id=uuid.uuid4().hex[:16],
+        )
+        try:
+            answer = dyndns2.handle_update(service, request)
+        except Exception:
+            log.exception("update %s failed", request.request_id)
+            return text("911\n", 500)
+        return text(answer.body, answer.status, answer.headers)
+
+    @app.get("/myip")
+    def myip():
+        return text(client_address(bottle.request.environ, trusted) + "\n")
+
+    @app.get("/healthz")
+    def healthz():
+        publisher = service.publisher
+        thread = service.thread
+        body = {
+            "status": "ok" if not publisher.unserved else "degraded",
+            "zones": sorted(publisher.zones),
+            "unserved": sorted(publisher.unserved),
+            "queue": thread.queue_length if thread else 0,
+            "last_publish": publisher.last_publish,
+            "last_error": publisher.last_error,
+        }
+        status = 200 if body["status"] == "ok" else 503
+        return bottle.HTTPResponse(json.dumps(body), status, {"Content-Type": "application/json"})
+
+    @app.get("/")
+    def index():
+        return text(f"ddns: dynamic DNS. Update with: curl -u FQDN:SECRET '{service.config.public_url}/nic/update?myip=ADDRESS'\n")
+
+    @app.error(404)
+    def not_found(error):
+        bottle.response.content_type = "text/plain; charset=utf-8"
+        return "not found\n"
+
+    @app.error(405)
+    def not_allowed(error):
+        bottle.response.content_type = "text/plain; charset=utf-8"
+        return "method not allowed\n"
+
+    @app.error(500)
+    def server_error(error):
+        bottle.response.content_type = "text/plain; charset=utf-8"
+        return "911\n"
+
+    return app
+
+
+def make_server(app: bottle.Bottle, host: str, port: int, threads: int,
+                tls_cert: str | None = None, tls_key: str | None = None):
+    """A cheroot (CherryPy's) threaded WSGI server, with TLS when given a certificate."""
+    from cheroot import wsgi
+
+    server = wsgi.Server((host, port), app, numthreads=threads, max=-1, request_queue_size=256,
+                         server_name="ddns", shutdown_timeout=5)
+    server.max_request_header_size = 16 * 1024
+    server.max_request_body_size = 64 * 1024
+    if tls_cert and tls_key:
+        from cheroot.ssl.builtin import BuiltinSSLAdapter
+
+        server.ssl_adapter = BuiltinSSLAdapter(tls_cert, tls_key)
+    return server

@@ -1,0 +1,171 @@
+"""Zone data in the zones repository, and rendering it to a zone file.
+
+Layout of one zone directory ``ZONE/`` in the repository:
+
+- ``zone.toml``       settings humans edit (SOA, NS, TTLs)            -- human
+- ``static.zone``     static records in zone-file syntax              -- human
+- ``dynamic.records`` one ``LABEL TYPE ADDRESS`` per line, sorted     -- service
+- ``ZONE.zone``       the rendered file BIND loads                    -- service
+
+A pull request and a service commit never touch the same file. Everything
+here is pure except the small readers, which take paths.
+"""
+from __future__ import annotations
+
+import re
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import jinja2
+
+from .validate import InvalidAddress, InvalidName, normalize_name, parse_address, AddressPolicy, record_type
+
+SETTINGS_FILE = "zone.toml"
+STATIC_FILE = "static.zone"
+DYNAMIC_FILE = "dynamic.records"
+TEMPLATE_FILE = "zone.j2"
+
+
+def rendered_file(zone: str) -> str:
+    """Name of the rendered zone file inside the zone directory."""
+    return f"{zone}.zone"
+
+
+@dataclass(frozen=True)
+class ZoneSettings:
+    """What humans set for a zone (``zone.toml``)."""
+
+    name: str
+    ttl: int = 3600
+    dynamic_ttl: int = 60
+    primary_ns: str = ""
+    hostmaster: str = ""
+    refresh: int = 3600
+    retry: int = 600
+    expire: int = 1209600
+    minimum: int = 60
+    nameservers: tuple[str, ...] = ()
+
+    @classmethod
+    def from_toml(cls, zone: str, text: str) -> "ZoneSettings":
+        data = tomllib.loads(text)
+        soa = data.get("soa", {})
+        nameservers = tuple(data.get("nameservers", ()))
+        primary = soa.get("primary_ns") or (nameservers[0] if nameservers else f"ns1.{zone}.")
+        return cls(
+            name=zone,
+            ttl=int(data.get("ttl", cls.ttl)),
+            dynamic_ttl=int(data.get("dynamic_ttl", cls.dynamic_ttl)),
+            primary_ns=primary,
+            hostmaster=soa.get("hostmaster", f"hostmaster.{zone}."),
+            refresh=int(soa.get("refresh", cls.refresh)),
+            retry=int(soa.get("retry", cls.retry)),
+            expire=int(soa.get("expire", cls.expire)),
+            minimum=int(soa.get("minimum", cls.minimum)),
+            nameservers=nameservers or (primary,),
+        )
+
+
+# (label, type) -> address text; labels are relative to the zone.
+DynamicRecords = dict[tuple[str, str], str]
+
+
+class BadRecordLine(ValueError):
+    """A line of a dynamic records file that the service would never write."""
+
+
+def parse_dynamic(text: str) -> DynamicRecords:
+    """Parse ``dynamic.records``; every line is validated as strictly as input."""
+    records: DynamicRecords = {}
+    for number, line in enumerate(text.splitlines(), 1):
+        if not line.strip():
+            continue
+        parts = line.split()
+        if len(parts) != 3 or parts[1] not in ("A", "AAAA"):
+            raise BadRecordLine(f"line {number}: expected 'LABEL A|AAAA ADDRESS': {line!r}")
+        label, rtype, address = parts
+        try:
+            if normalize_name(label) != label or "." in label:
+                raise BadRecordLine(f"line {number}: bad label {label!r}")
+            addr = parse_address(address, AddressPolicy(allow_private=True, allow_loopback=True))
+        except (InvalidName, InvalidAddress) as exc:
+            raise BadRecordLine(f"line {number}: {exc}") from exc
+        if record_type(addr) != rtype or str(addr) != address:
+            raise BadRecordLine(f"line {number}: {address} is not a canonical {rtype} address")
+        records[(label, rtype)] = address
+    return records
+
+
+def format_dynamic(records: DynamicRecords) -> str:
+    """One record per line, sorted by label then type: diff-friendly."""
+    return "".join(f"{label} {rtype} {addr}\n" for (label, rtype), addr in sorted(records.items()))
+
+
+_SOA_SERIAL = re.compile(r"\bSOA\s+\S+\s+\S+\s*\(?\s*(\d+)")
+
+
+def serial_of(zone_text: str) -> int | None:
+    """The SOA serial of a rendered zone file (found within its first lines)."""
+    match = _SOA_SERIAL.search(zone_text, 0, 4096)
+    return int(match.group(1)) if match else None
+
+
+def static_names(static_text: str) -> set[str]:
+    """Owner names used by static records (relative, lowercased): reserved for hosts."""
+    names = set()
+    for line in static_text.splitlines():
+        if not line or line[0] in " \t;$(":
+            continue
+        owner = line.split()[0].lower().rstrip(".")
+        names.add(owner)
+    return names
+
+
+def template_environment(template_dirs: list[Path]) -> jinja2.Environment:
+    """Jinja for zone files: no HTML escaping, undefined variables are errors."""
+    return jinja2.Environment(
+        loader=jinja2.FileSystemLoader([str(d) for d in template_dirs]),
+        autoescape=False,
+        undefined=jinja2.StrictUndefined,
+        keep_trailing_newline=True,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+
+
+def render_zone(
+    template: jinja2.Template,
+    settings: ZoneSettings,
+    serial: int,
+    static_text: str,
+    dynamic: DynamicRecords,
+) -> str:
+    """Render a zone file. Dynamic records arrive pre-formatted (fast for 100k)."""
+    ttl = settings.dynamic_ttl
+    lines = [f"{label} {ttl} IN {rtype} {addr}" for (label, rtype), addr in sorted(dynamic.items())]
+    return template.render(zone=settings, serial=serial, static=static_text, dynamic_lines=lines)
+
+
+@dataclass
+class ZoneSource:
+    """The human-edited inputs of one zone, read from a zone directory."""
+
+    settings: ZoneSettings
+    static_text: str
+    template_name: str = TEMPLATE_FILE
+    reserved: set[str] = field(default_factory=set)
+
+    @classmethod
+    def read(cls, zone_dir: Path) -> "ZoneSource":
+        zone = zone_dir.name
+        settings = ZoneSettings.from_toml(zone, (zone_dir / SETTINGS_FILE).read_text())
+        static_path = zone_dir / STATIC_FILE
+        static_text = static_path.read_text() if static_path.exists() else ""
+        template_name = f"{zone}/{TEMPLATE_FILE}" if (zone_dir / TEMPLATE_FILE).exists() else TEMPLATE_FILE
+        return cls(settings, static_text, template_name, static_names(static_text) | {"@"})
+
+
+def list_zones(repo_dir: Path) -> list[str]:
+    """Zones in the repository: directories holding a ``zone.toml``."""
+    return sorted(p.parent.name for p in repo_dir.glob(f"*/{SETTINGS_FILE}"))

@@ -1,0 +1,46 @@
+"""Packaging: ``pip install .`` gives the ``ddns`` command.
+
+The top-level templates/, zones-repo/ and hooks/ directories ship inside the
+package as ddns/_data/..., where ``ddns.resource_dir`` finds them.
+"""
+from pathlib import Path
+
+from setuptools import setup
+from setuptools.command.build_py import build_py
+
+DATA_DIRS = ("templates", "zones-repo", "hooks")
+
+
+class BuildWithData(build_py):
+    """Copy the shared data directories into the built package."""
+
+    def run(self):
+        super().run()
+        import shutil
+
+        for name in DATA_DIRS:
+            target = Path(self.build_lib) / "ddns" / "_data" / name
+            shutil.copytree(name, target, dirs_exist_ok=True)
+
+
+setup(
+    name="ddns",
+    version="0.1.0",
+    description="Dynamic DNS where every change is a Git commit and BIND serves the result",
+    long_description=Path("README.md").read_text() if Path("README.md").exists() else "",
+    long_description_content_type="text/markdown",
+    python_requires=">=3.11",
+    packages=["ddns"],
+    install_requires=[
+        "bottle>=0.12",
+        "jinja2>=3.1",
+        "gitpython>=3.1",
+        "bcrypt>=4",
+        "python-keycloak>=4",
+        "dnspython>=2.4",
+        "cheroot>=10",
+    ],
+    extras_require={"test": ["pytest>=8"]},
+    entry_points={"console_scripts": ["ddns = ddns.cli:main"]},
+    cmdclass={"build_py": BuildWithData},
+)

@@ -1,0 +1,279 @@
+"""Fixtures that run the real parts: a private named on loopback high ports,
+a real zones Git repository per test, the real app over a real socket.
+
+Missing tools make tests FAIL (never skip): CI must install them.
+"""
+from __future__ import annotations
+
+import base64
+import io
+import json
+import os
+import random
+import shutil
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import dns.message
+import dns.query
+import dns.rdatatype
+import pytest
+
+from ddns import cli, config as configmod
+from ddns.service import Service
+
+REQUIRED_TOOLS = ("named", "rndc", "rndc-confgen", "named-checkzone", "git", "curl")
+
+
+def require(*tools: str) -> None:
+    """Fail (not skip) when a tool the test needs is missing."""
+    missing = [t for t in tools if shutil.which(t) is None and not Path("/usr/sbin", t).exists()]
+    if missing:
+        pytest.fail(f"required tools missing: {', '.join(missing)} (install them; see .ci/run)")
+
+
+def _port_free(port: int) -> bool:
+    for kind in (socket.SOCK_STREAM, socket.SOCK_DGRAM):
+        s = socket.socket(socket.AF_INET, kind)
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+        finally:
+            s.close()
+    return True
+
+
+_used_ports: set[int] = set()
+
+
+def free_port() -> int:
+    """A loopback port free for both TCP and UDP, not handed out before in this run."""
+    for _ in range(1000):
+        port = random.randint(20000, 59000)
+        if port not in _used_ports and _port_free(port):
+            _used_ports.add(port)
+            return port
+    raise RuntimeError("no free port")
+
+
+@dataclass
+class CliResult:
+    code: int
+    out: str
+    err: str
+
+    def json(self):
+        return json.loads(self.out)
+
+
+@dataclass
+class Instance:
+    """An instance made by ``ddns init`` in a temp dir (named not started)."""
+
+    dir: Path
+    config_path: Path
+    http_port: int
+    dns_port: int
+    rndc_port: int
+    zone: str = "dyn.example.test"
+
+    @property
+    def config(self) -> configmod.Config:
+        return configmod.load(self.config_path, environ={})
+
+    @property
+    def repo(self) -> Path:
+        return self.dir / "zones"
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.http_port}"
+
+    def cli(self, *args: str, stdin: str = "") -> CliResult:
+        """Run ``ddns -c CONFIG ARGS`` in this process."""
+        out, err = io.StringIO(), io.StringIO()
+        env = cli.Env(stdout=out, stderr=err, stdin=io.StringIO(stdin), environ={}, cwd=self.dir)
+        code = cli.main(["-c", str(self.config_path), *args], env)
+        return CliResult(code, out.getvalue(), err.getvalue())
+
+    def open_service(self) -> Service:
+        return Service.open(self.config)
+
+    def git(self, *args: str) -> str:
+        return subprocess.run(["git", "-C", str(self.repo), *args], check=True, capture_output=True, text=True).stdout
+
+    def commit_count(self) -> int:
+        return int(self.git("rev-list", "--count", "HEAD").strip())
+
+    def dig(self, name: str, rtype: str = "A") -> list[str]:
+        """What named serves for NAME (addresses as text; [] for none)."""
+        return query(self.dns_port, name, rtype)
+
+    def served_serial(self) -> int | None:
+        answers = query(self.dns_port, self.zone, "SOA")
+        return int(answers[0].split()[2]) if answers else None
+
+    def add_user(self, name: str = "alice", admin: bool = False) -> None:
+        args = ["user", "add", name, "--password-stdin"] + (["--admin"] if admin else [])
+        r = self.cli(*args, stdin="pw-" + name + "\n")
+        assert r.code == 0, r.err
+
+    def add_host(self, fqdn: str, owner: str = "alice") -> str:
+        """Register FQDN (creating OWNER if needed); returns its secret."""
+        if owner not in {u["name"] for u in self.cli("user", "list", "--json").json()}:
+            self.add_user(owner)
+        r = self.cli("host", "add", fqdn, "--owner", owner, "--json")
+        assert r.code == 0, r.err
+        return r.json()["secret"]
+
+
+def query(port: int, name: str, rtype: str = "A", timeout: float = 2.0) -> list[str]:
+    q = dns.message.make_query(name if name.endswith(".") else name + ".", dns.rdatatype.from_text(rtype))
+    response = dns.query.udp(q, "127.0.0.1", port=port, timeout=timeout)
+    return sorted(rdata.to_text() for rrset in response.answer for rdata in rrset
+                  if rrset.rdtype == dns.rdatatype.from_text(rtype))
+
+
+@pytest.fixture
+def instance(tmp_path: Path) -> Instance:
+    """A fresh instance (config, SQLite, zones repo, named.conf) with free ports.
+
+    bcrypt cost 4 keeps the suite fast; the cost is a setting, not a code path.
+    """
+    require(*REQUIRED_TOOLS)
+    http_port, dns_port, rndc_port = free_port(), free_port(), free_port()
+    directory = tmp_path / "inst"
+    cli.init_instance(directory, http_port, dns_port, rndc_port,
+                      extra={"security.bcrypt_rounds": 4, "bind.verify_timeout": 3.0, "zones.git_fsync": False})
+    return Instance(directory, directory / "ddns.toml", http_port, dns_port, rndc_port)
+
+
+@dataclass
+class Running:
+    """``ddns serve`` running in a thread of the test process (real sockets, real named)."""
+
+    instance: Instance
+    service: Service
+    stop: threading.Event
+    thread: threading.Thread
+    log: io.StringIO = field(default_factory=io.StringIO)
+
+    @property
+    def url(self) -> str:
+        return self.instance.url
+
+    def request(self, path: str, auth: tuple[str, str] | None = None, headers: dict | None = None,
+                method: str = "GET", data: bytes | None = None) -> tuple[int, str, dict]:
+        """One HTTP request; returns (status, body, headers)."""
+        return http(self.url + path, auth, headers, method, data)
+
+    def update(self, user: str, secret: str, query_string: str = "", **headers) -> tuple[int, str]:
+        status, body, _ = self.request("/nic/update" + (("?" + query_string) if query_string else ""),
+                                       auth=(user, secret), headers=headers or None)
+        return status, body
+
+
+def http(url: str, auth: tuple[str, str] | None = None, headers: dict | None = None, method: str = "GET",
+         data: bytes | None = None, timeout: float = 30) -> tuple[int, str, dict]:
+    req = urllib.request.Request(url, data=data, method=method)
+    if auth is not None:
+        token = base64.b64encode(f"{auth[0]}:{auth[1]}".encode()).decode()
+        req.add_header("Authorization", "Basic " + token)
+    for k, v in (headers or {}).items():
+        req.add_header(k, v)
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as resp:
+            return resp.status, resp.read().decode(), dict(resp.headers)
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read().decode(), dict(exc.headers)
+
+
+def start_serving(instance: Instance, overrides: dict | None = None) -> Running:
+    """Run cli.serve (managed named included) in a thread; wait until ready."""
+    cfg = configmod.load(instance.config_path, environ={}, overrides=overrides)
+    ready = threading.Event()
+    stop = threading.Event()
+    holder: dict = {}
+    log = io.StringIO()
+
+    def on_ready(service: Service) -> None:
+        holder["service"] = service
+        ready.set()
+
+    def run() -> None:
+        try:
+            cli.serve(cfg, cli.Env(stdout=log, stderr=log, environ={}), ready=on_ready, stop_event=stop)
+        except BaseException as exc:  # surfaced by the wait below
+            holder["error"] = exc
+            ready.set()
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    if not ready.wait(60) or "error" in holder:
+        stop.set()
+        raise RuntimeError(f"serve did not start: {holder.get('error')}\n{log.getvalue()}")
+    return Running(instance, holder["service"], stop, thread, log)
+
+
+@pytest.fixture
+def running(instance: Instance):
+    """The instance served: named, publisher thread, web server on its port."""
+    r = start_serving(instance)
+    yield r
+    r.stop.set()
+    r.thread.join(30)
+
+
+class ServeProcess:
+    """``ddns serve`` as a separate process (for crash tests: SIGKILL it)."""
+
+    def __init__(self, instance: Instance, log_path: Path):
+        self.instance = instance
+        self.log_path = log_path
+        self.proc: subprocess.Popen | None = None
+
+    def start(self, timeout: float = 30) -> None:
+        log = open(self.log_path, "ab")
+        self.proc = subprocess.Popen([sys.executable, "-m", "ddns.cli", "-c", str(self.instance.config_path), "serve"],
+                                     stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                     cwd=str(Path(__file__).resolve().parent.parent))
+        log.close()
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"ddns serve exited: {self.log_path.read_text()}")
+            try:
+                status, _, _ = http(self.instance.url + "/healthz", timeout=1)
+                if status in (200, 503):
+                    return
+            except OSError:
+                pass
+            time.sleep(0.1)
+        raise RuntimeError(f"ddns serve did not come up: {self.log_path.read_text()}")
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+
+def kill_named(instance: Instance) -> None:
+    """SIGKILL the instance's named (after a SIGKILLed serve left it running)."""
+    pid_file = instance.dir / "bind" / "named.pid"
+    if pid_file.exists():
+        try:
+            os.kill(int(pid_file.read_text().strip()), 9)
+        except (ValueError, ProcessLookupError):
+            pass

@@ -63,8 +63,14 @@ class Service:
         self.failures = FailureLimiter(config["security.max_failures"], config["security.failure_window"], clock=monotonic)
         self.policy = AddressPolicy(config["dyndns2.allow_private"], config["dyndns2.allow_loopback"])
         self.thread: PublisherThread | None = None
-        # A hash to check against when the name is unknown, so a miss costs as much as a wrong secret.
-        self._dummy_hash = hash_secret(new_secret(), config["security.bcrypt_rounds"])
+        self._dummy: str | None = None
+
+    @property
+    def _dummy_hash(self) -> str:
+        """A hash to check unknown names against, so a miss costs as much as a wrong secret."""
+        if self._dummy is None:
+            self._dummy = hash_secret(new_secret(), self.config["security.bcrypt_rounds"])
+        return self._dummy
 
     @classmethod
     def open(cls, config: Config, clock: Callable[[], float] = time.time) -> "Service":

@@ -154,7 +154,7 @@ def cmd_quickstart(args, env: Env) -> Exit:
     config_path = directory / "ddns.toml"
     fresh = not config_path.exists()
     if fresh:
-        init_instance(directory, args.http_port, args.dns_port, None, args.zone)
+        init_instance(directory, args.http_port, args.dns_port, args.rndc_port, args.zone)
     cfg = configmod.load(config_path, env.environ)
     service = Service.open(cfg)
     zone = service.store.domains()[0]
@@ -315,6 +315,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("dir", nargs="?", default="ddns-demo")
     p.add_argument("--http-port", type=int, default=8080)
     p.add_argument("--dns-port", type=int, default=5353)
+    p.add_argument("--rndc-port", type=int, default=None, help="default: DNS port + 1")
     p.add_argument("--zone", default="dyn.example.test")
 
     p = command("config", cmd_config, "print every setting with its default and documentation")

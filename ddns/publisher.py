@@ -189,8 +189,13 @@ class Publisher:
     def _fresh(self, zone: str) -> ZoneState:
         """The zone's state, re-read if another process changed its files."""
         state = self.zones.get(zone)
-        if state is None:
-            raise KeyError(zone)
+        if state is None:  # perhaps added by another process since we loaded
+            if not (self.root / zone / zones.SETTINGS_FILE).exists():
+                raise KeyError(zone)
+            with self.locked():
+                if zone not in self.zones:
+                    self.zones[zone] = self._load_validated(zone)
+                return self.zones[zone]
         if state.stamp and _stamp(*self._paths(zone)) != state.stamp:
             with self.locked():
                 state = self.zones[zone]

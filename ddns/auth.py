@@ -8,8 +8,8 @@ brute-force attempt gets ``abuse`` before it gets far.
 """
 from __future__ import annotations
 
+import base64
 import hashlib
-import hmac
 import secrets
 import threading
 import time
@@ -26,8 +26,14 @@ def new_secret() -> str:
     return secrets.token_urlsafe(SECRET_BYTES)
 
 
+def _bcrypt_input(secret: str) -> bytes:
+    """bcrypt takes at most 72 bytes: longer secrets (passwords) are pre-hashed."""
+    data = secret.encode()
+    return data if len(data) <= 72 else base64.b64encode(hashlib.sha256(data).digest())
+
+
 def hash_secret(secret: str, rounds: int = 12) -> str:
-    return bcrypt.hashpw(secret.encode(), bcrypt.gensalt(rounds)).decode()
+    return bcrypt.hashpw(_bcrypt_input(secret), bcrypt.gensalt(rounds)).decode()
 
 
 class SecretVerifier:
@@ -50,7 +56,7 @@ class SecretVerifier:
             if expires is not None and expires > now:
                 return True
         try:
-            ok = bcrypt.checkpw(secret.encode(), stored_hash.encode())
+            ok = bcrypt.checkpw(_bcrypt_input(secret), stored_hash.encode())
         except ValueError:
             ok = False
         if ok and self.ttl > 0:
@@ -90,7 +96,3 @@ class FailureLimiter:
     def reset(self, key: str) -> None:
         with self._lock:
             self._failures.pop(key, None)
-
-
-def constant_time_equal(a: str, b: str) -> bool:
-    return hmac.compare_digest(a.encode(), b.encode())

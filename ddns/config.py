@@ -56,6 +56,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("security.bcrypt_rounds", 12, "bcrypt cost of new secret hashes (12 is ~0.25 s)."),
     Setting("security.secret_cache_seconds", 900, "How long a verified secret is remembered, so repeated updates skip bcrypt."),
     Setting("security.max_failures", 10, "Failed logins for one host within failure_window before it answers abuse."),
+    Setting("security.max_client_failures", 50, "Failed logins from one client address within failure_window before it answers abuse."),
     Setting("security.failure_window", 600, "Seconds over which failed logins are counted."),
     Setting("publisher.max_batch", 1000, "Most changes committed together in one group commit."),
     Setting("publisher.retry_seconds", 5.0, "How often zones that named does not serve yet are reloaded again."),
@@ -122,7 +123,7 @@ class Config:
 
 def load(path: Path | None, environ: Mapping[str, str] = os.environ, overrides: Mapping[str, Any] | None = None) -> Config:
     """Read PATH (if given), then environment overrides, then OVERRIDES (for tests)."""
-    values = {s.key: s.default for s in SETTINGS}
+    values = {s.key: list(s.default) if isinstance(s.default, list) else s.default for s in SETTINGS}
     base_dir = Path.cwd()
     if path is not None:
         try:
@@ -167,7 +168,13 @@ def _toml_value(value: Any) -> str:
         return repr(value)
     if isinstance(value, list):
         return "[" + ", ".join(_toml_value(v) for v in value) + "]"
-    return '"' + str(value).replace("\\", "\\\\").replace('"', '\\"') + '"'
+    return '"' + "".join(_TOML_ESCAPES.get(ch, ch) for ch in str(value)) + '"'
+
+
+# TOML basic strings: escape quote and backslash, and every control character
+# (a raw newline would end the string and make the file unreadable).
+_TOML_ESCAPES = {chr(c): f"\\u{c:04x}" for c in [*range(0x20), 0x7F]}
+_TOML_ESCAPES.update({'"': '\\"', "\\": "\\\\", "\b": "\\b", "\t": "\\t", "\n": "\\n", "\f": "\\f", "\r": "\\r"})
 
 
 def render_toml(values: Mapping[str, Any], commented_defaults: bool = True) -> str:

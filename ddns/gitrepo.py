@@ -7,6 +7,7 @@ machine-readable audit record that ``ddns history`` reads back.
 """
 from __future__ import annotations
 
+import itertools
 import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -34,7 +35,8 @@ class ChangeRecord:
     request: str = ""
 
     def summary(self) -> str:
-        return f"{self.host} {self.type} {self.old or '-'} -> {self.new or '-'} by {self.actor} from {self.client or '-'} via {self.interface}"
+        return _one_line(f"{self.host} {self.type} {self.old or '-'} -> {self.new or '-'} by {self.actor} "
+                         f"from {self.client or '-'} via {self.interface}")
 
     def trailer(self) -> str:
         return f"{TRAILER}: " + json.dumps(asdict(self), separators=(",", ":"), ensure_ascii=True)
@@ -45,13 +47,18 @@ def commit_message(changes: list[ChangeRecord], subject: str | None = None) -> s
     if subject is None:
         if len(changes) == 1:
             c = changes[0]
-            subject = f"{c.host} {c.type} {c.new or 'deleted'} ({c.interface})"
+            subject = _one_line(f"{c.host} {c.type} {c.new or 'deleted'} ({c.interface})")
         else:
             zones = sorted({c.host.split(".", 1)[-1] for c in changes})
             subject = f"{len(changes)} changes in {', '.join(zones)}"
     body = "\n".join(c.summary() for c in changes)
     trailers = "\n".join(c.trailer() for c in changes)
     return f"{subject}\n\n{body}\n\n{trailers}\n"
+
+
+def _one_line(text: str) -> str:
+    """TEXT with non-printable characters escaped: no field can start a line (or forge a trailer)."""
+    return "".join(ch if ch.isprintable() else ch.encode("unicode_escape").decode("ascii") for ch in text)
 
 
 def parse_trailers(message: str) -> list[ChangeRecord]:
@@ -90,7 +97,9 @@ class ZonesRepo:
         repo = cls(path)
         repo._git.config("user.name", SERVICE_NAME)
         repo._git.config("user.email", SERVICE_EMAIL)
-        repo._git.config("gc.auto", "6700")
+        # git commit runs "gc --auto" now and then; run it in the committing
+        # process (under the publisher's lock), never detached beside the next commit.
+        repo._git.config("gc.autoDetach", "false")
         if fsync:
             repo._git.config("core.fsync", "committed")
         return repo
@@ -122,6 +131,11 @@ class ZonesRepo:
 
     def history(self, host: str, limit: int | None = None) -> Iterator[HistoryEntry]:
         """Changes of HOST, newest first, read from commit trailers."""
+        if limit is not None:
+            yield from itertools.islice(self.history(host), limit)
+            return
+        if self.head() is None:
+            return
         args = ["--format=%H%x1f%cI%x1f%B%x1e", f"--grep={TRAILER}: ", "--fixed-strings", f"--grep=\"host\":\"{host}\"", "--all-match"]
         out = self._git.log(*args)
         for chunk in out.split("\x1e"):
@@ -132,6 +146,3 @@ class ZonesRepo:
             for record in parse_trailers(message):
                 if record.host == host:
                     yield HistoryEntry(sha, when, record)
-
-    def gc_auto(self) -> None:
-        self._git.gc("--auto", "--quiet")

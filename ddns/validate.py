@@ -10,7 +10,7 @@ import ipaddress
 import re
 from dataclasses import dataclass
 
-_LABEL = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)$")
+_LABEL = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)\Z")  # \Z: "$" would accept a trailing newline
 MAX_NAME_LENGTH = 253
 
 
@@ -67,6 +67,8 @@ def split_host(fqdn: str, zones: "set[str] | frozenset[str]") -> tuple[str, str]
             best = zone
     if not best:
         raise InvalidName(f"{fqdn} is not in a domain of this service")
+    if fqdn in zones:
+        raise InvalidName(f"{fqdn} is a zone apex, not a host")
     label = fqdn[: -len(best) - 1]
     if "." in label:
         raise InvalidName(f"{fqdn}: only one label below {best} is allowed")
@@ -98,23 +100,24 @@ def parse_address(text: str, policy: AddressPolicy = AddressPolicy()) -> ipaddre
         raise InvalidAddress(f"not an IP address: {text!r}") from exc
     if isinstance(addr, ipaddress.IPv6Address) and addr.ipv4_mapped is not None:
         addr = addr.ipv4_mapped
-    if addr.is_unspecified:
-        raise InvalidAddress(f"{addr} is the unspecified address")
+    if addr.is_unspecified or (addr.version == 4 and addr in _THIS_NETWORK):
+        raise InvalidAddress(f"{addr} is an unspecified address")
     if addr.is_multicast:
         raise InvalidAddress(f"{addr} is a multicast address")
-    if addr.is_link_local:
-        raise InvalidAddress(f"{addr} is a link-local address")
+    if addr.is_link_local or (addr.version == 6 and addr.is_site_local):
+        raise InvalidAddress(f"{addr} is a link-local or site-local address")
     if addr.is_loopback:
         if not policy.allow_loopback:
             raise InvalidAddress(f"{addr} is a loopback address")
         return addr
     if addr.is_reserved or (isinstance(addr, ipaddress.IPv4Address) and addr == ipaddress.IPv4Address("255.255.255.255")):
         raise InvalidAddress(f"{addr} is a reserved address")
-    if addr.is_private and not addr.is_global and not _is_documentation(addr) and not policy.allow_private:
+    if not addr.is_global and not _is_documentation(addr) and not policy.allow_private:
         raise InvalidAddress(f"{addr} is a private address")
     return addr
 
 
+_THIS_NETWORK = ipaddress.IPv4Network("0.0.0.0/8")
 _DOCUMENTATION = [
     ipaddress.ip_network(n)
     for n in ("192.0.2.0/24", "198.51.100.0/24", "203.0.113.0/24", "2001:db8::/32")

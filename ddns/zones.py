@@ -93,6 +93,8 @@ def parse_dynamic(text: str) -> DynamicRecords:
             raise BadRecordLine(f"line {number}: {exc}") from exc
         if record_type(addr) != rtype or str(addr) != address:
             raise BadRecordLine(f"line {number}: {address} is not a canonical {rtype} address")
+        if (label, rtype) in records:
+            raise BadRecordLine(f"line {number}: a second {rtype} record for {label}")
         records[(label, rtype)] = address
     return records
 
@@ -111,14 +113,24 @@ def serial_of(zone_text: str) -> int | None:
     return int(match.group(1)) if match else None
 
 
-def static_names(static_text: str) -> set[str]:
-    """Owner names used by static records (relative, lowercased): reserved for hosts."""
+def static_names(static_text: str, zone: str = "") -> set[str]:
+    """Owner names used by static records (relative, lowercased): reserved for hosts.
+
+    Absolute owners inside ZONE are made relative (its apex becomes ``@``).
+    """
+    zone = zone.lower().rstrip(".")
     names = set()
     for line in static_text.splitlines():
         if not line or line[0] in " \t;$(":
             continue
-        owner = line.split()[0].lower().rstrip(".")
-        names.add(owner)
+        owner = line.split()[0].lower()
+        if zone and owner.endswith("."):
+            owner = owner[:-1]
+            if owner == zone:
+                owner = "@"
+            elif owner.endswith("." + zone):
+                owner = owner[: -len(zone) - 1]
+        names.add(owner.rstrip("."))
     return names
 
 
@@ -163,7 +175,7 @@ class ZoneSource:
         static_path = zone_dir / STATIC_FILE
         static_text = static_path.read_text() if static_path.exists() else ""
         template_name = f"{zone}/{TEMPLATE_FILE}" if (zone_dir / TEMPLATE_FILE).exists() else TEMPLATE_FILE
-        return cls(settings, static_text, template_name, static_names(static_text) | {"@"})
+        return cls(settings, static_text, template_name, static_names(static_text, zone) | {"@"})
 
 
 def list_zones(repo_dir: Path) -> list[str]:

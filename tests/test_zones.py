@@ -1,0 +1,336 @@
+"""ddns.zones: zone settings, the dynamic records file, rendering with the
+shipped template, and the result checked by the real named-checkzone."""
+import re
+from pathlib import Path
+
+import jinja2
+import pytest
+
+from conftest import require
+from ddns import bind, zones
+from ddns.zones import BadRecordLine, ZoneSettings, format_dynamic, parse_dynamic, serial_of, static_names
+
+ROOT = Path(__file__).resolve().parent.parent
+ZONE = "dyn.example.test"
+STATIC = "; static records\nns1 IN A 192.0.2.53\nwww IN A 198.51.100.80\n"
+
+
+@pytest.fixture(scope="module")
+def template() -> jinja2.Template:
+    return zones.template_environment([ROOT / "templates" / "zone"]).get_template(zones.TEMPLATE_FILE)
+
+
+def check(tmp_path: Path, text: str, zone: str = ZONE) -> str | None:
+    require("named-checkzone")
+    path = tmp_path / zones.rendered_file(zone)
+    path.write_text(text)
+    return bind.check_zone(zone, path)
+
+
+# ---------------------------------------------------------------- ZoneSettings
+
+
+def test_settings_defaults():
+    s = ZoneSettings.from_toml(ZONE, "")
+    assert s.name == ZONE
+    assert (s.ttl, s.dynamic_ttl) == (3600, 60)
+    assert (s.refresh, s.retry, s.expire, s.minimum) == (3600, 600, 1209600, 60)
+    assert s.primary_ns == "ns1.dyn.example.test."
+    assert s.hostmaster == "hostmaster.dyn.example.test."
+    assert s.nameservers == ("ns1.dyn.example.test.",)
+
+
+def test_settings_values():
+    text = """
+ttl = 7200
+dynamic_ttl = 30
+nameservers = ["ns-a.example.net.", "ns-b.example.net."]
+
+[soa]
+hostmaster = "dns-admin.example.net."
+refresh = 1000
+retry = 200
+expire = 300000
+minimum = 10
+"""
+    s = ZoneSettings.from_toml(ZONE, text)
+    assert (s.ttl, s.dynamic_ttl) == (7200, 30)
+    assert (s.refresh, s.retry, s.expire, s.minimum) == (1000, 200, 300000, 10)
+    assert s.hostmaster == "dns-admin.example.net."
+    assert s.nameservers == ("ns-a.example.net.", "ns-b.example.net.")
+    assert s.primary_ns == "ns-a.example.net."  # the first name server, when the SOA names none
+
+
+def test_settings_explicit_primary_ns():
+    s = ZoneSettings.from_toml(ZONE, 'nameservers = ["ns-b.example.net."]\n[soa]\nprimary_ns = "hidden.example.net."\n')
+    assert s.primary_ns == "hidden.example.net."
+    assert s.nameservers == ("ns-b.example.net.",)
+
+
+def test_settings_reject_broken_toml_and_values():
+    with pytest.raises(ValueError):
+        ZoneSettings.from_toml(ZONE, "ttl = ")
+    with pytest.raises(ValueError):
+        ZoneSettings.from_toml(ZONE, 'ttl = "an hour"')
+
+
+# ---------------------------------------------------------------- dynamic.records
+
+
+def test_format_dynamic_sorts_by_label_then_type():
+    records = {
+        ("web", "AAAA"): "2001:db8::80",
+        ("a", "A"): "192.0.2.1",
+        ("web", "A"): "192.0.2.80",
+        ("b-2", "A"): "198.51.100.2",
+        ("b", "AAAA"): "2001:db8::b",
+    }
+    assert format_dynamic(records) == (
+        "a A 192.0.2.1\n"
+        "b AAAA 2001:db8::b\n"
+        "b-2 A 198.51.100.2\n"
+        "web A 192.0.2.80\n"
+        "web AAAA 2001:db8::80\n"
+    )
+
+
+def test_format_dynamic_is_independent_of_insertion_order():
+    items = [(("h%03d" % i, t), "192.0.2.%d" % (i % 250 + 1) if t == "A" else "2001:db8::%x" % (i + 1))
+             for i in range(200) for t in ("A", "AAAA")]
+    assert format_dynamic(dict(items)) == format_dynamic(dict(reversed(items)))
+
+
+def test_dynamic_round_trip():
+    records = {("h%d" % i, "A"): "203.0.113.%d" % (i + 1) for i in range(50)}
+    records.update({("h%d" % i, "AAAA"): "2001:db8::%x" % (i + 1) for i in range(0, 50, 3)})
+    records[("xn--bcher-kva", "A")] = "10.1.2.3"
+    records[("lo", "A")] = "127.0.0.1"  # a host may be allowed loopback by policy
+    text = format_dynamic(records)
+    assert parse_dynamic(text) == records
+    assert format_dynamic(parse_dynamic(text)) == text
+
+
+def test_empty_dynamic_file():
+    assert parse_dynamic("") == {}
+    assert format_dynamic({}) == ""
+    assert parse_dynamic("\n\n  \n") == {}
+
+
+def test_parse_dynamic_skips_blank_lines():
+    assert parse_dynamic("\na A 192.0.2.1\n\nb AAAA 2001:db8::1\n") == {
+        ("a", "A"): "192.0.2.1", ("b", "AAAA"): "2001:db8::1"}
+
+
+@pytest.mark.parametrize("line", [
+    # wrong field count
+    "a",
+    "a A",
+    "a A 192.0.2.1 extra",
+    "a A 192.0.2.1 ; comment",
+    "a 60 IN A 192.0.2.1",
+    # bad type
+    "a MX 192.0.2.1",
+    "a a 192.0.2.1",
+    "a CNAME 192.0.2.1",
+    "a TXT 192.0.2.1",
+    # non-canonical or bad addresses
+    "a A 192.0.2.01",
+    "a A 192.0.2",
+    "a A 192.0.2.256",
+    "a AAAA 2001:DB8::1",
+    "a AAAA 2001:db8:0:0:0:0:0:1",
+    "a AAAA 2001:0db8::1",
+    "a A ::ffff:192.0.2.1",
+    "a AAAA ::ffff:192.0.2.1",
+    "a A 192.0.2.0/24",
+    "a AAAA fe80::1%eth0",
+    "a A 0.0.0.0",
+    "a A 224.0.0.1",
+    "a A 255.255.255.255",
+    # type / address mismatch
+    "a A 2001:db8::1",
+    "a AAAA 192.0.2.1",
+    # labels the service never writes
+    "a.b A 192.0.2.1",
+    "a. A 192.0.2.1",
+    "A A 192.0.2.1",
+    "* A 192.0.2.1",
+    "@ A 192.0.2.1",
+    "-a A 192.0.2.1",
+    "a_b A 192.0.2.1",
+    "bücher A 192.0.2.1",
+    "x" * 64 + " A 192.0.2.1",
+    # zone-file injection attempts
+    "$INCLUDE A 192.0.2.1",
+    "$INCLUDE /etc/passwd",
+    "$ORIGIN evil.test.",
+    "a;x A 192.0.2.1",
+    "a A 192.0.2.1;",
+    'a" A 192.0.2.1',
+    "a( A 192.0.2.1",
+    "a A (192.0.2.1)",
+    "a A 192.0.2.1)",
+    "a\x00 A 192.0.2.1",
+])
+def test_parse_dynamic_rejects_bad_line(line):
+    text = "ok A 192.0.2.9\n" + line + "\nzz A 192.0.2.10\n"
+    with pytest.raises(BadRecordLine, match="line 2"):
+        parse_dynamic(text)
+
+
+def test_bad_record_line_is_a_value_error():
+    with pytest.raises(ValueError):
+        parse_dynamic("a A nonsense\n")
+
+
+# ---------------------------------------------------------------- serial_of / static_names
+
+
+def test_serial_of_rendered_zone(template):
+    text = zones.render_zone(template, ZoneSettings.from_toml(ZONE, ""), 4_000_000_001, STATIC, {})
+    assert serial_of(text) == 4_000_000_001
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("@ IN SOA ns1.x. h.x. ( 42 1 2 3 4 )\n", 42),
+    ("@ 3600 IN SOA ns1.x. h.x. 7 1 2 3 4\n", 7),
+    ("$TTL 60\n@ IN SOA ns1.x. h.x. (\n    2024010101 ; serial\n    1 2 3 4 )\n", 2024010101),
+    ("; no soa here\nwww IN A 192.0.2.1\n", None),
+    ("", None),
+])
+def test_serial_of(text, expected):
+    assert serial_of(text) == expected
+
+
+def test_static_names():
+    text = (
+        "; comment\n"
+        "$TTL 300\n"
+        "WWW IN A 192.0.2.80\n"
+        "    IN AAAA 2001:db8::80\n"
+        "\tIN TXT \"continuation of www\"\n"
+        "mail 300 IN A 192.0.2.25\n"
+        "@ IN MX 10 mail\n"
+        "Printer.Office IN A 10.0.0.5\n"
+        "(\n"
+    )
+    assert static_names(text) == {"www", "mail", "@", "printer.office"}
+
+
+def test_static_names_makes_absolute_owners_relative():
+    text = (
+        "Cloud.dyn.example.test. IN CNAME cloud.example.net.\n"
+        "dyn.example.test. IN TXT \"apex\"\n"
+        "elsewhere.example.net. IN A 192.0.2.1\n"
+        "rel IN A 192.0.2.2\n"
+    )
+    assert static_names(text, ZONE) == {"cloud", "@", "elsewhere.example.net", "rel"}
+
+
+def test_zone_source_reserves_static_names(tmp_path):
+    zone_dir = tmp_path / ZONE
+    zone_dir.mkdir()
+    (zone_dir / zones.SETTINGS_FILE).write_text("dynamic_ttl = 30\n")
+    (zone_dir / zones.STATIC_FILE).write_text("www IN A 192.0.2.80\nvpn.dyn.example.test. IN CNAME x.example.net.\n")
+    (tmp_path / "not-a-zone").mkdir()
+    source = zones.ZoneSource.read(zone_dir)
+    assert source.settings.name == ZONE
+    assert source.settings.dynamic_ttl == 30
+    assert source.template_name == zones.TEMPLATE_FILE
+    assert {"www", "vpn", "@"} <= source.reserved
+    assert zones.list_zones(tmp_path) == [ZONE]
+
+
+def test_zone_source_prefers_a_zone_template(tmp_path):
+    zone_dir = tmp_path / ZONE
+    zone_dir.mkdir()
+    (zone_dir / zones.SETTINGS_FILE).write_text("")
+    (zone_dir / zones.TEMPLATE_FILE).write_text("{{ zone.name }}\n")
+    source = zones.ZoneSource.read(zone_dir)
+    assert source.template_name == f"{ZONE}/{zones.TEMPLATE_FILE}"
+    assert source.static_text == ""
+
+
+# ---------------------------------------------------------------- render_zone + named-checkzone
+
+
+def test_rendered_zone_is_valid_for_named_checkzone(template, tmp_path):
+    settings = ZoneSettings.from_toml(ZONE, "dynamic_ttl = 45\n")
+    dynamic = {("web", "AAAA"): "2001:db8::80", ("b", "A"): "192.0.2.2", ("a", "A"): "192.0.2.1",
+               ("xn--bcher-kva", "A"): "10.0.0.7"}
+    text = zones.render_zone(template, settings, 1_700_000_123, STATIC, dynamic)
+    assert check(tmp_path, text) is None
+    assert serial_of(text) == 1_700_000_123
+    assert f"$ORIGIN {ZONE}.\n" in text
+    assert "ns1 IN A 192.0.2.53\n" in text  # static text verbatim
+    body = text.split("; dynamic records", 1)[1].splitlines()[1:]
+    assert body[0] == f"$ORIGIN {ZONE}."  # re-set, whatever static.zone did to $ORIGIN
+    assert [line for line in body[1:] if line] == [
+        "a 45 IN A 192.0.2.1",
+        "b 45 IN A 192.0.2.2",
+        "web 45 IN AAAA 2001:db8::80",
+        "xn--bcher-kva 45 IN A 10.0.0.7",
+    ]
+
+
+@pytest.mark.parametrize("serial", [0, 1, 2**31, 2**32 - 1])
+def test_rendered_zone_valid_at_serial_extremes(template, tmp_path, serial):
+    text = zones.render_zone(template, ZoneSettings.from_toml(ZONE, ""), serial, STATIC, {})
+    assert check(tmp_path, text) is None
+    assert serial_of(text) == serial
+
+
+def test_rendered_zone_with_external_nameservers_and_no_static(template, tmp_path):
+    settings = ZoneSettings.from_toml(ZONE, 'nameservers = ["ns-a.example.net.", "ns-b.example.net."]\n')
+    text = zones.render_zone(template, settings, 5, "", {("h", "A"): "192.0.2.1"})
+    assert check(tmp_path, text) is None
+    assert "@ IN NS ns-a.example.net.\n" in text and "@ IN NS ns-b.example.net.\n" in text
+
+
+def test_static_text_without_final_newline_does_not_swallow_dynamic_records(template, tmp_path):
+    text = zones.render_zone(template, ZoneSettings.from_toml(ZONE, ""), 9, "ns1 IN A 192.0.2.53 ; glue",
+                             {("a", "A"): "192.0.2.1"})
+    assert check(tmp_path, text) is None
+    assert "\na 60 IN A 192.0.2.1\n" in text
+
+
+@pytest.mark.parametrize("static, needle", [
+    ("ns1 IN A 192.0.2.53\nbad IN A 192.0.2.999\n", "bad dotted quad"),
+    ("ns1 IN A 192.0.2.53\nopen IN TXT ( \"never closed\"\n", "unbalanced parentheses"),
+    ("ns1 IN A 192.0.2.53\nwww IN CNAME a.example.net.\nwww IN A 192.0.2.80\n", "CNAME and other data"),
+    ("ns1 IN BOGUS 1\n", "BOGUS"),
+])
+def test_broken_static_text_gets_a_message(template, tmp_path, static, needle):
+    text = zones.render_zone(template, ZoneSettings.from_toml(ZONE, ""), 10, static, {})
+    message = check(tmp_path, text)
+    assert isinstance(message, str)
+    assert needle in message
+    assert re.search(re.escape(zones.rendered_file(ZONE)) + r":\d+", message)  # names the file and line
+
+
+def test_missing_glue_for_in_zone_nameserver_is_reported(template, tmp_path):
+    text = zones.render_zone(template, ZoneSettings.from_toml(ZONE, ""), 11, "", {})
+    assert "has no address records" in check(tmp_path, text)  # ns1.dyn.example.test
+
+
+def test_dynamic_record_on_a_static_cname_breaks_the_zone(template, tmp_path):
+    # Why static owner names are reserved for hosts.
+    static = "ns1 IN A 192.0.2.53\ncloud IN CNAME cloud.example.net.\n"
+    text = zones.render_zone(template, ZoneSettings.from_toml(ZONE, ""), 12, static, {("cloud", "A"): "192.0.2.1"})
+    assert "CNAME and other data" in check(tmp_path, text)
+    assert "cloud" in static_names(static, ZONE)
+
+
+def test_template_environment_is_strict(tmp_path):
+    (tmp_path / "zone.j2").write_text("{{ zone.name }} {{ typo }}\n")
+    env = zones.template_environment([tmp_path])
+    with pytest.raises(jinja2.UndefinedError):
+        env.get_template("zone.j2").render(zone=ZoneSettings(ZONE))
+    # no HTML escaping in zone files
+    (tmp_path / "t.j2").write_text("{{ static }}")
+    assert env.get_template("t.j2").render(static='a IN TXT "x<y&z"') == 'a IN TXT "x<y&z"'
+
+
+def test_parse_dynamic_refuses_two_records_of_one_type_for_a_label():
+    with pytest.raises(zones.BadRecordLine, match="line 2: a second A record for web"):
+        zones.parse_dynamic("web A 192.0.2.1\nweb A 192.0.2.2\n")

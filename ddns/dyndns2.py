@@ -62,19 +62,21 @@ def parse_addresses(params: dict[str, list[str]], client: str, policy: AddressPo
 
     At most one address per family; the answer lists them v4 first.
     """
-    texts = []
+    texts: list[tuple[str, str]] = []
     for name in ("myip", "myipv6"):
         value = _single(params, name)
         if value:
-            texts += [t.strip() for t in value.split(",")]
+            texts += [(name, t.strip()) for t in value.split(",")]
     if not texts:
-        texts = [client]
+        texts = [("client", client)]
     by_family: dict[int, ipaddress.IPv4Address | ipaddress.IPv6Address] = {}
-    for text in texts:
+    for name, text in texts:
         try:
             addr = parse_address(text, policy)
         except InvalidAddress as exc:
             raise BadRequest("badip", str(exc)) from exc
+        if name == "myipv6" and addr.version != 6:
+            raise BadRequest("badip", f"myipv6 holds an IPv4 address: {addr}")
         if addr.version in by_family and by_family[addr.version] != addr:
             raise BadRequest("badip", f"two IPv{addr.version} addresses given")
         by_family[addr.version] = addr
@@ -103,7 +105,7 @@ def handle_update(service: Service, req: UpdateRequest) -> Answer:
     if req.credentials is None:
         return Answer(401, ["badauth"], challenge)
     username, secret = req.credentials
-    verdict, principal = service.authenticate(username, secret)
+    verdict, principal = service.authenticate(username, secret, req.client)
     if verdict == "badauth":
         return Answer(401, ["badauth"], challenge)
     if verdict == "abuse":

@@ -61,6 +61,8 @@ class Service:
         self.clock = clock
         self.verifier = SecretVerifier(config["security.secret_cache_seconds"], clock=monotonic)
         self.failures = FailureLimiter(config["security.max_failures"], config["security.failure_window"], clock=monotonic)
+        self.client_failures = FailureLimiter(config["security.max_client_failures"], config["security.failure_window"],
+                                              clock=monotonic)
         self.policy = AddressPolicy(config["dyndns2.allow_private"], config["dyndns2.allow_loopback"])
         self.thread: PublisherThread | None = None
         self._dummy: str | None = None
@@ -228,13 +230,16 @@ class Service:
         return list(self.publisher.repo.history(fqdn))
 
     # ---- authentication for updates ---------------------------------------
-    def authenticate(self, username: str, secret: str) -> tuple[str, Host | User | None]:
+    def authenticate(self, username: str, secret: str, client: str = "") -> tuple[str, Host | User | None]:
         """Check dyndns2 credentials.
 
-        Returns ("ok", host-or-user), ("abuse", None) when the name is blocked
-        after too many failures, or ("badauth", None). Unknown names cost a
-        bcrypt check too, so they cannot be told apart by timing.
+        Returns ("ok", host-or-user), ("abuse", None) when the name or the
+        client address is blocked after too many failures, or ("badauth",
+        None). Unknown names cost a bcrypt check too, so they cannot be told
+        apart by timing.
         """
+        if client and self.client_failures.blocked(client):
+            return "abuse", None
         try:
             name = normalize_name(username)
         except InvalidName:
@@ -256,6 +261,8 @@ class Service:
         if self.verifier.verify(secret, stored or self._dummy_hash) and stored:
             return "ok", host if host is not None else user
         self.failures.fail(key)
+        if client:
+            self.client_failures.fail(client)
         if host is not None:
             self.store.count_fault(host.fqdn, "auth")
         return "badauth", None

@@ -7,10 +7,8 @@ from __future__ import annotations
 
 import sqlite3
 import threading
-import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS users (
@@ -191,10 +189,6 @@ class Store:
             rows = self._db().execute("SELECT * FROM hosts WHERE owner_id=? ORDER BY fqdn", (owner_id,))
         return [_host(r) for r in rows]
 
-    def iter_hosts(self) -> Iterator[Host]:
-        for row in self._db().execute("SELECT * FROM hosts ORDER BY fqdn"):
-            yield _host(row)
-
     def set_secret_hash(self, fqdn: str, secret_hash: str) -> None:
         with self._tx() as db:
             if db.execute("UPDATE hosts SET secret_hash=?, auth_faults=0, blocked=0 WHERE fqdn=?",
@@ -234,8 +228,3 @@ def _host(row: sqlite3.Row) -> Host:
         last_tls=None if row["last_tls"] is None else bool(row["last_tls"]),
         auth_faults=row["auth_faults"], client_faults=row["client_faults"], blocked=bool(row["blocked"]),
     )
-
-
-def now() -> float:
-    """The wall clock, as the default clock injected into the service."""
-    return time.time()

@@ -18,8 +18,13 @@ MAX_QUERY_LENGTH = 8192
 
 
 def _decode(value: str) -> str:
-    """Bottle hands query values as latin-1; the bytes are UTF-8 (or hostile)."""
-    return value.encode("latin-1").decode("utf-8")
+    """Bottle hands query values as latin-1; the bytes are UTF-8 (or hostile).
+
+    Invalid UTF-8 becomes U+FFFD, which no hostname or address accepts: an
+    undecodable ``hostname`` / ``myip`` is answered notfqdn / badip after
+    authentication, and an undecodable unknown parameter is ignored (§6).
+    """
+    return value.encode("latin-1").decode("utf-8", errors="replace")
 
 
 def client_address(environ: dict, trusted: list[ipaddress.IPv4Network | ipaddress.IPv6Network]) -> str:
@@ -91,15 +96,11 @@ def create_app(service: Service) -> bottle.Bottle:
         environ = bottle.request.environ
         if len(environ.get("QUERY_STRING", "")) > MAX_QUERY_LENGTH:
             return text("notfqdn\n", 414)
-        try:
-            params: dict[str, list[str]] = {}
-            for source in (bottle.request.query, bottle.request.forms if bottle.request.method == "POST" else None):
-                if source is None:
-                    continue
-                for key in source.keys():
-                    params.setdefault(_decode(key), []).extend(_decode(v) for v in source.getall(key))
-        except UnicodeError:
-            return text("notfqdn\n")
+        params: dict[str, list[str]] = {}
+        sources = [bottle.request.query] + ([bottle.request.forms] if bottle.request.method == "POST" else [])
+        for source in sources:
+            for key in source.keys():
+                params.setdefault(_decode(key), []).extend(_decode(v) for v in source.getall(key))
         request = dyndns2.UpdateRequest(
             credentials=basic_credentials(bottle.request.get_header("Authorization", "")),
             params=params,

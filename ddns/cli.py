@@ -116,6 +116,9 @@ def serve(cfg: configmod.Config, env: Env, ready: Callable[[Service], None] | No
     from .web import create_app, make_server
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=env.stderr)
+    # Open (and so recover) the repository before named starts: named must never
+    # load a file that was written but not committed before a crash.
+    service = Service.open(cfg)
     named = None
     if cfg["bind.managed"]:
         rndc = bind.Rndc(cfg["bind.rndc_server"], cfg["bind.rndc_port"], cfg.path("bind.rndc_key"), cfg["bind.rndc"])
@@ -123,7 +126,6 @@ def serve(cfg: configmod.Config, env: Env, ready: Callable[[Service], None] | No
         named.start()
     stop = stop_event or threading.Event()
     try:
-        service = Service.open(cfg)
         status = service.start()
         for zone, state in sorted(status.items()):
             env.err(f"zone {zone}: {state}")

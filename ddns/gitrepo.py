@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Iterable, Iterator
@@ -127,7 +128,33 @@ class ZonesRepo:
         return not self._git.status("--porcelain", "--", *paths).strip()
 
     def show(self, rev: str, path: str) -> str:
-        return self._git.show(f"{rev}:{path}")
+        """PATH as REV has it, byte for byte (GitPython would drop the final newline)."""
+        return self._git.show(f"{rev}:{path}", strip_newline_in_stdout=False)
+
+    def unstage(self, path: str) -> None:
+        """Reset PATH in the index to HEAD, so no later commit carries a dropped change."""
+        self._git.reset("-q", "HEAD", "--", path)
+
+    def clear_stale_locks(self, wait: float = 10.0) -> list[str]:
+        """Remove git lock files left by a killed writer (call only under the publisher's lock).
+
+        A git process that is still running holds its lock for milliseconds; a
+        lock that outlives WAIT seconds belongs to a process that is gone.
+        """
+        git_dir = Path(self._repo.git_dir)
+        removed = []
+        for lock in [git_dir / "index.lock", git_dir / "HEAD.lock", *git_dir.glob("refs/heads/*.lock")]:
+            while True:
+                try:
+                    age = time.time() - lock.stat().st_mtime
+                except FileNotFoundError:
+                    break
+                if age >= wait:
+                    lock.unlink(missing_ok=True)
+                    removed.append(lock.name)
+                    break
+                time.sleep(0.1)
+        return removed
 
     def history(self, host: str, limit: int | None = None) -> Iterator[HistoryEntry]:
         """Changes of HOST, newest first, read from commit trailers."""

@@ -178,12 +178,14 @@ class Publisher:
             state = self._load_zone(zone)
         except (OSError, ValueError, jinja2.TemplateError) as exc:
             log.error("zone %s cannot be read: %s", zone, exc)
+            self.last_error = f"zone {zone} cannot be read: {exc}"
             placeholder = zones.ZoneSource(zones.ZoneSettings(zone), "")
             return ZoneState(placeholder, jinja2.Template(""), {}, 0, (), broken=str(exc))
         error = self._check(zone, self._render(state, state.serial or 1))
         if error:
             log.error("zone %s does not validate; keeping what named serves: %s", zone, error)
             state.broken = error
+            self.last_error = f"zone {zone} does not validate: {error}"
         return state
 
     def _fresh(self, zone: str) -> ZoneState:
@@ -290,6 +292,12 @@ class Publisher:
             outcomes[i] = Outcome.GOOD if changes[i].zone in served else Outcome.DNSERR
         return [o or Outcome.NOCHG for o in outcomes]
 
+    def _unstage(self, rel: str) -> None:
+        try:
+            self.repo.unstage(rel)
+        except Exception as exc:  # e.g. index.lock held: then nothing was staged by us either
+            log.warning("cannot reset %s in the index: %s", rel, exc)
+
     def _restore(self, zones_: list[str]) -> None:
         """Put the service-written files of ZONES_ back as HEAD has them."""
         for zone in zones_:
@@ -299,6 +307,7 @@ class Publisher:
                     atomic_write(path, self.repo.show("HEAD", rel), self.fsync)
                 except Exception:  # not in HEAD (new zone) or git broken: remove what we wrote
                     path.unlink(missing_ok=True)
+                self._unstage(rel)
             self.zones[zone] = self._load_validated(zone)
 
     def _reload_and_verify(self, zone_names: list[str], serials: dict[str, int]) -> set[str]:
@@ -333,15 +342,18 @@ class Publisher:
         with self.locked():
             if self.repo.head() is None:
                 return
+            for lock in self.repo.clear_stale_locks():
+                log.warning("removed stale git lock %s", lock)
             for zone in zones.list_zones(self.root):
                 for path in self._paths(zone):
                     rel = f"{zone}/{path.name}"
-                    if path.exists() and not self.repo.is_clean([rel]):
+                    if not self.repo.is_clean([rel]):
                         log.warning("discarding %s: written but never committed", rel)
                         try:
                             atomic_write(path, self.repo.show("HEAD", rel), self.fsync)
                         except Exception:
                             path.unlink()
+                        self._unstage(rel)
             for tmp in self.root.glob("*/.*.zone.*"):
                 tmp.unlink()
             for tmp in self.root.glob("*/.dynamic.records.*"):

@@ -124,10 +124,12 @@ def create_app(service: Service) -> bottle.Bottle:
     def healthz():
         publisher = service.publisher
         thread = service.thread
+        broken = {zone: state.broken for zone, state in publisher.zones.items() if state.broken}
         body = {
-            "status": "ok" if not publisher.unserved else "degraded",
+            "status": "ok" if not publisher.unserved and not broken else "degraded",
             "zones": sorted(publisher.zones),
             "unserved": sorted(publisher.unserved),
+            "broken": broken,
             "queue": thread.queue_length if thread else 0,
             "last_publish": publisher.last_publish,
             "last_error": publisher.last_error,

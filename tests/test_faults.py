@@ -1,0 +1,574 @@
+"""Publishing faults against a real named and a real Git repository (DESIGN.md §3, §4, §5, §10).
+
+BIND stopped or unreachable, a service that starts behind what named serves,
+broken human-edited input, a SIGKILL in the middle of a burst, a secret
+replaced by another process, a commit that fails, and a second writer under
+the same lock. No mocks: every fault is made for real (signals, files, locks).
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import threading
+import time
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+
+from ddns import zones
+from ddns.gitrepo import parse_trailers
+
+from conftest import Instance, ServeProcess, _port_free, http, kill_named, start_serving
+
+ZONE = "dyn.example.test"
+RENDERED = f"{ZONE}/{ZONE}.zone"
+DYNAMIC = f"{ZONE}/dynamic.records"
+SERVICE_FILES = (RENDERED, DYNAMIC)
+
+
+# ---- helpers -------------------------------------------------------------------
+def wait_until(predicate, timeout: float, interval: float = 0.05, what: str = "condition"):
+    """Poll PREDICATE until it returns something true; bounded in time."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() >= deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(interval)
+
+
+def _tool(name: str) -> str:
+    found = shutil.which(name) or (f"/usr/sbin/{name}" if Path("/usr/sbin", name).exists() else None)
+    if found is None:
+        pytest.fail(f"required tool missing: {name}")
+    return found
+
+
+def rndc_answers(inst: Instance) -> bool:
+    """Whether the instance's control channel answers (named is up)."""
+    cmd = [_tool("rndc"), "-s", "127.0.0.1", "-p", str(inst.rndc_port), "-k", str(inst.dir / "bind" / "rndc.key"),
+           "status"]
+    try:
+        return subprocess.run(cmd, capture_output=True, timeout=5).returncode == 0
+    except subprocess.TimeoutExpired:
+        return False
+
+
+def named_gone(inst: Instance) -> bool:
+    return not rndc_answers(inst) and _port_free(inst.dns_port)
+
+
+def stop_named_by_pid_file(inst: Instance, sig: int = signal.SIGTERM) -> None:
+    """Stop the instance's named (whoever started it) and wait until it is gone."""
+    pid = int((inst.dir / "bind" / "named.pid").read_text().strip())
+    os.kill(pid, sig)
+    wait_until(lambda: named_gone(inst), 15, what="named to stop")
+
+
+class OwnNamed:
+    """A named the test starts from the instance's named.conf (not the service's)."""
+
+    def __init__(self, inst: Instance, log_path: Path):
+        self.inst = inst
+        self.log_path = log_path
+        self.proc: subprocess.Popen | None = None
+
+    def start(self, timeout: float = 15) -> None:
+        assert not rndc_answers(self.inst), "a named already runs for this instance"
+        with open(self.log_path, "ab") as log:
+            self.proc = subprocess.Popen([_tool("named"), "-g", "-c", str(self.inst.dir / "bind" / "named.conf")],
+                                         stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise AssertionError(f"named exited {self.proc.returncode}: {self.log_path.read_text()}")
+            if rndc_answers(self.inst):
+                return
+            time.sleep(0.05)
+        self.stop()
+        raise AssertionError(f"named did not start: {self.log_path.read_text()}")
+
+    def stop(self) -> None:
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            self.proc.wait(10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(10)
+
+
+@contextmanager
+def serving(inst: Instance, overrides: dict | None = None):
+    """``ddns serve`` in a thread, always stopped at the end."""
+    r = start_serving(inst, overrides)
+    try:
+        yield r
+    finally:
+        r.stop.set()
+        r.thread.join(30)
+        assert not r.thread.is_alive(), "serve did not stop"
+
+
+@contextmanager
+def hidden_rndc_key(inst: Instance):
+    """rndc cannot authenticate while the key file is away (named keeps running, keeps its key)."""
+    key = inst.dir / "bind" / "rndc.key"
+    away = key.with_name("rndc.key.away")
+    key.rename(away)
+    try:
+        yield
+    finally:
+        away.rename(key)
+
+
+def healthz(inst: Instance) -> tuple[int, dict]:
+    status, body, _ = http(inst.url + "/healthz", timeout=10)
+    return status, json.loads(body)
+
+
+def head_records(inst: Instance) -> dict:
+    return zones.parse_dynamic(inst.git("show", f"HEAD:{DYNAMIC}"))
+
+
+def head_serial(inst: Instance) -> int:
+    return zones.serial_of(inst.git("show", f"HEAD:{RENDERED}"))
+
+
+def porcelain(inst: Instance, *paths: str) -> str:
+    return inst.git("status", "--porcelain", "--", *paths)
+
+
+def stray_files(inst: Instance) -> list[str]:
+    """Anything in the zone directory besides the four files of a zone (temp files, leftovers)."""
+    expected = {"zone.toml", "static.zone", "dynamic.records", f"{ZONE}.zone"}
+    return sorted(p.name for p in (inst.repo / ZONE).iterdir() if p.name not in expected)
+
+
+def last_changes(inst: Instance) -> list[tuple]:
+    return [(c.host, c.type, c.old, c.new, c.interface) for c in parse_trailers(inst.git("log", "-1", "--format=%B"))]
+
+
+# ---- 1. BIND stopped / unreachable ------------------------------------------------
+def test_bind_stopped_update_is_committed_answers_dnserr_and_is_served_after_named_returns(instance, tmp_path):
+    inst = instance
+    fqdn = f"vm1.{ZONE}"
+    secret = inst.add_host(fqdn)
+    own = OwnNamed(inst, tmp_path / "own-named.log")
+    try:
+        with serving(inst, {"bind.verify_timeout": 1.0, "publisher.retry_seconds": 0.5}) as r:
+            assert r.update(fqdn, secret, "myip=192.0.2.1") == (200, "good 192.0.2.1\n")
+            old_serial = inst.served_serial()
+
+            stop_named_by_pid_file(inst)
+            before = inst.commit_count()
+            started = time.monotonic()
+            assert r.update(fqdn, secret, "myip=192.0.2.2") == (200, "dnserr\n")
+            assert time.monotonic() - started < 10
+            # dnserr means: committed, not served yet
+            assert inst.commit_count() == before + 1
+            assert last_changes(inst) == [(fqdn, "A", "192.0.2.1", "192.0.2.2", "dyndns2")]
+            assert head_records(inst) == {("vm1", "A"): "192.0.2.2"}
+            assert porcelain(inst) == ""
+            status, health = healthz(inst)
+            assert (status, health["status"], health["unserved"]) == (503, "degraded", [ZONE])
+            assert health["last_error"]
+
+            # The same address again: nothing new to commit, even though it is not served yet.
+            assert r.update(fqdn, secret, "myip=192.0.2.2")[1] in ("nochg 192.0.2.2\n", "dnserr\n")
+            assert inst.commit_count() == before + 1
+
+            own.start()  # loads the committed file; the retry loop reloads and verifies
+            wait_until(lambda: healthz(inst)[1]["status"] == "ok", 15, what="/healthz to be ok again")
+            status, health = healthz(inst)
+            assert (status, health["status"], health["unserved"]) == (200, "ok", [])
+            assert inst.dig(fqdn, "A") == ["192.0.2.2"]
+            assert inst.served_serial() == head_serial(inst) != old_serial
+
+            # and the service publishes normally again
+            assert r.update(fqdn, secret, "myip=192.0.2.3") == (200, "good 192.0.2.3\n")
+            assert inst.dig(fqdn, "A") == ["192.0.2.3"]
+    finally:
+        own.stop()
+    assert named_gone(inst)
+
+
+def test_rndc_unreachable_update_answers_dnserr_and_the_retry_loop_reloads(instance):
+    """named keeps running with the old zone while rndc fails; the retry loop publishes once rndc works."""
+    inst = instance
+    fqdn = f"vm1.{ZONE}"
+    secret = inst.add_host(fqdn)
+    with serving(inst, {"bind.verify_timeout": 1.0, "publisher.retry_seconds": 0.5}) as r:
+        assert r.update(fqdn, secret, "myip=192.0.2.1") == (200, "good 192.0.2.1\n")
+        old_serial = inst.served_serial()
+        before = inst.commit_count()
+        with hidden_rndc_key(inst):
+            assert r.update(fqdn, secret, "myip=192.0.2.2") == (200, "dnserr\n")
+            assert inst.commit_count() == before + 1
+            assert head_records(inst) == {("vm1", "A"): "192.0.2.2"}
+            # named still serves the last zone it loaded
+            assert inst.served_serial() == old_serial
+            assert inst.dig(fqdn, "A") == ["192.0.2.1"]
+            assert healthz(inst)[1]["status"] == "degraded"
+            time.sleep(1.2)  # a few retry rounds fail while the key is away
+            assert inst.served_serial() == old_serial
+        wait_until(lambda: healthz(inst)[1]["status"] == "ok", 15, what="the retry loop to reload")
+        assert inst.dig(fqdn, "A") == ["192.0.2.2"]
+        assert inst.served_serial() == head_serial(inst)
+        assert inst.commit_count() == before + 1  # the retry reloads; it does not commit
+
+
+# ---- 2. reconcile on start --------------------------------------------------------
+def test_change_committed_while_named_is_down_is_served_when_serve_starts(instance):
+    inst = instance
+    fqdn = f"vm2.{ZONE}"
+    inst.add_host(fqdn)
+    before = inst.commit_count()
+    result = inst.cli("host", "set", fqdn, "192.0.2.20")  # no named runs
+    assert result.code == 3, result
+    assert "committed" in result.err and "does not serve" in result.err
+    assert inst.commit_count() == before + 1
+    assert head_records(inst) == {("vm2", "A"): "192.0.2.20"}
+
+    with serving(inst) as r:
+        assert f"zone {ZONE}: served" in r.log.getvalue()
+        assert inst.dig(fqdn, "A") == ["192.0.2.20"]
+        assert inst.served_serial() == head_serial(inst)
+        assert healthz(inst)[0] == 200
+    assert inst.commit_count() == before + 1
+
+
+def test_serve_start_reloads_a_zone_named_serves_older(instance, tmp_path):
+    """An unmanaged named that runs on with an older serial is reloaded by reconcile."""
+    inst = instance
+    fqdn = f"vm2.{ZONE}"
+    inst.add_host(fqdn)
+    own = OwnNamed(inst, tmp_path / "own-named.log")
+    try:
+        own.start()
+        old_serial = inst.served_serial()
+        assert old_serial == head_serial(inst)
+        with hidden_rndc_key(inst):
+            result = inst.cli("host", "set", fqdn, "192.0.2.21")
+        assert result.code == 3, result
+        count = inst.commit_count()
+        assert inst.served_serial() == old_serial  # named serves something older than HEAD
+        assert inst.dig(fqdn, "A") == []
+
+        with serving(inst, {"bind.managed": False}) as r:
+            assert f"zone {ZONE}: served" in r.log.getvalue()
+            assert inst.served_serial() == head_serial(inst) != old_serial
+            assert inst.dig(fqdn, "A") == ["192.0.2.21"]
+            assert healthz(inst)[1]["status"] == "ok"
+        assert inst.commit_count() == count  # reloading needs no commit
+    finally:
+        own.stop()
+
+
+def test_serve_start_publishes_sources_changed_by_hand(instance):
+    """A merged PR (static.zone changed, rendered file not) is re-rendered, committed and served."""
+    inst = instance
+    static = inst.repo / ZONE / "static.zone"
+    static.write_text(static.read_text() + "www IN A 192.0.2.80\n")
+    inst.git("commit", "-q", "-am", "Add www (by pull request)")
+    count = inst.commit_count()
+    with serving(inst) as r:
+        assert f"zone {ZONE}: published" in r.log.getvalue()
+        assert inst.dig(f"www.{ZONE}", "A") == ["192.0.2.80"]
+        assert inst.served_serial() == head_serial(inst)
+    assert inst.commit_count() == count + 1
+    assert "www IN A 192.0.2.80" in inst.git("show", f"HEAD:{RENDERED}")
+    assert porcelain(inst) == ""
+
+
+# ---- 3. broken input never replaces a good zone -------------------------------------
+@pytest.mark.parametrize("broken", [
+    "bad IN A 999.1.1.1\n",
+    "clash IN CNAME elsewhere.example.\nclash IN TXT \"other data\"\n",
+], ids=["bad-address", "cname-and-other-data"])
+def test_broken_static_zone_never_replaces_the_served_zone(instance, broken):
+    inst = instance
+    fqdn = f"vm3.{ZONE}"
+    secret = inst.add_host(fqdn)
+    with serving(inst) as r:
+        assert r.update(fqdn, secret, "myip=192.0.2.30") == (200, "good 192.0.2.30\n")
+    good_serial = head_serial(inst)
+    rendered = inst.repo / RENDERED
+    good_text = rendered.read_bytes()
+
+    static = inst.repo / ZONE / "static.zone"
+    static.write_text(static.read_text() + broken)
+    inst.git("commit", "-q", "-am", "A broken change, committed by hand")
+    count = inst.commit_count()
+
+    with serving(inst) as r:
+        log = r.log.getvalue()
+        assert f"zone {ZONE}: broken:" in log
+        assert ("999.1.1.1" in log) if "999" in broken else ("CNAME and other data" in log)
+        assert inst.served_serial() == good_serial
+        assert inst.dig(fqdn, "A") == ["192.0.2.30"]
+        assert rendered.read_bytes() == good_text
+
+        assert r.update(fqdn, secret, "myip=192.0.2.31") == (200, "dnserr\n")
+        assert inst.commit_count() == count
+        assert rendered.read_bytes() == good_text
+        assert inst.served_serial() == good_serial
+        assert inst.dig(fqdn, "A") == ["192.0.2.30"]
+        status, health = healthz(inst)
+        assert health["last_error"] and ZONE in health["last_error"]
+    assert porcelain(inst) == ""
+    assert stray_files(inst) == []
+
+
+def test_stray_broken_rendered_file_and_temp_files_are_removed_on_start(instance):
+    inst = instance
+    fqdn = f"vm3.{ZONE}"
+    secret = inst.add_host(fqdn)
+    with serving(inst) as r:
+        assert r.update(fqdn, secret, "myip=192.0.2.32") == (200, "good 192.0.2.32\n")
+    good_text = inst.git("show", f"HEAD:{RENDERED}")
+    count = inst.commit_count()
+    # As if a crash left a half-written zone file in place and temp files beside it.
+    rendered = inst.repo / RENDERED
+    rendered.write_text(good_text[: len(good_text) // 2] + "\nbad IN A 999.1.1.1 (\n")
+    (inst.repo / ZONE / f".{ZONE}.zone.tmp1234").write_text("partial")
+    (inst.repo / ZONE / ".dynamic.records.tmp1234").write_text("partial")
+
+    with serving(inst):
+        assert rendered.read_text() == good_text
+        assert inst.served_serial() == head_serial(inst)
+        assert inst.dig(fqdn, "A") == ["192.0.2.32"]
+        assert healthz(inst)[1]["status"] == "ok"
+    assert inst.commit_count() == count
+    assert porcelain(inst) == ""
+    assert stray_files(inst) == []
+
+
+def test_change_staged_but_never_committed_is_dropped_on_start(instance):
+    """A kill between ``git add`` and ``git commit``: the change was never acknowledged, HEAD wins."""
+    inst = instance
+    fqdn = f"vm3.{ZONE}"
+    secret = inst.add_host(fqdn)
+    with serving(inst) as r:
+        assert r.update(fqdn, secret, "myip=192.0.2.34") == (200, "good 192.0.2.34\n")
+    count = inst.commit_count()
+    dynamic = inst.repo / DYNAMIC
+    dynamic.write_text("vm3 A 192.0.2.99\n")
+    rendered = inst.repo / RENDERED
+    serial = head_serial(inst)
+    rendered.write_text(rendered.read_text().replace("192.0.2.34", "192.0.2.99")
+                        .replace(f"( {serial} ", f"( {serial + 1} "))  # as the publisher writes it
+    inst.git("add", "--", *SERVICE_FILES)
+    with serving(inst):  # the repository is recovered before the managed named starts
+        assert porcelain(inst) == ""
+        assert inst.dig(fqdn, "A") == ["192.0.2.34"]
+        # named never loaded the uncommitted file: HEAD's serial is served, nothing to re-publish
+        assert inst.served_serial() == head_serial(inst) == serial
+    assert inst.commit_count() == count
+    assert head_records(inst) == {("vm3", "A"): "192.0.2.34"}
+    assert "192.0.2.99" not in inst.git("log", "-p", "--format=%B")
+
+
+def test_committed_broken_rendered_file_is_re_rendered_on_start(instance):
+    """Someone committed garbage into the service's rendered file: the sources win."""
+    inst = instance
+    fqdn = f"vm3.{ZONE}"
+    secret = inst.add_host(fqdn)
+    with serving(inst) as r:
+        assert r.update(fqdn, secret, "myip=192.0.2.33") == (200, "good 192.0.2.33\n")
+    rendered = inst.repo / RENDERED
+    rendered.write_text(rendered.read_text() + "bad IN A 999.1.1.1\n")
+    inst.git("commit", "-q", "-am", "garbage in the rendered file")
+    with serving(inst) as r:
+        assert f"zone {ZONE}: published" in r.log.getvalue()
+        assert "999.1.1.1" not in rendered.read_text()
+        assert inst.served_serial() == head_serial(inst)
+        assert inst.dig(fqdn, "A") == ["192.0.2.33"]
+    assert porcelain(inst) == ""
+
+
+# ---- 4. SIGKILL in the middle of a burst ----------------------------------------------
+def test_sigkill_during_burst_loses_no_acknowledged_update(instance, tmp_path):
+    inst = instance
+    threads_n, per_thread = 8, 5
+    service = inst.open_service()
+    service.add_user("alice")
+    hosts: list[list[tuple[str, str, str]]] = []  # per thread: (fqdn, secret, address)
+    for t in range(threads_n):
+        mine = []
+        for k in range(per_thread):
+            fqdn = f"b{t}x{k}.{ZONE}"
+            _, secret = service.add_host(fqdn, "alice")
+            mine.append((fqdn, secret, f"198.51.100.{t * per_thread + k + 1}"))
+        hosts.append(mine)
+
+    answers: dict[str, tuple[str, str]] = {}  # fqdn -> (address, answer)
+    lock = threading.Lock()
+    killed = threading.Event()
+
+    def burst(mine):
+        for fqdn, secret, address in mine:  # one update per host: the assertion stays exact
+            if killed.is_set():
+                return
+            try:
+                status, body, _ = http(f"{inst.url}/nic/update?myip={address}", auth=(fqdn, secret), timeout=20)
+            except OSError:
+                continue  # killed under it: no answer
+            with lock:
+                answers[fqdn] = (address, body.strip())
+
+    first = ServeProcess(inst, tmp_path / "serve1.log")
+    second = ServeProcess(inst, tmp_path / "serve2.log")
+    named_killed = False
+    workers = [threading.Thread(target=burst, args=(mine,), daemon=True) for mine in hosts]
+    try:
+        first.start()
+        for w in workers:
+            w.start()
+        wait_until(lambda: len(answers) >= 12 or not any(w.is_alive() for w in workers), 60,
+                   interval=0.002, what="a dozen answers")
+        first.proc.send_signal(signal.SIGKILL)
+        killed.set()
+        first.proc.wait(10)
+        for w in workers:
+            w.join(30)
+            assert not w.is_alive()
+        kill_named(inst)
+        named_killed = True
+        wait_until(lambda: named_gone(inst), 15, what="the killed service's named to go")
+        # A git child of the killed process finishes its commit on its own.
+        wait_until(lambda: not (inst.repo / ".git" / "index.lock").exists(), 10, what="git to finish")
+
+        with lock:
+            acknowledged = {f: a for f, (a, body) in answers.items() if body in (f"good {a}", "dnserr")}
+            bodies = sorted({body.split()[0] for _, body in answers.values()})
+        assert acknowledged, f"no update was answered before the kill: {answers}"
+        assert set(bodies) <= {"good", "dnserr"}, bodies
+        unanswered = sum(len(m) for m in hosts) - len(answers)
+        assert unanswered > 0, "the kill came after the burst; nothing was tested"
+
+        second.start()
+        records = head_records(inst)
+        for fqdn, address in sorted(acknowledged.items()):
+            label = fqdn.split(".", 1)[0]
+            assert records.get((label, "A")) == address, f"acknowledged {fqdn} {address} lost"
+            assert inst.dig(fqdn, "A") == [address]
+        sent = {fqdn.split(".", 1)[0]: address for mine in hosts for fqdn, _, address in mine}
+        for (label, rtype), address in records.items():
+            assert rtype == "A" and sent[label] == address  # nothing but what was sent
+        # every acknowledged change has its audit trailer
+        history = {(c.host, c.new) for c in parse_trailers(inst.git("log", "--format=%B"))}
+        assert {(f, a) for f, a in acknowledged.items()} <= history
+        assert inst.served_serial() == head_serial(inst)
+        assert porcelain(inst) == ""
+        assert stray_files(inst) == []
+        status, health = healthz(inst)
+        assert (status, health["status"]) == (200, "ok")
+    finally:
+        killed.set()
+        if first.proc is not None and first.proc.poll() is None:
+            first.proc.kill()
+            first.proc.wait(10)
+        if not named_killed:
+            kill_named(inst)
+        second.stop()
+    assert named_gone(inst)
+
+
+# ---- 5. a secret replaced by another process ---------------------------------------------
+def test_secret_replaced_by_the_cli_stops_working_at_once(running):
+    inst = running.instance
+    fqdn = f"vm5.{ZONE}"
+    old = inst.add_host(fqdn)
+    assert running.update(fqdn, old, "myip=192.0.2.50") == (200, "good 192.0.2.50\n")
+    assert running.update(fqdn, old, "myip=192.0.2.50") == (200, "nochg 192.0.2.50\n")  # cached now
+    result = inst.cli("host", "secret", fqdn, "--json")
+    assert result.code == 0, result
+    new = result.json()["secret"]
+    assert new != old
+    count = inst.commit_count()
+    assert running.update(fqdn, old, "myip=192.0.2.51") == (401, "badauth\n")
+    assert inst.commit_count() == count
+    assert running.update(fqdn, new, "myip=192.0.2.51") == (200, "good 192.0.2.51\n")
+    assert running.update(fqdn, old, "myip=192.0.2.52") == (401, "badauth\n")
+    assert inst.dig(fqdn, "A") == ["192.0.2.51"]
+
+
+# ---- 6. a failed commit changes nothing ---------------------------------------------------
+@pytest.mark.parametrize("lock_name", ["index.lock", "refs/heads/main.lock"], ids=["index-locked", "branch-locked"])
+def test_commit_failure_answers_911_and_changes_nothing(running, lock_name):
+    """index.lock: git add fails; a locked branch: git add succeeds, the commit fails (index must be reset)."""
+    inst = running.instance
+    fqdn = f"vm6.{ZONE}"
+    secret = inst.add_host(fqdn)
+    assert running.update(fqdn, secret, "myip=192.0.2.60") == (200, "good 192.0.2.60\n")
+    count, serial = inst.commit_count(), inst.served_serial()
+    files = {p: (inst.repo / p).read_bytes() for p in SERVICE_FILES}
+    lock = inst.repo / ".git" / lock_name
+    lock.write_text("")
+    try:
+        assert running.update(fqdn, secret, "myip=192.0.2.61") == (200, "911\n")
+        assert {p: (inst.repo / p).read_bytes() for p in SERVICE_FILES} == files
+        assert stray_files(inst) == []
+        _, health = healthz(inst)
+        assert "commit failed" in (health["last_error"] or "")
+    finally:
+        lock.unlink()
+    assert porcelain(inst, *SERVICE_FILES) == ""
+    assert inst.commit_count() == count
+    assert inst.served_serial() == serial
+    assert inst.dig(fqdn, "A") == ["192.0.2.60"]
+    # in-memory state kept the old address: the retry is a change, not nochg
+    assert running.update(fqdn, secret, "myip=192.0.2.61") == (200, "good 192.0.2.61\n")
+    assert inst.commit_count() == count + 1
+    assert last_changes(inst) == [(fqdn, "A", "192.0.2.60", "192.0.2.61", "dyndns2")]
+    assert inst.dig(fqdn, "A") == ["192.0.2.61"]
+
+
+# ---- 7. another writer under the same lock -------------------------------------------------
+def test_another_writer_is_seen_by_the_running_service(running):
+    inst = running.instance
+    fqdn = f"vm7.{ZONE}"
+    secret = inst.add_host(fqdn)
+    assert running.update(fqdn, secret, "myip=192.0.2.70") == (200, "good 192.0.2.70\n")
+    count = inst.commit_count()
+
+    result = inst.cli("host", "set", fqdn, "192.0.2.71")  # its own Publisher, same flock
+    assert result.code == 0, result
+    assert inst.commit_count() == count + 1
+    assert inst.dig(fqdn, "A") == ["192.0.2.71"]
+
+    assert running.update(fqdn, secret, "myip=192.0.2.71") == (200, "nochg 192.0.2.71\n")
+    assert inst.commit_count() == count + 1
+    assert running.update(fqdn, secret, "myip=192.0.2.72") == (200, "good 192.0.2.72\n")
+    assert inst.commit_count() == count + 2
+    assert last_changes(inst) == [(fqdn, "A", "192.0.2.71", "192.0.2.72", "dyndns2")]
+    assert inst.dig(fqdn, "A") == ["192.0.2.72"]
+    assert inst.served_serial() == head_serial(inst)
+    history = inst.cli("history", fqdn, "--json").json()
+    assert [(h["old"], h["new"], h["interface"]) for h in history] == [
+        ("192.0.2.71", "192.0.2.72", "dyndns2"), ("192.0.2.70", "192.0.2.71", "cli"), (None, "192.0.2.70", "dyndns2")]
+    assert porcelain(inst) == ""
+
+
+def test_stale_git_lock_of_a_killed_writer_is_cleared_on_start(instance):
+    """A lock file older than any live git command belongs to a killed process: recovery removes it."""
+    fqdn = f"vm8.{ZONE}"
+    instance.add_host(fqdn)
+    lock = instance.repo / ".git" / "index.lock"
+    lock.write_text("")
+    old = time.time() - 60
+    os.utime(lock, (old, old))
+    count = instance.commit_count()
+    result = instance.cli("host", "set", fqdn, "192.0.2.80")  # opens the service: recover, then publish
+    assert result.code == 3, result.err  # committed; no named runs in this test
+    assert not lock.exists()
+    assert instance.commit_count() == count + 1
+    assert instance.git("show", "HEAD:" + ZONE + "/dynamic.records") == "vm8 A 192.0.2.80\n"

@@ -141,7 +141,6 @@ def handle_update(service: Service, req: UpdateRequest) -> Answer:
         plans.append((line, host, indexes))
 
     outcomes = service.publish(changes) if changes else []
-    now = service.clock()
     for line, host, indexes in plans:
         results = {outcomes[i] for i in indexes}
         if Outcome.FAILED in results:
@@ -153,7 +152,7 @@ def handle_update(service: Service, req: UpdateRequest) -> Answer:
         else:
             answers[line] = f"nochg {shown}"
         if answers[line] != "911":
-            service.store.record_update(host.fqdn, now, req.client, agent[:200], req.tls)
+            service.note_update(host.fqdn, req.client, agent[:200], req.tls)
     return Answer(200, [a or "911" for a in answers])
 
 

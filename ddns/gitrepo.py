@@ -112,17 +112,37 @@ class ZonesRepo:
             return None
 
     def commit(self, paths: Iterable[str], message: str, author: str | None = None) -> str:
-        """Stage PATHS (added, changed or removed) and commit; returns the new HEAD."""
+        """Commit the working-tree state of PATHS (added, changed or removed); returns the new HEAD.
+
+        Only PATHS go into the commit, whatever else is staged. Tracked paths
+        take one git process (``commit --only``), the hot path; new files are
+        added first.
+        """
         paths = list(paths)
-        self._git.add("-A", "--", *paths)
-        env = {}
-        if author:
-            env = {"GIT_AUTHOR_NAME": author, "GIT_AUTHOR_EMAIL": SERVICE_EMAIL}
+        env = {"GIT_AUTHOR_NAME": author, "GIT_AUTHOR_EMAIL": SERVICE_EMAIL} if author else {}
         message_file = Path(self._repo.git_dir) / "DDNS_COMMIT_MSG"
         message_file.write_text(message)
+        args = ["-q", "--no-verify", "-F", str(message_file), "--only", "--", *paths]
         with self._git.custom_environment(**env):
-            self._git.commit("-q", "--no-verify", "-F", str(message_file))
-        return self._git.rev_parse("HEAD")
+            try:
+                self._git.commit(*args)
+            except git.GitCommandError as exc:
+                if "did not match any file" not in str(exc):
+                    raise
+                self._git.add("-A", "--", *paths)
+                self._git.commit(*args)
+        return self._read_head()
+
+    def _read_head(self) -> str:
+        """HEAD's commit id from the ref file (no process); rev-parse when it is packed."""
+        git_dir = Path(self._repo.git_dir)
+        head = (git_dir / "HEAD").read_text().strip()
+        if head.startswith("ref: "):
+            try:
+                return (git_dir / head[5:]).read_text().strip()
+            except FileNotFoundError:
+                return self._git.rev_parse("HEAD")
+        return head
 
     def is_clean(self, paths: Iterable[str] = ()) -> bool:
         return not self._git.status("--porcelain", "--", *paths).strip()

@@ -199,11 +199,19 @@ class Publisher:
                     self.zones[zone] = self._load_validated(zone)
                 return self.zones[zone]
         if state.stamp and _stamp(*self._paths(zone)) != state.stamp:
-            with self.locked():
-                state = self.zones[zone]
-                if _stamp(*self._paths(zone)) != state.stamp:
-                    state = self._load_validated(zone)
-                    self.zones[zone] = state
+            # Our own publisher rewrites the files before it commits: while it
+            # holds the lock, the in-memory state is the acknowledged truth and
+            # a request must not wait for the publish to finish.
+            if not self._thread_lock.acquire(blocking=False):
+                return state
+            try:
+                with self.locked():
+                    state = self.zones[zone]
+                    if _stamp(*self._paths(zone)) != state.stamp:
+                        state = self._load_validated(zone)
+                        self.zones[zone] = state
+            finally:
+                self._thread_lock.release()
         return state
 
     def current(self, zone: str, label: str, rtype: str) -> str | None:

@@ -6,6 +6,8 @@ runs, directly (under the same lock) from a one-shot CLI command.
 """
 from __future__ import annotations
 
+import logging
+import threading
 import time
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
@@ -16,10 +18,11 @@ from .auth import FailureLimiter, SecretVerifier, hash_secret, new_secret
 from .config import Config
 from .gitrepo import HistoryEntry, ZonesRepo
 from .publisher import Change, Outcome, PublishTarget, Publisher, PublisherThread
-from .store import Conflict, Host, NotFound, Store, User
+from .store import Conflict, Host, LastSeen, NotFound, Store, User
 from .validate import AddressPolicy, InvalidName, normalize_name, parse_address, record_type, split_host
 
 ZONE_TEMPLATES = resource_dir("templates") / "zone"
+log = logging.getLogger("ddns.service")
 
 # Names no user may register, whatever the zone's static records say.
 RESERVED_LABELS = frozenset({"@", "www", "ns", "ns1", "ns2", "ns3", "mail", "smtp", "imap", "pop", "mx",
@@ -66,6 +69,10 @@ class Service:
         self.policy = AddressPolicy(config["dyndns2.allow_private"], config["dyndns2.allow_loopback"])
         self.thread: PublisherThread | None = None
         self._dummy: str | None = None
+        self._seen: dict[str, LastSeen] = {}
+        self._seen_lock = threading.Lock()
+        self._flusher: threading.Thread | None = None
+        self._stop_flusher = threading.Event()
 
     @property
     def _dummy_hash(self) -> str:
@@ -89,12 +96,43 @@ class Service:
         self.thread = PublisherThread(self.publisher, self.config["publisher.max_batch"],
                                       self.config["publisher.retry_seconds"])
         self.thread.start()
+        self._stop_flusher.clear()
+        self._flusher = threading.Thread(target=self._flush_loop, name="last-seen", daemon=True)
+        self._flusher.start()
         return status
 
     def stop(self) -> None:
         if self.thread is not None:
             self.thread.stop()
             self.thread = None
+        if self._flusher is not None:
+            self._stop_flusher.set()
+            self._flusher.join(10)
+            self._flusher = None
+        self.flush_seen()
+
+    # ---- last-seen metadata --------------------------------------------------
+    def note_update(self, fqdn: str, client: str, agent: str, tls: bool) -> None:
+        """Remember a host's last update. While serving, writes are batched once a
+        second: a nochg must not queue for SQLite's write lock."""
+        entry = LastSeen(self.clock(), client, agent, tls)
+        with self._seen_lock:
+            self._seen[fqdn] = entry
+        if self._flusher is None:
+            self.flush_seen()
+
+    def flush_seen(self) -> None:
+        with self._seen_lock:
+            batch, self._seen = self._seen, {}
+        if batch:
+            self.store.record_updates(batch)
+
+    def _flush_loop(self) -> None:
+        while not self._stop_flusher.wait(1.0):
+            try:
+                self.flush_seen()
+            except Exception:  # a locked database now and then must not end the loop
+                log.exception("writing last-update metadata failed")
 
     def publish(self, changes: list[Change], timeout: float | None = None) -> list[Outcome]:
         """Publish CHANGES and wait for their outcomes (911-style FAILED on timeout)."""

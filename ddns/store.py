@@ -52,6 +52,16 @@ class User:
 
 
 @dataclass(frozen=True)
+class LastSeen:
+    """A host's last update request: when, client address, user agent, over TLS or not."""
+
+    when: float
+    client: str
+    agent: str
+    tls: bool
+
+
+@dataclass(frozen=True)
 class Host:
     fqdn: str
     zone: str
@@ -200,10 +210,11 @@ class Store:
             if db.execute("DELETE FROM hosts WHERE fqdn=?", (fqdn,)).rowcount == 0:
                 raise NotFound(f"no host {fqdn}")
 
-    def record_update(self, fqdn: str, now: float, client: str, agent: str, tls: bool) -> None:
+    def record_updates(self, seen: dict[str, "LastSeen"]) -> None:
+        """Store when, from where and with what each host last updated (one transaction)."""
         with self._tx() as db:
-            db.execute("UPDATE hosts SET last_update=?, last_client=?, last_agent=?, last_tls=? WHERE fqdn=?",
-                       (now, client, agent, int(tls), fqdn))
+            db.executemany("UPDATE hosts SET last_update=?, last_client=?, last_agent=?, last_tls=? WHERE fqdn=?",
+                           [(e.when, e.client, e.agent, int(e.tls), fqdn) for fqdn, e in seen.items()])
 
     def count_fault(self, fqdn: str, kind: str) -> None:
         column = {"auth": "auth_faults", "client": "client_faults"}[kind]

@@ -49,6 +49,7 @@ def private_file(path: Path, text: str) -> Path:
 
 
 def last_update(running, fqdn: str):
+    running.service.flush_seen()  # last-update metadata is written once a second while serving
     return running.service.store.host(fqdn).last_update
 
 

@@ -46,3 +46,18 @@ def test_rendered_file_in_git_is_what_bind_serves(running):
     assert f"( {serial} " in committed
     assert "web 60 IN A 198.51.100.9" in committed
     assert inst.git("show", "HEAD:dyn.example.test/dynamic.records") == "web A 198.51.100.9\n"
+
+
+def test_last_update_metadata_is_written_in_the_background(running):
+    import time
+
+    inst = running.instance
+    secret = inst.add_host("meta.dyn.example.test")
+    assert running.update("meta.dyn.example.test", secret, "myip=192.0.2.90",
+                          **{"User-Agent": "router/1.0"}) == (200, "good 192.0.2.90\n")
+    deadline = time.monotonic() + 5
+    while inst.cli("host", "list", "--json").json()[0]["last_client"] is None:  # another connection, as another process
+        assert time.monotonic() < deadline, "last-update metadata never reached the database"
+        time.sleep(0.1)
+    host = running.service.store.host("meta.dyn.example.test")
+    assert (host.last_client, host.last_agent, host.last_tls) == ("127.0.0.1", "router/1.0", False)

@@ -7,6 +7,7 @@ the same lock. No mocks: every fault is made for real (signals, files, locks).
 """
 from __future__ import annotations
 
+import http.client as http_client
 import json
 import os
 import shutil
@@ -419,8 +420,8 @@ def test_sigkill_during_burst_loses_no_acknowledged_update(instance, tmp_path):
                 return
             try:
                 status, body, _ = http(f"{inst.url}/nic/update?myip={address}", auth=(fqdn, secret), timeout=20)
-            except OSError:
-                continue  # killed under it: no answer
+            except (OSError, http_client.HTTPException):
+                continue  # killed under it: no (complete) answer
             with lock:
                 answers[fqdn] = (address, body.strip())
 

@@ -180,7 +180,7 @@ def test_commit_returns_the_new_head_and_git_log_shows_it(repo):
     assert sha == git(repo.path, "rev-parse", "HEAD").strip() == repo.head()
     assert git(repo.path, "log", "-1", "--format=%B", sha) == commit_message([c]) + "\n"
     assert git(repo.path, "log", "-1", "--format=%s").strip() == "a.dyn.example.test A 192.0.2.1 (dyndns2)"
-    assert repo.show(sha, "dyn.example.test/dynamic.records") == "a A 192.0.2.1"
+    assert repo.show(sha, "dyn.example.test/dynamic.records") == "a A 192.0.2.1\n"  # byte for byte
     assert repo.is_clean()
 
     sha2 = commit_change(repo, [change("b.dyn.example.test")])
@@ -271,3 +271,14 @@ def test_record_helpers():
     assert replace(c, new=None).summary().startswith("a.dyn.example.test A - -> - by ")
     assert c.trailer().startswith(TRAILER + ": {")
     assert "\n" not in c.trailer()
+
+
+def test_commit_takes_only_its_paths_whatever_else_is_staged(repo):
+    """A change left staged (say by a killed writer) must not ride along with the next commit."""
+    commit_change(repo, [change()])
+    (repo.path / "README").write_text("staged by someone else\n")
+    git(repo.path, "add", "README")
+    (repo.path / "dyn.example.test" / "dynamic.records").write_text("a A 192.0.2.2\n")
+    repo.commit(["dyn.example.test/dynamic.records"], "only this\n")
+    assert git(repo.path, "show", "--name-only", "--format=", "HEAD").split() == ["dyn.example.test/dynamic.records"]
+    assert "README" in git(repo.path, "diff", "--cached", "--name-only")

@@ -21,6 +21,7 @@ def test_https_update_with_certificate_from_config(instance, tmp_path):
         plain = subprocess.run(["curl", "-sS", "--max-time", "10", f"http://127.0.0.1:{instance.http_port}/healthz"],
                                capture_output=True, text=True)
         assert "good" not in plain.stdout  # plain HTTP is not served on the TLS port
+        served.service.flush_seen()  # last-update metadata is written once a second while serving
         host = served.service.store.host("vm.dyn.example.test")
         assert host.last_tls is True and host.last_client == "127.0.0.1"
     finally:

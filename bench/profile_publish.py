@@ -1,0 +1,207 @@
+#!/usr/bin/env python3
+"""Where the milliseconds of ONE publish go (Publisher.apply with one change).
+
+Builds an instance per zone size (real named started directly, real git),
+publishes N records, then applies --runs single-record changes and times
+each stage by wrapping the functions Publisher.apply calls (no service code
+is changed):
+
+  format      format_dynamic (dynamic.records text, sorted)
+  render      Jinja render of the zone file
+  write       the two atomic writes (temp file, write, fsync, rename) -- fsync listed separately
+  fsync       os.fsync inside those writes
+  git add / git commit / git rev-parse   the three git CLI calls of ZonesRepo.commit
+  rndc reload the rndc process (fork + exec + control channel)
+  verify      wait_for_serial as the publisher does it (exponential back-off polling)
+  served      when named really served the serial, found by a tight poll of a
+              separate thread started right after rndc returns (verify - served =
+              time lost to the back-off)
+
+Usage: python3 bench/profile_publish.py [--hosts 1000,10000] [--runs 30] [--no-fsync] [--cprofile]
+"""
+from __future__ import annotations
+
+import argparse
+import cProfile
+import io
+import os
+import pstats
+import shutil
+import statistics
+import sys
+import tempfile
+import threading
+import time
+from collections import defaultdict
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from bench_updates import Addresses, ZONE, free_port  # noqa: E402
+from ddns import bind, cli, publisher as pubmod, zones  # noqa: E402
+from ddns.publisher import Change, Outcome  # noqa: E402
+from ddns.service import Service  # noqa: E402
+
+T: dict[str, list[float]] = defaultdict(list)
+_cur: dict[str, float] = defaultdict(float)
+
+
+def timed(name: str, fn):
+    def wrapper(*a, **kw):
+        t0 = time.perf_counter()
+        try:
+            return fn(*a, **kw)
+        finally:
+            _cur[name] += time.perf_counter() - t0
+    return wrapper
+
+
+class GitProxy:
+    def __init__(self, git):
+        self._git = git
+
+    def __getattr__(self, name):
+        attr = getattr(self._git, name)
+        if name in ("add", "commit", "rev_parse"):
+            return timed("git " + name.replace("_", "-"), attr)
+        return attr
+
+
+class RndcProxy:
+    def __init__(self, rndc, on_reload):
+        self._rndc = rndc
+        self._on_reload = on_reload
+
+    def reload(self, zone):
+        t0 = time.perf_counter()
+        self._rndc.reload(zone)
+        _cur["rndc reload"] += time.perf_counter() - t0
+        self._on_reload(zone)
+
+    def __getattr__(self, name):
+        return getattr(self._rndc, name)
+
+
+def profile_size(n: int, runs: int, fsync: bool, workdir: Path, use_cprofile: bool) -> dict:
+    addresses = Addresses()
+    directory = workdir / f"p-{n}"
+    http_port, dns_port, rndc_port = free_port(), free_port(), free_port()
+    cfg = cli.init_instance(directory, http_port, dns_port, rndc_port, zone=ZONE,
+                            extra={"security.bcrypt_rounds": 4, "zones.git_fsync": fsync})
+    rndc = bind.Rndc("127.0.0.1", rndc_port, cfg.path("bind.rndc_key"))
+    named = bind.ManagedNamed(cfg.path("bind.dir"), rndc)
+    named.start()
+    try:
+        service = Service.open(cfg)
+        pub = service.publisher
+        pub.reconcile()
+        t0 = time.perf_counter()
+        outcomes = pub.apply([Change(ZONE, f"h{i:06d}", "A", addresses.next(), "bench", interface="bench")
+                              for i in range(n)])
+        initial = time.perf_counter() - t0
+        assert all(o == Outcome.GOOD for o in outcomes), outcomes[:3]
+
+        # wrap what _apply_locked calls
+        served_at: dict[str, float] = {}
+
+        def on_reload(zone):
+            serial = pub.zones[zone].serial
+            t_reload = time.perf_counter()
+
+            def poll():
+                deadline = t_reload + 5
+                while time.perf_counter() < deadline:
+                    if bind.served_serial(zone, "127.0.0.1", dns_port, timeout=0.5) == serial:
+                        served_at["t"] = time.perf_counter() - t_reload
+                        return
+            th = threading.Thread(target=poll)
+            th.start()
+            served_at["thread"] = th
+
+        pub.repo._git = GitProxy(pub.repo._git)
+        pub.target.rndc = RndcProxy(pub.target.rndc, on_reload)
+        orig = {"format": zones.format_dynamic, "render": zones.render_zone, "write": pubmod.atomic_write,
+                "fsync": os.fsync, "verify": bind.wait_for_serial}
+        zones.format_dynamic = timed("format", orig["format"])
+        zones.render_zone = timed("render", orig["render"])
+        pubmod.atomic_write = timed("write", orig["write"])
+        os.fsync = timed("fsync", orig["fsync"])
+        bind.wait_for_serial = timed("verify", orig["verify"])
+        prof = cProfile.Profile() if use_cprofile else None
+        try:
+            for k in range(runs):
+                _cur.clear()
+                served_at.clear()
+                change = Change(ZONE, f"h{k % n:06d}", "A", addresses.next(), "bench", interface="bench")
+                t0 = time.perf_counter()
+                if prof:
+                    prof.enable()
+                out = pub.apply([change])
+                if prof:
+                    prof.disable()
+                total = time.perf_counter() - t0
+                assert out == [Outcome.GOOD], out
+                if "thread" in served_at:
+                    served_at["thread"].join(6)
+                for key, v in _cur.items():
+                    T[f"{n}:{key}"].append(v)
+                T[f"{n}:served"].append(served_at.get("t", float("nan")))
+                T[f"{n}:total"].append(total)
+                known = sum(v for key, v in _cur.items() if key != "fsync")
+                T[f"{n}:other"].append(total - known)
+        finally:
+            zones.format_dynamic = orig["format"]
+            zones.render_zone = orig["render"]
+            pubmod.atomic_write = orig["write"]
+            os.fsync = orig["fsync"]
+            bind.wait_for_serial = orig["verify"]
+        if prof:
+            s = io.StringIO()
+            pstats.Stats(prof, stream=s).sort_stats("cumulative").print_stats(25)
+            print(f"--- cProfile of {runs} single-change publishes, {n} records ---\n{s.getvalue()}", file=sys.stderr)
+        size = (directory / "zones" / ZONE / f"{ZONE}.zone").stat().st_size
+        return {"initial_publish_s": initial, "zone_bytes": size}
+    finally:
+        named.stop()
+
+
+STAGES = ["format", "render", "write", "fsync", "git add", "git commit", "git rev-parse",
+          "rndc reload", "verify", "served", "other", "total"]
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--hosts", default="1000,10000")
+    p.add_argument("--runs", type=int, default=30)
+    p.add_argument("--no-fsync", action="store_true", help="zones.git_fsync=false (no fsync of files or git objects)")
+    p.add_argument("--cprofile", action="store_true", help="also print a cProfile of the publishes (to stderr)")
+    args = p.parse_args()
+    sizes = [int(x) for x in args.hosts.split(",")]
+    workdir = Path(tempfile.mkdtemp(prefix="ddns-profile-"))
+    meta = {}
+    try:
+        for n in sizes:
+            meta[n] = profile_size(n, args.runs, not args.no_fsync, workdir, args.cprofile)
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+    print(f"Median ms per single-change publish over {args.runs} runs "
+          f"(fsync {'off' if args.no_fsync else 'on'}; load average {os.getloadavg()[0]:.2f}):\n")
+    print("| stage | " + " | ".join(f"{n:,} records" for n in sizes) + " |")
+    print("|---|" + "---|" * len(sizes))
+    for stage in STAGES:
+        cells = []
+        for n in sizes:
+            v = [x for x in T.get(f"{n}:{stage}", []) if x == x]
+            cells.append(f"{statistics.median(v) * 1000:.1f}" if v else "-")
+        label = {"write": "write (incl. fsync)", "fsync": "  of which fsync", "served": "(named served after rndc)",
+                 "other": "other (python)"}.get(stage, stage)
+        print(f"| {label} | " + " | ".join(cells) + " |")
+    print("| zone file size (KiB) | " + " | ".join(f"{meta[n]['zone_bytes'] / 1024:.0f}" for n in sizes) + " |")
+    print("| initial publish of N records (ms) | " + " | ".join(f"{meta[n]['initial_publish_s'] * 1000:.0f}" for n in sizes) + " |")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

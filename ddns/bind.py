@@ -18,6 +18,8 @@ import dns.message
 import dns.query
 import dns.rdatatype
 
+from .rndc import RndcClient, RndcError, RndcKey
+
 
 class BindError(RuntimeError):
     """rndc, named or named-checkzone failed."""
@@ -25,22 +27,18 @@ class BindError(RuntimeError):
 
 @dataclass(frozen=True)
 class Rndc:
-    """rndc against one control channel."""
+    """Commands on one named control channel (see ddns.rndc: no process per call)."""
 
     server: str
     port: int
     key_file: Path
-    binary: str = "rndc"
 
     def run(self, *args: str, timeout: float = 10.0) -> str:
-        cmd = [self.binary, "-s", self.server, "-p", str(self.port), "-k", str(self.key_file), *args]
         try:
-            proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
-        except (OSError, subprocess.TimeoutExpired) as exc:
+            client = RndcClient(self.server, self.port, RndcKey.from_file(self.key_file), timeout)
+            return client.command(" ".join(args))
+        except (RndcError, OSError) as exc:
             raise BindError(f"rndc {' '.join(args)}: {exc}") from exc
-        if proc.returncode != 0:
-            raise BindError(f"rndc {' '.join(args)}: {(proc.stderr or proc.stdout).strip()}")
-        return proc.stdout
 
     def reload(self, zone: str) -> None:
         self.run("reload", zone)

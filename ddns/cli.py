@@ -121,7 +121,7 @@ def serve(cfg: configmod.Config, env: Env, ready: Callable[[Service], None] | No
     service = Service.open(cfg)
     named = None
     if cfg["bind.managed"]:
-        rndc = bind.Rndc(cfg["bind.rndc_server"], cfg["bind.rndc_port"], cfg.path("bind.rndc_key"), cfg["bind.rndc"])
+        rndc = bind.Rndc(cfg["bind.rndc_server"], cfg["bind.rndc_port"], cfg.path("bind.rndc_key"))
         named = bind.ManagedNamed(cfg.path("bind.dir"), rndc, cfg["bind.named"])
         named.start()
     stop = stop_event or threading.Event()

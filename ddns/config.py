@@ -46,7 +46,6 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("bind.rndc_key", "bind/rndc.key", "rndc key file (from rndc-confgen).", is_path=True),
     Setting("bind.verify_timeout", 5.0, "Seconds to wait for named to serve a new serial before an update answers dnserr."),
     Setting("bind.named", "named", "named binary for the managed instance."),
-    Setting("bind.rndc", "rndc", "rndc binary."),
     Setting("bind.checkzone", "named-checkzone", "named-checkzone binary."),
     Setting("dyndns2.realm", "ddns", "Realm of the HTTP Basic challenge."),
     Setting("dyndns2.max_hosts", 20, "Most hostnames in one request; more answers numhost."),

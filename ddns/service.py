@@ -46,8 +46,7 @@ class HostView:
 def build_publisher(config: Config, clock: Callable[[], float] = time.time) -> Publisher:
     """The publisher for CONFIG's zones repository and BIND."""
     template_dirs = [p for p in [config.path("zones.templates"), ZONE_TEMPLATES] if p]
-    rndc = bind.Rndc(config["bind.rndc_server"], config["bind.rndc_port"], config.path("bind.rndc_key"),
-                     config["bind.rndc"])
+    rndc = bind.Rndc(config["bind.rndc_server"], config["bind.rndc_port"], config.path("bind.rndc_key"))
     target = PublishTarget(rndc=rndc, dns_server=config["bind.listen"], dns_port=config["bind.port"],
                            verify_timeout=config["bind.verify_timeout"], zones_conf=config.path("bind.zones_conf"),
                            checkzone=config["bind.checkzone"])

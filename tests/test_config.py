@@ -311,3 +311,11 @@ def test_reference_markdown_lists_every_setting():
         assert cells[0] == f"`{s.key}`"
         assert cells[2] == f"`{s.env_name}`"
         assert cells[3] == s.doc
+
+
+def test_readme_documents_every_setting_as_the_registry_says():
+    from pathlib import Path
+    from ddns.config import reference_markdown
+
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    assert reference_markdown() in readme, "regenerate the README table with: ddns config --markdown"

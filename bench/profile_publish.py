@@ -10,9 +10,9 @@ is changed):
   render      Jinja render of the zone file
   write       the two atomic writes (temp file, write, fsync, rename) -- fsync listed separately
   fsync       os.fsync inside those writes
-  git add / git commit / git rev-parse   the three git CLI calls of ZonesRepo.commit
-  rndc reload the rndc process (fork + exec + control channel)
-  verify      wait_for_serial as the publisher does it (exponential back-off polling)
+  git commit  the git CLI call of ZonesRepo.commit (commit --only; git add only for new files)
+  rndc reload the control-channel command (ddns.rndc, no process)
+  verify      Publisher.wait_served (polls the served serial with back-off, re-asks named to reload)
   served      when named really served the serial, found by a tight poll of a
               separate thread started right after rndc returns (verify - served =
               time lost to the back-off)
@@ -123,12 +123,12 @@ def profile_size(n: int, runs: int, fsync: bool, workdir: Path, use_cprofile: bo
         pub.repo._git = GitProxy(pub.repo._git)
         pub.target.rndc = RndcProxy(pub.target.rndc, on_reload)
         orig = {"format": zones.format_dynamic, "render": zones.render_zone, "write": pubmod.atomic_write,
-                "fsync": os.fsync, "verify": bind.wait_for_serial}
+                "fsync": os.fsync, "verify": pubmod.Publisher.wait_served}
         zones.format_dynamic = timed("format", orig["format"])
         zones.render_zone = timed("render", orig["render"])
         pubmod.atomic_write = timed("write", orig["write"])
         os.fsync = timed("fsync", orig["fsync"])
-        bind.wait_for_serial = timed("verify", orig["verify"])
+        pubmod.Publisher.wait_served = timed("verify", orig["verify"])
         prof = cProfile.Profile() if use_cprofile else None
         try:
             for k in range(runs):
@@ -156,7 +156,7 @@ def profile_size(n: int, runs: int, fsync: bool, workdir: Path, use_cprofile: bo
             zones.render_zone = orig["render"]
             pubmod.atomic_write = orig["write"]
             os.fsync = orig["fsync"]
-            bind.wait_for_serial = orig["verify"]
+            pubmod.Publisher.wait_served = orig["verify"]
         if prof:
             s = io.StringIO()
             pstats.Stats(prof, stream=s).sort_stats("cumulative").print_stats(25)
@@ -167,7 +167,7 @@ def profile_size(n: int, runs: int, fsync: bool, workdir: Path, use_cprofile: bo
         named.stop()
 
 
-STAGES = ["format", "render", "write", "fsync", "git add", "git commit", "git rev-parse",
+STAGES = ["format", "render", "write", "fsync", "git commit",
           "rndc reload", "verify", "served", "other", "total"]
 
 

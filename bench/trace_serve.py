@@ -11,7 +11,7 @@ update passes through and, when serve stops, writes every sample to OUT.json:
                    publisher.current (nochg check), service.publish (queue wait +
                    group publish), store.record_updates (batched SQLite write)
   publisher:       apply (one group), batch size, format, render, write,
-                   git add / commit / rev-parse, rndc reload, verify
+                   git commit, rndc reload, wait served
 """
 from __future__ import annotations
 
@@ -67,7 +67,7 @@ def install() -> None:
     zones.format_dynamic = timed("pub format", zones.format_dynamic)
     zones.render_zone = timed("pub render", zones.render_zone)
     pubmod.atomic_write = timed("pub write", pubmod.atomic_write)
-    bind.wait_for_serial = timed("pub verify", bind.wait_for_serial)
+    pubmod.Publisher.wait_served = timed("pub wait served", pubmod.Publisher.wait_served)
     bind.Rndc.reload = timed("pub rndc reload", bind.Rndc.reload)
 
     orig_init = gitrepo.ZonesRepo.__init__

@@ -35,7 +35,7 @@ class Rndc:
 
     def run(self, *args: str, timeout: float = 10.0) -> str:
         try:
-            client = RndcClient(self.server, self.port, RndcKey.from_file(self.key_file), timeout)
+            client = RndcClient(self.server, self.port, _read_key(self.key_file), timeout)
             return client.command(" ".join(args))
         except (RndcError, OSError) as exc:
             raise BindError(f"rndc {' '.join(args)}: {exc}") from exc
@@ -54,6 +54,20 @@ class Rndc:
             return False
 
 
+_keys: dict[Path, tuple[tuple[int, int], RndcKey]] = {}
+
+
+def _read_key(path: Path) -> RndcKey:
+    """The key in PATH, parsed again only when the file changes."""
+    st = path.stat()
+    stamp = (st.st_ino, st.st_mtime_ns)
+    cached = _keys.get(path)
+    if cached is None or cached[0] != stamp:
+        cached = (stamp, RndcKey.from_file(path))
+        _keys[path] = cached
+    return cached[1]
+
+
 def served_serial(zone: str, server: str, port: int, timeout: float = 1.0) -> int | None:
     """The SOA serial SERVER answers for ZONE, or None (no answer, SERVFAIL, ...)."""
     query = dns.message.make_query(zone + ".", dns.rdatatype.SOA)
@@ -66,19 +80,6 @@ def served_serial(zone: str, server: str, port: int, timeout: float = 1.0) -> in
         if rrset.rdtype == dns.rdatatype.SOA:
             return rrset[0].serial
     return None
-
-
-def wait_for_serial(zone: str, serial: int, server: str, port: int, timeout: float) -> bool:
-    """Poll until SERVER serves SERIAL for ZONE; False after TIMEOUT seconds."""
-    deadline = time.monotonic() + timeout
-    delay = 0.002
-    while True:
-        if served_serial(zone, server, port, timeout=min(0.5, max(0.05, timeout))) == serial:
-            return True
-        if time.monotonic() >= deadline:
-            return False
-        time.sleep(delay)
-        delay = min(delay * 2, 0.05)
 
 
 def check_zone(zone: str, path: Path, binary: str = "named-checkzone") -> str | None:

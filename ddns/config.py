@@ -58,6 +58,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("security.max_client_failures", 50, "Failed logins from one client address within failure_window before it answers abuse."),
     Setting("security.failure_window", 600, "Seconds over which failed logins are counted."),
     Setting("publisher.max_batch", 1000, "Most changes committed together in one group commit."),
+    Setting("publisher.group_wait", 0.05, "Longest a change waits to join a larger group while named still loads the previous one (a big zone is then reloaded once per group)."),
     Setting("publisher.retry_seconds", 5.0, "How often zones that named does not serve yet are reloaded again."),
 )
 

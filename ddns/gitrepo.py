@@ -101,6 +101,10 @@ class ZonesRepo:
         # git commit runs "gc --auto" now and then; run it in the committing
         # process (under the publisher's lock), never detached beside the next commit.
         repo._git.config("gc.autoDetach", "false")
+        # Each commit writes the whole rendered zone as a loose object; zlib level 1
+        # is ~7 ms faster than the default for a 10k-record zone. Packs (gc) keep
+        # git's default compression and delta-compress these anyway.
+        repo._git.config("core.looseCompression", "1")
         if fsync:
             repo._git.config("core.fsync", "committed")
         return repo

@@ -18,7 +18,7 @@ import os
 import tempfile
 import threading
 import time
-from concurrent.futures import Future
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -40,6 +40,10 @@ class Outcome(enum.Enum):
     FAILED = "911"       # not committed: nothing changed
 
 
+# How long a zone may stay behind its serial before named is asked to reload it again.
+_REASK_SECONDS = 0.2
+
+
 @dataclass(frozen=True)
 class Change:
     """Set (or with ``address=None`` delete) one record of one host."""
@@ -57,6 +61,19 @@ class Change:
     @property
     def fqdn(self) -> str:
         return f"{self.label}.{self.zone}"
+
+
+@dataclass
+class Batch:
+    """What one commit did: outcomes settled so far, and the serial each zone must be served at."""
+
+    outcomes: list[Outcome | None]  # None: committed, waiting for named to serve its zone
+    zones: list[str]                # the zone of each change
+    serials: dict[str, int]         # zones reloaded, and the serial that proves it
+
+    def settle(self, served: set[str]) -> list[Outcome]:
+        return [o if o is not None else (Outcome.GOOD if self.zones[i] in served else Outcome.DNSERR)
+                for i, o in enumerate(self.outcomes)]
 
 
 @dataclass
@@ -235,11 +252,20 @@ class Publisher:
 
     # ---- publishing --------------------------------------------------------
     def apply(self, changes: list[Change]) -> list[Outcome]:
-        """Publish CHANGES as one commit; one outcome per change, in order."""
-        with self.locked():
-            return self._apply_locked(changes)
+        """Publish CHANGES as one commit and wait until named serves them; one outcome per change."""
+        batch = self.commit(changes)
+        return batch.settle(self.wait_served(batch.serials))
 
-    def _apply_locked(self, changes: list[Change]) -> list[Outcome]:
+    def commit(self, changes: list[Change]) -> "Batch":
+        """Apply CHANGES, render each touched zone once, commit once, ask named to reload.
+
+        Does not wait for named: the caller waits for ``batch.serials`` to be
+        served (``wait_served``), so the next group can be committed meanwhile.
+        """
+        with self.locked():
+            return self._commit_locked(changes)
+
+    def _commit_locked(self, changes: list[Change]) -> "Batch":
         outcomes: list[Outcome | None] = [None] * len(changes)
         records: list[tuple[int, ChangeRecord]] = []
         new_dynamic: dict[str, zones.DynamicRecords] = {}
@@ -264,8 +290,9 @@ class Publisher:
                 dynamic[key] = change.address
             records.append((i, ChangeRecord(change.fqdn, change.rtype, old, change.address, change.actor,
                                             change.client, change.interface, change.agent, change.request)))
+        zone_of = [c.zone for c in changes]
         if not records:
-            return [o or Outcome.NOCHG for o in outcomes]
+            return Batch([o or Outcome.NOCHG for o in outcomes], zone_of, {})
 
         touched = sorted({changes[i].zone for i, _ in records})
         serials: dict[str, int] = {}
@@ -287,18 +314,82 @@ class Publisher:
             self._restore(touched)
             for i, _ in records:
                 outcomes[i] = Outcome.FAILED
-            return [o or Outcome.NOCHG for o in outcomes]
+            return Batch([o or Outcome.NOCHG for o in outcomes], zone_of, {})
 
         for zone in touched:
             state = self.zones[zone]
             state.dynamic = new_dynamic[zone]
             state.serial = serials[zone]
             state.stamp = _stamp(*self._paths(zone))
-        served = self._reload_and_verify(touched, serials)
         self.last_publish = self.clock()
-        for i, _ in records:
-            outcomes[i] = Outcome.GOOD if changes[i].zone in served else Outcome.DNSERR
-        return [o or Outcome.NOCHG for o in outcomes]
+        for zone in touched:
+            if not self._reload(zone):  # named unreachable: committed, not served; retried later
+                del serials[zone]
+                self.unserved.add(zone)
+                for i, _ in records:
+                    if changes[i].zone == zone:
+                        outcomes[i] = Outcome.DNSERR
+        return Batch(outcomes, zone_of, serials)
+
+    def _reload(self, zone: str) -> bool:
+        if self.target.rndc is None:
+            return True
+        try:
+            self.target.rndc.reload(zone)
+            return True
+        except bind.BindError as exc:
+            self.last_error = str(exc)
+            log.warning("reload of %s failed: %s", zone, exc)
+            return False
+
+    def wait_served(self, serials: dict[str, int], timeout: float | None = None) -> set[str]:
+        """Wait until named serves each zone at (or after) its serial; returns the zones served.
+
+        named drops a reload asked for while it is still loading the zone, so a
+        zone that stays behind is asked again now and then.
+        """
+        target = self.target
+        if target.rndc is None or not serials:
+            return set(serials)
+        pending = dict(serials)
+        served: set[str] = set()
+        start = time.monotonic()
+        deadline = start + (target.verify_timeout if timeout is None else timeout)
+        asked = {zone: start for zone in pending}
+        seen: dict[str, int | None] = {}
+        delay = 0.002
+        while pending:
+            for zone, serial in list(pending.items()):
+                now_serving = bind.served_serial(zone, target.dns_server, target.dns_port,
+                                                 timeout=max(0.05, min(0.5, deadline - time.monotonic())))
+                if now_serving is not None and (now_serving == serial or serial_gt(now_serving, serial)):
+                    served.add(zone)
+                    del pending[zone]
+                    continue
+                # named just finished an older load (the serial moved), or has been quiet for a
+                # while: ask again -- but only for the zone's newest commit, which covers the rest.
+                finished_older = zone in seen and now_serving != seen[zone]
+                seen[zone] = now_serving
+                newest = zone in self.zones and self.zones[zone].serial == serial
+                if newest and (finished_older or time.monotonic() - asked[zone] > _REASK_SECONDS):
+                    self._reload(zone)
+                    asked[zone] = time.monotonic()
+            if not pending or time.monotonic() >= deadline:
+                break
+            time.sleep(delay)
+            delay = min(delay * 2, 0.02)
+        for zone in pending:
+            self.last_error = f"named does not serve serial {serials[zone]} of {zone}"
+            log.warning("%s", self.last_error)
+        self.unserved.difference_update(served)
+        self.unserved.update(pending)
+        return served
+
+    def _reload_and_verify(self, zone_names: list[str], serials: dict[str, int]) -> set[str]:
+        """Reload each zone and wait until named serves its serial (zones it cannot reload: not served)."""
+        reloaded = [zone for zone in zone_names if self._reload(zone)]
+        self.unserved.update(set(zone_names) - set(reloaded))
+        return self.wait_served({zone: serials[zone] for zone in reloaded})
 
     def _unstage(self, rel: str) -> None:
         try:
@@ -317,32 +408,6 @@ class Publisher:
                     path.unlink(missing_ok=True)
                 self._unstage(rel)
             self.zones[zone] = self._load_validated(zone)
-
-    def _reload_and_verify(self, zone_names: list[str], serials: dict[str, int]) -> set[str]:
-        """Reload each zone and wait until named serves its serial; returns those served."""
-        target = self.target
-        if target.rndc is None:
-            return set(zone_names)
-        reloaded = []
-        for zone in zone_names:
-            try:
-                target.rndc.reload(zone)
-                reloaded.append(zone)
-            except bind.BindError as exc:
-                self.last_error = str(exc)
-                log.warning("reload of %s failed: %s", zone, exc)
-        served = set()
-        deadline = time.monotonic() + target.verify_timeout
-        for zone in reloaded:
-            remaining = max(0.0, deadline - time.monotonic())
-            if bind.wait_for_serial(zone, serials[zone], target.dns_server, target.dns_port, remaining):
-                served.add(zone)
-            else:
-                self.last_error = f"named does not serve serial {serials[zone]} of {zone}"
-                log.warning("%s", self.last_error)
-        self.unserved.difference_update(served)
-        self.unserved.update(set(zone_names) - served)
-        return served
 
     # ---- startup and repair ------------------------------------------------
     def recover(self) -> None:
@@ -474,20 +539,32 @@ class Publisher:
 @dataclass
 class _Pending:
     change: Change
+    queued: float
     future: Future = field(default_factory=Future)
 
 
 class PublisherThread:
-    """Queue in front of a Publisher: group commit for concurrent requests."""
+    """Queue in front of a Publisher: group commit for concurrent requests.
 
-    def __init__(self, publisher: Publisher, max_batch: int = 1000, retry_seconds: float = 5.0):
+    A pipeline: the thread commits a group and asks named to reload, then
+    takes the next group at once, while a watcher answers the first group's
+    waiters when named serves its serial (a large zone's load takes longer
+    than its commit).
+    """
+
+    def __init__(self, publisher: Publisher, max_batch: int = 1000, retry_seconds: float = 5.0,
+                 group_wait: float = 0.05, watchers: int = 8, monotonic: Callable[[], float] = time.monotonic):
         self.publisher = publisher
         self.max_batch = max_batch
         self.retry_seconds = retry_seconds
+        self.group_wait = group_wait
+        self.monotonic = monotonic
+        self._in_flight = 0  # committed groups whose waiters wait for named
         self._queue: list[_Pending] = []
         self._cond = threading.Condition()
         self._stopping = False
         self._thread = threading.Thread(target=self._run, name="publisher", daemon=True)
+        self._watchers = ThreadPoolExecutor(max_workers=watchers, thread_name_prefix="served-watch")
         self.batches = 0
         self.changes = 0
 
@@ -495,11 +572,12 @@ class PublisherThread:
         self._thread.start()
 
     def stop(self, timeout: float = 30.0) -> None:
-        """Finish what is queued, then stop."""
+        """Finish what is queued, answer every waiter, then stop."""
         with self._cond:
             self._stopping = True
             self._cond.notify()
         self._thread.join(timeout)
+        self._watchers.shutdown(wait=True)
 
     @property
     def queue_length(self) -> int:
@@ -507,7 +585,8 @@ class PublisherThread:
             return len(self._queue)
 
     def submit(self, changes: list[Change]) -> list[Future]:
-        pending = [_Pending(c) for c in changes]
+        now = self.monotonic()
+        pending = [_Pending(c, now) for c in changes]
         with self._cond:
             if self._stopping:
                 raise RuntimeError("publisher is stopping")
@@ -523,21 +602,45 @@ class PublisherThread:
                         break
                 if self._stopping and not self._queue:
                     return
+                # While named still loads the previous group, let this one grow
+                # (up to group_wait): a big zone is reloaded once per group.
+                if self._queue:
+                    deadline = self._queue[0].queued + self.group_wait
+                    while (self._in_flight and len(self._queue) < self.max_batch and not self._stopping
+                           and self.monotonic() < deadline):
+                        self._cond.wait(deadline - self.monotonic())
                 batch = self._queue[: self.max_batch]
                 del self._queue[: len(batch)]
+                if batch:
+                    self._in_flight += 1
             if not batch:
                 self._safely(self.publisher.retry_unserved)
                 continue
             try:
-                outcomes = self.publisher.apply([p.change for p in batch])
+                committed = self.publisher.commit([p.change for p in batch])
             except Exception as exc:  # never leave a waiter hanging
                 log.exception("publishing failed")
                 self.publisher.last_error = str(exc)
-                outcomes = [Outcome.FAILED] * len(batch)
+                committed = Batch([Outcome.FAILED] * len(batch), [p.change.zone for p in batch], {})
             self.batches += 1
             self.changes += len(batch)
-            for pending, outcome in zip(batch, outcomes):
-                pending.future.set_result(outcome)
+            if committed.serials:
+                self._watchers.submit(self._settle, batch, committed)
+            else:
+                self._settle(batch, committed)
+
+    def _settle(self, batch: list[_Pending], committed: Batch) -> None:
+        try:
+            outcomes = committed.settle(self.publisher.wait_served(committed.serials))
+        except Exception:
+            log.exception("waiting for named failed")
+            outcomes = committed.settle(set())
+        finally:
+            with self._cond:
+                self._in_flight -= 1
+                self._cond.notify()
+        for pending, outcome in zip(batch, outcomes):
+            pending.future.set_result(outcome)
 
     @staticmethod
     def _safely(fn: Callable[[], None]) -> None:

@@ -93,7 +93,7 @@ class Service:
         """Reconcile BIND with the repository, then publish from a background thread."""
         status = self.publisher.reconcile()
         self.thread = PublisherThread(self.publisher, self.config["publisher.max_batch"],
-                                      self.config["publisher.retry_seconds"])
+                                      self.config["publisher.retry_seconds"], self.config["publisher.group_wait"])
         self.thread.start()
         self._stop_flusher.clear()
         self._flusher = threading.Thread(target=self._flush_loop, name="last-seen", daemon=True)

@@ -153,10 +153,14 @@ def render_zone(
     static_text: str,
     dynamic: DynamicRecords,
 ) -> str:
-    """Render a zone file. Dynamic records arrive pre-formatted (fast for 100k)."""
+    """Render a zone file.
+
+    The dynamic records reach the template as one pre-formatted block
+    (``dynamic``): a Jinja loop over 100k records costs ~50 ms more.
+    """
     ttl = settings.dynamic_ttl
-    lines = [f"{label} {ttl} IN {rtype} {addr}" for (label, rtype), addr in sorted(dynamic.items())]
-    return template.render(zone=settings, serial=serial, static=static_text, dynamic_lines=lines)
+    block = "".join(f"{label} {ttl} IN {rtype} {addr}\n" for (label, rtype), addr in sorted(dynamic.items()))
+    return template.render(zone=settings, serial=serial, static=static_text, dynamic=block)
 
 
 @dataclass

@@ -9,6 +9,7 @@ import logging
 import os
 import shutil
 import signal
+import subprocess
 import sys
 import threading
 from dataclasses import dataclass, field
@@ -69,7 +70,7 @@ def init_instance(directory: Path, http_port: int = 8080, dns_port: int = 5353, 
     if config_path.exists():
         raise ServiceError(f"{config_path} exists; not overwriting an instance")
     values = {"http.port": http_port, "bind.port": dns_port, "bind.rndc_port": rndc_port or dns_port + 1,
-              **(extra or {})}
+              "zones.upstream": "zones.git", "zones.push_token": new_secret(), **(extra or {})}
     config_path.write_text(configmod.render_toml(values))
     cfg = configmod.load(config_path, environ={})
     bind_dir = cfg.path("bind.dir")
@@ -83,9 +84,32 @@ def init_instance(directory: Path, http_port: int = 8080, dns_port: int = 5353, 
     shutil.copytree(resource_dir("zones-repo"), repo_dir, dirs_exist_ok=True)
     repo = ZonesRepo.init(repo_dir, fsync=cfg["zones.git_fsync"])
     repo.commit(["."], "Start the zones repository\n")
+    if cfg.upstream:
+        bare = Path(cfg.upstream)
+        subprocess.run(["git", "init", "-q", "--bare", "-b", cfg["zones.branch"], str(bare)], check=True)
+        repo.set_upstream(str(bare))
     service = Service.open(cfg)
     service.add_domain(zone, actor="ddns init")
+    if cfg.upstream:
+        service.publisher.push(cfg["zones.branch"], cfg["zones.push_token"])
+        install_hooks(bare, config_path, cfg["zones.push_token"])
     return cfg
+
+
+def install_hooks(bare: Path, config_path: Path | None, token: str) -> None:
+    """Install pre-receive and post-receive into the bare repository BARE, tied to CONFIG_PATH."""
+    hooks_dir = bare / "hooks"
+    hooks_dir.mkdir(exist_ok=True)
+    for name in ("pre-receive", "post-receive"):
+        target = hooks_dir / name
+        shutil.copyfile(resource_dir("hooks") / name, target)
+        target.chmod(0o755)
+    settings = {"ddns.python": sys.executable, "receive.advertisePushOptions": "true",
+                "ddns.servicetoken": token}
+    if config_path is not None:
+        settings["ddns.config"] = str(config_path.resolve())
+    for key, value in settings.items():
+        subprocess.run(["git", "-C", str(bare), "config", key, value], check=True)
 
 
 def _load_config(args: argparse.Namespace, env: Env) -> configmod.Config:
@@ -283,6 +307,123 @@ def cmd_history(args, env: Env) -> Exit:
     return Exit.OK
 
 
+def cmd_check(args, env: Env) -> Exit:
+    """Validate a revision of a zones repository (a pull request) and print its plan."""
+    from . import gitops
+
+    repo = Path(args.repo) if args.repo else env.cwd
+    rev = _git_out(repo, "rev-parse", "--verify", args.rev)
+    base = args.base
+    if base is None:
+        upstream = _git_out(repo, "rev-parse", "--verify", "-q", "origin/main", check=False)
+        base = _git_out(repo, "merge-base", upstream, rev, check=False) if upstream else None
+        if not base or base == rev:
+            base = _git_out(repo, "rev-parse", "--verify", "-q", f"{rev}~1", check=False) or None
+    else:
+        base = _git_out(repo, "rev-parse", "--verify", base)
+    max_share = configmod.load(configmod.find_config_file(args.config, env.environ, env.cwd), env.environ)["zones.max_change_share"] \
+        if (args.config or env.environ.get("DDNS_CONFIG")) else 0.3
+    report = gitops.check_revision(repo, rev, base, [resource_dir("templates") / "zone"], max_share=max_share)
+    forced = gitops.forced_by_commits(repo, base, rev)
+    if args.json:
+        env.out(json.dumps({**report.as_dict(), "forced": forced, "ok": report.ok(forced)}, indent=2))
+    else:
+        for error in report.errors:
+            env.out(f"error: {error}")
+        for problem in report.guarded:
+            env.out(f"refused unless forced: {problem}" if not forced else f"forced: {problem}")
+        if args.plan:
+            env.out(gitops.format_plan(report.plans))
+        elif report.ok(forced):
+            env.out("ok")
+    return Exit.OK if report.ok(forced) else Exit.ERROR
+
+
+def _git_out(repo: Path, *args: str, check: bool = True) -> str:
+    proc = subprocess.run(["git", "-C", str(repo), *args], capture_output=True, text=True)
+    if check and proc.returncode != 0:
+        raise ServiceError(f"git {' '.join(args)}: {proc.stderr.strip()}")
+    return proc.stdout.strip()
+
+
+def cmd_apply(args, env: Env) -> Exit:
+    """Take in the upstream's branch and publish it (what post-receive runs)."""
+    service = _open(args, env)
+    status = service.sync()
+    _emit(env, args, status, "\n".join(f"zone {z}: {s}" for z, s in sorted(status.items())) or "nothing to publish")
+    bad = [z for z, s in status.items() if s.startswith("broken") or s == "unserved"]
+    return Exit.PUBLISH_FAILED if bad else Exit.OK
+
+
+def cmd_hooks_install(args, env: Env) -> Exit:
+    cfg = _load_config(args, env)
+    install_hooks(Path(args.repo), cfg.source, cfg["zones.push_token"])
+    env.out(f"hooks installed in {args.repo}")
+    return Exit.OK
+
+
+def cmd_hook(args, env: Env) -> Exit:
+    """Run inside a bare repository's hook: stdin has 'OLD NEW REF' lines."""
+    from . import gitops
+
+    cfg = _load_config(args, env)
+    repo = env.cwd
+    token = _git_out(repo, "config", "ddns.servicetoken", check=False)
+    if token and env.environ.get("DDNS_SERVICE_PUSH") == token:
+        return Exit.OK  # the service's own push: already validated and published
+    branch_ref = f"refs/heads/{cfg['zones.branch']}"
+    zero = "0" * 40
+    updates = [line.split() for line in env.stdin.read().splitlines() if line.strip()]
+    updates = [(old, new) for old, new, ref in updates if ref == branch_ref]
+    if args.which == "post-receive":
+        if updates:
+            status = Service.open(cfg).sync()
+            for zone, state in sorted(status.items()):
+                env.err(f"ddns: zone {zone}: {state}")
+        return Exit.OK
+    options = [env.environ.get(f"GIT_PUSH_OPTION_{i}", "") for i in range(int(env.environ.get("GIT_PUSH_OPTION_COUNT", "0") or 0))]
+    ok = True
+    for old, new in updates:
+        if new == zero:
+            env.err(f"ddns: refusing to delete {branch_ref}")
+            ok = False
+            continue
+        report = gitops.check_revision(repo, new, None if old == zero else old, [resource_dir("templates") / "zone"],
+                                       checkzone=cfg["bind.checkzone"], max_share=cfg["zones.max_change_share"])
+        forced = gitops.FORCE_PUSH_OPTION in options or gitops.forced_by_commits(repo, None if old == zero else old, new)
+        for error in report.errors:
+            env.err(f"ddns: error: {error}")
+        for problem in report.guarded:
+            env.err(f"ddns: {'forced' if forced else 'refused'}: {problem}")
+        if report.guarded and not forced:
+            env.err(f"ddns: push again with `git push -o {gitops.FORCE_PUSH_OPTION}` or a "
+                    f"`{gitops.FORCE_TRAILER}: yes` trailer if this is intended")
+        if not report.ok(forced):
+            ok = False
+        else:
+            env.err("ddns: " + gitops.format_plan(report.plans).strip().replace("\n", "\nddns: "))
+    return Exit.OK if ok else Exit.ERROR
+
+
+def cmd_audit(args, env: Env) -> Exit:
+    service = _open(args, env)
+    entries = service.publisher.repo.audit(args.since, args.until)
+    rows = []
+    for e in entries:
+        c = e.change
+        if args.actor and args.actor not in c.actor:
+            continue
+        if args.zone and not (c.host == args.zone or c.host.endswith("." + args.zone)):
+            continue
+        rows.append({"commit": e.commit, "when": e.when, "host": c.host, "type": c.type, "old": c.old, "new": c.new,
+                     "actor": c.actor, "client": c.client, "interface": c.interface, "agent": c.agent,
+                     "request": c.request})
+    text = "\n".join(f"{r['when']}  {r['host']} {r['type']} {r['old'] or '-'} -> {r['new'] or '-'}  by {r['actor']}"
+                     f"  from {r['client'] or '-'}  via {r['interface']}  {r['commit'][:10]}" for r in rows)
+    _emit(env, args, rows, text or "no changes")
+    return Exit.OK
+
+
 def cmd_config(args, env: Env) -> Exit:
     if args.markdown:
         env.out(configmod.reference_markdown())
@@ -355,6 +496,28 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = command("history", cmd_history, "every change of a host, read from Git", json_output=True)
     p.add_argument("fqdn")
+
+    p = command("audit", cmd_audit, "every change in a time range, read from Git", json_output=True)
+    p.add_argument("--since", required=True, help="a date git understands: 2026-11-01, '2 hours ago', ...")
+    p.add_argument("--until")
+    p.add_argument("--actor", help="only changes whose actor contains this")
+    p.add_argument("--zone", help="only changes of hosts in this zone")
+
+    p = command("check", cmd_check, "validate a revision of a zones repository (a pull request); --plan prints its changes",
+                json_output=True)
+    p.add_argument("rev", nargs="?", default="HEAD")
+    p.add_argument("--repo", help="the zones repository clone (default: the current directory)")
+    p.add_argument("--base", help="compare with this revision (default: merge base with origin/main, else REV~1)")
+    p.add_argument("--plan", action="store_true", help="print the added / removed / changed records per zone (Markdown)")
+
+    command("apply", cmd_apply, "take in the upstream's branch and publish it", json_output=True)
+
+    hooks = sub.add_parser("hooks", help="git hooks of the zones repository").add_subparsers(dest="hooks_command", required=True)
+    p = command("install", cmd_hooks_install, "install pre-receive and post-receive into a bare repository", hooks)
+    p.add_argument("repo")
+
+    p = command("hook", cmd_hook, "(run by the installed hooks) validate or publish a push")
+    p.add_argument("which", choices=["pre-receive", "post-receive"])
     return parser
 
 

@@ -6,6 +6,7 @@ prints it, and the README's configuration reference is generated from it.
 from __future__ import annotations
 
 import os
+import re
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,6 +36,12 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("store.path", "ddns.sqlite3", "SQLite database of users, domains, hosts and secret hashes.", is_path=True),
     Setting("zones.repo", "zones", "Working tree of the zones Git repository; the service is its only writer.", is_path=True),
     Setting("zones.templates", "", "Directory with a zone.j2 that overrides the shipped zone template.", is_path=True),
+    Setting("zones.upstream", "", "Git remote (URL or path) admins push to: the service pushes its commits there and takes in merged changes. Empty: none.", is_path=False),
+    Setting("zones.branch", "main", "Branch of the zones repository that is published."),
+    Setting("zones.sync_seconds", 30.0, "How often to fetch the upstream for merged changes (a post-receive hook or the webhook also triggers it)."),
+    Setting("zones.push_token", "", "Secret the service sends with its own pushes, so the upstream's hooks let them through."),
+    Setting("zones.webhook_secret", "", "Shared secret of POST /hooks/zones (X-Gitlab-Token, X-Ddns-Token or GitHub's X-Hub-Signature-256); empty: endpoint off."),
+    Setting("zones.max_change_share", 0.3, "Largest share of a zone's record sets one push may delete or rewrite without being forced (zones of 10+ record sets)."),
     Setting("zones.git_fsync", True, "Make git fsync objects and refs of each commit (durable across power loss)."),
     Setting("bind.managed", True, "Start and stop a private named with `ddns serve`."),
     Setting("bind.dir", "bind", "Directory of the managed named (named.conf, rndc.key, logs).", is_path=True),
@@ -109,6 +116,15 @@ class Config:
             return None
         p = Path(value)
         return p if p.is_absolute() else self.base_dir / p
+
+    @property
+    def upstream(self) -> str:
+        """zones.upstream as git takes it: URLs as they are, local paths resolved here."""
+        value = self["zones.upstream"]
+        if not value or "://" in value or re.match(r"^[\w.-]+@[\w.-]+:", value):
+            return value
+        p = Path(value)
+        return str(p if p.is_absolute() else self.base_dir / p)
 
     @property
     def public_url(self) -> str:

@@ -76,6 +76,10 @@ def parse_trailers(message: str) -> list[ChangeRecord]:
     return records
 
 
+class SyncConflict(RuntimeError):
+    """The service's commits and the upstream's cannot be combined without a human."""
+
+
 @dataclass(frozen=True)
 class HistoryEntry:
     commit: str
@@ -110,8 +114,9 @@ class ZonesRepo:
         return repo
 
     def head(self) -> str | None:
+        """HEAD's commit id, None in an empty repository."""
         try:
-            return self._git.rev_parse("--verify", "-q", "HEAD")
+            return self._read_head()
         except git.GitCommandError:
             return None
 
@@ -145,8 +150,60 @@ class ZonesRepo:
             try:
                 return (git_dir / head[5:]).read_text().strip()
             except FileNotFoundError:
-                return self._git.rev_parse("HEAD")
+                return self._git.rev_parse("--verify", "-q", "HEAD")
         return head
+
+    # ---- an upstream remote (the bare repository admins push to) ----------------
+    def set_upstream(self, url: str) -> None:
+        remotes = self._git.remote().split()
+        if "origin" in remotes:
+            self._git.remote("set-url", "origin", url)
+        else:
+            self._git.remote("add", "origin", url)
+
+    def has_upstream(self) -> bool:
+        return "origin" in self._git.remote().split()
+
+    def fetch(self, branch: str) -> str | None:
+        """Fetch BRANCH from origin; its commit, or None when origin has no such branch yet."""
+        self._git.fetch("-q", "origin")
+        try:
+            return self._git.rev_parse("--verify", "-q", f"origin/{branch}")
+        except git.GitCommandError:
+            return None
+
+    def is_ancestor(self, ancestor: str, rev: str = "HEAD") -> bool:
+        try:
+            self._git.merge_base("--is-ancestor", ancestor, rev)
+            return True
+        except git.GitCommandError:
+            return False
+
+    def rebase(self, onto: str) -> None:
+        """Replay local commits onto ONTO; on a conflict, abort and raise (nothing changes)."""
+        try:
+            self._git.rebase("-q", onto)
+        except git.GitCommandError as exc:
+            try:
+                self._git.rebase("--abort")
+            except git.GitCommandError:
+                pass
+            raise SyncConflict(f"cannot rebase the service's commits onto {onto[:12]}: {exc.stderr.strip()}") from exc
+
+    def push(self, branch: str, token: str = "") -> bool:
+        """Push HEAD to origin/BRANCH; False when rejected (someone pushed first)."""
+        env = {"DDNS_SERVICE_PUSH": token} if token else {}
+        try:
+            with self._git.custom_environment(**env):
+                self._git.push("-q", "origin", f"HEAD:refs/heads/{branch}")
+            return True
+        except git.GitCommandError as exc:
+            if "rejected" in exc.stderr or "fetch first" in exc.stderr or "non-fast-forward" in exc.stderr:
+                return False
+            raise
+
+    def changed_paths(self, old: str, new: str = "HEAD") -> list[str]:
+        return self._git.diff("--name-only", old, new).splitlines()
 
     def is_clean(self, paths: Iterable[str] = ()) -> bool:
         return not self._git.status("--porcelain", "--", *paths).strip()
@@ -180,6 +237,22 @@ class ZonesRepo:
                 time.sleep(0.1)
         return removed
 
+    def audit(self, since: str, until: str | None = None) -> Iterator[HistoryEntry]:
+        """Every change committed in a time range, newest first."""
+        args = ["--format=%H%x1f%cI%x1f%B%x1e", f"--since={since}", f"--grep={TRAILER}: ", "--fixed-strings"]
+        if until:
+            args.append(f"--until={until}")
+        yield from self._entries(self._git.log(*args) if self.head() else "")
+
+    def _entries(self, out: str) -> Iterator[HistoryEntry]:
+        for chunk in out.split("\x1e"):
+            chunk = chunk.strip("\n")
+            if not chunk:
+                continue
+            sha, when, message = chunk.split("\x1f", 2)
+            for record in parse_trailers(message):
+                yield HistoryEntry(sha, when, record)
+
     def history(self, host: str, limit: int | None = None) -> Iterator[HistoryEntry]:
         """Changes of HOST, newest first, read from commit trailers."""
         if limit is not None:
@@ -188,12 +261,4 @@ class ZonesRepo:
         if self.head() is None:
             return
         args = ["--format=%H%x1f%cI%x1f%B%x1e", f"--grep={TRAILER}: ", "--fixed-strings", f"--grep=\"host\":\"{host}\"", "--all-match"]
-        out = self._git.log(*args)
-        for chunk in out.split("\x1e"):
-            chunk = chunk.strip("\n")
-            if not chunk:
-                continue
-            sha, when, message = chunk.split("\x1f", 2)
-            for record in parse_trailers(message):
-                if record.host == host:
-                    yield HistoryEntry(sha, when, record)
+        yield from (e for e in self._entries(self._git.log(*args)) if e.change.host == host)

@@ -27,7 +27,7 @@ from typing import Callable, Iterator
 import jinja2
 
 from . import bind, zones
-from .gitrepo import ChangeRecord, ZonesRepo, commit_message
+from .gitrepo import ChangeRecord, SyncConflict, ZonesRepo, commit_message
 from .serial import next_serial, serial_gt
 
 log = logging.getLogger("ddns.publisher")
@@ -439,8 +439,11 @@ class Publisher:
         """
         status: dict[str, str] = {}
         with self.locked():
+            known = set(self.zones)
             self.zones = {z: self._load_validated(z) for z in zones.list_zones(self.root)}
-            self.write_zones_conf()
+            for zone in self._remove_orphans():
+                status[zone] = "removed"
+            zone_set_changed = self.write_zones_conf() or known != set(self.zones)
             to_reload: list[str] = []
             serials: dict[str, int] = {}
             for zone, state in self.zones.items():
@@ -467,12 +470,12 @@ class Publisher:
                 else:
                     status[zone] = "served"
                 serials[zone] = state.serial
+            if (to_reload or zone_set_changed) and self.target.rndc is not None:
+                try:
+                    self.target.rndc.reconfig()
+                except bind.BindError as exc:
+                    log.warning("reconfig failed: %s", exc)
             if to_reload:
-                if self.target.rndc is not None:
-                    try:
-                        self.target.rndc.reconfig()
-                    except bind.BindError as exc:
-                        log.warning("reconfig failed: %s", exc)
                 served_now = self._reload_and_verify(to_reload, serials)
                 for zone in to_reload:
                     status[zone] = status.get(zone, "served") if zone in served_now else "unserved"
@@ -486,15 +489,61 @@ class Publisher:
             pending = sorted(self.unserved)
             self._reload_and_verify(pending, {z: self.zones[z].serial for z in pending if z in self.zones})
 
-    def write_zones_conf(self) -> None:
-        """Rewrite the named.conf fragment that lists the zones (when configured)."""
+    def write_zones_conf(self) -> bool:
+        """Rewrite the named.conf fragment that lists the zones (when configured); True if it changed."""
         if self.target.zones_conf is None:
-            return
+            return False
         files = {z: (self.root / z / zones.rendered_file(z)).resolve() for z in self.zones}
         text = bind.zones_conf(files)
         path = self.target.zones_conf
-        if not path.exists() or path.read_text() != text:
-            atomic_write(path, text, self.fsync)
+        if path.exists() and path.read_text() == text:
+            return False
+        atomic_write(path, text, self.fsync)
+        return True
+
+    def _remove_orphans(self) -> list[str]:
+        """Service files of zones whose zone.toml a merge removed: delete and commit them."""
+        removed = []
+        for zone_dir in sorted(p for p in self.root.iterdir() if p.is_dir() and not p.name.startswith(".")):
+            zone = zone_dir.name
+            if (zone_dir / zones.SETTINGS_FILE).exists():
+                continue
+            paths = [p for p in self._paths(zone) if p.exists()]
+            if not paths:
+                continue
+            for path in paths:
+                path.unlink()
+            self.repo.commit([f"{zone}/{p.name}" for p in paths],
+                             f"Remove zone {zone}\n\nIts zone.toml was removed; the service's files go with it.\n")
+            self.unserved.discard(zone)
+            removed.append(zone)
+        return removed
+
+    def sync(self, branch: str = "main", token: str = "", attempts: int = 5, always_reconcile: bool = False) -> dict[str, str]:
+        """Take in what was merged upstream, publish it, and push the service's commits.
+
+        Fetch, rebase the service's unpushed commits onto the upstream (they
+        touch other files than humans do), re-render and validate what changed
+        (reconcile), push; when someone pushed meanwhile, again. A real
+        conflict raises SyncConflict and changes nothing: BIND keeps the last
+        good zones.
+        """
+        with self.locked():
+            if not self.repo.has_upstream():
+                return self.reconcile()
+            for _ in range(attempts):
+                before = self.repo.head()
+                upstream = self.repo.fetch(branch)
+                if upstream is not None and not self.repo.is_ancestor(upstream):
+                    self.repo.rebase(upstream)
+                status = self.reconcile() if always_reconcile or self.repo.head() != before else {}
+                if upstream == self.repo.head() or self.repo.push(branch, token):
+                    return status
+            raise SyncConflict(f"the upstream kept moving; gave up after {attempts} attempts")
+
+    def push(self, branch: str = "main", token: str = "") -> bool:
+        """Push the service's commits; False when rejected (a merge landed first: sync)."""
+        return not self.repo.has_upstream() or self.repo.push(branch, token)
 
     def add_zone(self, zone: str, settings_toml: str, static_text: str, actor: str) -> Outcome:
         """Create a zone directory, validate, commit, and have named load it."""

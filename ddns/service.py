@@ -50,8 +50,10 @@ def build_publisher(config: Config, clock: Callable[[], float] = time.time) -> P
     target = PublishTarget(rndc=rndc, dns_server=config["bind.listen"], dns_port=config["bind.port"],
                            verify_timeout=config["bind.verify_timeout"], zones_conf=config.path("bind.zones_conf"),
                            checkzone=config["bind.checkzone"])
-    return Publisher(ZonesRepo(config.path("zones.repo")), template_dirs, target, clock=clock,
-                     fsync=config["zones.git_fsync"])
+    repo = ZonesRepo(config.path("zones.repo"))
+    if config.upstream:
+        repo.set_upstream(config.upstream)
+    return Publisher(repo, template_dirs, target, clock=clock, fsync=config["zones.git_fsync"])
 
 
 class Service:
@@ -71,7 +73,9 @@ class Service:
         self._seen: dict[str, LastSeen] = {}
         self._seen_lock = threading.Lock()
         self._flusher: threading.Thread | None = None
-        self._stop_flusher = threading.Event()
+        self._syncer: threading.Thread | None = None
+        self._stop_flusher = threading.Event()  # ends both background loops
+        self._sync_requested = threading.Event()
 
     @property
     def _dummy_hash(self) -> str:
@@ -90,25 +94,30 @@ class Service:
 
     # ---- running -----------------------------------------------------------
     def start(self) -> dict[str, str]:
-        """Reconcile BIND with the repository, then publish from a background thread."""
-        status = self.publisher.reconcile()
+        """Take in the upstream, reconcile BIND with the repository, then publish from background threads."""
+        status = self.sync(always_reconcile=True)
         self.thread = PublisherThread(self.publisher, self.config["publisher.max_batch"],
                                       self.config["publisher.retry_seconds"], self.config["publisher.group_wait"])
         self.thread.start()
         self._stop_flusher.clear()
         self._flusher = threading.Thread(target=self._flush_loop, name="last-seen", daemon=True)
         self._flusher.start()
+        if self.publisher.repo.has_upstream():
+            self._syncer = threading.Thread(target=self._sync_loop, name="sync", daemon=True)
+            self._syncer.start()
         return status
 
     def stop(self) -> None:
         if self.thread is not None:
             self.thread.stop()
             self.thread = None
-        if self._flusher is not None:
-            self._stop_flusher.set()
-            self._flusher.join(10)
-            self._flusher = None
+        self._stop_flusher.set()
+        for thread in (self._flusher, self._syncer):
+            if thread is not None:
+                thread.join(30)
+        self._flusher = self._syncer = None
         self.flush_seen()
+        self._push_quietly()
 
     # ---- last-seen metadata --------------------------------------------------
     def note_update(self, fqdn: str, client: str, agent: str, tls: bool) -> None:
@@ -125,6 +134,50 @@ class Service:
             batch, self._seen = self._seen, {}
         if batch:
             self.store.record_updates(batch)
+
+    # ---- the upstream ----------------------------------------------------------
+    def sync(self, always_reconcile: bool = False) -> dict[str, str]:
+        """Take in merged changes, publish them, push; zones in the repository are the open domains."""
+        status = self.publisher.sync(self.config["zones.branch"], self.config["zones.push_token"],
+                                     always_reconcile=always_reconcile)
+        self._sync_domains()
+        return status
+
+    def request_sync(self) -> None:
+        """Ask the background syncer to fetch now (webhook)."""
+        self._sync_requested.set()
+
+    def _sync_domains(self) -> None:
+        in_repo = set(self.publisher.zones)
+        for zone in in_repo - set(self.store.domains()):
+            self.store.add_domain(zone, self.clock())
+        for zone in set(self.store.domains()) - in_repo:
+            self.store.deactivate_domain(zone)
+
+    def _push_quietly(self) -> None:
+        try:
+            if not self.publisher.push(self.config["zones.branch"], self.config["zones.push_token"]):
+                self.sync()
+        except Exception:
+            log.exception("pushing to the upstream failed")
+
+    def _sync_loop(self) -> None:
+        """Push new commits within a second; fetch every zones.sync_seconds or when asked."""
+        last_sync = time.monotonic()
+        pushed = self.publisher.repo.head()
+        while not self._stop_flusher.wait(0.5):
+            try:
+                if self._sync_requested.is_set() or time.monotonic() - last_sync >= self.config["zones.sync_seconds"]:
+                    self._sync_requested.clear()
+                    self.sync()
+                    last_sync = time.monotonic()
+                    pushed = self.publisher.repo.head()
+                elif self.publisher.repo.head() != pushed:
+                    pushed = self.publisher.repo.head()
+                    self._push_quietly()
+            except Exception as exc:  # a conflict or an unreachable upstream: keep serving, report
+                self.publisher.last_error = f"sync with the upstream failed: {exc}"
+                log.exception("sync with the upstream failed")
 
     def _flush_loop(self) -> None:
         while not self._stop_flusher.wait(1.0):

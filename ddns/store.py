@@ -21,7 +21,8 @@ CREATE TABLE IF NOT EXISTS users (
 );
 CREATE TABLE IF NOT EXISTS domains (
     zone TEXT PRIMARY KEY,
-    created REAL NOT NULL
+    created REAL NOT NULL,
+    active INTEGER NOT NULL DEFAULT 1
 );
 CREATE TABLE IF NOT EXISTS hosts (
     fqdn TEXT PRIMARY KEY,
@@ -160,14 +161,23 @@ class Store:
 
     # domains
     def add_domain(self, zone: str, now: float) -> None:
-        try:
-            with self._tx() as db:
+        """Open ZONE for hosts (again, if a merge had removed it)."""
+        with self._tx() as db:
+            if db.execute("UPDATE domains SET active=1 WHERE zone=? AND active=0", (zone,)).rowcount:
+                return
+            try:
                 db.execute("INSERT INTO domains(zone, created) VALUES (?,?)", (zone, now))
-        except sqlite3.IntegrityError as exc:
-            raise Conflict(f"domain {zone} exists") from exc
+            except sqlite3.IntegrityError as exc:
+                raise Conflict(f"domain {zone} exists") from exc
+
+    def deactivate_domain(self, zone: str) -> None:
+        """The zone left the repository: hide it; its hosts stay, unserved, until it returns."""
+        with self._tx() as db:
+            db.execute("UPDATE domains SET active=0 WHERE zone=?", (zone,))
 
     def domains(self) -> list[str]:
-        return [r[0] for r in self._db().execute("SELECT zone FROM domains ORDER BY zone")]
+        """Zones open for hosts."""
+        return [r[0] for r in self._db().execute("SELECT zone FROM domains WHERE active=1 ORDER BY zone")]
 
     def host_counts(self) -> dict[str, int]:
         return dict(self._db().execute("SELECT zone, count(*) FROM hosts GROUP BY zone").fetchall())

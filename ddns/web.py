@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import base64
 import binascii
+import hashlib
+import hmac
 import ipaddress
 import json
 import logging
@@ -136,6 +138,22 @@ def create_app(service: Service) -> bottle.Bottle:
         }
         status = 200 if body["status"] == "ok" else 503
         return bottle.HTTPResponse(json.dumps(body), status, {"Content-Type": "application/json"})
+
+    @app.post("/hooks/zones")
+    def zones_webhook():
+        """A Git server's push webhook: fetch the upstream now (GitLab / Gitea token, or GitHub's HMAC)."""
+        secret = service.config["zones.webhook_secret"]
+        if not secret:
+            return text("webhook not configured\n", 404)
+        body = bottle.request.body.read(1024 * 1024)
+        token = bottle.request.get_header("X-Gitlab-Token") or bottle.request.get_header("X-Ddns-Token") or ""
+        signature = bottle.request.get_header("X-Hub-Signature-256") or ""
+        expected = "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+        if not (token and hmac.compare_digest(token.encode(), secret.encode())) and \
+                not (signature and hmac.compare_digest(signature.encode(), expected.encode())):
+            return text("forbidden\n", 403)
+        service.request_sync()
+        return text("sync requested\n", 202)
 
     @app.get("/")
     def index():

@@ -1,0 +1,281 @@
+"""Checking and planning human changes to the zones repository (pull requests, pushes).
+
+In the spirit of octoDNS: a plan (records added / removed / changed per zone)
+and a separate safety check over it, both pure; ``check_revision`` renders a
+revision's zones in a temporary directory and runs the real named-checkzone,
+naming the file and line a human has to fix.
+"""
+from __future__ import annotations
+
+import re
+import subprocess
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import dns.exception
+import dns.rdatatype
+import dns.zone
+import jinja2
+
+from . import bind, zones
+from .gitrepo import TRAILER
+
+# (owner relative to the zone, type) -> sorted "TTL RDATA" texts
+Records = dict[tuple[str, str], tuple[str, ...]]
+
+SERVICE_FILES = (zones.DYNAMIC_FILE,)  # plus ZONE/ZONE.zone, see is_service_file
+FORCE_TRAILER = "Ddns-Force"
+FORCE_PUSH_OPTION = "ddns-force"
+MIN_RECORDS_FOR_SHARE = 10  # smaller zones are exempt from the share guard rail
+
+
+def is_service_file(path: str) -> bool:
+    """Files only the service writes: ZONE/dynamic.records and ZONE/ZONE.zone."""
+    parts = path.split("/")
+    return len(parts) == 2 and (parts[1] == zones.DYNAMIC_FILE or parts[1] == zones.rendered_file(parts[0]))
+
+
+def zone_records(text: str, zone: str) -> Records:
+    """The records of a zone file, SOA left out (its serial changes with every publish)."""
+    parsed = dns.zone.from_text(text, origin=zone + ".", relativize=True, check_origin=False)
+    records: Records = {}
+    for name, node in parsed.nodes.items():
+        for rdataset in node.rdatasets:
+            if rdataset.rdtype == dns.rdatatype.SOA:
+                continue
+            key = (name.to_text(), dns.rdatatype.to_text(rdataset.rdtype))
+            records[key] = tuple(sorted(f"{rdataset.ttl} {rdata.to_text()}" for rdata in rdataset))
+    return records
+
+
+@dataclass
+class ZonePlan:
+    """What a change does to one zone."""
+
+    zone: str
+    status: str  # "added", "removed", "changed"
+    added: list[tuple[str, str, tuple[str, ...]]] = field(default_factory=list)
+    removed: list[tuple[str, str, tuple[str, ...]]] = field(default_factory=list)
+    changed: list[tuple[str, str, tuple[str, ...], tuple[str, ...]]] = field(default_factory=list)
+    existing: int = 0  # record sets before the change
+
+    @property
+    def empty(self) -> bool:
+        return self.status == "changed" and not (self.added or self.removed or self.changed)
+
+    def as_dict(self) -> dict:
+        return {"zone": self.zone, "status": self.status, "existing": self.existing,
+                "added": [{"name": n, "type": t, "values": list(v)} for n, t, v in self.added],
+                "removed": [{"name": n, "type": t, "values": list(v)} for n, t, v in self.removed],
+                "changed": [{"name": n, "type": t, "old": list(o), "new": list(w)} for n, t, o, w in self.changed]}
+
+
+def diff_records(zone: str, old: Records | None, new: Records | None) -> ZonePlan:
+    """The plan from OLD to NEW records (None: the zone does not exist on that side)."""
+    status = "added" if old is None else "removed" if new is None else "changed"
+    old, new = old or {}, new or {}
+    plan = ZonePlan(zone, status, existing=len(old))
+    for key in sorted(set(old) | set(new)):
+        name, rtype = key
+        if key not in old:
+            plan.added.append((name, rtype, new[key]))
+        elif key not in new:
+            plan.removed.append((name, rtype, old[key]))
+        elif old[key] != new[key]:
+            plan.changed.append((name, rtype, old[key], new[key]))
+    return plan
+
+
+def guard_problems(plan: ZonePlan, max_share: float, min_records: int = MIN_RECORDS_FOR_SHARE) -> list[str]:
+    """What makes PLAN too dangerous to publish without being forced."""
+    problems = []
+    if plan.status == "removed":
+        problems.append(f"{plan.zone}: the whole zone would be removed ({plan.existing} record sets)")
+        return problems
+    if plan.status == "changed":
+        apex_ns = [c for c in plan.changed if c[:2] == ("@", "NS")] + [r for r in plan.removed if r[:2] == ("@", "NS")]
+        if apex_ns:
+            problems.append(f"{plan.zone}: the apex NS records would change")
+        touched = len(plan.removed) + len(plan.changed)
+        if plan.existing >= min_records and touched > max_share * plan.existing:
+            problems.append(f"{plan.zone}: {touched} of {plan.existing} record sets would be deleted or rewritten "
+                            f"(more than {max_share:.0%})")
+    return problems
+
+
+def format_plan(plans: list[ZonePlan]) -> str:
+    """The plan as Markdown, fit for a pull-request comment."""
+    if not plans or all(p.empty for p in plans):
+        return "No DNS changes.\n"
+    out = []
+    for plan in plans:
+        if plan.empty:
+            continue
+        out.append(f"### {plan.zone} ({plan.status})\n")
+        out.append(f"{len(plan.added)} added, {len(plan.removed)} removed, {len(plan.changed)} changed "
+                   f"(of {plan.existing} record sets)\n")
+        rows = [f"| + | `{n}` | {t} | {', '.join(v)} |" for n, t, v in plan.added]
+        rows += [f"| - | `{n}` | {t} | {', '.join(v)} |" for n, t, v in plan.removed]
+        rows += [f"| ~ | `{n}` | {t} | {', '.join(o)} → {', '.join(w)} |" for n, t, o, w in plan.changed]
+        if rows:
+            out.append("| | name | type | records |\n|---|---|---|---|\n" + "\n".join(rows) + "\n")
+    return "\n".join(out)
+
+
+# ---- checking a revision of a repository --------------------------------------------------
+
+def _git(repo: Path, *args: str, check: bool = True) -> str:
+    proc = subprocess.run(["git", "-C", str(repo), *args], capture_output=True, text=True)
+    if check and proc.returncode != 0:
+        raise GitOpsError(f"git {' '.join(args)}: {proc.stderr.strip()}")
+    return proc.stdout
+
+
+class GitOpsError(RuntimeError):
+    """A revision could not be read."""
+
+
+def zones_at(repo: Path, rev: str | None) -> set[str]:
+    """Zones (directories with a zone.toml) at REV; none for no revision."""
+    if rev is None:
+        return set()
+    names = _git(repo, "ls-tree", "--name-only", "-r", rev).splitlines()
+    return {p.split("/")[0] for p in names if p.count("/") == 1 and p.endswith("/" + zones.SETTINGS_FILE)}
+
+
+def _materialize(repo: Path, rev: str, zone: str, target: Path) -> Path:
+    """Write ZONE's files at REV into TARGET/ZONE."""
+    zone_dir = target / zone
+    zone_dir.mkdir(parents=True, exist_ok=True)
+    for path in _git(repo, "ls-tree", "--name-only", rev, f"{zone}/").splitlines():
+        blob = subprocess.run(["git", "-C", str(repo), "show", f"{rev}:{path}"], capture_output=True, check=True).stdout
+        (target / path).write_bytes(blob)
+    return zone_dir
+
+
+@dataclass
+class ZoneCheck:
+    zone: str
+    text: str | None      # the rendered zone, when it could be rendered
+    errors: list[str]
+
+
+def render_zone_at(repo: Path, rev: str, zone: str, template_dirs: list[Path], checkzone: str) -> ZoneCheck:
+    """Render ZONE as REV has it (its own dynamic records and serial) and run named-checkzone.
+
+    Errors name the file a human edits: ``ZONE/static.zone:LINE: message``.
+    """
+    with tempfile.TemporaryDirectory(prefix="ddns-check-") as tmp:
+        zone_dir = _materialize(repo, rev, zone, Path(tmp))
+        try:
+            source = zones.ZoneSource.read(zone_dir)
+            env = zones.template_environment([Path(tmp), *template_dirs])
+            template = env.get_template(source.template_name)
+            dyn_path = zone_dir / zones.DYNAMIC_FILE
+            dynamic = zones.parse_dynamic(dyn_path.read_text()) if dyn_path.exists() else {}
+            rendered_path = zone_dir / zones.rendered_file(zone)
+            serial = (zones.serial_of(rendered_path.read_text()) if rendered_path.exists() else None) or 1
+            text = zones.render_zone(template, source.settings, serial, source.static_text, dynamic)
+        except Exception as exc:  # TOML syntax, template errors, bad dynamic lines
+            return ZoneCheck(zone, None, [f"{zone}/{_which_file(exc)}: {exc}"])
+        check_path = Path(tmp) / "candidate.zone"
+        check_path.write_text(text)
+        message = bind.check_zone(zone, check_path, checkzone)
+        if message is None:
+            return ZoneCheck(zone, text, [])
+        return ZoneCheck(zone, text, _map_errors(message, str(check_path), text, source.static_text, zone))
+
+
+def _which_file(exc: Exception) -> str:
+    if isinstance(exc, jinja2.TemplateError):
+        return zones.TEMPLATE_FILE
+    if isinstance(exc, zones.BadRecordLine):
+        return zones.DYNAMIC_FILE
+    return zones.SETTINGS_FILE
+
+
+def _map_errors(message: str, check_path: str, text: str, static_text: str, zone: str) -> list[str]:
+    """named-checkzone's ``FILE:LINE: msg`` lines, with LINE moved back into static.zone."""
+    static_start = text[: text.find(static_text)].count("\n") + 1 if static_text and static_text in text else None
+    static_lines = static_text.count("\n") + 1 if static_text else 0
+    errors = []
+    for line in message.splitlines():
+        match = re.search(re.escape(check_path) + r":(\d+): (.*)", line)
+        if match:
+            n, what = int(match.group(1)), match.group(2)
+            if static_start is not None and static_start <= n < static_start + static_lines:
+                errors.append(f"{zone}/{zones.STATIC_FILE}:{n - static_start + 1}: {what}")
+            else:
+                errors.append(f"{zone}/{zones.SETTINGS_FILE} (rendered line {n}): {what}")
+        elif "not loaded due to errors" not in line and "loading from master file" not in line:
+            errors.append(f"{zone}: {line.strip()}")
+    return errors or [f"{zone}: {message.strip()}"]
+
+
+@dataclass
+class CheckReport:
+    """The verdict on the change from BASE to REV."""
+
+    base: str | None
+    rev: str
+    plans: list[ZonePlan] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)      # invalid: never publishable
+    guarded: list[str] = field(default_factory=list)     # dangerous: publishable when forced
+
+    def ok(self, forced: bool = False) -> bool:
+        return not self.errors and (forced or not self.guarded)
+
+    def as_dict(self) -> dict:
+        return {"base": self.base, "rev": self.rev, "errors": self.errors, "guarded": self.guarded,
+                "plans": [p.as_dict() for p in self.plans if not p.empty]}
+
+
+def check_revision(repo: Path, rev: str, base: str | None, template_dirs: list[Path], *,
+                   checkzone: str = "named-checkzone", max_share: float = 0.3,
+                   allow_service_files: bool = False) -> CheckReport:
+    """Validate REV against BASE: touched zones render and pass named-checkzone, guard rails hold.
+
+    ``allow_service_files`` is for the service's own pushes; humans may not
+    touch dynamic.records or the rendered file, nor forge audit trailers.
+    """
+    report = CheckReport(base, rev)
+    if base is not None:
+        changed_paths = _git(repo, "diff", "--name-only", base, rev).splitlines()
+    else:
+        changed_paths = _git(repo, "ls-tree", "-r", "--name-only", rev).splitlines()
+    if not allow_service_files:
+        for path in changed_paths:
+            if is_service_file(path):
+                report.errors.append(f"{path}: written by the service only; change zone.toml or static.zone instead")
+        log_range = f"{base}..{rev}" if base else rev
+        if any(line.startswith(TRAILER + ":") for line in _git(repo, "log", "--format=%B", log_range).splitlines()):
+            report.errors.append(f"a pushed commit carries a {TRAILER} trailer: only the service writes those")
+    touched = sorted({p.split("/")[0] for p in changed_paths if "/" in p})
+    old_zones, new_zones = zones_at(repo, base), zones_at(repo, rev)
+    for zone in touched:
+        if zone not in old_zones and zone not in new_zones:
+            continue
+        old_records = new_records = None
+        if zone in new_zones:
+            result = render_zone_at(repo, rev, zone, template_dirs, checkzone)
+            report.errors += result.errors
+            if result.errors:
+                continue
+            new_records = zone_records(result.text, zone)
+        if zone in old_zones:
+            before = render_zone_at(repo, base, zone, template_dirs, checkzone)
+            old_records = zone_records(before.text, zone) if before.text and not before.errors else None
+            if old_records is None and new_records is not None:
+                old_records = {}  # the base was broken: everything counts as added
+        plan = diff_records(zone, old_records, new_records)
+        report.plans.append(plan)
+        report.guarded += guard_problems(plan, max_share)
+    return report
+
+
+def forced_by_commits(repo: Path, base: str | None, rev: str) -> bool:
+    """A ``Ddns-Force: yes`` trailer in any pushed commit forces the guard rails."""
+    log_range = f"{base}..{rev}" if base else rev
+    out = _git(repo, "log", "--format=%B", log_range)
+    return any(re.match(rf"{FORCE_TRAILER}:\s*(yes|true|1)\s*$", line, re.I) for line in out.splitlines())

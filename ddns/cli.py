@@ -20,7 +20,7 @@ from . import __version__, bind, config as configmod, resource_dir
 from .auth import new_secret
 from .gitrepo import ZonesRepo
 from .publisher import Outcome
-from .service import Service, ServiceError
+from .service import Service, ServiceError, zone_template_dirs
 
 
 class Exit(enum.IntEnum):
@@ -235,7 +235,7 @@ def cmd_user_list(args, env: Env) -> Exit:
 
 def cmd_domain_add(args, env: Env) -> Exit:
     service = _open(args, env)
-    outcome = service.add_domain(args.zone, args.ns, actor="cli")
+    outcome = service.add_domain(args.zone, args.ns, actor=_cli_actor(env))
     _emit(env, args, {"zone": args.zone, "outcome": outcome.value}, f"domain {args.zone} added")
     return _outcome_exit(env, outcome, f"zone {args.zone}")
 
@@ -281,15 +281,19 @@ def cmd_host_list(args, env: Env) -> Exit:
 
 def cmd_host_delete(args, env: Env) -> Exit:
     service = _open(args, env)
-    outcome = service.delete_host(args.fqdn, actor="cli")
+    outcome = service.delete_host(args.fqdn, actor=_cli_actor(env))
     _emit(env, args, {"fqdn": args.fqdn, "outcome": outcome.value}, f"host {args.fqdn} deleted")
     return _outcome_exit(env, outcome, f"deleting {args.fqdn}")
 
 
+def _cli_actor(env: Env) -> str:
+    """Who changes DNS from the command line, as the audit trail names them."""
+    return "cli:" + (env.environ.get("SUDO_USER") or env.environ.get("USER") or "unknown")
+
+
 def cmd_host_set(args, env: Env) -> Exit:
     service = _open(args, env)
-    actor = "cli:" + (env.environ.get("SUDO_USER") or env.environ.get("USER") or "unknown")
-    outcome = service.set_address(args.fqdn, args.ip, actor)
+    outcome = service.set_address(args.fqdn, args.ip, _cli_actor(env))
     _emit(env, args, {"fqdn": args.fqdn, "address": args.ip, "outcome": outcome.value},
           f"{args.fqdn}: {outcome.value} {args.ip}")
     return _outcome_exit(env, outcome, f"setting {args.fqdn}")
@@ -313,17 +317,17 @@ def cmd_check(args, env: Env) -> Exit:
 
     repo = Path(args.repo) if args.repo else env.cwd
     rev = _git_out(repo, "rev-parse", "--verify", args.rev)
+    cfg = _load_config(args, env)  # defaults in an admin's clone without a ddns.toml
     base = args.base
-    if base is None:
-        upstream = _git_out(repo, "rev-parse", "--verify", "-q", "origin/main", check=False)
+    if base is None:  # where the branch left the published one; without a remote, the parent
+        upstream = _git_out(repo, "rev-parse", "--verify", "-q", f"origin/{cfg['zones.branch']}", check=False)
         base = _git_out(repo, "merge-base", upstream, rev, check=False) if upstream else None
-        if not base or base == rev:
+        if not upstream:
             base = _git_out(repo, "rev-parse", "--verify", "-q", f"{rev}~1", check=False) or None
     else:
         base = _git_out(repo, "rev-parse", "--verify", base)
-    max_share = configmod.load(configmod.find_config_file(args.config, env.environ, env.cwd), env.environ)["zones.max_change_share"] \
-        if (args.config or env.environ.get("DDNS_CONFIG")) else 0.3
-    report = gitops.check_revision(repo, rev, base, [resource_dir("templates") / "zone"], max_share=max_share)
+    report = gitops.check_revision(repo, rev, base, zone_template_dirs(cfg), checkzone=cfg["bind.checkzone"],
+                                   max_share=cfg["zones.max_change_share"])
     forced = gitops.forced_by_commits(repo, base, rev)
     if args.json:
         env.out(json.dumps({**report.as_dict(), "forced": forced, "ok": report.ok(forced)}, indent=2))
@@ -388,7 +392,7 @@ def cmd_hook(args, env: Env) -> Exit:
             env.err(f"ddns: refusing to delete {branch_ref}")
             ok = False
             continue
-        report = gitops.check_revision(repo, new, None if old == zero else old, [resource_dir("templates") / "zone"],
+        report = gitops.check_revision(repo, new, None if old == zero else old, zone_template_dirs(cfg),
                                        checkzone=cfg["bind.checkzone"], max_share=cfg["zones.max_change_share"])
         forced = gitops.FORCE_PUSH_OPTION in options or gitops.forced_by_commits(repo, None if old == zero else old, new)
         for error in report.errors:

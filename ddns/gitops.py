@@ -94,7 +94,10 @@ def guard_problems(plan: ZonePlan, max_share: float, min_records: int = MIN_RECO
         problems.append(f"{plan.zone}: the whole zone would be removed ({plan.existing} record sets)")
         return problems
     if plan.status == "changed":
-        apex_ns = [c for c in plan.changed if c[:2] == ("@", "NS")] + [r for r in plan.removed if r[:2] == ("@", "NS")]
+        # A TTL change (zone.toml's ttl) keeps the delegation: only other name servers count.
+        apex_ns = [c for c in plan.changed if c[:2] == ("@", "NS")
+                   and sorted(v.split(" ", 1)[-1] for v in c[2]) != sorted(v.split(" ", 1)[-1] for v in c[3])]
+        apex_ns += [r for r in plan.removed if r[:2] == ("@", "NS")]
         if apex_ns:
             problems.append(f"{plan.zone}: the apex NS records would change")
         touched = len(plan.removed) + len(plan.changed)

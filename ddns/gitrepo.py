@@ -182,7 +182,8 @@ class ZonesRepo:
     def rebase(self, onto: str) -> None:
         """Replay local commits onto ONTO; on a conflict, abort and raise (nothing changes)."""
         try:
-            self._git.rebase("-q", onto)
+            # keep each change's commit time: audits (git log --since) mean when it happened
+            self._git.rebase("-q", "--committer-date-is-author-date", onto)
         except git.GitCommandError as exc:
             try:
                 self._git.rebase("--abort")

@@ -531,12 +531,14 @@ class Publisher:
         with self.locked():
             if not self.repo.has_upstream():
                 return self.reconcile()
+            status: dict[str, str] = {}  # kept across attempts: a retried push must not hide what was published
             for _ in range(attempts):
                 before = self.repo.head()
                 upstream = self.repo.fetch(branch)
                 if upstream is not None and not self.repo.is_ancestor(upstream):
                     self.repo.rebase(upstream)
-                status = self.reconcile() if always_reconcile or self.repo.head() != before else {}
+                if always_reconcile or self.repo.head() != before:
+                    status.update(self.reconcile())
                 if upstream == self.repo.head() or self.repo.push(branch, token):
                     return status
             raise SyncConflict(f"the upstream kept moving; gave up after {attempts} attempts")

@@ -11,9 +11,10 @@ import threading
 import time
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Callable
 
-from . import bind, resource_dir
+from . import bind, resource_dir, zones
 from .auth import FailureLimiter, SecretVerifier, hash_secret, new_secret
 from .config import Config
 from .gitrepo import HistoryEntry, ZonesRepo
@@ -43,9 +44,14 @@ class HostView:
     ipv6: str | None
 
 
+def zone_template_dirs(config: Config) -> list[Path]:
+    """Where zone.j2 is looked up: the configured override first, then the shipped one."""
+    return [p for p in [config.path("zones.templates"), ZONE_TEMPLATES] if p]
+
+
 def build_publisher(config: Config, clock: Callable[[], float] = time.time) -> Publisher:
     """The publisher for CONFIG's zones repository and BIND."""
-    template_dirs = [p for p in [config.path("zones.templates"), ZONE_TEMPLATES] if p]
+    template_dirs = zone_template_dirs(config)
     rndc = bind.Rndc(config["bind.rndc_server"], config["bind.rndc_port"], config.path("bind.rndc_key"))
     target = PublishTarget(rndc=rndc, dns_server=config["bind.listen"], dns_port=config["bind.port"],
                            verify_timeout=config["bind.verify_timeout"], zones_conf=config.path("bind.zones_conf"),
@@ -76,6 +82,7 @@ class Service:
         self._syncer: threading.Thread | None = None
         self._stop_flusher = threading.Event()  # ends both background loops
         self._sync_requested = threading.Event()
+        self.sync_error: str | None = None  # the upstream cannot be synced (shown by /healthz)
 
     @property
     def _dummy_hash(self) -> str:
@@ -95,7 +102,13 @@ class Service:
     # ---- running -----------------------------------------------------------
     def start(self) -> dict[str, str]:
         """Take in the upstream, reconcile BIND with the repository, then publish from background threads."""
-        status = self.sync(always_reconcile=True)
+        try:
+            status = self.sync(always_reconcile=True)
+        except Exception as exc:  # a conflict or an unreachable upstream must not keep named from serving
+            log.exception("sync with the upstream failed; serving the working tree's HEAD")
+            status = self.publisher.reconcile()
+            self.sync_error = f"sync with the upstream failed: {exc}"
+            self._sync_domains()
         self.thread = PublisherThread(self.publisher, self.config["publisher.max_batch"],
                                       self.config["publisher.retry_seconds"], self.config["publisher.group_wait"])
         self.thread.start()
@@ -148,36 +161,47 @@ class Service:
         self._sync_requested.set()
 
     def _sync_domains(self) -> None:
-        in_repo = set(self.publisher.zones)
+        # The zones on disk, not this process's memory: a hook's `ddns apply` may have added
+        # or removed zones in the working tree since this publisher last reconciled.
+        in_repo = set(zones.list_zones(self.publisher.root))
         for zone in in_repo - set(self.store.domains()):
             self.store.add_domain(zone, self.clock())
         for zone in set(self.store.domains()) - in_repo:
             self.store.deactivate_domain(zone)
 
-    def _push_quietly(self) -> None:
+    def _push_quietly(self) -> bool:
+        """Push (syncing first when a merge landed); False, with sync_error set, when it failed."""
         try:
-            if not self.publisher.push(self.config["zones.branch"], self.config["zones.push_token"]):
+            with self.publisher.locked():  # never push a half-done rebase of a hook's `ddns apply`
+                pushed = self.publisher.push(self.config["zones.branch"], self.config["zones.push_token"])
+            if not pushed:
                 self.sync()
-        except Exception:
+            self.sync_error = None
+            return True
+        except Exception as exc:  # a conflict or an unreachable upstream: keep serving, report
+            self.sync_error = f"sync with the upstream failed: {exc}"
             log.exception("pushing to the upstream failed")
+            return False
 
     def _sync_loop(self) -> None:
         """Push new commits within a second; fetch every zones.sync_seconds or when asked."""
         last_sync = time.monotonic()
         pushed = self.publisher.repo.head()
         while not self._stop_flusher.wait(0.5):
-            try:
-                if self._sync_requested.is_set() or time.monotonic() - last_sync >= self.config["zones.sync_seconds"]:
-                    self._sync_requested.clear()
+            if self._sync_requested.is_set() or time.monotonic() - last_sync >= self.config["zones.sync_seconds"]:
+                self._sync_requested.clear()
+                last_sync = time.monotonic()
+                try:
                     self.sync()
-                    last_sync = time.monotonic()
+                    self.sync_error = None
                     pushed = self.publisher.repo.head()
-                elif self.publisher.repo.head() != pushed:
-                    pushed = self.publisher.repo.head()
-                    self._push_quietly()
-            except Exception as exc:  # a conflict or an unreachable upstream: keep serving, report
-                self.publisher.last_error = f"sync with the upstream failed: {exc}"
-                log.exception("sync with the upstream failed")
+                except Exception as exc:
+                    self.sync_error = f"sync with the upstream failed: {exc}"
+                    log.exception("sync with the upstream failed")
+            else:
+                head = self.publisher.repo.head()
+                if head != pushed and self._push_quietly():  # a failed push is tried again next tick
+                    pushed = head
 
     def _flush_loop(self) -> None:
         while not self._stop_flusher.wait(1.0):

@@ -128,7 +128,8 @@ def create_app(service: Service) -> bottle.Bottle:
         thread = service.thread
         broken = {zone: state.broken for zone, state in publisher.zones.items() if state.broken}
         body = {
-            "status": "ok" if not publisher.unserved and not broken else "degraded",
+            "status": "ok" if not publisher.unserved and not broken and not service.sync_error else "degraded",
+            "sync_error": service.sync_error,
             "zones": sorted(publisher.zones),
             "unserved": sorted(publisher.unserved),
             "broken": broken,

@@ -25,11 +25,8 @@ import http.client
 import ipaddress
 import json
 import os
-import random
 import shutil
 import signal
-import socket
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -41,6 +38,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "tests"))
 
 import dns.exception  # noqa: E402
 import dns.message  # noqa: E402
@@ -65,29 +63,8 @@ def log(msg: str) -> None:
 
 
 # ---- ports, addresses, DNS ----------------------------------------------------
-def _port_free(port: int) -> bool:
-    for kind in (socket.SOCK_STREAM, socket.SOCK_DGRAM):
-        s = socket.socket(socket.AF_INET, kind)
-        try:
-            s.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-        finally:
-            s.close()
-    return True
+from conftest import free_port  # noqa: E402  (tests/conftest.py: the same loopback ports the tests use)
 
-
-_used_ports: set[int] = set()
-
-
-def free_port() -> int:
-    """A loopback port free for TCP and UDP (same method as tests/conftest.py)."""
-    for _ in range(1000):
-        port = random.randint(20000, 59000)
-        if port not in _used_ports and _port_free(port):
-            _used_ports.add(port)
-            return port
-    raise RuntimeError("no free port")
 
 
 class Addresses:

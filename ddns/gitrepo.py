@@ -162,7 +162,8 @@ class ZonesRepo:
             self._git.remote("add", "origin", url)
 
     def has_upstream(self) -> bool:
-        return "origin" in self._git.remote().split()
+        """Whether an origin remote is configured (read from .git/config: no process)."""
+        return '[remote "origin"]' in (Path(self._repo.git_dir) / "config").read_text()
 
     def fetch(self, branch: str) -> str | None:
         """Fetch BRANCH from origin; its commit, or None when origin has no such branch yet."""
@@ -191,12 +192,12 @@ class ZonesRepo:
                 pass
             raise SyncConflict(f"cannot rebase the service's commits onto {onto[:12]}: {exc.stderr.strip()}") from exc
 
-    def push(self, branch: str, token: str = "") -> bool:
-        """Push HEAD to origin/BRANCH; False when rejected (someone pushed first)."""
+    def push(self, branch: str, token: str = "", rev: str = "HEAD") -> bool:
+        """Push REV to origin/BRANCH; False when rejected (someone pushed first)."""
         env = {"DDNS_SERVICE_PUSH": token} if token else {}
         try:
             with self._git.custom_environment(**env):
-                self._git.push("-q", "origin", f"HEAD:refs/heads/{branch}")
+                self._git.push("-q", "origin", f"{rev}:refs/heads/{branch}")
             return True
         except git.GitCommandError as exc:
             if "rejected" in exc.stderr or "fetch first" in exc.stderr or "non-fast-forward" in exc.stderr:

@@ -544,8 +544,17 @@ class Publisher:
             raise SyncConflict(f"the upstream kept moving; gave up after {attempts} attempts")
 
     def push(self, branch: str = "main", token: str = "") -> bool:
-        """Push the service's commits; False when rejected (a merge landed first: sync)."""
-        return not self.repo.has_upstream() or self.repo.push(branch, token)
+        """Push the service's commits; False when rejected (a merge landed first: sync).
+
+        HEAD is read under the lock -- a finished state, never the middle of
+        another process's rebase -- and pushed without holding it: a push
+        (hooks, the upstream's auto-gc) must not stall publishing.
+        """
+        if not self.repo.has_upstream():
+            return True
+        with self.locked():
+            head = self.repo.head()
+        return head is None or self.repo.push(branch, token, head)
 
     def add_zone(self, zone: str, settings_toml: str, static_text: str, actor: str) -> Outcome:
         """Create a zone directory, validate, commit, and have named load it."""

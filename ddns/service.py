@@ -172,9 +172,7 @@ class Service:
     def _push_quietly(self) -> bool:
         """Push (syncing first when a merge landed); False, with sync_error set, when it failed."""
         try:
-            with self.publisher.locked():  # never push a half-done rebase of a hook's `ddns apply`
-                pushed = self.publisher.push(self.config["zones.branch"], self.config["zones.push_token"])
-            if not pushed:
+            if not self.publisher.push(self.config["zones.branch"], self.config["zones.push_token"]):
                 self.sync()
             self.sync_error = None
             return True
@@ -184,13 +182,15 @@ class Service:
             return False
 
     def _sync_loop(self) -> None:
-        """Push new commits within a second; fetch every zones.sync_seconds or when asked."""
-        last_sync = time.monotonic()
+        """Push new commits every zones.push_seconds; fetch every zones.sync_seconds or when asked."""
+        push_every = self.config["zones.push_seconds"]
+        last_sync = last_push = time.monotonic()
         pushed = self.publisher.repo.head()
-        while not self._stop_flusher.wait(0.5):
-            if self._sync_requested.is_set() or time.monotonic() - last_sync >= self.config["zones.sync_seconds"]:
+        while not self._stop_flusher.wait(min(0.5, push_every)):
+            now = time.monotonic()
+            if self._sync_requested.is_set() or now - last_sync >= self.config["zones.sync_seconds"]:
                 self._sync_requested.clear()
-                last_sync = time.monotonic()
+                last_sync = now
                 try:
                     self.sync()
                     self.sync_error = None
@@ -198,10 +198,12 @@ class Service:
                 except Exception as exc:
                     self.sync_error = f"sync with the upstream failed: {exc}"
                     log.exception("sync with the upstream failed")
-            else:
+            elif now - last_push >= push_every:
                 head = self.publisher.repo.head()
-                if head != pushed and self._push_quietly():  # a failed push is tried again next tick
-                    pushed = head
+                if head != pushed:
+                    last_push = now
+                    if self._push_quietly():  # a failed push is tried again next time
+                        pushed = head
 
     def _flush_loop(self) -> None:
         while not self._stop_flusher.wait(1.0):

@@ -135,6 +135,18 @@ class Instance:
         return r.json()["secret"]
 
 
+def wait_until(predicate, timeout: float, interval: float = 0.05, what: str = "condition"):
+    """Poll PREDICATE until it returns something true; bounded in time."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() >= deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(interval)
+
+
 def query(port: int, name: str, rtype: str = "A", timeout: float = 2.0) -> list[str]:
     q = dns.message.make_query(name if name.endswith(".") else name + ".", dns.rdatatype.from_text(rtype))
     response = dns.query.udp(q, "127.0.0.1", port=port, timeout=timeout)

@@ -23,7 +23,7 @@ import pytest
 from ddns import zones
 from ddns.gitrepo import parse_trailers
 
-from conftest import Instance, ServeProcess, _port_free, http, kill_named, start_serving
+from conftest import Instance, ServeProcess, _port_free, http, kill_named, start_serving, wait_until
 
 ZONE = "dyn.example.test"
 RENDERED = f"{ZONE}/{ZONE}.zone"
@@ -32,18 +32,6 @@ SERVICE_FILES = (RENDERED, DYNAMIC)
 
 
 # ---- helpers -------------------------------------------------------------------
-def wait_until(predicate, timeout: float, interval: float = 0.05, what: str = "condition"):
-    """Poll PREDICATE until it returns something true; bounded in time."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() >= deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(interval)
-
-
 def _tool(name: str) -> str:
     found = shutil.which(name) or (f"/usr/sbin/{name}" if Path("/usr/sbin", name).exists() else None)
     if found is None:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 import subprocess
-import time
 from pathlib import Path
 
 import dns.exception
@@ -19,7 +18,7 @@ import dns.rdatatype
 
 from ddns.service import default_zone_files
 
-from conftest import Instance, require
+from conftest import Instance, require, wait_until
 
 ZONE = "dyn.example.test"
 
@@ -121,20 +120,10 @@ def state(inst: Instance) -> tuple[str, int | None, str]:
     return bare_main(inst), served_soa_serial(inst), rev(inst.repo)
 
 
-def wait_for(predicate, what: str, timeout: float = 10.0):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.1)
-
-
 def assert_published_linearly(inst: Instance, admin_commit: str) -> None:
     """The admin commit, then the service's re-render commit on top, in the bare repo and the working tree."""
-    head = wait_for(lambda: bare_main(inst) if bare_main(inst) == rev(inst.repo) else None,
-                    "the service's commits to reach the bare repository")
+    head = wait_until(lambda: bare_main(inst) if bare_main(inst) == rev(inst.repo) else None, 10.0,
+                      what="the service's commits to reach the bare repository")
     for repo in (bare(inst), inst.repo):
         assert git(repo, "merge-base", "--is-ancestor", admin_commit, head, check=False).returncode == 0
         assert git(repo, "log", "--merges", "--format=%H", head).stdout.strip() == ""
@@ -145,8 +134,8 @@ def assert_published_linearly(inst: Instance, admin_commit: str) -> None:
 
 
 def pull(inst: Instance, clone: Path) -> None:
-    """Wait until the service pushed its commits (within ~1 s), then rebase the clone onto them."""
-    wait_for(lambda: bare_main(inst) == rev(inst.repo), "the service's commits to reach the bare repository")
+    """Wait until the service pushed its commits (every zones.push_seconds), then rebase the clone onto them."""
+    wait_until(lambda: bare_main(inst) == rev(inst.repo), 10.0, what="the service's commits to reach the bare repository")
     git(clone, "pull", "-q", "--rebase", "origin", "main")
 
 
@@ -432,7 +421,7 @@ def test_zone_added_and_removed_by_push(running, tmp_path):
     last = inst.git("log", "-1", "--format=%an%n%s", "--", f"{new}/{new}.zone").splitlines()
     assert last == ["ddns", f"Remove zone {new}"]
     assert inst.git("ls-tree", "-r", "--name-only", "HEAD", f"{new}/").strip() == ""
-    wait_for(lambda: bare_main(inst) == rev(inst.repo), "the removal to reach the bare repository")
+    wait_until(lambda: bare_main(inst) == rev(inst.repo), 10.0, what="the removal to reach the bare repository")
     assert git(bare(inst), "log", "--merges", "--format=%H", "main").stdout.strip() == ""
     # the other zone is untouched
     assert served_soa_serial(inst) is not None

@@ -29,7 +29,7 @@ from ddns.gitrepo import SyncConflict, parse_trailers
 from ddns.publisher import Outcome
 from ddns.service import Service
 
-from conftest import Instance, http, require, start_serving
+from conftest import Instance, http, require, start_serving, wait_until
 
 ZONE = "dyn.example.test"
 STATIC = f"{ZONE}/{zones.STATIC_FILE}"
@@ -39,18 +39,6 @@ ROOT = Path(__file__).resolve().parent.parent  # this checkout: the hooks must r
 
 
 # ---- helpers -------------------------------------------------------------------
-def wait_until(predicate, timeout: float, interval: float = 0.05, what: str = "condition"):
-    """Poll PREDICATE until it returns something true; bounded in time."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() >= deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(interval)
-
-
 def git_env(**extra: str) -> dict[str, str]:
     """The environment of an admin's git: hooks run this checkout's ddns; no service token unless given."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("GIT_") and k != "DDNS_SERVICE_PUSH"}
@@ -222,7 +210,7 @@ def test_burst_of_updates_races_admin_pushes_nothing_lost_history_linear(instanc
         admin_log["t3"] = time.monotonic()
         samples.append(upstream_main(inst))
 
-    with serving(inst) as r:
+    with serving(inst):
         a = clone(inst, tmp_path / "admin-a")
         b = clone(inst, tmp_path / "admin-b", who="Bob Admin")
         samples.append(upstream_main(inst))

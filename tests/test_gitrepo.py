@@ -137,7 +137,7 @@ def test_parse_trailers_ignores_foreign_and_malformed_lines():
         "Ddns-Change is mentioned here but this is prose",
         f"{TRAILER}:" + json.dumps({"host": "nospace.dyn.example.test"}),
         f"  {TRAILER}: " + json.dumps(good.__dict__),  # indented: not a trailer
-        f"ddns-change: " + json.dumps(good.__dict__),  # wrong case
+        "ddns-change: " + json.dumps(good.__dict__),  # wrong case
         f"{TRAILER}: {{not json",
         f"{TRAILER}: " + json.dumps(["a", "list"]),
         f"{TRAILER}: " + json.dumps({"host": "x"}),  # missing fields

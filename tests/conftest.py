@@ -18,6 +18,7 @@ import threading
 import time
 import urllib.error
 import urllib.request
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -235,13 +236,23 @@ def start_serving(instance: Instance, overrides: dict | None = None) -> Running:
     return Running(instance, holder["service"], stop, thread, log)
 
 
+@contextmanager
+def serving(inst: Instance, overrides: dict | None = None):
+    """``ddns serve`` (named included) in a thread, always stopped at the end."""
+    r = start_serving(inst, overrides)
+    try:
+        yield r
+    finally:
+        r.stop.set()
+        r.thread.join(30)
+        assert not r.thread.is_alive(), "serve did not stop"
+
+
 @pytest.fixture
 def running(instance: Instance):
     """The instance served: named, publisher thread, web server on its port."""
-    r = start_serving(instance)
-    yield r
-    r.stop.set()
-    r.thread.join(30)
+    with serving(instance) as r:
+        yield r
 
 
 class ServeProcess:

@@ -23,7 +23,7 @@ import pytest
 from ddns import zones
 from ddns.gitrepo import parse_trailers
 
-from conftest import Instance, ServeProcess, _port_free, http, kill_named, start_serving, wait_until
+from conftest import Instance, ServeProcess, _port_free, http, kill_named, serving, wait_until
 
 ZONE = "dyn.example.test"
 RENDERED = f"{ZONE}/{ZONE}.zone"
@@ -94,16 +94,6 @@ class OwnNamed:
             self.proc.wait(10)
 
 
-@contextmanager
-def serving(inst: Instance, overrides: dict | None = None):
-    """``ddns serve`` in a thread, always stopped at the end."""
-    r = start_serving(inst, overrides)
-    try:
-        yield r
-    finally:
-        r.stop.set()
-        r.thread.join(30)
-        assert not r.thread.is_alive(), "serve did not stop"
 
 
 @contextmanager

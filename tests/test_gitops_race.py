@@ -19,7 +19,6 @@ import subprocess
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -29,7 +28,7 @@ from ddns.gitrepo import SyncConflict, parse_trailers
 from ddns.publisher import Outcome
 from ddns.service import Service
 
-from conftest import Instance, http, require, start_serving, wait_until
+from conftest import Instance, http, require, serving, wait_until
 
 ZONE = "dyn.example.test"
 STATIC = f"{ZONE}/{zones.STATIC_FILE}"
@@ -133,16 +132,6 @@ def head_serial(inst: Instance, repo: Path | None = None, rev: str = "HEAD") -> 
     return zones.serial_of(out(repo or inst.repo, "show", f"{rev}:{RENDERED}"))
 
 
-@contextmanager
-def serving(inst: Instance, overrides: dict | None = None):
-    """``ddns serve`` (named included) in a thread, always stopped at the end."""
-    r = start_serving(inst, overrides)
-    try:
-        yield r
-    finally:
-        r.stop.set()
-        r.thread.join(30)
-        assert not r.thread.is_alive(), "serve did not stop"
 
 
 def register(inst: Instance, labels: list[str]) -> dict[str, str]:

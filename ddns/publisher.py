@@ -84,8 +84,9 @@ class ZoneState:
     template: jinja2.Template
     dynamic: zones.DynamicRecords
     serial: int
-    stamp: tuple
+    stamp: tuple                # of the service's files, to notice other writers
     broken: str | None = None  # why the zone's human-edited sources cannot be published
+    source_stamp: tuple = ()   # of the human-edited files, to validate them only when they change
 
 
 def _stamp(*paths: Path) -> tuple:
@@ -180,8 +181,19 @@ class Publisher:
         template = self.env.get_template(source.template_name)
         dynamic = zones.parse_dynamic(dyn_path.read_text()) if dyn_path.exists() else {}
         serial = zones.serial_of(rendered_path.read_text()) if rendered_path.exists() else None
-        state = ZoneState(source, template, dynamic, serial or 0, stamp)
-        return state
+        return ZoneState(source, template, dynamic, serial or 0, stamp, source_stamp=_stamp(*self._source_paths(zone)))
+
+    def _source_paths(self, zone: str) -> tuple[Path, Path, Path]:
+        d = self.root / zone
+        return d / zones.SETTINGS_FILE, d / zones.STATIC_FILE, d / zones.TEMPLATE_FILE
+
+    def _unchanged_or_load(self, zone: str) -> ZoneState:
+        """The zone's state as validated before when none of its files changed since, else loaded anew."""
+        state = self.zones.get(zone)
+        if (state is not None and state.stamp and state.stamp == _stamp(*self._paths(zone))
+                and state.source_stamp == _stamp(*self._source_paths(zone))):
+            return state
+        return self._load_validated(zone)
 
     def load(self) -> None:
         """Read every zone from the working tree and validate its human-edited sources."""
@@ -440,7 +452,7 @@ class Publisher:
         status: dict[str, str] = {}
         with self.locked():
             known = set(self.zones)
-            self.zones = {z: self._load_validated(z) for z in zones.list_zones(self.root)}
+            self.zones = {z: self._unchanged_or_load(z) for z in zones.list_zones(self.root)}
             for zone in self._remove_orphans():
                 status[zone] = "removed"
             zone_set_changed = self.write_zones_conf() or known != set(self.zones)

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from ddns import zones
+from ddns import bind, zones
 from ddns.gitrepo import parse_trailers
 
 from conftest import Instance, ServeProcess, _port_free, http, kill_named, serving, wait_until
@@ -60,40 +60,11 @@ def stop_named_by_pid_file(inst: Instance, sig: int = signal.SIGTERM) -> None:
     wait_until(lambda: named_gone(inst), 15, what="named to stop")
 
 
-class OwnNamed:
-    """A named the test starts from the instance's named.conf (not the service's)."""
-
-    def __init__(self, inst: Instance, log_path: Path):
-        self.inst = inst
-        self.log_path = log_path
-        self.proc: subprocess.Popen | None = None
-
-    def start(self, timeout: float = 15) -> None:
-        assert not rndc_answers(self.inst), "a named already runs for this instance"
-        with open(self.log_path, "ab") as log:
-            self.proc = subprocess.Popen([_tool("named"), "-g", "-c", str(self.inst.dir / "bind" / "named.conf")],
-                                         stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise AssertionError(f"named exited {self.proc.returncode}: {self.log_path.read_text()}")
-            if rndc_answers(self.inst):
-                return
-            time.sleep(0.05)
-        self.stop()
-        raise AssertionError(f"named did not start: {self.log_path.read_text()}")
-
-    def stop(self) -> None:
-        if self.proc is None or self.proc.poll() is not None:
-            return
-        self.proc.send_signal(signal.SIGTERM)
-        try:
-            self.proc.wait(10)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait(10)
-
-
+def own_named(inst: Instance) -> bind.ManagedNamed:
+    """A named the test starts itself from the instance's named.conf (not the service's)."""
+    cfg = inst.config
+    rndc = bind.Rndc(cfg["bind.rndc_server"], cfg["bind.rndc_port"], cfg.path("bind.rndc_key"))
+    return bind.ManagedNamed(cfg.path("bind.dir"), rndc, _tool("named"))
 
 
 @contextmanager
@@ -140,7 +111,7 @@ def test_bind_stopped_update_is_committed_answers_dnserr_and_is_served_after_nam
     inst = instance
     fqdn = f"vm1.{ZONE}"
     secret = inst.add_host(fqdn)
-    own = OwnNamed(inst, tmp_path / "own-named.log")
+    own = own_named(inst)
     try:
         with serving(inst, {"bind.verify_timeout": 1.0, "publisher.retry_seconds": 0.5}) as r:
             assert r.update(fqdn, secret, "myip=192.0.2.1") == (200, "good 192.0.2.1\n")
@@ -229,7 +200,7 @@ def test_serve_start_reloads_a_zone_named_serves_older(instance, tmp_path):
     inst = instance
     fqdn = f"vm2.{ZONE}"
     inst.add_host(fqdn)
-    own = OwnNamed(inst, tmp_path / "own-named.log")
+    own = own_named(inst)
     try:
         own.start()
         old_serial = inst.served_serial()

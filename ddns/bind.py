@@ -85,15 +85,12 @@ def served_serial(zone: str, server: str, port: int, timeout: float = 1.0) -> in
 def check_zone(zone: str, path: Path, binary: str = "named-checkzone") -> str | None:
     """Run named-checkzone; None when the file is valid, else its message."""
     try:
-        proc = subprocess.run([binary, "-q", "-k", "fail", "-n", "fail", "-i", "local", zone, str(path)],
+        proc = subprocess.run([binary, "-k", "fail", "-n", "fail", "-i", "local", zone, str(path)],
                               capture_output=True, text=True, timeout=120)
     except (OSError, subprocess.TimeoutExpired) as exc:
         raise BindError(f"named-checkzone: {exc}") from exc
     if proc.returncode == 0:
         return None
-    # -q silences output; run again verbosely to get the reason.
-    proc = subprocess.run([binary, "-k", "fail", "-n", "fail", "-i", "local", zone, str(path)],
-                          capture_output=True, text=True, timeout=120)
     return (proc.stdout + proc.stderr).strip() or f"named-checkzone exited {proc.returncode}"
 
 

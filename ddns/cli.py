@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping, TextIO
 
-from . import __version__, bind, config as configmod, resource_dir
+from . import __version__, bind, config as configmod, gitops, resource_dir
 from .auth import new_secret
 from .gitrepo import ZonesRepo
 from .publisher import Outcome
@@ -210,7 +210,7 @@ def cmd_user_add(args, env: Env) -> Exit:
         if not password:
             env.err("error: empty password on stdin")
             return Exit.USAGE
-    elif env.stdin.isatty() if hasattr(env.stdin, "isatty") else False:
+    elif getattr(env.stdin, "isatty", lambda: False)():
         password = getpass.getpass("Password (empty for none): ") or None
     user = service.add_user(args.name, password, args.admin)
     _emit(env, args, {"name": user.name, "admin": user.is_admin}, f"user {user.name} added{' (admin)' if user.is_admin else ''}")
@@ -313,19 +313,17 @@ def cmd_history(args, env: Env) -> Exit:
 
 def cmd_check(args, env: Env) -> Exit:
     """Validate a revision of a zones repository (a pull request) and print its plan."""
-    from . import gitops
-
     repo = Path(args.repo) if args.repo else env.cwd
-    rev = _git_out(repo, "rev-parse", "--verify", args.rev)
+    rev = gitops.git_output(repo, "rev-parse", "--verify", args.rev)
     cfg = _load_config(args, env)  # defaults in an admin's clone without a ddns.toml
     base = args.base
     if base is None:  # where the branch left the published one; without a remote, the parent
-        upstream = _git_out(repo, "rev-parse", "--verify", "-q", f"origin/{cfg['zones.branch']}", check=False)
-        base = _git_out(repo, "merge-base", upstream, rev, check=False) if upstream else None
+        upstream = gitops.git_output(repo, "rev-parse", "--verify", "-q", f"origin/{cfg['zones.branch']}", check=False)
+        base = gitops.git_output(repo, "merge-base", upstream, rev, check=False) if upstream else None
         if not upstream:
-            base = _git_out(repo, "rev-parse", "--verify", "-q", f"{rev}~1", check=False) or None
+            base = gitops.git_output(repo, "rev-parse", "--verify", "-q", f"{rev}~1", check=False) or None
     else:
-        base = _git_out(repo, "rev-parse", "--verify", base)
+        base = gitops.git_output(repo, "rev-parse", "--verify", base)
     report = gitops.check_revision(repo, rev, base, zone_template_dirs(cfg), checkzone=cfg["bind.checkzone"],
                                    max_share=cfg["zones.max_change_share"])
     forced = gitops.forced_by_commits(repo, base, rev)
@@ -341,13 +339,6 @@ def cmd_check(args, env: Env) -> Exit:
         elif report.ok(forced):
             env.out("ok")
     return Exit.OK if report.ok(forced) else Exit.ERROR
-
-
-def _git_out(repo: Path, *args: str, check: bool = True) -> str:
-    proc = subprocess.run(["git", "-C", str(repo), *args], capture_output=True, text=True)
-    if check and proc.returncode != 0:
-        raise ServiceError(f"git {' '.join(args)}: {proc.stderr.strip()}")
-    return proc.stdout.strip()
 
 
 def cmd_apply(args, env: Env) -> Exit:
@@ -368,11 +359,9 @@ def cmd_hooks_install(args, env: Env) -> Exit:
 
 def cmd_hook(args, env: Env) -> Exit:
     """Run inside a bare repository's hook: stdin has 'OLD NEW REF' lines."""
-    from . import gitops
-
     cfg = _load_config(args, env)
     repo = env.cwd
-    token = _git_out(repo, "config", "ddns.servicetoken", check=False)
+    token = gitops.git_output(repo, "config", "ddns.servicetoken", check=False)
     if token and env.environ.get("DDNS_SERVICE_PUSH") == token:
         return Exit.OK  # the service's own push: already validated and published
     branch_ref = f"refs/heads/{cfg['zones.branch']}"
@@ -534,7 +523,7 @@ def main(argv: list[str] | None = None, env: Env | None = None) -> int:
     except configmod.ConfigError as exc:
         env.err(f"error: {exc}")
         return Exit.USAGE
-    except (ServiceError, bind.BindError) as exc:
+    except (ServiceError, bind.BindError, gitops.GitOpsError) as exc:
         env.err(f"error: {exc}")
         return Exit.ERROR
 

@@ -128,11 +128,12 @@ def format_plan(plans: list[ZonePlan]) -> str:
 
 # ---- checking a revision of a repository --------------------------------------------------
 
-def _git(repo: Path, *args: str, check: bool = True) -> str:
+def git_output(repo: Path, *args: str, check: bool = True) -> str:
+    """Output of ``git -C REPO ARGS`` (stripped); GitOpsError when it fails and CHECK."""
     proc = subprocess.run(["git", "-C", str(repo), *args], capture_output=True, text=True)
     if check and proc.returncode != 0:
         raise GitOpsError(f"git {' '.join(args)}: {proc.stderr.strip()}")
-    return proc.stdout
+    return proc.stdout.strip()
 
 
 class GitOpsError(RuntimeError):
@@ -143,7 +144,7 @@ def zones_at(repo: Path, rev: str | None) -> set[str]:
     """Zones (directories with a zone.toml) at REV; none for no revision."""
     if rev is None:
         return set()
-    names = _git(repo, "ls-tree", "--name-only", "-r", rev).splitlines()
+    names = git_output(repo, "ls-tree", "--name-only", "-r", rev).splitlines()
     return {p.split("/")[0] for p in names if p.count("/") == 1 and p.endswith("/" + zones.SETTINGS_FILE)}
 
 
@@ -151,7 +152,7 @@ def _materialize(repo: Path, rev: str, zone: str, target: Path) -> Path:
     """Write ZONE's files at REV into TARGET/ZONE."""
     zone_dir = target / zone
     zone_dir.mkdir(parents=True, exist_ok=True)
-    for path in _git(repo, "ls-tree", "--name-only", rev, f"{zone}/").splitlines():
+    for path in git_output(repo, "ls-tree", "--name-only", rev, f"{zone}/").splitlines():
         blob = subprocess.run(["git", "-C", str(repo), "show", f"{rev}:{path}"], capture_output=True, check=True).stdout
         (target / path).write_bytes(blob)
     return zone_dir
@@ -244,15 +245,15 @@ def check_revision(repo: Path, rev: str, base: str | None, template_dirs: list[P
     """
     report = CheckReport(base, rev)
     if base is not None:
-        changed_paths = _git(repo, "diff", "--name-only", base, rev).splitlines()
+        changed_paths = git_output(repo, "diff", "--name-only", base, rev).splitlines()
     else:
-        changed_paths = _git(repo, "ls-tree", "-r", "--name-only", rev).splitlines()
+        changed_paths = git_output(repo, "ls-tree", "-r", "--name-only", rev).splitlines()
     if not allow_service_files:
         for path in changed_paths:
             if is_service_file(path):
                 report.errors.append(f"{path}: written by the service only; change zone.toml or static.zone instead")
         log_range = f"{base}..{rev}" if base else rev
-        if any(line.startswith(TRAILER + ":") for line in _git(repo, "log", "--format=%B", log_range).splitlines()):
+        if any(line.startswith(TRAILER + ":") for line in git_output(repo, "log", "--format=%B", log_range).splitlines()):
             report.errors.append(f"a pushed commit carries a {TRAILER} trailer: only the service writes those")
     touched = sorted({p.split("/")[0] for p in changed_paths if "/" in p})
     old_zones, new_zones = zones_at(repo, base), zones_at(repo, rev)
@@ -280,5 +281,5 @@ def check_revision(repo: Path, rev: str, base: str | None, template_dirs: list[P
 def forced_by_commits(repo: Path, base: str | None, rev: str) -> bool:
     """A ``Ddns-Force: yes`` trailer in any pushed commit forces the guard rails."""
     log_range = f"{base}..{rev}" if base else rev
-    out = _git(repo, "log", "--format=%B", log_range)
+    out = git_output(repo, "log", "--format=%B", log_range)
     return any(re.match(rf"{FORCE_TRAILER}:\s*(yes|true|1)\s*$", line, re.I) for line in out.splitlines())

@@ -16,6 +16,7 @@ import dns.exception
 import dns.flags
 import dns.message
 import dns.query
+import dns.rcode
 import dns.rdatatype
 
 from .rndc import RndcClient, RndcError, RndcKey
@@ -80,6 +81,19 @@ def served_serial(zone: str, server: str, port: int, timeout: float = 1.0) -> in
         if rrset.rdtype == dns.rdatatype.SOA:
             return rrset[0].serial
     return None
+
+
+def served_records(name: str, rtype: str, server: str, port: int, timeout: float = 1.0) -> list[str] | None:
+    """The RTYPE records SERVER answers for NAME ([] for none), or None when it does not answer."""
+    query = dns.message.make_query(name + ".", dns.rdatatype.from_text(rtype))
+    query.flags &= ~dns.flags.RD
+    try:
+        response = dns.query.udp(query, server, port=port, timeout=timeout)
+    except (dns.exception.DNSException, OSError):
+        return None
+    if response.rcode() not in (dns.rcode.NOERROR, dns.rcode.NXDOMAIN):
+        return None
+    return sorted(r.to_text() for rrset in response.answer if rrset.rdtype == query.question[0].rdtype for r in rrset)
 
 
 def check_zone(zone: str, path: Path, binary: str = "named-checkzone") -> str | None:

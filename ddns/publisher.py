@@ -607,6 +607,41 @@ class Publisher:
             served = self._reload_and_verify([zone], {zone: state.serial})
             return Outcome.GOOD if zone in served else Outcome.DNSERR
 
+    def update_settings(self, zone: str, settings_toml: str, actor: str) -> Outcome:
+        """Replace ZONE's zone.toml (an admin's change from the portal): validate, commit, reload."""
+        with self.locked():
+            state = self._fresh(zone)
+            settings_path = self.root / zone / zones.SETTINGS_FILE
+            old_text = settings_path.read_text()
+            if old_text == settings_toml:
+                return Outcome.NOCHG
+            dyn_path, rendered_path = self._paths(zone)
+            try:
+                atomic_write(settings_path, settings_toml, self.fsync)
+                new_state = self._load_zone(zone)
+                new_state.dynamic = state.dynamic
+                new_state.serial = next_serial(state.serial, int(self.clock()))
+                text = self._render(new_state, new_state.serial)
+                error = self._check(zone, text)
+                if error:
+                    raise ValueError(f"zone {zone} does not validate: {error}")
+                atomic_write(rendered_path, text, self.fsync)
+                self.repo.commit([f"{zone}/{zones.SETTINGS_FILE}", f"{zone}/{rendered_path.name}"],
+                                 f"Change the settings of {zone}\n\nby {actor}\n", author=actor)
+            except BaseException:
+                atomic_write(settings_path, old_text, self.fsync)
+                self._unstage(f"{zone}/{zones.SETTINGS_FILE}")
+                self._restore([zone])
+                raise
+            new_state.stamp = _stamp(dyn_path, rendered_path)
+            self.zones[zone] = new_state
+            self.last_publish = self.clock()
+            if not self._reload(zone):
+                self.unserved.add(zone)
+                return Outcome.DNSERR
+            served = self.wait_served({zone: new_state.serial})
+            return Outcome.GOOD if zone in served else Outcome.DNSERR
+
 
 @dataclass
 class _Pending:

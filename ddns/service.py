@@ -6,6 +6,8 @@ runs, directly (under the same lock) from a one-shot CLI command.
 """
 from __future__ import annotations
 
+import hashlib
+import ipaddress
 import logging
 import threading
 import time
@@ -19,7 +21,8 @@ from .auth import FailureLimiter, SecretVerifier, hash_secret, new_secret
 from .config import Config
 from .gitrepo import HistoryEntry, ZonesRepo
 from .publisher import Change, Outcome, PublishTarget, Publisher, PublisherThread
-from .store import Conflict, Host, LastSeen, NotFound, Store, User
+from .store import Conflict, Domain, Host, LastSeen, NotFound, Store, User
+from .oidc import Identity
 from .validate import AddressPolicy, InvalidName, normalize_name, parse_address, record_type, split_host
 
 ZONE_TEMPLATES = resource_dir("templates") / "zone"
@@ -33,6 +36,10 @@ RESERVED_LABELS = frozenset({"@", "www", "ns", "ns1", "ns2", "ns3", "mail", "smt
 
 class ServiceError(ValueError):
     """A request the service refuses, with a message for the person who made it."""
+
+
+class NoSuchObject(ServiceError):
+    """No such host or domain -- or one the asking user may not see (the same answer)."""
 
 
 @dataclass(frozen=True)
@@ -73,6 +80,7 @@ class Service:
         self.failures = FailureLimiter(config["security.max_failures"], config["security.failure_window"], clock=monotonic)
         self.client_failures = FailureLimiter(config["security.max_client_failures"], config["security.failure_window"],
                                               clock=monotonic)
+        self.trusted_proxies = [ipaddress.ip_network(n, strict=False) for n in config["http.trusted_proxies"]]
         self.policy = AddressPolicy(config["dyndns2.allow_private"], config["dyndns2.allow_loopback"])
         self.thread: PublisherThread | None = None
         self._dummy: str | None = None
@@ -249,6 +257,51 @@ class Service:
             raise ServiceError(str(exc)) from exc
         return token
 
+    def login_oidc(self, identity: "Identity") -> User:
+        """The user behind an OpenID Connect login, created at the first one.
+
+        With ``oidc.admin_groups`` set, the groups decide who is an admin at every
+        login; without, the admin flag set by ``ddns user`` stays as it is.
+        """
+        admin_groups = set(self.config["oidc.admin_groups"])
+        is_admin = bool(admin_groups & set(identity.groups)) if admin_groups else None
+        return self.store.login_oidc_user(identity.sub, identity.username, identity.email, identity.name,
+                                          list(identity.groups), is_admin, self.clock())
+
+    def new_api_token(self, user: User, name: str) -> str:
+        """A personal API token (shown once). Stored as SHA-256: it is 192 random bits, so no bcrypt is needed."""
+        token = API_TOKEN_PREFIX + new_secret()
+        self.store.add_api_token(user.id, name.strip()[:100] or "API token", _token_hash(token), self.clock())
+        return token
+
+    def api_token_user(self, token: str) -> User | None:
+        if not token.startswith(API_TOKEN_PREFIX) or len(token) > 200:
+            return None
+        return self.store.api_token_owner(_token_hash(token), self.clock())
+
+    def dynamic_ttl(self, zone: str) -> int | None:
+        state = self.publisher.zones.get(zone)
+        return state.source.settings.dynamic_ttl if state is not None else None
+
+    def status(self) -> dict:
+        """What the admins' status page shows: counts, the publisher, BIND against Git, recent errors."""
+        publisher = self.publisher
+        zones_ = []
+        for zone, state in sorted(publisher.zones.items()):
+            served = bind.served_serial(zone, self.config["bind.listen"], self.config["bind.port"], timeout=0.5)
+            zones_.append({"zone": zone, "git_serial": state.serial, "served_serial": served,
+                           "in_sync": served == state.serial, "broken": state.broken,
+                           "unserved": zone in publisher.unserved})
+        return {
+            "counts": {t: self.store.count(t) for t in ("users", "domains", "hosts", "sessions", "api_tokens")},
+            "queue": self.thread.queue_length if self.thread else 0,
+            "running": self.thread is not None,
+            "last_publish": publisher.last_publish,
+            "head": publisher.repo.head(),
+            "zones": zones_,
+            "errors": [e for e in (publisher.last_error, self.sync_error) if e],
+        }
+
     def add_domain(self, zone: str, nameservers: list[str] | None = None, actor: str = "cli") -> Outcome:
         """Create ZONE in the repository (if new), have BIND serve it, open it for hosts."""
         try:
@@ -298,7 +351,7 @@ class Service:
         try:
             return self.store.host(normalize_name(fqdn))
         except (NotFound, InvalidName) as exc:
-            raise ServiceError(f"no host {fqdn}") from exc
+            raise NoSuchObject(f"no host {fqdn}") from exc
 
     def regenerate_secret(self, fqdn: str) -> str:
         """A new secret for FQDN; the old one stops working at once."""
@@ -345,6 +398,77 @@ class Service:
             raise ServiceError(str(exc)) from exc
         return list(self.publisher.repo.history(fqdn))
 
+    def clear_address(self, fqdn: str, actor: str, interface: str = "cli", rtypes: tuple[str, ...] = ("A", "AAAA")) -> Outcome:
+        """Remove the host's RTYPES records (it stays registered)."""
+        host = self.host(fqdn)
+        outcomes = self.publish([Change(host.zone, host.label, rtype, None, actor, interface=interface)
+                                 for rtype in rtypes])
+        for bad in (Outcome.FAILED, Outcome.DNSERR):
+            if bad in outcomes:
+                return bad
+        return Outcome.GOOD if Outcome.GOOD in outcomes else Outcome.NOCHG
+
+    def served(self, host: Host) -> dict[str, list[str] | None]:
+        """What BIND answers for the host now: {"A": [...], "AAAA": [...]} (None: no answer)."""
+        server, port = self.config["bind.listen"], self.config["bind.port"]
+        return {rtype: bind.served_records(host.fqdn, rtype, server, port, timeout=0.5) for rtype in ("A", "AAAA")}
+
+    # ---- the portal's rules: who may use which domain and host ---------------
+    @staticmethod
+    def may_use(user: User, domain: Domain) -> bool:
+        """Admins use every domain; others public ones and those limited to a group they are in."""
+        return user.is_admin or domain.public or bool(set(user.groups) & set(domain.groups))
+
+    def usable_domains(self, user: User) -> list[Domain]:
+        return [d for d in self.store.domain_list() if self.may_use(user, d)]
+
+    def owned_host(self, user: User, fqdn: str) -> Host:
+        """FQDN if USER may manage it; another user's host is "no host", exactly as a missing one."""
+        host = self.host(fqdn)
+        if host.owner_id != user.id and not user.is_admin:
+            raise NoSuchObject(f"no host {fqdn}")
+        return host
+
+    def add_host_for(self, user: User, label: str, zone: str, comment: str = "") -> tuple[Host, str]:
+        """Register LABEL.ZONE for USER if USER may use ZONE; returns the host and its secret."""
+        try:
+            domain = self.store.domain(zone)
+        except NotFound as exc:
+            raise NoSuchObject(f"no domain {zone}") from exc
+        if not self.may_use(user, domain):
+            raise ServiceError(f"you may not register hosts in {zone}")
+        label = label.strip().rstrip(".")
+        if not label:
+            raise ServiceError("a host name is needed")
+        fqdn, _, found_zone = self._split(f"{label}.{zone}")
+        if found_zone != zone:
+            raise ServiceError(f"{fqdn} belongs to the domain {found_zone}")
+        return self.add_host(fqdn, user.name, comment)
+
+    def set_comment(self, fqdn: str, comment: str) -> None:
+        self.store.set_comment(self.host(fqdn).fqdn, comment.strip()[:200])
+
+    def set_domain_access(self, zone: str, public: bool, groups: list[str]) -> None:
+        clean = sorted({g.strip() for g in groups if g.strip()})
+        if any(len(g) > 200 for g in clean) or len(clean) > 50:
+            raise ServiceError("at most 50 groups of at most 200 characters each")
+        try:
+            self.store.set_domain_access(zone, public, clean)
+        except NotFound as exc:
+            raise ServiceError(str(exc)) from exc
+
+    def set_dynamic_ttl(self, zone: str, ttl: int, actor: str) -> Outcome:
+        """Set the TTL of the zone's host records: a commit to its zone.toml, then a reload."""
+        if not 1 <= ttl <= 86400:
+            raise ServiceError("the TTL must be between 1 and 86400 seconds")
+        if zone not in self.publisher.zones:
+            raise ServiceError(f"no domain {zone}")
+        path = self.publisher.root / zone / zones.SETTINGS_FILE
+        try:
+            return self.publisher.update_settings(zone, zones.with_dynamic_ttl(path.read_text(), ttl), actor)
+        except ValueError as exc:
+            raise ServiceError(str(exc)) from exc
+
     # ---- authentication for updates ---------------------------------------
     def authenticate(self, username: str, secret: str, client: str = "") -> tuple[str, Host | User | None]:
         """Check dyndns2 credentials.
@@ -382,6 +506,13 @@ class Service:
         if host is not None:
             self.store.count_fault(host.fqdn, "auth")
         return "badauth", None
+
+
+API_TOKEN_PREFIX = "ddns_"
+
+
+def _token_hash(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
 
 
 def default_zone_files(zone: str, nameservers: list[str] | None, glue_address: str) -> tuple[str, str]:

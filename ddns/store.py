@@ -5,6 +5,7 @@ stored, only their bcrypt hashes.
 """
 from __future__ import annotations
 
+import json
 import sqlite3
 import threading
 from dataclasses import dataclass
@@ -17,12 +18,19 @@ CREATE TABLE IF NOT EXISTS users (
     password_hash TEXT,
     token_hash TEXT,
     is_admin INTEGER NOT NULL DEFAULT 0,
-    created REAL NOT NULL
+    created REAL NOT NULL,
+    sub TEXT,
+    email TEXT NOT NULL DEFAULT '',
+    display_name TEXT NOT NULL DEFAULT '',
+    groups TEXT NOT NULL DEFAULT '[]',
+    last_login REAL
 );
 CREATE TABLE IF NOT EXISTS domains (
     zone TEXT PRIMARY KEY,
     created REAL NOT NULL,
-    active INTEGER NOT NULL DEFAULT 1
+    active INTEGER NOT NULL DEFAULT 1,
+    public INTEGER NOT NULL DEFAULT 1,
+    groups TEXT NOT NULL DEFAULT '[]'
 );
 CREATE TABLE IF NOT EXISTS hosts (
     fqdn TEXT PRIMARY KEY,
@@ -40,7 +48,35 @@ CREATE TABLE IF NOT EXISTS hosts (
     blocked INTEGER NOT NULL DEFAULT 0
 );
 CREATE INDEX IF NOT EXISTS hosts_owner ON hosts(owner_id);
+CREATE TABLE IF NOT EXISTS sessions (
+    id_hash TEXT PRIMARY KEY,
+    user_id INTEGER REFERENCES users(id) ON DELETE CASCADE,
+    csrf TEXT NOT NULL,
+    created REAL NOT NULL,
+    seen REAL NOT NULL,
+    data TEXT NOT NULL DEFAULT '{}'
+);
+CREATE TABLE IF NOT EXISTS api_tokens (
+    id INTEGER PRIMARY KEY,
+    user_id INTEGER NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+    name TEXT NOT NULL,
+    token_hash TEXT NOT NULL UNIQUE,
+    created REAL NOT NULL,
+    last_used REAL
+);
 """
+
+# Columns added after the first release: (table, column, definition) for databases made before them.
+# (SQLite cannot add a UNIQUE column; users.sub gets a unique index instead.)
+MIGRATIONS = (
+    ("users", "sub", "TEXT"),
+    ("users", "email", "TEXT NOT NULL DEFAULT ''"),
+    ("users", "display_name", "TEXT NOT NULL DEFAULT ''"),
+    ("users", "groups", "TEXT NOT NULL DEFAULT '[]'"),
+    ("users", "last_login", "REAL"),
+    ("domains", "public", "INTEGER NOT NULL DEFAULT 1"),
+    ("domains", "groups", "TEXT NOT NULL DEFAULT '[]'"),
+)
 
 
 @dataclass(frozen=True)
@@ -50,6 +86,38 @@ class User:
     password_hash: str | None
     token_hash: str | None
     is_admin: bool
+    sub: str | None = None  # OpenID Connect subject; None for local accounts
+    email: str = ""
+    display_name: str = ""
+    groups: tuple[str, ...] = ()  # group / entitlement claim values as of the last login
+
+
+@dataclass(frozen=True)
+class Domain:
+    zone: str
+    public: bool  # any user may register hosts in it
+    groups: tuple[str, ...]  # otherwise: users with one of these groups
+
+
+@dataclass(frozen=True)
+class Session:
+    """A portal session (server side); the browser holds only its random id."""
+
+    id_hash: str
+    user_id: int | None
+    csrf: str
+    created: float
+    seen: float
+    data: dict
+
+
+@dataclass(frozen=True)
+class ApiToken:
+    id: int
+    user_id: int
+    name: str
+    created: float
+    last_used: float | None
 
 
 @dataclass(frozen=True)
@@ -97,7 +165,13 @@ class Store:
     def __init__(self, path: Path):
         self.path = Path(path)
         self._local = threading.local()
-        self._db().executescript(SCHEMA)
+        db = self._db()
+        for table, column, definition in MIGRATIONS:
+            columns = {r[1] for r in db.execute(f"PRAGMA table_info({table})")}
+            if columns and column not in columns:
+                db.execute(f"ALTER TABLE {table} ADD COLUMN {column} {definition}")
+        db.executescript(SCHEMA)
+        db.execute("CREATE UNIQUE INDEX IF NOT EXISTS users_sub ON users(sub)")
 
     def _db(self) -> sqlite3.Connection:
         db = getattr(self._local, "db", None)
@@ -159,6 +233,43 @@ class Store:
             if db.execute("UPDATE users SET password_hash=? WHERE name=?", (password_hash, name)).rowcount == 0:
                 raise NotFound(f"no user {name}")
 
+    def login_oidc_user(self, sub: str, name: str, email: str, display_name: str, groups: list[str],
+                        is_admin: bool | None, now: float) -> User:
+        """Create or refresh the user with OpenID subject SUB from the claims of a login.
+
+        IS_ADMIN None keeps the admin flag as it is (a new user is no admin).
+        The subject is the stable key; NAME (preferred_username) is kept from the
+        first login and gets a suffix when a local account already has it.
+        """
+        with self._tx() as db:
+            row = db.execute("SELECT id FROM users WHERE sub=?", (sub,)).fetchone()
+            if row is not None:
+                db.execute("UPDATE users SET email=?, display_name=?, groups=?, is_admin=coalesce(?, is_admin), "
+                           "last_login=? WHERE id=?",
+                           (email, display_name, json.dumps(groups), None if is_admin is None else int(is_admin),
+                            now, row["id"]))
+                user_id = row["id"]
+            else:
+                base, candidate, n = name, name, 1
+                while db.execute("SELECT 1 FROM users WHERE name=?", (candidate,)).fetchone():
+                    n += 1
+                    candidate = f"{base}-{n}"
+                user_id = db.execute(
+                    "INSERT INTO users(name, is_admin, created, sub, email, display_name, groups, last_login) "
+                    "VALUES (?,?,?,?,?,?,?,?)",
+                    (candidate, int(bool(is_admin)), now, sub, email, display_name, json.dumps(groups), now)).lastrowid
+        return self.user_by_id(user_id)
+
+    def note_login(self, user_id: int, now: float) -> None:
+        with self._tx() as db:
+            db.execute("UPDATE users SET last_login=? WHERE id=?", (now, user_id))
+
+    def count(self, table: str) -> int:
+        """Rows in TABLE (users, hosts, domains, sessions, api_tokens) for the status page."""
+        if table not in ("users", "hosts", "domains", "sessions", "api_tokens"):
+            raise ValueError(table)
+        return self._db().execute(f"SELECT count(*) FROM {table}").fetchone()[0]
+
     # domains
     def add_domain(self, zone: str, now: float) -> None:
         """Open ZONE for hosts (again, if a merge had removed it)."""
@@ -178,6 +289,22 @@ class Store:
     def domains(self) -> list[str]:
         """Zones open for hosts."""
         return [r[0] for r in self._db().execute("SELECT zone FROM domains WHERE active=1 ORDER BY zone")]
+
+    def domain(self, zone: str) -> Domain:
+        row = self._db().execute("SELECT * FROM domains WHERE zone=? AND active=1", (zone,)).fetchone()
+        if row is None:
+            raise NotFound(f"no domain {zone}")
+        return _domain(row)
+
+    def domain_list(self) -> list[Domain]:
+        """Open zones with who may use them."""
+        return [_domain(r) for r in self._db().execute("SELECT * FROM domains WHERE active=1 ORDER BY zone")]
+
+    def set_domain_access(self, zone: str, public: bool, groups: list[str]) -> None:
+        with self._tx() as db:
+            if db.execute("UPDATE domains SET public=?, groups=? WHERE zone=? AND active=1",
+                          (int(public), json.dumps(groups), zone)).rowcount == 0:
+                raise NotFound(f"no domain {zone}")
 
     def host_counts(self) -> dict[str, int]:
         return dict(self._db().execute("SELECT zone, count(*) FROM hosts GROUP BY zone").fetchall())
@@ -220,6 +347,11 @@ class Store:
             if db.execute("DELETE FROM hosts WHERE fqdn=?", (fqdn,)).rowcount == 0:
                 raise NotFound(f"no host {fqdn}")
 
+    def set_comment(self, fqdn: str, comment: str) -> None:
+        with self._tx() as db:
+            if db.execute("UPDATE hosts SET comment=? WHERE fqdn=?", (comment, fqdn)).rowcount == 0:
+                raise NotFound(f"no host {fqdn}")
+
     def record_updates(self, seen: dict[str, "LastSeen"]) -> None:
         """Store when, from where and with what each host last updated (one transaction)."""
         with self._tx() as db:
@@ -236,9 +368,66 @@ class Store:
             if db.execute("UPDATE hosts SET blocked=? WHERE fqdn=?", (int(blocked), fqdn)).rowcount == 0:
                 raise NotFound(f"no host {fqdn}")
 
+    # portal sessions
+    def add_session(self, session: Session) -> None:
+        with self._tx() as db:
+            db.execute("INSERT INTO sessions(id_hash, user_id, csrf, created, seen, data) VALUES (?,?,?,?,?,?)",
+                       (session.id_hash, session.user_id, session.csrf, session.created, session.seen,
+                        json.dumps(session.data)))
+
+    def session(self, id_hash: str) -> Session | None:
+        row = self._db().execute("SELECT * FROM sessions WHERE id_hash=?", (id_hash,)).fetchone()
+        if row is None:
+            return None
+        return Session(row["id_hash"], row["user_id"], row["csrf"], row["created"], row["seen"], json.loads(row["data"]))
+
+    def save_session(self, id_hash: str, seen: float, data: dict) -> None:
+        with self._tx() as db:
+            db.execute("UPDATE sessions SET seen=?, data=? WHERE id_hash=?", (seen, json.dumps(data), id_hash))
+
+    def delete_session(self, id_hash: str) -> None:
+        with self._tx() as db:
+            db.execute("DELETE FROM sessions WHERE id_hash=?", (id_hash,))
+
+    def purge_sessions(self, seen_before: float, created_before: float) -> int:
+        """Drop sessions idle since SEEN_BEFORE or made before CREATED_BEFORE."""
+        with self._tx() as db:
+            return db.execute("DELETE FROM sessions WHERE seen<? OR created<?", (seen_before, created_before)).rowcount
+
+    # personal API tokens
+    def add_api_token(self, user_id: int, name: str, token_hash: str, now: float) -> ApiToken:
+        with self._tx() as db:
+            token_id = db.execute("INSERT INTO api_tokens(user_id, name, token_hash, created) VALUES (?,?,?,?)",
+                                  (user_id, name, token_hash, now)).lastrowid
+        return ApiToken(token_id, user_id, name, now, None)
+
+    def api_tokens(self, user_id: int) -> list[ApiToken]:
+        rows = self._db().execute("SELECT * FROM api_tokens WHERE user_id=? ORDER BY id", (user_id,))
+        return [ApiToken(r["id"], r["user_id"], r["name"], r["created"], r["last_used"]) for r in rows]
+
+    def api_token_owner(self, token_hash: str, now: float) -> User | None:
+        """The user a personal API token belongs to (and note its use), or None."""
+        row = self._db().execute("SELECT id, user_id FROM api_tokens WHERE token_hash=?", (token_hash,)).fetchone()
+        if row is None:
+            return None
+        with self._tx() as db:
+            db.execute("UPDATE api_tokens SET last_used=? WHERE id=?", (now, row["id"]))
+        return self.user_by_id(row["user_id"])
+
+    def delete_api_token(self, user_id: int, token_id: int) -> None:
+        with self._tx() as db:
+            if db.execute("DELETE FROM api_tokens WHERE id=? AND user_id=?", (token_id, user_id)).rowcount == 0:
+                raise NotFound(f"no token #{token_id}")
+
 
 def _user(row: sqlite3.Row) -> User:
-    return User(row["id"], row["name"], row["password_hash"], row["token_hash"], bool(row["is_admin"]))
+    return User(row["id"], row["name"], row["password_hash"], row["token_hash"], bool(row["is_admin"]),
+                sub=row["sub"], email=row["email"], display_name=row["display_name"],
+                groups=tuple(json.loads(row["groups"])))
+
+
+def _domain(row: sqlite3.Row) -> Domain:
+    return Domain(row["zone"], bool(row["public"]), tuple(json.loads(row["groups"])))
 
 
 def _host(row: sqlite3.Row) -> Host:

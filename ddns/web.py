@@ -12,7 +12,9 @@ import uuid
 
 import bottle
 
-from . import dyndns2
+from . import api, dyndns2
+from .oidc import OidcLogin
+from .portal import Portal
 from .service import Service
 
 log = logging.getLogger("ddns.web")
@@ -79,9 +81,35 @@ def basic_credentials(header: str) -> tuple[str, str] | None:
     return (user, password) if sep else None
 
 
-def create_app(service: Service) -> bottle.Bottle:
+def security_headers(oidc_origin: str | None) -> dict[str, str]:
+    """Headers on every answer: no inline script, no framing, no referrer to other sites.
+
+    ``form-action`` must allow the provider: Chromium checks it on the redirect a form submission gets.
+    """
+    form_action = "'self'" + (f" {oidc_origin}" if oidc_origin else "")
+    return {
+        "Content-Security-Policy": f"default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; "
+                                   f"connect-src 'self'; form-action {form_action}; frame-ancestors 'none'; "
+                                   f"base-uri 'none'",
+        "X-Frame-Options": "DENY",
+        "X-Content-Type-Options": "nosniff",
+        "Referrer-Policy": "same-origin",
+    }
+
+
+def create_app(service: Service, oidc: OidcLogin | None = None) -> bottle.Bottle:
+    """The app for SERVICE; OIDC is the OpenID login (None: ``OidcLogin.from_config``)."""
     app = bottle.Bottle()
-    trusted = [ipaddress.ip_network(n, strict=False) for n in service.config["http.trusted_proxies"]]
+    trusted = service.trusted_proxies
+    portal_on = service.config["portal.enabled"]
+    if oidc is None and portal_on:
+        oidc = OidcLogin.from_config(service.config)
+    headers = security_headers(oidc.origin if oidc else None)
+
+    @app.hook("after_request")
+    def add_security_headers():
+        for name, value in headers.items():
+            bottle.response.set_header(name, value)
 
     def text(body: str, status: int = 200, headers: dict | None = None) -> bottle.HTTPResponse:
         return bottle.HTTPResponse(body, status, {"Content-Type": "text/plain; charset=utf-8",
@@ -156,26 +184,45 @@ def create_app(service: Service) -> bottle.Bottle:
         service.request_sync()
         return text("sync requested\n", 202)
 
-    @app.get("/")
-    def index():
-        return text(f"ddns: dynamic DNS. Update with: curl -u FQDN:SECRET '{service.config.public_url}/nic/update?myip=ADDRESS'\n")
+    if portal_on:
+        api.install(app, service, oidc)
+        Portal(service, oidc).install(app)
+    else:
+        @app.get("/")
+        def index():
+            return text(f"ddns: dynamic DNS. Update with: curl -u FQDN:SECRET "
+                        f"'{service.config.public_url}/nic/update?myip=ADDRESS'\n")
+
+    def plain_error(message: str) -> str:
+        """Error pages: text for clients, a short HTML page for browsers; never a stack trace."""
+        for name, value in headers.items():
+            bottle.response.set_header(name, value)
+        if portal_on and "text/html" in bottle.request.get_header("Accept", ""):
+            bottle.response.content_type = "text/html; charset=utf-8"
+            return ERROR_PAGE.format(message=message)
+        bottle.response.content_type = "text/plain; charset=utf-8"
+        return message + "\n"
 
     @app.error(404)
     def not_found(error):
-        bottle.response.content_type = "text/plain; charset=utf-8"
-        return "not found\n"
+        return plain_error("not found")
 
     @app.error(405)
     def not_allowed(error):
-        bottle.response.content_type = "text/plain; charset=utf-8"
-        return "method not allowed\n"
+        return plain_error("method not allowed")
 
     @app.error(500)
     def server_error(error):
-        bottle.response.content_type = "text/plain; charset=utf-8"
-        return "911\n"
+        return "911\n" if bottle.request.path.startswith("/nic/") else plain_error("911: something went wrong here; "
+                                                                                   "it is logged. Try again later.")
 
     return app
+
+
+ERROR_PAGE = ("<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>ddns: {message}</title>"
+              "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">"
+              "<link rel=\"stylesheet\" href=\"/static/style.css\"></head><body><main class=\"narrow\">"
+              "<h1>Sorry: {message}</h1><p><a href=\"/\">Back to your hosts</a></p></main></body></html>")
 
 
 def make_server(app: bottle.Bottle, host: str, port: int, threads: int,

@@ -185,3 +185,19 @@ class ZoneSource:
 def list_zones(repo_dir: Path) -> list[str]:
     """Zones in the repository: directories holding a ``zone.toml``."""
     return sorted(p.parent.name for p in repo_dir.glob(f"*/{SETTINGS_FILE}"))
+
+
+
+def with_dynamic_ttl(settings_toml: str, ttl: int) -> str:
+    """zone.toml text with ``dynamic_ttl`` set to TTL, comments and the rest kept as they are."""
+    lines = settings_toml.splitlines(keepends=True)
+    first_table = next((i for i, line in enumerate(lines) if line.lstrip().startswith("[")), len(lines))
+    for i in range(first_table):  # a top-level key: only before the first [table]
+        match = re.match(r"(\s*dynamic_ttl\s*=\s*)[^#\s]*(.*)", lines[i], re.S)
+        if match:
+            lines[i] = f"{match[1]}{ttl}{match[2]}"
+            return "".join(lines)
+    if first_table and not lines[first_table - 1].endswith("\n"):
+        lines[first_table - 1] += "\n"
+    lines.insert(first_table, f"dynamic_ttl = {ttl}\n")
+    return "".join(lines)

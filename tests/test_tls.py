@@ -24,6 +24,10 @@ def test_https_update_with_certificate_from_config(instance, tmp_path):
         served.service.flush_seen()  # last-update metadata is written once a second while serving
         host = served.service.store.host("vm.dyn.example.test")
         assert host.last_tls is True and host.last_client == "127.0.0.1"
+        login = subprocess.run(["curl", "-sS", "--max-time", "30", "--cacert", str(cert), "-D", "-", "-o", "/dev/null",
+                                f"https://127.0.0.1:{instance.http_port}/login"], capture_output=True, text=True)
+        cookie = next(line for line in login.stdout.splitlines() if line.lower().startswith("set-cookie:"))
+        assert "; secure" in cookie.lower() and "httponly" in cookie.lower()  # the portal's session cookie
     finally:
         served.stop.set()
         served.thread.join(30)

@@ -1,0 +1,460 @@
+"""The web portal: server-rendered pages on the explicit Bottle app.
+
+Every page goes through :meth:`Portal.page`, which loads the server-side
+session, sends anonymous visitors of protected pages to the login, and checks
+the CSRF token of every POST. Host pages find hosts through
+``Service.owned_host``, so another user's host is "not found", whatever id
+is typed in. Secrets are kept in this process's memory between the POST that
+makes them and the one page that shows them -- never in the database.
+"""
+from __future__ import annotations
+
+import functools
+import threading
+import time
+import urllib.parse
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import bottle
+import jinja2
+
+from . import clientconfigs, resource_dir
+from .auth import FailureLimiter, SecretVerifier, hash_secret, new_secret
+from .oidc import LoginFailed, OidcLogin
+from .publisher import Outcome
+from .service import NoSuchObject, ServiceError, Service
+from .sessions import COOKIE, Sessions, csrf_ok
+from .store import NotFound, Session, User
+
+WEB_TEMPLATES = resource_dir("templates") / "web"
+STATIC = resource_dir("templates") / "static"
+STASH_SECONDS = 600
+OUTCOME_TEXT = {
+    Outcome.GOOD: "BIND serves the change.",
+    Outcome.NOCHG: "Nothing to change.",
+    Outcome.DNSERR: "Saved and committed, but BIND does not serve it yet; it is retried.",
+    Outcome.FAILED: "The change could not be published; nothing changed. Try again later.",
+}
+
+
+class SecretStash:
+    """Secrets waiting to be shown once, in memory, per session (lost on restart: regenerate then)."""
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic):
+        self.clock = clock
+        self._items: dict[tuple[str, str], tuple[str, float]] = {}
+        self._lock = threading.Lock()
+
+    def put(self, session: Session, key: str, secret: str) -> None:
+        now = self.clock()
+        with self._lock:
+            self._items = {k: v for k, v in self._items.items() if v[1] > now}
+            self._items[(session.id_hash, key)] = (secret, now + STASH_SECONDS)
+
+    def take(self, session: Session, key: str) -> str | None:
+        with self._lock:
+            item = self._items.pop((session.id_hash, key), None)
+        return item[0] if item and item[1] > self.clock() else None
+
+
+@dataclass
+class Visit:
+    """What a page handler knows about the request: the session and its user (None: anonymous)."""
+
+    session: Session | None
+    user: User | None
+    cookie: str | None = None  # a session id to set on the response ("" to remove the cookie)
+
+
+def safe_next(target: str | None) -> str:
+    """A local path to go to after login; anything else (other sites, schemes) becomes "/"."""
+    if not target or not target.startswith("/") or target.startswith("//") or "\\" in target:
+        return "/"
+    return target
+
+
+def timestamp(value: float | None) -> str:
+    return time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(value)) if value else "never"
+
+
+class Portal:
+    def __init__(self, service: Service, oidc: OidcLogin | None, clock: Callable[[], float] = time.time):
+        config = service.config
+        self.service = service
+        self.oidc = oidc
+        self.local_login = config["portal.local_login"]
+        self.sessions = Sessions(service.store, config["portal.session_idle"], config["portal.session_max"], clock)
+        window = config["security.failure_window"]
+        self.login_failures = FailureLimiter(config["portal.max_login_failures"], window)
+        self.secret_actions = FailureLimiter(config["portal.max_secret_actions"], window)
+        self.passwords = SecretVerifier(ttl=0)
+        self.stash = SecretStash()
+        self.env = jinja2.Environment(loader=jinja2.FileSystemLoader(WEB_TEMPLATES), autoescape=True,
+                                      undefined=jinja2.StrictUndefined)
+        self.env.filters["time"] = timestamp
+        self._dummy_hash = hash_secret(new_secret(), 4)
+
+    # ---- request plumbing ----------------------------------------------------
+    def tls(self) -> bool:
+        return self.service.config.public_url.startswith("https://") or bottle.request.urlparts.scheme == "https"
+
+    def apply_cookie(self, visit: Visit, response: bottle.HTTPResponse) -> None:
+        if visit.cookie:
+            response.set_cookie(COOKIE, visit.cookie, path="/", httponly=True, samesite="lax", secure=self.tls(),
+                                max_age=int(self.sessions.max_age))
+        elif visit.cookie == "":
+            response.set_cookie(COOKIE, "", path="/", httponly=True, samesite="lax", secure=self.tls(), max_age=0)
+
+    def visit(self) -> Visit:
+        session = self.sessions.load(bottle.request.get_cookie(COOKIE))
+        user = None
+        if session is not None and session.user_id is not None:
+            try:
+                user = self.service.store.user_by_id(session.user_id)
+            except NotFound:
+                user = None
+        return Visit(session, user)
+
+    def ensure_session(self, visit: Visit) -> Session:
+        """An (anonymous) session, so a form can carry a CSRF token."""
+        if visit.session is None:
+            visit.cookie, visit.session = self.sessions.start()
+        return visit.session
+
+    def page(self, login: bool = True, admin: bool = False) -> Callable:
+        """Decorate a handler(visit, ...): session, login and admin checks, CSRF on POST."""
+        def decorate(handler: Callable) -> Callable:
+            @functools.wraps(handler)
+            def wrapper(*args: Any, **kwargs: Any) -> Any:
+                visit = self.visit()
+                try:
+                    if bottle.request.method == "POST" and not csrf_ok(
+                            visit.session, bottle.request.forms.getunicode("csrf_token") or ""):
+                        response = self.error(visit, 403, "This form has expired or did not come from this site. "
+                                                          "Go back, reload the page and try again.")
+                    elif login and visit.user is None:
+                        if bottle.request.method == "GET":
+                            response = self.redirect("/login?next=" + urllib.parse.quote(bottle.request.fullpath))
+                        else:
+                            response = self.error(visit, 401, "Please log in first.")
+                    elif admin and not visit.user.is_admin:
+                        response = self.error(visit, 403, "This page is for admins.")
+                    else:
+                        response = handler(visit, *args, **kwargs)
+                except ServiceError as exc:
+                    response = self.error(visit, 404 if isinstance(exc, NoSuchObject) else 400, str(exc))
+                self.apply_cookie(visit, response)
+                return response
+            return wrapper
+        return decorate
+
+    def render(self, visit: Visit, template: str, code: int = 200, **context: Any) -> bottle.HTTPResponse:
+        session = self.ensure_session(visit)
+        flashes = session.data.pop("flash", [])
+        if flashes:
+            self.sessions.save(session)
+        context.setdefault("error", "")
+        body = self.env.get_template(template).render(
+            user=visit.user, csrf_token=session.csrf, flashes=flashes, oidc=self.oidc is not None,
+            oidc_button=self.service.config["oidc.button"], local_login=self.local_login, **context)
+        return bottle.HTTPResponse(body, code, {"Content-Type": "text/html; charset=utf-8",
+                                                  "Cache-Control": "no-store"})
+
+    def error(self, visit: Visit, status: int, message: str) -> bottle.HTTPResponse:
+        return self.render(visit, "error.html", status, status=status, message=message)
+
+    def flash(self, visit: Visit, message: str) -> None:
+        session = self.ensure_session(visit)
+        session.data.setdefault("flash", []).append(message)
+        self.sessions.save(session)
+
+    def redirect(self, location: str) -> bottle.HTTPResponse:
+        return bottle.HTTPResponse(status=303, headers={"Location": location})
+
+    def form(self, name: str, limit: int = 200) -> str:
+        return (bottle.request.forms.getunicode(name) or "").strip()[:limit]
+
+    def client(self) -> str:
+        from .web import client_address  # the app's view of the client, proxies included
+
+        return client_address(bottle.request.environ, self.service.trusted_proxies)
+
+    def limited(self, visit: Visit) -> bottle.HTTPResponse | None:
+        """Count a secret-making action; a page saying so when the user made too many."""
+        key = f"user:{visit.user.id}"
+        if self.secret_actions.blocked(key):
+            return self.error(visit, 429, "Too many new secrets in a short time. Wait a few minutes and try again.")
+        self.secret_actions.fail(key)
+        return None
+
+    def begin_session(self, visit: Visit, user: User, data: dict | None = None) -> None:
+        """Log USER in: a new session id (the anonymous one ends), so a planted id is worthless."""
+        if visit.session is not None:
+            self.sessions.end(visit.session)
+        visit.cookie, visit.session = self.sessions.start(user.id, data)
+        visit.user = user
+        self.service.store.note_login(user.id, self.service.clock())
+
+    # ---- pages -----------------------------------------------------------------
+    def install(self, app: bottle.Bottle) -> None:
+        page, service = self.page, self.service
+
+        @app.get("/static/<name:path>")
+        def static(name: str):
+            response = bottle.static_file(name, root=str(STATIC))
+            response.set_header("Cache-Control", "public, max-age=3600")
+            return response
+
+        @app.get("/")
+        @page(login=False)
+        def home(visit: Visit):
+            if visit.user is None:
+                return self.redirect("/login")
+            return self.overview(visit)
+
+        @app.get("/login")
+        @page(login=False)
+        def login_page(visit: Visit):
+            if visit.user is not None:
+                return self.redirect("/")
+            return self.render(visit, "login.html", next=safe_next(bottle.request.query.getunicode("next")),
+                               logged_out="logged_out" in bottle.request.query)
+
+        @app.post("/login")
+        @page(login=False)
+        def login_local(visit: Visit):
+            target = safe_next(self.form("next", 500))
+            if not self.local_login:
+                return self.error(visit, 404, "Local accounts are switched off here.")
+            name, password = self.form("username", 64), bottle.request.forms.getunicode("password") or ""
+            keys = ["name:" + name.lower(), "client:" + self.client()]
+            if any(self.login_failures.blocked(k) for k in keys):
+                return self.render(visit, "login.html", 429, next=target, logged_out=False,
+                                   error="Too many failed logins. Wait a few minutes and try again.")
+            try:
+                user = service.store.user(name)
+            except NotFound:
+                user = None
+            stored = user.password_hash if user is not None else None
+            if not (self.passwords.verify(password[:1024], stored or self._dummy_hash) and stored):
+                for key in keys:
+                    self.login_failures.fail(key)
+                return self.render(visit, "login.html", 401, next=target, logged_out=False,
+                                   error="Wrong user name or password.")
+            self.login_failures.reset(keys[0])
+            self.begin_session(visit, user)
+            return self.redirect(target)
+
+        @app.get("/login/oidc")
+        @page(login=False)
+        def login_oidc(visit: Visit):
+            if self.oidc is None:
+                return self.error(visit, 404, "Login through OpenID Connect is not configured here.")
+            try:
+                url, pending = self.oidc.begin(service.config.public_url + "/login/callback")
+            except LoginFailed as exc:
+                return self.error(visit, 502, str(exc))
+            session = self.ensure_session(visit)
+            pending["next"] = safe_next(bottle.request.query.getunicode("next"))
+            session.data["oidc"] = pending
+            self.sessions.save(session)
+            return self.redirect(url)
+
+        @app.get("/login/callback")
+        @page(login=False)
+        def login_callback(visit: Visit):
+            if self.oidc is None:
+                return self.error(visit, 404, "Login through OpenID Connect is not configured here.")
+            query = bottle.request.query
+            pending = visit.session.data.pop("oidc", None) if visit.session else None
+            if visit.session is not None:
+                self.sessions.save(visit.session)  # a state is good for one callback only
+            if query.getunicode("error"):
+                return self.error(visit, 401, "The login service did not log you in: "
+                                  + (query.getunicode("error_description") or query.getunicode("error"))[:200])
+            try:
+                tokens = self.oidc.finish(pending, query.getunicode("state") or "", query.getunicode("code") or "",
+                                          service.config.public_url + "/login/callback")
+            except LoginFailed as exc:
+                return self.error(visit, 401, str(exc))
+            user = service.login_oidc(tokens.identity)
+            self.begin_session(visit, user, {"refresh_token": tokens.refresh_token})
+            return self.redirect(pending.get("next", "/"))
+
+        @app.post("/logout")
+        @page(login=False)
+        def logout(visit: Visit):
+            if visit.session is not None:
+                refresh = visit.session.data.get("refresh_token")
+                if refresh and self.oidc is not None:
+                    self.oidc.logout(refresh)
+                self.sessions.end(visit.session)
+            visit.session, visit.user, visit.cookie = None, None, ""
+            return self.redirect("/login?logged_out=1")
+
+        @app.get("/hosts/new")
+        @page()
+        def host_new(visit: Visit):
+            return self.render(visit, "host_new.html", domains=service.usable_domains(visit.user), label="",
+                               zone="", comment="")
+
+        @app.post("/hosts/new")
+        @page()
+        def host_create(visit: Visit):
+            label, zone, comment = self.form("name", 253), self.form("domain", 253), self.form("comment")
+            domains = service.usable_domains(visit.user)
+            refused = self.limited(visit)
+            if refused:
+                return refused
+            try:
+                host, secret = service.add_host_for(visit.user, label, zone, comment)
+            except ServiceError as exc:
+                return self.render(visit, "host_new.html", 400, domains=domains, label=label, zone=zone,
+                                   comment=comment, error=str(exc))
+            self.stash.put(visit.session, host.fqdn, secret)
+            return self.redirect(f"/hosts/{host.fqdn}/secret")
+
+        @app.get("/hosts/<fqdn>")
+        @page()
+        def host_page(visit: Visit, fqdn: str):
+            host = service.owned_host(visit.user, fqdn)
+            return self.render(visit, "host.html", view=service.view(host), served=service.served(host),
+                               history=service.history(host.fqdn)[:50])
+
+        @app.post("/hosts/<fqdn>/comment")
+        @page()
+        def host_comment(visit: Visit, fqdn: str):
+            host = service.owned_host(visit.user, fqdn)
+            service.set_comment(host.fqdn, self.form("comment"))
+            self.flash(visit, "Comment saved.")
+            return self.redirect(f"/hosts/{host.fqdn}")
+
+        @app.post("/hosts/<fqdn>/address")
+        @page()
+        def host_address(visit: Visit, fqdn: str):
+            host = service.owned_host(visit.user, fqdn)
+            actor = "portal:" + visit.user.name
+            if self.form("action") == "clear":
+                rtypes = {"A": ("A",), "AAAA": ("AAAA",)}.get(self.form("type"), ("A", "AAAA"))
+                outcome = service.clear_address(host.fqdn, actor, "portal", rtypes)
+            else:
+                outcome = service.set_address(host.fqdn, self.form("address", 100), actor, "portal",
+                                              client=self.client(), agent=bottle.request.get_header("User-Agent", "")[:200])
+            self.flash(visit, OUTCOME_TEXT[outcome])
+            return self.redirect(f"/hosts/{host.fqdn}")
+
+        @app.post("/hosts/<fqdn>/secret")
+        @page()
+        def host_regenerate(visit: Visit, fqdn: str):
+            host = service.owned_host(visit.user, fqdn)
+            refused = self.limited(visit)
+            if refused:
+                return refused
+            self.stash.put(visit.session, host.fqdn, service.regenerate_secret(host.fqdn))
+            return self.redirect(f"/hosts/{host.fqdn}/secret")
+
+        @app.get("/hosts/<fqdn>/secret")
+        @page()
+        def host_secret(visit: Visit, fqdn: str):
+            host = service.owned_host(visit.user, fqdn)
+            secret = self.stash.take(visit.session, host.fqdn)
+            configs = clientconfigs.client_configs(service.config.public_url, host.fqdn, secret) if secret else []
+            return self.render(visit, "secret.html", host=host, secret=secret, configs=configs)
+
+        @app.get("/hosts/<fqdn>/delete")
+        @page()
+        def host_delete_confirm(visit: Visit, fqdn: str):
+            return self.render(visit, "host_delete.html", host=service.owned_host(visit.user, fqdn))
+
+        @app.post("/hosts/<fqdn>/delete")
+        @page()
+        def host_delete(visit: Visit, fqdn: str):
+            host = service.owned_host(visit.user, fqdn)
+            outcome = service.delete_host(host.fqdn, "portal:" + visit.user.name, "portal")
+            if outcome is Outcome.FAILED:
+                return self.error(visit, 503, OUTCOME_TEXT[outcome])
+            self.flash(visit, f"{host.fqdn} is deleted. " + OUTCOME_TEXT[outcome])
+            return self.redirect("/")
+
+        @app.get("/tokens")
+        @page()
+        def tokens(visit: Visit):
+            return self.render(visit, "tokens.html", tokens=service.store.api_tokens(visit.user.id),
+                               new_token=self.stash.take(visit.session, "api-token"),
+                               api_url=service.config.public_url + "/api/v1")
+
+        @app.post("/tokens")
+        @page()
+        def token_create(visit: Visit):
+            refused = self.limited(visit)
+            if refused:
+                return refused
+            token = service.new_api_token(visit.user, self.form("name", 100) or "API token")
+            self.stash.put(visit.session, "api-token", token)
+            return self.redirect("/tokens")
+
+        @app.post("/tokens/<token_id:int>/delete")
+        @page()
+        def token_delete(visit: Visit, token_id: int):
+            try:
+                service.store.delete_api_token(visit.user.id, token_id)
+            except NotFound:
+                return self.error(visit, 404, "No such token.")
+            self.flash(visit, "The token is revoked.")
+            return self.redirect("/tokens")
+
+        @app.get("/admin/domains")
+        @page(admin=True)
+        def domains(visit: Visit):
+            return self.domains_page(visit)
+
+        @app.post("/admin/domains")
+        @page(admin=True)
+        def domain_add(visit: Visit):
+            zone = self.form("zone", 253)
+            nameservers = self.form("nameservers", 1000).replace(",", " ").split()
+            try:
+                outcome = service.add_domain(zone, nameservers or None, "portal:" + visit.user.name)
+            except ServiceError as exc:
+                return self.domains_page(visit, 400, error=str(exc), zone=zone)
+            self.flash(visit, f"Domain {zone} added. " + OUTCOME_TEXT[outcome])
+            return self.redirect("/admin/domains")
+
+        @app.post("/admin/domains/<zone>")
+        @page(admin=True)
+        def domain_update(visit: Visit, zone: str):
+            groups = self.form("groups", 10_000).replace(",", "\n").splitlines()
+            public = self.form("access") != "groups"
+            if not public and not any(g.strip() for g in groups):
+                return self.domains_page(visit, 400, error=f"Name at least one group that may use {zone}.", zone="")
+            service.set_domain_access(zone, public, groups)
+            message = f"Access to {zone} saved."
+            ttl = self.form("dynamic_ttl", 10)
+            if ttl:
+                try:
+                    outcome = service.set_dynamic_ttl(zone, int(ttl), "portal:" + visit.user.name)
+                except ValueError:
+                    return self.domains_page(visit, 400, error="The TTL must be a whole number of seconds.", zone="")
+                message += " TTL: " + OUTCOME_TEXT[outcome]
+            self.flash(visit, message)
+            return self.redirect("/admin/domains")
+
+        @app.get("/admin/status")
+        @page(admin=True)
+        def status(visit: Visit):
+            return self.render(visit, "status.html", status=service.status())
+
+    def overview(self, visit: Visit) -> bottle.HTTPResponse:
+        rows, bind_answers = [], True
+        for view in self.service.list_hosts(visit.user.name):
+            served = self.service.served(view.host) if bind_answers else {"A": None, "AAAA": None}
+            bind_answers = served["A"] is not None
+            rows.append((view, served))
+        return self.render(visit, "overview.html", rows=rows, bind_answers=bind_answers,
+                           can_add=bool(self.service.usable_domains(visit.user)))
+
+    def domains_page(self, visit: Visit, status: int = 200, error: str = "", zone: str = "") -> bottle.HTTPResponse:
+        counts = self.service.store.host_counts()
+        rows = [(d, counts.get(d.zone, 0), self.service.dynamic_ttl(d.zone)) for d in self.service.store.domain_list()]
+        return self.render(visit, "domains.html", status, rows=rows, error=error, zone=zone)

@@ -300,3 +300,56 @@ def kill_named(instance: Instance) -> None:
             os.kill(int(pid_file.read_text().strip()), 9)
         except (ValueError, ProcessLookupError):
             pass
+
+
+# ------------------------------------------------------------ OpenID Connect
+
+OIDC_CLIENT = {"client_id": "ddns-web", "client_secret": "ddns-web-secret"}
+OIDC_OTHER_CLIENT = {"client_id": "other-app", "client_secret": "other-app-secret"}
+OIDC_USERS = [
+    {"sub": "0a11ce00-0000-4000-8000-000000000001", "username": "alice", "password": "alice-pw",
+     "email": "alice@example.org", "name": "Alice Liddell", "groups": ["staff"]},
+    {"sub": "0b0b0000-0000-4000-8000-000000000002", "username": "bob", "password": "bob-pw",
+     "email": "bob@example.org", "name": "Bob Builder", "groups": []},
+    {"sub": "0ca10100-0000-4000-8000-000000000003", "username": "carol", "password": "carol-pw",
+     "email": "carol@example.org", "name": "Carol Admin", "groups": ["ddns-admins"]},
+]
+RESTRICTED_ZONE = "staff.example.test"
+
+
+@dataclass
+class OidcPortal:
+    """ddns serving with OpenID Connect login against a real provider (tests/oidc)."""
+
+    running: Running
+    idp: object  # oidc_provider.OidcProvider
+
+    @property
+    def url(self) -> str:
+        return self.running.url
+
+
+@contextmanager
+def oidc_portal(instance: Instance, tmp_path: Path, overrides: dict | None = None):
+    """The provider (a client for this instance plus another client) and the service using it.
+
+    Users: alice (group staff), bob (no group), carol (group ddns-admins, hence admin).
+    The zone RESTRICTED_ZONE is open to the group staff only.
+    """
+    from oidc_provider import OidcProvider
+
+    callback = f"{instance.url}/login/callback"
+    clients = [{**c, "redirect_uris": [callback], "post_logout_redirect_uris": [f"{instance.url}/login"]}
+               for c in (OIDC_CLIENT, OIDC_OTHER_CLIENT)]
+    idp = OidcProvider().start(tmp_path / "idp", free_port(), clients, OIDC_USERS)
+    try:
+        settings = {"oidc.enabled": True, "oidc.server_url": idp.server_url, "oidc.realm": idp.realm,
+                    "oidc.client_id": OIDC_CLIENT["client_id"], "oidc.client_secret": OIDC_CLIENT["client_secret"],
+                    "oidc.admin_groups": ["ddns-admins"], "oidc.button": "Log in with Example SSO",
+                    "dyndns2.allow_loopback": True, **(overrides or {})}
+        with serving(instance, settings) as running:
+            running.service.add_domain(RESTRICTED_ZONE, actor="test")
+            running.service.set_domain_access(RESTRICTED_ZONE, False, ["staff"])
+            yield OidcPortal(running, idp)
+    finally:
+        idp.stop()

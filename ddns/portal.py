@@ -206,6 +206,10 @@ class Portal:
             response.set_header("Cache-Control", "public, max-age=3600")
             return response
 
+        @app.get("/favicon.ico")
+        def favicon():
+            return static("favicon.svg")
+
         @app.get("/")
         @page(login=False)
         def home(visit: Visit):

@@ -367,6 +367,7 @@ class Service:
                         self.publisher.current(host.zone, label, "AAAA"))
 
     def list_hosts(self, owner: str | None = None) -> list[HostView]:
+        self.flush_seen()  # show updates of the last second too
         owner_id = self.store.user(owner).id if owner else None
         return [self.view(h) for h in self.store.hosts(owner_id)]
 
@@ -424,6 +425,7 @@ class Service:
 
     def owned_host(self, user: User, fqdn: str) -> Host:
         """FQDN if USER may manage it; another user's host is "no host", exactly as a missing one."""
+        self.flush_seen()
         host = self.host(fqdn)
         if host.owner_id != user.id and not user.is_admin:
             raise NoSuchObject(f"no host {fqdn}")

@@ -199,6 +199,7 @@ def cmd_quickstart(args, env: Env) -> Exit:
     env.out("See what BIND serves:")
     env.out(f"  dig @{cfg['bind.listen']} -p {cfg['bind.port']} +short {fqdn} A")
     env.out(f"History: ddns -c {config_path} history {fqdn}")
+    env.out(f"Web portal: {cfg.public_url}/  (log in as admin)")
     return serve(cfg, env)
 
 

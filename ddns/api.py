@@ -19,7 +19,7 @@ import bottle
 from .auth import FailureLimiter
 from .oidc import LoginFailed, OidcLogin
 from .publisher import Outcome
-from .service import HostView, NoSuchObject, Service, ServiceError
+from .service import HostView, NoSuchObject, Service, ServiceError, TooMany
 from .store import User
 
 PREFIX = "/api/v1"
@@ -100,6 +100,8 @@ def install(app: bottle.Bottle, service: Service, oidc: OidcLogin | None) -> Non
                 return handler(user, *args, **kwargs)
             except NoSuchObject as exc:
                 return problem(404, str(exc))
+            except TooMany as exc:
+                return problem(429, str(exc))
             except ServiceError as exc:
                 return problem(400, str(exc))
         return wrapper
@@ -138,6 +140,7 @@ def install(app: bottle.Bottle, service: Service, oidc: OidcLogin | None) -> Non
     @endpoint
     def create(user: User):
         data = body()
+        service.count_secret_action(user)
         host, secret = service.add_host_for(user, text(data, "name"), text(data, "domain"), text(data, "comment"))
         return reply({**host_json(service.view(host)), "secret": secret}, 201)
 
@@ -158,6 +161,7 @@ def install(app: bottle.Bottle, service: Service, oidc: OidcLogin | None) -> Non
     @endpoint
     def regenerate(user: User, fqdn: str):
         host = service.owned_host(user, fqdn)
+        service.count_secret_action(user)
         return reply({"fqdn": host.fqdn, "secret": service.regenerate_secret(host.fqdn)})
 
 

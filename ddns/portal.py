@@ -23,7 +23,7 @@ from . import clientconfigs, resource_dir
 from .auth import FailureLimiter, SecretVerifier, hash_secret, new_secret
 from .oidc import LoginFailed, OidcLogin
 from .publisher import Outcome
-from .service import NoSuchObject, ServiceError, Service
+from .service import NoSuchObject, Service, ServiceError, TooMany
 from .sessions import COOKIE, Sessions, csrf_ok
 from .store import NotFound, Session, User
 
@@ -87,7 +87,6 @@ class Portal:
         self.sessions = Sessions(service.store, config["portal.session_idle"], config["portal.session_max"], clock)
         window = config["security.failure_window"]
         self.login_failures = FailureLimiter(config["portal.max_login_failures"], window)
-        self.secret_actions = FailureLimiter(config["portal.max_secret_actions"], window)
         self.passwords = SecretVerifier(ttl=0)
         self.stash = SecretStash()
         self.env = jinja2.Environment(loader=jinja2.FileSystemLoader(WEB_TEMPLATES), autoescape=True,
@@ -142,6 +141,8 @@ class Portal:
                         response = self.error(visit, 403, "This page is for admins.")
                     else:
                         response = handler(visit, *args, **kwargs)
+                except TooMany as exc:
+                    response = self.error(visit, 429, str(exc).capitalize() + ".")
                 except ServiceError as exc:
                     response = self.error(visit, 404 if isinstance(exc, NoSuchObject) else 400, str(exc))
                 self.apply_cookie(visit, response)
@@ -179,14 +180,6 @@ class Portal:
         from .web import client_address  # the app's view of the client, proxies included
 
         return client_address(bottle.request.environ, self.service.trusted_proxies)
-
-    def limited(self, visit: Visit) -> bottle.HTTPResponse | None:
-        """Count a secret-making action; a page saying so when the user made too many."""
-        key = f"user:{visit.user.id}"
-        if self.secret_actions.blocked(key):
-            return self.error(visit, 429, "Too many new secrets in a short time. Wait a few minutes and try again.")
-        self.secret_actions.fail(key)
-        return None
 
     def begin_session(self, visit: Visit, user: User, data: dict | None = None) -> None:
         """Log USER in: a new session id (the anonymous one ends), so a planted id is worthless."""
@@ -308,9 +301,7 @@ class Portal:
         def host_create(visit: Visit):
             label, zone, comment = self.form("name", 253), self.form("domain", 253), self.form("comment")
             domains = service.usable_domains(visit.user)
-            refused = self.limited(visit)
-            if refused:
-                return refused
+            service.count_secret_action(visit.user)
             try:
                 host, secret = service.add_host_for(visit.user, label, zone, comment)
             except ServiceError as exc:
@@ -352,9 +343,7 @@ class Portal:
         @page()
         def host_regenerate(visit: Visit, fqdn: str):
             host = service.owned_host(visit.user, fqdn)
-            refused = self.limited(visit)
-            if refused:
-                return refused
+            service.count_secret_action(visit.user)
             self.stash.put(visit.session, host.fqdn, service.regenerate_secret(host.fqdn))
             return self.redirect(f"/hosts/{host.fqdn}/secret")
 
@@ -391,9 +380,7 @@ class Portal:
         @app.post("/tokens")
         @page()
         def token_create(visit: Visit):
-            refused = self.limited(visit)
-            if refused:
-                return refused
+            service.count_secret_action(visit.user)
             token = service.new_api_token(visit.user, self.form("name", 100) or "API token")
             self.stash.put(visit.session, "api-token", token)
             return self.redirect("/tokens")

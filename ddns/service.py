@@ -11,6 +11,7 @@ import ipaddress
 import logging
 import threading
 import time
+from collections import deque
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,6 +39,10 @@ class ServiceError(ValueError):
     """A request the service refuses, with a message for the person who made it."""
 
 
+class TooMany(ServiceError):
+    """Rate-limited: the user did this too often within the failure window."""
+
+
 class NoSuchObject(ServiceError):
     """No such host or domain -- or one the asking user may not see (the same answer)."""
 
@@ -49,6 +54,17 @@ class HostView:
     host: Host
     ipv4: str | None
     ipv6: str | None
+
+
+class RecentErrors(logging.Handler):
+    """The service's last error log lines, for the admins' status page."""
+
+    def __init__(self, size: int = 20):
+        super().__init__(logging.ERROR)
+        self.lines: deque[tuple[float, str]] = deque(maxlen=size)
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.lines.append((record.created, f"{record.name}: {record.getMessage()}"[:500]))
 
 
 def zone_template_dirs(config: Config) -> list[Path]:
@@ -80,6 +96,8 @@ class Service:
         self.failures = FailureLimiter(config["security.max_failures"], config["security.failure_window"], clock=monotonic)
         self.client_failures = FailureLimiter(config["security.max_client_failures"], config["security.failure_window"],
                                               clock=monotonic)
+        self.secret_actions = FailureLimiter(config["portal.max_secret_actions"], config["security.failure_window"],
+                                             clock=monotonic)
         self.trusted_proxies = [ipaddress.ip_network(n, strict=False) for n in config["http.trusted_proxies"]]
         self.policy = AddressPolicy(config["dyndns2.allow_private"], config["dyndns2.allow_loopback"])
         self.thread: PublisherThread | None = None
@@ -91,6 +109,7 @@ class Service:
         self._stop_flusher = threading.Event()  # ends both background loops
         self._sync_requested = threading.Event()
         self.sync_error: str | None = None  # the upstream cannot be synced (shown by /healthz)
+        self.recent_errors = RecentErrors()
 
     @property
     def _dummy_hash(self) -> str:
@@ -110,6 +129,7 @@ class Service:
     # ---- running -----------------------------------------------------------
     def start(self) -> dict[str, str]:
         """Take in the upstream, reconcile BIND with the repository, then publish from background threads."""
+        logging.getLogger("ddns").addHandler(self.recent_errors)
         try:
             status = self.sync(always_reconcile=True)
         except Exception as exc:  # a conflict or an unreachable upstream must not keep named from serving
@@ -139,6 +159,7 @@ class Service:
         self._flusher = self._syncer = None
         self.flush_seen()
         self._push_quietly()
+        logging.getLogger("ddns").removeHandler(self.recent_errors)
 
     # ---- last-seen metadata --------------------------------------------------
     def note_update(self, fqdn: str, client: str, agent: str, tls: bool) -> None:
@@ -299,7 +320,9 @@ class Service:
             "last_publish": publisher.last_publish,
             "head": publisher.repo.head(),
             "zones": zones_,
-            "errors": [e for e in (publisher.last_error, self.sync_error) if e],
+            "last_error": publisher.last_error,
+            "sync_error": self.sync_error,
+            "errors": list(reversed(self.recent_errors.lines)),
         }
 
     def add_domain(self, zone: str, nameservers: list[str] | None = None, actor: str = "cli") -> Outcome:
@@ -419,6 +442,13 @@ class Service:
     def may_use(user: User, domain: Domain) -> bool:
         """Admins use every domain; others public ones and those limited to a group they are in."""
         return user.is_admin or domain.public or bool(set(user.groups) & set(domain.groups))
+
+    def count_secret_action(self, user: User) -> None:
+        """Count a new secret or token made by USER; refuse once they made too many lately."""
+        key = f"user:{user.id}"
+        if self.secret_actions.blocked(key):
+            raise TooMany("too many new secrets in a short time; wait a few minutes and try again")
+        self.secret_actions.fail(key)
 
     def usable_domains(self, user: User) -> list[Domain]:
         return [d for d in self.store.domain_list() if self.may_use(user, d)]

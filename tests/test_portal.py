@@ -360,3 +360,71 @@ def test_sessions_end_when_idle_or_too_old(tmp_path):
         alive = sessions.load(raw)
     assert alive is None  # over 300 s after it began, however active
     assert sessions.load("x" * 500) is None and sessions.load("") is None
+
+
+def test_new_secrets_are_rate_limited(instance):
+    instance.add_user("alice")
+    with serving(instance, {"portal.max_secret_actions": 3}) as running:
+        b = Browser(running.url)
+        b.login("alice", "pw-alice")
+        fqdn, _ = new_host(b, "limited")  # 1
+        token = b.csrf(f"/hosts/{fqdn}")
+        assert b.post(f"/hosts/{fqdn}/secret", token=token).status_code == 200  # 2
+        r = b.post("/tokens", {"name": "t"}, token=token)  # 3
+        api_token = re.search(r'<code id="new-token">([^<]+)</code>', r.text)[1]
+        r = b.post(f"/hosts/{fqdn}/secret", token=token)
+        assert r.status_code == 429 and "Too many new secrets" in r.text
+        r = requests.post(running.url + f"/api/v1/hosts/{fqdn}/secret",
+                          headers={"Authorization": f"Bearer {api_token}"}, timeout=30)
+        assert r.status_code == 429
+        r = b.post("/hosts/new", {"name": "another", "domain": ZONE}, token=token)
+        assert r.status_code == 429 and running.service.store.find_host(f"another.{ZONE}") is None
+
+
+@pytest.mark.parametrize("body, content_type", [
+    (b"not json", "application/json"),
+    (b"[1, 2]", "application/json"),
+    (b'{"name": 5, "domain": "dyn.example.test"}', "application/json"),
+    (b'{"name": "x", "domain": ["dyn.example.test"]}', "application/json"),
+    (b'{"name": "www", "domain": "dyn.example.test"}', "application/json"),
+    (b'{"name": "a\\u0000b", "domain": "dyn.example.test"}', "application/json"),
+    (b'{"name": "ok", "domain": "nope.example"}', "application/json"),
+    (b'{"name": "' + b"x" * 70_000 + b'", "domain": "dyn.example.test"}', "application/json"),
+], ids=["not-json", "array", "name-int", "domain-list", "reserved", "nul", "foreign-domain", "70k-body"])
+def test_api_refuses_bad_bodies_and_changes_nothing(portal, body, content_type):
+    b = Browser(portal.url)
+    b.login("alice", "pw-alice")
+    r = b.post("/tokens", {"name": "t"}, csrf_from="/tokens")
+    token = re.search(r'<code id="new-token">([^<]+)</code>', r.text)[1]
+    r = requests.post(portal.url + "/api/v1/hosts", data=body,
+                      headers={"Authorization": f"Bearer {token}", "Content-Type": content_type}, timeout=30)
+    assert r.status_code in (400, 404, 413), r.text
+    assert "Traceback" not in r.text
+    if r.status_code != 413:  # the web server refuses bodies over 64 KiB before the app sees them
+        assert r.json()["error"]
+    assert portal.service.store.hosts() == []
+
+
+@pytest.mark.parametrize("header", ["", "Bearer", "Bearer ", "Basic YWxpY2U6cHc=", "Bearer " + "x" * 9000,
+                                    "Bearer ddns_" + "A" * 32, "bearer\x00ddns_x"],
+                         ids=["none", "scheme-only", "empty", "basic", "9k-token", "unknown-token", "nul"])
+def test_api_refuses_bad_authorization(portal, header):
+    headers = {"Authorization": header} if header else {}
+    try:
+        r = requests.get(portal.url + "/api/v1/hosts", headers=headers, timeout=30)
+    except ValueError:  # requests refuses to send some of these headers at all
+        return
+    assert r.status_code in (400, 401, 431)
+    assert r.status_code != 200
+
+
+def test_status_page_shows_upstream_errors(portal):
+    inst = portal.instance
+    root = Browser(portal.url)
+    root.login("root", "pw-root")
+    (inst.dir / "zones.git").rename(inst.dir / "zones.git.moved")  # the upstream disappears
+    portal.service.request_sync()
+    wait_until(lambda: portal.service.sync_error, 20, what="the sync to fail")
+    page = root.get("/admin/status").text
+    assert "Upstream: sync with the upstream failed" in page
+    assert "ddns.service: sync with the upstream failed" in page  # the error log line

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import RESTRICTED_ZONE, oidc_portal, require, serving, wait_until
+from conftest import RESTRICTED_ZONE, oidc_portal, require, serving
 
 ZONE = "dyn.example.test"
 CHROMIUM = "/usr/bin/chromium"

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import require, start_serving
+from conftest import require
 from ddns.gitrepo import parse_trailers
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -241,40 +241,6 @@ def test_wget_answers_the_challenge(running, tmp_path):
     assert inst.dig(fqdn, "A") == ["192.0.2.82"]
     [rec] = head_records(inst)
     assert rec.agent.lower().startswith("wget/")
-
-
-CLOUD_INIT_CURL_CONF = """\
-user = "{fqdn}:{secret}"
-url = "{server}/nic/update"
-max-time = 30
-retry = 5
-retry-connrefused
-silent
-show-error
-fail
-"""
-
-
-def test_cloud_init_curl_config(instance, tmp_path):
-    """The README's cloud-init snippet: `curl -K /etc/ddns/curl.conf`, no myip (the server
-    takes the client's address). Loopback is allowed here only because the test client is
-    on loopback."""
-    r_serv = start_serving(instance, overrides={"dyndns2.allow_loopback": True})
-    try:
-        fqdn = f"cloudvm.{ZONE}"
-        secret = instance.add_host(fqdn)
-        conf = private_file(tmp_path / "curl.conf", CLOUD_INIT_CURL_CONF.format(
-            fqdn=fqdn, secret=secret, server=f"http://127.0.0.1:{instance.http_port}"))
-        r = run(["curl", "-K", str(conf)])
-        assert (r.returncode, r.stdout) == (0, "good 127.0.0.1\n"), r.stderr
-        assert instance.dig(fqdn, "A") == ["127.0.0.1"]
-        before = instance.commit_count()
-        r = run(["curl", "-K", str(conf)])  # the timer's next run
-        assert (r.returncode, r.stdout) == (0, "nochg 127.0.0.1\n"), r.stderr
-        assert instance.commit_count() == before
-    finally:
-        r_serv.stop.set()
-        r_serv.thread.join(30)
 
 
 # ---------------------------------------------------------- dhclient exit hook

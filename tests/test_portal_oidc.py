@@ -138,19 +138,24 @@ def test_code_for_another_client_is_refused(portal):
     assert portal.running.service.store.users() == []
 
 
+def provider_tokens(portal, client: dict, username: str, password: str, nonce: str) -> dict:
+    """Tokens for CLIENT straight from the provider (python-keycloak's code flow, no portal)."""
+    idp = portal.idp
+    kc = KeycloakOpenID(server_url=idp.server_url, realm_name=idp.realm, client_id=client["client_id"],
+                        client_secret_key=client["client_secret"])
+    redirect = f"{portal.url}/login/callback"
+    verifier, challenge = pkce_pair()
+    url = kc.auth_url(redirect_uri=quote(redirect, safe=""), scope=quote("openid email profile"), state="s",
+                      nonce=nonce, code_challenge=challenge, code_challenge_method="S256")
+    code = parse_qs(urlsplit(login_with_form(requests.Session(), url, username, password)).query)["code"][0]
+    return kc.token(grant_type="authorization_code", code=code, redirect_uri=redirect, code_verifier=verifier)
+
+
 def test_id_token_for_another_audience_is_refused(portal):
     """An ID token the provider really signed, but for another client: the aud check refuses it."""
     idp = portal.idp
-    other = KeycloakOpenID(server_url=idp.server_url, realm_name=idp.realm, client_id=OIDC_OTHER_CLIENT["client_id"],
-                           client_secret_key=OIDC_OTHER_CLIENT["client_secret"])
-    redirect = f"{portal.url}/login/callback"
-    verifier, challenge = pkce_pair()
     nonce = secrets.token_urlsafe(16)
-    url = other.auth_url(redirect_uri=quote(redirect, safe=""), scope=quote("openid email profile"), state="s",
-                         nonce=nonce, code_challenge=challenge, code_challenge_method="S256")
-    code = parse_qs(urlsplit(login_with_form(requests.Session(), url, "alice", "alice-pw")).query)["code"][0]
-    id_token = other.token(grant_type="authorization_code", code=code, redirect_uri=redirect,
-                           code_verifier=verifier)["id_token"]
+    id_token = provider_tokens(portal, OIDC_OTHER_CLIENT, "alice", "alice-pw", nonce)["id_token"]
     ours = OidcLogin(idp.server_url, idp.realm, OIDC_CLIENT["client_id"], OIDC_CLIENT["client_secret"])
     with pytest.raises(LoginFailed):
         ours.verify_id_token(id_token, nonce)
@@ -181,16 +186,7 @@ def test_logout_ends_the_provider_session_too(portal):
 
 
 def test_api_accepts_the_providers_access_token(portal):
-    idp = portal.idp
-    kc = KeycloakOpenID(server_url=idp.server_url, realm_name=idp.realm, client_id=OIDC_CLIENT["client_id"],
-                        client_secret_key=OIDC_CLIENT["client_secret"])
-    redirect = f"{portal.url}/login/callback"
-    verifier, challenge = pkce_pair()
-    url = kc.auth_url(redirect_uri=quote(redirect, safe=""), scope=quote("openid email profile"), state="s",
-                      nonce="n", code_challenge=challenge, code_challenge_method="S256")
-    code = parse_qs(urlsplit(login_with_form(requests.Session(), url, "alice", "alice-pw")).query)["code"][0]
-    access = kc.token(grant_type="authorization_code", code=code, redirect_uri=redirect,
-                      code_verifier=verifier)["access_token"]
+    access = provider_tokens(portal, OIDC_CLIENT, "alice", "alice-pw", "n")["access_token"]
     api = portal.url + "/api/v1"
     r = requests.post(api + "/hosts", json={"name": "ssovm", "domain": RESTRICTED_ZONE},
                       headers={"Authorization": f"Bearer {access}"}, timeout=30)

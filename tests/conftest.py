@@ -341,11 +341,7 @@ def oidc_portal(instance: Instance, tmp_path: Path, overrides: dict | None = Non
     callback = f"{instance.url}/login/callback"
     clients = [{**c, "redirect_uris": [callback], "post_logout_redirect_uris": [f"{instance.url}/login"]}
                for c in (OIDC_CLIENT, OIDC_OTHER_CLIENT)]
-    try:
-        idp = OidcProvider().start(tmp_path / "idp", free_port(), clients, OIDC_USERS)
-    except pytest.fail.Exception as first:  # seen once under load: node never got to listen; one more try
-        print(f"OIDC provider start failed, trying once more: {first}", file=sys.stderr)
-        idp = OidcProvider().start(tmp_path / "idp2", free_port(), clients, OIDC_USERS)
+    idp = OidcProvider().start(tmp_path / "idp", free_port(), clients, OIDC_USERS)
     try:
         settings = {"oidc.enabled": True, "oidc.server_url": idp.server_url, "oidc.realm": idp.realm,
                     "oidc.client_id": OIDC_CLIENT["client_id"], "oidc.client_secret": OIDC_CLIENT["client_secret"],

@@ -29,6 +29,7 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
+import sys
 import threading
 import time
 from dataclasses import dataclass, field
@@ -41,7 +42,7 @@ import pytest
 
 OIDC_DIR = Path(__file__).resolve().parent / "oidc"
 SCRIPT = OIDC_DIR / "provider.mjs"
-START_TIMEOUT = 30.0
+START_TIMEOUT = 10.0  # it is ready in about 1 s
 STOP_TIMEOUT = 5.0
 LOGIN_ERROR = "Invalid username or password."
 
@@ -82,6 +83,7 @@ class OidcProvider:
         clients: list[dict[str, Any]],
         users: list[dict[str, Any]],
         timeout: float = START_TIMEOUT,
+        attempts: int = 3,
     ) -> Self:
         node = shutil.which("node")
         if node is None:
@@ -123,6 +125,14 @@ class OidcProvider:
                 pytest.fail(f"OIDC provider exited with {code} before it was ready:\n{self.output()}")
             if time.monotonic() > deadline:
                 self.stop()
+                if attempts > 1:
+                    # Seen a few times in ~100 starts under a long test run: node stalls after
+                    # importing oidc-provider, before the provider exists. A new process starts.
+                    print(f"OIDC provider not ready within {timeout:.0f} s; starting it again:\n{self.output()}",
+                          file=sys.stderr)
+                    self._ready.clear()
+                    self._stdout.clear()
+                    return self.start(tmp_dir, port, clients, users, timeout, attempts - 1)
                 pytest.fail(f"OIDC provider not ready within {timeout:.0f} s:\n{self.output()}")
         self.startup_seconds = time.monotonic() - t0
         return self

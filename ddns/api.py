@@ -53,7 +53,8 @@ class BearerCache:
             self._users[hashlib.sha256(token.encode()).digest()] = (user_id, self.clock() + self.ttl)
 
 
-def install(app: bottle.Bottle, service: Service, oidc: OidcLogin | None) -> None:
+def install(app: bottle.Bottle, service: Service, oidc: OidcLogin | None, client_of: Callable[[], str]) -> None:
+    """The API routes; CLIENT_OF is the app's view of the client address (proxies included)."""
     cache = BearerCache(service.config["oidc.userinfo_cache_seconds"])
     failures = FailureLimiter(service.config["security.max_client_failures"], service.config["security.failure_window"])
 
@@ -87,9 +88,7 @@ def install(app: bottle.Bottle, service: Service, oidc: OidcLogin | None) -> Non
 
     def endpoint(handler: Callable) -> Callable:
         def wrapper(*args: Any, **kwargs: Any) -> bottle.HTTPResponse:
-            from .web import client_address
-
-            client = client_address(bottle.request.environ, service.trusted_proxies)
+            client = client_of()
             if failures.blocked(client):
                 return problem(429, "too many failed authentications; wait a few minutes")
             user = caller()

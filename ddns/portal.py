@@ -20,7 +20,7 @@ import bottle
 import jinja2
 
 from . import clientconfigs, resource_dir
-from .auth import FailureLimiter, SecretVerifier, hash_secret, new_secret
+from .auth import FailureLimiter
 from .oidc import LoginFailed, OidcLogin
 from .publisher import Outcome
 from .service import NoSuchObject, Service, ServiceError, TooMany
@@ -79,7 +79,9 @@ def timestamp(value: float | None) -> str:
 
 
 class Portal:
-    def __init__(self, service: Service, oidc: OidcLogin | None, clock: Callable[[], float] = time.time):
+    def __init__(self, service: Service, oidc: OidcLogin | None, client: Callable[[], str],
+                 over_tls: Callable[[], bool], clock: Callable[[], float] = time.time):
+        """CLIENT and OVER_TLS are the app's views of the request (proxies included)."""
         config = service.config
         self.service = service
         self.oidc = oidc
@@ -87,16 +89,16 @@ class Portal:
         self.sessions = Sessions(service.store, config["portal.session_idle"], config["portal.session_max"], clock)
         window = config["security.failure_window"]
         self.login_failures = FailureLimiter(config["portal.max_login_failures"], window)
-        self.passwords = SecretVerifier(ttl=0)
         self.stash = SecretStash()
         self.env = jinja2.Environment(loader=jinja2.FileSystemLoader(WEB_TEMPLATES), autoescape=True,
                                       undefined=jinja2.StrictUndefined)
         self.env.filters["time"] = timestamp
-        self._dummy_hash = hash_secret(new_secret(), 4)
+        self.client = client
+        self.over_tls = over_tls
 
     # ---- request plumbing ----------------------------------------------------
     def tls(self) -> bool:
-        return self.service.config.public_url.startswith("https://") or bottle.request.urlparts.scheme == "https"
+        return self.service.config.public_url.startswith("https://") or self.over_tls()
 
     def apply_cookie(self, visit: Visit, response: bottle.HTTPResponse) -> None:
         if visit.cookie:
@@ -176,11 +178,6 @@ class Portal:
     def form(self, name: str, limit: int = 200) -> str:
         return (bottle.request.forms.getunicode(name) or "").strip()[:limit]
 
-    def client(self) -> str:
-        from .web import client_address  # the app's view of the client, proxies included
-
-        return client_address(bottle.request.environ, self.service.trusted_proxies)
-
     def begin_session(self, visit: Visit, user: User, data: dict | None = None) -> None:
         """Log USER in: a new session id (the anonymous one ends), so a planted id is worthless."""
         if visit.session is not None:
@@ -229,12 +226,8 @@ class Portal:
             if any(self.login_failures.blocked(k) for k in keys):
                 return self.render(visit, "login.html", 429, next=target, logged_out=False,
                                    error="Too many failed logins. Wait a few minutes and try again.")
-            try:
-                user = service.store.user(name)
-            except NotFound:
-                user = None
-            stored = user.password_hash if user is not None else None
-            if not (self.passwords.verify(password[:1024], stored or self._dummy_hash) and stored):
+            user = service.check_password(name, password)
+            if user is None:
                 for key in keys:
                     self.login_failures.fail(key)
                 return self.render(visit, "login.html", 401, next=target, logged_out=False,

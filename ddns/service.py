@@ -93,6 +93,7 @@ class Service:
         self.publisher = publisher
         self.clock = clock
         self.verifier = SecretVerifier(config["security.secret_cache_seconds"], clock=monotonic)
+        self.passwords = SecretVerifier(ttl=0)  # login passwords: never cached
         self.failures = FailureLimiter(config["security.max_failures"], config["security.failure_window"], clock=monotonic)
         self.client_failures = FailureLimiter(config["security.max_client_failures"], config["security.failure_window"],
                                               clock=monotonic)
@@ -500,6 +501,17 @@ class Service:
             return self.publisher.update_settings(zone, zones.with_dynamic_ttl(path.read_text(), ttl), actor)
         except ValueError as exc:
             raise ServiceError(str(exc)) from exc
+
+    def check_password(self, name: str, password: str) -> User | None:
+        """The local user NAME if PASSWORD is theirs. Unknown names pay the same bcrypt cost."""
+        try:
+            user = self.store.user(name)
+        except NotFound:
+            user = None
+        stored = user.password_hash if user is not None else None
+        if self.passwords.verify(password[:1024], stored or self._dummy_hash) and stored:
+            return user
+        return None
 
     # ---- authentication for updates ---------------------------------------
     def authenticate(self, username: str, secret: str, client: str = "") -> tuple[str, Host | User | None]:

@@ -185,8 +185,11 @@ def create_app(service: Service, oidc: OidcLogin | None = None) -> bottle.Bottle
         return text("sync requested\n", 202)
 
     if portal_on:
-        api.install(app, service, oidc)
-        Portal(service, oidc).install(app)
+        def client() -> str:
+            return client_address(bottle.request.environ, trusted)
+
+        api.install(app, service, oidc, client)
+        Portal(service, oidc, client, is_tls).install(app)
     else:
         @app.get("/")
         def index():

@@ -60,13 +60,15 @@ def _single(params: dict[str, list[str]], name: str) -> str | None:
 def parse_addresses(params: dict[str, list[str]], client: str, policy: AddressPolicy) -> list[ipaddress.IPv4Address | ipaddress.IPv6Address]:
     """The addresses to publish: ``myip`` (v4, v6 or ``v4,v6``) and ``myipv6``, else the client's.
 
-    At most one address per family; the answer lists them v4 first.
+    At most one address per family; the answer lists them v4 first. Blanks
+    around an address are refused, not trimmed: a value that is not exactly an
+    address is not what the client meant to publish.
     """
     texts: list[tuple[str, str]] = []
     for name in ("myip", "myipv6"):
         value = _single(params, name)
         if value:
-            texts += [(name, t.strip()) for t in value.split(",")]
+            texts += [(name, t) for t in value.split(",")]
     if not texts:
         texts = [("client", client)]
     by_family: dict[int, ipaddress.IPv4Address | ipaddress.IPv6Address] = {}

@@ -28,9 +28,9 @@ PREFIX = "/api/v1"
 def host_json(view: HostView) -> dict[str, Any]:
     host = view.host
     return {"fqdn": host.fqdn, "domain": host.zone, "comment": host.comment, "ipv4": view.ipv4, "ipv6": view.ipv6,
-            "created": host.created, "last_update": host.last_update, "last_client": host.last_client,
-            "last_agent": host.last_agent, "last_tls": host.last_tls, "auth_faults": host.auth_faults,
-            "client_faults": host.client_faults}
+            "in_repository": view.in_repository, "created": host.created, "last_update": host.last_update,
+            "last_client": host.last_client, "last_agent": host.last_agent, "last_tls": host.last_tls,
+            "auth_faults": host.auth_faults, "client_faults": host.client_faults}
 
 
 class BearerCache:

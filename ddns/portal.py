@@ -306,9 +306,10 @@ class Portal:
         @app.get("/hosts/<fqdn>")
         @page()
         def host_page(visit: Visit, fqdn: str):
-            host = service.owned_host(visit.user, fqdn)
-            return self.render(visit, "host.html", view=service.view(host), served=service.served(host),
-                               history=service.history(host.fqdn)[:50])
+            view = service.view(service.owned_host(visit.user, fqdn))
+            served = service.served(view.host) if view.in_repository else {"A": [], "AAAA": []}
+            return self.render(visit, "host.html", view=view, served=served,
+                               history=service.history(view.host.fqdn)[:50])
 
         @app.post("/hosts/<fqdn>/comment")
         @page()
@@ -432,8 +433,13 @@ class Portal:
     def overview(self, visit: Visit) -> bottle.HTTPResponse:
         rows, bind_answers = [], True
         for view in self.service.list_hosts(visit.user.name):
-            served = self.service.served(view.host) if bind_answers else {"A": None, "AAAA": None}
-            bind_answers = served["A"] is not None
+            if not view.in_repository:  # its zone left the repository: BIND has nothing to say about it
+                served = {"A": [], "AAAA": []}
+            elif bind_answers:
+                served = self.service.served(view.host)
+                bind_answers = served["A"] is not None
+            else:
+                served = {"A": None, "AAAA": None}
             rows.append((view, served))
         return self.render(visit, "overview.html", rows=rows, bind_answers=bind_answers,
                            can_add=bool(self.service.usable_domains(visit.user)))

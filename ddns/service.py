@@ -6,6 +6,7 @@ runs, directly (under the same lock) from a one-shot CLI command.
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 import ipaddress
 import logging
@@ -54,6 +55,7 @@ class HostView:
     host: Host
     ipv4: str | None
     ipv6: str | None
+    in_repository: bool = True  # False: a merge removed its zone; nothing is served until the zone returns
 
 
 class RecentErrors(logging.Handler):
@@ -386,14 +388,31 @@ class Service:
         return secret
 
     def view(self, host: Host) -> HostView:
-        label = host.label
-        return HostView(host, self.publisher.current(host.zone, label, "A"),
-                        self.publisher.current(host.zone, label, "AAAA"))
+        """HOST with its addresses in Git; none, and not in the repository, when a merge removed its zone."""
+        try:
+            return HostView(host, self.publisher.current(host.zone, host.label, "A"),
+                            self.publisher.current(host.zone, host.label, "AAAA"))
+        except KeyError:  # the host stays (unserved) until its zone returns or it is deleted
+            return HostView(host, None, None, in_repository=False)
 
     def list_hosts(self, owner: str | None = None) -> list[HostView]:
         self.flush_seen()  # show updates of the last second too
-        owner_id = self.store.user(owner).id if owner else None
+        try:
+            owner_id = self.store.user(owner).id if owner else None
+        except NotFound as exc:
+            raise NoSuchObject(str(exc)) from exc
         return [self.view(h) for h in self.store.hosts(owner_id)]
+
+    def host_change(self, host: Host, rtype: str, address: str | None, actor: str, interface: str = "cli",
+                    client: str = "", agent: str = "", request: str = "") -> Change:
+        """A change of one of HOST's records that the publisher applies only while HOST is still registered.
+
+        The publisher checks that under its lock, right before it applies the
+        change: an update authenticated before a deletion but published after
+        it is refused (``Outcome.REFUSED``) instead of bringing the record back.
+        """
+        guard = functools.partial(self.store.host_registered, host.fqdn, host.created, host.owner_id)
+        return Change(host.zone, host.label, rtype, address, actor, client, interface, agent, request, guard=guard)
 
     def set_address(self, fqdn: str, address: str, actor: str, interface: str = "cli",
                     client: str = "", agent: str = "") -> Outcome:
@@ -402,19 +421,44 @@ class Service:
             addr = parse_address(address, self.policy)
         except ValueError as exc:
             raise ServiceError(str(exc)) from exc
-        change = Change(host.zone, host.label, record_type(addr), str(addr), actor, client, interface, agent)
-        return self.publish([change])[0]
+        change = self.host_change(host, record_type(addr), str(addr), actor, interface, client, agent)
+        return self._unless_refused(fqdn, self.publish([change]))[0]
+
+    @staticmethod
+    def _unless_refused(fqdn: str, outcomes: list[Outcome]) -> list[Outcome]:
+        """OUTCOMES of a host's changes; the host was deleted meanwhile when one was refused."""
+        if Outcome.REFUSED in outcomes:
+            raise NoSuchObject(f"no host {fqdn}")
+        return outcomes
 
     def delete_host(self, fqdn: str, actor: str, interface: str = "cli") -> Outcome:
-        """Remove the host's records from DNS, then the host."""
+        """Remove the host's records from DNS and the host, as one step under the publisher's lock.
+
+        Every other change of a host's records is guarded by "still registered"
+        (``host_change``), checked under the same lock: whatever was applied
+        before is removed here, whatever comes after is refused. If the records
+        cannot be removed (a broken zone, a failed commit) the host stays.
+        """
         host = self.host(fqdn)
-        changes = [Change(host.zone, host.label, rtype, None, actor, interface=interface) for rtype in ("A", "AAAA")]
-        outcomes = self.publish(changes)
-        if Outcome.FAILED in outcomes:
-            return Outcome.FAILED
-        self.store.delete_host(host.fqdn)
+        with self.publisher.locked():
+            if not self.store.host_registered(host.fqdn, host.created, host.owner_id):
+                raise NoSuchObject(f"no host {fqdn}")  # deleted by a concurrent request
+            rtypes = self._record_types(host)
+            changes = [Change(host.zone, host.label, rtype, None, actor, interface=interface) for rtype in rtypes]
+            batch = self.publisher.commit(changes) if changes else None
+            if self._record_types(host):
+                return Outcome.FAILED
+            self.store.delete_host(host.fqdn)
         self.failures.reset(host.fqdn)
+        if batch is None:
+            return Outcome.GOOD
+        outcomes = batch.settle(self.publisher.wait_served(batch.serials))
         return Outcome.DNSERR if Outcome.DNSERR in outcomes else Outcome.GOOD
+
+    def _record_types(self, host: Host) -> list[str]:
+        """The types of HOST's records in its zone now ([] when its zone left the repository)."""
+        view = self.view(host)
+        return [rtype for rtype, value in (("A", view.ipv4), ("AAAA", view.ipv6)) if value is not None]
 
     def history(self, fqdn: str) -> list[HistoryEntry]:
         try:
@@ -426,8 +470,8 @@ class Service:
     def clear_address(self, fqdn: str, actor: str, interface: str = "cli", rtypes: tuple[str, ...] = ("A", "AAAA")) -> Outcome:
         """Remove the host's RTYPES records (it stays registered)."""
         host = self.host(fqdn)
-        outcomes = self.publish([Change(host.zone, host.label, rtype, None, actor, interface=interface)
-                                 for rtype in rtypes])
+        outcomes = self._unless_refused(fqdn, self.publish([self.host_change(host, rtype, None, actor, interface)
+                                                            for rtype in rtypes]))
         for bad in (Outcome.FAILED, Outcome.DNSERR):
             if bad in outcomes:
                 return bad

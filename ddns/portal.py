@@ -147,6 +147,8 @@ class Portal:
                     response = self.error(visit, 429, str(exc).capitalize() + ".")
                 except ServiceError as exc:
                     response = self.error(visit, 404 if isinstance(exc, NoSuchObject) else 400, str(exc))
+                except NotFound as exc:  # the object went away while the request ran (a concurrent delete)
+                    response = self.error(visit, 404, str(exc))
                 self.apply_cookie(visit, response)
                 return response
             return wrapper

@@ -48,6 +48,10 @@ class NoSuchObject(ServiceError):
     """No such host or domain -- or one the asking user may not see (the same answer)."""
 
 
+class Taken(ServiceError):
+    """The name is registered already."""
+
+
 @dataclass(frozen=True)
 class HostView:
     """A host with the addresses it has in the zone."""
@@ -370,7 +374,7 @@ class Service:
             host = self.store.add_host(fqdn, zone, user.id, hash_secret(secret, self.config["security.bcrypt_rounds"]),
                                        self.clock(), comment[:200])
         except Conflict as exc:
-            raise ServiceError(f"{fqdn} is taken") from exc
+            raise Taken(f"{fqdn} is taken") from exc
         return host, secret
 
     def host(self, fqdn: str) -> Host:

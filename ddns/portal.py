@@ -413,16 +413,19 @@ class Portal:
         def domain_update(visit: Visit, zone: str):
             groups = self.form("groups", 10_000).replace(",", "\n").splitlines()
             public = self.form("access") != "groups"
-            if not public and not any(g.strip() for g in groups):
-                return self.domains_page(visit, 400, error=f"Name at least one group that may use {zone}.", zone="")
-            service.set_domain_access(zone, public, groups)
+            ttl_text = self.form("dynamic_ttl", 10)
+            try:
+                ttl = int(ttl_text) if ttl_text else None
+            except ValueError:
+                return self.domains_page(visit, 400, error="The TTL must be a whole number of seconds.", zone="")
+            try:
+                outcome = service.configure_domain(zone, public, groups, ttl, "portal:" + visit.user.name)
+            except NoSuchObject:
+                raise  # the page's 404
+            except ServiceError as exc:  # refused as a whole: nothing was changed
+                return self.domains_page(visit, 400, error=str(exc).capitalize() + ".", zone="")
             message = f"Access to {zone} saved."
-            ttl = self.form("dynamic_ttl", 10)
-            if ttl:
-                try:
-                    outcome = service.set_dynamic_ttl(zone, int(ttl), "portal:" + visit.user.name)
-                except ValueError:
-                    return self.domains_page(visit, 400, error="The TTL must be a whole number of seconds.", zone="")
+            if outcome is not None:
                 message += " TTL: " + OUTCOME_TEXT[outcome]
             self.flash(visit, message)
             return self.redirect("/admin/domains")

@@ -530,25 +530,45 @@ class Service:
         self.store.set_comment(self.host(fqdn).fqdn, comment.strip()[:200])
 
     def set_domain_access(self, zone: str, public: bool, groups: list[str]) -> None:
-        clean = sorted({g.strip() for g in groups if g.strip()})
-        if any(len(g) > 200 for g in clean) or len(clean) > 50:
-            raise ServiceError("at most 50 groups of at most 200 characters each")
+        clean = _clean_groups(groups)
         try:
             self.store.set_domain_access(zone, public, clean)
         except NotFound as exc:
-            raise ServiceError(str(exc)) from exc
+            raise NoSuchObject(str(exc)) from exc
 
     def set_dynamic_ttl(self, zone: str, ttl: int, actor: str) -> Outcome:
         """Set the TTL of the zone's host records: a commit to its zone.toml, then a reload."""
-        if not 1 <= ttl <= 86400:
-            raise ServiceError("the TTL must be between 1 and 86400 seconds")
-        if zone not in self.publisher.zones:
-            raise ServiceError(f"no domain {zone}")
+        self._check_ttl(zone, ttl)
         path = self.publisher.root / zone / zones.SETTINGS_FILE
         try:
             return self.publisher.update_settings(zone, zones.with_dynamic_ttl(path.read_text(), ttl), actor)
-        except ValueError as exc:
+        except (ValueError, KeyError, OSError) as exc:  # KeyError, OSError: the zone left the repository just now
             raise ServiceError(str(exc)) from exc
+
+    def _check_ttl(self, zone: str, ttl: int) -> None:
+        if not 1 <= ttl <= 86400:
+            raise ServiceError("the TTL must be between 1 and 86400 seconds")
+        if zone not in self.publisher.zones:
+            raise NoSuchObject(f"no domain {zone}")
+
+    def configure_domain(self, zone: str, public: bool, groups: list[str], ttl: int | None,
+                         actor: str) -> Outcome | None:
+        """Who may use ZONE and, if TTL is given, its host records' TTL: all checked before anything changes.
+
+        The TTL (a commit that can still be refused) goes first, the access (a
+        row of an existing domain) after it, so a refusal changes nothing.
+        Returns the TTL's outcome (None: no TTL given).
+        """
+        clean = _clean_groups(groups)
+        if not public and not clean:
+            raise ServiceError(f"name at least one group that may use {zone}")
+        try:
+            self.store.domain(zone)
+        except NotFound as exc:
+            raise NoSuchObject(str(exc)) from exc
+        outcome = self.set_dynamic_ttl(zone, ttl, actor) if ttl is not None else None
+        self.set_domain_access(zone, public, clean)
+        return outcome
 
     def check_password(self, name: str, password: str) -> User | None:
         """The local user NAME if PASSWORD is theirs. Unknown names pay the same bcrypt cost."""
@@ -601,6 +621,14 @@ class Service:
 
 
 API_TOKEN_PREFIX = "ddns_"
+
+
+def _clean_groups(groups: list[str]) -> list[str]:
+    """The group names of a domain's access rule, deduplicated and sorted; refused when too many or too long."""
+    clean = sorted({g.strip() for g in groups if g.strip()})
+    if any(len(g) > 200 for g in clean) or len(clean) > 50:
+        raise ServiceError("at most 50 groups of at most 200 characters each")
+    return clean
 
 
 def _token_hash(token: str) -> str:

@@ -583,9 +583,9 @@ class Publisher:
         """Create a zone directory, validate, commit, and have named load it."""
         with self.locked():
             zone_dir = self.root / zone
-            if zone_dir.exists():
+            if zone_dir.exists() and any(zone_dir.iterdir()):  # an empty one is what a removed zone leaves
                 raise FileExistsError(f"zone {zone} exists in the repository")
-            zone_dir.mkdir()
+            zone_dir.mkdir(exist_ok=True)
             try:
                 (zone_dir / zones.SETTINGS_FILE).write_text(settings_toml)
                 (zone_dir / zones.STATIC_FILE).write_text(static_text)

@@ -341,7 +341,7 @@ class Service:
         if zone in self.store.domains():
             raise ServiceError(f"domain {zone} exists")
         outcome = Outcome.GOOD
-        if zone not in self.publisher.zones:
+        if zone not in zones.list_zones(self.publisher.root):  # on disk: another process may have added or removed it
             settings, static = default_zone_files(zone, nameservers, self.config["bind.listen"])
             try:
                 outcome = self.publisher.add_zone(zone, settings, static, actor)

@@ -145,7 +145,7 @@ def remove_zone_by_push(instance: Instance, running, tmp_path) -> dict[str, str]
     commit(clone, f"Add zone {GONE}")
     assert_accepted(push(clone))
     running.service.sync()
-    secrets = {label: instance.add_host(f"{label}.{GONE}") for label in ("web", "api", "cli")}
+    secrets = {label: instance.add_host(f"{label}.{GONE}") for label in ("web", "api", "cli", "back")}
     for label, secret in secrets.items():
         assert running.update(f"{label}.{GONE}", secret, "myip=192.0.2.60")[1] == "good 192.0.2.60\n"
     assert instance.dig(f"web.{GONE}") == ["192.0.2.60"]
@@ -162,6 +162,7 @@ def remove_zone_by_push(instance: Instance, running, tmp_path) -> dict[str, str]
 def test_hosts_of_a_zone_removed_by_a_merge_are_unserved_and_deletable(instance, tmp_path, restart):
     """The hook's process removes the zone; the running service learns it from disk, a restarted one at start."""
     instance.add_user("alice")
+    instance.add_user("root", admin=True)
     with serving(instance, LENIENT) as running:
         secrets = remove_zone_by_push(instance, running, tmp_path)
         if not restart:
@@ -186,7 +187,7 @@ def check_unserved_and_deletable(running, secrets: dict[str, str]) -> None:
     listed = requests.get(f"{running.url}/api/v1/hosts", headers=auth, timeout=30)
     assert listed.status_code == 200, listed.text
     gone = [h for h in listed.json() if h["domain"] == GONE]
-    assert len(gone) == 3 and all(not h["in_repository"] and h["ipv4"] is None for h in gone), gone
+    assert len(gone) == 4 and all(not h["in_repository"] and h["ipv4"] is None for h in gone), gone
     shown = requests.get(f"{running.url}/api/v1/hosts/api.{GONE}", headers=auth, timeout=30)
     assert shown.status_code == 200 and shown.json()["in_repository"] is False
     listed_cli = instance.cli("host", "list", "--json")
@@ -204,5 +205,13 @@ def check_unserved_and_deletable(running, secrets: dict[str, str]) -> None:
     r = instance.cli("host", "delete", f"cli.{GONE}")
     assert r.code == 0, r.err
     remaining = requests.get(f"{running.url}/api/v1/hosts", headers=auth, timeout=30).json()
-    assert [h for h in remaining if h["domain"] == GONE] == []
+    assert [h["fqdn"] for h in remaining if h["domain"] == GONE] == [f"back.{GONE}"]
+
+    # When an admin adds the zone again, the host that stayed is served again
+    root = Browser(running.url)
+    root.login("root", "pw-root")
+    r = root.post("/admin/domains", {"zone": GONE}, csrf_from="/admin/domains")
+    assert r.status_code == 200 and f"Domain {GONE} added" in r.text, r.text
+    assert running.update(f"back.{GONE}", secrets["back"], "myip=192.0.2.62") == (200, "good 192.0.2.62\n")
+    assert instance.dig(f"back.{GONE}") == ["192.0.2.62"]
     assert "unserved" not in b.get("/").text

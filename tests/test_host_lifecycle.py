@@ -215,3 +215,36 @@ def check_unserved_and_deletable(running, secrets: dict[str, str]) -> None:
     assert running.update(f"back.{GONE}", secrets["back"], "myip=192.0.2.62") == (200, "good 192.0.2.62\n")
     assert instance.dig(f"back.{GONE}") == ["192.0.2.62"]
     assert "unserved" not in b.get("/").text
+
+
+def test_portal_actions_racing_a_delete_are_404_not_500(instance):
+    """A new secret (slow: bcrypt) or a comment for a host that is deleted meanwhile: "not found", never a 500."""
+    instance.add_user("alice")
+    with serving(instance, {**LENIENT, "security.bcrypt_rounds": 8}) as running:
+        for trial in range(3):
+            fqdn = f"page{trial}.{ZONE}"
+            instance.add_host(fqdn)
+            stop = threading.Event()
+            statuses: list[int] = []
+
+            def act(path: str, data: dict) -> None:
+                b = Browser(running.url)
+                b.login("alice", "pw-alice")
+                token = b.csrf(f"/hosts/{fqdn}")
+                for _ in range(300):
+                    status = b.post(path, data, token=token).status_code
+                    statuses.append(status)
+                    if stop.is_set() and status == 404:
+                        return
+
+            threads = [threading.Thread(target=act, args=(f"/hosts/{fqdn}/secret", {})) for _ in range(2)]
+            threads.append(threading.Thread(target=act, args=(f"/hosts/{fqdn}/comment", {"comment": "c"})))
+            for t in threads:
+                t.start()
+            wait_until(lambda: len(statuses) >= 6, 60, what="the first portal actions")
+            delete_through("api", running, fqdn)
+            stop.set()
+            for t in threads:
+                t.join(120)
+            assert set(statuses) <= {200, 404}, sorted(set(statuses))
+            assert 404 in statuses

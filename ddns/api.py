@@ -154,7 +154,7 @@ def install(app: bottle.Bottle, service: Service, oidc: OidcLogin | None, client
     @endpoint
     def create(user: User):
         data = body()
-        name, domain, comment = (text(data, key) for key in FIELDS)
+        name, domain, comment = (text(data, key) for key in ("name", "domain", "comment"))
         service.count_secret_action(user)
         host, secret = service.add_host_for(user, name, domain, comment)
         return reply({**host_json(service.view(host)), "secret": secret}, 201)

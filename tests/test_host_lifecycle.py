@@ -107,7 +107,8 @@ def test_a_host_deleted_while_its_client_updates_leaves_no_record(instance, inte
                 # Updates keep coming after the delete answered: wait for a few of them.
                 wait_until(lambda: hammer.count() >= after + 6, 60, what="updates after the deletion")
             answers = {body.split()[0] for _, body in hammer.answers}
-            assert answers <= {"good", "nochg", "nohost", "badauth"}, hammer.answers
+            # (dnserr: committed, named slow to load it on a busy machine; beside the point here)
+            assert answers <= {"good", "nochg", "dnserr", "nohost", "badauth"}, hammer.answers
             assert all(status in (200, 401) for status, _ in hammer.answers), hammer.answers
             assert_no_record_of(instance, fqdn)
             assert running.service.store.find_host(fqdn) is None

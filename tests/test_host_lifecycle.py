@@ -7,12 +7,15 @@ serves and what the last commit holds.
 """
 from __future__ import annotations
 
+import fcntl
 import threading
 
 import pytest
 import requests
 
-from ddns.service import default_zone_files
+from ddns.gitrepo import ZonesRepo
+from ddns.publisher import Change, Outcome, PublishTarget, Publisher
+from ddns.service import ZONE_TEMPLATES, default_zone_files
 
 from conftest import Instance, http, serving, wait_until
 from test_gitops_hooks import admin_clone, assert_accepted, commit, edit, git, pull, push, settings_path, static_path
@@ -249,3 +252,38 @@ def test_portal_actions_racing_a_delete_are_404_not_500(instance):
                 t.join(120)
             assert set(statuses) <= {200, 404}, sorted(set(statuses))
             assert 404 in statuses
+
+
+def test_the_publisher_evaluates_a_guard_under_its_lock_when_it_applies_the_change(instance):
+    """Without named: a refused change is not committed, the others of its group are."""
+    publisher = Publisher(ZonesRepo(instance.repo), [ZONE_TEMPLATES], PublishTarget(rndc=None))
+    publisher.load()
+    held: list[bool] = []
+
+    def lock_is_held() -> bool:
+        """What another process sees: the repository's flock is taken."""
+        with open(instance.repo / ".git" / "ddns.lock", "a") as f:
+            try:
+                fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                return True
+            fcntl.flock(f, fcntl.LOCK_UN)
+            return False
+
+    def guard(answer: bool):
+        def check() -> bool:
+            held.append(lock_is_held())
+            return answer
+        return check
+
+    before = instance.commit_count()
+    outcomes = publisher.apply([Change(ZONE, "kept", "A", "192.0.2.1", "test", guard=guard(True)),
+                                Change(ZONE, "refused", "A", "192.0.2.2", "test", guard=guard(False)),
+                                Change(ZONE, "plain", "A", "192.0.2.3", "test")])
+    assert outcomes == [Outcome.GOOD, Outcome.REFUSED, Outcome.GOOD]
+    assert held == [True, True]
+    assert instance.commit_count() == before + 1
+    records = instance.git("show", f"HEAD:{ZONE}/dynamic.records")
+    assert "kept" in records and "plain" in records and "refused" not in records
+    assert publisher.apply([Change(ZONE, "refused", "A", "192.0.2.2", "test", guard=guard(False))]) == [Outcome.REFUSED]
+    assert instance.commit_count() == before + 1

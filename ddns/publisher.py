@@ -38,6 +38,7 @@ class Outcome(enum.Enum):
     NOCHG = "nochg"      # nothing to change
     DNSERR = "dnserr"    # committed, but named does not serve it (yet)
     FAILED = "911"       # not committed: nothing changed
+    REFUSED = "refused"  # the change's precondition did not hold when it was applied: nothing changed
 
 
 # How long a zone may stay behind its serial before named is asked to reload it again.
@@ -57,6 +58,9 @@ class Change:
     interface: str = "cli"
     agent: str = ""
     request: str = ""
+    # Evaluated under the publisher's lock just before the change is applied; False refuses it.
+    # The caller's decision ("this host still exists") is then made against the state it changes.
+    guard: Callable[[], bool] | None = field(default=None, compare=False, repr=False)
 
     @property
     def fqdn(self) -> str:
@@ -237,6 +241,10 @@ class Publisher:
                 with self.locked():
                     state = self.zones[zone]
                     if _stamp(*self._paths(zone)) != state.stamp:
+                        if not (self.root / zone / zones.SETTINGS_FILE).exists():  # another process removed it
+                            del self.zones[zone]
+                            self.unserved.discard(zone)
+                            raise KeyError(zone)
                         state = self._load_validated(zone)
                         self.zones[zone] = state
             finally:
@@ -282,6 +290,9 @@ class Publisher:
         records: list[tuple[int, ChangeRecord]] = []
         new_dynamic: dict[str, zones.DynamicRecords] = {}
         for i, change in enumerate(changes):
+            if change.guard is not None and not change.guard():
+                outcomes[i] = Outcome.REFUSED
+                continue
             try:
                 state = self._fresh(change.zone)
             except KeyError:
@@ -572,9 +583,9 @@ class Publisher:
         """Create a zone directory, validate, commit, and have named load it."""
         with self.locked():
             zone_dir = self.root / zone
-            if zone_dir.exists():
+            if zone_dir.exists() and any(zone_dir.iterdir()):  # an empty one is what a removed zone leaves
                 raise FileExistsError(f"zone {zone} exists in the repository")
-            zone_dir.mkdir()
+            zone_dir.mkdir(exist_ok=True)
             try:
                 (zone_dir / zones.SETTINGS_FILE).write_text(settings_toml)
                 (zone_dir / zones.STATIC_FILE).write_text(static_text)

@@ -6,6 +6,7 @@ runs, directly (under the same lock) from a one-shot CLI command.
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 import ipaddress
 import logging
@@ -47,6 +48,10 @@ class NoSuchObject(ServiceError):
     """No such host or domain -- or one the asking user may not see (the same answer)."""
 
 
+class Taken(ServiceError):
+    """The name is registered already."""
+
+
 @dataclass(frozen=True)
 class HostView:
     """A host with the addresses it has in the zone."""
@@ -54,6 +59,7 @@ class HostView:
     host: Host
     ipv4: str | None
     ipv6: str | None
+    in_repository: bool = True  # False: a merge removed its zone; nothing is served until the zone returns
 
 
 class RecentErrors(logging.Handler):
@@ -335,7 +341,7 @@ class Service:
         if zone in self.store.domains():
             raise ServiceError(f"domain {zone} exists")
         outcome = Outcome.GOOD
-        if zone not in self.publisher.zones:
+        if zone not in zones.list_zones(self.publisher.root):  # on disk: another process may have added or removed it
             settings, static = default_zone_files(zone, nameservers, self.config["bind.listen"])
             try:
                 outcome = self.publisher.add_zone(zone, settings, static, actor)
@@ -368,7 +374,7 @@ class Service:
             host = self.store.add_host(fqdn, zone, user.id, hash_secret(secret, self.config["security.bcrypt_rounds"]),
                                        self.clock(), comment[:200])
         except Conflict as exc:
-            raise ServiceError(f"{fqdn} is taken") from exc
+            raise Taken(f"{fqdn} is taken") from exc
         return host, secret
 
     def host(self, fqdn: str) -> Host:
@@ -386,14 +392,31 @@ class Service:
         return secret
 
     def view(self, host: Host) -> HostView:
-        label = host.label
-        return HostView(host, self.publisher.current(host.zone, label, "A"),
-                        self.publisher.current(host.zone, label, "AAAA"))
+        """HOST with its addresses in Git; none, and not in the repository, when a merge removed its zone."""
+        try:
+            return HostView(host, self.publisher.current(host.zone, host.label, "A"),
+                            self.publisher.current(host.zone, host.label, "AAAA"))
+        except KeyError:  # the host stays (unserved) until its zone returns or it is deleted
+            return HostView(host, None, None, in_repository=False)
 
     def list_hosts(self, owner: str | None = None) -> list[HostView]:
         self.flush_seen()  # show updates of the last second too
-        owner_id = self.store.user(owner).id if owner else None
+        try:
+            owner_id = self.store.user(owner).id if owner else None
+        except NotFound as exc:
+            raise NoSuchObject(str(exc)) from exc
         return [self.view(h) for h in self.store.hosts(owner_id)]
+
+    def host_change(self, host: Host, rtype: str, address: str | None, actor: str, interface: str = "cli",
+                    client: str = "", agent: str = "", request: str = "") -> Change:
+        """A change of one of HOST's records that the publisher applies only while HOST is still registered.
+
+        The publisher checks that under its lock, right before it applies the
+        change: an update authenticated before a deletion but published after
+        it is refused (``Outcome.REFUSED``) instead of bringing the record back.
+        """
+        guard = functools.partial(self.store.host_registered, host.fqdn, host.created, host.owner_id)
+        return Change(host.zone, host.label, rtype, address, actor, client, interface, agent, request, guard=guard)
 
     def set_address(self, fqdn: str, address: str, actor: str, interface: str = "cli",
                     client: str = "", agent: str = "") -> Outcome:
@@ -402,19 +425,44 @@ class Service:
             addr = parse_address(address, self.policy)
         except ValueError as exc:
             raise ServiceError(str(exc)) from exc
-        change = Change(host.zone, host.label, record_type(addr), str(addr), actor, client, interface, agent)
-        return self.publish([change])[0]
+        change = self.host_change(host, record_type(addr), str(addr), actor, interface, client, agent)
+        return self._unless_refused(fqdn, self.publish([change]))[0]
+
+    @staticmethod
+    def _unless_refused(fqdn: str, outcomes: list[Outcome]) -> list[Outcome]:
+        """OUTCOMES of a host's changes; the host was deleted meanwhile when one was refused."""
+        if Outcome.REFUSED in outcomes:
+            raise NoSuchObject(f"no host {fqdn}")
+        return outcomes
 
     def delete_host(self, fqdn: str, actor: str, interface: str = "cli") -> Outcome:
-        """Remove the host's records from DNS, then the host."""
+        """Remove the host's records from DNS and the host, as one step under the publisher's lock.
+
+        Every other change of a host's records is guarded by "still registered"
+        (``host_change``), checked under the same lock: whatever was applied
+        before is removed here, whatever comes after is refused. If the records
+        cannot be removed (a broken zone, a failed commit) the host stays.
+        """
         host = self.host(fqdn)
-        changes = [Change(host.zone, host.label, rtype, None, actor, interface=interface) for rtype in ("A", "AAAA")]
-        outcomes = self.publish(changes)
-        if Outcome.FAILED in outcomes:
-            return Outcome.FAILED
-        self.store.delete_host(host.fqdn)
+        with self.publisher.locked():
+            if not self.store.host_registered(host.fqdn, host.created, host.owner_id):
+                raise NoSuchObject(f"no host {fqdn}")  # deleted by a concurrent request
+            rtypes = self._record_types(host)
+            changes = [Change(host.zone, host.label, rtype, None, actor, interface=interface) for rtype in rtypes]
+            batch = self.publisher.commit(changes) if changes else None
+            if self._record_types(host):
+                return Outcome.FAILED
+            self.store.delete_host(host.fqdn)
         self.failures.reset(host.fqdn)
+        if batch is None:
+            return Outcome.GOOD
+        outcomes = batch.settle(self.publisher.wait_served(batch.serials))
         return Outcome.DNSERR if Outcome.DNSERR in outcomes else Outcome.GOOD
+
+    def _record_types(self, host: Host) -> list[str]:
+        """The types of HOST's records in its zone now ([] when its zone left the repository)."""
+        view = self.view(host)
+        return [rtype for rtype, value in (("A", view.ipv4), ("AAAA", view.ipv6)) if value is not None]
 
     def history(self, fqdn: str) -> list[HistoryEntry]:
         try:
@@ -426,8 +474,8 @@ class Service:
     def clear_address(self, fqdn: str, actor: str, interface: str = "cli", rtypes: tuple[str, ...] = ("A", "AAAA")) -> Outcome:
         """Remove the host's RTYPES records (it stays registered)."""
         host = self.host(fqdn)
-        outcomes = self.publish([Change(host.zone, host.label, rtype, None, actor, interface=interface)
-                                 for rtype in rtypes])
+        outcomes = self._unless_refused(fqdn, self.publish([self.host_change(host, rtype, None, actor, interface)
+                                                            for rtype in rtypes]))
         for bad in (Outcome.FAILED, Outcome.DNSERR):
             if bad in outcomes:
                 return bad
@@ -482,25 +530,45 @@ class Service:
         self.store.set_comment(self.host(fqdn).fqdn, comment.strip()[:200])
 
     def set_domain_access(self, zone: str, public: bool, groups: list[str]) -> None:
-        clean = sorted({g.strip() for g in groups if g.strip()})
-        if any(len(g) > 200 for g in clean) or len(clean) > 50:
-            raise ServiceError("at most 50 groups of at most 200 characters each")
+        clean = _clean_groups(groups)
         try:
             self.store.set_domain_access(zone, public, clean)
         except NotFound as exc:
-            raise ServiceError(str(exc)) from exc
+            raise NoSuchObject(str(exc)) from exc
 
     def set_dynamic_ttl(self, zone: str, ttl: int, actor: str) -> Outcome:
         """Set the TTL of the zone's host records: a commit to its zone.toml, then a reload."""
-        if not 1 <= ttl <= 86400:
-            raise ServiceError("the TTL must be between 1 and 86400 seconds")
-        if zone not in self.publisher.zones:
-            raise ServiceError(f"no domain {zone}")
+        self._check_ttl(zone, ttl)
         path = self.publisher.root / zone / zones.SETTINGS_FILE
         try:
             return self.publisher.update_settings(zone, zones.with_dynamic_ttl(path.read_text(), ttl), actor)
-        except ValueError as exc:
+        except (ValueError, KeyError, OSError) as exc:  # KeyError, OSError: the zone left the repository just now
             raise ServiceError(str(exc)) from exc
+
+    def _check_ttl(self, zone: str, ttl: int) -> None:
+        if not 1 <= ttl <= 86400:
+            raise ServiceError("the TTL must be between 1 and 86400 seconds")
+        if zone not in self.publisher.zones:
+            raise NoSuchObject(f"no domain {zone}")
+
+    def configure_domain(self, zone: str, public: bool, groups: list[str], ttl: int | None,
+                         actor: str) -> Outcome | None:
+        """Who may use ZONE and, if TTL is given, its host records' TTL: all checked before anything changes.
+
+        The TTL (a commit that can still be refused) goes first, the access (a
+        row of an existing domain) after it, so a refusal changes nothing.
+        Returns the TTL's outcome (None: no TTL given).
+        """
+        clean = _clean_groups(groups)
+        if not public and not clean:
+            raise ServiceError(f"name at least one group that may use {zone}")
+        try:
+            self.store.domain(zone)
+        except NotFound as exc:
+            raise NoSuchObject(str(exc)) from exc
+        outcome = self.set_dynamic_ttl(zone, ttl, actor) if ttl is not None else None
+        self.set_domain_access(zone, public, clean)
+        return outcome
 
     def check_password(self, name: str, password: str) -> User | None:
         """The local user NAME if PASSWORD is theirs. Unknown names pay the same bcrypt cost."""
@@ -553,6 +621,14 @@ class Service:
 
 
 API_TOKEN_PREFIX = "ddns_"
+
+
+def _clean_groups(groups: list[str]) -> list[str]:
+    """The group names of a domain's access rule, deduplicated and sorted; refused when too many or too long."""
+    clean = sorted({g.strip() for g in groups if g.strip()})
+    if any(len(g) > 200 for g in clean) or len(clean) > 50:
+        raise ServiceError("at most 50 groups of at most 200 characters each")
+    return clean
 
 
 def _token_hash(token: str) -> str:

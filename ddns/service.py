@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Callable
 
 from . import bind, resource_dir, zones
-from .auth import FailureLimiter, SecretVerifier, hash_secret, new_secret
+from .auth import FailureLimiter, SecretVerifier, client_network, hash_secret, hash_tag, new_secret
 from .config import Config
 from .gitrepo import HistoryEntry, ZonesRepo
 from .publisher import Change, Outcome, PublishTarget, Publisher, PublisherThread
@@ -94,9 +94,12 @@ class Service:
         self.clock = clock
         self.verifier = SecretVerifier(config["security.secret_cache_seconds"], clock=monotonic)
         self.passwords = SecretVerifier(ttl=0)  # login passwords: never cached
-        self.failures = FailureLimiter(config["security.max_failures"], config["security.failure_window"], clock=monotonic)
-        self.client_failures = FailureLimiter(config["security.max_client_failures"], config["security.failure_window"],
-                                              clock=monotonic)
+        window, table = config["security.failure_window"], config["security.failure_table_size"]
+        # Failed checks per (client network, name, stored-hash tag): the guesser is blocked for that name.
+        self.failures = FailureLimiter(config["security.max_failures"], window, monotonic, table)
+        self.login_failures = FailureLimiter(config["portal.max_login_failures"], window, monotonic, table)
+        # Failed checks per client network: bounds the bcrypt work one network can cause.
+        self.client_failures = FailureLimiter(config["security.max_client_failures"], window, monotonic, table)
         self.secret_actions = FailureLimiter(config["portal.max_secret_actions"], config["security.failure_window"],
                                              clock=monotonic)
         self.trusted_proxies = [ipaddress.ip_network(n, strict=False) for n in config["http.trusted_proxies"]]
@@ -324,6 +327,8 @@ class Service:
             "last_error": publisher.last_error,
             "sync_error": self.sync_error,
             "errors": list(reversed(self.recent_errors.lines)),
+            "failure_keys": sum(len(t) for t in (self.failures, self.login_failures, self.client_failures)),
+            "failure_table_size": self.config["security.failure_table_size"],
         }
 
     def add_domain(self, zone: str, nameservers: list[str] | None = None, actor: str = "cli") -> Outcome:
@@ -381,8 +386,8 @@ class Service:
         """A new secret for FQDN; the old one stops working at once."""
         host = self.host(fqdn)
         secret = new_secret()
+        # A new hash: failure counts are keyed on it, so every process starts afresh for it.
         self.store.set_secret_hash(host.fqdn, hash_secret(secret, self.config["security.bcrypt_rounds"]))
-        self.failures.reset(host.fqdn)
         return secret
 
     def view(self, host: Host) -> HostView:
@@ -502,53 +507,84 @@ class Service:
         except ValueError as exc:
             raise ServiceError(str(exc)) from exc
 
-    def check_password(self, name: str, password: str) -> User | None:
-        """The local user NAME if PASSWORD is theirs. Unknown names pay the same bcrypt cost."""
+    def check_password(self, name: str, password: str, client: str = "") -> User | None:
+        """The local user NAME if PASSWORD is theirs, else None. Unknown names pay the same bcrypt cost.
+
+        Raises TooMany while CLIENT's network has failed too often for NAME, or
+        too often in all: the guesser waits, not NAME's owner elsewhere nor
+        other people behind the same address.
+        """
         try:
             user = self.store.user(name)
         except NotFound:
             user = None
         stored = user.password_hash if user is not None else None
+        network = client_network(client)
+        key = (network, "login:" + name.lower()[:100], hash_tag(stored))
+        if self.login_failures.blocked(key) or self.client_failures.blocked(network):
+            raise TooMany("too many failed logins")
         if self.passwords.verify(password[:1024], stored or self._dummy_hash) and stored:
+            self.login_failures.reset(key)
             return user
+        self.login_failures.fail(key)
+        self.client_failures.fail(network)
         return None
 
     # ---- authentication for updates ---------------------------------------
+    def _principal(self, username: str) -> tuple[str, Host | User | None, str | None]:
+        """(failure-key name, the host or user USERNAME names or None, its stored secret hash)."""
+        try:
+            host = self.store.find_host(normalize_name(username))
+        except InvalidName:
+            host = None
+        if host is not None:
+            return host.fqdn, host, host.secret_hash
+        try:
+            user = self.store.user(username)
+        except NotFound:
+            return "unknown:" + username[:100], None, None
+        return "user:" + user.name, user, user.token_hash
+
+    def _network_may_try(self, network: str, principal: Host | User | None) -> bool:
+        """Whether NETWORK may pay for a bcrypt check: under its budget of failures, or the host's
+        last update came from it (a host behind a NAT that also holds a guesser)."""
+        if not self.client_failures.blocked(network):
+            return True
+        return isinstance(principal, Host) and bool(principal.last_client) and \
+            client_network(principal.last_client) == network
+
     def authenticate(self, username: str, secret: str, client: str = "") -> tuple[str, Host | User | None]:
         """Check dyndns2 credentials.
 
-        Returns ("ok", host-or-user), ("abuse", None) when the name or the
-        client address is blocked after too many failures, or ("badauth",
-        None). Unknown names cost a bcrypt check too, so they cannot be told
-        apart by timing.
+        Returns ("ok", host-or-user), ("badauth", None), or ("abuse", None) for
+        a host an admin blocked and for a guesser: a credential that is not
+        already known good, from a client network that failed too often for
+        this name (or too often in all). A known-good credential is accepted
+        before any of that, so others' failures never lock its owner out; a
+        replaced secret is refused without counting. Unknown names cost a bcrypt
+        check too, so they cannot be told apart by timing.
         """
-        if client and self.client_failures.blocked(client):
+        name, principal, stored = self._principal(username)
+        if isinstance(principal, Host) and principal.blocked:
             return "abuse", None
-        try:
-            name = normalize_name(username)
-        except InvalidName:
-            name = None
-        host = self.store.find_host(name) if name else None
-        if host is not None:
-            key, stored = host.fqdn, host.secret_hash
-            if host.blocked:
-                return "abuse", None
-        else:
-            try:
-                user = self.store.user(username)
-                key, stored = "user:" + user.name, user.token_hash
-            except NotFound:
-                user = None
-                key, stored = "unknown:" + username[:100], None
-        if self.failures.blocked(key):
+        if stored and self.verifier.cached(secret, stored):
+            return "ok", principal
+        if self.verifier.replaced(secret, stored):
+            return self._failed(principal)
+        network = client_network(client)
+        key = (network, name, hash_tag(stored))
+        if self.failures.blocked(key) or not self._network_may_try(network, principal):
             return "abuse", None
         if self.verifier.verify(secret, stored or self._dummy_hash) and stored:
-            return "ok", host if host is not None else user
+            return "ok", principal
+        self.client_failures.fail(network)
         self.failures.fail(key)
-        if client:
-            self.client_failures.fail(client)
-        if host is not None:
-            self.store.count_fault(host.fqdn, "auth")
+        return self._failed(principal)
+
+    def _failed(self, principal: Host | User | None) -> tuple[str, None]:
+        """badauth, noted in the host's fault counter (shown to its owner)."""
+        if isinstance(principal, Host):
+            self.store.count_fault(principal.fqdn, "auth")
         return "badauth", None
 
 

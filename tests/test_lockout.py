@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 
 import pytest
+import requests
 
 from conftest import start_serving
 from test_portal import Browser
@@ -164,3 +165,20 @@ def test_failed_portal_logins_do_not_lock_out_the_user_elsewhere_nor_others_here
     bob = browser_at(running, GUESSER)  # same address as the guesser
     r = bob.login("bob", "pw-bob")
     assert r.status_code == 200 and "Your hosts" in r.text
+
+
+# ---- JSON API --------------------------------------------------------------------------
+def test_failed_api_tokens_do_not_lock_out_valid_tokens_behind_the_same_address(instance, serve):
+    instance.add_user("alice")
+    running = serve()
+    token = running.service.new_api_token(running.service.store.user("alice"), "test")
+    api = running.url + "/api/v1/hosts"
+
+    def status(bearer: str) -> int:
+        return requests.get(api, headers={"Authorization": f"Bearer {bearer}", "X-Forwarded-For": GUESSER},
+                            timeout=30).status_code
+
+    codes = [status(f"ddns_wrong-{i}") for i in range(55)]
+    assert codes == [401] * 50 + [429] * 5
+    assert status(token) == 200
+    assert status("ddns_wrong") == 429

@@ -147,7 +147,7 @@ class FailureLimiter:
     """
 
     def __init__(self, limit: int, window: float, clock: Callable[[], float] = time.monotonic,
-                 max_keys: int = 100_000):
+                 max_keys: int = 20_000):
         self.limit = limit
         self.window = window
         self.clock = clock

@@ -65,7 +65,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("security.max_failures", 10, "Failed logins for one host or account from one client network (IPv4 address, IPv6 /64) within failure_window before that network gets abuse for it; other networks and known-good secrets are not affected."),
     Setting("security.max_client_failures", 50, "Failed logins (any name; updates and portal) from one client network within failure_window; beyond it, its updates with secrets not verified lately answer abuse (except for hosts last updated from it) and its portal logins are refused."),
     Setting("security.failure_window", 600, "Seconds over which failed logins are counted."),
-    Setting("security.failure_table_size", 100000, "Most keys each failure counter keeps in memory; the ones that failed longest ago are forgotten first."),
+    Setting("security.failure_table_size", 20000, "Most keys each failure counter keeps in memory (about 300 bytes each); expired ones are dropped, and beyond this the ones that failed longest ago."),
     Setting("portal.enabled", True, "Serve the web portal (pages, JSON API); off: only /nic/update, /myip, /healthz."),
     Setting("portal.local_login", True, "Allow logins with a local user name and password (bcrypt); off: OpenID Connect only."),
     Setting("portal.session_idle", 1800, "Seconds of inactivity after which a portal session ends."),

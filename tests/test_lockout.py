@@ -86,7 +86,8 @@ def test_many_failures_from_one_address_do_not_lock_out_the_hosts_behind_it(inst
     assert update_from(running, nat, H2, s2, "192.0.2.2") == (200, "good 192.0.2.2\n")
     stop(running)
     running = serve()
-    assert update_from(running, nat, H1, s1, "192.0.2.1") == (200, "good 192.0.2.1\n")
+    # H1 last updated from elsewhere: only the cache of verified secrets knows it
+    assert update_from(running, OWNER, H1, s1, "192.0.2.1") == (200, "good 192.0.2.1\n")
     # someone behind the same NAT guesses: 60 failures for other names
     answers = [update_from(running, nat, f"x{i}.{ZONE}", "wrong", "192.0.2.99")[1] for i in range(60)]
     assert answers == ["badauth\n"] * 50 + ["abuse\n"] * 10

@@ -18,9 +18,10 @@ from pathlib import Path
 from typing import Callable
 
 from . import bind, resource_dir, zones
-from .auth import FailureLimiter, SecretVerifier, client_network, hash_secret, hash_tag, new_secret
+from .auth import FailureLimiter, hash_secret, new_secret
 from .config import Config
 from .gitrepo import HistoryEntry, ZonesRepo
+from .guard import Guard, Verdict
 from .publisher import Change, Outcome, PublishTarget, Publisher, PublisherThread
 from .store import Conflict, Domain, Host, LastSeen, NotFound, Store, User
 from .oidc import Identity
@@ -92,20 +93,12 @@ class Service:
         self.store = store
         self.publisher = publisher
         self.clock = clock
-        self.verifier = SecretVerifier(config["security.secret_cache_seconds"], clock=monotonic)
-        self.passwords = SecretVerifier(ttl=0)  # login passwords: never cached
-        window, table = config["security.failure_window"], config["security.failure_table_size"]
-        # Failed checks per (client network, name, stored-hash tag): the guesser is blocked for that name.
-        self.failures = FailureLimiter(config["security.max_failures"], window, monotonic, table)
-        self.login_failures = FailureLimiter(config["portal.max_login_failures"], window, monotonic, table)
-        # Failed checks per client network: bounds the bcrypt work one network can cause.
-        self.client_failures = FailureLimiter(config["security.max_client_failures"], window, monotonic, table)
+        self.guard = Guard(config, monotonic)  # secrets and passwords: the cache of good ones, failure counters
         self.secret_actions = FailureLimiter(config["portal.max_secret_actions"], config["security.failure_window"],
                                              clock=monotonic)
         self.trusted_proxies = [ipaddress.ip_network(n, strict=False) for n in config["http.trusted_proxies"]]
         self.policy = AddressPolicy(config["dyndns2.allow_private"], config["dyndns2.allow_loopback"])
         self.thread: PublisherThread | None = None
-        self._dummy: str | None = None
         self._seen: dict[str, LastSeen] = {}
         self._seen_lock = threading.Lock()
         self._flusher: threading.Thread | None = None
@@ -114,13 +107,6 @@ class Service:
         self._sync_requested = threading.Event()
         self.sync_error: str | None = None  # the upstream cannot be synced (shown by /healthz)
         self.recent_errors = RecentErrors()
-
-    @property
-    def _dummy_hash(self) -> str:
-        """A hash to check unknown names against, so a miss costs as much as a wrong secret."""
-        if self._dummy is None:
-            self._dummy = hash_secret(new_secret(), self.config["security.bcrypt_rounds"])
-        return self._dummy
 
     @classmethod
     def open(cls, config: Config, clock: Callable[[], float] = time.time) -> "Service":
@@ -327,7 +313,7 @@ class Service:
             "last_error": publisher.last_error,
             "sync_error": self.sync_error,
             "errors": list(reversed(self.recent_errors.lines)),
-            "failure_keys": sum(len(t) for t in (self.failures, self.login_failures, self.client_failures)),
+            "failure_keys": self.guard.size(),
             "failure_table_size": self.config["security.failure_table_size"],
         }
 
@@ -418,7 +404,6 @@ class Service:
         if Outcome.FAILED in outcomes:
             return Outcome.FAILED
         self.store.delete_host(host.fqdn)
-        self.failures.reset(host.fqdn)
         return Outcome.DNSERR if Outcome.DNSERR in outcomes else Outcome.GOOD
 
     def history(self, fqdn: str) -> list[HistoryEntry]:
@@ -510,25 +495,18 @@ class Service:
     def check_password(self, name: str, password: str, client: str = "") -> User | None:
         """The local user NAME if PASSWORD is theirs, else None. Unknown names pay the same bcrypt cost.
 
-        Raises TooMany while CLIENT's network has failed too often for NAME, or
-        too often in all: the guesser waits, not NAME's owner elsewhere nor
-        other people behind the same address.
+        Raises TooMany while CLIENT's network failed too often for NAME, or too
+        often in all: the guesser waits, not NAME's owner elsewhere nor others
+        behind the same address.
         """
         try:
             user = self.store.user(name)
         except NotFound:
             user = None
-        stored = user.password_hash if user is not None else None
-        network = client_network(client)
-        key = (network, "login:" + name.lower()[:100], hash_tag(stored))
-        if self.login_failures.blocked(key) or self.client_failures.blocked(network):
+        verdict = self.guard.check_password(name, user.password_hash if user else None, password, client)
+        if verdict == "abuse":
             raise TooMany("too many failed logins")
-        if self.passwords.verify(password[:1024], stored or self._dummy_hash) and stored:
-            self.login_failures.reset(key)
-            return user
-        self.login_failures.fail(key)
-        self.client_failures.fail(network)
-        return None
+        return user if verdict == "ok" else None
 
     # ---- authentication for updates ---------------------------------------
     def _principal(self, username: str) -> tuple[str, Host | User | None, str | None]:
@@ -545,47 +523,20 @@ class Service:
             return "unknown:" + username[:100], None, None
         return "user:" + user.name, user, user.token_hash
 
-    def _network_may_try(self, network: str, principal: Host | User | None) -> bool:
-        """Whether NETWORK may pay for a bcrypt check: under its budget of failures, or the host's
-        last update came from it (a host behind a NAT that also holds a guesser)."""
-        if not self.client_failures.blocked(network):
-            return True
-        return isinstance(principal, Host) and bool(principal.last_client) and \
-            client_network(principal.last_client) == network
+    def authenticate(self, username: str, secret: str, client: str = "") -> tuple[Verdict, Host | User | None]:
+        """Check dyndns2 credentials: ("ok", host-or-user), ("badauth", None) or ("abuse", None).
 
-    def authenticate(self, username: str, secret: str, client: str = "") -> tuple[str, Host | User | None]:
-        """Check dyndns2 credentials.
-
-        Returns ("ok", host-or-user), ("badauth", None), or ("abuse", None) for
-        a host an admin blocked and for a guesser: a credential that is not
-        already known good, from a client network that failed too often for
-        this name (or too often in all). A known-good credential is accepted
-        before any of that, so others' failures never lock its owner out; a
-        replaced secret is refused without counting. Unknown names cost a bcrypt
-        check too, so they cannot be told apart by timing.
+        abuse: a host an admin blocked, or a guesser (see ddns.guard): a known-good
+        credential is never refused for others' failures.
         """
         name, principal, stored = self._principal(username)
-        if isinstance(principal, Host) and principal.blocked:
+        host = principal if isinstance(principal, Host) else None
+        if host is not None and host.blocked:
             return "abuse", None
-        if stored and self.verifier.cached(secret, stored):
-            return "ok", principal
-        if self.verifier.replaced(secret, stored):
-            return self._failed(principal)
-        network = client_network(client)
-        key = (network, name, hash_tag(stored))
-        if self.failures.blocked(key) or not self._network_may_try(network, principal):
-            return "abuse", None
-        if self.verifier.verify(secret, stored or self._dummy_hash) and stored:
-            return "ok", principal
-        self.client_failures.fail(network)
-        self.failures.fail(key)
-        return self._failed(principal)
-
-    def _failed(self, principal: Host | User | None) -> tuple[str, None]:
-        """badauth, noted in the host's fault counter (shown to its owner)."""
-        if isinstance(principal, Host):
-            self.store.count_fault(principal.fqdn, "auth")
-        return "badauth", None
+        verdict = self.guard.check_secret(name, stored, secret, client, host.last_client if host else None)
+        if verdict == "badauth" and host is not None:
+            self.store.count_fault(host.fqdn, "auth")
+        return verdict, principal if verdict == "ok" else None
 
 
 API_TOKEN_PREFIX = "ddns_"

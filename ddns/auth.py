@@ -4,10 +4,8 @@ and the bounded tables that limit guessing.
 bcrypt costs ~0.25 s, so a verified secret is remembered while it is in use,
 keyed on (stored hash, SHA-256 of the secret): a secret replaced by any
 process changes the stored hash and stops working at once. Failed attempts
-are never cached -- they always pay bcrypt -- and are counted per (client
-network, name, stored hash), so a guesser is blocked for the name it guesses
-and nobody else is; a known-good credential is accepted before any block is
-consulted.
+are never cached -- they always pay bcrypt. The failure limiter, the client
+networks and the hash tags here are what ``ddns.guard`` counts failures by.
 """
 from __future__ import annotations
 

@@ -17,7 +17,7 @@ from typing import Any, Callable
 
 import bottle
 
-from .auth import FailureLimiter
+from .auth import FailureLimiter, client_network
 from .oidc import LoginFailed, OidcLogin
 from .publisher import Outcome
 from .service import HostView, NoSuchObject, Service, ServiceError, Taken, TooMany
@@ -66,7 +66,9 @@ class BearerCache:
 def install(app: bottle.Bottle, service: Service, oidc: OidcLogin | None, client_of: Callable[[], str]) -> None:
     """The API routes; CLIENT_OF is the app's view of the client address (proxies included)."""
     cache = BearerCache(service.config["oidc.userinfo_cache_seconds"])
-    failures = FailureLimiter(service.config["security.max_client_failures"], service.config["security.failure_window"])
+    config = service.config
+    failures = FailureLimiter(config["security.max_client_failures"], config["security.failure_window"],
+                              max_keys=config["security.failure_table_size"])
 
     def reply(body: Any, status: int = 200) -> bottle.HTTPResponse:
         return bottle.HTTPResponse("" if body is None else json.dumps(body), status,
@@ -78,7 +80,8 @@ def install(app: bottle.Bottle, service: Service, oidc: OidcLogin | None, client
             response.set_header("WWW-Authenticate", 'Bearer realm="ddns"')
         return response
 
-    def caller() -> User | None:
+    def caller(known_only: bool) -> User | None:
+        """The token's user; KNOWN_ONLY: without asking the provider (a blocked network's valid tokens still work)."""
         scheme, _, token = bottle.request.get_header("Authorization", "").partition(" ")
         token = token.strip()
         if scheme.lower() != "bearer" or not token or len(token) > 8192:
@@ -89,6 +92,8 @@ def install(app: bottle.Bottle, service: Service, oidc: OidcLogin | None, client
         user_id = cache.get(token)
         if user_id is not None:
             return service.store.user_by_id(user_id)
+        if known_only:
+            return None
         try:
             user = service.login_oidc(oidc.userinfo(token))
         except LoginFailed:
@@ -98,12 +103,13 @@ def install(app: bottle.Bottle, service: Service, oidc: OidcLogin | None, client
 
     def endpoint(handler: Callable) -> Callable:
         def wrapper(*args: Any, **kwargs: Any) -> bottle.HTTPResponse:
-            client = client_of()
-            if failures.blocked(client):
+            network = client_network(client_of())
+            blocked = failures.blocked(network)
+            user = caller(known_only=blocked)
+            if user is None and blocked:
                 return problem(429, "too many failed authentications; wait a few minutes")
-            user = caller()
             if user is None:
-                failures.fail(client)
+                failures.fail(network)
                 return problem(401, "a valid bearer token is needed (a personal API token or an OpenID access token)")
             try:
                 return handler(user, *args, **kwargs)

@@ -20,7 +20,6 @@ import bottle
 import jinja2
 
 from . import clientconfigs, resource_dir
-from .auth import FailureLimiter
 from .oidc import LoginFailed, OidcLogin
 from .publisher import Outcome
 from .service import NoSuchObject, Service, ServiceError, TooMany
@@ -87,8 +86,6 @@ class Portal:
         self.oidc = oidc
         self.local_login = config["portal.local_login"]
         self.sessions = Sessions(service.store, config["portal.session_idle"], config["portal.session_max"], clock)
-        window = config["security.failure_window"]
-        self.login_failures = FailureLimiter(config["portal.max_login_failures"], window)
         self.stash = SecretStash()
         self.env = jinja2.Environment(loader=jinja2.FileSystemLoader(WEB_TEMPLATES), autoescape=True,
                                       undefined=jinja2.StrictUndefined)
@@ -224,17 +221,14 @@ class Portal:
             if not self.local_login:
                 return self.error(visit, 404, "Local accounts are switched off here.")
             name, password = self.form("username", 64), bottle.request.forms.getunicode("password") or ""
-            keys = ["name:" + name.lower(), "client:" + self.client()]
-            if any(self.login_failures.blocked(k) for k in keys):
+            try:
+                user = service.check_password(name, password, self.client())
+            except TooMany:
                 return self.render(visit, "login.html", 429, next=target, logged_out=False,
                                    error="Too many failed logins. Wait a few minutes and try again.")
-            user = service.check_password(name, password)
             if user is None:
-                for key in keys:
-                    self.login_failures.fail(key)
                 return self.render(visit, "login.html", 401, next=target, logged_out=False,
                                    error="Wrong user name or password.")
-            self.login_failures.reset(keys[0])
             self.begin_session(visit, user)
             return self.redirect(target)
 

@@ -19,9 +19,10 @@ from pathlib import Path
 from typing import Callable
 
 from . import bind, resource_dir, zones
-from .auth import FailureLimiter, SecretVerifier, hash_secret, new_secret
+from .auth import FailureLimiter, hash_secret, new_secret
 from .config import Config
 from .gitrepo import HistoryEntry, ZonesRepo
+from .guard import Guard, Verdict
 from .publisher import Change, Outcome, PublishTarget, Publisher, PublisherThread
 from .store import Conflict, Domain, Host, LastSeen, NotFound, Store, User
 from .oidc import Identity
@@ -98,17 +99,12 @@ class Service:
         self.store = store
         self.publisher = publisher
         self.clock = clock
-        self.verifier = SecretVerifier(config["security.secret_cache_seconds"], clock=monotonic)
-        self.passwords = SecretVerifier(ttl=0)  # login passwords: never cached
-        self.failures = FailureLimiter(config["security.max_failures"], config["security.failure_window"], clock=monotonic)
-        self.client_failures = FailureLimiter(config["security.max_client_failures"], config["security.failure_window"],
-                                              clock=monotonic)
+        self.guard = Guard(config, monotonic)  # secrets and passwords: the cache of good ones, failure counters
         self.secret_actions = FailureLimiter(config["portal.max_secret_actions"], config["security.failure_window"],
                                              clock=monotonic)
         self.trusted_proxies = [ipaddress.ip_network(n, strict=False) for n in config["http.trusted_proxies"]]
         self.policy = AddressPolicy(config["dyndns2.allow_private"], config["dyndns2.allow_loopback"])
         self.thread: PublisherThread | None = None
-        self._dummy: str | None = None
         self._seen: dict[str, LastSeen] = {}
         self._seen_lock = threading.Lock()
         self._flusher: threading.Thread | None = None
@@ -117,13 +113,6 @@ class Service:
         self._sync_requested = threading.Event()
         self.sync_error: str | None = None  # the upstream cannot be synced (shown by /healthz)
         self.recent_errors = RecentErrors()
-
-    @property
-    def _dummy_hash(self) -> str:
-        """A hash to check unknown names against, so a miss costs as much as a wrong secret."""
-        if self._dummy is None:
-            self._dummy = hash_secret(new_secret(), self.config["security.bcrypt_rounds"])
-        return self._dummy
 
     @classmethod
     def open(cls, config: Config, clock: Callable[[], float] = time.time) -> "Service":
@@ -330,6 +319,8 @@ class Service:
             "last_error": publisher.last_error,
             "sync_error": self.sync_error,
             "errors": list(reversed(self.recent_errors.lines)),
+            "failure_keys": self.guard.size(),
+            "failure_table_size": self.config["security.failure_table_size"],
         }
 
     def add_domain(self, zone: str, nameservers: list[str] | None = None, actor: str = "cli") -> Outcome:
@@ -387,8 +378,8 @@ class Service:
         """A new secret for FQDN; the old one stops working at once."""
         host = self.host(fqdn)
         secret = new_secret()
+        # A new hash: failure counts are keyed on it, so every process starts afresh for it.
         self.store.set_secret_hash(host.fqdn, hash_secret(secret, self.config["security.bcrypt_rounds"]))
-        self.failures.reset(host.fqdn)
         return secret
 
     def view(self, host: Host) -> HostView:
@@ -453,7 +444,6 @@ class Service:
             if self._record_types(host):
                 return Outcome.FAILED
             self.store.delete_host(host.fqdn)
-        self.failures.reset(host.fqdn)
         if batch is None:
             return Outcome.GOOD
         outcomes = batch.settle(self.publisher.wait_served(batch.serials))
@@ -570,54 +560,51 @@ class Service:
         self.set_domain_access(zone, public, clean)
         return outcome
 
-    def check_password(self, name: str, password: str) -> User | None:
-        """The local user NAME if PASSWORD is theirs. Unknown names pay the same bcrypt cost."""
+    def check_password(self, name: str, password: str, client: str = "") -> User | None:
+        """The local user NAME if PASSWORD is theirs, else None. Unknown names pay the same bcrypt cost.
+
+        Raises TooMany while CLIENT's network failed too often for NAME, or too
+        often in all: the guesser waits, not NAME's owner elsewhere nor others
+        behind the same address.
+        """
         try:
             user = self.store.user(name)
         except NotFound:
             user = None
-        stored = user.password_hash if user is not None else None
-        if self.passwords.verify(password[:1024], stored or self._dummy_hash) and stored:
-            return user
-        return None
+        verdict = self.guard.check_password(name, user.password_hash if user else None, password, client)
+        if verdict == "abuse":
+            raise TooMany("too many failed logins")
+        return user if verdict == "ok" else None
 
     # ---- authentication for updates ---------------------------------------
-    def authenticate(self, username: str, secret: str, client: str = "") -> tuple[str, Host | User | None]:
-        """Check dyndns2 credentials.
-
-        Returns ("ok", host-or-user), ("abuse", None) when the name or the
-        client address is blocked after too many failures, or ("badauth",
-        None). Unknown names cost a bcrypt check too, so they cannot be told
-        apart by timing.
-        """
-        if client and self.client_failures.blocked(client):
-            return "abuse", None
+    def _principal(self, username: str) -> tuple[str, Host | User | None, str | None]:
+        """(failure-key name, the host or user USERNAME names or None, its stored secret hash)."""
         try:
-            name = normalize_name(username)
+            host = self.store.find_host(normalize_name(username))
         except InvalidName:
-            name = None
-        host = self.store.find_host(name) if name else None
+            host = None
         if host is not None:
-            key, stored = host.fqdn, host.secret_hash
-            if host.blocked:
-                return "abuse", None
-        else:
-            try:
-                user = self.store.user(username)
-                key, stored = "user:" + user.name, user.token_hash
-            except NotFound:
-                user = None
-                key, stored = "unknown:" + username[:100], None
-        if self.failures.blocked(key):
+            return host.fqdn, host, host.secret_hash
+        try:
+            user = self.store.user(username)
+        except NotFound:
+            return "unknown:" + username[:100], None, None
+        return "user:" + user.name, user, user.token_hash
+
+    def authenticate(self, username: str, secret: str, client: str = "") -> tuple[Verdict, Host | User | None]:
+        """Check dyndns2 credentials: ("ok", host-or-user), ("badauth", None) or ("abuse", None).
+
+        abuse: a host an admin blocked, or a guesser (see ddns.guard): a known-good
+        credential is never refused for others' failures.
+        """
+        name, principal, stored = self._principal(username)
+        host = principal if isinstance(principal, Host) else None
+        if host is not None and host.blocked:
             return "abuse", None
-        if self.verifier.verify(secret, stored or self._dummy_hash) and stored:
-            return "ok", host if host is not None else user
-        self.failures.fail(key)
-        if client:
-            self.client_failures.fail(client)
-        if host is not None:
+        verdict = self.guard.check_secret(name, stored, secret, client, host.last_client if host else None)
+        if verdict == "badauth" and host is not None:
             self.store.count_fault(host.fqdn, "auth")
-        return "badauth", None
+        return verdict, principal if verdict == "ok" else None
 
 
 API_TOKEN_PREFIX = "ddns_"

@@ -379,7 +379,10 @@ class Service:
         host = self.host(fqdn)
         secret = new_secret()
         # A new hash: failure counts are keyed on it, so every process starts afresh for it.
-        self.store.set_secret_hash(host.fqdn, hash_secret(secret, self.config["security.bcrypt_rounds"]))
+        try:
+            self.store.set_secret_hash(host.fqdn, hash_secret(secret, self.config["security.bcrypt_rounds"]))
+        except NotFound as exc:  # deleted while the hash was computed
+            raise NoSuchObject(f"no host {fqdn}") from exc
         return secret
 
     def view(self, host: Host) -> HostView:

@@ -287,3 +287,25 @@ def test_the_publisher_evaluates_a_guard_under_its_lock_when_it_applies_the_chan
     assert "kept" in records and "plain" in records and "refused" not in records
     assert publisher.apply([Change(ZONE, "refused", "A", "192.0.2.2", "test", guard=guard(False))]) == [Outcome.REFUSED]
     assert instance.commit_count() == before + 1
+
+
+def test_new_secret_for_a_host_deleted_meanwhile_is_no_host_at_the_cli(instance, monkeypatch):
+    """`ddns host secret` racing `ddns host delete`: the secret is hashed (slow), the host goes meanwhile.
+
+    The CLI must say "no host" (exit 1), not end in a traceback; the deletion stands.
+    """
+    from ddns import service as service_module
+
+    fqdn = "racer.dyn.example.test"
+    instance.add_host(fqdn)
+    real_hash = service_module.hash_secret
+
+    def delete_first(secret: str, rounds: int = 12) -> str:
+        assert instance.cli("host", "delete", fqdn).code == 0  # another process deletes it now
+        return real_hash(secret, rounds)
+
+    monkeypatch.setattr(service_module, "hash_secret", delete_first)
+    r = instance.cli("host", "secret", fqdn)
+    assert r.code == 1 and "no host" in r.err, (r.code, r.err)
+    monkeypatch.undo()
+    assert fqdn not in instance.cli("host", "list").out

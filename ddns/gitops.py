@@ -174,15 +174,14 @@ def render_zone_at(repo: Path, rev: str, zone: str, template_dirs: list[Path], c
         zone_dir = _materialize(repo, rev, zone, Path(tmp))
         try:
             source = zones.ZoneSource.read(zone_dir)
-            env = zones.template_environment([Path(tmp), *template_dirs])
-            template = env.get_template(source.template_name)
+            template = zones.template_environment(template_dirs).get_template(zones.TEMPLATE_FILE)
             dyn_path = zone_dir / zones.DYNAMIC_FILE
             dynamic = zones.parse_dynamic(dyn_path.read_text()) if dyn_path.exists() else {}
             rendered_path = zone_dir / zones.rendered_file(zone)
             serial = (zones.serial_of(rendered_path.read_text()) if rendered_path.exists() else None) or 1
             text = zones.render_zone(template, source.settings, serial, source.static_text, dynamic)
-        except Exception as exc:  # TOML syntax, template errors, bad dynamic lines
-            return ZoneCheck(zone, None, [f"{zone}/{_which_file(exc)}: {exc}"])
+        except Exception as exc:  # refused sources, TOML syntax, template errors, bad dynamic lines
+            return ZoneCheck(zone, None, [_source_error(zone, exc)])
         check_path = Path(tmp) / "candidate.zone"
         check_path.write_text(text)
         message = bind.check_zone(zone, check_path, checkzone)
@@ -191,12 +190,15 @@ def render_zone_at(repo: Path, rev: str, zone: str, template_dirs: list[Path], c
         return ZoneCheck(zone, text, _map_errors(message, str(check_path), text, source.static_text, zone))
 
 
-def _which_file(exc: Exception) -> str:
+def _source_error(zone: str, exc: Exception) -> str:
+    """EXC as an error naming the file to fix (the zone template is the operator's, not a file of the zone)."""
+    if isinstance(exc, zones.SourceError):
+        return f"{zone}/{exc}"
     if isinstance(exc, jinja2.TemplateError):
-        return zones.TEMPLATE_FILE
+        return f"{zone}: the zone template: {exc}"
     if isinstance(exc, zones.BadRecordLine):
-        return zones.DYNAMIC_FILE
-    return zones.SETTINGS_FILE
+        return f"{zone}/{zones.DYNAMIC_FILE}: {exc}"
+    return f"{zone}/{zones.SETTINGS_FILE}: {exc}"
 
 
 def _map_errors(message: str, check_path: str, text: str, static_text: str, zone: str) -> list[str]:

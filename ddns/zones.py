@@ -7,6 +7,10 @@ Layout of one zone directory ``ZONE/`` in the repository:
 - ``dynamic.records`` one ``LABEL TYPE ADDRESS`` per line, sorted     -- service
 - ``ZONE.zone``       the rendered file BIND loads                    -- service
 
+There is no per-zone template: a template is code, and the zones repository is
+data that admins push. Zones are rendered only with the shipped template or the
+operator's (``zones.templates``, a path in the config file).
+
 A pull request and a service commit never touch the same file. Everything
 here is pure except the small readers, which take paths.
 """
@@ -25,6 +29,15 @@ SETTINGS_FILE = "zone.toml"
 STATIC_FILE = "static.zone"
 DYNAMIC_FILE = "dynamic.records"
 TEMPLATE_FILE = "zone.j2"
+
+
+class SourceError(ValueError):
+    """A human-edited file of a zone that must not be published; says which file (and line) to fix."""
+
+    def __init__(self, file: str, line: int | None, message: str):
+        super().__init__(f"{file}:{line}: {message}" if line else f"{file}: {message}")
+        self.file = file
+        self.line = line
 
 
 def rendered_file(zone: str) -> str:
@@ -135,7 +148,11 @@ def static_names(static_text: str, zone: str = "") -> set[str]:
 
 
 def template_environment(template_dirs: list[Path]) -> jinja2.Environment:
-    """Jinja for zone files: no HTML escaping, undefined variables are errors."""
+    """Jinja for zone files: no HTML escaping, undefined variables are errors.
+
+    Unsandboxed, so only for trusted templates (the shipped one, the
+    operator's): never give it a directory of the zones repository.
+    """
     return jinja2.Environment(
         loader=jinja2.FileSystemLoader([str(d) for d in template_dirs]),
         autoescape=False,
@@ -169,17 +186,20 @@ class ZoneSource:
 
     settings: ZoneSettings
     static_text: str
-    template_name: str = TEMPLATE_FILE
     reserved: set[str] = field(default_factory=set)
 
     @classmethod
     def read(cls, zone_dir: Path) -> "ZoneSource":
+        """Read and check the sources; SourceError names the file to fix."""
         zone = zone_dir.name
+        if (zone_dir / TEMPLATE_FILE).exists():
+            raise SourceError(TEMPLATE_FILE, None, "per-zone templates are not supported (a template is code the "
+                                                   "service would run); remove it: zone.toml and static.zone hold "
+                                                   "the zone, the operator's zones.templates its layout")
         settings = ZoneSettings.from_toml(zone, (zone_dir / SETTINGS_FILE).read_text())
         static_path = zone_dir / STATIC_FILE
         static_text = static_path.read_text() if static_path.exists() else ""
-        template_name = f"{zone}/{TEMPLATE_FILE}" if (zone_dir / TEMPLATE_FILE).exists() else TEMPLATE_FILE
-        return cls(settings, static_text, template_name, static_names(static_text, zone) | {"@"})
+        return cls(settings, static_text, static_names(static_text, zone) | {"@"})
 
 
 def list_zones(repo_dir: Path) -> list[str]:

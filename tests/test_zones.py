@@ -236,19 +236,19 @@ def test_zone_source_reserves_static_names(tmp_path):
     source = zones.ZoneSource.read(zone_dir)
     assert source.settings.name == ZONE
     assert source.settings.dynamic_ttl == 30
-    assert source.template_name == zones.TEMPLATE_FILE
     assert {"www", "vpn", "@"} <= source.reserved
     assert zones.list_zones(tmp_path) == [ZONE]
 
 
-def test_zone_source_prefers_a_zone_template(tmp_path):
+def test_zone_source_refuses_a_zone_template(tmp_path):
+    """A template in the zones repository is code pushed by admins: refused, never parsed."""
     zone_dir = tmp_path / ZONE
     zone_dir.mkdir()
     (zone_dir / zones.SETTINGS_FILE).write_text("")
-    (zone_dir / zones.TEMPLATE_FILE).write_text("{{ zone.name }}\n")
-    source = zones.ZoneSource.read(zone_dir)
-    assert source.template_name == f"{ZONE}/{zones.TEMPLATE_FILE}"
-    assert source.static_text == ""
+    (zone_dir / zones.TEMPLATE_FILE).write_text("{{ cycler.__init__.__globals__.os.system('false') }}\n")
+    with pytest.raises(zones.SourceError, match=r"^zone\.j2: per-zone templates are not supported") as info:
+        zones.ZoneSource.read(zone_dir)
+    assert (info.value.file, info.value.line) == (zones.TEMPLATE_FILE, None)
 
 
 # ---------------------------------------------------------------- render_zone + named-checkzone

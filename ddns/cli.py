@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping, TextIO
 
-from . import __version__, bind, config as configmod, gitops, resource_dir
+from . import __version__, bind, config as configmod, gitops, resource_dir, zones
 from .auth import new_secret
 from .gitrepo import ZonesRepo
 from .publisher import Outcome
@@ -318,15 +318,16 @@ def cmd_check(args, env: Env) -> Exit:
     rev = gitops.git_output(repo, "rev-parse", "--verify", args.rev)
     cfg = _load_config(args, env)  # defaults in an admin's clone without a ddns.toml
     base = args.base
+    upstream = gitops.git_output(repo, "rev-parse", "--verify", "-q", f"origin/{cfg['zones.branch']}", check=False)
     if base is None:  # where the branch left the published one; without a remote, the parent
-        upstream = gitops.git_output(repo, "rev-parse", "--verify", "-q", f"origin/{cfg['zones.branch']}", check=False)
         base = gitops.git_output(repo, "merge-base", upstream, rev, check=False) if upstream else None
         if not upstream:
             base = gitops.git_output(repo, "rev-parse", "--verify", "-q", f"{rev}~1", check=False) or None
     else:
         base = gitops.git_output(repo, "rev-parse", "--verify", base)
     report = gitops.check_revision(repo, rev, base, zone_template_dirs(cfg), checkzone=cfg["bind.checkzone"],
-                                   max_share=cfg["zones.max_change_share"])
+                                   max_share=cfg["zones.max_change_share"],
+                                   host_labels=gitops.host_labels_at(repo, upstream) if upstream else None)
     forced = gitops.forced_by_commits(repo, base, rev)
     if args.json:
         env.out(json.dumps({**report.as_dict(), "forced": forced, "ok": report.ok(forced)}, indent=2))
@@ -383,7 +384,8 @@ def cmd_hook(args, env: Env) -> Exit:
             ok = False
             continue
         report = gitops.check_revision(repo, new, None if old == zero else old, zone_template_dirs(cfg),
-                                       checkzone=cfg["bind.checkzone"], max_share=cfg["zones.max_change_share"])
+                                       checkzone=cfg["bind.checkzone"], max_share=cfg["zones.max_change_share"],
+                                       host_labels=_service_host_labels(cfg))
         forced = gitops.FORCE_PUSH_OPTION in options or gitops.forced_by_commits(repo, None if old == zero else old, new)
         for error in report.errors:
             env.err(f"ddns: error: {error}")
@@ -397,6 +399,16 @@ def cmd_hook(args, env: Env) -> Exit:
         else:
             env.err("ddns: " + gitops.format_plan(report.plans).strip().replace("\n", "\nddns: "))
     return Exit.OK if ok else Exit.ERROR
+
+
+def _service_host_labels(cfg: configmod.Config) -> gitops.HostLabels:
+    """The hosts' labels per zone in the service's clone, newer than the pushed-to repository's by up to a push."""
+    root = cfg.path("zones.repo")
+
+    def labels(zone: str) -> set[str]:
+        path = root / zone / zones.DYNAMIC_FILE
+        return {label for label, _ in zones.parse_dynamic(path.read_text())} if path.is_file() else set()
+    return labels
 
 
 def cmd_audit(args, env: Env) -> Exit:

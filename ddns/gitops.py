@@ -12,6 +12,7 @@ import subprocess
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 import dns.exception
 import dns.rdatatype
@@ -165,10 +166,17 @@ class ZoneCheck:
     errors: list[str]
 
 
-def render_zone_at(repo: Path, rev: str, zone: str, template_dirs: list[Path], checkzone: str) -> ZoneCheck:
+# The labels hosts use in a zone now (beyond those of the revision checked): the service's newest records.
+HostLabels = Callable[[str], set[str]]
+
+
+def render_zone_at(repo: Path, rev: str, zone: str, template_dirs: list[Path], checkzone: str,
+                   host_labels: HostLabels | None = None) -> ZoneCheck:
     """Render ZONE as REV has it (its own dynamic records and serial) and run named-checkzone.
 
-    Errors name the file a human edits: ``ZONE/static.zone:LINE: message``.
+    The sources are checked as the publisher checks them (zones.ZoneSource.read,
+    zones.check_host_names, against REV's and HOST_LABELS' hosts) before any
+    tool reads them. Errors name the file a human edits: ``ZONE/static.zone:LINE: message``.
     """
     with tempfile.TemporaryDirectory(prefix="ddns-check-") as tmp:
         zone_dir = _materialize(repo, rev, zone, Path(tmp))
@@ -177,6 +185,7 @@ def render_zone_at(repo: Path, rev: str, zone: str, template_dirs: list[Path], c
             template = zones.template_environment(template_dirs).get_template(zones.TEMPLATE_FILE)
             dyn_path = zone_dir / zones.DYNAMIC_FILE
             dynamic = zones.parse_dynamic(dyn_path.read_text()) if dyn_path.exists() else {}
+            zones.check_host_names(source, {label for label, _ in dynamic} | (host_labels(zone) if host_labels else set()))
             rendered_path = zone_dir / zones.rendered_file(zone)
             serial = (zones.serial_of(rendered_path.read_text()) if rendered_path.exists() else None) or 1
             text = zones.render_zone(template, source.settings, serial, source.static_text, dynamic)
@@ -239,11 +248,13 @@ class CheckReport:
 
 def check_revision(repo: Path, rev: str, base: str | None, template_dirs: list[Path], *,
                    checkzone: str = "named-checkzone", max_share: float = 0.3,
-                   allow_service_files: bool = False) -> CheckReport:
+                   allow_service_files: bool = False, host_labels: HostLabels | None = None) -> CheckReport:
     """Validate REV against BASE: touched zones render and pass named-checkzone, guard rails hold.
 
     ``allow_service_files`` is for the service's own pushes; humans may not
     touch dynamic.records or the rendered file, nor forge audit trailers.
+    ``host_labels`` gives the hosts' names in a zone now, so a static record
+    cannot take the name of a host newer than REV.
     """
     report = CheckReport(base, rev)
     if base is not None:
@@ -264,20 +275,39 @@ def check_revision(repo: Path, rev: str, base: str | None, template_dirs: list[P
             continue
         old_records = new_records = None
         if zone in new_zones:
-            result = render_zone_at(repo, rev, zone, template_dirs, checkzone)
-            report.errors += result.errors
+            result = render_zone_at(repo, rev, zone, template_dirs, checkzone, host_labels)
+            new_records = _records_or_errors(result)
             if result.errors:
+                report.errors += result.errors
                 continue
-            new_records = zone_records(result.text, zone)
         if zone in old_zones:
             before = render_zone_at(repo, base, zone, template_dirs, checkzone)
-            old_records = zone_records(before.text, zone) if before.text and not before.errors else None
+            old_records = _records_or_errors(before) if before.text and not before.errors else None
             if old_records is None and new_records is not None:
                 old_records = {}  # the base was broken: everything counts as added
         plan = diff_records(zone, old_records, new_records)
         report.plans.append(plan)
         report.guarded += guard_problems(plan, max_share)
     return report
+
+
+def _records_or_errors(check: ZoneCheck) -> Records | None:
+    """The records of a checked zone; a file named-checkzone takes but the planner cannot read is an error, not a crash."""
+    if check.errors or check.text is None:
+        return None
+    try:
+        return zone_records(check.text, check.zone)
+    except dns.exception.DNSException as exc:
+        check.errors.append(f"{check.zone}: the rendered zone cannot be planned: {exc}")
+        return None
+
+
+def host_labels_at(repo: Path, rev: str) -> HostLabels:
+    """The hosts' labels per zone as REV's dynamic.records have them (for ``ddns check``: the published branch)."""
+    def labels(zone: str) -> set[str]:
+        text = git_output(repo, "show", f"{rev}:{zone}/{zones.DYNAMIC_FILE}", check=False)
+        return {label for label, _ in zones.parse_dynamic(text)}
+    return labels
 
 
 def forced_by_commits(repo: Path, base: str | None, rev: str) -> bool:

@@ -180,6 +180,7 @@ class Publisher:
         source = zones.ZoneSource.read(zone_dir)
         template = self.env.get_template(zones.TEMPLATE_FILE)
         dynamic = zones.parse_dynamic(dyn_path.read_text()) if dyn_path.exists() else {}
+        zones.check_host_names(source, {label for label, _ in dynamic})
         serial = zones.serial_of(rendered_path.read_text()) if rendered_path.exists() else None
         return ZoneState(source, template, dynamic, serial or 0, stamp, source_stamp=_stamp(*self._source_paths(zone)))
 
@@ -289,6 +290,10 @@ class Publisher:
                 continue
             if state.broken:
                 outcomes[i] = Outcome.DNSERR
+                continue
+            if change.address is not None and change.label in state.source.owners:
+                log.warning("%s: refused, static records of %s use that name", change.fqdn, change.zone)
+                outcomes[i] = Outcome.FAILED  # never merge a host's records into static ones
                 continue
             dynamic = new_dynamic.setdefault(change.zone, dict(state.dynamic))
             key = (change.label, change.rtype)

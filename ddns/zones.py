@@ -20,6 +20,7 @@ import re
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Iterable, Iterator
 
 import jinja2
 
@@ -126,25 +127,125 @@ def serial_of(zone_text: str) -> int | None:
     return int(match.group(1)) if match else None
 
 
-def static_names(static_text: str, zone: str = "") -> set[str]:
-    """Owner names used by static records (relative, lowercased): reserved for hosts.
+# ---- static.zone: what a human may write there ------------------------------------------------
 
-    Absolute owners inside ZONE are made relative (its apex becomes ``@``).
+# $INCLUDE would make named (and named-checkzone) read a file of the server's disk; $GENERATE makes
+# records nobody sees in the file. Only these two directives are allowed:
+ALLOWED_DIRECTIVES = ("$TTL", "$ORIGIN")
+_TOKEN_END = frozenset(' \t\r\n;()"')
+
+
+@dataclass(frozen=True)
+class StaticEntry:
+    """One entry of a zone file (lines joined inside parentheses)."""
+
+    line: int                 # where it starts
+    owner: bool               # it starts in column 0: its first field is an owner name or a directive
+    fields: tuple[str, ...]
+
+
+def _tokens(text: str) -> Iterator[tuple[int, bool, str]]:
+    """(line, in column 0, token) of zone-file TEXT; line ends and parentheses are tokens of their own.
+
+    Comments, quoted strings and backslash escapes as BIND reads them, except
+    that neither a quote nor an escape ever swallows a line end: stricter
+    than BIND, so nothing can hide a directive at the start of a line.
+    """
+    line, i, n, line_start = 1, 0, len(text), 0
+    while i < n:
+        c = text[i]
+        if c == "\n":
+            yield line, False, c
+            line, i, line_start = line + 1, i + 1, i + 1
+        elif c in " \t\r":
+            i += 1
+        elif c == ";":
+            end = text.find("\n", i)
+            i = n if end < 0 else end
+        elif c in "()":
+            yield line, i == line_start, c
+            i += 1
+        else:
+            stop = '"\n' if c == '"' else _TOKEN_END
+            j = i + 1 if c == '"' else i
+            while j < n and text[j] not in stop:
+                j += 2 if text[j] == "\\" and j + 1 < n and text[j + 1] != "\n" else 1
+            if c == '"' and j < n and text[j] == '"':
+                j += 1
+            yield line, i == line_start, text[i:j]
+            i = j
+
+
+def static_entries(text: str) -> list[StaticEntry]:
+    """The entries of zone-file TEXT, in order."""
+    entries: list[StaticEntry] = []
+    depth, started, start, owner, fields = 0, False, 0, False, []
+    for line, column0, token in _tokens(text):
+        if token == "\n":
+            if depth == 0:
+                if fields:
+                    entries.append(StaticEntry(start, owner, tuple(fields)))
+                started, fields = False, []
+            continue
+        if not started:
+            started, start, owner = True, line, column0
+        if token == "(":
+            depth += 1
+        elif token == ")":
+            depth = max(depth - 1, 0)
+        else:
+            fields.append(token)
+    if fields:
+        entries.append(StaticEntry(start, owner, tuple(fields)))
+    return entries
+
+
+def _absolute(name: str, origin: str) -> str:
+    if name == "@":
+        return origin
+    return name[:-1].lower() if name.endswith(".") else f"{name}.{origin}".lower()
+
+
+def static_owners(static_text: str, zone: str) -> dict[str, int]:
+    """Owner names of static.zone, relative to ZONE (its apex ``@``), each with the line it first appears on.
+
+    Refuses (SourceError naming the line) what would publish something other
+    than the file shows: directives but $TTL and $ORIGIN, and names or an
+    $ORIGIN outside ZONE (named drops such data without failing).
     """
     zone = zone.lower().rstrip(".")
-    names = set()
-    for line in static_text.splitlines():
-        if not line or line[0] in " \t;$(":
+    origin, owners = zone, {}
+    for entry in static_entries(static_text):
+        first = entry.fields[0]
+        if first.startswith("$"):
+            directive = first.upper()
+            if directive not in ALLOWED_DIRECTIVES:
+                raise SourceError(STATIC_FILE, entry.line, f"{first} is not allowed (only {' and '.join(ALLOWED_DIRECTIVES)})")
+            if directive == "$ORIGIN":
+                if len(entry.fields) < 2:
+                    raise SourceError(STATIC_FILE, entry.line, "$ORIGIN without a name")
+                origin = _inside(zone, _absolute(entry.fields[1], origin), entry.line, "$ORIGIN")
             continue
-        owner = line.split()[0].lower()
-        if zone and owner.endswith("."):
-            owner = owner[:-1]
-            if owner == zone:
-                owner = "@"
-            elif owner.endswith("." + zone):
-                owner = owner[: -len(zone) - 1]
-        names.add(owner.rstrip("."))
-    return names
+        if entry.owner:
+            name = _inside(zone, _absolute(first, origin), entry.line, "the name")
+            owners.setdefault("@" if name == zone else name[: -len(zone) - 1], entry.line)
+    return owners
+
+
+def _inside(zone: str, name: str, line: int, what: str) -> str:
+    if name != zone and not name.endswith("." + zone):
+        raise SourceError(STATIC_FILE, line, f"{what} {name + '.' if name else '.'} is outside the zone {zone}. "
+                                             "(named would drop its records)")
+    return name
+
+
+def check_host_names(source: "ZoneSource", host_labels: Iterable[str]) -> None:
+    """Refuse static records on names that hosts use: named would merge them into the host's records."""
+    clash = sorted(set(host_labels) & source.owners.keys(), key=lambda name: source.owners[name])
+    if clash:
+        raise SourceError(STATIC_FILE, source.owners[clash[0]],
+                          f"{', '.join(clash)}: the name of a registered host (dynamic.records); "
+                          "static records there would join its records")
 
 
 def template_environment(template_dirs: list[Path]) -> jinja2.Environment:
@@ -186,7 +287,12 @@ class ZoneSource:
 
     settings: ZoneSettings
     static_text: str
-    reserved: set[str] = field(default_factory=set)
+    owners: dict[str, int] = field(default_factory=dict)  # static owner names -> first line (static_owners)
+
+    @property
+    def reserved(self) -> set[str]:
+        """Names hosts may not take: the static ones and the apex."""
+        return set(self.owners) | {"@"}
 
     @classmethod
     def read(cls, zone_dir: Path) -> "ZoneSource":
@@ -199,7 +305,7 @@ class ZoneSource:
         settings = ZoneSettings.from_toml(zone, (zone_dir / SETTINGS_FILE).read_text())
         static_path = zone_dir / STATIC_FILE
         static_text = static_path.read_text() if static_path.exists() else ""
-        return cls(settings, static_text, static_names(static_text, zone) | {"@"})
+        return cls(settings, static_text, static_owners(static_text, zone))
 
 
 def list_zones(repo_dir: Path) -> list[str]:

@@ -132,7 +132,6 @@ def serial_of(zone_text: str) -> int | None:
 # $INCLUDE would make named (and named-checkzone) read a file of the server's disk; $GENERATE makes
 # records nobody sees in the file. Only these two directives are allowed:
 ALLOWED_DIRECTIVES = ("$TTL", "$ORIGIN")
-_TOKEN_END = frozenset(' \t\r\n;()"')
 
 
 @dataclass(frozen=True)
@@ -144,6 +143,15 @@ class StaticEntry:
     fields: tuple[str, ...]
 
 
+_TOKEN = re.compile(r"""
+    (?P<newline>\n)
+  | [ \t\r]+ | ;[^\n]*                                    # blanks, comments
+  | (?P<paren>[()])
+  | (?P<token>"(?:[^"\\\n]+|\\[^\n])*"?                 # a quoted string, never past a line end
+             | (?:[^ \t\r\n;()"\\]+|\\[^\n])+ | \\)     # a word with escapes; a lone backslash
+""", re.X)
+
+
 def _tokens(text: str) -> Iterator[tuple[int, bool, str]]:
     """(line, in column 0, token) of zone-file TEXT; line ends and parentheses are tokens of their own.
 
@@ -151,29 +159,13 @@ def _tokens(text: str) -> Iterator[tuple[int, bool, str]]:
     that neither a quote nor an escape ever swallows a line end: stricter
     than BIND, so nothing can hide a directive at the start of a line.
     """
-    line, i, n, line_start = 1, 0, len(text), 0
-    while i < n:
-        c = text[i]
-        if c == "\n":
-            yield line, False, c
-            line, i, line_start = line + 1, i + 1, i + 1
-        elif c in " \t\r":
-            i += 1
-        elif c == ";":
-            end = text.find("\n", i)
-            i = n if end < 0 else end
-        elif c in "()":
-            yield line, i == line_start, c
-            i += 1
-        else:
-            stop = '"\n' if c == '"' else _TOKEN_END
-            j = i + 1 if c == '"' else i
-            while j < n and text[j] not in stop:
-                j += 2 if text[j] == "\\" and j + 1 < n and text[j + 1] != "\n" else 1
-            if c == '"' and j < n and text[j] == '"':
-                j += 1
-            yield line, i == line_start, text[i:j]
-            i = j
+    line, line_start = 1, 0
+    for match in _TOKEN.finditer(text):
+        if match.group("newline"):
+            yield line, False, "\n"
+            line, line_start = line + 1, match.end()
+        elif match.lastgroup in ("paren", "token"):
+            yield line, match.start() == line_start, match.group()
 
 
 def static_entries(text: str) -> list[StaticEntry]:

@@ -14,7 +14,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from conftest import Instance, wait_until
+from conftest import Instance, serving, wait_until
 from test_gitops_hooks import (ZONE, admin_clone, append, assert_accepted, bare, commit, edit, git, output,
                                pull, push, state, static_path, line_of, assert_refused)
 
@@ -160,3 +160,18 @@ def test_publisher_never_merges_static_and_host_records(running, tmp_path):
     assert proc.returncode == 3, proc.stdout + proc.stderr
     assert json.loads(proc.stdout)[ZONE].startswith(f"broken: static.zone:{line}: vm: the name of a registered host")
     assert inst.dig("vm." + ZONE, "A") == ["192.0.2.82"]
+
+
+def test_pre_receive_knows_hosts_the_service_has_not_pushed_yet(instance, tmp_path):
+    """The hook checks against the service's clone, not only against what reached the pushed-to repository."""
+    with serving(instance, {"zones.push_seconds": 3600.0, "zones.sync_seconds": 3600.0}) as running:
+        clone = admin_clone(instance, tmp_path)
+        secret = instance.add_host("vm." + ZONE)
+        assert running.update("vm." + ZONE, secret, "myip=192.0.2.82") == (200, "good 192.0.2.82\n")
+        assert "vm" not in git(bare(instance), "show", f"main:{ZONE}/dynamic.records").stdout  # not pushed yet
+        append(clone, STATIC, "vm IN A 192.0.2.99\n")
+        commit(clone, "A static vm")
+        out = assert_refused(push(clone))
+        assert f"remote: ddns: error: {STATIC}:{line_of((clone / STATIC).read_text(), 'vm IN A')}: vm: the name of a " \
+               "registered host" in out, out
+        assert instance.dig("vm." + ZONE, "A") == ["192.0.2.82"]

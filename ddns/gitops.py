@@ -7,6 +7,7 @@ naming the file and line a human has to fix.
 """
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 import tempfile
@@ -150,12 +151,19 @@ def zones_at(repo: Path, rev: str | None) -> set[str]:
 
 
 def _materialize(repo: Path, rev: str, zone: str, target: Path) -> Path:
-    """Write ZONE's files at REV into TARGET/ZONE."""
+    """Write ZONE's files at REV into TARGET/ZONE as a checkout has them (symbolic links as links, unfollowed)."""
     zone_dir = target / zone
     zone_dir.mkdir(parents=True, exist_ok=True)
-    for path in git_output(repo, "ls-tree", "--name-only", rev, f"{zone}/").splitlines():
+    for entry in filter(None, git_output(repo, "ls-tree", "-z", rev, f"{zone}/").split("\0")):
+        meta, path = entry.split("\t", 1)
+        mode, kind, _ = meta.split()
+        if kind != "blob":
+            continue
         blob = subprocess.run(["git", "-C", str(repo), "show", f"{rev}:{path}"], capture_output=True, check=True).stdout
-        (target / path).write_bytes(blob)
+        if mode == "120000":
+            os.symlink(blob, target / path)
+        else:
+            (target / path).write_bytes(blob)
     return zone_dir
 
 

@@ -16,6 +16,7 @@ here is pure except the small readers, which take paths.
 """
 from __future__ import annotations
 
+import os
 import re
 import tomllib
 from dataclasses import dataclass, field
@@ -290,10 +291,13 @@ class ZoneSource:
     def read(cls, zone_dir: Path) -> "ZoneSource":
         """Read and check the sources; SourceError names the file to fix."""
         zone = zone_dir.name
-        if (zone_dir / TEMPLATE_FILE).exists():
+        if os.path.lexists(zone_dir / TEMPLATE_FILE):
             raise SourceError(TEMPLATE_FILE, None, "per-zone templates are not supported (a template is code the "
                                                    "service would run); remove it: zone.toml and static.zone hold "
                                                    "the zone, the operator's zones.templates its layout")
+        for name in (SETTINGS_FILE, STATIC_FILE):
+            if (zone_dir / name).is_symlink():  # it would make the service read a file of its disk
+                raise SourceError(name, None, "is a symbolic link: make it a file")
         settings = ZoneSettings.from_toml(zone, (zone_dir / SETTINGS_FILE).read_text())
         static_path = zone_dir / STATIC_FILE
         static_text = static_path.read_text() if static_path.exists() else ""
@@ -302,7 +306,7 @@ class ZoneSource:
 
 def list_zones(repo_dir: Path) -> list[str]:
     """Zones in the repository: directories holding a ``zone.toml``."""
-    return sorted(p.parent.name for p in repo_dir.glob(f"*/{SETTINGS_FILE}"))
+    return sorted(p.parent.name for p in repo_dir.glob(f"*/{SETTINGS_FILE}") if not p.parent.is_symlink())
 
 
 

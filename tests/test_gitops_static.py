@@ -175,3 +175,26 @@ def test_pre_receive_knows_hosts_the_service_has_not_pushed_yet(instance, tmp_pa
         assert f"remote: ddns: error: {STATIC}:{line_of((clone / STATIC).read_text(), 'vm IN A')}: vm: the name of a " \
                "registered host" in out, out
         assert instance.dig("vm." + ZONE, "A") == ["192.0.2.82"]
+
+
+def test_symbolic_links_are_refused_and_never_followed(running, tmp_path):
+    inst = running.instance
+    clone = admin_clone(inst, tmp_path)
+    server_file = tmp_path / "server-file.zone"  # valid for the zone: only the link itself can be refused
+    server_file.write_text((clone / STATIC).read_text() + secret_zone_file(tmp_path).read_text())
+    (clone / STATIC).unlink()
+    (clone / STATIC).symlink_to(server_file)
+    commit(clone, "static.zone from the server's disk")
+    before = state(inst)
+    out = assert_refused(push(clone))
+    assert f"remote: ddns: error: {STATIC}: is a symbolic link: make it a file" in out, out
+    assert state(inst) == before
+    proc = ddns(inst, "check", "--repo", str(clone), "--json")
+    assert proc.returncode == 1 and json.loads(proc.stdout)["errors"] == [f"{STATIC}: is a symbolic link: make it a file"]
+
+    push_past_the_hooks(inst, clone)
+    proc = ddns(inst, "apply", "--json")
+    assert proc.returncode == 3, proc.stdout + proc.stderr
+    assert json.loads(proc.stdout)[ZONE] == "broken: static.zone: is a symbolic link: make it a file"
+    assert inst.dig("leak." + ZONE, "A") == []
+    assert "leak" not in inst.git("show", f"HEAD:{ZONE}/{ZONE}.zone")

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping, TextIO
 
-from . import __version__, bind, config as configmod, gitops, resource_dir, zones
+from . import __version__, bind, config as configmod, gitops, resource_dir
 from .auth import new_secret
 from .gitrepo import ZonesRepo
 from .publisher import Outcome
@@ -385,7 +385,7 @@ def cmd_hook(args, env: Env) -> Exit:
             continue
         report = gitops.check_revision(repo, new, None if old == zero else old, zone_template_dirs(cfg),
                                        checkzone=cfg["bind.checkzone"], max_share=cfg["zones.max_change_share"],
-                                       host_labels=_service_host_labels(cfg))
+                                       host_labels=gitops.host_labels_in(cfg.path("zones.repo")))
         forced = gitops.FORCE_PUSH_OPTION in options or gitops.forced_by_commits(repo, None if old == zero else old, new)
         for error in report.errors:
             env.err(f"ddns: error: {error}")
@@ -399,16 +399,6 @@ def cmd_hook(args, env: Env) -> Exit:
         else:
             env.err("ddns: " + gitops.format_plan(report.plans).strip().replace("\n", "\nddns: "))
     return Exit.OK if ok else Exit.ERROR
-
-
-def _service_host_labels(cfg: configmod.Config) -> gitops.HostLabels:
-    """The hosts' labels per zone in the service's clone, newer than the pushed-to repository's by up to a push."""
-    root = cfg.path("zones.repo")
-
-    def labels(zone: str) -> set[str]:
-        path = root / zone / zones.DYNAMIC_FILE
-        return {label for label, _ in zones.parse_dynamic(path.read_text())} if path.is_file() else set()
-    return labels
 
 
 def cmd_audit(args, env: Env) -> Exit:

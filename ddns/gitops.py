@@ -318,6 +318,15 @@ def host_labels_at(repo: Path, rev: str) -> HostLabels:
     return labels
 
 
+def host_labels_in(tree: Path) -> HostLabels:
+    """The hosts' labels per zone in a working tree (for pre-receive: the service's clone, newer than the
+    pushed-to repository by up to one push)."""
+    def labels(zone: str) -> set[str]:
+        path = tree / zone / zones.DYNAMIC_FILE
+        return {label for label, _ in zones.parse_dynamic(path.read_text())} if path.is_file() else set()
+    return labels
+
+
 def forced_by_commits(repo: Path, base: str | None, rev: str) -> bool:
     """A ``Ddns-Force: yes`` trailer in any pushed commit forces the guard rails."""
     log_range = f"{base}..{rev}" if base else rev

@@ -290,7 +290,7 @@ def check_revision(repo: Path, rev: str, base: str | None, template_dirs: list[P
                 continue
         if zone in old_zones:
             before = render_zone_at(repo, base, zone, template_dirs, checkzone)
-            old_records = _records_or_errors(before) if before.text and not before.errors else None
+            old_records = _records_or_errors(before)
             if old_records is None and new_records is not None:
                 old_records = {}  # the base was broken: everything counts as added
         plan = diff_records(zone, old_records, new_records)

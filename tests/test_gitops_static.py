@@ -15,8 +15,8 @@ import sys
 from pathlib import Path
 
 from conftest import Instance, serving, wait_until
-from test_gitops_hooks import (ZONE, admin_clone, append, assert_accepted, bare, commit, edit, git, output,
-                               pull, push, state, static_path, line_of, assert_refused)
+from test_gitops_hooks import (ZONE, admin_clone, append, assert_accepted, assert_refused, bare, commit, git,
+                               line_of, pull, push, state, static_path)
 
 ROOT = Path(__file__).resolve().parent.parent  # this checkout: subprocesses must run its ddns
 STATIC = static_path()

@@ -16,13 +16,11 @@ import sys
 import time
 from pathlib import Path
 
-import pytest
-
 from ddns import cli, resource_dir, zones
 
 from conftest import Instance, free_port, require, serving
-from test_gitops_hooks import (ZONE, admin_clone, bare, append, assert_accepted, assert_refused, commit, edit, git,
-                               output, push, state, static_path)
+from test_gitops_hooks import (ZONE, admin_clone, append, assert_accepted, assert_refused, bare, commit, edit, git,
+                               push, state, static_path)
 
 ROOT = Path(__file__).resolve().parent.parent  # this checkout: subprocesses must run its ddns
 TEMPLATE = f"{ZONE}/zone.j2"

@@ -143,7 +143,7 @@ class Publisher:
         self.target = target
         self.clock = clock
         self.fsync = fsync
-        self.env = zones.template_environment([self.root, *template_dirs])
+        self.env = zones.template_environment(template_dirs)  # trusted templates only, never the repository's
         self.zones: dict[str, ZoneState] = {}
         self.unserved: set[str] = set()
         self.last_publish: float | None = None
@@ -182,8 +182,9 @@ class Publisher:
         dyn_path, rendered_path = self._paths(zone)
         stamp = _stamp(dyn_path, rendered_path)
         source = zones.ZoneSource.read(zone_dir)
-        template = self.env.get_template(source.template_name)
+        template = self.env.get_template(zones.TEMPLATE_FILE)
         dynamic = zones.parse_dynamic(dyn_path.read_text()) if dyn_path.exists() else {}
+        zones.check_host_names(source, {label for label, _ in dynamic})
         serial = zones.serial_of(rendered_path.read_text()) if rendered_path.exists() else None
         return ZoneState(source, template, dynamic, serial or 0, stamp, source_stamp=_stamp(*self._source_paths(zone)))
 
@@ -300,6 +301,10 @@ class Publisher:
                 continue
             if state.broken:
                 outcomes[i] = Outcome.DNSERR
+                continue
+            if change.address is not None and change.label in state.source.owners:
+                log.warning("%s: refused, static records of %s use that name", change.fqdn, change.zone)
+                outcomes[i] = Outcome.FAILED  # never merge a host's records into static ones
                 continue
             dynamic = new_dynamic.setdefault(change.zone, dict(state.dynamic))
             key = (change.label, change.rtype)

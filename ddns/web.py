@@ -8,11 +8,14 @@ import hmac
 import ipaddress
 import json
 import logging
+import ssl
 import uuid
 
 import bottle
 
 from . import api, dyndns2
+from .config import Config
+from .httpserver import HttpServer, Limits
 from .oidc import OidcLogin
 from .portal import Portal
 from .service import Service
@@ -228,17 +231,12 @@ ERROR_PAGE = ("<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><t
               "<h1>Sorry: {message}</h1><p><a href=\"/\">Back to your hosts</a></p></main></body></html>")
 
 
-def make_server(app: bottle.Bottle, host: str, port: int, threads: int,
-                tls_cert: str | None = None, tls_key: str | None = None):
-    """A cheroot (CherryPy's) threaded WSGI server, with TLS when given a certificate."""
-    from cheroot import wsgi
-
-    server = wsgi.Server((host, port), app, numthreads=threads, max=-1, request_queue_size=256,
-                         server_name="ddns", shutdown_timeout=5)
-    server.max_request_header_size = 16 * 1024
-    server.max_request_body_size = 64 * 1024
-    if tls_cert and tls_key:
-        from cheroot.ssl.builtin import BuiltinSSLAdapter
-
-        server.ssl_adapter = BuiltinSSLAdapter(tls_cert, tls_key)
-    return server
+def make_server(app: bottle.Bottle, cfg: Config) -> HttpServer:
+    """The web server for APP as CFG says (HTTPS when given a certificate): see ddns.httpserver for why not cheroot."""
+    limits = Limits(request_timeout=cfg["http.request_timeout"], max_connections=cfg["http.max_connections"])
+    context = None
+    if cfg["http.tls_cert"] and cfg["http.tls_key"]:
+        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        context.load_cert_chain(str(cfg.path("http.tls_cert")), str(cfg.path("http.tls_key")))
+    return HttpServer(app, cfg["http.listen"], cfg["http.port"], cfg["http.threads"], limits,
+                      security_headers(None), context)

@@ -199,11 +199,14 @@ def create_app(service: Service, oidc: OidcLogin | None = None) -> bottle.Bottle
             return text(f"ddns: dynamic DNS. Update with: curl -u FQDN:SECRET "
                         f"'{service.config.public_url}/nic/update?myip=ADDRESS'\n")
 
-    def plain_error(message: str) -> str:
-        """Error pages: text for clients, a short HTML page for browsers; never a stack trace."""
+    def plain_error(message: str, html: bool = True) -> str:
+        """Error pages: text for clients, a short HTML page for browsers; never a stack trace.
+
+        The security headers are set here again: Bottle's error path drops the headers set before it.
+        """
         for name, value in headers.items():
             bottle.response.set_header(name, value)
-        if portal_on and "text/html" in bottle.request.get_header("Accept", ""):
+        if html and portal_on and "text/html" in bottle.request.get_header("Accept", ""):
             bottle.response.content_type = "text/html; charset=utf-8"
             return ERROR_PAGE.format(message=message)
         bottle.response.content_type = "text/plain; charset=utf-8"
@@ -219,8 +222,9 @@ def create_app(service: Service, oidc: OidcLogin | None = None) -> bottle.Bottle
 
     @app.error(500)
     def server_error(error):
-        return "911\n" if bottle.request.path.startswith("/nic/") else plain_error("911: something went wrong here; "
-                                                                                   "it is logged. Try again later.")
+        if bottle.request.path.startswith("/nic/"):
+            return plain_error("911", html=False)  # the dyndns2 answer: the client waits and retries
+        return plain_error("911: something went wrong here; it is logged. Try again later.")
 
     return app
 

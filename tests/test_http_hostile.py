@@ -17,7 +17,8 @@ from dataclasses import dataclass
 
 import pytest
 
-from conftest import serving, wait_until
+from conftest import free_port, serving, wait_until
+from ddns import config as configmod
 
 HOST = "vm.dyn.example.test"
 SECURITY_HEADERS = ("content-security-policy", "x-frame-options", "x-content-type-options", "referrer-policy")
@@ -221,6 +222,31 @@ def test_non_utf8_user_agent_on_an_update_is_stored_replaced(running, host):
 ], ids=["basic", "scheme", "bearer", "api-accept", "404-accept", "404-cookie", "login-cookie", "405-accept"])
 def test_non_utf8_header_bytes_get_a_clear_answer(running, request_bytes, status):
     assert_clean(exchange(running.instance.http_port, request_bytes), status)
+
+
+def test_a_crash_in_a_handler_is_911_with_the_security_headers(running):
+    """The app's own 500 fallback keeps the headers (Bottle's error path drops those set before it)."""
+    from ddns.web import create_app, make_server
+
+    app = create_app(running.service)
+    app.route("/nic/crash")(lambda: 1 / 0)
+    app.route("/crash")(lambda: 1 / 0)
+    port = free_port()
+    server = make_server(app, configmod.load(running.instance.config_path, environ={}, overrides={"http.port": port}))
+    server.prepare()
+    thread = threading.Thread(target=server.serve, daemon=True)
+    thread.start()
+    try:
+        answer = exchange(port, get(b"/nic/crash"))
+        assert_clean(answer, 500)
+        assert answer.body == b"911\n"
+        answer = exchange(port, get(b"/crash", b"Accept: text/html"))
+        assert_clean(answer, 500)
+        assert b"911" in answer.body
+    finally:
+        server.stop()
+        thread.join(30)
+    assert not thread.is_alive()
 
 
 # ---- form data and bodies --------------------------------------------------------------------------------------------

@@ -13,7 +13,7 @@ import uuid
 
 import bottle
 
-from . import api, dyndns2
+from . import api, dyndns2, formtext
 from .config import Config
 from .httpserver import HttpServer, Limits
 from .oidc import OidcLogin
@@ -22,16 +22,7 @@ from .service import Service
 
 log = logging.getLogger("ddns.web")
 MAX_QUERY_LENGTH = 8192
-
-
-def _decode(value: str) -> str:
-    """Bottle hands query values as latin-1; the bytes are UTF-8 (or hostile).
-
-    Invalid UTF-8 becomes U+FFFD, which no hostname or address accepts: an
-    undecodable ``hostname`` / ``myip`` is answered notfqdn / badip after
-    authentication, and an undecodable unknown parameter is ignored (§6).
-    """
-    return value.encode("latin-1").decode("utf-8", errors="replace")
+FORM_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
 
 
 def client_address(environ: dict, trusted: list[ipaddress.IPv4Network | ipaddress.IPv6Network]) -> str:
@@ -118,6 +109,15 @@ def create_app(service: Service, oidc: OidcLogin | None = None) -> bottle.Bottle
         return bottle.HTTPResponse(body, status, {"Content-Type": "text/plain; charset=utf-8",
                                                   "Cache-Control": "no-store", **(headers or {})})
 
+    @app.hook("before_request")
+    def parse_form_body():
+        """Parse a form body before any handler reads it: undecodable form data is one clear 400, never a 500."""
+        if bottle.request.method == "POST" and bottle.request.content_type.split(";")[0].strip() in FORM_TYPES:
+            try:
+                bottle.request.forms
+            except (UnicodeError, LookupError, ValueError):
+                raise text("bad request: the form data is not valid UTF-8\n", 400)
+
     def is_tls() -> bool:
         if bottle.request.urlparts.scheme == "https":
             return True
@@ -132,8 +132,8 @@ def create_app(service: Service, oidc: OidcLogin | None = None) -> bottle.Bottle
         params: dict[str, list[str]] = {}
         sources = [bottle.request.query] + ([bottle.request.forms] if bottle.request.method == "POST" else [])
         for source in sources:
-            for key in source.keys():
-                params.setdefault(_decode(key), []).extend(_decode(v) for v in source.getall(key))
+            for key, values in formtext.all_values(source).items():
+                params.setdefault(key, []).extend(values)
         request = dyndns2.UpdateRequest(
             credentials=basic_credentials(bottle.request.get_header("Authorization", "")),
             params=params,

@@ -16,6 +16,7 @@ from contextlib import ExitStack
 from dataclasses import dataclass
 
 import pytest
+import requests
 
 from conftest import free_port, serving, wait_until
 from ddns import config as configmod
@@ -89,6 +90,15 @@ def get(target: bytes, *headers: bytes) -> bytes:
 def post(target: bytes, body: bytes, *headers: bytes) -> bytes:
     return b"\r\n".join([b"POST " + target + b" HTTP/1.1", b"Host: 127.0.0.1", b"Connection: close", *headers,
                          b"Content-Length: " + str(len(body)).encode()]) + b"\r\n\r\n" + body
+
+
+def multipart(fields: list[tuple[bytes, bytes, bytes | None]]) -> tuple[bytes, bytes]:
+    """(Content-Type header, body) for FIELDS of (name, value, filename or None)."""
+    parts = b""
+    for name, value, filename in fields:
+        disposition = b'form-data; name="' + name + b'"' + (b'; filename="' + filename + b'"' if filename else b"")
+        parts += b"--XyZzy\r\nContent-Disposition: " + disposition + b"\r\n\r\n" + value + b"\r\n"
+    return b"Content-Type: multipart/form-data; boundary=XyZzy", parts + b"--XyZzy--\r\n"
 
 
 @pytest.fixture
@@ -250,6 +260,48 @@ def test_a_crash_in_a_handler_is_911_with_the_security_headers(running):
 
 
 # ---- form data and bodies --------------------------------------------------------------------------------------------
+def test_multipart_update_with_values_outside_latin1(running, host):
+    ctype, body = multipart([(b"hostname", "h\u20ac.dyn.example.test".encode(), None), (b"myip", b"192.0.2.17", None)])
+    answer = exchange(running.instance.http_port, post(b"/nic/update", body, ctype, b"Authorization: "
+                                                       + basic(HOST, host)))
+    assert_clean(answer, 200)
+    assert answer.body in (b"notfqdn\n", b"nohost\n")  # a name, decoded; just not one of this user's
+    ctype, body = multipart([(b"myip", b"192.0.2.18", None), (b"hostname", b"x", b"x.txt")])  # a file is no value
+    answer = exchange(running.instance.http_port, post(b"/nic/update", body, ctype, b"Authorization: "
+                                                       + basic(HOST, host)))
+    assert_clean(answer, 200)
+    assert answer.body == b"good 192.0.2.18\n"
+
+
+def test_multipart_value_that_is_not_utf8_is_400(running, host):
+    ctype, body = multipart([(b"myip", b"192.0.2.19\xff", None)])
+    answer = exchange(running.instance.http_port, post(b"/nic/update", body, ctype, b"Authorization: "
+                                                       + basic(HOST, host)))
+    assert_clean(answer, 400)
+    assert running.instance.dig(HOST) == ["192.0.2.10"]
+
+
+def test_portal_forms_outside_latin1_and_with_files(running):
+    """The portal's login form, sent as multipart: text outside Latin-1, bad bytes, a file as CSRF token."""
+    running.instance.add_user("alice")
+    session = requests.Session()
+    page = session.get(running.url + "/login", timeout=30).text
+    token = page.split('name="csrf_token" value="', 1)[1].split('"', 1)[0]
+    cases = [
+        ({"csrf_token": (None, token), "username": (None, "\u20ac\u4e2d"), "password": (None, "\u20ac")}, 401),
+        ({"csrf_token": (None, token), "username": (None, b"al\xffice"), "password": (None, b"x")}, 400),
+        ({"csrf_token": ("t.txt", token.encode()), "username": (None, "alice"), "password": (None, "pw")}, 403),
+        ({"csrf_token": (None, token), "username": ("u.txt", b"alice"), "password": ("p.txt", b"pw-alice")}, 401),
+    ]
+    for files, status in cases:
+        reply = session.post(running.url + "/login", files=files, allow_redirects=False, timeout=30)
+        assert reply.status_code == status, (files, reply.status_code, reply.text[:300])
+        assert "Traceback" not in reply.text and all(h in reply.headers for h in SECURITY_HEADERS)
+    reply = session.post(running.url + "/login", files={"csrf_token": (None, token), "username": (None, "alice"),
+                                                         "password": (None, "pw-alice")}, allow_redirects=False)
+    assert reply.status_code == 303  # multipart itself works
+
+
 @pytest.mark.parametrize("body, status", [
     (b"zz\r\nabc\r\n0\r\n\r\n", 400),
     (b"-1\r\nx\r\n0\r\n\r\n", 400),

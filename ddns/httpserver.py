@@ -217,8 +217,10 @@ class HttpServer:
                 await self._send(writer, error_bytes(503, "too many connections; try again later", self.error_headers))
                 return
             await self._serve_connection(reader, writer)
-        except (ConnectionError, TimeoutError, ssl.SSLError, OSError, h11.LocalProtocolError):
+        except (ConnectionError, TimeoutError, ssl.SSLError, OSError):
             pass  # the client went away or stopped reading: nothing to answer
+        except h11.LocalProtocolError:
+            log.exception("the web app's answer is not valid HTTP")
         finally:
             self.connections -= 1
             writer.close()

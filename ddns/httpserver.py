@@ -257,8 +257,7 @@ class HttpServer:
             try:
                 event = conn.next_event()
             except h11.RemoteProtocolError as exc:
-                status = exc.error_status_hint if exc.error_status_hint in (400, 414, 431) else 400
-                raise ClientError(status, "bad request: " + str(exc)) from None
+                raise ClientError(*self._refusal(conn, exc)) from None
             if event is h11.NEED_DATA:
                 if conn.they_are_waiting_for_100_continue:
                     await self._send(writer, conn.send(h11.InformationalResponse(status_code=100, headers=[])))
@@ -275,8 +274,18 @@ class HttpServer:
             else:  # ConnectionClosed, PAUSED
                 return None, b""
 
+    def _refusal(self, conn: h11.Connection, exc: h11.RemoteProtocolError) -> tuple[int, str]:
+        """Status and message for what h11 refused: a request line too long is 414, a head too large 431."""
+        if exc.error_status_hint == 431:
+            if b"\n" not in bytes(conn.trailing_data[0][:self.limits.max_header_bytes]):
+                return 414, "request line too long"
+            return 431, "request headers too large"
+        return 400, "bad request: " + str(exc)
+
     def _check_size(self, request: h11.Request) -> None:
         """Refuse what is too large before reading on (h11 bounds only a head that arrives in pieces)."""
+        if len(request.target) > self.limits.max_header_bytes:
+            raise ClientError(414, "request line too long")
         if len(request.target) + sum(len(k) + len(v) + 4 for k, v in request.headers) > self.limits.max_header_bytes:
             raise ClientError(431, "request headers too large")
         for name, value in request.headers:

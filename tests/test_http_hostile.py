@@ -109,9 +109,10 @@ def host(running):
     return secret
 
 
-def nochg(port: int, secret: str) -> Answer:
+def nochg(port: int, secret: str, timeout: float = 30) -> Answer:
     """One legitimate update on a fresh connection (the address it already has: no publish)."""
-    answer = exchange(port, get(b"/nic/update?myip=192.0.2.10", b"Authorization: " + basic(HOST, secret)))
+    answer = exchange(port, get(b"/nic/update?myip=192.0.2.10", b"Authorization: " + basic(HOST, secret)),
+                      timeout=timeout)
     assert (answer.status, answer.body) == (200, b"nochg 192.0.2.10\n")
     return answer
 
@@ -170,14 +171,14 @@ def test_idle_and_slow_clients_do_not_delay_an_update(running, host):
     port = running.instance.http_port
     baseline = [nochg(port, host).seconds for _ in range(10)]
     with Attack(port, idle=300, slow_headers=100, slow_bodies=64):
-        under = [nochg(port, host).seconds for _ in range(10)]
+        under = [nochg(port, host, timeout=5).seconds for _ in range(10)]  # a blocked server times out
         changed = exchange(port, get(b"/nic/update?myip=192.0.2.11", b"Authorization: " + basic(HOST, host)))
     assert changed.body == b"good 192.0.2.11\n"
     assert running.instance.dig(HOST) == ["192.0.2.11"]
     # 100 ms is the target on a quiet machine; a loaded 2-core CI machine gets slack on top of its own baseline.
     # A server that gives each connection a worker at accept time answers after seconds (its read timeout), or never.
     bound = 0.1 + 5 * statistics.median(baseline) + 0.4
-    assert statistics.median(under) < bound and max(under) < 2 * bound, (baseline, under)
+    assert statistics.median(under) < bound and max(under) < 3.0, (baseline, under)
 
 
 def test_an_unfinished_request_holds_no_worker_and_gets_408(instance):

@@ -12,8 +12,9 @@ import socket
 import statistics
 import threading
 import time
-from contextlib import ExitStack
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
+from typing import Iterator
 
 import pytest
 import requests
@@ -235,29 +236,47 @@ def test_non_utf8_header_bytes_get_a_clear_answer(running, request_bytes, status
     assert_clean(exchange(running.instance.http_port, request_bytes), status)
 
 
-def test_a_crash_in_a_handler_is_911_with_the_security_headers(running):
-    """The app's own 500 fallback keeps the headers (Bottle's error path drops those set before it)."""
-    from ddns.web import create_app, make_server
+@contextmanager
+def served(app, instance) -> Iterator[int]:
+    """APP behind ddns's own server (make_server) on a free port; stopped at the end."""
+    from ddns.web import make_server
 
-    app = create_app(running.service)
-    app.route("/nic/crash")(lambda: 1 / 0)
-    app.route("/crash")(lambda: 1 / 0)
     port = free_port()
-    server = make_server(app, configmod.load(running.instance.config_path, environ={}, overrides={"http.port": port}))
+    server = make_server(app, configmod.load(instance.config_path, environ={}, overrides={"http.port": port}))
     server.prepare()
     thread = threading.Thread(target=server.serve, daemon=True)
     thread.start()
     try:
+        yield port
+    finally:
+        server.stop()
+        thread.join(30)
+    assert not thread.is_alive()
+
+
+def test_a_crash_in_a_handler_is_911_with_the_security_headers(running):
+    """The app's own 500 fallback keeps the headers (Bottle's error path drops those set before it)."""
+    from ddns.web import create_app
+
+    app = create_app(running.service)
+    app.route("/nic/crash")(lambda: 1 / 0)
+    app.route("/crash")(lambda: 1 / 0)
+    with served(app, running.instance) as port:
         answer = exchange(port, get(b"/nic/crash"))
         assert_clean(answer, 500)
         assert answer.body == b"911\n"
         answer = exchange(port, get(b"/crash", b"Accept: text/html"))
         assert_clean(answer, 500)
         assert b"911" in answer.body
-    finally:
-        server.stop()
-        thread.join(30)
-    assert not thread.is_alive()
+
+
+def test_a_crash_of_the_wsgi_app_itself_is_the_servers_500(running):
+    def broken(environ, start_response):
+        raise RuntimeError("broken app")
+
+    with served(broken, running.instance) as port:
+        assert_clean(exchange(port, get(b"/")), 500)
+        assert exchange(port, get(b"/myip")).status == 500  # the server is still there
 
 
 # ---- form data and bodies --------------------------------------------------------------------------------------------

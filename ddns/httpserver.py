@@ -260,7 +260,8 @@ class HttpServer:
                 raise ClientError(*self._refusal(conn, exc)) from None
             if event is h11.NEED_DATA:
                 if conn.they_are_waiting_for_100_continue:
-                    await self._send(writer, conn.send(h11.InformationalResponse(status_code=100, headers=[])))
+                    go_on = h11.InformationalResponse(status_code=100, headers=[], reason=b"Continue")
+                    await self._send(writer, conn.send(go_on))
                 conn.receive_data(await reader.read(READ_SIZE))
             elif isinstance(event, h11.Request):
                 request = event

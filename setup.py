@@ -39,7 +39,7 @@ setup(
         "python-keycloak>=4",
         "dnspython>=2.4",
         "idna>=3.4",
-        "cheroot>=10",
+        "h11>=0.14",
     ],
     extras_require={"test": ["pytest>=8", "requests>=2.28", "playwright>=1.40"]},
     entry_points={"console_scripts": ["ddns = ddns.cli:main"]},

@@ -153,8 +153,7 @@ def serve(cfg: configmod.Config, env: Env, ready: Callable[[Service], None] | No
         status = service.start()
         for zone, state in sorted(status.items()):
             env.err(f"zone {zone}: {state}")
-        server = make_server(create_app(service), cfg["http.listen"], cfg["http.port"], cfg["http.threads"],
-                             str(cfg.path("http.tls_cert") or "") or None, str(cfg.path("http.tls_key") or "") or None)
+        server = make_server(create_app(service), cfg)
         server.prepare()
         web = threading.Thread(target=server.serve, name="http", daemon=True)
         web.start()

@@ -28,7 +28,9 @@ class Setting:
 SETTINGS: tuple[Setting, ...] = (
     Setting("http.listen", "127.0.0.1", "Address the web server binds to."),
     Setting("http.port", 8080, "TCP port of the web server."),
-    Setting("http.threads", 64, "Worker threads; each waiting update holds one, so keep it above the number of concurrent clients."),
+    Setting("http.threads", 64, "Worker threads running the app; requests reach them only once read whole, so slow clients hold none."),
+    Setting("http.request_timeout", 10.0, "Seconds a client has to send one whole request (and an idle keep-alive connection stays open); then 408 and close."),
+    Setting("http.max_connections", 1000, "Open connections at most; one more gets 503 and is closed."),
     Setting("http.public_url", "", "URL users reach the service at, used in printed client configs (default: http(s)://listen:port)."),
     Setting("http.tls_cert", "", "PEM certificate chain; with tls_key, serve HTTPS.", is_path=True),
     Setting("http.tls_key", "", "PEM private key for tls_cert.", is_path=True),

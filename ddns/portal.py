@@ -19,7 +19,7 @@ from typing import Any, Callable
 import bottle
 import jinja2
 
-from . import clientconfigs, resource_dir
+from . import clientconfigs, formtext, resource_dir
 from .oidc import LoginFailed, OidcLogin
 from .publisher import Outcome
 from .service import NoSuchObject, Service, ServiceError, TooMany
@@ -128,7 +128,7 @@ class Portal:
                 visit = self.visit()
                 try:
                     if bottle.request.method == "POST" and not csrf_ok(
-                            visit.session, bottle.request.forms.getunicode("csrf_token") or ""):
+                            visit.session, formtext.value(bottle.request.forms, "csrf_token")):
                         response = self.error(visit, 403, "This form has expired or did not come from this site. "
                                                           "Go back, reload the page and try again.")
                     elif login and visit.user is None:
@@ -175,7 +175,7 @@ class Portal:
         return bottle.HTTPResponse(status=303, headers={"Location": location})
 
     def form(self, name: str, limit: int = 200) -> str:
-        return (bottle.request.forms.getunicode(name) or "").strip()[:limit]
+        return formtext.value(bottle.request.forms, name).strip()[:limit]
 
     def begin_session(self, visit: Visit, user: User, data: dict | None = None) -> None:
         """Log USER in: a new session id (the anonymous one ends), so a planted id is worthless."""
@@ -220,7 +220,7 @@ class Portal:
             target = safe_next(self.form("next", 500))
             if not self.local_login:
                 return self.error(visit, 404, "Local accounts are switched off here.")
-            name, password = self.form("username", 64), bottle.request.forms.getunicode("password") or ""
+            name, password = self.form("username", 64), formtext.value(bottle.request.forms, "password")
             try:
                 user = service.check_password(name, password, self.client())
             except TooMany:

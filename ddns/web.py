@@ -8,27 +8,21 @@ import hmac
 import ipaddress
 import json
 import logging
+import ssl
 import uuid
 
 import bottle
 
-from . import api, dyndns2
+from . import api, dyndns2, formtext
+from .config import Config
+from .httpserver import HttpServer, Limits
 from .oidc import OidcLogin
 from .portal import Portal
 from .service import Service
 
 log = logging.getLogger("ddns.web")
 MAX_QUERY_LENGTH = 8192
-
-
-def _decode(value: str) -> str:
-    """Bottle hands query values as latin-1; the bytes are UTF-8 (or hostile).
-
-    Invalid UTF-8 becomes U+FFFD, which no hostname or address accepts: an
-    undecodable ``hostname`` / ``myip`` is answered notfqdn / badip after
-    authentication, and an undecodable unknown parameter is ignored (§6).
-    """
-    return value.encode("latin-1").decode("utf-8", errors="replace")
+FORM_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
 
 
 def client_address(environ: dict, trusted: list[ipaddress.IPv4Network | ipaddress.IPv6Network]) -> str:
@@ -115,6 +109,15 @@ def create_app(service: Service, oidc: OidcLogin | None = None) -> bottle.Bottle
         return bottle.HTTPResponse(body, status, {"Content-Type": "text/plain; charset=utf-8",
                                                   "Cache-Control": "no-store", **(headers or {})})
 
+    @app.hook("before_request")
+    def parse_form_body():
+        """Parse a form body before any handler reads it: undecodable form data is one clear 400, never a 500."""
+        if bottle.request.method == "POST" and bottle.request.content_type.split(";")[0].strip() in FORM_TYPES:
+            try:
+                bottle.request.forms
+            except (UnicodeError, LookupError, ValueError):
+                raise text("bad request: the form data is not valid UTF-8\n", 400)
+
     def is_tls() -> bool:
         if bottle.request.urlparts.scheme == "https":
             return True
@@ -129,8 +132,8 @@ def create_app(service: Service, oidc: OidcLogin | None = None) -> bottle.Bottle
         params: dict[str, list[str]] = {}
         sources = [bottle.request.query] + ([bottle.request.forms] if bottle.request.method == "POST" else [])
         for source in sources:
-            for key in source.keys():
-                params.setdefault(_decode(key), []).extend(_decode(v) for v in source.getall(key))
+            for key, values in formtext.all_values(source).items():
+                params.setdefault(key, []).extend(values)
         request = dyndns2.UpdateRequest(
             credentials=basic_credentials(bottle.request.get_header("Authorization", "")),
             params=params,
@@ -196,11 +199,14 @@ def create_app(service: Service, oidc: OidcLogin | None = None) -> bottle.Bottle
             return text(f"ddns: dynamic DNS. Update with: curl -u FQDN:SECRET "
                         f"'{service.config.public_url}/nic/update?myip=ADDRESS'\n")
 
-    def plain_error(message: str) -> str:
-        """Error pages: text for clients, a short HTML page for browsers; never a stack trace."""
+    def plain_error(message: str, html: bool = True) -> str:
+        """Error pages: text for clients, a short HTML page for browsers; never a stack trace.
+
+        The security headers are set here again: Bottle's error path drops the headers set before it.
+        """
         for name, value in headers.items():
             bottle.response.set_header(name, value)
-        if portal_on and "text/html" in bottle.request.get_header("Accept", ""):
+        if html and portal_on and "text/html" in bottle.request.get_header("Accept", ""):
             bottle.response.content_type = "text/html; charset=utf-8"
             return ERROR_PAGE.format(message=message)
         bottle.response.content_type = "text/plain; charset=utf-8"
@@ -216,8 +222,9 @@ def create_app(service: Service, oidc: OidcLogin | None = None) -> bottle.Bottle
 
     @app.error(500)
     def server_error(error):
-        return "911\n" if bottle.request.path.startswith("/nic/") else plain_error("911: something went wrong here; "
-                                                                                   "it is logged. Try again later.")
+        if bottle.request.path.startswith("/nic/"):
+            return plain_error("911", html=False)  # the dyndns2 answer: the client waits and retries
+        return plain_error("911: something went wrong here; it is logged. Try again later.")
 
     return app
 
@@ -228,17 +235,12 @@ ERROR_PAGE = ("<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><t
               "<h1>Sorry: {message}</h1><p><a href=\"/\">Back to your hosts</a></p></main></body></html>")
 
 
-def make_server(app: bottle.Bottle, host: str, port: int, threads: int,
-                tls_cert: str | None = None, tls_key: str | None = None):
-    """A cheroot (CherryPy's) threaded WSGI server, with TLS when given a certificate."""
-    from cheroot import wsgi
-
-    server = wsgi.Server((host, port), app, numthreads=threads, max=-1, request_queue_size=256,
-                         server_name="ddns", shutdown_timeout=5)
-    server.max_request_header_size = 16 * 1024
-    server.max_request_body_size = 64 * 1024
-    if tls_cert and tls_key:
-        from cheroot.ssl.builtin import BuiltinSSLAdapter
-
-        server.ssl_adapter = BuiltinSSLAdapter(tls_cert, tls_key)
-    return server
+def make_server(app: bottle.Bottle, cfg: Config) -> HttpServer:
+    """The web server for APP as CFG says (HTTPS when given a certificate): see ddns.httpserver for why not cheroot."""
+    limits = Limits(request_timeout=cfg["http.request_timeout"], max_connections=cfg["http.max_connections"])
+    context = None
+    if cfg["http.tls_cert"] and cfg["http.tls_key"]:
+        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        context.load_cert_chain(str(cfg.path("http.tls_cert")), str(cfg.path("http.tls_key")))
+    return HttpServer(app, cfg["http.listen"], cfg["http.port"], cfg["http.threads"], limits,
+                      security_headers(None), context)

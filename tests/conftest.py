@@ -55,10 +55,15 @@ def _port_free(port: int) -> bool:
 _used_ports: set[int] = set()
 
 
+# Below Linux's ephemeral range (32768-60999): a port there can be taken by any
+# outgoing connection between the check and the bind.
+PORT_RANGE = (20000, 32767)
+
+
 def free_port() -> int:
     """A loopback port free for both TCP and UDP, not handed out before in this run."""
     for _ in range(1000):
-        port = random.randint(20000, 59000)
+        port = random.randint(*PORT_RANGE)
         if port not in _used_ports and _port_free(port):
             _used_ports.add(port)
             return port

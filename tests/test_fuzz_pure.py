@@ -31,13 +31,18 @@ from ddns import bind, clientconfigs, config as configmod, dyndns2, gitops, web,
 from ddns.validate import (AddressPolicy, InvalidAddress, InvalidName, MAX_NAME_LENGTH, normalize_name,
                            parse_address, split_host)
 
-settings.register_profile("ci", max_examples=60, derandomize=True, deadline=None, database=None,
+settings.register_profile("ci", max_examples=100, derandomize=True, deadline=None, database=None,
                           suppress_health_check=[HealthCheck.too_slow])
 settings.register_profile("dev", max_examples=5000, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow])
 settings.load_profile(os.environ.get("DDNS_FUZZ_PROFILE", "ci"))
 if os.environ.get("DDNS_FUZZ_EXAMPLES"):
     settings.register_profile("override", settings(max_examples=int(os.environ["DDNS_FUZZ_EXAMPLES"])))
     settings.load_profile("override")
+
+# Properties that run a process or write a file per example get a quarter of the examples;
+# near misses, one test per character, a tenth.
+slow = settings(max_examples=max(20, settings.default.max_examples // 4))
+near = settings(max_examples=max(10, settings.default.max_examples // 10))
 
 REPO = Path(__file__).resolve().parent.parent
 ZONE = "dyn.example.test"
@@ -50,10 +55,27 @@ HOSTILE_CHARS = "abcxyzXYZ019-._*@$;()\"'\\ \t\n\r\x00\x7f%/:,=&#{}[]<>`|éß\u0
 hostile_text = st.one_of(st.text(alphabet=HOSTILE_CHARS, max_size=80), st.text(max_size=80))
 label = st.from_regex(r"[a-z0-9](?:[a-z0-9-]{0,20}[a-z0-9])?", fullmatch=True)
 ldh_name = st.lists(label, min_size=1, max_size=5).map(".".join)
+
+
+NEAR_MISS_CHARS = "\n\r\x00 \t.-*_\"';$%\\/:,@é\u3002\u202e"
+
+
+def one_char_off(valid: st.SearchStrategy, chars: str = NEAR_MISS_CHARS) -> st.SearchStrategy:
+    """A valid value with one of CHARS put in, often at an edge: the near misses a check must refuse."""
+    @st.composite
+    def near_miss(draw) -> str:
+        text = draw(valid)
+        edges = [0, len(text)] + [i + d for i, c in enumerate(text) if c in ".:/" for d in (0, 1)]
+        at = draw(st.one_of(st.sampled_from(edges), st.integers(0, len(text))))
+        return text[:at] + draw(st.sampled_from(chars)) + text[at:]
+    return near_miss()
+
+
 ipv4 = st.integers(0, 2**32 - 1).map(ipaddress.IPv4Address)
 ipv6 = st.integers(0, 2**128 - 1).map(ipaddress.IPv6Address)
 ip = st.one_of(ipv4, ipv6)
-address_text = st.one_of(ip.map(str), hostile_text, st.builds(lambda a, s: str(a) + s, ip, hostile_text))
+address_text = st.one_of(ip.map(str), hostile_text, one_char_off(ip.map(str)),
+                         st.builds(lambda a, s: str(a) + s, ip, hostile_text))
 policy = st.builds(AddressPolicy, st.booleans(), st.booleans())
 
 
@@ -66,8 +88,19 @@ def published_address(addr: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bo
 
 
 # ---- ddns/validate.py -------------------------------------------------------------------------
-@given(st.one_of(hostile_text, ldh_name, st.builds(lambda n, s: n + s, ldh_name, hostile_text)))
+@given(st.one_of(hostile_text, ldh_name, one_char_off(ldh_name), st.builds(lambda n, s: n + s, ldh_name, hostile_text)))
 def test_normalize_name_gives_a_canonical_ldh_name_or_refuses(text):
+    check_normalized(text)
+
+
+@pytest.mark.parametrize("char", NEAR_MISS_CHARS)
+@near
+@given(data=st.data())
+def test_normalize_name_refuses_near_misses(char, data):
+    check_normalized(data.draw(one_char_off(ldh_name, char)))
+
+
+def check_normalized(text: str) -> None:
     try:
         name = normalize_name(text)
     except InvalidName:
@@ -87,6 +120,17 @@ def test_normalize_name_keeps_ldh_names(name):
 
 @given(address_text, policy)
 def test_parse_address_gives_a_publishable_address_or_refuses(text, pol):
+    check_parsed_address(text, pol)
+
+
+@pytest.mark.parametrize("char", NEAR_MISS_CHARS)
+@near
+@given(data=st.data(), pol=policy)
+def test_parse_address_refuses_near_misses(char, data, pol):
+    check_parsed_address(data.draw(one_char_off(ip.map(str), char)), pol)
+
+
+def check_parsed_address(text: str, pol: AddressPolicy) -> None:
     try:
         addr = parse_address(text, pol)
     except InvalidAddress:
@@ -117,7 +161,7 @@ def test_parse_address_accepts_exactly_what_the_policy_allows(addr, pol):
 zone_sets = st.sets(ldh_name, min_size=1, max_size=4)
 
 
-@given(st.one_of(ldh_name, hostile_text), zone_sets)
+@given(st.one_of(ldh_name, hostile_text, one_char_off(ldh_name)), zone_sets)
 def test_split_host_finds_one_label_below_the_longest_zone(fqdn, zone_set):
     try:
         host, zone = split_host(fqdn, zone_set)
@@ -176,7 +220,7 @@ record_ipv6 = st.one_of(st.integers(0, 2**125 - 1).map(lambda n: ipaddress.IPv6A
                         st.integers(0, 2**121 - 1).map(lambda n: ipaddress.IPv6Address((0x7E << 121) | n)))
 dynamic_records = st.dictionaries(
     st.tuples(label.filter(lambda x: x != "www"), st.sampled_from(["A", "AAAA"])),
-    st.none(), max_size=30,
+    st.none(), max_size=12,
 ).flatmap(lambda keys: st.fixed_dictionaries(
     {k: (record_ipv4 if k[1] == "A" else record_ipv6).map(str) for k in keys}))
 
@@ -190,7 +234,7 @@ def test_dynamic_records_round_trip(records):
 
 @given(st.lists(st.one_of(hostile_text, st.builds(lambda a, b, c: f"{a} {b} {c}", st.one_of(label, hostile_text),
                                                    st.sampled_from(["A", "AAAA", "TXT", "a"]), address_text)),
-                max_size=6).map("\n".join))
+                max_size=6).map("\n".join) | one_char_off(dynamic_records.map(zones.format_dynamic)))
 def test_parse_dynamic_refuses_what_the_service_would_not_write(text):
     try:
         records = zones.parse_dynamic(text)
@@ -212,6 +256,7 @@ zone_settings = st.builds(
 TEMPLATE = zones.template_environment([REPO / "templates" / "zone"]).get_template(zones.TEMPLATE_FILE)
 
 
+@slow
 @given(zone_settings, st.integers(1, 2**32 - 1), dynamic_records)
 def test_rendered_zone_passes_named_checkzone_and_holds_exactly_its_records(tmp_path_factory, zone, serial, records):
     text = zones.render_zone(TEMPLATE, zone, serial, STATIC, records)
@@ -342,6 +387,7 @@ def setting_value(setting: configmod.Setting) -> st.SearchStrategy:
 all_values = st.fixed_dictionaries({}, optional={s.key: setting_value(s) for s in configmod.SETTINGS})
 
 
+@slow
 @given(all_values)
 def test_render_toml_round_trips_through_load(tmp_path_factory, values):
     path = tmp_path_factory.mktemp("cfg") / "ddns.toml"
@@ -375,8 +421,8 @@ public_url = st.one_of(
               st.one_of(ldh_name, st.just("[2001:db8::1]"), ip.map(str)),
               st.sampled_from(["", ":8080", ":443"]), st.sampled_from(["", "/", "/ddns", "/a/b-c_d~e/"])),
     hostile_text, st.builds(lambda a, b: a + b, st.just("https://ddns.example.org"), hostile_text))
-secret = st.one_of(st.binary(min_size=1, max_size=24).map(lambda b: base64.urlsafe_b64encode(b).decode().rstrip("=")),
-                   hostile_text)
+urlsafe_secret = st.binary(min_size=1, max_size=24).map(lambda b: base64.urlsafe_b64encode(b).decode().rstrip("="))
+secret = st.one_of(urlsafe_secret, hostile_text)
 
 
 def reference(url: str) -> dict[str, str]:
@@ -390,8 +436,26 @@ def syntax(text: str) -> list[str]:
     return [re.sub(r"[A-Za-z0-9._~\-:/\[\]@?=&<>%]", "", line) for line in text.splitlines()]
 
 
-@given(public_url, st.one_of(ldh_name, hostile_text, st.builds(lambda a, b: a + b, ldh_name, hostile_text)), secret)
+@given(public_url, st.one_of(ldh_name, hostile_text), secret)
 def test_client_configs_never_carry_injected_syntax(url, fqdn, key):
+    check_client_configs(url, fqdn, key)
+
+
+GOOD_URL = "https://ddns.example.org:8443/prefix"
+
+
+@pytest.mark.parametrize("char", NEAR_MISS_CHARS)
+@pytest.mark.parametrize("field", ["url", "fqdn", "secret"])
+@near
+@given(data=st.data())
+def test_client_configs_refuse_near_misses(field, char, data):
+    inputs = {"url": GOOD_URL, "fqdn": "h." + ZONE, "secret": "k"}
+    inputs[field] = data.draw(one_char_off({"url": st.just(GOOD_URL), "fqdn": ldh_name, "secret": urlsafe_secret}[field],
+                                           char))
+    check_client_configs(inputs["url"], inputs["fqdn"], inputs["secret"])
+
+
+def check_client_configs(url: str, fqdn: str, key: str) -> None:
     try:
         configs = {c.key: c.text for c in clientconfigs.client_configs(url, fqdn, key)}
     except ValueError:

@@ -50,8 +50,11 @@ def _plain(text: str) -> str:
         addr = ipaddress.ip_address(text)
     except ValueError:
         return text[:64]
-    if isinstance(addr, ipaddress.IPv6Address) and addr.ipv4_mapped:
-        addr = addr.ipv4_mapped
+    if isinstance(addr, ipaddress.IPv6Address):
+        if addr.ipv4_mapped:
+            addr = addr.ipv4_mapped
+        elif addr.scope_id is not None:  # "fe80::1%anything": the scope is no part of where a client is
+            addr = ipaddress.IPv6Address(addr.packed)
     return str(addr)
 
 

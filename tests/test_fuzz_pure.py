@@ -369,6 +369,19 @@ def test_client_address_believes_headers_only_from_trusted_proxies(remote, xff, 
         assert client == alone
 
 
+@pytest.mark.parametrize("header", ["HTTP_X_REAL_IP", "HTTP_X_FORWARDED_FOR"])
+@given(st.text(alphabet=st.characters(codec="ascii", categories=["L", "N", "P", "S"], exclude_characters="%,"),
+               min_size=1, max_size=200))
+def test_a_scoped_ipv6_address_from_a_proxy_loses_its_scope(header, scope):
+    """ipaddress accepts "fe80::1%ANYTHING": the scope is not part of a client's address (nor bounded)."""
+    environ = {"REMOTE_ADDR": "127.0.0.1", header: "fe80::1%" + scope}
+    try:
+        ipaddress.ip_address("fe80::1%" + scope)
+    except ValueError:
+        return  # not an address at all: cut to 64 characters like any other junk
+    assert web.client_address(environ, [ipaddress.ip_network("127.0.0.0/8")]) == "fe80::1"
+
+
 # ---- ddns/config.py ---------------------------------------------------------------------------
 def setting_value(setting: configmod.Setting) -> st.SearchStrategy:
     """Values of the setting's own type, as a TOML file may hold them."""

@@ -1,5 +1,5 @@
 """Thin wrappers around BIND: rndc, named-checkzone, SOA queries, and a
-managed private ``named`` (DESIGN.md §5).
+managed private ``named``.
 
 ``rndc reload ZONE`` answers 0 even when the file is broken, so the only
 proof that a zone is published is the SOA serial named serves.
@@ -41,11 +41,11 @@ class Rndc:
         except (RndcError, OSError) as exc:
             raise BindError(f"rndc {' '.join(args)}: {exc}") from exc
 
-    def reload(self, zone: str) -> None:
-        self.run("reload", zone)
+    def reload(self, zone: str, timeout: float = 10.0) -> None:
+        self.run("reload", zone, timeout=timeout)
 
-    def reconfig(self) -> None:
-        self.run("reconfig")
+    def reconfig(self, timeout: float = 10.0) -> None:
+        self.run("reconfig", timeout=timeout)
 
     def status(self) -> bool:
         try:

@@ -326,6 +326,35 @@ class Service:
             "errors": list(reversed(self.recent_errors.lines)),
         }
 
+    def health(self) -> dict:
+        """What /healthz answers: "degraded", with the reasons, while changes are not published."""
+        publisher = self.publisher
+        broken = {zone: state.broken for zone, state in publisher.zones.items() if state.broken}
+        stalled = self.thread.stalled_for() if self.thread else 0.0
+        reasons = [f"named does not serve the last commit of {zone}" for zone in sorted(publisher.unserved)]
+        reasons += [f"zone {zone} does not validate: {why}" for zone, why in sorted(broken.items())]
+        reasons += [f"zone {zone} is held (no commits until its files are put back): {why}"
+                    for zone, why in sorted(publisher.held.items())]
+        if publisher.failure:
+            reasons.append(f"the last publish failed: {publisher.failure}")
+        if stalled > self.config["publisher.stuck_seconds"]:
+            reasons.append(f"the publisher is stuck: a change has waited {stalled:.1f} s to be committed")
+        if self.sync_error:
+            reasons.append(self.sync_error)
+        return {
+            "status": "degraded" if reasons else "ok",
+            "reasons": reasons,
+            "sync_error": self.sync_error,
+            "zones": sorted(publisher.zones),
+            "unserved": sorted(publisher.unserved),
+            "broken": broken,
+            "held": dict(publisher.held),
+            "queue": self.thread.queue_length if self.thread else 0,
+            "stalled_seconds": round(stalled, 3),
+            "last_publish": publisher.last_publish,
+            "last_error": publisher.last_error,
+        }
+
     def add_domain(self, zone: str, nameservers: list[str] | None = None, actor: str = "cli") -> Outcome:
         """Create ZONE in the repository (if new), have BIND serve it, open it for hosts."""
         try:

@@ -1,4 +1,4 @@
-"""Publishing faults against a real named and a real Git repository (DESIGN.md §3, §4, §5, §10).
+"""Publishing faults against a real named and a real Git repository.
 
 BIND stopped or unreachable, a service that starts behind what named serves,
 broken human-edited input, a SIGKILL in the middle of a burst, a secret
@@ -451,26 +451,38 @@ def test_secret_replaced_by_the_cli_stops_working_at_once(running):
     assert inst.dig(fqdn, "A") == ["192.0.2.51"]
 
 
-# ---- 6. a failed commit changes nothing ---------------------------------------------------
-@pytest.mark.parametrize("lock_name", ["index.lock", "refs/heads/main.lock"], ids=["index-locked", "branch-locked"])
-def test_commit_failure_answers_911_and_changes_nothing(running, lock_name):
-    """index.lock: git add fails; a locked branch: git add succeeds, the commit fails (index must be reset)."""
+# ---- 6. a failed commit changes nothing; a stale git lock is cleared while running ---------------
+@contextmanager
+def index_held_by_a_live_git(inst: Instance):
+    """A real git process that holds .git/index.lock while its editor runs (until the block ends)."""
+    env = {**os.environ, "GIT_EDITOR": "sleep 120;:"}
+    proc = subprocess.Popen(["git", "-C", str(inst.repo), "commit", "-a", "--allow-empty"], env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    lock = inst.repo / ".git" / "index.lock"
+    try:
+        wait_until(lock.exists, 10, what="git to take index.lock")
+        yield lock
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)  # git removes its lock when it dies of a signal
+        proc.wait(10)
+
+
+def test_commit_failure_answers_911_changes_nothing_and_healthz_says_why(running):
+    """The index is locked by a git process that is alive: the commit fails, nothing changes, /healthz says why."""
     inst = running.instance
     fqdn = f"vm6.{ZONE}"
     secret = inst.add_host(fqdn)
     assert running.update(fqdn, secret, "myip=192.0.2.60") == (200, "good 192.0.2.60\n")
     count, serial = inst.commit_count(), inst.served_serial()
     files = {p: (inst.repo / p).read_bytes() for p in SERVICE_FILES}
-    lock = inst.repo / ".git" / lock_name
-    lock.write_text("")
-    try:
+    with index_held_by_a_live_git(inst) as lock:
         assert running.update(fqdn, secret, "myip=192.0.2.61") == (200, "911\n")
+        assert lock.exists()  # a live writer's lock is never taken away
         assert {p: (inst.repo / p).read_bytes() for p in SERVICE_FILES} == files
         assert stray_files(inst) == []
-        _, health = healthz(inst)
-        assert "commit failed" in (health["last_error"] or "")
-    finally:
-        lock.unlink()
+        status, health = healthz(inst)
+        assert (status, health["status"]) == (503, "degraded")
+        assert any("commit failed" in r and "index.lock" in r for r in health["reasons"]), health
     assert porcelain(inst, *SERVICE_FILES) == ""
     assert inst.commit_count() == count
     assert inst.served_serial() == serial
@@ -480,6 +492,25 @@ def test_commit_failure_answers_911_and_changes_nothing(running, lock_name):
     assert inst.commit_count() == count + 1
     assert last_changes(inst) == [(fqdn, "A", "192.0.2.60", "192.0.2.61", "dyndns2")]
     assert inst.dig(fqdn, "A") == ["192.0.2.61"]
+    assert healthz(inst)[0] == 200
+
+
+@pytest.mark.parametrize("lock_name", ["index.lock", "refs/heads/main.lock"], ids=["index", "branch"])
+def test_stale_git_lock_is_cleared_while_running(running, lock_name):
+    """A lock file no live git process holds (its writer was killed) goes at the next publish, not only at start."""
+    inst = running.instance
+    fqdn = f"vm6.{ZONE}"
+    secret = inst.add_host(fqdn)
+    assert running.update(fqdn, secret, "myip=192.0.2.62") == (200, "good 192.0.2.62\n")
+    count = inst.commit_count()
+    lock = inst.repo / ".git" / lock_name
+    lock.write_text("")  # fresh: its age says nothing, no process holds it
+    assert running.update(fqdn, secret, "myip=192.0.2.63") == (200, "good 192.0.2.63\n")
+    assert not lock.exists()
+    assert inst.commit_count() == count + 1
+    assert inst.dig(fqdn, "A") == ["192.0.2.63"]
+    assert healthz(inst)[0] == 200
+    assert porcelain(inst) == ""
 
 
 # ---- 7. another writer under the same lock -------------------------------------------------

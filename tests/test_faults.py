@@ -553,3 +553,109 @@ def test_stale_git_lock_of_a_killed_writer_is_cleared_on_start(instance):
     assert not lock.exists()
     assert instance.commit_count() == count + 1
     assert instance.git("show", "HEAD:" + ZONE + "/dynamic.records") == "vm8 A 192.0.2.80\n"
+
+
+# ---- 8. a frozen named: answers within the verify budget ----------------------------------
+def test_frozen_named_answers_dnserr_within_the_verify_budget_and_catches_up(instance):
+    """named SIGSTOPped: rndc connects but never answers. Updates answer dnserr within about
+    bind.verify_timeout, the publisher keeps committing, /healthz is degraded; after SIGCONT
+    the retry loop has named serve the last commit."""
+    inst = instance
+    fqdn = f"vm9.{ZONE}"
+    secret = inst.add_host(fqdn)
+    budget = 2.0
+    with serving(inst, {"bind.verify_timeout": budget, "publisher.retry_seconds": 0.5}) as r:
+        assert r.update(fqdn, secret, "myip=192.0.2.90") == (200, "good 192.0.2.90\n")
+        pid = int((inst.dir / "bind" / "named.pid").read_text().strip())
+        os.kill(pid, signal.SIGSTOP)
+        try:
+            for n in (1, 2, 3):
+                started = time.monotonic()
+                assert r.update(fqdn, secret, f"myip=192.0.2.9{n}") == (200, "dnserr\n")
+                took = time.monotonic() - started
+                assert took < budget + 1.5, f"dnserr after {took:.1f} s (verify budget {budget} s)"
+            assert head_records(inst) == {("vm9", "A"): "192.0.2.93"}  # each one committed
+            status, health = healthz(inst)
+            assert (status, health["status"], health["unserved"]) == (503, "degraded", [ZONE])
+        finally:
+            os.kill(pid, signal.SIGCONT)
+        wait_until(lambda: healthz(inst)[0] == 200, 20, what="the retry loop to catch up")
+        assert inst.dig(fqdn, "A") == ["192.0.2.93"]
+        assert inst.served_serial() == head_serial(inst)
+        assert r.update(fqdn, secret, "myip=192.0.2.94") == (200, "good 192.0.2.94\n")
+
+
+# ---- 9. the managed named dies with ddns serve; a leftover is replaced, a foreign one refused ----
+def named_command(inst: Instance) -> list[str]:
+    return [_tool("named"), "-g", "-c", str(inst.dir / "bind" / "named.conf")]
+
+
+def test_sigkill_of_serve_takes_its_named_with_it(instance, tmp_path):
+    inst = instance
+    fqdn = f"vm10.{ZONE}"
+    secret = inst.add_host(fqdn)
+    first = ServeProcess(inst, tmp_path / "serve1.log")
+    second = ServeProcess(inst, tmp_path / "serve2.log")
+    try:
+        first.start()
+        first.proc.send_signal(signal.SIGKILL)
+        first.proc.wait(10)
+        wait_until(lambda: named_gone(inst), 15, what="the killed service's named to stop by itself")
+        second.start()  # nothing left in the way
+        status, body, _ = http(f"{inst.url}/nic/update?myip=192.0.2.100", auth=(fqdn, secret))
+        assert (status, body) == (200, "good 192.0.2.100\n")
+        assert inst.dig(fqdn, "A") == ["192.0.2.100"]
+    finally:
+        if first.proc is not None and first.proc.poll() is None:
+            first.proc.kill()
+            first.proc.wait(10)
+        second.stop()
+        kill_named(inst)
+    assert named_gone(inst)
+
+
+def test_named_left_over_from_this_instance_is_replaced_on_start(instance):
+    """A named running with this instance's named.conf and pid file (its service was killed) is stopped and replaced."""
+    inst = instance
+    fqdn = f"vm10.{ZONE}"
+    secret = inst.add_host(fqdn)
+    log = open(inst.dir / "bind" / "leftover.log", "ab")
+    leftover = subprocess.Popen(named_command(inst), stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    log.close()
+    try:
+        wait_until(lambda: rndc_answers(inst), 15, what="the leftover named to start")
+        with serving(inst) as r:
+            assert leftover.wait(15) is not None  # stopped by the service's start
+            new_pid = int((inst.dir / "bind" / "named.pid").read_text().strip())
+            assert new_pid != leftover.pid
+            assert r.update(fqdn, secret, "myip=192.0.2.101") == (200, "good 192.0.2.101\n")
+            assert inst.dig(fqdn, "A") == ["192.0.2.101"]
+    finally:
+        if leftover.poll() is None:
+            leftover.kill()
+            leftover.wait(10)
+    assert named_gone(inst)
+
+
+def test_foreign_named_on_the_rndc_port_is_refused_with_a_clear_error(instance, tmp_path):
+    """A named of another configuration answers on our rndc port (with our key): serve refuses, and leaves it alone."""
+    from ddns import cli
+    from conftest import free_port, start_serving
+
+    inst = instance
+    foreign_dir = tmp_path / "foreign"
+    cli.init_instance(foreign_dir, free_port(), free_port(), inst.rndc_port, extra={"zones.upstream": ""})
+    shutil.copyfile(inst.dir / "bind" / "rndc.key", foreign_dir / "bind" / "rndc.key")
+    log = open(foreign_dir / "bind" / "named.log", "ab")
+    foreign = subprocess.Popen([_tool("named"), "-g", "-c", str(foreign_dir / "bind" / "named.conf")],
+                               stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    log.close()
+    try:
+        wait_until(lambda: rndc_answers(inst), 15, what="the foreign named to start")
+        with pytest.raises(RuntimeError) as refused:
+            start_serving(inst)
+        assert f"did not start answers on rndc port {inst.rndc_port}" in str(refused.value)
+        assert foreign.poll() is None  # left alone
+    finally:
+        foreign.terminate()
+        foreign.wait(15)

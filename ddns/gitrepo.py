@@ -81,6 +81,14 @@ class SyncConflict(RuntimeError):
     """The service's commits and the upstream's cannot be combined without a human."""
 
 
+class PushFailed(RuntimeError):
+    """The upstream refused a push for another reason than a commit that landed first (full disk, a hook)."""
+
+
+# What git and the upstream's pre-receive hook say when someone else pushed first: fetch, rebase, push again.
+_PUSHED_FIRST = ("(fetch first)", "(non-fast-forward)", "fetch, rebase and push again")
+
+
 @dataclass(frozen=True)
 class HistoryEntry:
     commit: str
@@ -196,16 +204,20 @@ class ZonesRepo:
             raise SyncConflict(f"cannot rebase the service's commits onto {onto[:12]}: {exc.stderr.strip()}") from exc
 
     def push(self, branch: str, token: str = "", rev: str = "HEAD") -> bool:
-        """Push REV to origin/BRANCH; False when rejected (someone pushed first)."""
+        """Push REV to origin/BRANCH; False when rejected because someone pushed first.
+
+        Any other failure raises PushFailed with git's own words: retrying it
+        would not help, and "the upstream kept moving" would hide the cause.
+        """
         env = {"DDNS_SERVICE_PUSH": token} if token else {}
         try:
             with self._git.custom_environment(**env):
                 self._git.push("-q", "origin", f"{rev}:refs/heads/{branch}")
             return True
         except git.GitCommandError as exc:
-            if "rejected" in exc.stderr or "fetch first" in exc.stderr or "non-fast-forward" in exc.stderr:
+            if any(marker in exc.stderr for marker in _PUSHED_FIRST):
                 return False
-            raise
+            raise PushFailed(f"push to the upstream failed: {exc.stderr.strip()}") from exc
 
     def changed_paths(self, old: str, new: str = "HEAD") -> list[str]:
         return self._git.diff("--name-only", old, new).splitlines()

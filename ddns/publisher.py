@@ -604,7 +604,8 @@ class Publisher:
         touch other files than humans do), re-render and validate what changed
         (reconcile), push; when someone pushed meanwhile, again. A real
         conflict raises SyncConflict and changes nothing: BIND keeps the last
-        good zones.
+        good zones. A push the upstream refuses for another reason (a full
+        disk, a hook) raises PushFailed with git's message, at once.
         """
         with self.locked():
             if not self.repo.has_upstream():

@@ -25,18 +25,23 @@ HOSTS = 8
 
 
 @contextmanager
-def repo_on_small_disk(inst: Instance, size: str = "16m"):
-    """The instance's zones repository moved onto a tmpfs of SIZE (unmounted at the end)."""
+def on_small_disk(directory: Path, filler: str, size: str = "16m"):
+    """DIRECTORY moved onto a tmpfs of SIZE (unmounted at the end); FILLER is where it is filled."""
     require("mount", "umount")
-    saved = inst.dir / "zones.saved"
-    inst.repo.rename(saved)
-    inst.repo.mkdir()
-    subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(inst.repo)], check=True)
+    saved = directory.with_name(directory.name + ".saved")
+    directory.rename(saved)
+    directory.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(directory)], check=True)
     try:
-        shutil.copytree(saved, inst.repo, symlinks=True, dirs_exist_ok=True)
-        yield Disk(inst.repo / ".git" / "test-filler")
+        shutil.copytree(saved, directory, symlinks=True, dirs_exist_ok=True)
+        yield Disk(directory / filler)
     finally:
-        subprocess.run(["umount", str(inst.repo)], check=True)
+        subprocess.run(["umount", str(directory)], check=True)
+
+
+def repo_on_small_disk(inst: Instance):
+    """The instance's zones repository (the service's clone) on a tmpfs; filled inside .git, which Git ignores."""
+    return on_small_disk(inst.repo, ".git/test-filler")
 
 
 class Disk:
@@ -162,3 +167,29 @@ def test_start_on_a_full_disk_refuses_rather_than_deleting_committed_files(insta
             assert git(inst.repo, "rev-list", "--count", "HEAD") == count
         finally:
             serve.stop()
+
+
+def test_push_to_a_full_upstream_reports_the_git_error_and_is_not_retried(instance):
+    """The upstream's disk is full: the push fails at once with git's words, not as "the upstream kept moving"."""
+    inst = instance
+    fqdn = f"h1.{ZONE}"
+    inst.add_host(fqdn)
+    upstream = inst.dir / "zones.git"
+    with on_small_disk(upstream, "test-filler") as disk:
+        assert inst.cli("host", "set", fqdn, "192.0.2.1").code == 3  # committed; no named runs here
+        service = inst.open_service()
+        disk.fill()
+        try:
+            service.sync()
+            raised = None
+        except Exception as exc:
+            raised = exc
+        assert raised is not None, "the push to a full upstream succeeded"
+        assert type(raised).__name__ == "PushFailed", repr(raised)
+        assert "kept moving" not in str(raised)
+        assert "unpack" in str(raised) or "No space left" in str(raised), str(raised)
+        disk.free()
+        service.sync()  # space again: the same push goes through
+        head = git(inst.repo, "rev-parse", "HEAD").strip()
+        assert git(upstream, "rev-parse", "refs/heads/main").strip() == head
+        assert records_at(upstream, "main") == {("h1", "A"): "192.0.2.1"}

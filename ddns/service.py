@@ -21,7 +21,8 @@ from . import bind, resource_dir, zones
 from .auth import FailureLimiter, SecretVerifier, hash_secret, new_secret
 from .config import Config
 from .gitrepo import HistoryEntry, ZonesRepo
-from .publisher import Change, Outcome, PublishTarget, Publisher, PublisherThread
+from .publish_queue import PublisherThread
+from .publisher import Change, Outcome, PublishTarget, Publisher
 from .store import Conflict, Domain, Host, LastSeen, NotFound, Store, User
 from .oidc import Identity
 from .validate import AddressPolicy, InvalidName, normalize_name, parse_address, record_type, split_host

@@ -84,6 +84,12 @@ def healthz(inst: Instance) -> tuple[int, dict]:
     return status, json.loads(body)
 
 
+def degraded(inst: Instance) -> dict | None:
+    """/healthz's body when it answers 503 "degraded", else None."""
+    status, health = healthz(inst)
+    return health if (status, health["status"]) == (503, "degraded") else None
+
+
 def head_records(inst: Instance) -> dict:
     return zones.parse_dynamic(inst.git("show", f"HEAD:{DYNAMIC}"))
 
@@ -659,3 +665,29 @@ def test_foreign_named_on_the_rndc_port_is_refused_with_a_clear_error(instance, 
     finally:
         foreign.terminate()
         foreign.wait(15)
+
+
+# ---- 10. a stuck publisher shows in /healthz ------------------------------------------------
+def test_healthz_is_degraded_while_the_publisher_is_stuck(instance):
+    """Another process holds the publisher's lock: the change waits, and /healthz says so until it is published."""
+    import fcntl
+
+    inst = instance
+    fqdn = f"vm11.{ZONE}"
+    secret = inst.add_host(fqdn)
+    with serving(inst, {"publisher.stuck_seconds": 0.5}) as r:
+        assert healthz(inst)[0] == 200
+        answers: list[tuple[int, str]] = []
+        with open(inst.repo / ".git" / "ddns.lock", "a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)  # as a second writer (a CLI, a hook's apply) would
+            try:
+                waiter = threading.Thread(target=lambda: answers.append(r.update(fqdn, secret, "myip=192.0.2.110")))
+                waiter.start()
+                health = wait_until(lambda: degraded(inst), 15, what="/healthz to notice the stuck publisher")
+                assert any("publisher is stuck" in reason for reason in health["reasons"]), health
+                assert not answers
+            finally:
+                fcntl.flock(lock, fcntl.LOCK_UN)
+        waiter.join(30)
+        assert answers == [(200, "good 192.0.2.110\n")]
+        assert healthz(inst)[0] == 200

@@ -32,6 +32,10 @@ from .worktree import BACKUP_SUFFIX, Replacement, atomic_write, put_back
 log = logging.getLogger("ddns.publisher")
 
 
+class ZoneHeld(RuntimeError):
+    """A zone's files differ from HEAD and cannot be put back: nothing is published from them."""
+
+
 class Outcome(enum.Enum):
     GOOD = "good"        # committed, and named serves it
     NOCHG = "nochg"      # nothing to change
@@ -490,7 +494,7 @@ class Publisher:
                     log.warning("discarding %s: written but never committed", ", ".join(dirty))
                     self._put_back([zone])
                     if zone in self.held:  # the service must not start from files nobody acknowledged
-                        raise RuntimeError(f"cannot recover zone {zone}: {self.held[zone]}")
+                        raise ZoneHeld(f"cannot recover zone {zone}: {self.held[zone]}")
             for pattern in ("*/.*.zone.*", "*/.dynamic.records.*", f"*/.*{BACKUP_SUFFIX}"):
                 for tmp in self.root.glob(pattern):
                     tmp.unlink(missing_ok=True)
@@ -682,7 +686,7 @@ class Publisher:
             if old_text == settings_toml:
                 return Outcome.NOCHG
             if not self._writable(zone):
-                raise RuntimeError(f"zone {zone} is held: {self.held[zone]}")
+                raise ZoneHeld(f"zone {zone} is held: {self.held[zone]}")
             dyn_path, rendered_path = self._paths(zone)
             settings_rel = f"{zone}/{zones.SETTINGS_FILE}"
             with self._replacing([zone], (settings_rel,)) as files:

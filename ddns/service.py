@@ -330,12 +330,14 @@ class Service:
     def health(self) -> dict:
         """What /healthz answers: "degraded", with the reasons, while changes are not published."""
         publisher = self.publisher
-        broken = {zone: state.broken for zone, state in publisher.zones.items() if state.broken}
+        # copies first: the publisher's threads change these meanwhile
+        unserved, held = sorted(publisher.unserved.copy()), publisher.held.copy()
+        broken = {zone: state.broken for zone, state in publisher.zones.copy().items() if state.broken}
         stalled = self.thread.stalled_for() if self.thread else 0.0
-        reasons = [f"named does not serve the last commit of {zone}" for zone in sorted(publisher.unserved)]
+        reasons = [f"named does not serve the last commit of {zone}" for zone in unserved]
         reasons += [f"zone {zone} does not validate: {why}" for zone, why in sorted(broken.items())]
         reasons += [f"zone {zone} is held (no commits until its files are put back): {why}"
-                    for zone, why in sorted(publisher.held.items())]
+                    for zone, why in sorted(held.items())]
         if publisher.failure:
             reasons.append(f"the last publish failed: {publisher.failure}")
         if stalled > self.config["publisher.stuck_seconds"]:
@@ -346,10 +348,10 @@ class Service:
             "status": "degraded" if reasons else "ok",
             "reasons": reasons,
             "sync_error": self.sync_error,
-            "zones": sorted(publisher.zones),
-            "unserved": sorted(publisher.unserved),
+            "zones": sorted(publisher.zones.copy()),
+            "unserved": unserved,
             "broken": broken,
-            "held": dict(publisher.held),
+            "held": held,
             "queue": self.thread.queue_length if self.thread else 0,
             "stalled_seconds": round(stalled, 3),
             "last_publish": publisher.last_publish,

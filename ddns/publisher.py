@@ -195,6 +195,19 @@ class Publisher:
         if (state is not None and state.stamp and state.stamp == _stamp(*self._paths(zone))
                 and state.source_stamp == _stamp(*self._source_paths(zone))):
             return state
+        return self._load_committed(zone)
+
+    def _load_committed(self, zone: str) -> ZoneState:
+        """ZONE's state read again from its files, once they are what HEAD has.
+
+        Another writer changed them. If it did not commit (it was killed in the
+        middle), its edit is put back first: an unacknowledged change is never
+        adopted. A zone whose files cannot be put back is held, its state kept.
+        """
+        self._put_back([zone])
+        state = self.zones.get(zone)
+        if zone in self.held and state is not None:
+            return state
         return self._load_validated(zone)
 
     def load(self) -> None:
@@ -239,7 +252,7 @@ class Publisher:
                 with self.locked():
                     state = self.zones[zone]
                     if zone not in self.held and _stamp(*self._paths(zone)) != state.stamp:
-                        state = self._load_validated(zone)
+                        state = self._load_committed(zone)
                         self.zones[zone] = state
             finally:
                 self._thread_lock.release()
@@ -463,10 +476,11 @@ class Publisher:
             errors = []
             for rel, path, service_file in files:
                 try:
-                    put_back(self.repo, rel, path, self.fsync, service_file)
+                    if put_back(self.repo, rel, path, self.fsync, service_file):
+                        log.warning("%s differed from HEAD (never committed): put back", rel)
+                        self._unstage(rel)
                 except Exception as exc:  # disk full, git broken: keep trying the others
                     errors.append(f"cannot put back {rel}: {exc}")
-                self._unstage(rel)
             if errors:
                 self.held[zone] = "; ".join(errors)
                 self.last_error = f"zone {zone} is held: {self.held[zone]}"
@@ -495,6 +509,8 @@ class Publisher:
                     self._put_back([zone])
                     if zone in self.held:  # the service must not start from files nobody acknowledged
                         raise ZoneHeld(f"cannot recover zone {zone}: {self.held[zone]}")
+                    for rel in dirty:
+                        self._unstage(rel)
             for pattern in ("*/.*.zone.*", "*/.dynamic.records.*", f"*/.*{BACKUP_SUFFIX}"):
                 for tmp in self.root.glob(pattern):
                     tmp.unlink(missing_ok=True)

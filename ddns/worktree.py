@@ -79,21 +79,26 @@ def _text(path: Path) -> str | None:
         return None
 
 
-def put_back(repo: CommittedFiles, rel: str, path: Path, fsync: bool = True, service_file: bool = True) -> None:
-    """Make PATH (REL in the repository) what HEAD has; raises (OSError, git) when it cannot.
+def put_back(repo: CommittedFiles, rel: str, path: Path, fsync: bool = True, service_file: bool = True) -> bool:
+    """Make PATH (REL in the repository) what HEAD has; True if it had to change it.
 
     Tries what needs no space first: nothing (already so), then renaming the
     kept previous version back, and only then writes HEAD's text. A service
-    file HEAD does not have is removed; nothing else is ever removed.
+    file HEAD does not have is removed; nothing else is ever removed. Raises
+    (OSError, git's error) when it cannot.
     """
     committed = repo.committed(rel)
     backup = backup_path(path)
+    changed = True
     if committed is None:
-        if service_file:
+        changed = service_file and path.exists()
+        if changed:
             path.unlink(missing_ok=True)
-    elif _text(path) != committed:
-        if _text(backup) == committed:
-            os.replace(backup, path)
-        else:
-            atomic_write(path, committed, fsync)
+    elif _text(path) == committed:
+        changed = False
+    elif _text(backup) == committed:
+        os.replace(backup, path)
+    else:
+        atomic_write(path, committed, fsync)
     backup.unlink(missing_ok=True)
+    return changed

@@ -23,7 +23,7 @@ import pytest
 from ddns import bind, zones
 from ddns.gitrepo import parse_trailers
 
-from conftest import Instance, ServeProcess, _port_free, http, kill_named, serving, wait_until
+from conftest import Instance, ServeProcess, _port_free, http, kill_named, require, serving, wait_until
 
 ZONE = "dyn.example.test"
 RENDERED = f"{ZONE}/{ZONE}.zone"
@@ -691,3 +691,54 @@ def test_healthz_is_degraded_while_the_publisher_is_stuck(instance):
         waiter.join(30)
         assert answers == [(200, "good 192.0.2.110\n")]
         assert healthz(inst)[0] == 200
+
+
+# ---- 11. files that are not what HEAD has are never adopted; a zone that cannot be put back is held ----
+@contextmanager
+def read_only(directory: Path):
+    """DIRECTORY read-only for everyone (a bind mount remounted ro: writes fail with EROFS)."""
+    require("mount", "umount")
+    subprocess.run(["mount", "--bind", str(directory), str(directory)], check=True)
+    try:
+        subprocess.run(["mount", "-o", "remount,bind,ro", str(directory)], check=True)
+        yield
+    finally:
+        subprocess.run(["umount", str(directory)], check=True)
+
+
+def test_uncommitted_edit_is_never_adopted_and_a_zone_that_cannot_be_put_back_is_held(instance):
+    """A writer killed before its commit leaves dynamic.records edited: the running service puts
+    HEAD's file back instead of loading it. Where that fails too (the directory went read-only),
+    the zone is held: 911, /healthz says why, nothing committed; once writable it publishes again."""
+    inst = instance
+    hosts = {f"vm12{c}.{ZONE}": inst.add_host(f"vm12{c}.{ZONE}") for c in "abc"}
+    dynamic = inst.repo / DYNAMIC
+    unacknowledged = "ghost A 192.0.2.250\n"
+    with serving(inst, {"publisher.retry_seconds": 0.3}) as r:
+        for n, (fqdn, secret) in enumerate(hosts.items()):
+            assert r.update(fqdn, secret, f"myip=192.0.2.12{n}") == (200, f"good 192.0.2.12{n}\n")
+        acknowledged = head_records(inst)
+        (a, sa), (b, sb), (c, sc) = hosts.items()
+
+        dynamic.write_text(unacknowledged)  # the others' records gone, a record nobody sent
+        assert r.update(a, sa, "myip=192.0.2.130") == (200, "good 192.0.2.130\n")
+        acknowledged[("vm12a", "A")] = "192.0.2.130"
+        assert head_records(inst) == acknowledged
+        assert zones.parse_dynamic(dynamic.read_text()) == acknowledged
+        assert "192.0.2.250" not in inst.git("log", "-p", "--format=%B")
+
+        count = inst.commit_count()
+        dynamic.write_text(unacknowledged)
+        with read_only(inst.repo / ZONE):
+            assert r.update(b, sb, "myip=192.0.2.131") == (200, "911\n")
+            assert inst.commit_count() == count
+            health = degraded(inst)
+            assert health and ZONE in health["held"] and "Read-only file system" in health["held"][ZONE], health
+            assert inst.dig(b, "A") == ["192.0.2.121"]
+        wait_until(lambda: healthz(inst)[0] == 200, 15, what="the retry loop to put the zone's files back")
+        assert zones.parse_dynamic(dynamic.read_text()) == acknowledged
+        assert r.update(b, sb, "myip=192.0.2.131") == (200, "good 192.0.2.131\n")
+        acknowledged[("vm12b", "A")] = "192.0.2.131"
+        assert head_records(inst) == acknowledged
+        assert inst.dig(c, "A") == ["192.0.2.122"]
+        assert porcelain(inst) == ""

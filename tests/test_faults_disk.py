@@ -101,6 +101,9 @@ def test_full_disk_loses_no_acknowledged_record(instance):
             assert (status, body) in ((200, "911\n"), (200, f"good {address}\n"), (200, "dnserr\n")), body
             if body != "911\n":
                 acknowledged[fqdn.split(".")[0]] = address
+            else:
+                status, health, _ = r.request("/healthz")
+                assert status == 503 and "commit failed" in health, health
             disk.free()
 
             other = f"h{(n + 1) % HOSTS}.{ZONE}"

@@ -38,6 +38,7 @@ setup(
         "bcrypt>=4",
         "python-keycloak>=4",
         "dnspython>=2.4",
+        "idna>=3.4",
         "cheroot>=10",
     ],
     extras_require={"test": ["pytest>=8", "requests>=2.28", "playwright>=1.40"]},

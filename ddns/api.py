@@ -10,27 +10,37 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import threading
 import time
 from typing import Any, Callable
 
 import bottle
 
-from .auth import FailureLimiter
+from .auth import FailureLimiter, client_network
 from .oidc import LoginFailed, OidcLogin
 from .publisher import Outcome
-from .service import HostView, NoSuchObject, Service, ServiceError, TooMany
-from .store import User
+from .service import HostView, NoSuchObject, Service, ServiceError, Taken, TooMany
+from .store import NotFound, User
 
 PREFIX = "/api/v1"
+_LABEL = r"[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+# The request body's string fields: the server enforces exactly what the OpenAPI document states.
+FIELDS: dict[str, dict[str, Any]] = {
+    "name": {"maxLength": 63, "pattern": f"^{_LABEL}$", "description": "the label, e.g. myvm"},
+    "domain": {"maxLength": 253, "pattern": f"^({_LABEL}\\.)*{_LABEL}$", "description": "e.g. dyn.example.org"},
+    "comment": {"maxLength": 200, "pattern": "^[^\\u0000-\\u001f\\u007f]*$",
+                "description": "free text without control characters"},
+}
+REQUIRED = ("name", "domain")
 
 
 def host_json(view: HostView) -> dict[str, Any]:
     host = view.host
     return {"fqdn": host.fqdn, "domain": host.zone, "comment": host.comment, "ipv4": view.ipv4, "ipv6": view.ipv6,
-            "created": host.created, "last_update": host.last_update, "last_client": host.last_client,
-            "last_agent": host.last_agent, "last_tls": host.last_tls, "auth_faults": host.auth_faults,
-            "client_faults": host.client_faults}
+            "in_repository": view.in_repository, "created": host.created, "last_update": host.last_update,
+            "last_client": host.last_client, "last_agent": host.last_agent, "last_tls": host.last_tls,
+            "auth_faults": host.auth_faults, "client_faults": host.client_faults}
 
 
 class BearerCache:
@@ -56,7 +66,9 @@ class BearerCache:
 def install(app: bottle.Bottle, service: Service, oidc: OidcLogin | None, client_of: Callable[[], str]) -> None:
     """The API routes; CLIENT_OF is the app's view of the client address (proxies included)."""
     cache = BearerCache(service.config["oidc.userinfo_cache_seconds"])
-    failures = FailureLimiter(service.config["security.max_client_failures"], service.config["security.failure_window"])
+    config = service.config
+    failures = FailureLimiter(config["security.max_client_failures"], config["security.failure_window"],
+                              max_keys=config["security.failure_table_size"])
 
     def reply(body: Any, status: int = 200) -> bottle.HTTPResponse:
         return bottle.HTTPResponse("" if body is None else json.dumps(body), status,
@@ -68,7 +80,8 @@ def install(app: bottle.Bottle, service: Service, oidc: OidcLogin | None, client
             response.set_header("WWW-Authenticate", 'Bearer realm="ddns"')
         return response
 
-    def caller() -> User | None:
+    def caller(known_only: bool) -> User | None:
+        """The token's user; KNOWN_ONLY: without asking the provider (a blocked network's valid tokens still work)."""
         scheme, _, token = bottle.request.get_header("Authorization", "").partition(" ")
         token = token.strip()
         if scheme.lower() != "bearer" or not token or len(token) > 8192:
@@ -79,6 +92,8 @@ def install(app: bottle.Bottle, service: Service, oidc: OidcLogin | None, client
         user_id = cache.get(token)
         if user_id is not None:
             return service.store.user_by_id(user_id)
+        if known_only:
+            return None
         try:
             user = service.login_oidc(oidc.userinfo(token))
         except LoginFailed:
@@ -88,17 +103,20 @@ def install(app: bottle.Bottle, service: Service, oidc: OidcLogin | None, client
 
     def endpoint(handler: Callable) -> Callable:
         def wrapper(*args: Any, **kwargs: Any) -> bottle.HTTPResponse:
-            client = client_of()
-            if failures.blocked(client):
+            network = client_network(client_of())
+            blocked = failures.blocked(network)
+            user = caller(known_only=blocked)
+            if user is None and blocked:
                 return problem(429, "too many failed authentications; wait a few minutes")
-            user = caller()
             if user is None:
-                failures.fail(client)
+                failures.fail(network)
                 return problem(401, "a valid bearer token is needed (a personal API token or an OpenID access token)")
             try:
                 return handler(user, *args, **kwargs)
-            except NoSuchObject as exc:
+            except (NoSuchObject, NotFound) as exc:  # NotFound: gone while the request ran (a concurrent delete)
                 return problem(404, str(exc))
+            except Taken as exc:
+                return problem(409, str(exc))
             except TooMany as exc:
                 return problem(429, str(exc))
             except ServiceError as exc:
@@ -110,6 +128,8 @@ def install(app: bottle.Bottle, service: Service, oidc: OidcLogin | None, client
             data = json.loads(bottle.request.body.read(64 * 1024) or b"{}")
         except ValueError as exc:
             raise ServiceError("the body is not JSON") from exc
+        except RecursionError as exc:
+            raise ServiceError("the body is nested too deeply") from exc
         if not isinstance(data, dict):
             raise ServiceError("the body must be a JSON object")
         return data
@@ -118,6 +138,7 @@ def install(app: bottle.Bottle, service: Service, oidc: OidcLogin | None, client
         value = data.get(key, "")
         if not isinstance(value, str):
             raise ServiceError(f"{key} must be a string")
+        check_field(key, value)
         return value
 
     @app.get(PREFIX + "/openapi.json")
@@ -139,8 +160,9 @@ def install(app: bottle.Bottle, service: Service, oidc: OidcLogin | None, client
     @endpoint
     def create(user: User):
         data = body()
+        name, domain, comment = (text(data, key) for key in ("name", "domain", "comment"))
         service.count_secret_action(user)
-        host, secret = service.add_host_for(user, text(data, "name"), text(data, "domain"), text(data, "comment"))
+        host, secret = service.add_host_for(user, name, domain, comment)
         return reply({**host_json(service.view(host)), "secret": secret}, 201)
 
     @app.get(PREFIX + "/hosts/<fqdn>")
@@ -164,20 +186,45 @@ def install(app: bottle.Bottle, service: Service, oidc: OidcLogin | None, client
         return reply({"fqdn": host.fqdn, "secret": service.regenerate_secret(host.fqdn)})
 
 
+def check_field(key: str, value: str) -> None:
+    """Refuse VALUE for the body field KEY unless it meets the constraints FIELDS documents (and is valid Unicode)."""
+    rules = FIELDS[key]
+    if len(value) > rules["maxLength"]:
+        raise ServiceError(f"{key} is longer than {rules['maxLength']} characters")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as exc:  # a lone surrogate ("\\ud800") is JSON, but no text
+        raise ServiceError(f"{key} is not valid Unicode") from exc
+    if not value and key in REQUIRED:
+        raise ServiceError(f"{key} is needed")
+    if not re.fullmatch(rules["pattern"], value):
+        raise ServiceError(f"{key} does not match {rules['pattern']}")
+
+
 def openapi_document(server_url: str) -> dict[str, Any]:
-    """OpenAPI 3.1 description of the API above."""
+    """OpenAPI 3.1 description of the API above; the body's constraints are FIELDS, which the server enforces."""
     host_schema = {"type": "object", "properties": {
         "fqdn": {"type": "string"}, "domain": {"type": "string"}, "comment": {"type": "string"},
         "ipv4": {"type": ["string", "null"]}, "ipv6": {"type": ["string", "null"]},
+        "in_repository": {"type": "boolean", "description": "false: a merge removed the host's domain from the "
+                                                            "zones repository; nothing is served for it"},
         "created": {"type": "number"}, "last_update": {"type": ["number", "null"]},
         "last_client": {"type": ["string", "null"]}, "last_agent": {"type": ["string", "null"]},
         "last_tls": {"type": ["boolean", "null"]}, "auth_faults": {"type": "integer"},
         "client_faults": {"type": "integer"}}}
-    error = {"description": "error", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
     fqdn_param = [{"name": "fqdn", "in": "path", "required": True, "schema": {"type": "string"}}]
 
     def ok(schema: dict, description: str = "OK") -> dict:
         return {"description": description, "content": {"application/json": {"schema": schema}}}
+
+    def errors(*codes: int) -> dict[str, dict]:
+        """The error answers CODES (401 and 429 can come from every call: authentication is rate-limited)."""
+        texts = {400: "the request is refused (see error); nothing changed", 401: "no valid bearer token",
+                 404: "no such host or domain (or one you may not see)", 409: "the name is taken",
+                 429: "too many failed authentications or new secrets; wait a few minutes",
+                 503: "the change could not be published; nothing changed"}
+        return {str(code): {"description": texts[code], "content": {"application/json": {
+            "schema": {"$ref": "#/components/schemas/Error"}}}} for code in sorted({401, 429, *codes})}
 
     return {
         "openapi": "3.1.0",
@@ -191,36 +238,35 @@ def openapi_document(server_url: str) -> dict[str, Any]:
                                            "description": "A personal API token (made in the portal) or an "
                                                           "access token of the service's OpenID provider."}},
             "schemas": {"Host": host_schema,
-                        "Error": {"type": "object", "properties": {"error": {"type": "string"}}}},
+                        "Error": {"type": "object", "required": ["error"],
+                                  "properties": {"error": {"type": "string"}}}},
         },
         "paths": {
             "/domains": {"get": {"summary": "Domains you may register hosts in", "responses": {
                 "200": ok({"type": "array", "items": {"type": "object", "properties": {
                     "domain": {"type": "string"}, "public": {"type": "boolean"},
-                    "groups": {"type": "array", "items": {"type": "string"}}}}}), "401": error}}},
+                    "groups": {"type": "array", "items": {"type": "string"}}}}}), **errors()}}},
             "/hosts": {
                 "get": {"summary": "Your hosts", "responses": {
-                    "200": ok({"type": "array", "items": {"$ref": "#/components/schemas/Host"}}), "401": error}},
+                    "200": ok({"type": "array", "items": {"$ref": "#/components/schemas/Host"}}), **errors()}},
                 "post": {"summary": "Register a host; the answer holds its secret, shown only this once",
                          "requestBody": {"required": True, "content": {"application/json": {"schema": {
-                             "type": "object", "required": ["name", "domain"], "properties": {
-                                 "name": {"type": "string", "description": "the label, e.g. myvm"},
-                                 "domain": {"type": "string", "description": "e.g. dyn.example.org"},
-                                 "comment": {"type": "string"}}}}}},
+                             "type": "object", "required": list(REQUIRED), "properties": {
+                                 key: {"type": "string", **rules} for key, rules in FIELDS.items()}}}}},
                          "responses": {"201": ok({"allOf": [{"$ref": "#/components/schemas/Host"}, {
                              "type": "object", "properties": {"secret": {"type": "string"}}}]}, "Created"),
-                             "400": error, "401": error, "404": error}}},
+                             **errors(400, 404, 409)}}},
             "/hosts/{fqdn}": {
                 "parameters": fqdn_param,
                 "get": {"summary": "One of your hosts", "responses": {
-                    "200": ok({"$ref": "#/components/schemas/Host"}), "401": error, "404": error}},
+                    "200": ok({"$ref": "#/components/schemas/Host"}), **errors(404)}},
                 "delete": {"summary": "Delete a host and its DNS records", "responses": {
-                    "204": {"description": "Deleted"}, "401": error, "404": error, "503": error}}},
+                    "204": {"description": "Deleted"}, **errors(404, 503)}}},
             "/hosts/{fqdn}/secret": {
                 "parameters": fqdn_param,
                 "post": {"summary": "A new secret; the old one stops working at once", "responses": {
                     "200": ok({"type": "object", "properties": {"fqdn": {"type": "string"},
                                                                "secret": {"type": "string"}}}),
-                    "401": error, "404": error}}},
+                    **errors(404)}}},
         },
     }

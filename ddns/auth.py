@@ -1,20 +1,22 @@
-"""Host secrets and account tokens: generation, bcrypt hashing, verification.
+"""Host secrets and account tokens: generation, bcrypt hashing, verification,
+and the bounded tables that limit guessing.
 
-bcrypt costs ~0.25 s, so a verified secret is remembered for a while, keyed
-on (stored hash, SHA-256 of the secret): a secret replaced by any process
-changes the stored hash and stops working at once. Failed attempts are never
-cached -- they always pay bcrypt -- and are counted per host so that a
-brute-force attempt gets ``abuse`` before it gets far.
+bcrypt costs ~0.25 s, so a verified secret is remembered while it is in use,
+keyed on (stored hash, SHA-256 of the secret): a secret replaced by any
+process changes the stored hash and stops working at once. Failed attempts
+are never cached -- they always pay bcrypt. The failure limiter, the client
+networks and the hash tags here are what ``ddns.guard`` counts failures by.
 """
 from __future__ import annotations
 
 import base64
 import hashlib
+import ipaddress
 import secrets
 import threading
 import time
-from collections import OrderedDict, deque
-from typing import Callable
+from collections import OrderedDict
+from typing import Callable, Hashable
 
 import bcrypt
 
@@ -36,63 +38,150 @@ def hash_secret(secret: str, rounds: int = 12) -> str:
     return bcrypt.hashpw(_bcrypt_input(secret), bcrypt.gensalt(rounds)).decode()
 
 
+def client_network(address: str) -> str:
+    """The network a client is counted by: its IPv4 address, or its IPv6 /64.
+
+    One IPv6 host picks new addresses within its /64 at will, so counting
+    single IPv6 addresses would neither stop it nor bound the tables.
+    """
+    try:
+        addr = ipaddress.ip_address(address)
+    except ValueError:
+        return address[:64]
+    if isinstance(addr, ipaddress.IPv6Address):
+        if addr.ipv4_mapped:
+            return str(addr.ipv4_mapped)
+        return str(ipaddress.IPv6Network((addr, 64), strict=False))
+    return str(addr)
+
+
+def hash_tag(stored_hash: str | None) -> str:
+    """A short digest of a stored hash, for failure keys: a new secret (a new hash,
+    made by any process) starts with fresh counters, without telling the others."""
+    return hashlib.sha256(stored_hash.encode()).hexdigest()[:16] if stored_hash else ""
+
+
 class SecretVerifier:
-    """bcrypt verification with a bounded, expiring cache of successes."""
+    """bcrypt verification with a bounded cache of successes.
+
+    A success is remembered for ``ttl`` seconds after its last use, so a client
+    that updates more often than that never pays bcrypt again (and is never
+    refused because of someone else's failures). The cache also knows the
+    secrets it verified against a hash that has since been replaced, so a
+    client still sending one is told ``badauth`` without counting as a guesser.
+    """
 
     def __init__(self, ttl: float, max_entries: int = 100_000, clock: Callable[[], float] = time.monotonic):
         self.ttl = ttl
         self.max_entries = max_entries
         self.clock = clock
-        self._cache: OrderedDict[tuple[str, bytes], float] = OrderedDict()
+        self._cache: OrderedDict[tuple[str, bytes], float] = OrderedDict()  # (stored hash, digest) -> expiry
+        self._known: OrderedDict[bytes, float] = OrderedDict()  # digest -> expiry, whatever hash it matched
         self._lock = threading.Lock()
 
-    def verify(self, secret: str, stored_hash: str | None) -> bool:
+    @staticmethod
+    def _digest(secret: str) -> bytes:
+        return hashlib.sha256(secret.encode()).digest()
+
+    def _remember(self, table: OrderedDict, key: Hashable, expires: float) -> None:
+        table[key] = expires
+        table.move_to_end(key)
+        while len(table) > self.max_entries:
+            table.popitem(last=False)
+
+    def _fresh(self, table: OrderedDict, key: Hashable, now: float) -> bool:
+        """KEY is in TABLE and not expired; its expiry then moves to NOW + ttl."""
+        expires = table.get(key)
+        if expires is None or expires <= now:
+            return False
+        self._remember(table, key, now + self.ttl)
+        return True
+
+    def cached(self, secret: str, stored_hash: str | None) -> bool:
+        """SECRET was verified against STORED_HASH lately (no bcrypt)."""
         if not stored_hash or not secret or len(secret) > 256:
             return False
-        key = (stored_hash, hashlib.sha256(secret.encode()).digest())
-        now = self.clock()
+        digest, now = self._digest(secret), self.clock()
         with self._lock:
-            expires = self._cache.get(key)
-            if expires is not None and expires > now:
-                return True
+            if not self._fresh(self._cache, (stored_hash, digest), now):
+                return False
+            self._fresh(self._known, digest, now)
+            return True
+
+    def replaced(self, secret: str, stored_hash: str | None) -> bool:
+        """SECRET was verified lately, but against another hash than STORED_HASH:
+        its owner was given a new secret, so it is stale, not a guess."""
+        if not secret or len(secret) > 256 or self.cached(secret, stored_hash):
+            return False
+        with self._lock:
+            return self._fresh(self._known, self._digest(secret), self.clock())
+
+    def verify(self, secret: str, stored_hash: str | None) -> bool:
+        if self.cached(secret, stored_hash):
+            return True
+        if not stored_hash or not secret or len(secret) > 256:
+            return False
+        now = self.clock()
         try:
             ok = bcrypt.checkpw(_bcrypt_input(secret), stored_hash.encode())
         except ValueError:
             ok = False
         if ok and self.ttl > 0:
+            digest = self._digest(secret)
             with self._lock:
-                self._cache[key] = now + self.ttl
-                self._cache.move_to_end(key)
-                while len(self._cache) > self.max_entries:
-                    self._cache.popitem(last=False)
+                self._remember(self._cache, (stored_hash, digest), now + self.ttl)
+                self._remember(self._known, digest, now + self.ttl)
         return ok
 
 
 class FailureLimiter:
-    """Counts failures per key in a sliding window; over the limit means blocked."""
+    """Counts failures per key in a sliding window; LIMIT of them within WINDOW means blocked.
 
-    def __init__(self, limit: int, window: float, clock: Callable[[], float] = time.monotonic):
+    The table stays small whatever the traffic: a key keeps only its last LIMIT
+    failure times, keys are kept in the order of their last failure, so the
+    ones whose failures all left the window are pruned from the front as new
+    failures come (amortised O(1)), and beyond MAX_KEYS the keys that failed
+    longest ago are forgotten first. Checking a key never adds it.
+    """
+
+    def __init__(self, limit: int, window: float, clock: Callable[[], float] = time.monotonic,
+                 max_keys: int = 20_000):
         self.limit = limit
         self.window = window
         self.clock = clock
-        self._failures: dict[str, deque[float]] = {}
+        self.max_keys = max_keys
+        self._failures: OrderedDict[Hashable, list[float]] = OrderedDict()
         self._lock = threading.Lock()
 
-    def _recent(self, key: str, now: float) -> deque[float]:
-        q = self._failures.setdefault(key, deque())
-        while q and q[0] <= now - self.window:
-            q.popleft()
-        return q
-
-    def blocked(self, key: str) -> bool:
+    def __len__(self) -> int:
+        """How many keys the table holds now."""
         with self._lock:
-            return len(self._recent(key, self.clock())) >= self.limit
+            return len(self._failures)
 
-    def fail(self, key: str) -> None:
+    def _recent(self, times: list[float], now: float) -> list[float]:
+        cutoff = now - self.window
+        return [t for t in times if t > cutoff]
+
+    def _prune(self, now: float) -> None:
+        while self._failures:
+            key, times = next(iter(self._failures.items()))
+            if len(self._failures) <= self.max_keys and times[-1] > now - self.window:
+                return
+            del self._failures[key]
+
+    def blocked(self, key: Hashable) -> bool:
         now = self.clock()
         with self._lock:
-            self._recent(key, now).append(now)
+            return len(self._recent(self._failures.get(key, []), now)) >= self.limit
 
-    def reset(self, key: str) -> None:
+    def fail(self, key: Hashable) -> None:
+        now = self.clock()
+        with self._lock:
+            times = self._recent(self._failures.pop(key, []), now)
+            times.append(now)
+            self._failures[key] = times[-max(self.limit, 1):]
+            self._prune(now)
+
+    def reset(self, key: Hashable) -> None:
         with self._lock:
             self._failures.pop(key, None)

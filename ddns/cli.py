@@ -318,15 +318,16 @@ def cmd_check(args, env: Env) -> Exit:
     rev = gitops.git_output(repo, "rev-parse", "--verify", args.rev)
     cfg = _load_config(args, env)  # defaults in an admin's clone without a ddns.toml
     base = args.base
+    upstream = gitops.git_output(repo, "rev-parse", "--verify", "-q", f"origin/{cfg['zones.branch']}", check=False)
     if base is None:  # where the branch left the published one; without a remote, the parent
-        upstream = gitops.git_output(repo, "rev-parse", "--verify", "-q", f"origin/{cfg['zones.branch']}", check=False)
         base = gitops.git_output(repo, "merge-base", upstream, rev, check=False) if upstream else None
         if not upstream:
             base = gitops.git_output(repo, "rev-parse", "--verify", "-q", f"{rev}~1", check=False) or None
     else:
         base = gitops.git_output(repo, "rev-parse", "--verify", base)
     report = gitops.check_revision(repo, rev, base, zone_template_dirs(cfg), checkzone=cfg["bind.checkzone"],
-                                   max_share=cfg["zones.max_change_share"])
+                                   max_share=cfg["zones.max_change_share"],
+                                   host_labels=gitops.host_labels_at(repo, upstream) if upstream else None)
     forced = gitops.forced_by_commits(repo, base, rev)
     if args.json:
         env.out(json.dumps({**report.as_dict(), "forced": forced, "ok": report.ok(forced)}, indent=2))
@@ -383,7 +384,8 @@ def cmd_hook(args, env: Env) -> Exit:
             ok = False
             continue
         report = gitops.check_revision(repo, new, None if old == zero else old, zone_template_dirs(cfg),
-                                       checkzone=cfg["bind.checkzone"], max_share=cfg["zones.max_change_share"])
+                                       checkzone=cfg["bind.checkzone"], max_share=cfg["zones.max_change_share"],
+                                       host_labels=gitops.host_labels_in(cfg.path("zones.repo")))
         forced = gitops.FORCE_PUSH_OPTION in options or gitops.forced_by_commits(repo, None if old == zero else old, new)
         for error in report.errors:
             env.err(f"ddns: error: {error}")

@@ -9,7 +9,7 @@ import ipaddress
 from dataclasses import dataclass, field
 
 from .publisher import Change, Outcome
-from .service import Service
+from .service import NoSuchObject, Service
 from .store import Host, User
 from .validate import AddressPolicy, InvalidAddress, InvalidName, normalize_name, parse_address, record_type
 
@@ -60,13 +60,15 @@ def _single(params: dict[str, list[str]], name: str) -> str | None:
 def parse_addresses(params: dict[str, list[str]], client: str, policy: AddressPolicy) -> list[ipaddress.IPv4Address | ipaddress.IPv6Address]:
     """The addresses to publish: ``myip`` (v4, v6 or ``v4,v6``) and ``myipv6``, else the client's.
 
-    At most one address per family; the answer lists them v4 first.
+    At most one address per family; the answer lists them v4 first. Blanks
+    around an address are refused, not trimmed: a value that is not exactly an
+    address is not what the client meant to publish.
     """
     texts: list[tuple[str, str]] = []
     for name in ("myip", "myipv6"):
         value = _single(params, name)
         if value:
-            texts += [(name, t.strip()) for t in value.split(",")]
+            texts += [(name, t) for t in value.split(",")]
     if not texts:
         texts = [("client", client)]
     by_family: dict[int, ipaddress.IPv4Address | ipaddress.IPv6Address] = {}
@@ -122,6 +124,7 @@ def handle_update(service: Service, req: UpdateRequest) -> Answer:
     plans: list[tuple[int, Host, list[int]]] = []  # line, host, indexes into changes
     changes: list[Change] = []
     shown = ",".join(str(a) for a in addresses)
+    actor = f"host:{principal.fqdn}" if isinstance(principal, Host) else f"user:{principal.name}"
     for line, name in enumerate(names):
         host = _resolve_host(service, principal, name)
         if isinstance(host, str):
@@ -130,19 +133,26 @@ def handle_update(service: Service, req: UpdateRequest) -> Answer:
         if host.blocked:
             answers[line] = "abuse"
             continue
+        view = service.view(host)
+        if not view.in_repository:  # a merge removed its zone: nothing can be served for it
+            answers[line] = "nohost"
+            continue
+        current = {"A": view.ipv4, "AAAA": view.ipv6}
         indexes = []
         for addr in addresses:
             rtype, text = record_type(addr), str(addr)
-            if service.publisher.current(host.zone, host.label, rtype) != text:
+            if current[rtype] != text:
                 indexes.append(len(changes))
-                actor = f"host:{host.fqdn}" if isinstance(principal, Host) else f"user:{principal.name}"
-                changes.append(Change(host.zone, host.label, rtype, text, actor, req.client, "dyndns2",
-                                      agent[:200], req.request_id))
+                changes.append(service.host_change(host, rtype, text, actor, "dyndns2", req.client, agent[:200],
+                                                   req.request_id))
         plans.append((line, host, indexes))
 
     outcomes = service.publish(changes) if changes else []
     for line, host, indexes in plans:
         results = {outcomes[i] for i in indexes}
+        if Outcome.REFUSED in results:  # deleted while this request was on its way: nothing changed
+            answers[line] = "nohost"
+            continue
         if Outcome.FAILED in results:
             answers[line] = "911"
         elif Outcome.DNSERR in results:
@@ -166,7 +176,8 @@ def _resolve_host(service: Service, principal: Host | User, name: str) -> Host |
         return "notfqdn"
     if isinstance(principal, Host):
         return principal if fqdn == principal.fqdn else "nohost"
-    host = service.store.find_host(fqdn)
-    if host is None or host.owner_id != principal.id:
+    try:
+        host = service.host(fqdn)
+    except NoSuchObject:
         return "nohost"
-    return host
+    return host if host.owner_id == principal.id else "nohost"

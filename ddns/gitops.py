@@ -7,11 +7,13 @@ naming the file and line a human has to fix.
 """
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 import dns.exception
 import dns.rdatatype
@@ -149,12 +151,19 @@ def zones_at(repo: Path, rev: str | None) -> set[str]:
 
 
 def _materialize(repo: Path, rev: str, zone: str, target: Path) -> Path:
-    """Write ZONE's files at REV into TARGET/ZONE."""
+    """Write ZONE's files at REV into TARGET/ZONE as a checkout has them (symbolic links as links, unfollowed)."""
     zone_dir = target / zone
     zone_dir.mkdir(parents=True, exist_ok=True)
-    for path in git_output(repo, "ls-tree", "--name-only", rev, f"{zone}/").splitlines():
+    for entry in filter(None, git_output(repo, "ls-tree", "-z", rev, f"{zone}/").split("\0")):
+        meta, path = entry.split("\t", 1)
+        mode, kind, _ = meta.split()
+        if kind != "blob":
+            continue
         blob = subprocess.run(["git", "-C", str(repo), "show", f"{rev}:{path}"], capture_output=True, check=True).stdout
-        (target / path).write_bytes(blob)
+        if mode == "120000":
+            os.symlink(blob, target / path)
+        else:
+            (target / path).write_bytes(blob)
     return zone_dir
 
 
@@ -165,24 +174,31 @@ class ZoneCheck:
     errors: list[str]
 
 
-def render_zone_at(repo: Path, rev: str, zone: str, template_dirs: list[Path], checkzone: str) -> ZoneCheck:
+# The labels hosts use in a zone now (beyond those of the revision checked): the service's newest records.
+HostLabels = Callable[[str], set[str]]
+
+
+def render_zone_at(repo: Path, rev: str, zone: str, template_dirs: list[Path], checkzone: str,
+                   host_labels: HostLabels | None = None) -> ZoneCheck:
     """Render ZONE as REV has it (its own dynamic records and serial) and run named-checkzone.
 
-    Errors name the file a human edits: ``ZONE/static.zone:LINE: message``.
+    The sources are checked as the publisher checks them (zones.ZoneSource.read,
+    zones.check_host_names, against REV's and HOST_LABELS' hosts) before any
+    tool reads them. Errors name the file a human edits: ``ZONE/static.zone:LINE: message``.
     """
     with tempfile.TemporaryDirectory(prefix="ddns-check-") as tmp:
         zone_dir = _materialize(repo, rev, zone, Path(tmp))
         try:
             source = zones.ZoneSource.read(zone_dir)
-            env = zones.template_environment([Path(tmp), *template_dirs])
-            template = env.get_template(source.template_name)
+            template = zones.template_environment(template_dirs).get_template(zones.TEMPLATE_FILE)
             dyn_path = zone_dir / zones.DYNAMIC_FILE
             dynamic = zones.parse_dynamic(dyn_path.read_text()) if dyn_path.exists() else {}
+            zones.check_host_names(source, {label for label, _ in dynamic} | (host_labels(zone) if host_labels else set()))
             rendered_path = zone_dir / zones.rendered_file(zone)
             serial = (zones.serial_of(rendered_path.read_text()) if rendered_path.exists() else None) or 1
             text = zones.render_zone(template, source.settings, serial, source.static_text, dynamic)
-        except Exception as exc:  # TOML syntax, template errors, bad dynamic lines
-            return ZoneCheck(zone, None, [f"{zone}/{_which_file(exc)}: {exc}"])
+        except Exception as exc:  # refused sources, TOML syntax, template errors, bad dynamic lines
+            return ZoneCheck(zone, None, [_source_error(zone, exc)])
         check_path = Path(tmp) / "candidate.zone"
         check_path.write_text(text)
         message = bind.check_zone(zone, check_path, checkzone)
@@ -191,12 +207,15 @@ def render_zone_at(repo: Path, rev: str, zone: str, template_dirs: list[Path], c
         return ZoneCheck(zone, text, _map_errors(message, str(check_path), text, source.static_text, zone))
 
 
-def _which_file(exc: Exception) -> str:
+def _source_error(zone: str, exc: Exception) -> str:
+    """EXC as an error naming the file to fix (the zone template is the operator's, not a file of the zone)."""
+    if isinstance(exc, zones.SourceError):
+        return f"{zone}/{exc}"
     if isinstance(exc, jinja2.TemplateError):
-        return zones.TEMPLATE_FILE
+        return f"{zone}: the zone template: {exc}"
     if isinstance(exc, zones.BadRecordLine):
-        return zones.DYNAMIC_FILE
-    return zones.SETTINGS_FILE
+        return f"{zone}/{zones.DYNAMIC_FILE}: {exc}"
+    return f"{zone}/{zones.SETTINGS_FILE}: {exc}"
 
 
 def _map_errors(message: str, check_path: str, text: str, static_text: str, zone: str) -> list[str]:
@@ -237,11 +256,13 @@ class CheckReport:
 
 def check_revision(repo: Path, rev: str, base: str | None, template_dirs: list[Path], *,
                    checkzone: str = "named-checkzone", max_share: float = 0.3,
-                   allow_service_files: bool = False) -> CheckReport:
+                   allow_service_files: bool = False, host_labels: HostLabels | None = None) -> CheckReport:
     """Validate REV against BASE: touched zones render and pass named-checkzone, guard rails hold.
 
     ``allow_service_files`` is for the service's own pushes; humans may not
     touch dynamic.records or the rendered file, nor forge audit trailers.
+    ``host_labels`` gives the hosts' names in a zone now, so a static record
+    cannot take the name of a host newer than REV.
     """
     report = CheckReport(base, rev)
     if base is not None:
@@ -262,20 +283,48 @@ def check_revision(repo: Path, rev: str, base: str | None, template_dirs: list[P
             continue
         old_records = new_records = None
         if zone in new_zones:
-            result = render_zone_at(repo, rev, zone, template_dirs, checkzone)
-            report.errors += result.errors
+            result = render_zone_at(repo, rev, zone, template_dirs, checkzone, host_labels)
+            new_records = _records_or_errors(result)
             if result.errors:
+                report.errors += result.errors
                 continue
-            new_records = zone_records(result.text, zone)
         if zone in old_zones:
             before = render_zone_at(repo, base, zone, template_dirs, checkzone)
-            old_records = zone_records(before.text, zone) if before.text and not before.errors else None
+            old_records = _records_or_errors(before)
             if old_records is None and new_records is not None:
                 old_records = {}  # the base was broken: everything counts as added
         plan = diff_records(zone, old_records, new_records)
         report.plans.append(plan)
         report.guarded += guard_problems(plan, max_share)
     return report
+
+
+def _records_or_errors(check: ZoneCheck) -> Records | None:
+    """The records of a checked zone; a file named-checkzone takes but the planner cannot read is an error, not a crash."""
+    if check.errors or check.text is None:
+        return None
+    try:
+        return zone_records(check.text, check.zone)
+    except dns.exception.DNSException as exc:
+        check.errors.append(f"{check.zone}: the rendered zone cannot be planned: {exc}")
+        return None
+
+
+def host_labels_at(repo: Path, rev: str) -> HostLabels:
+    """The hosts' labels per zone as REV's dynamic.records have them (for ``ddns check``: the published branch)."""
+    def labels(zone: str) -> set[str]:
+        text = git_output(repo, "show", f"{rev}:{zone}/{zones.DYNAMIC_FILE}", check=False)
+        return {label for label, _ in zones.parse_dynamic(text)}
+    return labels
+
+
+def host_labels_in(tree: Path) -> HostLabels:
+    """The hosts' labels per zone in a working tree (for pre-receive: the service's clone, newer than the
+    pushed-to repository by up to one push)."""
+    def labels(zone: str) -> set[str]:
+        path = tree / zone / zones.DYNAMIC_FILE
+        return {label for label, _ in zones.parse_dynamic(path.read_text())} if path.is_file() else set()
+    return labels
 
 
 def forced_by_commits(repo: Path, base: str | None, rev: str) -> bool:

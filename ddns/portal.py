@@ -20,7 +20,6 @@ import bottle
 import jinja2
 
 from . import clientconfigs, resource_dir
-from .auth import FailureLimiter
 from .oidc import LoginFailed, OidcLogin
 from .publisher import Outcome
 from .service import NoSuchObject, Service, ServiceError, TooMany
@@ -87,8 +86,6 @@ class Portal:
         self.oidc = oidc
         self.local_login = config["portal.local_login"]
         self.sessions = Sessions(service.store, config["portal.session_idle"], config["portal.session_max"], clock)
-        window = config["security.failure_window"]
-        self.login_failures = FailureLimiter(config["portal.max_login_failures"], window)
         self.stash = SecretStash()
         self.env = jinja2.Environment(loader=jinja2.FileSystemLoader(WEB_TEMPLATES), autoescape=True,
                                       undefined=jinja2.StrictUndefined)
@@ -147,6 +144,8 @@ class Portal:
                     response = self.error(visit, 429, str(exc).capitalize() + ".")
                 except ServiceError as exc:
                     response = self.error(visit, 404 if isinstance(exc, NoSuchObject) else 400, str(exc))
+                except NotFound as exc:  # the object went away while the request ran (a concurrent delete)
+                    response = self.error(visit, 404, str(exc))
                 self.apply_cookie(visit, response)
                 return response
             return wrapper
@@ -222,17 +221,14 @@ class Portal:
             if not self.local_login:
                 return self.error(visit, 404, "Local accounts are switched off here.")
             name, password = self.form("username", 64), bottle.request.forms.getunicode("password") or ""
-            keys = ["name:" + name.lower(), "client:" + self.client()]
-            if any(self.login_failures.blocked(k) for k in keys):
+            try:
+                user = service.check_password(name, password, self.client())
+            except TooMany:
                 return self.render(visit, "login.html", 429, next=target, logged_out=False,
                                    error="Too many failed logins. Wait a few minutes and try again.")
-            user = service.check_password(name, password)
             if user is None:
-                for key in keys:
-                    self.login_failures.fail(key)
                 return self.render(visit, "login.html", 401, next=target, logged_out=False,
                                    error="Wrong user name or password.")
-            self.login_failures.reset(keys[0])
             self.begin_session(visit, user)
             return self.redirect(target)
 
@@ -306,9 +302,10 @@ class Portal:
         @app.get("/hosts/<fqdn>")
         @page()
         def host_page(visit: Visit, fqdn: str):
-            host = service.owned_host(visit.user, fqdn)
-            return self.render(visit, "host.html", view=service.view(host), served=service.served(host),
-                               history=service.history(host.fqdn)[:50])
+            view = service.view(service.owned_host(visit.user, fqdn))
+            served = service.served(view.host) if view.in_repository else {"A": [], "AAAA": []}
+            return self.render(visit, "host.html", view=view, served=served,
+                               history=service.history(view.host.fqdn)[:50])
 
         @app.post("/hosts/<fqdn>/comment")
         @page()
@@ -410,16 +407,19 @@ class Portal:
         def domain_update(visit: Visit, zone: str):
             groups = self.form("groups", 10_000).replace(",", "\n").splitlines()
             public = self.form("access") != "groups"
-            if not public and not any(g.strip() for g in groups):
-                return self.domains_page(visit, 400, error=f"Name at least one group that may use {zone}.", zone="")
-            service.set_domain_access(zone, public, groups)
+            ttl_text = self.form("dynamic_ttl", 10)
+            try:
+                ttl = int(ttl_text) if ttl_text else None
+            except ValueError:
+                return self.domains_page(visit, 400, error="The TTL must be a whole number of seconds.", zone="")
+            try:
+                outcome = service.configure_domain(zone, public, groups, ttl, "portal:" + visit.user.name)
+            except NoSuchObject:
+                raise  # the page's 404
+            except ServiceError as exc:  # refused as a whole: nothing was changed
+                return self.domains_page(visit, 400, error=str(exc).capitalize() + ".", zone="")
             message = f"Access to {zone} saved."
-            ttl = self.form("dynamic_ttl", 10)
-            if ttl:
-                try:
-                    outcome = service.set_dynamic_ttl(zone, int(ttl), "portal:" + visit.user.name)
-                except ValueError:
-                    return self.domains_page(visit, 400, error="The TTL must be a whole number of seconds.", zone="")
+            if outcome is not None:
                 message += " TTL: " + OUTCOME_TEXT[outcome]
             self.flash(visit, message)
             return self.redirect("/admin/domains")
@@ -432,8 +432,13 @@ class Portal:
     def overview(self, visit: Visit) -> bottle.HTTPResponse:
         rows, bind_answers = [], True
         for view in self.service.list_hosts(visit.user.name):
-            served = self.service.served(view.host) if bind_answers else {"A": None, "AAAA": None}
-            bind_answers = served["A"] is not None
+            if not view.in_repository:  # its zone left the repository: BIND has nothing to say about it
+                served = {"A": [], "AAAA": []}
+            elif bind_answers:
+                served = self.service.served(view.host)
+                bind_answers = served["A"] is not None
+            else:
+                served = {"A": None, "AAAA": None}
             rows.append((view, served))
         return self.render(visit, "overview.html", rows=rows, bind_answers=bind_answers,
                            can_add=bool(self.service.usable_domains(visit.user)))

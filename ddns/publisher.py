@@ -18,7 +18,7 @@ import tempfile
 import threading
 import time
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterator
 
@@ -41,6 +41,7 @@ class Outcome(enum.Enum):
     NOCHG = "nochg"      # nothing to change
     DNSERR = "dnserr"    # committed, but named does not serve it (yet)
     FAILED = "911"       # not committed: nothing changed
+    REFUSED = "refused"  # the change's precondition did not hold when it was applied: nothing changed
 
 
 # How long a zone may stay behind its serial before named is asked to reload it again.
@@ -64,6 +65,9 @@ class Change:
     interface: str = "cli"
     agent: str = ""
     request: str = ""
+    # Evaluated under the publisher's lock just before the change is applied; False refuses it.
+    # The caller's decision ("this host still exists") is then made against the state it changes.
+    guard: Callable[[], bool] | None = field(default=None, compare=False, repr=False)
 
     @property
     def fqdn(self) -> str:
@@ -128,7 +132,7 @@ class Publisher:
         self.target = target
         self.clock = clock
         self.fsync = fsync
-        self.env = zones.template_environment([self.root, *template_dirs])
+        self.env = zones.template_environment(template_dirs)  # trusted templates only, never the repository's
         self.zones: dict[str, ZoneState] = {}
         self.unserved: set[str] = set()
         self.last_publish: float | None = None
@@ -175,8 +179,9 @@ class Publisher:
         dyn_path, rendered_path = self._paths(zone)
         stamp = _stamp(dyn_path, rendered_path)
         source = zones.ZoneSource.read(zone_dir)
-        template = self.env.get_template(source.template_name)
+        template = self.env.get_template(zones.TEMPLATE_FILE)
         dynamic = zones.parse_dynamic(dyn_path.read_text()) if dyn_path.exists() else {}
+        zones.check_host_names(source, {label for label, _ in dynamic})
         serial = zones.serial_of(rendered_path.read_text()) if rendered_path.exists() else None
         return ZoneState(source, template, dynamic, serial or 0, stamp, source_stamp=_stamp(*self._source_paths(zone)))
 
@@ -252,6 +257,10 @@ class Publisher:
                 with self.locked():
                     state = self.zones[zone]
                     if zone not in self.held and _stamp(*self._paths(zone)) != state.stamp:
+                        if not (self.root / zone / zones.SETTINGS_FILE).exists():  # another process removed it
+                            del self.zones[zone]
+                            self.unserved.discard(zone)
+                            raise KeyError(zone)
                         state = self._load_committed(zone)
                         self.zones[zone] = state
             finally:
@@ -297,6 +306,9 @@ class Publisher:
         records: list[tuple[int, ChangeRecord]] = []
         new_dynamic: dict[str, zones.DynamicRecords] = {}
         for i, change in enumerate(changes):
+            if change.guard is not None and not change.guard():
+                outcomes[i] = Outcome.REFUSED
+                continue
             try:
                 state = self._fresh(change.zone)
             except KeyError:
@@ -307,6 +319,10 @@ class Publisher:
                 continue
             if not self._writable(change.zone):  # its files could not be put back: nothing is published from them
                 outcomes[i] = Outcome.FAILED
+                continue
+            if change.address is not None and change.label in state.source.owners:
+                log.warning("%s: refused, static records of %s use that name", change.fqdn, change.zone)
+                outcomes[i] = Outcome.FAILED  # never merge a host's records into static ones
                 continue
             dynamic = new_dynamic.setdefault(change.zone, dict(state.dynamic))
             key = (change.label, change.rtype)
@@ -658,9 +674,9 @@ class Publisher:
         """Create a zone directory, validate, commit, and have named load it."""
         with self.locked():
             zone_dir = self.root / zone
-            if zone_dir.exists():
+            if zone_dir.exists() and any(zone_dir.iterdir()):  # an empty one is what a removed zone leaves
                 raise FileExistsError(f"zone {zone} exists in the repository")
-            zone_dir.mkdir()
+            zone_dir.mkdir(exist_ok=True)
             try:
                 (zone_dir / zones.SETTINGS_FILE).write_text(settings_toml)
                 (zone_dir / zones.STATIC_FILE).write_text(static_text)

@@ -6,6 +6,7 @@ runs, directly (under the same lock) from a one-shot CLI command.
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 import ipaddress
 import logging
@@ -18,9 +19,10 @@ from pathlib import Path
 from typing import Callable
 
 from . import bind, resource_dir, zones
-from .auth import FailureLimiter, SecretVerifier, hash_secret, new_secret
+from .auth import FailureLimiter, hash_secret, new_secret
 from .config import Config
 from .gitrepo import HistoryEntry, ZonesRepo
+from .guard import Guard, Verdict
 from .publish_queue import PublisherThread
 from .publisher import Change, Outcome, PublishTarget, Publisher
 from .store import Conflict, Domain, Host, LastSeen, NotFound, Store, User
@@ -48,6 +50,10 @@ class NoSuchObject(ServiceError):
     """No such host or domain -- or one the asking user may not see (the same answer)."""
 
 
+class Taken(ServiceError):
+    """The name is registered already."""
+
+
 @dataclass(frozen=True)
 class HostView:
     """A host with the addresses it has in the zone."""
@@ -55,6 +61,7 @@ class HostView:
     host: Host
     ipv4: str | None
     ipv6: str | None
+    in_repository: bool = True  # False: a merge removed its zone; nothing is served until the zone returns
 
 
 class RecentErrors(logging.Handler):
@@ -93,17 +100,12 @@ class Service:
         self.store = store
         self.publisher = publisher
         self.clock = clock
-        self.verifier = SecretVerifier(config["security.secret_cache_seconds"], clock=monotonic)
-        self.passwords = SecretVerifier(ttl=0)  # login passwords: never cached
-        self.failures = FailureLimiter(config["security.max_failures"], config["security.failure_window"], clock=monotonic)
-        self.client_failures = FailureLimiter(config["security.max_client_failures"], config["security.failure_window"],
-                                              clock=monotonic)
+        self.guard = Guard(config, monotonic)  # secrets and passwords: the cache of good ones, failure counters
         self.secret_actions = FailureLimiter(config["portal.max_secret_actions"], config["security.failure_window"],
                                              clock=monotonic)
         self.trusted_proxies = [ipaddress.ip_network(n, strict=False) for n in config["http.trusted_proxies"]]
         self.policy = AddressPolicy(config["dyndns2.allow_private"], config["dyndns2.allow_loopback"])
         self.thread: PublisherThread | None = None
-        self._dummy: str | None = None
         self._seen: dict[str, LastSeen] = {}
         self._seen_lock = threading.Lock()
         self._flusher: threading.Thread | None = None
@@ -112,13 +114,6 @@ class Service:
         self._sync_requested = threading.Event()
         self.sync_error: str | None = None  # the upstream cannot be synced (shown by /healthz)
         self.recent_errors = RecentErrors()
-
-    @property
-    def _dummy_hash(self) -> str:
-        """A hash to check unknown names against, so a miss costs as much as a wrong secret."""
-        if self._dummy is None:
-            self._dummy = hash_secret(new_secret(), self.config["security.bcrypt_rounds"])
-        return self._dummy
 
     @classmethod
     def open(cls, config: Config, clock: Callable[[], float] = time.time) -> "Service":
@@ -325,6 +320,8 @@ class Service:
             "last_error": publisher.last_error,
             "sync_error": self.sync_error,
             "errors": list(reversed(self.recent_errors.lines)),
+            "failure_keys": self.guard.size(),
+            "failure_table_size": self.config["security.failure_table_size"],
         }
 
     def health(self) -> dict:
@@ -367,7 +364,7 @@ class Service:
         if zone in self.store.domains():
             raise ServiceError(f"domain {zone} exists")
         outcome = Outcome.GOOD
-        if zone not in self.publisher.zones:
+        if zone not in zones.list_zones(self.publisher.root):  # on disk: another process may have added or removed it
             settings, static = default_zone_files(zone, nameservers, self.config["bind.listen"])
             try:
                 outcome = self.publisher.add_zone(zone, settings, static, actor)
@@ -400,7 +397,7 @@ class Service:
             host = self.store.add_host(fqdn, zone, user.id, hash_secret(secret, self.config["security.bcrypt_rounds"]),
                                        self.clock(), comment[:200])
         except Conflict as exc:
-            raise ServiceError(f"{fqdn} is taken") from exc
+            raise Taken(f"{fqdn} is taken") from exc
         return host, secret
 
     def host(self, fqdn: str) -> Host:
@@ -413,19 +410,39 @@ class Service:
         """A new secret for FQDN; the old one stops working at once."""
         host = self.host(fqdn)
         secret = new_secret()
-        self.store.set_secret_hash(host.fqdn, hash_secret(secret, self.config["security.bcrypt_rounds"]))
-        self.failures.reset(host.fqdn)
+        # A new hash: failure counts are keyed on it, so every process starts afresh for it.
+        try:
+            self.store.set_secret_hash(host.fqdn, hash_secret(secret, self.config["security.bcrypt_rounds"]))
+        except NotFound as exc:  # deleted while the hash was computed
+            raise NoSuchObject(f"no host {fqdn}") from exc
         return secret
 
     def view(self, host: Host) -> HostView:
-        label = host.label
-        return HostView(host, self.publisher.current(host.zone, label, "A"),
-                        self.publisher.current(host.zone, label, "AAAA"))
+        """HOST with its addresses in Git; none, and not in the repository, when a merge removed its zone."""
+        try:
+            return HostView(host, self.publisher.current(host.zone, host.label, "A"),
+                            self.publisher.current(host.zone, host.label, "AAAA"))
+        except KeyError:  # the host stays (unserved) until its zone returns or it is deleted
+            return HostView(host, None, None, in_repository=False)
 
     def list_hosts(self, owner: str | None = None) -> list[HostView]:
         self.flush_seen()  # show updates of the last second too
-        owner_id = self.store.user(owner).id if owner else None
+        try:
+            owner_id = self.store.user(owner).id if owner else None
+        except NotFound as exc:
+            raise NoSuchObject(str(exc)) from exc
         return [self.view(h) for h in self.store.hosts(owner_id)]
+
+    def host_change(self, host: Host, rtype: str, address: str | None, actor: str, interface: str = "cli",
+                    client: str = "", agent: str = "", request: str = "") -> Change:
+        """A change of one of HOST's records that the publisher applies only while HOST is still registered.
+
+        The publisher checks that under its lock, right before it applies the
+        change: an update authenticated before a deletion but published after
+        it is refused (``Outcome.REFUSED``) instead of bringing the record back.
+        """
+        guard = functools.partial(self.store.host_registered, host.fqdn, host.created, host.owner_id)
+        return Change(host.zone, host.label, rtype, address, actor, client, interface, agent, request, guard=guard)
 
     def set_address(self, fqdn: str, address: str, actor: str, interface: str = "cli",
                     client: str = "", agent: str = "") -> Outcome:
@@ -434,19 +451,43 @@ class Service:
             addr = parse_address(address, self.policy)
         except ValueError as exc:
             raise ServiceError(str(exc)) from exc
-        change = Change(host.zone, host.label, record_type(addr), str(addr), actor, client, interface, agent)
-        return self.publish([change])[0]
+        change = self.host_change(host, record_type(addr), str(addr), actor, interface, client, agent)
+        return self._unless_refused(fqdn, self.publish([change]))[0]
+
+    @staticmethod
+    def _unless_refused(fqdn: str, outcomes: list[Outcome]) -> list[Outcome]:
+        """OUTCOMES of a host's changes; the host was deleted meanwhile when one was refused."""
+        if Outcome.REFUSED in outcomes:
+            raise NoSuchObject(f"no host {fqdn}")
+        return outcomes
 
     def delete_host(self, fqdn: str, actor: str, interface: str = "cli") -> Outcome:
-        """Remove the host's records from DNS, then the host."""
+        """Remove the host's records from DNS and the host, as one step under the publisher's lock.
+
+        Every other change of a host's records is guarded by "still registered"
+        (``host_change``), checked under the same lock: whatever was applied
+        before is removed here, whatever comes after is refused. If the records
+        cannot be removed (a broken zone, a failed commit) the host stays.
+        """
         host = self.host(fqdn)
-        changes = [Change(host.zone, host.label, rtype, None, actor, interface=interface) for rtype in ("A", "AAAA")]
-        outcomes = self.publish(changes)
-        if Outcome.FAILED in outcomes:
-            return Outcome.FAILED
-        self.store.delete_host(host.fqdn)
-        self.failures.reset(host.fqdn)
+        with self.publisher.locked():
+            if not self.store.host_registered(host.fqdn, host.created, host.owner_id):
+                raise NoSuchObject(f"no host {fqdn}")  # deleted by a concurrent request
+            rtypes = self._record_types(host)
+            changes = [Change(host.zone, host.label, rtype, None, actor, interface=interface) for rtype in rtypes]
+            batch = self.publisher.commit(changes) if changes else None
+            if self._record_types(host):
+                return Outcome.FAILED
+            self.store.delete_host(host.fqdn)
+        if batch is None:
+            return Outcome.GOOD
+        outcomes = batch.settle(self.publisher.wait_served(batch.serials))
         return Outcome.DNSERR if Outcome.DNSERR in outcomes else Outcome.GOOD
+
+    def _record_types(self, host: Host) -> list[str]:
+        """The types of HOST's records in its zone now ([] when its zone left the repository)."""
+        view = self.view(host)
+        return [rtype for rtype, value in (("A", view.ipv4), ("AAAA", view.ipv6)) if value is not None]
 
     def history(self, fqdn: str) -> list[HistoryEntry]:
         try:
@@ -458,8 +499,8 @@ class Service:
     def clear_address(self, fqdn: str, actor: str, interface: str = "cli", rtypes: tuple[str, ...] = ("A", "AAAA")) -> Outcome:
         """Remove the host's RTYPES records (it stays registered)."""
         host = self.host(fqdn)
-        outcomes = self.publish([Change(host.zone, host.label, rtype, None, actor, interface=interface)
-                                 for rtype in rtypes])
+        outcomes = self._unless_refused(fqdn, self.publish([self.host_change(host, rtype, None, actor, interface)
+                                                            for rtype in rtypes]))
         for bad in (Outcome.FAILED, Outcome.DNSERR):
             if bad in outcomes:
                 return bad
@@ -514,77 +555,102 @@ class Service:
         self.store.set_comment(self.host(fqdn).fqdn, comment.strip()[:200])
 
     def set_domain_access(self, zone: str, public: bool, groups: list[str]) -> None:
-        clean = sorted({g.strip() for g in groups if g.strip()})
-        if any(len(g) > 200 for g in clean) or len(clean) > 50:
-            raise ServiceError("at most 50 groups of at most 200 characters each")
+        clean = _clean_groups(groups)
         try:
             self.store.set_domain_access(zone, public, clean)
         except NotFound as exc:
-            raise ServiceError(str(exc)) from exc
+            raise NoSuchObject(str(exc)) from exc
 
     def set_dynamic_ttl(self, zone: str, ttl: int, actor: str) -> Outcome:
         """Set the TTL of the zone's host records: a commit to its zone.toml, then a reload."""
-        if not 1 <= ttl <= 86400:
-            raise ServiceError("the TTL must be between 1 and 86400 seconds")
-        if zone not in self.publisher.zones:
-            raise ServiceError(f"no domain {zone}")
+        self._check_ttl(zone, ttl)
         path = self.publisher.root / zone / zones.SETTINGS_FILE
         try:
             return self.publisher.update_settings(zone, zones.with_dynamic_ttl(path.read_text(), ttl), actor)
-        except ValueError as exc:
+        except (ValueError, KeyError, OSError) as exc:  # KeyError, OSError: the zone left the repository just now
             raise ServiceError(str(exc)) from exc
 
-    def check_password(self, name: str, password: str) -> User | None:
-        """The local user NAME if PASSWORD is theirs. Unknown names pay the same bcrypt cost."""
+    def _check_ttl(self, zone: str, ttl: int) -> None:
+        if not 1 <= ttl <= 86400:
+            raise ServiceError("the TTL must be between 1 and 86400 seconds")
+        if zone not in self.publisher.zones:
+            raise NoSuchObject(f"no domain {zone}")
+
+    def configure_domain(self, zone: str, public: bool, groups: list[str], ttl: int | None,
+                         actor: str) -> Outcome | None:
+        """Who may use ZONE and, if TTL is given, its host records' TTL: all checked before anything changes.
+
+        The TTL (a commit that can still be refused) goes first, the access (a
+        row of an existing domain) after it, so a refusal changes nothing.
+        Returns the TTL's outcome (None: no TTL given).
+        """
+        clean = _clean_groups(groups)
+        if not public and not clean:
+            raise ServiceError(f"name at least one group that may use {zone}")
+        try:
+            self.store.domain(zone)
+        except NotFound as exc:
+            raise NoSuchObject(str(exc)) from exc
+        outcome = self.set_dynamic_ttl(zone, ttl, actor) if ttl is not None else None
+        self.set_domain_access(zone, public, clean)
+        return outcome
+
+    def check_password(self, name: str, password: str, client: str = "") -> User | None:
+        """The local user NAME if PASSWORD is theirs, else None. Unknown names pay the same bcrypt cost.
+
+        Raises TooMany while CLIENT's network failed too often for NAME, or too
+        often in all: the guesser waits, not NAME's owner elsewhere nor others
+        behind the same address.
+        """
         try:
             user = self.store.user(name)
         except NotFound:
             user = None
-        stored = user.password_hash if user is not None else None
-        if self.passwords.verify(password[:1024], stored or self._dummy_hash) and stored:
-            return user
-        return None
+        verdict = self.guard.check_password(name, user.password_hash if user else None, password, client)
+        if verdict == "abuse":
+            raise TooMany("too many failed logins")
+        return user if verdict == "ok" else None
 
     # ---- authentication for updates ---------------------------------------
-    def authenticate(self, username: str, secret: str, client: str = "") -> tuple[str, Host | User | None]:
-        """Check dyndns2 credentials.
-
-        Returns ("ok", host-or-user), ("abuse", None) when the name or the
-        client address is blocked after too many failures, or ("badauth",
-        None). Unknown names cost a bcrypt check too, so they cannot be told
-        apart by timing.
-        """
-        if client and self.client_failures.blocked(client):
-            return "abuse", None
+    def _principal(self, username: str) -> tuple[str, Host | User | None, str | None]:
+        """(failure-key name, the host or user USERNAME names or None, its stored secret hash)."""
         try:
-            name = normalize_name(username)
+            host = self.store.find_host(normalize_name(username))
         except InvalidName:
-            name = None
-        host = self.store.find_host(name) if name else None
+            host = None
         if host is not None:
-            key, stored = host.fqdn, host.secret_hash
-            if host.blocked:
-                return "abuse", None
-        else:
-            try:
-                user = self.store.user(username)
-                key, stored = "user:" + user.name, user.token_hash
-            except NotFound:
-                user = None
-                key, stored = "unknown:" + username[:100], None
-        if self.failures.blocked(key):
+            return host.fqdn, host, host.secret_hash
+        try:
+            user = self.store.user(username)
+        except NotFound:
+            return "unknown:" + username[:100], None, None
+        return "user:" + user.name, user, user.token_hash
+
+    def authenticate(self, username: str, secret: str, client: str = "") -> tuple[Verdict, Host | User | None]:
+        """Check dyndns2 credentials: ("ok", host-or-user), ("badauth", None) or ("abuse", None).
+
+        abuse: a host an admin blocked, or a guesser (see ddns.guard): a known-good
+        credential is never refused for others' failures.
+        """
+        name, principal, stored = self._principal(username)
+        host = principal if isinstance(principal, Host) else None
+        if host is not None and host.blocked:
             return "abuse", None
-        if self.verifier.verify(secret, stored or self._dummy_hash) and stored:
-            return "ok", host if host is not None else user
-        self.failures.fail(key)
-        if client:
-            self.client_failures.fail(client)
-        if host is not None:
+        verdict = self.guard.check_secret(name, stored, secret, client, host.last_client if host else None)
+        if verdict == "badauth" and host is not None:
             self.store.count_fault(host.fqdn, "auth")
-        return "badauth", None
+        return verdict, principal if verdict == "ok" else None
 
 
 API_TOKEN_PREFIX = "ddns_"
+
+
+def _clean_groups(groups: list[str]) -> list[str]:
+    """The group names of a domain's access rule, deduplicated and sorted; refused when too many or too long."""
+    clean = sorted({g.strip() for g in groups if g.strip()})
+    if any(len(g) > 200 for g in clean) or len(clean) > 50:
+        raise ServiceError("at most 50 groups of at most 200 characters each")
+    return clean
 
 
 def _token_hash(token: str) -> str:

@@ -336,6 +336,11 @@ class Store:
             rows = self._db().execute("SELECT * FROM hosts WHERE owner_id=? ORDER BY fqdn", (owner_id,))
         return [_host(r) for r in rows]
 
+    def host_registered(self, fqdn: str, created: float, owner_id: int) -> bool:
+        """Whether FQDN is still the registration made at CREATED for OWNER_ID (not deleted, not made anew)."""
+        return self._db().execute("SELECT 1 FROM hosts WHERE fqdn=? AND created=? AND owner_id=?",
+                                  (fqdn, created, owner_id)).fetchone() is not None
+
     def set_secret_hash(self, fqdn: str, secret_hash: str) -> None:
         with self._tx() as db:
             if db.execute("UPDATE hosts SET secret_hash=?, auth_faults=0, blocked=0 WHERE fqdn=?",

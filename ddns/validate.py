@@ -10,6 +10,8 @@ import ipaddress
 import re
 from dataclasses import dataclass
 
+import idna
+
 _LABEL = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)\Z")  # \Z: "$" would accept a trailing newline
 MAX_NAME_LENGTH = 253
 
@@ -23,11 +25,13 @@ class InvalidAddress(ValueError):
 
 
 def normalize_name(name: str) -> str:
-    """Return NAME lowercased, without a trailing dot, IDN labels in punycode.
+    """Return NAME lowercased, without a trailing dot, IDN labels as A-labels (punycode).
 
     Refuses anything that is not a sequence of LDH labels: wildcards, empty
     labels (``a..b``), underscores, spaces, control characters, zone-file
-    syntax.
+    syntax. International labels follow IDNA 2008 with UTS 46 mapping, as
+    browsers do (``faß`` is ``xn--fa-hia``, not ``fass``), so one name has one
+    spelling; an ``xn--`` label must be the A-label of a valid U-label.
     """
     if not isinstance(name, str) or not name:
         raise InvalidName("empty name")
@@ -41,19 +45,37 @@ def normalize_name(name: str) -> str:
     for label in name.split("."):
         if not label:
             raise InvalidName("empty label in name")
-        if not label.isascii():
-            try:
-                label = label.encode("idna").decode("ascii")
-            except UnicodeError as exc:
-                raise InvalidName(f"not a valid international label: {label!r}") from exc
-        label = label.lower()
+        label = _a_label(label) if not label.isascii() else label.lower()
         if not _LABEL.match(label):
             raise InvalidName(f"invalid label {label!r}: use letters, digits and inner hyphens")
+        if label.startswith(_ACE_PREFIX):
+            _check_a_label(label)
         labels.append(label)
     normalized = ".".join(labels)
     if len(normalized) > MAX_NAME_LENGTH:
         raise InvalidName("name longer than 253 characters")
     return normalized
+
+
+_ACE_PREFIX = "xn--"
+
+
+def _a_label(label: str) -> str:
+    """The A-label of a Unicode LABEL (IDNA 2008, UTS 46 mapping, non-transitional)."""
+    try:
+        return idna.encode(label, uts46=True, transitional=False).decode("ascii")
+    except (idna.IDNAError, UnicodeError) as exc:
+        raise InvalidName(f"not a valid international label: {label!r}") from exc
+
+
+def _check_a_label(label: str) -> None:
+    """Refuse an ``xn--`` LABEL that is not exactly the A-label of a valid U-label (decode, encode, compare)."""
+    try:
+        valid = idna.encode(idna.decode(label)).decode("ascii") == label
+    except (idna.IDNAError, UnicodeError):
+        valid = False
+    if not valid:
+        raise InvalidName(f"invalid label {label!r}: not the A-label of a valid international name")
 
 
 def split_host(fqdn: str, zones: "set[str] | frozenset[str]") -> tuple[str, str]:

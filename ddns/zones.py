@@ -7,15 +7,21 @@ Layout of one zone directory ``ZONE/`` in the repository:
 - ``dynamic.records`` one ``LABEL TYPE ADDRESS`` per line, sorted     -- service
 - ``ZONE.zone``       the rendered file BIND loads                    -- service
 
+There is no per-zone template: a template is code, and the zones repository is
+data that admins push. Zones are rendered only with the shipped template or the
+operator's (``zones.templates``, a path in the config file).
+
 A pull request and a service commit never touch the same file. Everything
 here is pure except the small readers, which take paths.
 """
 from __future__ import annotations
 
+import os
 import re
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Iterable, Iterator
 
 import jinja2
 
@@ -25,6 +31,15 @@ SETTINGS_FILE = "zone.toml"
 STATIC_FILE = "static.zone"
 DYNAMIC_FILE = "dynamic.records"
 TEMPLATE_FILE = "zone.j2"
+
+
+class SourceError(ValueError):
+    """A human-edited file of a zone that must not be published; says which file (and line) to fix."""
+
+    def __init__(self, file: str, line: int | None, message: str):
+        super().__init__(f"{file}:{line}: {message}" if line else f"{file}: {message}")
+        self.file = file
+        self.line = line
 
 
 def rendered_file(zone: str) -> str:
@@ -113,29 +128,125 @@ def serial_of(zone_text: str) -> int | None:
     return int(match.group(1)) if match else None
 
 
-def static_names(static_text: str, zone: str = "") -> set[str]:
-    """Owner names used by static records (relative, lowercased): reserved for hosts.
+# ---- static.zone: what a human may write there ------------------------------------------------
 
-    Absolute owners inside ZONE are made relative (its apex becomes ``@``).
+# $INCLUDE would make named (and named-checkzone) read a file of the server's disk; $GENERATE makes
+# records nobody sees in the file. Only these two directives are allowed:
+ALLOWED_DIRECTIVES = ("$TTL", "$ORIGIN")
+
+
+@dataclass(frozen=True)
+class StaticEntry:
+    """One entry of a zone file (lines joined inside parentheses)."""
+
+    line: int                 # where it starts
+    owner: bool               # it starts in column 0: its first field is an owner name or a directive
+    fields: tuple[str, ...]
+
+
+_TOKEN = re.compile(r"""
+    (?P<newline>\n)
+  | [ \t\r]+ | ;[^\n]*                                    # blanks, comments
+  | (?P<paren>[()])
+  | (?P<token>"(?:[^"\\\n]+|\\[^\n])*"?                 # a quoted string, never past a line end
+             | (?:[^ \t\r\n;()"\\]+|\\[^\n])+ | \\)     # a word with escapes; a lone backslash
+""", re.X)
+
+
+def _tokens(text: str) -> Iterator[tuple[int, bool, str]]:
+    """(line, in column 0, token) of zone-file TEXT; line ends and parentheses are tokens of their own.
+
+    Comments, quoted strings and backslash escapes as BIND reads them, except
+    that neither a quote nor an escape ever swallows a line end: stricter
+    than BIND, so nothing can hide a directive at the start of a line.
+    """
+    line, line_start = 1, 0
+    for match in _TOKEN.finditer(text):
+        if match.group("newline"):
+            yield line, False, "\n"
+            line, line_start = line + 1, match.end()
+        elif match.lastgroup in ("paren", "token"):
+            yield line, match.start() == line_start, match.group()
+
+
+def static_entries(text: str) -> list[StaticEntry]:
+    """The entries of zone-file TEXT, in order."""
+    entries: list[StaticEntry] = []
+    depth, started, start, owner, fields = 0, False, 0, False, []
+    for line, column0, token in _tokens(text):
+        if token == "\n":
+            if depth == 0:
+                if fields:
+                    entries.append(StaticEntry(start, owner, tuple(fields)))
+                started, fields = False, []
+            continue
+        if not started:
+            started, start, owner = True, line, column0
+        if token == "(":
+            depth += 1
+        elif token == ")":
+            depth = max(depth - 1, 0)
+        else:
+            fields.append(token)
+    if fields:
+        entries.append(StaticEntry(start, owner, tuple(fields)))
+    return entries
+
+
+def _absolute(name: str, origin: str) -> str:
+    if name == "@":
+        return origin
+    return name[:-1].lower() if name.endswith(".") else f"{name}.{origin}".lower()
+
+
+def static_owners(static_text: str, zone: str) -> dict[str, int]:
+    """Owner names of static.zone, relative to ZONE (its apex ``@``), each with the line it first appears on.
+
+    Refuses (SourceError naming the line) what would publish something other
+    than the file shows: directives but $TTL and $ORIGIN, and names or an
+    $ORIGIN outside ZONE (named drops such data without failing).
     """
     zone = zone.lower().rstrip(".")
-    names = set()
-    for line in static_text.splitlines():
-        if not line or line[0] in " \t;$(":
+    origin, owners = zone, {}
+    for entry in static_entries(static_text):
+        first = entry.fields[0]
+        if first.startswith("$"):
+            directive = first.upper()
+            if directive not in ALLOWED_DIRECTIVES:
+                raise SourceError(STATIC_FILE, entry.line, f"{first} is not allowed (only {' and '.join(ALLOWED_DIRECTIVES)})")
+            if directive == "$ORIGIN":
+                if len(entry.fields) < 2:
+                    raise SourceError(STATIC_FILE, entry.line, "$ORIGIN without a name")
+                origin = _inside(zone, _absolute(entry.fields[1], origin), entry.line, "$ORIGIN")
             continue
-        owner = line.split()[0].lower()
-        if zone and owner.endswith("."):
-            owner = owner[:-1]
-            if owner == zone:
-                owner = "@"
-            elif owner.endswith("." + zone):
-                owner = owner[: -len(zone) - 1]
-        names.add(owner.rstrip("."))
-    return names
+        if entry.owner:
+            name = _inside(zone, _absolute(first, origin), entry.line, "the name")
+            owners.setdefault("@" if name == zone else name[: -len(zone) - 1], entry.line)
+    return owners
+
+
+def _inside(zone: str, name: str, line: int, what: str) -> str:
+    if name != zone and not name.endswith("." + zone):
+        raise SourceError(STATIC_FILE, line, f"{what} {name + '.' if name else '.'} is outside the zone {zone}. "
+                                             "(named would drop its records)")
+    return name
+
+
+def check_host_names(source: "ZoneSource", host_labels: Iterable[str]) -> None:
+    """Refuse static records on names that hosts use: named would merge them into the host's records."""
+    clash = sorted(set(host_labels) & source.owners.keys(), key=lambda name: source.owners[name])
+    if clash:
+        raise SourceError(STATIC_FILE, source.owners[clash[0]],
+                          f"{', '.join(clash)}: the name of a registered host (dynamic.records); "
+                          "static records there would join its records")
 
 
 def template_environment(template_dirs: list[Path]) -> jinja2.Environment:
-    """Jinja for zone files: no HTML escaping, undefined variables are errors."""
+    """Jinja for zone files: no HTML escaping, undefined variables are errors.
+
+    Unsandboxed, so only for trusted templates (the shipped one, the
+    operator's): never give it a directory of the zones repository.
+    """
     return jinja2.Environment(
         loader=jinja2.FileSystemLoader([str(d) for d in template_dirs]),
         autoescape=False,
@@ -169,22 +280,33 @@ class ZoneSource:
 
     settings: ZoneSettings
     static_text: str
-    template_name: str = TEMPLATE_FILE
-    reserved: set[str] = field(default_factory=set)
+    owners: dict[str, int] = field(default_factory=dict)  # static owner names -> first line (static_owners)
+
+    @property
+    def reserved(self) -> set[str]:
+        """Names hosts may not take: the static ones and the apex."""
+        return set(self.owners) | {"@"}
 
     @classmethod
     def read(cls, zone_dir: Path) -> "ZoneSource":
+        """Read and check the sources; SourceError names the file to fix."""
         zone = zone_dir.name
+        if os.path.lexists(zone_dir / TEMPLATE_FILE):
+            raise SourceError(TEMPLATE_FILE, None, "per-zone templates are not supported (a template is code the "
+                                                   "service would run); remove it: zone.toml and static.zone hold "
+                                                   "the zone, the operator's zones.templates its layout")
+        for name in (SETTINGS_FILE, STATIC_FILE):
+            if (zone_dir / name).is_symlink():  # it would make the service read a file of its disk
+                raise SourceError(name, None, "is a symbolic link: make it a file")
         settings = ZoneSettings.from_toml(zone, (zone_dir / SETTINGS_FILE).read_text())
         static_path = zone_dir / STATIC_FILE
         static_text = static_path.read_text() if static_path.exists() else ""
-        template_name = f"{zone}/{TEMPLATE_FILE}" if (zone_dir / TEMPLATE_FILE).exists() else TEMPLATE_FILE
-        return cls(settings, static_text, template_name, static_names(static_text, zone) | {"@"})
+        return cls(settings, static_text, static_owners(static_text, zone))
 
 
 def list_zones(repo_dir: Path) -> list[str]:
     """Zones in the repository: directories holding a ``zone.toml``."""
-    return sorted(p.parent.name for p in repo_dir.glob(f"*/{SETTINGS_FILE}"))
+    return sorted(p.parent.name for p in repo_dir.glob(f"*/{SETTINGS_FILE}") if not p.parent.is_symlink())
 
 
 

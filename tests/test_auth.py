@@ -1,5 +1,5 @@
 """ddns.auth: secrets, bcrypt hashes, the cache of verified secrets and the
-failure limiter (DESIGN.md §6).
+failure limiter.
 
 bcrypt is never replaced: calls to bcrypt.checkpw are counted with a profile
 hook (sys.setprofile sees every call of a C function), so a cache hit is
@@ -8,13 +8,14 @@ proven by "no bcrypt call" rather than by timing.
 import re
 import sys
 import threading
+import tracemalloc
 import urllib.parse
 from contextlib import contextmanager
 
 import bcrypt
 import pytest
 
-from ddns.auth import FailureLimiter, SecretVerifier, hash_secret, new_secret
+from ddns.auth import FailureLimiter, SecretVerifier, client_network, hash_secret, hash_tag, new_secret
 
 ROUNDS = 4
 
@@ -148,6 +149,52 @@ def test_failures_are_never_cached(pair):
     assert verify_counted(v, "not-the-secret", stored) == (False, 1)
 
 
+def test_cache_entry_lives_on_while_it_is_used(pair):
+    """A client updating more often than the TTL never pays bcrypt again."""
+    secret, stored = pair
+    clock = FakeClock()
+    v = SecretVerifier(ttl=60, clock=clock)
+    assert verify_counted(v, secret, stored) == (True, 1)
+    for _ in range(10):
+        clock.advance(50)
+        assert verify_counted(v, secret, stored) == (True, 0)
+    clock.advance(60)  # unused for a whole TTL: forgotten
+    assert v.cached(secret, stored) is False
+    assert verify_counted(v, secret, stored) == (True, 1)
+
+
+def test_cached_never_calls_bcrypt(pair):
+    secret, stored = pair
+    v = SecretVerifier(ttl=60, clock=FakeClock())
+    with counting_checkpw() as calls:
+        assert v.cached(secret, stored) is False
+    assert calls[0] == 0
+    v.verify(secret, stored)
+    with counting_checkpw() as calls:
+        assert v.cached(secret, stored) is True
+        assert v.cached("wrong", stored) is False
+        assert v.cached(secret, None) is False
+    assert calls[0] == 0
+
+
+def test_a_replaced_secret_is_known_as_such(pair):
+    secret, stored = pair
+    clock = FakeClock()
+    v = SecretVerifier(ttl=60, clock=clock)
+    new_stored = hash_secret(new_secret(), ROUNDS)
+    assert v.replaced(secret, new_stored) is False  # never verified: could be a guess
+    assert v.verify(secret, stored)
+    assert v.replaced(secret, stored) is False  # still the current secret
+    assert v.replaced(secret, new_stored) is True  # verified before, against another hash
+    assert v.replaced("a guess", new_stored) is False
+    clock.advance(59)
+    assert v.replaced(secret, new_stored) is True  # a stale client keeps being recognised
+    clock.advance(59)
+    assert v.replaced(secret, new_stored) is True
+    clock.advance(61)
+    assert v.replaced(secret, new_stored) is False  # then forgotten
+
+
 def test_ttl_zero_disables_the_cache(pair):
     secret, stored = pair
     v = SecretVerifier(ttl=0, clock=FakeClock())
@@ -277,3 +324,98 @@ def test_secrets_longer_than_bcrypts_72_bytes_are_verified_whole():
     verifier = SecretVerifier(ttl=0)
     assert verifier.verify(long_secret, stored)
     assert not verifier.verify("p" * 99 + "q", stored)  # a difference past byte 72 counts
+
+
+# ---------------------------------------------------------------- client networks
+
+
+@pytest.mark.parametrize("address, network", [
+    ("192.0.2.7", "192.0.2.7"),
+    ("2001:db8:1:2:aaaa:bbbb:cccc:dddd", "2001:db8:1:2::/64"),
+    ("2001:db8:1:2::1", "2001:db8:1:2::/64"),
+    ("2001:db8:1:3::1", "2001:db8:1:3::/64"),
+    ("::ffff:192.0.2.7", "192.0.2.7"),
+    ("", ""),
+    ("unix-socket" + "x" * 100, "unix-socket" + "x" * 53),
+])
+def test_client_network(address, network):
+    assert client_network(address) == network
+
+
+def test_hash_tag_differs_per_stored_hash():
+    a, b = hash_secret("s", ROUNDS), hash_secret("s", ROUNDS)
+    assert hash_tag(a) != hash_tag(b) and len(hash_tag(a)) == 16
+    assert hash_tag(a) == hash_tag(a)
+    assert hash_tag(None) == "" == hash_tag("")
+
+
+# ---------------------------------------------------------------- the limiter's table stays bounded
+
+
+def test_checking_a_key_does_not_add_it():
+    limiter = FailureLimiter(limit=3, window=60, clock=FakeClock())
+    for i in range(1000):
+        assert not limiter.blocked(f"never-failed-{i}")
+    assert len(limiter) == 0
+
+
+def test_expired_keys_are_pruned():
+    clock = FakeClock(0)
+    limiter = FailureLimiter(limit=3, window=10, clock=clock)
+    for i in range(1000):
+        limiter.fail(f"bad-{i}.dyn.example.test")
+    assert len(limiter) == 1000
+    clock.advance(5)
+    limiter.fail("fresh-1")
+    assert len(limiter) == 1001  # nothing expired yet
+    clock.advance(5)  # the first 1000 leave the window
+    limiter.fail("fresh-2")
+    assert len(limiter) == 2
+    assert not limiter.blocked("bad-0.dyn.example.test")
+
+
+def test_table_is_bounded_and_forgets_the_oldest_first():
+    clock = FakeClock(0)
+    limiter = FailureLimiter(limit=2, window=600, clock=clock, max_keys=100)
+    limiter.fail("old")
+    limiter.fail("old")
+    for i in range(10_000):
+        clock.advance(0.01)
+        limiter.fail(f"spray-{i}")
+        limiter.fail(f"spray-{i}")
+        assert len(limiter) <= 100
+    assert not limiter.blocked("old")  # evicted
+    assert limiter.blocked("spray-9999") and limiter.blocked("spray-9900")
+
+
+def test_a_key_keeps_only_as_many_failures_as_the_limit():
+    """A key hammered without end costs no more memory than one at the limit."""
+    clock = FakeClock(0)
+    limiter = FailureLimiter(limit=3, window=10_000, clock=clock)
+    tracemalloc.start()
+    try:
+        for _ in range(3):
+            limiter.fail("h")
+        before = tracemalloc.get_traced_memory()[0]
+        for _ in range(50_000):
+            clock.advance(0.01)
+            limiter.fail("h")
+        grown = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+    assert grown < 10_000, grown
+    assert limiter.blocked("h")
+
+
+def test_memory_for_many_distinct_names_is_bounded():
+    """30,000 distinct bad names in a table of 1,000 keys: well under a MiB."""
+    limiter = FailureLimiter(limit=10, window=600, clock=FakeClock(), max_keys=1000)
+    tracemalloc.start()
+    try:
+        for i in range(30_000):
+            limiter.fail(("192.0.2.1", f"unknown:bad-{i}.dyn.example.test", ""))
+        used = tracemalloc.get_traced_memory()[0]
+    finally:
+        tracemalloc.stop()
+    assert len(limiter) == 1000
+    assert used < 1024 * 1024, used

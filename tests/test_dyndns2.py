@@ -414,3 +414,16 @@ def test_post_update_is_accepted(running):
                            headers={"Content-Type": "application/x-www-form-urlencoded"})
     assert (status, body) == (200, "good 192.0.2.95\n")
     assert inst.dig(H1) == ["192.0.2.95"]
+
+
+@pytest.mark.parametrize("value", ["%20192.0.2.70", "192.0.2.70%20", "192.0.2.70,%202001:db8::70",
+                                   "%09192.0.2.70", "192.0.2.70%0A"])
+def test_myip_with_whitespace_is_badip_and_changes_nothing(running, value):
+    """An address with blanks around it is malformed: refused, never silently trimmed."""
+    inst = running.instance
+    secret = inst.add_host(H1)
+    assert running.update(H1, secret, "myip=192.0.2.69") == (200, "good 192.0.2.69\n")
+    before = inst.commit_count()
+    assert running.update(H1, secret, "myip=" + value) == (200, "badip\n")
+    assert inst.commit_count() == before
+    assert inst.dig(H1, "A") == ["192.0.2.69"]

@@ -428,3 +428,32 @@ def test_status_page_shows_upstream_errors(portal):
     page = root.get("/admin/status").text
     assert "Upstream: sync with the upstream failed" in page
     assert "ddns.service: sync with the upstream failed" in page  # the error log line
+
+
+@pytest.mark.parametrize("ttl, reason", [("abc", "whole number"), ("0", "between 1 and 86400"),
+                                         ("86401", "between 1 and 86400")])
+def test_a_refused_domain_change_changes_nothing_and_says_why(portal, ttl, reason):
+    inst = portal.instance
+    settings = (inst.repo / ZONE / "zone.toml").read_text()
+    head = inst.git("rev-parse", "HEAD")
+    root, alice = Browser(portal.url), Browser(portal.url)
+    root.login("root", "pw-root")
+    alice.login("alice", "pw-alice")
+    r = root.post(f"/admin/domains/{ZONE}", {"access": "groups", "groups": "staff", "dynamic_ttl": ttl},
+                  csrf_from="/admin/domains")
+    assert r.status_code == 400 and reason in r.text, r.text
+    if reason != "whole number":
+        assert "whole number" not in r.text
+    # nothing changed: the domain is still open to everyone, its settings and the repository are as before
+    assert ZONE in alice.get("/hosts/new").text
+    assert (inst.repo / ZONE / "zone.toml").read_text() == settings
+    assert inst.git("rev-parse", "HEAD") == head
+    r = root.post(f"/admin/domains/{ZONE}", {"access": "groups", "groups": "", "dynamic_ttl": "120"},
+                  csrf_from="/admin/domains")
+    assert r.status_code == 400 and "at least one group" in r.text
+    assert "dynamic_ttl = 120" not in (inst.repo / ZONE / "zone.toml").read_text()
+    r = root.post(f"/admin/domains/{ZONE}", {"access": "groups", "groups": "staff", "dynamic_ttl": "120"},
+                  csrf_from="/admin/domains")
+    assert r.status_code == 200 and f"Access to {ZONE} saved" in r.text
+    assert ZONE not in alice.get("/hosts/new").text
+    assert "dynamic_ttl = 120" in (inst.repo / ZONE / "zone.toml").read_text()

@@ -47,6 +47,43 @@ def test_normalize_name_idn_becomes_punycode(raw, expected):
     assert result.isascii()
 
 
+@pytest.mark.parametrize("raw, expected", [
+    ("faß.example.test", "xn--fa-hia.example.test"),       # IDNA 2003 made it "fass", another name
+    ("FASS.example.test", "fass.example.test"),
+    ("ß.example.test", "xn--zca.example.test"),
+    ("σίσυφος.example.test", "xn--kxa6ajbbmh.example.test"),  # final sigma kept (IDNA 2003: σ)
+    ("Ｂücher.example.test", "xn--bcher-kva.example.test"),   # UTS 46 maps full-width letters
+    ("XN--FA-HIA.example.test", "xn--fa-hia.example.test"),
+    ("xn--fa-hia.example.test", "xn--fa-hia.example.test"),
+    ("xn--r8jz45g.example.test", "xn--r8jz45g.example.test"),
+])
+def test_normalize_name_follows_idna_2008_with_uts46(raw, expected):
+    assert normalize_name(raw) == expected
+
+
+def test_a_label_and_its_u_label_are_one_name():
+    assert normalize_name("faß.example.test") == normalize_name("xn--fa-hia.example.test")
+    assert normalize_name("faß.example.test") != normalize_name("fass.example.test")
+
+
+@pytest.mark.parametrize("bad", [
+    "a\u200db.example.test",            # zero-width joiner outside its context (IDNA 2003 dropped it)
+    "a\u200cb.example.test",            # zero-width non-joiner
+    "xn--abc.example.test",             # not punycode of anything valid
+    "xn--a.example.test",
+    "xn--zz-zzzz.example.test",
+    "xn--bcher-kva-.example.test",
+    "xn--ab-8tb.example.test",          # "a\u0301b": not in NFC, so not what encoding gives
+    "xn--53h.example.test",             # a symbol (U+2615), DISALLOWED in IDNA 2008
+    "\u263a.example.test",
+    "h\u202e.example.test",             # right-to-left override
+    "\u0627b.example.test",             # bidi rule: Arabic letter then Latin
+])
+def test_normalize_name_refuses_invalid_international_labels(bad):
+    with pytest.raises(InvalidName):
+        normalize_name(bad)
+
+
 @pytest.mark.parametrize("bad", [
     "",
     ".",

@@ -8,7 +8,7 @@ import pytest
 
 from conftest import require
 from ddns import bind, zones
-from ddns.zones import BadRecordLine, ZoneSettings, format_dynamic, parse_dynamic, serial_of, static_names
+from ddns.zones import BadRecordLine, ZoneSettings, format_dynamic, parse_dynamic, serial_of, static_owners
 
 ROOT = Path(__file__).resolve().parent.parent
 ZONE = "dyn.example.test"
@@ -202,7 +202,7 @@ def test_serial_of(text, expected):
     assert serial_of(text) == expected
 
 
-def test_static_names():
+def test_static_owners():
     text = (
         "; comment\n"
         "$TTL 300\n"
@@ -214,17 +214,61 @@ def test_static_names():
         "Printer.Office IN A 10.0.0.5\n"
         "(\n"
     )
-    assert static_names(text) == {"www", "mail", "@", "printer.office"}
+    assert static_owners(text, ZONE) == {"www": 3, "mail": 6, "@": 7, "printer.office": 8}
 
 
-def test_static_names_makes_absolute_owners_relative():
+def test_static_owners_makes_absolute_owners_relative():
     text = (
         "Cloud.dyn.example.test. IN CNAME cloud.example.net.\n"
         "dyn.example.test. IN TXT \"apex\"\n"
-        "elsewhere.example.net. IN A 192.0.2.1\n"
         "rel IN A 192.0.2.2\n"
     )
-    assert static_names(text, ZONE) == {"cloud", "@", "elsewhere.example.net", "rel"}
+    assert static_owners(text, ZONE) == {"cloud": 1, "@": 2, "rel": 3}
+
+
+def test_static_owners_join_parentheses_and_skip_quoted_and_commented_text():
+    text = (
+        "txt IN TXT ( \"a ; not a comment\"\n"
+        "\"$INCLUDE in a string\" ) ; $INCLUDE in a comment\n"
+        "spf IN TXT \"v=spf1 \\\" -all\"\n"
+        "multi IN TXT (\n"
+        "quoted-inside \"x\" )\n"
+    )
+    assert static_owners(text, ZONE) == {"txt": 1, "spf": 3, "multi": 4}
+
+
+def test_static_owners_follow_origin_inside_the_zone():
+    text = "$ORIGIN office.dyn.example.test.\nprinter IN A 10.0.0.5\n@ IN TXT \"office\"\n$ORIGIN lab\nscope IN A 10.0.0.6\n"
+    assert static_owners(text, ZONE) == {"printer.office": 2, "office": 3, "scope.lab.office": 5}
+
+
+@pytest.mark.parametrize("text, line, needle", [
+    ("www IN A 192.0.2.1\n$INCLUDE /etc/passwd\n", 2, "$INCLUDE is not allowed (only $TTL and $ORIGIN)"),
+    ("$include /etc/passwd example.\n", 1, "$include is not allowed"),
+    ("   $INCLUDE /etc/passwd\n", 1, "$INCLUDE is not allowed"),
+    ("$GENERATE 1-250 host$ A 192.0.2.$\n", 1, "$GENERATE is not allowed"),
+    ("$DATE 20260101\n", 1, "$DATE is not allowed"),
+    ("a IN TXT \"unterminated\n$INCLUDE /etc/passwd\n", 2, "$INCLUDE is not allowed"),
+    ("a IN TXT x\\\n$INCLUDE /etc/passwd\n", 2, "$INCLUDE is not allowed"),
+    ("ok IN A 192.0.2.1\n$ORIGIN other.test.\nwww IN A 192.0.2.2\n", 2, "$ORIGIN other.test. is outside the zone"),
+    ("$ORIGIN example.test.\n", 1, "outside the zone dyn.example.test."),
+    ("$ORIGIN\n", 1, "$ORIGIN without a name"),
+    ("www.example.net. IN A 192.0.2.1\n", 1, "the name www.example.net. is outside the zone"),
+    ("xdyn.example.test. IN A 192.0.2.1\n", 1, "outside the zone"),
+    (". IN NS a.root-servers.net.\n", 1, "the name . is outside the zone"),
+])
+def test_static_owners_refuse_what_named_would_read_elsewhere_or_drop(text, line, needle):
+    with pytest.raises(zones.SourceError) as info:
+        static_owners(text, ZONE)
+    assert (info.value.file, info.value.line) == (zones.STATIC_FILE, line)
+    assert str(info.value).startswith(f"static.zone:{line}: ") and needle in str(info.value), str(info.value)
+
+
+def test_check_host_names_refuses_a_static_record_on_a_host_name():
+    source = zones.ZoneSource(ZoneSettings(ZONE), "", {"www": 1, "vm": 4, "mail": 2})
+    zones.check_host_names(source, {"other", "www.deeper"})
+    with pytest.raises(zones.SourceError, match=r"^static\.zone:2: mail, vm: the name of a registered host"):
+        zones.check_host_names(source, {"vm", "mail", "x"})
 
 
 def test_zone_source_reserves_static_names(tmp_path):
@@ -236,19 +280,19 @@ def test_zone_source_reserves_static_names(tmp_path):
     source = zones.ZoneSource.read(zone_dir)
     assert source.settings.name == ZONE
     assert source.settings.dynamic_ttl == 30
-    assert source.template_name == zones.TEMPLATE_FILE
     assert {"www", "vpn", "@"} <= source.reserved
     assert zones.list_zones(tmp_path) == [ZONE]
 
 
-def test_zone_source_prefers_a_zone_template(tmp_path):
+def test_zone_source_refuses_a_zone_template(tmp_path):
+    """A template in the zones repository is code pushed by admins: refused, never parsed."""
     zone_dir = tmp_path / ZONE
     zone_dir.mkdir()
     (zone_dir / zones.SETTINGS_FILE).write_text("")
-    (zone_dir / zones.TEMPLATE_FILE).write_text("{{ zone.name }}\n")
-    source = zones.ZoneSource.read(zone_dir)
-    assert source.template_name == f"{ZONE}/{zones.TEMPLATE_FILE}"
-    assert source.static_text == ""
+    (zone_dir / zones.TEMPLATE_FILE).write_text("{{ cycler.__init__.__globals__.os.system('false') }}\n")
+    with pytest.raises(zones.SourceError, match=r"^zone\.j2: per-zone templates are not supported") as info:
+        zones.ZoneSource.read(zone_dir)
+    assert (info.value.file, info.value.line) == (zones.TEMPLATE_FILE, None)
 
 
 # ---------------------------------------------------------------- render_zone + named-checkzone
@@ -318,7 +362,7 @@ def test_dynamic_record_on_a_static_cname_breaks_the_zone(template, tmp_path):
     static = "ns1 IN A 192.0.2.53\ncloud IN CNAME cloud.example.net.\n"
     text = zones.render_zone(template, ZoneSettings.from_toml(ZONE, ""), 12, static, {("cloud", "A"): "192.0.2.1"})
     assert "CNAME and other data" in check(tmp_path, text)
-    assert "cloud" in static_names(static, ZONE)
+    assert "cloud" in static_owners(static, ZONE)
 
 
 def test_template_environment_is_strict(tmp_path):

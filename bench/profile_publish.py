@@ -40,7 +40,7 @@ sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from bench_updates import Addresses, ZONE, free_port  # noqa: E402
-from ddns import bind, cli, publisher as pubmod, zones  # noqa: E402
+from ddns import bind, cli, publisher as pubmod, worktree, zones  # noqa: E402
 from ddns.publisher import Change, Outcome  # noqa: E402
 from ddns.service import Service  # noqa: E402
 
@@ -122,11 +122,11 @@ def profile_size(n: int, runs: int, fsync: bool, workdir: Path, use_cprofile: bo
 
         pub.repo._git = GitProxy(pub.repo._git)
         pub.target.rndc = RndcProxy(pub.target.rndc, on_reload)
-        orig = {"format": zones.format_dynamic, "render": zones.render_zone, "write": pubmod.atomic_write,
+        orig = {"format": zones.format_dynamic, "render": zones.render_zone, "write": worktree.atomic_write,
                 "fsync": os.fsync, "verify": pubmod.Publisher.wait_served}
         zones.format_dynamic = timed("format", orig["format"])
         zones.render_zone = timed("render", orig["render"])
-        pubmod.atomic_write = timed("write", orig["write"])
+        worktree.atomic_write = timed("write", orig["write"])
         os.fsync = timed("fsync", orig["fsync"])
         pubmod.Publisher.wait_served = timed("verify", orig["verify"])
         prof = cProfile.Profile() if use_cprofile else None
@@ -154,7 +154,7 @@ def profile_size(n: int, runs: int, fsync: bool, workdir: Path, use_cprofile: bo
         finally:
             zones.format_dynamic = orig["format"]
             zones.render_zone = orig["render"]
-            pubmod.atomic_write = orig["write"]
+            worktree.atomic_write = orig["write"]
             os.fsync = orig["fsync"]
             pubmod.Publisher.wait_served = orig["verify"]
         if prof:

@@ -25,7 +25,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from ddns import bind, cli, dyndns2, gitrepo, publisher as pubmod, service as servmod, store as storemod, zones  # noqa: E402
+from ddns import bind, cli, dyndns2, gitrepo, publisher as pubmod, service as servmod, store as storemod, worktree, zones  # noqa: E402
 
 SAMPLES: dict[str, list[tuple[float, float]]] = defaultdict(list)  # name -> [(time.monotonic() at end, value)]
 _lock = threading.Lock()
@@ -66,7 +66,7 @@ def install() -> None:
     pubmod.Publisher.apply = apply
     zones.format_dynamic = timed("pub format", zones.format_dynamic)
     zones.render_zone = timed("pub render", zones.render_zone)
-    pubmod.atomic_write = timed("pub write", pubmod.atomic_write)
+    worktree.atomic_write = timed("pub write", worktree.atomic_write)
     pubmod.Publisher.wait_served = timed("pub wait served", pubmod.Publisher.wait_served)
     bind.Rndc.reload = timed("pub rndc reload", bind.Rndc.reload)
 

@@ -1,16 +1,19 @@
 """Thin wrappers around BIND: rndc, named-checkzone, SOA queries, and a
-managed private ``named`` (DESIGN.md §5).
+managed private ``named``.
 
 ``rndc reload ZONE`` answers 0 even when the file is broken, so the only
 proof that a zone is published is the SOA serial named serves.
 """
 from __future__ import annotations
 
+import ctypes
+import os
 import signal
 import subprocess
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import dns.exception
 import dns.flags
@@ -41,11 +44,11 @@ class Rndc:
         except (RndcError, OSError) as exc:
             raise BindError(f"rndc {' '.join(args)}: {exc}") from exc
 
-    def reload(self, zone: str) -> None:
-        self.run("reload", zone)
+    def reload(self, zone: str, timeout: float = 10.0) -> None:
+        self.run("reload", zone, timeout=timeout)
 
-    def reconfig(self) -> None:
-        self.run("reconfig")
+    def reconfig(self, timeout: float = 10.0) -> None:
+        self.run("reconfig", timeout=timeout)
 
     def status(self) -> bool:
         try:
@@ -143,8 +146,41 @@ def create_rndc_key(bind_dir: Path) -> Path:
     return key
 
 
+_PR_SET_PDEATHSIG = 1  # linux/prctl.h
+
+
+def _dies_with(parent: int) -> Callable[[], None]:
+    """A preexec_fn: the child gets SIGTERM when its parent dies (Linux), even of SIGKILL.
+
+    prctl is looked up before the fork, so the child only makes the call. The
+    signal comes when the *thread* that started the child ends: start named
+    from a thread that lives as long as the service.
+    """
+    prctl = ctypes.CDLL(None, use_errno=True).prctl
+
+    def preexec() -> None:
+        prctl(_PR_SET_PDEATHSIG, int(signal.SIGTERM))
+        if os.getppid() != parent:  # the parent died before the call: nobody would stop us
+            os._exit(1)
+    return preexec
+
+
+def _is_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    stat = Path(f"/proc/{pid}/stat")
+    try:  # a zombie is dead; its parent just has not reaped it
+        return stat.read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return True
+
+
 class ManagedNamed:
-    """A private named process: started before the service, stopped after."""
+    """A private named process: started before the service, stopped after, dies with it."""
 
     def __init__(self, bind_dir: Path, rndc: Rndc, binary: str = "named"):
         self.bind_dir = bind_dir
@@ -152,12 +188,22 @@ class ManagedNamed:
         self.binary = binary
         self.process: subprocess.Popen | None = None
 
+    @property
+    def conf(self) -> Path:
+        return self.bind_dir / "named.conf"
+
     def start(self, timeout: float = 15.0) -> None:
+        """Start named; one left over from this instance (its parent was killed) is replaced first."""
+        leftover = self.leftover()
+        if leftover is not None:
+            self._stop_pid(leftover)
         if self.rndc.status():
-            raise BindError(f"a named already answers on rndc port {self.rndc.port}")
+            raise BindError(f"a named that this instance did not start answers on rndc port {self.rndc.port} "
+                            f"(not the one in {self.bind_dir / 'named.pid'}): stop it or choose another bind.rndc_port")
         log = open(self.bind_dir / "named.log", "ab")
-        self.process = subprocess.Popen([self.binary, "-g", "-c", str(self.bind_dir / "named.conf")],
-                                        stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        self.process = subprocess.Popen([self.binary, "-g", "-c", str(self.conf)],
+                                        stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                        preexec_fn=_dies_with(os.getpid()))
         log.close()
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -168,6 +214,37 @@ class ManagedNamed:
             time.sleep(0.05)
         self.stop()
         raise BindError("named did not start in time")
+
+    def leftover(self) -> int | None:
+        """The pid of a running named started with this instance's named.conf (from its pid file), if any."""
+        try:
+            pid = int((self.bind_dir / "named.pid").read_text().strip())
+            proc = Path(f"/proc/{pid}")
+            args = [a.decode() for a in (proc / "cmdline").read_bytes().split(b"\0") if a]
+            cwd = Path(os.readlink(proc / "cwd"))
+        except (OSError, ValueError):
+            return None
+        if not args or "named" not in Path(args[0]).name or "-c" not in args[:-1]:
+            return None
+        conf = Path(args[args.index("-c") + 1])
+        if (cwd / conf).resolve() != self.conf.resolve() or not _is_alive(pid):
+            return None
+        return pid
+
+    @staticmethod
+    def _stop_pid(pid: int, timeout: float = 10.0) -> None:
+        """Stop a named that is not our child (SIGTERM, then SIGKILL) and wait until it is gone."""
+        for sig, wait in ((signal.SIGTERM, timeout), (signal.SIGKILL, 5.0)):
+            try:
+                os.kill(pid, sig)
+            except ProcessLookupError:
+                return
+            deadline = time.monotonic() + wait
+            while time.monotonic() < deadline:
+                if not _is_alive(pid):
+                    return
+                time.sleep(0.05)
+        raise BindError(f"the named left over from an earlier run (pid {pid}) does not stop")
 
     def stop(self, timeout: float = 10.0) -> None:
         if self.process is None or self.process.poll() is not None:

@@ -19,7 +19,7 @@ from typing import Any, Callable, Mapping, TextIO
 from . import __version__, bind, config as configmod, gitops, resource_dir
 from .auth import new_secret
 from .gitrepo import ZonesRepo
-from .publisher import Outcome
+from .publisher import Outcome, ZoneHeld
 from .service import Service, ServiceError, zone_template_dirs
 
 
@@ -525,7 +525,7 @@ def main(argv: list[str] | None = None, env: Env | None = None) -> int:
     except configmod.ConfigError as exc:
         env.err(f"error: {exc}")
         return Exit.USAGE
-    except (ServiceError, bind.BindError, gitops.GitOpsError) as exc:
+    except (ServiceError, bind.BindError, gitops.GitOpsError, ZoneHeld) as exc:
         env.err(f"error: {exc}")
         return Exit.ERROR
 

@@ -1,7 +1,7 @@
 """Thin wrapper around the git CLI for the zones repository.
 
 The git CLI (through GitPython's command wrapper) is ~2x faster than
-GitPython's own index for a one-line change in a large file (DESIGN.md §5).
+GitPython's own index for a one-line change in a large file.
 Commit messages carry one ``Ddns-Change:`` trailer (JSON) per change, the
 machine-readable audit record that ``ddns history`` reads back.
 """
@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import os
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -78,6 +79,14 @@ def parse_trailers(message: str) -> list[ChangeRecord]:
 
 class SyncConflict(RuntimeError):
     """The service's commits and the upstream's cannot be combined without a human."""
+
+
+class PushFailed(RuntimeError):
+    """The upstream refused a push for another reason than a commit that landed first (full disk, a hook)."""
+
+
+# What git and the upstream's pre-receive hook say when someone else pushed first: fetch, rebase, push again.
+_PUSHED_FIRST = ("(fetch first)", "(non-fast-forward)", "fetch, rebase and push again")
 
 
 @dataclass(frozen=True)
@@ -155,9 +164,11 @@ class ZonesRepo:
 
     # ---- an upstream remote (the bare repository admins push to) ----------------
     def set_upstream(self, url: str) -> None:
+        """Make URL the origin remote; .git/config is only written when it changes (the disk may be full)."""
         remotes = self._git.remote().split()
         if "origin" in remotes:
-            self._git.remote("set-url", "origin", url)
+            if self._git.config("--get", "remote.origin.url") != url:
+                self._git.remote("set-url", "origin", url)
         else:
             self._git.remote("add", "origin", url)
 
@@ -193,51 +204,88 @@ class ZonesRepo:
             raise SyncConflict(f"cannot rebase the service's commits onto {onto[:12]}: {exc.stderr.strip()}") from exc
 
     def push(self, branch: str, token: str = "", rev: str = "HEAD") -> bool:
-        """Push REV to origin/BRANCH; False when rejected (someone pushed first)."""
+        """Push REV to origin/BRANCH; False when rejected because someone pushed first.
+
+        Any other failure raises PushFailed with git's own words: retrying it
+        would not help, and "the upstream kept moving" would hide the cause.
+        """
         env = {"DDNS_SERVICE_PUSH": token} if token else {}
         try:
             with self._git.custom_environment(**env):
                 self._git.push("-q", "origin", f"{rev}:refs/heads/{branch}")
             return True
         except git.GitCommandError as exc:
-            if "rejected" in exc.stderr or "fetch first" in exc.stderr or "non-fast-forward" in exc.stderr:
+            if any(marker in exc.stderr for marker in _PUSHED_FIRST):
                 return False
-            raise
+            raise PushFailed(f"push to the upstream failed: {exc.stderr.strip()}") from exc
 
     def changed_paths(self, old: str, new: str = "HEAD") -> list[str]:
         return self._git.diff("--name-only", old, new).splitlines()
 
     def is_clean(self, paths: Iterable[str] = ()) -> bool:
-        return not self._git.status("--porcelain", "--", *paths).strip()
+        """No uncommitted change in PATHS; never writes the index (which a full disk would fail)."""
+        return not self._git(no_optional_locks=True).status("--porcelain", "--", *paths).strip()
 
     def show(self, rev: str, path: str) -> str:
         """PATH as REV has it, byte for byte (GitPython would drop the final newline)."""
         return self._git.show(f"{rev}:{path}", strip_newline_in_stdout=False)
+
+    def committed(self, path: str, rev: str = "HEAD") -> str | None:
+        """PATH as REV has it, or None when REV has no such file (raises when git cannot tell)."""
+        try:
+            return self.show(rev, path)
+        except git.GitCommandError:
+            if self._git.ls_tree("--name-only", rev, "--", path).strip():
+                raise  # the file is there: git failed to read it
+            return None
 
     def unstage(self, path: str) -> None:
         """Reset PATH in the index to HEAD, so no later commit carries a dropped change."""
         self._git.reset("-q", "HEAD", "--", path)
 
     def clear_stale_locks(self, wait: float = 10.0) -> list[str]:
-        """Remove git lock files left by a killed writer (call only under the publisher's lock).
+        """Remove git lock files whose writer is gone (call only under the publisher's lock).
 
-        A git process that is still running holds its lock for milliseconds; a
-        lock that outlives WAIT seconds belongs to a process that is gone.
+        Every git writer of this repository runs under that lock, so a lock file
+        found there was left by a killed process -- unless a git process still
+        runs in this working tree (the child of a killed service finishing its
+        commit): that one is waited for, up to WAIT seconds, and while it runs
+        its locks stay (the commit then fails and says why).
         """
-        git_dir = Path(self._repo.git_dir)
+        if not self._lock_files():
+            return []
+        deadline = time.monotonic() + wait
+        while self.git_processes() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        if self.git_processes():
+            return []
         removed = []
-        for lock in [git_dir / "index.lock", git_dir / "HEAD.lock", *git_dir.glob("refs/heads/*.lock")]:
-            while True:
-                try:
-                    age = time.time() - lock.stat().st_mtime
-                except FileNotFoundError:
-                    break
-                if age >= wait:
-                    lock.unlink(missing_ok=True)
-                    removed.append(lock.name)
-                    break
-                time.sleep(0.1)
+        for lock in self._lock_files():
+            lock.unlink(missing_ok=True)
+            removed.append(str(lock.relative_to(self._repo.git_dir)))
         return removed
+
+    def _lock_files(self) -> list[Path]:
+        git_dir = Path(self._repo.git_dir)
+        return [p for p in [git_dir / "index.lock", git_dir / "HEAD.lock", *git_dir.glob("refs/heads/*.lock")]
+                if p.exists()]
+
+    def git_processes(self) -> list[int]:
+        """Pids of git processes working in this working tree (Linux: read from /proc)."""
+        top = self.path.resolve()
+        pids = []
+        for proc in Path("/proc").iterdir():
+            if not proc.name.isdigit():
+                continue
+            try:
+                if not (proc / "comm").read_text().startswith("git"):
+                    continue
+                cwd = Path(os.readlink(proc / "cwd"))
+            except OSError:  # gone meanwhile, or not ours to read
+                continue
+            if cwd == top or top in cwd.parents:
+                pids.append(int(proc.name))
+        return pids
 
     def audit(self, since: str, until: str | None = None) -> Iterator[HistoryEntry]:
         """Every change committed in a time range, newest first."""

@@ -1,4 +1,4 @@
-"""The publisher: the one writer of the zones repository (DESIGN.md §4).
+"""The publisher: the one writer of the zones repository.
 
 ``Publisher.apply`` takes a group of changes and, under one lock (a thread
 lock plus ``flock`` on a file in ``.git`` so other processes wait their
@@ -6,19 +6,17 @@ turn), applies them to the in-memory dynamic records, renders each touched
 zone once with a bumped serial, writes it atomically, commits once, reloads
 each zone and checks that named serves the new serial.
 
-``PublisherThread`` feeds it from a queue so that concurrent requests share
-one render / commit / reload (group commit).
+``ddns.publish_queue.PublisherThread`` feeds it from a queue so that
+concurrent requests share one render / commit / reload (group commit).
 """
 from __future__ import annotations
 
 import enum
 import fcntl
 import logging
-import os
 import tempfile
 import threading
 import time
-from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,8 +27,13 @@ import jinja2
 from . import bind, zones
 from .gitrepo import ChangeRecord, SyncConflict, ZonesRepo, commit_message
 from .serial import next_serial, serial_gt
+from .worktree import BACKUP_SUFFIX, Replacement, atomic_write, put_back
 
 log = logging.getLogger("ddns.publisher")
+
+
+class ZoneHeld(RuntimeError):
+    """A zone's files differ from HEAD and cannot be put back: nothing is published from them."""
 
 
 class Outcome(enum.Enum):
@@ -43,6 +46,10 @@ class Outcome(enum.Enum):
 
 # How long a zone may stay behind its serial before named is asked to reload it again.
 _REASK_SECONDS = 0.2
+# How long a running git process (a killed writer's child) may keep its lock before a commit fails.
+_LIVE_GIT_WAIT = 1.0
+# The shortest rndc timeout, however little of the verify budget is left.
+_MIN_RNDC_TIMEOUT = 0.05
 
 
 @dataclass(frozen=True)
@@ -74,6 +81,7 @@ class Batch:
     outcomes: list[Outcome | None]  # None: committed, waiting for named to serve its zone
     zones: list[str]                # the zone of each change
     serials: dict[str, int]         # zones reloaded, and the serial that proves it
+    deadline: float | None = None   # (monotonic) when the wait for named ends: one verify budget per commit
 
     def settle(self, served: set[str]) -> list[Outcome]:
         return [o if o is not None else (Outcome.GOOD if self.zones[i] in served else Outcome.DNSERR)
@@ -104,25 +112,6 @@ def _stamp(*paths: Path) -> tuple:
     return tuple(out)
 
 
-def atomic_write(path: Path, text: str, fsync: bool = True) -> None:
-    """Temp file in the same directory, fsync, rename: readers see old or new, never half."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        with os.fdopen(fd, "w") as f:
-            os.fchmod(f.fileno(), 0o644)  # named may run as another user
-            f.write(text)
-            if fsync:
-                f.flush()
-                os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
-
-
 @dataclass
 class PublishTarget:
     """Where the publisher reloads and verifies (None rndc: no BIND at all)."""
@@ -148,6 +137,8 @@ class Publisher:
         self.unserved: set[str] = set()
         self.last_publish: float | None = None
         self.last_error: str | None = None
+        self.failure: str | None = None      # why the last commit failed; None once one succeeds
+        self.held: dict[str, str] = {}       # zones whose files could not be put back, and why
         self._thread_lock = threading.RLock()
         self._lock_depth = 0
         self._lock_path = Path(repo._repo.git_dir) / "ddns.lock"
@@ -168,10 +159,16 @@ class Publisher:
                 fcntl.flock(lock_file, fcntl.LOCK_EX)
                 self._lock_depth = 1
                 try:
+                    self._clear_stale_locks()
                     yield
                 finally:
                     self._lock_depth = 0
                     fcntl.flock(lock_file, fcntl.LOCK_UN)
+
+    def _clear_stale_locks(self) -> None:
+        """Git locks left by a killed writer go as soon as we hold the lock, not only at start."""
+        for lock in self.repo.clear_stale_locks(wait=_LIVE_GIT_WAIT):
+            log.warning("removed stale git lock %s", lock)
 
     def _paths(self, zone: str) -> tuple[Path, Path]:
         d = self.root / zone
@@ -193,10 +190,28 @@ class Publisher:
         return d / zones.SETTINGS_FILE, d / zones.STATIC_FILE, d / zones.TEMPLATE_FILE
 
     def _unchanged_or_load(self, zone: str) -> ZoneState:
-        """The zone's state as validated before when none of its files changed since, else loaded anew."""
+        """The zone's state as validated before when none of its files changed since, else loaded anew.
+
+        A held zone keeps its state: its files are not what was acknowledged.
+        """
         state = self.zones.get(zone)
+        if state is not None and not self._writable(zone):
+            return state
         if (state is not None and state.stamp and state.stamp == _stamp(*self._paths(zone))
                 and state.source_stamp == _stamp(*self._source_paths(zone))):
+            return state
+        return self._load_committed(zone)
+
+    def _load_committed(self, zone: str) -> ZoneState:
+        """ZONE's state read again from its files, once they are what HEAD has.
+
+        Another writer changed them. If it did not commit (it was killed in the
+        middle), its edit is put back first: an unacknowledged change is never
+        adopted. A zone whose files cannot be put back is held, its state kept.
+        """
+        self._put_back([zone])
+        state = self.zones.get(zone)
+        if zone in self.held and state is not None:
             return state
         return self._load_validated(zone)
 
@@ -232,7 +247,7 @@ class Publisher:
                 if zone not in self.zones:
                     self.zones[zone] = self._load_validated(zone)
                 return self.zones[zone]
-        if state.stamp and _stamp(*self._paths(zone)) != state.stamp:
+        if state.stamp and zone not in self.held and _stamp(*self._paths(zone)) != state.stamp:
             # Our own publisher rewrites the files before it commits: while it
             # holds the lock, the in-memory state is the acknowledged truth and
             # a request must not wait for the publish to finish.
@@ -241,12 +256,12 @@ class Publisher:
             try:
                 with self.locked():
                     state = self.zones[zone]
-                    if _stamp(*self._paths(zone)) != state.stamp:
+                    if zone not in self.held and _stamp(*self._paths(zone)) != state.stamp:
                         if not (self.root / zone / zones.SETTINGS_FILE).exists():  # another process removed it
                             del self.zones[zone]
                             self.unserved.discard(zone)
                             raise KeyError(zone)
-                        state = self._load_validated(zone)
+                        state = self._load_committed(zone)
                         self.zones[zone] = state
             finally:
                 self._thread_lock.release()
@@ -275,7 +290,7 @@ class Publisher:
     def apply(self, changes: list[Change]) -> list[Outcome]:
         """Publish CHANGES as one commit and wait until named serves them; one outcome per change."""
         batch = self.commit(changes)
-        return batch.settle(self.wait_served(batch.serials))
+        return batch.settle(self.wait_served(batch.serials, deadline=batch.deadline))
 
     def commit(self, changes: list[Change]) -> "Batch":
         """Apply CHANGES, render each touched zone once, commit once, ask named to reload.
@@ -302,6 +317,9 @@ class Publisher:
             if state.broken:
                 outcomes[i] = Outcome.DNSERR
                 continue
+            if not self._writable(change.zone):  # its files could not be put back: nothing is published from them
+                outcomes[i] = Outcome.FAILED
+                continue
             if change.address is not None and change.label in state.source.owners:
                 log.warning("%s: refused, static records of %s use that name", change.fqdn, change.zone)
                 outcomes[i] = Outcome.FAILED  # never merge a host's records into static ones
@@ -326,20 +344,20 @@ class Publisher:
         serials: dict[str, int] = {}
         paths: list[str] = []
         try:
-            for zone in touched:
-                state = self.zones[zone]
-                serials[zone] = next_serial(state.serial, int(self.clock()))
-                dyn_path, rendered_path = self._paths(zone)
-                atomic_write(dyn_path, zones.format_dynamic(new_dynamic[zone]), self.fsync)
-                atomic_write(rendered_path, self._render(state, serials[zone], new_dynamic[zone]), self.fsync)
-                paths += [f"{zone}/{dyn_path.name}", f"{zone}/{rendered_path.name}"]
-            actors = {r.actor for _, r in records}
-            self.repo.commit(paths, commit_message([r for _, r in records]),
-                             author=actors.pop() if len(actors) == 1 else None)
-        except Exception as exc:  # disk full, git failure: restore HEAD's files, change nothing
-            log.exception("commit failed; restoring the last commit's files")
-            self.last_error = f"commit failed: {exc}"
-            self._restore(touched)
+            with self._replacing(touched) as files:  # a failure puts HEAD's files back (or holds the zone)
+                for zone in touched:
+                    state = self.zones[zone]
+                    serials[zone] = next_serial(state.serial, int(self.clock()))
+                    dyn_path, rendered_path = self._paths(zone)
+                    files.write(dyn_path, zones.format_dynamic(new_dynamic[zone]))
+                    files.write(rendered_path, self._render(state, serials[zone], new_dynamic[zone]))
+                    paths += [f"{zone}/{dyn_path.name}", f"{zone}/{rendered_path.name}"]
+                actors = {r.actor for _, r in records}
+                self.repo.commit(paths, commit_message([r for _, r in records]),
+                                 author=actors.pop() if len(actors) == 1 else None)
+        except Exception as exc:  # disk full, git failure: HEAD's files are back, nothing changed
+            log.exception("commit failed; the last commit's files are kept")
+            self.failure = self.last_error = f"commit failed: {exc}"
             for i, _ in records:
                 outcomes[i] = Outcome.FAILED
             return Batch([o or Outcome.NOCHG for o in outcomes], zone_of, {})
@@ -350,28 +368,43 @@ class Publisher:
             state.serial = serials[zone]
             state.stamp = _stamp(*self._paths(zone))
         self.last_publish = self.clock()
+        self.failure = None
+        deadline = time.monotonic() + self.target.verify_timeout
         for zone in touched:
-            if not self._reload(zone):  # named unreachable: committed, not served; retried later
+            if not self._reload(zone, deadline):  # named unreachable: committed, not served; retried later
                 del serials[zone]
                 self.unserved.add(zone)
                 for i, _ in records:
                     if changes[i].zone == zone:
                         outcomes[i] = Outcome.DNSERR
-        return Batch(outcomes, zone_of, serials)
+        return Batch(outcomes, zone_of, serials, deadline)
 
-    def _reload(self, zone: str) -> bool:
+    def _rndc_timeout(self, deadline: float | None = None) -> float:
+        """Half the verify budget left before DEADLINE (default: a whole budget).
+
+        rndc calls are made under the lock: a frozen named must cost an update
+        its verify budget and the publisher a fraction of it, not rndc's 10 s each.
+        """
+        left = self.target.verify_timeout if deadline is None else deadline - time.monotonic()
+        return max(_MIN_RNDC_TIMEOUT, left / 2)
+
+    def _reload(self, zone: str, deadline: float | None = None) -> bool:
+        """Ask named to reload ZONE, waiting for its answer at most half the budget left before DEADLINE."""
         if self.target.rndc is None:
             return True
         try:
-            self.target.rndc.reload(zone)
+            self.target.rndc.reload(zone, timeout=self._rndc_timeout(deadline))
             return True
         except bind.BindError as exc:
             self.last_error = str(exc)
             log.warning("reload of %s failed: %s", zone, exc)
             return False
 
-    def wait_served(self, serials: dict[str, int], timeout: float | None = None) -> set[str]:
+    def wait_served(self, serials: dict[str, int], timeout: float | None = None,
+                    deadline: float | None = None) -> set[str]:
         """Wait until named serves each zone at (or after) its serial; returns the zones served.
+
+        The wait ends at DEADLINE (monotonic), else TIMEOUT (default verify_timeout) from now.
 
         named drops a reload asked for while it is still loading the zone, so a
         zone that stays behind is asked again now and then.
@@ -382,7 +415,8 @@ class Publisher:
         pending = dict(serials)
         served: set[str] = set()
         start = time.monotonic()
-        deadline = start + (target.verify_timeout if timeout is None else timeout)
+        if deadline is None:
+            deadline = start + (target.verify_timeout if timeout is None else timeout)
         asked = {zone: start for zone in pending}
         seen: dict[str, int | None] = {}
         delay = 0.002
@@ -400,7 +434,7 @@ class Publisher:
                 seen[zone] = now_serving
                 newest = zone in self.zones and self.zones[zone].serial == serial
                 if newest and (finished_older or time.monotonic() - asked[zone] > _REASK_SECONDS):
-                    self._reload(zone)
+                    self._reload(zone, deadline)
                     asked[zone] = time.monotonic()
             if not pending or time.monotonic() >= deadline:
                 break
@@ -414,10 +448,14 @@ class Publisher:
         return served
 
     def _reload_and_verify(self, zone_names: list[str], serials: dict[str, int]) -> set[str]:
-        """Reload each zone and wait until named serves its serial (zones it cannot reload: not served)."""
-        reloaded = [zone for zone in zone_names if self._reload(zone)]
+        """Reload each zone and wait until named serves its serial (zones it cannot reload: not served).
+
+        All of it within one verify budget, whatever named does.
+        """
+        deadline = time.monotonic() + self.target.verify_timeout
+        reloaded = [zone for zone in zone_names if self._reload(zone, deadline)]
         self.unserved.update(set(zone_names) - set(reloaded))
-        return self.wait_served({zone: serials[zone] for zone in reloaded})
+        return self.wait_served({zone: serials[zone] for zone in reloaded}, deadline=deadline)
 
     def _unstage(self, rel: str) -> None:
         try:
@@ -425,17 +463,52 @@ class Publisher:
         except Exception as exc:  # e.g. index.lock held: then nothing was staged by us either
             log.warning("cannot reset %s in the index: %s", rel, exc)
 
-    def _restore(self, zones_: list[str]) -> None:
-        """Put the service-written files of ZONES_ back as HEAD has them."""
-        for zone in zones_:
-            for path in self._paths(zone):
-                rel = f"{zone}/{path.name}"
+    @contextmanager
+    def _replacing(self, zone_names: list[str], extra: tuple[str, ...] = ()) -> Iterator[Replacement]:
+        """File replacements for one commit of ZONE_NAMES (and EXTRA, paths of human-edited files).
+
+        When the block fails, every file goes back to what HEAD has, or, when
+        that fails too, the zone is held: no commit is made from its files until
+        they are put back. The in-memory state is never reloaded from them.
+        """
+        files = Replacement(self.fsync)
+        head = self.repo.head()
+        try:
+            yield files
+        except BaseException:
+            if self.repo.head() == head:
+                self._put_back(zone_names, extra)
+                files.done()
+                raise
+            # we hold the lock, so the new HEAD is our commit: git failed after making it
+            log.warning("git failed after committing %s; the commit stands", self.repo.head())
+        files.done()
+
+    def _put_back(self, zone_names: list[str], extra: tuple[str, ...] = ()) -> None:
+        """Put the files of ZONE_NAMES back as HEAD has them; hold the zones where that fails."""
+        for zone in zone_names:
+            files = [(f"{zone}/{p.name}", p, True) for p in self._paths(zone)]
+            files += [(rel, self.root / rel, False) for rel in extra if rel.startswith(f"{zone}/")]
+            errors = []
+            for rel, path, service_file in files:
                 try:
-                    atomic_write(path, self.repo.show("HEAD", rel), self.fsync)
-                except Exception:  # not in HEAD (new zone) or git broken: remove what we wrote
-                    path.unlink(missing_ok=True)
-                self._unstage(rel)
-            self.zones[zone] = self._load_validated(zone)
+                    if put_back(self.repo, rel, path, self.fsync, service_file):
+                        log.warning("%s differed from HEAD (never committed): put back", rel)
+                        self._unstage(rel)
+                except Exception as exc:  # disk full, git broken: keep trying the others
+                    errors.append(f"cannot put back {rel}: {exc}")
+            if errors:
+                self.held[zone] = "; ".join(errors)
+                self.last_error = f"zone {zone} is held: {self.held[zone]}"
+                log.error("%s", self.last_error)
+            elif self.held.pop(zone, None) is not None:
+                log.warning("zone %s: its files are what HEAD has again; publishing resumes", zone)
+
+    def _writable(self, zone: str) -> bool:
+        """Whether commits may be made from ZONE's files (a held zone is put back first)."""
+        if zone in self.held:
+            self._put_back([zone], (f"{zone}/{zones.SETTINGS_FILE}",))
+        return zone not in self.held
 
     # ---- startup and repair ------------------------------------------------
     def recover(self) -> None:
@@ -446,19 +519,17 @@ class Publisher:
             for lock in self.repo.clear_stale_locks():
                 log.warning("removed stale git lock %s", lock)
             for zone in zones.list_zones(self.root):
-                for path in self._paths(zone):
-                    rel = f"{zone}/{path.name}"
-                    if not self.repo.is_clean([rel]):
-                        log.warning("discarding %s: written but never committed", rel)
-                        try:
-                            atomic_write(path, self.repo.show("HEAD", rel), self.fsync)
-                        except Exception:
-                            path.unlink()
+                dirty = [rel for rel in (f"{zone}/{p.name}" for p in self._paths(zone)) if not self.repo.is_clean([rel])]
+                if dirty:
+                    log.warning("discarding %s: written but never committed", ", ".join(dirty))
+                    self._put_back([zone])
+                    if zone in self.held:  # the service must not start from files nobody acknowledged
+                        raise ZoneHeld(f"cannot recover zone {zone}: {self.held[zone]}")
+                    for rel in dirty:
                         self._unstage(rel)
-            for tmp in self.root.glob("*/.*.zone.*"):
-                tmp.unlink()
-            for tmp in self.root.glob("*/.dynamic.records.*"):
-                tmp.unlink()
+            for pattern in ("*/.*.zone.*", "*/.dynamic.records.*", f"*/.*{BACKUP_SUFFIX}"):
+                for tmp in self.root.glob(pattern):
+                    tmp.unlink(missing_ok=True)
 
     def reconcile(self) -> dict[str, str]:
         """Make named serve what the sources say: re-render what changed, reload what is not served.
@@ -478,6 +549,9 @@ class Publisher:
                 if state.broken:
                     status[zone] = f"broken: {state.broken}"
                     continue
+                if zone in self.held:
+                    status[zone] = f"held: {self.held[zone]}"
+                    continue
                 dyn_path, rendered_path = self._paths(zone)
                 on_disk = rendered_path.read_text() if rendered_path.exists() else ""
                 target = self.target
@@ -485,11 +559,13 @@ class Publisher:
                           if target.rndc is not None else state.serial)
                 if self._render(state, state.serial) != on_disk or (served is not None and serial_gt(served, state.serial)):
                     base = served if served is not None and serial_gt(served, state.serial) else state.serial
-                    state.serial = next_serial(base, int(self.clock()))
-                    atomic_write(rendered_path, self._render(state, state.serial), self.fsync)
-                    atomic_write(dyn_path, zones.format_dynamic(state.dynamic), self.fsync)
-                    self.repo.commit([f"{zone}/{dyn_path.name}", f"{zone}/{rendered_path.name}"],
-                                     f"Re-render {zone} (serial {state.serial})\n\nThe zone's sources changed, or named served a newer serial.\n")
+                    serial = next_serial(base, int(self.clock()))
+                    with self._replacing([zone]) as files:
+                        files.write(rendered_path, self._render(state, serial))
+                        files.write(dyn_path, zones.format_dynamic(state.dynamic))
+                        self.repo.commit([f"{zone}/{dyn_path.name}", f"{zone}/{rendered_path.name}"],
+                                         f"Re-render {zone} (serial {serial})\n\nThe zone's sources changed, or named served a newer serial.\n")
+                    state.serial = serial
                     state.stamp = _stamp(dyn_path, rendered_path)
                     status[zone] = "published"
                     to_reload.append(zone)
@@ -500,7 +576,7 @@ class Publisher:
                 serials[zone] = state.serial
             if (to_reload or zone_set_changed) and self.target.rndc is not None:
                 try:
-                    self.target.rndc.reconfig()
+                    self.target.rndc.reconfig(timeout=self._rndc_timeout())
                 except bind.BindError as exc:
                     log.warning("reconfig failed: %s", exc)
             if to_reload:
@@ -509,13 +585,22 @@ class Publisher:
                     status[zone] = status.get(zone, "served") if zone in served_now else "unserved"
         return status
 
-    def retry_unserved(self) -> None:
-        """Reload zones that named did not serve after their last publish."""
+    def retry(self) -> None:
+        """Put held zones' files back, and reload zones that named did not serve after their last publish.
+
+        The reload and the wait for named happen outside the lock: a frozen
+        named must not keep the next commit waiting.
+        """
+        if self.held:
+            with self.locked():
+                for zone in sorted(self.held):
+                    self._writable(zone)
         if not self.unserved:
             return
         with self.locked():
-            pending = sorted(self.unserved)
-            self._reload_and_verify(pending, {z: self.zones[z].serial for z in pending if z in self.zones})
+            pending = sorted(z for z in self.unserved if z in self.zones)
+            serials = {z: self.zones[z].serial for z in pending}
+        self._reload_and_verify(pending, serials)
 
     def write_zones_conf(self) -> bool:
         """Rewrite the named.conf fragment that lists the zones (when configured); True if it changed."""
@@ -554,7 +639,8 @@ class Publisher:
         touch other files than humans do), re-render and validate what changed
         (reconcile), push; when someone pushed meanwhile, again. A real
         conflict raises SyncConflict and changes nothing: BIND keeps the last
-        good zones.
+        good zones. A push the upstream refuses for another reason (a full
+        disk, a hook) raises PushFailed with git's message, at once.
         """
         with self.locked():
             if not self.repo.has_upstream():
@@ -615,7 +701,7 @@ class Publisher:
             if self.target.rndc is None:
                 return Outcome.GOOD
             try:
-                self.target.rndc.reconfig()
+                self.target.rndc.reconfig(timeout=self._rndc_timeout())
             except bind.BindError as exc:
                 self.last_error = str(exc)
                 self.unserved.add(zone)
@@ -631,9 +717,12 @@ class Publisher:
             old_text = settings_path.read_text()
             if old_text == settings_toml:
                 return Outcome.NOCHG
+            if not self._writable(zone):
+                raise ZoneHeld(f"zone {zone} is held: {self.held[zone]}")
             dyn_path, rendered_path = self._paths(zone)
-            try:
-                atomic_write(settings_path, settings_toml, self.fsync)
+            settings_rel = f"{zone}/{zones.SETTINGS_FILE}"
+            with self._replacing([zone], (settings_rel,)) as files:
+                files.write(settings_path, settings_toml)
                 new_state = self._load_zone(zone)
                 new_state.dynamic = state.dynamic
                 new_state.serial = next_serial(state.serial, int(self.clock()))
@@ -641,14 +730,9 @@ class Publisher:
                 error = self._check(zone, text)
                 if error:
                     raise ValueError(f"zone {zone} does not validate: {error}")
-                atomic_write(rendered_path, text, self.fsync)
-                self.repo.commit([f"{zone}/{zones.SETTINGS_FILE}", f"{zone}/{rendered_path.name}"],
+                files.write(rendered_path, text)
+                self.repo.commit([settings_rel, f"{zone}/{rendered_path.name}"],
                                  f"Change the settings of {zone}\n\nby {actor}\n", author=actor)
-            except BaseException:
-                atomic_write(settings_path, old_text, self.fsync)
-                self._unstage(f"{zone}/{zones.SETTINGS_FILE}")
-                self._restore([zone])
-                raise
             new_state.stamp = _stamp(dyn_path, rendered_path)
             self.zones[zone] = new_state
             self.last_publish = self.clock()
@@ -657,117 +741,3 @@ class Publisher:
                 return Outcome.DNSERR
             served = self.wait_served({zone: new_state.serial})
             return Outcome.GOOD if zone in served else Outcome.DNSERR
-
-
-@dataclass
-class _Pending:
-    change: Change
-    queued: float
-    future: Future = field(default_factory=Future)
-
-
-class PublisherThread:
-    """Queue in front of a Publisher: group commit for concurrent requests.
-
-    A pipeline: the thread commits a group and asks named to reload, then
-    takes the next group at once, while a watcher answers the first group's
-    waiters when named serves its serial (a large zone's load takes longer
-    than its commit).
-    """
-
-    def __init__(self, publisher: Publisher, max_batch: int = 1000, retry_seconds: float = 5.0,
-                 group_wait: float = 0.05, watchers: int = 8, monotonic: Callable[[], float] = time.monotonic):
-        self.publisher = publisher
-        self.max_batch = max_batch
-        self.retry_seconds = retry_seconds
-        self.group_wait = group_wait
-        self.monotonic = monotonic
-        self._in_flight = 0  # committed groups whose waiters wait for named
-        self._queue: list[_Pending] = []
-        self._cond = threading.Condition()
-        self._stopping = False
-        self._thread = threading.Thread(target=self._run, name="publisher", daemon=True)
-        self._watchers = ThreadPoolExecutor(max_workers=watchers, thread_name_prefix="served-watch")
-        self.batches = 0
-        self.changes = 0
-
-    def start(self) -> None:
-        self._thread.start()
-
-    def stop(self, timeout: float = 30.0) -> None:
-        """Finish what is queued, answer every waiter, then stop."""
-        with self._cond:
-            self._stopping = True
-            self._cond.notify()
-        self._thread.join(timeout)
-        self._watchers.shutdown(wait=True)
-
-    @property
-    def queue_length(self) -> int:
-        with self._cond:
-            return len(self._queue)
-
-    def submit(self, changes: list[Change]) -> list[Future]:
-        now = self.monotonic()
-        pending = [_Pending(c, now) for c in changes]
-        with self._cond:
-            if self._stopping:
-                raise RuntimeError("publisher is stopping")
-            self._queue.extend(pending)
-            self._cond.notify()
-        return [p.future for p in pending]
-
-    def _run(self) -> None:
-        while True:
-            with self._cond:
-                while not self._queue and not self._stopping:
-                    if not self._cond.wait(timeout=self.retry_seconds) and self.publisher.unserved:
-                        break
-                if self._stopping and not self._queue:
-                    return
-                # While named still loads the previous group, let this one grow
-                # (up to group_wait): a big zone is reloaded once per group.
-                if self._queue:
-                    deadline = self._queue[0].queued + self.group_wait
-                    while (self._in_flight and len(self._queue) < self.max_batch and not self._stopping
-                           and self.monotonic() < deadline):
-                        self._cond.wait(deadline - self.monotonic())
-                batch = self._queue[: self.max_batch]
-                del self._queue[: len(batch)]
-                if batch:
-                    self._in_flight += 1
-            if not batch:
-                self._safely(self.publisher.retry_unserved)
-                continue
-            try:
-                committed = self.publisher.commit([p.change for p in batch])
-            except Exception as exc:  # never leave a waiter hanging
-                log.exception("publishing failed")
-                self.publisher.last_error = str(exc)
-                committed = Batch([Outcome.FAILED] * len(batch), [p.change.zone for p in batch], {})
-            self.batches += 1
-            self.changes += len(batch)
-            if committed.serials:
-                self._watchers.submit(self._settle, batch, committed)
-            else:
-                self._settle(batch, committed)
-
-    def _settle(self, batch: list[_Pending], committed: Batch) -> None:
-        try:
-            outcomes = committed.settle(self.publisher.wait_served(committed.serials))
-        except Exception:
-            log.exception("waiting for named failed")
-            outcomes = committed.settle(set())
-        finally:
-            with self._cond:
-                self._in_flight -= 1
-                self._cond.notify()
-        for pending, outcome in zip(batch, outcomes):
-            pending.future.set_result(outcome)
-
-    @staticmethod
-    def _safely(fn: Callable[[], None]) -> None:
-        try:
-            fn()
-        except Exception:
-            log.exception("background publisher task failed")

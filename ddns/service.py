@@ -23,7 +23,8 @@ from .auth import FailureLimiter, hash_secret, new_secret
 from .config import Config
 from .gitrepo import HistoryEntry, ZonesRepo
 from .guard import Guard, Verdict
-from .publisher import Change, Outcome, PublishTarget, Publisher, PublisherThread
+from .publish_queue import PublisherThread
+from .publisher import Change, Outcome, PublishTarget, Publisher
 from .store import Conflict, Domain, Host, LastSeen, NotFound, Store, User
 from .oidc import Identity
 from .validate import AddressPolicy, InvalidName, normalize_name, parse_address, record_type, split_host
@@ -321,6 +322,37 @@ class Service:
             "errors": list(reversed(self.recent_errors.lines)),
             "failure_keys": self.guard.size(),
             "failure_table_size": self.config["security.failure_table_size"],
+        }
+
+    def health(self) -> dict:
+        """What /healthz answers: "degraded", with the reasons, while changes are not published."""
+        publisher = self.publisher
+        # copies first: the publisher's threads change these meanwhile
+        unserved, held = sorted(publisher.unserved.copy()), publisher.held.copy()
+        broken = {zone: state.broken for zone, state in publisher.zones.copy().items() if state.broken}
+        stalled = self.thread.stalled_for() if self.thread else 0.0
+        reasons = [f"named does not serve the last commit of {zone}" for zone in unserved]
+        reasons += [f"zone {zone} does not validate: {why}" for zone, why in sorted(broken.items())]
+        reasons += [f"zone {zone} is held (no commits until its files are put back): {why}"
+                    for zone, why in sorted(held.items())]
+        if publisher.failure:
+            reasons.append(f"the last publish failed: {publisher.failure}")
+        if stalled > self.config["publisher.stuck_seconds"]:
+            reasons.append(f"the publisher is stuck: a change has waited {stalled:.1f} s to be committed")
+        if self.sync_error:
+            reasons.append(self.sync_error)
+        return {
+            "status": "degraded" if reasons else "ok",
+            "reasons": reasons,
+            "sync_error": self.sync_error,
+            "zones": sorted(publisher.zones.copy()),
+            "unserved": unserved,
+            "broken": broken,
+            "held": held,
+            "queue": self.thread.queue_length if self.thread else 0,
+            "stalled_seconds": round(stalled, 3),
+            "last_publish": publisher.last_publish,
+            "last_error": publisher.last_error,
         }
 
     def add_domain(self, zone: str, nameservers: list[str] | None = None, actor: str = "cli") -> Outcome:

@@ -158,19 +158,7 @@ def create_app(service: Service, oidc: OidcLogin | None = None) -> bottle.Bottle
 
     @app.get("/healthz")
     def healthz():
-        publisher = service.publisher
-        thread = service.thread
-        broken = {zone: state.broken for zone, state in publisher.zones.items() if state.broken}
-        body = {
-            "status": "ok" if not publisher.unserved and not broken and not service.sync_error else "degraded",
-            "sync_error": service.sync_error,
-            "zones": sorted(publisher.zones),
-            "unserved": sorted(publisher.unserved),
-            "broken": broken,
-            "queue": thread.queue_length if thread else 0,
-            "last_publish": publisher.last_publish,
-            "last_error": publisher.last_error,
-        }
+        body = service.health()
         status = 200 if body["status"] == "ok" else 503
         return bottle.HTTPResponse(json.dumps(body), status, {"Content-Type": "application/json"})
 

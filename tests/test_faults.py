@@ -1,4 +1,4 @@
-"""Publishing faults against a real named and a real Git repository (DESIGN.md §3, §4, §5, §10).
+"""Publishing faults against a real named and a real Git repository.
 
 BIND stopped or unreachable, a service that starts behind what named serves,
 broken human-edited input, a SIGKILL in the middle of a burst, a secret
@@ -23,7 +23,7 @@ import pytest
 from ddns import bind, zones
 from ddns.gitrepo import parse_trailers
 
-from conftest import Instance, ServeProcess, _port_free, http, kill_named, serving, wait_until
+from conftest import Instance, ServeProcess, _port_free, http, kill_named, require, serving, wait_until
 
 ZONE = "dyn.example.test"
 RENDERED = f"{ZONE}/{ZONE}.zone"
@@ -82,6 +82,12 @@ def hidden_rndc_key(inst: Instance):
 def healthz(inst: Instance) -> tuple[int, dict]:
     status, body, _ = http(inst.url + "/healthz", timeout=10)
     return status, json.loads(body)
+
+
+def degraded(inst: Instance) -> dict | None:
+    """/healthz's body when it answers 503 "degraded", else None."""
+    status, health = healthz(inst)
+    return health if (status, health["status"]) == (503, "degraded") else None
 
 
 def head_records(inst: Instance) -> dict:
@@ -451,26 +457,38 @@ def test_secret_replaced_by_the_cli_stops_working_at_once(running):
     assert inst.dig(fqdn, "A") == ["192.0.2.51"]
 
 
-# ---- 6. a failed commit changes nothing ---------------------------------------------------
-@pytest.mark.parametrize("lock_name", ["index.lock", "refs/heads/main.lock"], ids=["index-locked", "branch-locked"])
-def test_commit_failure_answers_911_and_changes_nothing(running, lock_name):
-    """index.lock: git add fails; a locked branch: git add succeeds, the commit fails (index must be reset)."""
+# ---- 6. a failed commit changes nothing; a stale git lock is cleared while running ---------------
+@contextmanager
+def index_held_by_a_live_git(inst: Instance):
+    """A real git process that holds .git/index.lock while its editor runs (until the block ends)."""
+    env = {**os.environ, "GIT_EDITOR": "sleep 120;:"}
+    proc = subprocess.Popen(["git", "-C", str(inst.repo), "commit", "-a", "--allow-empty"], env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    lock = inst.repo / ".git" / "index.lock"
+    try:
+        wait_until(lock.exists, 10, what="git to take index.lock")
+        yield lock
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)  # git removes its lock when it dies of a signal
+        proc.wait(10)
+
+
+def test_commit_failure_answers_911_changes_nothing_and_healthz_says_why(running):
+    """The index is locked by a git process that is alive: the commit fails, nothing changes, /healthz says why."""
     inst = running.instance
     fqdn = f"vm6.{ZONE}"
     secret = inst.add_host(fqdn)
     assert running.update(fqdn, secret, "myip=192.0.2.60") == (200, "good 192.0.2.60\n")
     count, serial = inst.commit_count(), inst.served_serial()
     files = {p: (inst.repo / p).read_bytes() for p in SERVICE_FILES}
-    lock = inst.repo / ".git" / lock_name
-    lock.write_text("")
-    try:
+    with index_held_by_a_live_git(inst) as lock:
         assert running.update(fqdn, secret, "myip=192.0.2.61") == (200, "911\n")
+        assert lock.exists()  # a live writer's lock is never taken away
         assert {p: (inst.repo / p).read_bytes() for p in SERVICE_FILES} == files
         assert stray_files(inst) == []
-        _, health = healthz(inst)
-        assert "commit failed" in (health["last_error"] or "")
-    finally:
-        lock.unlink()
+        status, health = healthz(inst)
+        assert (status, health["status"]) == (503, "degraded")
+        assert any("commit failed" in r and "index.lock" in r for r in health["reasons"]), health
     assert porcelain(inst, *SERVICE_FILES) == ""
     assert inst.commit_count() == count
     assert inst.served_serial() == serial
@@ -480,6 +498,25 @@ def test_commit_failure_answers_911_and_changes_nothing(running, lock_name):
     assert inst.commit_count() == count + 1
     assert last_changes(inst) == [(fqdn, "A", "192.0.2.60", "192.0.2.61", "dyndns2")]
     assert inst.dig(fqdn, "A") == ["192.0.2.61"]
+    assert healthz(inst)[0] == 200
+
+
+@pytest.mark.parametrize("lock_name", ["index.lock", "refs/heads/main.lock"], ids=["index", "branch"])
+def test_stale_git_lock_is_cleared_while_running(running, lock_name):
+    """A lock file no live git process holds (its writer was killed) goes at the next publish, not only at start."""
+    inst = running.instance
+    fqdn = f"vm6.{ZONE}"
+    secret = inst.add_host(fqdn)
+    assert running.update(fqdn, secret, "myip=192.0.2.62") == (200, "good 192.0.2.62\n")
+    count = inst.commit_count()
+    lock = inst.repo / ".git" / lock_name
+    lock.write_text("")  # fresh: its age says nothing, no process holds it
+    assert running.update(fqdn, secret, "myip=192.0.2.63") == (200, "good 192.0.2.63\n")
+    assert not lock.exists()
+    assert inst.commit_count() == count + 1
+    assert inst.dig(fqdn, "A") == ["192.0.2.63"]
+    assert healthz(inst)[0] == 200
+    assert porcelain(inst) == ""
 
 
 # ---- 7. another writer under the same lock -------------------------------------------------
@@ -522,3 +559,186 @@ def test_stale_git_lock_of_a_killed_writer_is_cleared_on_start(instance):
     assert not lock.exists()
     assert instance.commit_count() == count + 1
     assert instance.git("show", "HEAD:" + ZONE + "/dynamic.records") == "vm8 A 192.0.2.80\n"
+
+
+# ---- 8. a frozen named: answers within the verify budget ----------------------------------
+def test_frozen_named_answers_dnserr_within_the_verify_budget_and_catches_up(instance):
+    """named SIGSTOPped: rndc connects but never answers. Updates answer dnserr within about
+    bind.verify_timeout, the publisher keeps committing, /healthz is degraded; after SIGCONT
+    the retry loop has named serve the last commit."""
+    inst = instance
+    fqdn = f"vm9.{ZONE}"
+    secret = inst.add_host(fqdn)
+    budget = 2.0
+    with serving(inst, {"bind.verify_timeout": budget, "publisher.retry_seconds": 0.5}) as r:
+        assert r.update(fqdn, secret, "myip=192.0.2.90") == (200, "good 192.0.2.90\n")
+        pid = int((inst.dir / "bind" / "named.pid").read_text().strip())
+        os.kill(pid, signal.SIGSTOP)
+        try:
+            for n in (1, 2, 3):
+                started = time.monotonic()
+                assert r.update(fqdn, secret, f"myip=192.0.2.9{n}") == (200, "dnserr\n")
+                took = time.monotonic() - started
+                assert took < budget + 1.5, f"dnserr after {took:.1f} s (verify budget {budget} s)"
+            assert head_records(inst) == {("vm9", "A"): "192.0.2.93"}  # each one committed
+            status, health = healthz(inst)
+            assert (status, health["status"], health["unserved"]) == (503, "degraded", [ZONE])
+        finally:
+            os.kill(pid, signal.SIGCONT)
+        wait_until(lambda: healthz(inst)[0] == 200, 20, what="the retry loop to catch up")
+        assert inst.dig(fqdn, "A") == ["192.0.2.93"]
+        assert inst.served_serial() == head_serial(inst)
+        assert r.update(fqdn, secret, "myip=192.0.2.94") == (200, "good 192.0.2.94\n")
+
+
+# ---- 9. the managed named dies with ddns serve; a leftover is replaced, a foreign one refused ----
+def named_command(inst: Instance) -> list[str]:
+    return [_tool("named"), "-g", "-c", str(inst.dir / "bind" / "named.conf")]
+
+
+def test_sigkill_of_serve_takes_its_named_with_it(instance, tmp_path):
+    inst = instance
+    fqdn = f"vm10.{ZONE}"
+    secret = inst.add_host(fqdn)
+    first = ServeProcess(inst, tmp_path / "serve1.log")
+    second = ServeProcess(inst, tmp_path / "serve2.log")
+    try:
+        first.start()
+        first.proc.send_signal(signal.SIGKILL)
+        first.proc.wait(10)
+        wait_until(lambda: named_gone(inst), 15, what="the killed service's named to stop by itself")
+        second.start()  # nothing left in the way
+        status, body, _ = http(f"{inst.url}/nic/update?myip=192.0.2.100", auth=(fqdn, secret))
+        assert (status, body) == (200, "good 192.0.2.100\n")
+        assert inst.dig(fqdn, "A") == ["192.0.2.100"]
+    finally:
+        if first.proc is not None and first.proc.poll() is None:
+            first.proc.kill()
+            first.proc.wait(10)
+        second.stop()
+        kill_named(inst)
+    assert named_gone(inst)
+
+
+def test_named_left_over_from_this_instance_is_replaced_on_start(instance):
+    """A named running with this instance's named.conf and pid file (its service was killed) is stopped and replaced."""
+    inst = instance
+    fqdn = f"vm10.{ZONE}"
+    secret = inst.add_host(fqdn)
+    log = open(inst.dir / "bind" / "leftover.log", "ab")
+    leftover = subprocess.Popen(named_command(inst), stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    log.close()
+    try:
+        wait_until(lambda: rndc_answers(inst), 15, what="the leftover named to start")
+        with serving(inst) as r:
+            assert leftover.wait(15) is not None  # stopped by the service's start
+            new_pid = int((inst.dir / "bind" / "named.pid").read_text().strip())
+            assert new_pid != leftover.pid
+            assert r.update(fqdn, secret, "myip=192.0.2.101") == (200, "good 192.0.2.101\n")
+            assert inst.dig(fqdn, "A") == ["192.0.2.101"]
+    finally:
+        if leftover.poll() is None:
+            leftover.kill()
+            leftover.wait(10)
+    assert named_gone(inst)
+
+
+def test_foreign_named_on_the_rndc_port_is_refused_with_a_clear_error(instance, tmp_path):
+    """A named of another configuration answers on our rndc port (with our key): serve refuses, and leaves it alone."""
+    from ddns import cli
+    from conftest import free_port, start_serving
+
+    inst = instance
+    foreign_dir = tmp_path / "foreign"
+    cli.init_instance(foreign_dir, free_port(), free_port(), inst.rndc_port, extra={"zones.upstream": ""})
+    shutil.copyfile(inst.dir / "bind" / "rndc.key", foreign_dir / "bind" / "rndc.key")
+    log = open(foreign_dir / "bind" / "named.log", "ab")
+    foreign = subprocess.Popen([_tool("named"), "-g", "-c", str(foreign_dir / "bind" / "named.conf")],
+                               stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    log.close()
+    try:
+        wait_until(lambda: rndc_answers(inst), 15, what="the foreign named to start")
+        with pytest.raises(RuntimeError) as refused:
+            start_serving(inst)
+        assert f"did not start answers on rndc port {inst.rndc_port}" in str(refused.value)
+        assert foreign.poll() is None  # left alone
+    finally:
+        foreign.terminate()
+        foreign.wait(15)
+
+
+# ---- 10. a stuck publisher shows in /healthz ------------------------------------------------
+def test_healthz_is_degraded_while_the_publisher_is_stuck(instance):
+    """Another process holds the publisher's lock: the change waits, and /healthz says so until it is published."""
+    import fcntl
+
+    inst = instance
+    fqdn = f"vm11.{ZONE}"
+    secret = inst.add_host(fqdn)
+    with serving(inst, {"publisher.stuck_seconds": 0.5}) as r:
+        assert healthz(inst)[0] == 200
+        answers: list[tuple[int, str]] = []
+        with open(inst.repo / ".git" / "ddns.lock", "a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)  # as a second writer (a CLI, a hook's apply) would
+            try:
+                waiter = threading.Thread(target=lambda: answers.append(r.update(fqdn, secret, "myip=192.0.2.110")))
+                waiter.start()
+                health = wait_until(lambda: degraded(inst), 15, what="/healthz to notice the stuck publisher")
+                assert any("publisher is stuck" in reason for reason in health["reasons"]), health
+                assert not answers
+            finally:
+                fcntl.flock(lock, fcntl.LOCK_UN)
+        waiter.join(30)
+        assert answers == [(200, "good 192.0.2.110\n")]
+        assert healthz(inst)[0] == 200
+
+
+# ---- 11. files that are not what HEAD has are never adopted; a zone that cannot be put back is held ----
+@contextmanager
+def read_only(directory: Path):
+    """DIRECTORY read-only for everyone (a bind mount remounted ro: writes fail with EROFS)."""
+    require("mount", "umount")
+    subprocess.run(["mount", "--bind", str(directory), str(directory)], check=True)
+    try:
+        subprocess.run(["mount", "-o", "remount,bind,ro", str(directory)], check=True)
+        yield
+    finally:
+        subprocess.run(["umount", str(directory)], check=True)
+
+
+def test_uncommitted_edit_is_never_adopted_and_a_zone_that_cannot_be_put_back_is_held(instance):
+    """A writer killed before its commit leaves dynamic.records edited: the running service puts
+    HEAD's file back instead of loading it. Where that fails too (the directory went read-only),
+    the zone is held: 911, /healthz says why, nothing committed; once writable it publishes again."""
+    inst = instance
+    hosts = {f"vm12{c}.{ZONE}": inst.add_host(f"vm12{c}.{ZONE}") for c in "abc"}
+    dynamic = inst.repo / DYNAMIC
+    unacknowledged = "ghost A 192.0.2.250\n"
+    with serving(inst, {"publisher.retry_seconds": 0.3}) as r:
+        for n, (fqdn, secret) in enumerate(hosts.items()):
+            assert r.update(fqdn, secret, f"myip=192.0.2.12{n}") == (200, f"good 192.0.2.12{n}\n")
+        acknowledged = head_records(inst)
+        (a, sa), (b, sb), (c, sc) = hosts.items()
+
+        dynamic.write_text(unacknowledged)  # the others' records gone, a record nobody sent
+        assert r.update(a, sa, "myip=192.0.2.130") == (200, "good 192.0.2.130\n")
+        acknowledged[("vm12a", "A")] = "192.0.2.130"
+        assert head_records(inst) == acknowledged
+        assert zones.parse_dynamic(dynamic.read_text()) == acknowledged
+        assert "192.0.2.250" not in inst.git("log", "-p", "--format=%B")
+
+        count = inst.commit_count()
+        dynamic.write_text(unacknowledged)
+        with read_only(inst.repo / ZONE):
+            assert r.update(b, sb, "myip=192.0.2.131") == (200, "911\n")
+            assert inst.commit_count() == count
+            health = degraded(inst)
+            assert health and ZONE in health["held"] and "Read-only file system" in health["held"][ZONE], health
+            assert inst.dig(b, "A") == ["192.0.2.121"]
+        wait_until(lambda: healthz(inst)[0] == 200, 15, what="the retry loop to put the zone's files back")
+        assert zones.parse_dynamic(dynamic.read_text()) == acknowledged
+        assert r.update(b, sb, "myip=192.0.2.131") == (200, "good 192.0.2.131\n")
+        acknowledged[("vm12b", "A")] = "192.0.2.131"
+        assert head_records(inst) == acknowledged
+        assert inst.dig(c, "A") == ["192.0.2.122"]
+        assert porcelain(inst) == ""

@@ -1,5 +1,5 @@
 """Who changed what, from where: ``ddns history`` and ``ddns audit`` read it back from
-the commits, and plain git (log --grep, blame) tells the same story (DESIGN.md §1, §3).
+the commits, and plain git (log --grep, blame) tells the same story.
 
 Real service, real named, real HTTP over loopback; the client addresses recorded
 are documentation addresses passed by a trusted proxy (X-Forwarded-For).

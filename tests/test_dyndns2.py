@@ -1,4 +1,4 @@
-"""The dyndns2 contract (DESIGN.md §6) over the real socket: answers, HTTP status,
+"""The dyndns2 contract (README: The update API) over the real socket: answers, HTTP status,
 what named serves and what Git records.
 
 Not covered here: ``dnserr`` (publishing failures: the faults tests) and

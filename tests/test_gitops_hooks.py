@@ -1,4 +1,4 @@
-"""GitOps for admins (DESIGN.md §8), end to end with real git and a real named.
+"""GitOps for admins (README: Git workflow for admins), end to end with real git and a real named.
 
 An admin clones the bare zones repository, commits and pushes: pre-receive
 validates (named-checkzone, guard rails, service-only files), post-receive

@@ -1,4 +1,4 @@
-"""Planning and checking human changes of the zones repository (DESIGN.md §8).
+"""Planning and checking human changes of the zones repository.
 
 The pure parts (zone_records, diff_records, guard_problems, format_plan) on
 their own, then check_revision and ``ddns check`` against real Git

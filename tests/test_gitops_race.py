@@ -1,4 +1,4 @@
-"""Racing writers of the zones repository (DESIGN.md §4, §8 "Racing writers").
+"""Racing writers of the zones repository (docs/ARCHITECTURE.md: the publisher's lock).
 
 The service commits dynamic updates and pushes them to the bare upstream
 (zones.git) while admins push their own commits there; the upstream's hooks,

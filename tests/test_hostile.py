@@ -1,4 +1,4 @@
-"""Hostile input (DESIGN.md §10) over the real socket: every case gets a clear answer
+"""Hostile input over the real socket: every case gets a clear answer
 and changes nothing -- no commit, dynamic.records and the rendered zone file
 byte-identical, the same SOA serial served -- and nothing a client sends can
 inject zone-file syntax.

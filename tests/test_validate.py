@@ -1,5 +1,5 @@
 """ddns.validate: the gate every hostname and address passes before it can
-reach the store, the publisher or a zone-file template (DESIGN.md §10)."""
+reach the store, the publisher or a zone-file template."""
 import ipaddress
 
 import pytest

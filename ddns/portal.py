@@ -66,9 +66,25 @@ class Visit:
     cookie: str | None = None  # a session id to set on the response ("" to remove the cookie)
 
 
+MAX_NEXT = 1000
+
+
 def safe_next(target: str | None) -> str:
-    """A local path to go to after login; anything else (other sites, schemes) becomes "/"."""
-    if not target or not target.startswith("/") or target.startswith("//") or "\\" in target:
+    r"""A same-origin absolute path to go to after login; anything else becomes "/".
+
+    Browsers drop tabs and newlines from a Location and read a backslash as a
+    slash, so ``/\t/evil.example`` and ``/\evil.example`` reach another origin as
+    ``//evil.example``; a control character makes the header itself invalid.
+    Only printable ASCII without spaces and backslashes is kept (the portal's
+    own ``next`` values are percent-encoded, so they are never refused), and
+    what remains must parse as a path with neither scheme nor host.
+    """
+    if not target or len(target) > MAX_NEXT or not all("!" <= ch <= "~" and ch != "\\" for ch in target):
+        return "/"
+    if not target.startswith("/") or target.startswith("//"):
+        return "/"
+    parts = urllib.parse.urlsplit(target)
+    if parts.scheme or parts.netloc or not parts.path.startswith("/") or parts.path.startswith("//"):
         return "/"
     return target
 
@@ -266,7 +282,7 @@ class Portal:
                 return self.error(visit, 401, str(exc))
             user = service.login_oidc(tokens.identity)
             self.begin_session(visit, user, {"refresh_token": tokens.refresh_token})
-            return self.redirect(pending.get("next", "/"))
+            return self.redirect(safe_next(pending.get("next")))
 
         @app.post("/logout")
         @page(login=False)

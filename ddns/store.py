@@ -11,6 +11,8 @@ import threading
 from dataclasses import dataclass
 from pathlib import Path
 
+from . import private
+
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS users (
     id INTEGER PRIMARY KEY,
@@ -165,6 +167,10 @@ class Store:
     def __init__(self, path: Path):
         self.path = Path(path)
         self._local = threading.local()
+        # SQLite gives -wal and -shm the database file's mode: create it 0600 first.
+        private.touch(self.path)
+        for file in (self.path, Path(f"{self.path}-wal"), Path(f"{self.path}-shm")):
+            private.narrow(file)
         db = self._db()
         for table, column, definition in MIGRATIONS:
             columns = {r[1] for r in db.execute(f"PRAGMA table_info({table})")}

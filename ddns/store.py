@@ -396,6 +396,11 @@ class Store:
         with self._tx() as db:
             db.execute("UPDATE sessions SET seen=?, data=? WHERE id_hash=?", (seen, json.dumps(data), id_hash))
 
+    def touch_session(self, id_hash: str, seen: float) -> None:
+        """Note a session's latest request (its data untouched: a request in parallel may be saving it)."""
+        with self._tx() as db:
+            db.execute("UPDATE sessions SET seen=? WHERE id_hash=?", (seen, id_hash))
+
     def delete_session(self, id_hash: str) -> None:
         with self._tx() as db:
             db.execute("DELETE FROM sessions WHERE id_hash=?", (id_hash,))

@@ -109,6 +109,15 @@ def test_login_keeps_a_local_next(portal):
     assert r.status_code == 200 and r.url == portal.url + "/tokens"
 
 
+def test_started_logins_make_no_session_rows(portal):
+    """A pending login travels in a signed cookie: a flood of started logins writes nothing."""
+    for _ in range(20):
+        start_login(requests.Session(), portal)
+    assert portal.running.service.store.count("sessions") == 0
+    log_in(portal, "alice", "alice-pw")
+    assert portal.running.service.store.count("sessions") == 1
+
+
 def test_wrong_state_is_refused(portal):
     browser = requests.Session()
     callback = login_with_form(browser, start_login(browser, portal), "alice", "alice-pw")

@@ -25,7 +25,7 @@ from .oidc import PENDING_SECONDS, LoginFailed, OidcLogin
 from .publisher import Outcome
 from .service import NoSuchObject, Service, ServiceError, TooMany
 from .sessions import COOKIE, OIDC_COOKIE, PRE_COOKIE, Sessions, csrf_ok
-from .store import NotFound, Session, User
+from .store import Busy, NotFound, Session, User
 
 WEB_TEMPLATES = resource_dir("templates") / "web"
 STATIC = resource_dir("templates") / "static"
@@ -174,6 +174,8 @@ class Portal:
                         response = handler(visit, *args, **kwargs)
                 except TooMany as exc:
                     response = self.error(visit, 429, str(exc).capitalize() + ".")
+                except Busy as exc:
+                    response = self.error(visit, 503, str(exc).capitalize() + ".")
                 except ServiceError as exc:
                     response = self.error(visit, 404 if isinstance(exc, NoSuchObject) else 400, str(exc))
                 except NotFound as exc:  # the object went away while the request ran (a concurrent delete)

@@ -29,7 +29,7 @@ import time
 from dataclasses import dataclass, field, replace
 from typing import Any, Callable
 
-from .store import Session, Store
+from .store import Busy, Session, Store
 
 COOKIE = "ddns_session"
 OIDC_COOKIE = "ddns_oidc"  # a login through OpenID Connect in flight: state, nonce, PKCE verifier, next (signed)
@@ -103,12 +103,15 @@ class Sessions:
         if session is None:
             return None
         now = self.clock()
-        if expired(session, now, self.idle, self.max_age):
-            self.store.delete_session(session.id_hash)
-            return None
-        if now - session.seen >= min(SEEN_INTERVAL, self.idle / 10):
-            session = replace(session, seen=now)
-            self.store.touch_session(session.id_hash, now)
+        try:
+            if expired(session, now, self.idle, self.max_age):
+                self.store.delete_session(session.id_hash)
+                return None
+            if now - session.seen >= min(SEEN_INTERVAL, self.idle / 10):
+                self.store.touch_session(session.id_hash, now)
+                session = replace(session, seen=now)
+        except Busy:  # a busy database must not stop a read; the next request notes it (or the purge drops it)
+            return None if expired(session, now, self.idle, self.max_age) else session
         return session
 
     def anonymous_csrf(self, pre_id: str) -> str:

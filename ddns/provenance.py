@@ -58,7 +58,7 @@ def is_service_push(options: Iterable[str], stored_hash: str) -> bool:
     """Whether one of OPTIONS carries the token whose hash the repository keeps."""
     prefix = SERVICE_PUSH_OPTION + "="
     return bool(stored_hash) and any(
-        option.startswith(prefix) and hmac.compare_digest(token_hash(option[len(prefix):]), stored_hash)
+        option.startswith(prefix) and hmac.compare_digest(token_hash(option[len(prefix):]).encode(), stored_hash.encode())
         for option in options)
 
 

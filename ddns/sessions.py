@@ -71,7 +71,7 @@ class Signer:
             text = base64.urlsafe_b64decode(encoded + "=" * (-len(encoded) % 4)).decode()
         except (binascii.Error, UnicodeDecodeError, ValueError):
             return None
-        if not mac or not hmac.compare_digest(mac, self.mac(purpose, text)):
+        if not mac or not hmac.compare_digest(mac.encode(), self.mac(purpose, text).encode()):
             return None
         data = json.loads(text)
         return data if isinstance(data, dict) else None

@@ -83,6 +83,7 @@ def test_only_the_token_itself_proves_a_service_push():
                     [f"ddns-service-token={token}x"], [f"x-ddns-service-token={token}"]):
         assert not provenance.is_service_push(options, stored), options
     assert not provenance.is_service_push([f"ddns-service-token={token}"], "")
+    assert not provenance.is_service_push([f"ddns-service-token={token}", "ddns-service-token=\u00e9"], "\u00e9")
     assert provenance.push_options({"GIT_PUSH_OPTION_COUNT": "2", "GIT_PUSH_OPTION_0": "a",
                                     "GIT_PUSH_OPTION_1": "b"}) == ["a", "b"]
     assert provenance.push_options({"GIT_PUSH_OPTION_COUNT": "x"}) == []

@@ -109,3 +109,18 @@ def test_seen_is_written_at_most_once_per_interval(tmp_path):
     assert now[0] - seen < SEEN_INTERVAL
     now[0] = seen + 1801
     assert sessions.load(raw) is None  # idle for longer than `idle` since the last noted request
+
+
+@pytest.mark.parametrize("value", [None, "", "x", "e30", "e30.", "e30.00", "e30.\u00e9", "\u00e9.\u00e9", "!!!.abc",
+                                   "W10." + "0" * 64])
+def test_signed_values_refuse_anything_they_did_not_sign(value):
+    from ddns.sessions import Signer
+
+    signer = Signer()
+    good = signer.sign("oidc", {"state": "s"})
+    assert signer.unsign("oidc", good) == {"state": "s"}
+    assert signer.unsign("csrf", good) is None  # another purpose
+    assert Signer().unsign("oidc", good) is None  # another key (another process)
+    assert signer.unsign("oidc", value) is None
+    encoded, _, mac = good.partition(".")
+    assert signer.unsign("oidc", encoded + "x." + mac) is None

@@ -128,6 +128,13 @@ def install_hooks(bare: Path, config_path: Path | None, token: str) -> None:
         subprocess.run(["git", "-C", str(bare), "config", "--unset-all", key], check=False, capture_output=True)
 
 
+def narrow_secrets(cfg: configmod.Config) -> None:
+    """Take others' access off the config and BIND's directory and key (an older version made them 0644 / 0755)."""
+    for path in (cfg.source, cfg.path("bind.dir"), cfg.path("bind.rndc_key")):
+        if path is not None:
+            private.narrow(path)
+
+
 def _load_config(args: argparse.Namespace, env: Env) -> configmod.Config:
     path = configmod.find_config_file(args.config, env.environ, env.cwd)
     return configmod.load(path, env.environ)
@@ -156,6 +163,7 @@ def serve(cfg: configmod.Config, env: Env, ready: Callable[[Service], None] | No
     from .web import create_app, make_server
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=env.stderr)
+    narrow_secrets(cfg)
     # Open (and so recover) the repository before named starts: named must never
     # load a file that was written but not committed before a crash.
     service = Service.open(cfg)

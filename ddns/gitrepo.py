@@ -20,7 +20,7 @@ from typing import Iterable, Iterator
 
 import git
 
-from . import provenance
+from . import private, provenance
 from .provenance import SERVICE_EMAIL, SERVICE_NAME
 
 log = logging.getLogger("ddns.gitrepo")
@@ -173,7 +173,11 @@ class ZonesRepo:
 
     # ---- an upstream remote (the bare repository admins push to) ----------------
     def set_upstream(self, url: str) -> None:
-        """Make URL the origin remote; .git/config is only written when it changes (the disk may be full)."""
+        """Make URL the origin remote; .git/config is only written when it changes (the disk may be full).
+
+        That config holds the URL (credentials, perhaps): it is for this user only.
+        """
+        private.narrow(Path(self._repo.git_dir) / "config")
         remotes = self._git.remote().split()
         if "origin" in remotes:
             if self._git.config("--get", "remote.origin.url") != url:

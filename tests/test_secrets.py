@@ -87,3 +87,19 @@ def test_only_the_token_itself_proves_a_service_push():
     assert provenance.push_options({"GIT_PUSH_OPTION_COUNT": "2", "GIT_PUSH_OPTION_0": "a",
                                     "GIT_PUSH_OPTION_1": "b"}) == ["a", "b"]
     assert provenance.push_options({"GIT_PUSH_OPTION_COUNT": "x"}) == []
+
+
+def test_serve_narrows_what_an_older_version_left_readable(instance):
+    """An instance made before: config 0644, bind/ 0755, database 0644, the service clone's config 0644."""
+    from conftest import serving
+
+    cfg = instance.config
+    loose = [instance.config_path, cfg.path("store.path"), instance.repo / ".git" / "config"]
+    for path in loose:
+        path.chmod(0o644)
+    cfg.path("bind.dir").chmod(0o755)
+    with serving(instance):
+        pass
+    for path in loose:
+        assert mode(path) == 0o600, f"{path}: {oct(mode(path))}"
+    assert mode(cfg.path("bind.dir")) == 0o700

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping, TextIO
 
-from . import __version__, bind, config as configmod, gitops, resource_dir
+from . import __version__, bind, config as configmod, gitops, private, provenance, resource_dir
 from .auth import new_secret
 from .gitrepo import ZonesRepo
 from .publisher import Outcome, ZoneHeld
@@ -64,17 +64,21 @@ def _outcome_exit(env: Env, outcome: Outcome, what: str) -> Exit:
 # ---- instance set-up ---------------------------------------------------------
 def init_instance(directory: Path, http_port: int = 8080, dns_port: int = 5353, rndc_port: int | None = None,
                   zone: str = "dyn.example.test", extra: Mapping[str, Any] | None = None) -> configmod.Config:
-    """A self-contained instance in DIRECTORY: config, SQLite, zones repo, private BIND."""
+    """A self-contained instance in DIRECTORY: config, SQLite, zones repo, private BIND.
+
+    The config, the database and BIND's directory are for the service's user
+    only (``private``); the bare repository keeps a hash of the push token.
+    """
     directory.mkdir(parents=True, exist_ok=True)
     config_path = directory / "ddns.toml"
     if config_path.exists():
         raise ServiceError(f"{config_path} exists; not overwriting an instance")
     values = {"http.port": http_port, "bind.port": dns_port, "bind.rndc_port": rndc_port or dns_port + 1,
               "zones.upstream": "zones.git", "zones.push_token": new_secret(), **(extra or {})}
-    config_path.write_text(configmod.render_toml(values))
+    private.write_new(config_path, configmod.render_toml(values))
     cfg = configmod.load(config_path, environ={})
     bind_dir = cfg.path("bind.dir")
-    bind_dir.mkdir(parents=True, exist_ok=True)
+    private.make_dir(bind_dir)  # rndc.key
     bind.create_rndc_key(bind_dir)
     zones_conf = cfg.path("bind.zones_conf")
     zones_conf.write_text(bind.zones_conf({}))
@@ -96,20 +100,39 @@ def init_instance(directory: Path, http_port: int = 8080, dns_port: int = 5353, 
     return cfg
 
 
+HOOK_FILES = {"pre-receive": 0o755, "post-receive": 0o755, "ddns-service-push": 0o644}
+
+
 def install_hooks(bare: Path, config_path: Path | None, token: str) -> None:
-    """Install pre-receive and post-receive into the bare repository BARE, tied to CONFIG_PATH."""
+    """Install pre-receive and post-receive into the bare repository BARE, tied to CONFIG_PATH.
+
+    The repository keeps only the SHA-256 of the service's push TOKEN (every
+    pusher may be able to read its config); a plain token that an older
+    version stored there is removed.
+    """
     hooks_dir = bare / "hooks"
     hooks_dir.mkdir(exist_ok=True)
-    for name in ("pre-receive", "post-receive"):
+    for name, mode in HOOK_FILES.items():
         target = hooks_dir / name
         shutil.copyfile(resource_dir("hooks") / name, target)
-        target.chmod(0o755)
-    settings = {"ddns.python": sys.executable, "receive.advertisePushOptions": "true",
-                "ddns.servicetoken": token}
+        target.chmod(mode)
+    settings = {"ddns.python": sys.executable, "receive.advertisePushOptions": "true"}
+    if token:
+        settings[provenance.TOKEN_HASH_CONFIG] = provenance.token_hash(token)
     if config_path is not None:
         settings["ddns.config"] = str(config_path.resolve())
     for key, value in settings.items():
         subprocess.run(["git", "-C", str(bare), "config", key, value], check=True)
+    unset = [provenance.LEGACY_TOKEN_CONFIG] + ([] if token else [provenance.TOKEN_HASH_CONFIG])
+    for key in unset:  # exit code 5: it was not set
+        subprocess.run(["git", "-C", str(bare), "config", "--unset-all", key], check=False, capture_output=True)
+
+
+def narrow_secrets(cfg: configmod.Config) -> None:
+    """Take others' access off the config and BIND's directory and key (an older version made them 0644 / 0755)."""
+    for path in (cfg.source, cfg.path("bind.dir"), cfg.path("bind.rndc_key")):
+        if path is not None:
+            private.narrow(path)
 
 
 def _load_config(args: argparse.Namespace, env: Env) -> configmod.Config:
@@ -140,6 +163,7 @@ def serve(cfg: configmod.Config, env: Env, ready: Callable[[Service], None] | No
     from .web import create_app, make_server
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=env.stderr)
+    narrow_secrets(cfg)
     # Open (and so recover) the repository before named starts: named must never
     # load a file that was written but not committed before a crash.
     service = Service.open(cfg)
@@ -362,8 +386,8 @@ def cmd_hook(args, env: Env) -> Exit:
     """Run inside a bare repository's hook: stdin has 'OLD NEW REF' lines."""
     cfg = _load_config(args, env)
     repo = env.cwd
-    token = gitops.git_output(repo, "config", "ddns.servicetoken", check=False)
-    if token and env.environ.get("DDNS_SERVICE_PUSH") == token:
+    options = provenance.push_options(env.environ)
+    if provenance.is_service_push(options, gitops.git_output(repo, "config", provenance.TOKEN_HASH_CONFIG, check=False)):
         return Exit.OK  # the service's own push: already validated and published
     branch_ref = f"refs/heads/{cfg['zones.branch']}"
     zero = "0" * 40
@@ -375,7 +399,6 @@ def cmd_hook(args, env: Env) -> Exit:
             for zone, state in sorted(status.items()):
                 env.err(f"ddns: zone {zone}: {state}")
         return Exit.OK
-    options = [env.environ.get(f"GIT_PUSH_OPTION_{i}", "") for i in range(int(env.environ.get("GIT_PUSH_OPTION_COUNT", "0") or 0))]
     ok = True
     for old, new in updates:
         if new == zero:

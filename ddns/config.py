@@ -36,6 +36,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("http.tls_key", "", "PEM private key for tls_cert.", is_path=True),
     Setting("http.trusted_proxies", [], "Addresses or networks of reverse proxies whose X-Forwarded-For / X-Real-IP is believed."),
     Setting("store.path", "ddns.sqlite3", "SQLite database of users, domains, hosts and secret hashes.", is_path=True),
+    Setting("store.web_busy_timeout", 1.0, "Seconds a web request waits for SQLite's write lock before it answers 503 (the service and CLI wait 30)."),
     Setting("zones.repo", "zones", "Working tree of the zones Git repository; the service is its only writer.", is_path=True),
     Setting("zones.templates", "", "Directory with a zone.j2 that overrides the shipped zone template.", is_path=True),
     Setting("zones.upstream", "", "Git remote (URL or path) admins push to: the service pushes its commits there and takes in merged changes. Empty: none.", is_path=False),

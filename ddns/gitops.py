@@ -22,6 +22,7 @@ import jinja2
 
 from . import bind, zones
 from .gitrepo import TRAILER
+from .provenance import is_service_file
 
 # (owner relative to the zone, type) -> sorted "TTL RDATA" texts
 Records = dict[tuple[str, str], tuple[str, ...]]
@@ -30,12 +31,6 @@ SERVICE_FILES = (zones.DYNAMIC_FILE,)  # plus ZONE/ZONE.zone, see is_service_fil
 FORCE_TRAILER = "Ddns-Force"
 FORCE_PUSH_OPTION = "ddns-force"
 MIN_RECORDS_FOR_SHARE = 10  # smaller zones are exempt from the share guard rail
-
-
-def is_service_file(path: str) -> bool:
-    """Files only the service writes: ZONE/dynamic.records and ZONE/ZONE.zone."""
-    parts = path.split("/")
-    return len(parts) == 2 and (parts[1] == zones.DYNAMIC_FILE or parts[1] == zones.rendered_file(parts[0]))
 
 
 def zone_records(text: str, zone: str) -> Records:

@@ -3,13 +3,16 @@
 The git CLI (through GitPython's command wrapper) is ~2x faster than
 GitPython's own index for a one-line change in a large file.
 Commit messages carry one ``Ddns-Change:`` trailer (JSON) per change, the
-machine-readable audit record that ``ddns history`` reads back.
+machine-readable audit record that ``ddns history`` reads back -- from the
+service's own commits only (see ``provenance``).
 """
 from __future__ import annotations
 
 import itertools
 import json
+import logging
 import os
+import re
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -17,9 +20,15 @@ from typing import Iterable, Iterator
 
 import git
 
+from . import private, provenance
+from .provenance import SERVICE_EMAIL, SERVICE_NAME
+
+log = logging.getLogger("ddns.gitrepo")
 TRAILER = "Ddns-Change"
-SERVICE_NAME = "ddns"
-SERVICE_EMAIL = "ddns@localhost"
+# Who made each commit and what it changed: paths one per line, quoted by git (core.quotePath)
+# when unusual, so no path holds a newline; an ident holds no newline either.
+_PROVENANCE_FORMAT = "--format=%x1e%H %P%n%cn <%ce>"
+_OBJECT_ID = re.compile(r"[0-9a-f]{40}([0-9a-f]{24})?")  # SHA-1 or SHA-256
 
 
 @dataclass(frozen=True)
@@ -164,7 +173,11 @@ class ZonesRepo:
 
     # ---- an upstream remote (the bare repository admins push to) ----------------
     def set_upstream(self, url: str) -> None:
-        """Make URL the origin remote; .git/config is only written when it changes (the disk may be full)."""
+        """Make URL the origin remote; .git/config is only written when it changes (the disk may be full).
+
+        That config holds the URL (credentials, perhaps): it is for this user only.
+        """
+        private.narrow(Path(self._repo.git_dir) / "config")
         remotes = self._git.remote().split()
         if "origin" in remotes:
             if self._git.config("--get", "remote.origin.url") != url:
@@ -204,14 +217,21 @@ class ZonesRepo:
             raise SyncConflict(f"cannot rebase the service's commits onto {onto[:12]}: {exc.stderr.strip()}") from exc
 
     def push(self, branch: str, token: str = "", rev: str = "HEAD") -> bool:
-        """Push REV to origin/BRANCH; False when rejected because someone pushed first.
+        """Push REV to origin/BRANCH, presenting TOKEN to the hooks; False when rejected because someone pushed first.
 
         Any other failure raises PushFailed with git's own words: retrying it
         would not help, and "the upstream kept moving" would hide the cause.
+        An upstream that takes no push options has no ddns hooks (installing
+        them turns the options on): it gets the push without the token.
         """
-        env = {"DDNS_SERVICE_PUSH": token} if token else {}
+        env = provenance.push_environment(token)
         try:
-            with self._git.custom_environment(**env):
+            try:
+                with self._git.custom_environment(**env):
+                    self._git.push("-q", "origin", f"{rev}:refs/heads/{branch}")
+            except git.GitCommandError as exc:
+                if not env or "does not support push options" not in exc.stderr:
+                    raise
                 self._git.push("-q", "origin", f"{rev}:refs/heads/{branch}")
             return True
         except git.GitCommandError as exc:
@@ -288,20 +308,41 @@ class ZonesRepo:
         return pids
 
     def audit(self, since: str, until: str | None = None) -> Iterator[HistoryEntry]:
-        """Every change committed in a time range, newest first."""
-        args = ["--format=%H%x1f%cI%x1f%B%x1e", f"--since={since}", f"--grep={TRAILER}: ", "--fixed-strings"]
+        """Every change the service committed in a time range, newest first."""
+        args = [f"--since={since}", f"--grep={TRAILER}: ", "--fixed-strings"]
         if until:
             args.append(f"--until={until}")
-        yield from self._entries(self._git.log(*args) if self.head() else "")
+        yield from self._entries(args) if self.head() else ()
 
-    def _entries(self, out: str) -> Iterator[HistoryEntry]:
-        for chunk in out.split("\x1e"):
-            chunk = chunk.strip("\n")
-            if not chunk:
-                continue
-            sha, when, message = chunk.split("\x1f", 2)
-            for record in parse_trailers(message):
-                yield HistoryEntry(sha, when, record)
+    def _entries(self, log_args: list[str]) -> Iterator[HistoryEntry]:
+        """The change records of the commits LOG_ARGS select, from the commits the service made only.
+
+        Messages come NUL-separated (a message holds no NUL); who made each
+        commit and what it changed come from a second log with the same
+        selection. Both must list the same commits, or nothing is trusted.
+        """
+        fields = self._git.log("-z", "--format=%H%x00%cI%x00%B", *log_args).split("\x00")
+        messages = [tuple(fields[i:i + 3]) for i in range(0, len(fields) - 2, 3)]
+        made = self._made_by_service(log_args)
+        if [m[0] for m in messages] != list(made):
+            log.warning("history: the two logs disagree (a hostile commit message?); no change record is trusted")
+            return
+        for sha, when, message in messages:
+            if made[sha]:
+                for record in parse_trailers(message):
+                    yield HistoryEntry(sha, when, record)
+
+    def _made_by_service(self, log_args: list[str]) -> dict[str, bool]:
+        """For each commit LOG_ARGS select, in order: whether the service made it (``provenance.made_by_service``)."""
+        made: dict[str, bool] = {}
+        for chunk in self._git.log(_PROVENANCE_FORMAT, "--name-only", *log_args).split("\x1e")[1:]:
+            header, committer, *paths = chunk.split("\n")
+            ids = header.split()
+            if not ids or not all(_OBJECT_ID.fullmatch(i) for i in ids):
+                return {}
+            sha, *parents = ids
+            made[sha] = provenance.made_by_service(committer, len(parents), [p for p in paths if p])
+        return made
 
     def history(self, host: str, limit: int | None = None) -> Iterator[HistoryEntry]:
         """Changes of HOST, newest first, read from commit trailers."""
@@ -310,5 +351,5 @@ class ZonesRepo:
             return
         if self.head() is None:
             return
-        args = ["--format=%H%x1f%cI%x1f%B%x1e", f"--grep={TRAILER}: ", "--fixed-strings", f"--grep=\"host\":\"{host}\"", "--all-match"]
-        yield from (e for e in self._entries(self._git.log(*args)) if e.change.host == host)
+        args = [f"--grep={TRAILER}: ", "--fixed-strings", f"--grep=\"host\":\"{host}\"", "--all-match"]
+        yield from (e for e in self._entries(args) if e.change.host == host)

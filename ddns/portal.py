@@ -10,21 +10,22 @@ makes them and the one page that shows them -- never in the database.
 from __future__ import annotations
 
 import functools
+import secrets
 import threading
 import time
 import urllib.parse
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Callable
 
 import bottle
 import jinja2
 
 from . import clientconfigs, formtext, resource_dir
-from .oidc import LoginFailed, OidcLogin
+from .oidc import PENDING_SECONDS, LoginFailed, OidcLogin
 from .publisher import Outcome
 from .service import NoSuchObject, Service, ServiceError, TooMany
-from .sessions import COOKIE, Sessions, csrf_ok
-from .store import NotFound, Session, User
+from .sessions import COOKIE, OIDC_COOKIE, PRE_COOKIE, Sessions, csrf_ok
+from .store import Busy, NotFound, Session, User
 
 WEB_TEMPLATES = resource_dir("templates") / "web"
 STATIC = resource_dir("templates") / "static"
@@ -63,12 +64,33 @@ class Visit:
 
     session: Session | None
     user: User | None
-    cookie: str | None = None  # a session id to set on the response ("" to remove the cookie)
+    pre: str | None = None  # an anonymous visitor's pre-session id (its forms' CSRF tokens are signed for it)
+    cookies: dict[str, tuple[str, str, int]] = field(default_factory=dict)  # to set: name -> (value, path, max-age)
+
+    def set_cookie(self, name: str, value: str, path: str, max_age: int) -> None:
+        """Set cookie NAME on the response ("" and max-age 0 remove it)."""
+        self.cookies[name] = (value, path, max_age)
+
+
+MAX_NEXT = 1000
 
 
 def safe_next(target: str | None) -> str:
-    """A local path to go to after login; anything else (other sites, schemes) becomes "/"."""
-    if not target or not target.startswith("/") or target.startswith("//") or "\\" in target:
+    r"""A same-origin absolute path to go to after login; anything else becomes "/".
+
+    Browsers drop tabs and newlines from a Location and read a backslash as a
+    slash, so ``/\t/evil.example`` and ``/\evil.example`` reach another origin as
+    ``//evil.example``; a control character makes the header itself invalid.
+    Only printable ASCII without spaces and backslashes is kept (the portal's
+    own ``next`` values are percent-encoded, so they are never refused), and
+    what remains must parse as a path with neither scheme nor host.
+    """
+    if not target or len(target) > MAX_NEXT or not all("!" <= ch <= "~" and ch != "\\" for ch in target):
+        return "/"
+    if not target.startswith("/") or target.startswith("//"):
+        return "/"
+    parts = urllib.parse.urlsplit(target)
+    if parts.scheme or parts.netloc or not parts.path.startswith("/") or parts.path.startswith("//"):
         return "/"
     return target
 
@@ -97,12 +119,10 @@ class Portal:
     def tls(self) -> bool:
         return self.service.config.public_url.startswith("https://") or self.over_tls()
 
-    def apply_cookie(self, visit: Visit, response: bottle.HTTPResponse) -> None:
-        if visit.cookie:
-            response.set_cookie(COOKIE, visit.cookie, path="/", httponly=True, samesite="lax", secure=self.tls(),
-                                max_age=int(self.sessions.max_age))
-        elif visit.cookie == "":
-            response.set_cookie(COOKIE, "", path="/", httponly=True, samesite="lax", secure=self.tls(), max_age=0)
+    def apply_cookies(self, visit: Visit, response: bottle.HTTPResponse) -> None:
+        for name, (value, path, max_age) in visit.cookies.items():
+            response.set_cookie(name, value, path=path, httponly=True, samesite="lax", secure=self.tls(),
+                                max_age=max_age)
 
     def visit(self) -> Visit:
         session = self.sessions.load(bottle.request.get_cookie(COOKIE))
@@ -112,13 +132,26 @@ class Portal:
                 user = self.service.store.user_by_id(session.user_id)
             except NotFound:
                 user = None
-        return Visit(session, user)
+        pre = bottle.request.get_cookie(PRE_COOKIE)
+        return Visit(session, user, pre if pre and len(pre) <= 100 else None)
 
-    def ensure_session(self, visit: Visit) -> Session:
-        """An (anonymous) session, so a form can carry a CSRF token."""
-        if visit.session is None:
-            visit.cookie, visit.session = self.sessions.start()
-        return visit.session
+    def csrf_token(self, visit: Visit) -> str:
+        """The token this visit's forms carry: the session's, or (anonymous) one signed for the pre-session cookie.
+
+        An anonymous visitor gets no session row (a flood of page loads writes nothing), only the cookie.
+        """
+        if visit.session is not None:
+            return visit.session.csrf
+        if not visit.pre:
+            visit.pre = secrets.token_urlsafe(32)
+            visit.set_cookie(PRE_COOKIE, visit.pre, "/", int(self.sessions.max_age))
+        return self.sessions.anonymous_csrf(visit.pre)
+
+    def csrf_valid(self, visit: Visit) -> bool:
+        token = formtext.value(bottle.request.forms, "csrf_token")
+        if visit.session is not None:
+            return csrf_ok(visit.session, token)
+        return self.sessions.anonymous_csrf_ok(visit.pre, token)
 
     def page(self, login: bool = True, admin: bool = False) -> Callable:
         """Decorate a handler(visit, ...): session, login and admin checks, CSRF on POST."""
@@ -127,8 +160,7 @@ class Portal:
             def wrapper(*args: Any, **kwargs: Any) -> Any:
                 visit = self.visit()
                 try:
-                    if bottle.request.method == "POST" and not csrf_ok(
-                            visit.session, formtext.value(bottle.request.forms, "csrf_token")):
+                    if bottle.request.method == "POST" and not self.csrf_valid(visit):
                         response = self.error(visit, 403, "This form has expired or did not come from this site. "
                                                           "Go back, reload the page and try again.")
                     elif login and visit.user is None:
@@ -142,23 +174,24 @@ class Portal:
                         response = handler(visit, *args, **kwargs)
                 except TooMany as exc:
                     response = self.error(visit, 429, str(exc).capitalize() + ".")
+                except Busy as exc:
+                    response = self.error(visit, 503, str(exc).capitalize() + ".")
                 except ServiceError as exc:
                     response = self.error(visit, 404 if isinstance(exc, NoSuchObject) else 400, str(exc))
                 except NotFound as exc:  # the object went away while the request ran (a concurrent delete)
                     response = self.error(visit, 404, str(exc))
-                self.apply_cookie(visit, response)
+                self.apply_cookies(visit, response)
                 return response
             return wrapper
         return decorate
 
     def render(self, visit: Visit, template: str, code: int = 200, **context: Any) -> bottle.HTTPResponse:
-        session = self.ensure_session(visit)
-        flashes = session.data.pop("flash", [])
+        flashes = visit.session.data.pop("flash", []) if visit.session else []
         if flashes:
-            self.sessions.save(session)
+            self.sessions.save(visit.session)
         context.setdefault("error", "")
         body = self.env.get_template(template).render(
-            user=visit.user, csrf_token=session.csrf, flashes=flashes, oidc=self.oidc is not None,
+            user=visit.user, csrf_token=self.csrf_token(visit), flashes=flashes, oidc=self.oidc is not None,
             oidc_button=self.service.config["oidc.button"], local_login=self.local_login, **context)
         return bottle.HTTPResponse(body, code, {"Content-Type": "text/html; charset=utf-8",
                                                   "Cache-Control": "no-store"})
@@ -167,9 +200,9 @@ class Portal:
         return self.render(visit, "error.html", status, status=status, message=message)
 
     def flash(self, visit: Visit, message: str) -> None:
-        session = self.ensure_session(visit)
-        session.data.setdefault("flash", []).append(message)
-        self.sessions.save(session)
+        """A message for the next page (pages that flash need a login, so the session exists)."""
+        visit.session.data.setdefault("flash", []).append(message)
+        self.sessions.save(visit.session)
 
     def redirect(self, location: str) -> bottle.HTTPResponse:
         return bottle.HTTPResponse(status=303, headers={"Location": location})
@@ -181,7 +214,8 @@ class Portal:
         """Log USER in: a new session id (the anonymous one ends), so a planted id is worthless."""
         if visit.session is not None:
             self.sessions.end(visit.session)
-        visit.cookie, visit.session = self.sessions.start(user.id, data)
+        raw, visit.session = self.sessions.start(user.id, data)
+        visit.set_cookie(COOKIE, raw, "/", int(self.sessions.max_age))
         visit.user = user
         self.service.store.note_login(user.id, self.service.clock())
 
@@ -241,10 +275,8 @@ class Portal:
                 url, pending = self.oidc.begin(service.config.public_url + "/login/callback")
             except LoginFailed as exc:
                 return self.error(visit, 502, str(exc))
-            session = self.ensure_session(visit)
             pending["next"] = safe_next(bottle.request.query.getunicode("next"))
-            session.data["oidc"] = pending
-            self.sessions.save(session)
+            visit.set_cookie(OIDC_COOKIE, self.sessions.signer.sign("oidc", pending), "/login", PENDING_SECONDS)
             return self.redirect(url)
 
         @app.get("/login/callback")
@@ -253,9 +285,8 @@ class Portal:
             if self.oidc is None:
                 return self.error(visit, 404, "Login through OpenID Connect is not configured here.")
             query = bottle.request.query
-            pending = visit.session.data.pop("oidc", None) if visit.session else None
-            if visit.session is not None:
-                self.sessions.save(visit.session)  # a state is good for one callback only
+            pending = self.sessions.signer.unsign("oidc", bottle.request.get_cookie(OIDC_COOKIE))
+            visit.set_cookie(OIDC_COOKIE, "", "/login", 0)  # a state is good for one callback only
             if query.getunicode("error"):
                 return self.error(visit, 401, "The login service did not log you in: "
                                   + (query.getunicode("error_description") or query.getunicode("error"))[:200])
@@ -266,7 +297,7 @@ class Portal:
                 return self.error(visit, 401, str(exc))
             user = service.login_oidc(tokens.identity)
             self.begin_session(visit, user, {"refresh_token": tokens.refresh_token})
-            return self.redirect(pending.get("next", "/"))
+            return self.redirect(safe_next(pending.get("next")))
 
         @app.post("/logout")
         @page(login=False)
@@ -276,7 +307,8 @@ class Portal:
                 if refresh and self.oidc is not None:
                     self.oidc.logout(refresh)
                 self.sessions.end(visit.session)
-            visit.session, visit.user, visit.cookie = None, None, ""
+            visit.session, visit.user = None, None
+            visit.set_cookie(COOKIE, "", "/", 0)
             return self.redirect("/login?logged_out=1")
 
         @app.get("/hosts/new")

@@ -25,7 +25,7 @@ from .gitrepo import HistoryEntry, ZonesRepo
 from .guard import Guard, Verdict
 from .publish_queue import PublisherThread
 from .publisher import Change, Outcome, PublishTarget, Publisher
-from .store import Conflict, Domain, Host, LastSeen, NotFound, Store, User
+from .store import Busy, Conflict, Domain, Host, LastSeen, NotFound, Store, User
 from .oidc import Identity
 from .validate import AddressPolicy, InvalidName, normalize_name, parse_address, record_type, split_host
 
@@ -169,10 +169,15 @@ class Service:
             self.flush_seen()
 
     def flush_seen(self) -> None:
+        """Write the batched metadata; while the database is busy, keep it for the next flush (a read goes on)."""
         with self._seen_lock:
             batch, self._seen = self._seen, {}
         if batch:
-            self.store.record_updates(batch)
+            try:
+                self.store.record_updates(batch)
+            except Busy:
+                with self._seen_lock:
+                    self._seen = {**batch, **self._seen}
 
     # ---- the upstream ----------------------------------------------------------
     def sync(self, always_reconcile: bool = False) -> dict[str, str]:

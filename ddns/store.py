@@ -11,6 +11,8 @@ import threading
 from dataclasses import dataclass
 from pathlib import Path
 
+from . import private
+
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS users (
     id INTEGER PRIMARY KEY,
@@ -151,6 +153,10 @@ class Host:
         return self.fqdn[: -len(self.zone) - 1]
 
 
+class Busy(RuntimeError):
+    """Another connection holds SQLite's write lock longer than this thread waits (see ``wait_at_most``)."""
+
+
 class Conflict(ValueError):
     """The object exists already."""
 
@@ -159,12 +165,27 @@ class NotFound(LookupError):
     """No such object."""
 
 
+NOTE_USE_EVERY = 60.0  # an API token's last use is written at most this often
+
+
 class Store:
-    """SQLite in WAL mode, one connection per thread."""
+    """SQLite in WAL mode, one connection per thread.
+
+    Reads never wait for the write lock (WAL). A write waits up to
+    ``BUSY_TIMEOUT`` seconds for it, or what ``wait_at_most`` set for the
+    thread (web requests: a quick 503 beats a worker thread hung for 30 s),
+    then raises ``Busy``.
+    """
+
+    BUSY_TIMEOUT = 30.0
 
     def __init__(self, path: Path):
         self.path = Path(path)
         self._local = threading.local()
+        # SQLite gives -wal and -shm the database file's mode: create it 0600 first.
+        private.touch(self.path)
+        for file in (self.path, Path(f"{self.path}-wal"), Path(f"{self.path}-shm")):
+            private.narrow(file)
         db = self._db()
         for table, column, definition in MIGRATIONS:
             columns = {r[1] for r in db.execute(f"PRAGMA table_info({table})")}
@@ -176,7 +197,7 @@ class Store:
     def _db(self) -> sqlite3.Connection:
         db = getattr(self._local, "db", None)
         if db is None:
-            db = sqlite3.connect(self.path, timeout=30, isolation_level=None, check_same_thread=False)
+            db = sqlite3.connect(self.path, timeout=self.BUSY_TIMEOUT, isolation_level=None, check_same_thread=False)
             db.row_factory = sqlite3.Row
             db.execute("PRAGMA journal_mode=WAL")
             db.execute("PRAGMA synchronous=NORMAL")
@@ -184,12 +205,21 @@ class Store:
             self._local.db = db
         return db
 
+    def wait_at_most(self, seconds: float) -> None:
+        """How long this thread's writes wait for the write lock before ``Busy``."""
+        self._db().execute(f"PRAGMA busy_timeout={int(seconds * 1000)}")
+
     class _Tx:
         def __init__(self, db: sqlite3.Connection):
             self.db = db
 
         def __enter__(self) -> sqlite3.Connection:
-            self.db.execute("BEGIN IMMEDIATE")
+            try:
+                self.db.execute("BEGIN IMMEDIATE")
+            except sqlite3.OperationalError as exc:
+                if "locked" in str(exc) or "busy" in str(exc):
+                    raise Busy("the database is busy; try again in a moment") from exc
+                raise
             return self.db
 
         def __exit__(self, exc_type, *exc) -> None:
@@ -390,6 +420,11 @@ class Store:
         with self._tx() as db:
             db.execute("UPDATE sessions SET seen=?, data=? WHERE id_hash=?", (seen, json.dumps(data), id_hash))
 
+    def touch_session(self, id_hash: str, seen: float) -> None:
+        """Note a session's latest request (its data untouched: a request in parallel may be saving it)."""
+        with self._tx() as db:
+            db.execute("UPDATE sessions SET seen=? WHERE id_hash=?", (seen, id_hash))
+
     def delete_session(self, id_hash: str) -> None:
         with self._tx() as db:
             db.execute("DELETE FROM sessions WHERE id_hash=?", (id_hash,))
@@ -411,12 +446,21 @@ class Store:
         return [ApiToken(r["id"], r["user_id"], r["name"], r["created"], r["last_used"]) for r in rows]
 
     def api_token_owner(self, token_hash: str, now: float) -> User | None:
-        """The user a personal API token belongs to (and note its use), or None."""
-        row = self._db().execute("SELECT id, user_id FROM api_tokens WHERE token_hash=?", (token_hash,)).fetchone()
+        """The user a personal API token belongs to, or None.
+
+        Its use is noted at most every NOTE_USE_EVERY seconds, and not at all
+        while the database is busy: an API read must not wait for the write lock.
+        """
+        row = self._db().execute("SELECT id, user_id, last_used FROM api_tokens WHERE token_hash=?",
+                                 (token_hash,)).fetchone()
         if row is None:
             return None
-        with self._tx() as db:
-            db.execute("UPDATE api_tokens SET last_used=? WHERE id=?", (now, row["id"]))
+        if row["last_used"] is None or now - row["last_used"] >= NOTE_USE_EVERY:
+            try:
+                with self._tx() as db:
+                    db.execute("UPDATE api_tokens SET last_used=? WHERE id=?", (now, row["id"]))
+            except Busy:
+                pass  # noted on a later use
         return self.user_by_id(row["user_id"])
 
     def delete_api_token(self, user_id: int, token_id: int) -> None:

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import hashlib
 import hmac
 import ipaddress
@@ -19,6 +20,7 @@ from .httpserver import HttpServer, Limits
 from .oidc import OidcLogin
 from .portal import Portal
 from .service import Service
+from .store import Busy
 
 log = logging.getLogger("ddns.web")
 MAX_QUERY_LENGTH = 8192
@@ -108,6 +110,26 @@ def create_app(service: Service, oidc: OidcLogin | None = None) -> bottle.Bottle
         for name, value in headers.items():
             bottle.response.set_header(name, value)
 
+    @app.hook("before_request")
+    def short_waits_for_the_write_lock():
+        service.store.wait_at_most(service.config["store.web_busy_timeout"])
+
+    def busy_is_503(callback):
+        """A write that found the database busy answers 503 at once, on every route (a clear message, no 500)."""
+        @functools.wraps(callback)
+        def wrapper(*args, **kwargs):
+            try:
+                return callback(*args, **kwargs)
+            except Busy as exc:
+                log.warning("%s %s: %s", bottle.request.method, bottle.request.path, exc)
+                if bottle.request.path.startswith(api.PREFIX + "/"):
+                    return bottle.HTTPResponse(json.dumps({"error": str(exc)}), 503,
+                                               {"Content-Type": "application/json", "Retry-After": "2"})
+                return text(str(exc) + "\n", 503, {"Retry-After": "2"})
+        return wrapper
+
+    app.install(busy_is_503)
+
     def text(body: str, status: int = 200, headers: dict | None = None) -> bottle.HTTPResponse:
         return bottle.HTTPResponse(body, status, {"Content-Type": "text/plain; charset=utf-8",
                                                   "Cache-Control": "no-store", **(headers or {})})
@@ -147,6 +169,9 @@ def create_app(service: Service, oidc: OidcLogin | None = None) -> bottle.Bottle
         )
         try:
             answer = dyndns2.handle_update(service, request)
+        except Busy as exc:
+            log.warning("update %s: %s", request.request_id, exc)
+            return text("911\n", 503, {"Retry-After": "5"})
         except Exception:
             log.exception("update %s failed", request.request_id)
             return text("911\n", 500)

@@ -6,6 +6,8 @@ are documentation addresses passed by a trusted proxy (X-Forwarded-For).
 """
 from __future__ import annotations
 
+import os
+import subprocess
 import time
 from datetime import datetime, timezone
 
@@ -213,3 +215,38 @@ def _scenario(inst: Instance, running) -> None:
         "h2 A 192.0.2.22": "cli:unknown",
     }
     assert blame_authors(inst, f"{OTHER}/dynamic.records") == {"b1 A 198.51.100.5": f"host:{B1}"}
+
+
+def test_trailers_count_only_in_commits_the_service_made(running, tmp_path):
+    """An upstream without the ddns hooks (say a Git server that only notifies the service) takes
+    any push: trailers in a human's commit, even one that borrows the service's name, are no history."""
+    inst = running.instance
+    for hook in (inst.dir / "zones.git" / "hooks").iterdir():
+        hook.unlink()
+    secret = inst.add_host(H1)
+    assert running.update(H1, secret, "myip=192.0.2.1") == (200, "good 192.0.2.1\n")
+    genuine = history(inst, H1)
+    assert genuine == [("A", None, "192.0.2.1", f"host:{H1}", "127.0.0.1", "dyndns2")]
+    clone = tmp_path / "admin"
+    subprocess.run(["git", "clone", "-q", "-b", "main", str(inst.dir / "zones.git"), str(clone)], check=True)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GIT_")}
+
+    def forge(message: str, name: str, email: str, path: str, line: str) -> None:
+        target = clone / path
+        target.write_text(target.read_text() + line)
+        ident = {"GIT_AUTHOR_NAME": name, "GIT_AUTHOR_EMAIL": email, "GIT_COMMITTER_NAME": name,
+                 "GIT_COMMITTER_EMAIL": email}
+        subprocess.run(["git", "-C", str(clone), "commit", "-qam", message], check=True, env={**env, **ident})
+
+    trailer = ('Ddns-Change: {"host":"%s","type":"A","old":"192.0.2.1","new":"203.0.113.66","actor":"%s",'
+               '"client":"","interface":"dyndns2"}')
+    forge("Add mail2\n\n" + trailer % (H1, "mallory"), "Mallory", "mallory@example.test",
+          f"{ZONE}/static.zone", "mail2 IN A 192.0.2.25\n")
+    forge("Add mail3\n\n" + trailer % (H1, "framed-service"), "ddns", "ddns@localhost",
+          f"{ZONE}/static.zone", "mail3 IN A 192.0.2.26\n")
+    subprocess.run(["git", "-C", str(clone), "push", "-q", "origin", "HEAD:main"], check=True, env=env)
+    assert inst.cli("apply").code == 0
+    assert "203.0.113.66" in inst.git("log", "--format=%B")  # the forged commits are in the history ...
+    assert history(inst, H1) == genuine  # ... but not in what history and audit report
+    assert [r for r in audit(inst, "--since", SINCE_EVER) if r[3] == "203.0.113.66"] == []
+    assert len(audit(inst, "--since", SINCE_EVER)) >= 1

@@ -6,6 +6,7 @@ publishes, and BIND serves the result. Nothing is mocked.
 """
 from __future__ import annotations
 
+import hashlib
 import os
 import subprocess
 from pathlib import Path
@@ -16,6 +17,7 @@ import dns.query
 import dns.rcode
 import dns.rdatatype
 
+from ddns import provenance
 from ddns.service import default_zone_files
 
 from conftest import Instance, require, wait_until
@@ -354,6 +356,45 @@ def test_forged_audit_trailer_is_refused(running, tmp_path):
     assert inst.cli("history", "victim." + ZONE, "--json").json() == []
 
 
+def test_a_pusher_who_reads_the_repository_cannot_push_as_the_service(running, tmp_path):
+    """Whatever the bare repository holds, presented as the service's token, opens nothing."""
+    inst = running.instance
+    token = inst.config["zones.push_token"]
+    repo_files = [f for f in bare(inst).rglob("*") if f.is_file()]
+    assert repo_files and not [f for f in repo_files if token.encode() in f.read_bytes()]
+    values = [line.split(" ", 1)[1] for line in git(bare(inst), "config", "--get-regexp", r"^ddns\.").stdout.splitlines()]
+    assert values
+    clone = admin_clone(inst, tmp_path)
+    append(clone, f"{ZONE}/dynamic.records", "evil A 192.0.2.66\n")
+    commit(clone, 'Sneak in\n\nDdns-Change: {"host":"evil.dyn.example.test","type":"A","old":null,'
+                  '"new":"192.0.2.66","actor":"victim","client":"","interface":"dyndns2"}')
+    before = state(inst)
+    for value in values:
+        # as the old hooks took it (an environment variable) and as the service presents it (a push option)
+        env = {**os.environ, "GIT_TERMINAL_PROMPT": "0", "DDNS_SERVICE_PUSH": value}
+        proc = subprocess.run(["git", "-C", str(clone), "push", "--porcelain", "-o", f"ddns-service-token={value}",
+                               "origin", "HEAD:refs/heads/main"], capture_output=True, text=True, env=env, timeout=120)
+        assert_refused(proc)
+        assert state(inst) == before, f"a push presenting {value!r} changed something"
+    assert inst.dig("evil." + ZONE, "A") == []
+    assert inst.cli("history", "evil." + ZONE, "--json").json() == []
+
+
+def test_the_service_token_as_a_push_option_passes_the_hooks(running, tmp_path):
+    """The service's presentation works from any clone (push options reach the hooks on every transport)."""
+    inst = running.instance
+    clone = admin_clone(inst, tmp_path)
+    append(clone, static_path(), "svc IN A 192.0.2.77\n")
+    sha = commit(clone, "Through the service's door")
+    env = {**os.environ, "GIT_TERMINAL_PROMPT": "0", **provenance.push_environment(inst.config["zones.push_token"])}
+    env.pop("DDNS_SERVICE_PUSH", None)
+    proc = subprocess.run(["git", "-C", str(clone), "push", "--porcelain", "origin", "HEAD:refs/heads/main"],
+                          capture_output=True, text=True, env=env, timeout=120)
+    assert proc.returncode == 0, output(proc)
+    assert "ddns:" not in output(proc)  # no validation ran, nothing was published by post-receive
+    assert bare_main(inst) == sha
+
+
 def test_deleting_main_is_refused(running, tmp_path):
     inst = running.instance
     clone = admin_clone(inst, tmp_path)
@@ -432,6 +473,7 @@ def test_zone_added_and_removed_by_push(running, tmp_path):
 def test_hooks_install_into_a_fresh_bare_repository(instance, tmp_path):
     target = tmp_path / "other.git"
     subprocess.run(["git", "init", "-q", "--bare", "-b", "main", str(target)], check=True, capture_output=True)
+    git(target, "config", "ddns.servicetoken", instance.config["zones.push_token"])  # as older versions left it
     r = instance.cli("hooks", "install", str(target))
     assert r.code == 0, r.err
     for name in ("pre-receive", "post-receive"):
@@ -440,6 +482,9 @@ def test_hooks_install_into_a_fresh_bare_repository(instance, tmp_path):
         assert os.access(hook, os.X_OK), f"{name} is not executable"
         assert hook.read_text().startswith("#!/bin/sh")
     assert git(target, "config", "ddns.config").stdout.strip() == str(instance.config_path.resolve())
-    assert git(target, "config", "ddns.servicetoken").stdout.strip() == instance.config["zones.push_token"]
+    token = instance.config["zones.push_token"]
+    assert git(target, "config", "ddns.servicetokenhash").stdout.strip() == hashlib.sha256(token.encode()).hexdigest()
+    assert git(target, "config", "ddns.servicetoken", check=False).returncode == 1  # the plain token is nowhere
+    assert token not in (target / "config").read_text()
     assert git(target, "config", "receive.advertisePushOptions").stdout.strip() == "true"
 

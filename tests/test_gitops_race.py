@@ -23,7 +23,7 @@ from pathlib import Path
 
 import pytest
 
-from ddns import bind, zones
+from ddns import bind, provenance, zones
 from ddns.gitrepo import SyncConflict, parse_trailers
 from ddns.publisher import Outcome
 from ddns.service import Service
@@ -105,7 +105,7 @@ def push_as_admin(work: Path, attempts: int = 10) -> int:
 
 def push_bypassing_hooks(inst: Instance, work: Path) -> str:
     """Push with the service's token: both hooks let it through untouched (no validation, no publish)."""
-    git(work, "push", "-q", "origin", "HEAD:main", env=git_env(DDNS_SERVICE_PUSH=inst.config["zones.push_token"]))
+    git(work, "push", "-q", "origin", "HEAD:main", env=git_env(**provenance.push_environment(inst.config["zones.push_token"])))
     return out(work, "rev-parse", "HEAD")
 
 

@@ -14,6 +14,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from ddns import provenance
+
 from conftest import Instance, serving, wait_until
 from test_gitops_hooks import (ZONE, admin_clone, append, assert_accepted, assert_refused, bare, commit, git,
                                line_of, pull, push, state, static_path)
@@ -32,9 +34,9 @@ def ddns(inst: Instance, *args: str) -> subprocess.CompletedProcess:
 
 def push_past_the_hooks(inst: Instance, clone: Path) -> None:
     """What an older version let through: the service's token skips pre-receive and post-receive."""
-    token = git(bare(inst), "config", "ddns.servicetoken").stdout.strip()
+    env = {**os.environ, **provenance.push_environment(inst.config["zones.push_token"])}
     subprocess.run(["git", "-C", str(clone), "push", "-q", "origin", "HEAD:main"], check=True, timeout=60,
-                   capture_output=True, env={**os.environ, "DDNS_SERVICE_PUSH": token})
+                   capture_output=True, env=env)
 
 
 def refused(inst: Instance, clone: Path, line: int, message: str) -> None:

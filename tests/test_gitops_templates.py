@@ -16,7 +16,7 @@ import sys
 import time
 from pathlib import Path
 
-from ddns import cli, resource_dir, zones
+from ddns import cli, provenance, resource_dir, zones
 
 from conftest import Instance, free_port, require, serving
 from test_gitops_hooks import (ZONE, admin_clone, append, assert_accepted, assert_refused, bare, commit, edit, git,
@@ -101,9 +101,9 @@ def test_publisher_never_renders_a_template_from_the_repository(instance, tmp_pa
     edit(clone, TEMPLATE, payload)
     edit(clone, "zone.j2", payload)  # next to the zones: never a template either
     commit(clone, "Per-zone templates from before")
-    token = git(bare(instance), "config", "ddns.servicetoken").stdout.strip()
+    env = {**os.environ, **provenance.push_environment(instance.config["zones.push_token"])}
     subprocess.run(["git", "-C", str(clone), "push", "-q", "origin", "HEAD:main"], check=True, timeout=BOUND,
-                   capture_output=True, env={**os.environ, "DDNS_SERVICE_PUSH": token})  # past the hooks
+                   capture_output=True, env=env)  # past the hooks
     proc, elapsed = ddns(instance, "apply", "--json")
     assert not marker.exists(), "the publisher ran a template from the repository"
     status = json.loads(proc.stdout)

@@ -259,11 +259,19 @@ def test_security_headers_on_pages(portal):
     assert "<script>" not in r.text  # no inline script
 
 
-def test_open_redirect_after_login_is_refused(portal):
+@pytest.mark.parametrize("target", ["//evil.example/", "/\t/other.example/", "/\n/other.example/",
+                                    "/\\other.example/", "/hosts\r\nSet-Cookie: x=1"])
+def test_open_redirect_after_login_is_refused(portal, target):
+    """A hostile next (as typed, or as the login page's own form carries it) ends on the portal's start page."""
     b = Browser(portal.url)
-    r = b.post("/login", {"username": "alice", "password": "pw-alice", "next": "//evil.example/"},
+    r = b.post("/login", {"username": "alice", "password": "pw-alice", "next": target},
                csrf_from="/login", follow=False)
-    assert r.status_code == 303 and r.headers["Location"] in ("/", portal.url + "/")
+    assert r.status_code == 303 and r.headers["Location"] in ("/", portal.url + "/"), (r.status_code, r.text)
+    b = Browser(portal.url)
+    page = b.get("/login", params={"next": target}).text
+    assert 'name="next" value="/"' in page
+    r = b.login("alice", "pw-alice")
+    assert r.status_code == 200 and r.url == portal.url + "/" and "Your hosts" in r.text
 
 
 def test_admin_pages(portal):

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 import secrets
-from urllib.parse import parse_qs, quote, urlencode, urlsplit, urlunsplit
+from urllib.parse import parse_qs, quote, urlencode, urljoin, urlsplit, urlunsplit
 
 import pytest
 import requests
@@ -28,9 +28,9 @@ def portal(instance, tmp_path):
         yield p
 
 
-def start_login(browser: requests.Session, portal) -> str:
-    """GET /login/oidc; returns the provider URL the portal redirects to."""
-    r = browser.get(portal.url + "/login/oidc", allow_redirects=False, timeout=30)
+def start_login(browser: requests.Session, portal, query: str = "") -> str:
+    """GET /login/oidc (with QUERY, e.g. a raw next=...); returns the provider URL the portal redirects to."""
+    r = browser.get(portal.url + "/login/oidc" + query, allow_redirects=False, timeout=30)
     assert r.status_code == 303, r.text
     location = r.headers["Location"]
     assert location.startswith(portal.idp.issuer + "/protocol/openid-connect/auth?")
@@ -88,6 +88,34 @@ def test_admin_group_makes_an_admin(portal):
     carol = log_in(portal, "carol", "carol-pw")
     assert portal.running.service.store.user("carol").is_admin
     assert carol.get(portal.url + "/admin/status", timeout=30).status_code == 200
+
+
+@pytest.mark.parametrize("raw_next", ["/%09/other.example/", "/%0a/other.example/", "/%5Cother.example/",
+                                      "//other.example/", "/hosts%0d%0aSet-Cookie:%20x=1"])
+def test_login_with_a_hostile_next_ends_on_the_portal(portal, raw_next):
+    """next as an attacker's link carries it (percent-encoded, as typed): the login ends on the portal's origin."""
+    browser = requests.Session()
+    callback = login_with_form(browser, start_login(browser, portal, "?next=" + raw_next), "alice", "alice-pw")
+    r = browser.get(callback, allow_redirects=False, timeout=30)
+    assert r.status_code == 303 and r.headers["Location"] in ("/", portal.url + "/"), (r.status_code, r.text)
+    r = browser.get(urljoin(portal.url + "/login/callback", r.headers["Location"]), timeout=30)
+    assert r.url == portal.url + "/" and "Alice Liddell" in r.text
+
+
+def test_login_keeps_a_local_next(portal):
+    browser = requests.Session()
+    callback = login_with_form(browser, start_login(browser, portal, "?next=%2Ftokens"), "alice", "alice-pw")
+    r = browser.get(callback, timeout=30)
+    assert r.status_code == 200 and r.url == portal.url + "/tokens"
+
+
+def test_started_logins_make_no_session_rows(portal):
+    """A pending login travels in a signed cookie: a flood of started logins writes nothing."""
+    for _ in range(20):
+        start_login(requests.Session(), portal)
+    assert portal.running.service.store.count("sessions") == 0
+    log_in(portal, "alice", "alice-pw")
+    assert portal.running.service.store.count("sessions") == 1
 
 
 def test_wrong_state_is_refused(portal):

@@ -367,9 +367,14 @@ def cmd_check(args, env: Env) -> Exit:
 
 
 def cmd_apply(args, env: Env) -> Exit:
-    """Take in the upstream's branch and publish it (what post-receive runs)."""
+    """Take in the upstream's branch and publish it (what post-receive runs).
+
+    Every zone is reconciled, not only those this run took in: a running
+    ``ddns serve`` may have taken the same push in first, and the exit code
+    must still say whether every zone is served.
+    """
     service = _open(args, env)
-    status = service.sync()
+    status = service.sync(always_reconcile=True)
     _emit(env, args, status, "\n".join(f"zone {z}: {s}" for z, s in sorted(status.items())) or "nothing to publish")
     bad = [z for z, s in status.items() if s.startswith("broken") or s == "unserved"]
     return Exit.PUBLISH_FAILED if bad else Exit.OK

@@ -39,6 +39,18 @@ def push_past_the_hooks(inst: Instance, clone: Path) -> None:
                    capture_output=True, env=env)
 
 
+def taken_in_by_the_service(running) -> None:
+    """Make the running service take the upstream's branch in (as its push loop may, before ``ddns apply``).
+
+    ``ddns apply`` must then still report every zone as it is, whoever took the push in first.
+    """
+    inst = running.instance
+    upstream = git(bare(inst), "rev-parse", "main").stdout.strip()
+    running.service.request_sync()
+    wait_until(lambda: subprocess.run(["git", "-C", str(inst.repo), "merge-base", "--is-ancestor", upstream, "HEAD"],
+                                      capture_output=True).returncode == 0, 30, what="the service to take the push in")
+
+
 def refused(inst: Instance, clone: Path, line: int, message: str) -> None:
     """The push is refused naming static.zone and LINE, changes nothing; ``ddns check`` says the same."""
     before = state(inst)
@@ -158,6 +170,7 @@ def test_publisher_never_merges_static_and_host_records(running, tmp_path):
     line = line_of((clone / STATIC).read_text(), "vm IN A")
     commit(clone, "A static vm")
     push_past_the_hooks(inst, clone)
+    taken_in_by_the_service(running)
     proc = ddns(inst, "apply", "--json")
     assert proc.returncode == 3, proc.stdout + proc.stderr
     assert json.loads(proc.stdout)[ZONE].startswith(f"broken: static.zone:{line}: vm: the name of a registered host")
@@ -195,6 +208,7 @@ def test_symbolic_links_are_refused_and_never_followed(running, tmp_path):
     assert proc.returncode == 1 and json.loads(proc.stdout)["errors"] == [f"{STATIC}: is a symbolic link: make it a file"]
 
     push_past_the_hooks(inst, clone)
+    taken_in_by_the_service(running)
     proc = ddns(inst, "apply", "--json")
     assert proc.returncode == 3, proc.stdout + proc.stderr
     assert json.loads(proc.stdout)[ZONE] == "broken: static.zone: is a symbolic link: make it a file"

@@ -92,6 +92,8 @@ def split_host(fqdn: str, zones: "set[str] | frozenset[str]") -> tuple[str, str]
     if fqdn in zones:
         raise InvalidName(f"{fqdn} is a zone apex, not a host")
     label = fqdn[: -len(best) - 1]
+    if not label:  # ".zone": not normalized, and no host
+        raise InvalidName(f"{fqdn}: empty label in name")
     if "." in label:
         raise InvalidName(f"{fqdn}: only one label below {best} is allowed")
     return label, best

@@ -14,13 +14,13 @@ a commit fails (or holds the zone), ``bindtarget.BindTarget`` reloads named and
 waits for a served serial. None of them locks: the publisher calls them under
 its lock.
 
-The lock (``locked``): a re-entrant thread lock plus ``flock`` on
-``.git/ddns.lock``, so that CLI commands and git hooks in other processes wait
-their turn. Its rules:
+The lock (``locked``, ``ddns.repolock``): a re-entrant thread lock plus
+``flock`` on ``.git/ddns.lock``, so that CLI commands and git hooks in other
+processes wait their turn. Its rules:
 
 - Every write to the working tree, the index or HEAD, and every change of the
   in-memory zone state, is made under it. Taking it clears git locks a killed
-  writer left (a running git process gets ``_LIVE_GIT_WAIT`` to finish).
+  writer left.
 - A reader (``current``, ``records``) of a known zone does not wait for this
   process's own publish: while the publisher holds the lock, the in-memory
   state is the acknowledged truth. It takes the lock only to read files
@@ -35,18 +35,16 @@ their turn. Its rules:
 from __future__ import annotations
 
 import enum
-import fcntl
 import logging
-import threading
 import time
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Callable, ContextManager
 
 from . import bind, zones
 from .bindtarget import BindTarget, PublishTarget
 from .gitrepo import ChangeRecord, SyncConflict, ZonesRepo, commit_message
+from .repolock import RepoLock
 from .serial import next_serial, serial_gt
 from .worktree import BACKUP_SUFFIX, ServiceFiles, atomic_write
 from .zonestate import ZoneReader, ZoneState, stamp
@@ -65,9 +63,6 @@ class Outcome(enum.Enum):
     FAILED = "911"       # not committed: nothing changed
     REFUSED = "refused"  # the change's precondition did not hold when it was applied: nothing changed
 
-
-# How long a running git process (a killed writer's child) may keep its lock before a commit fails.
-_LIVE_GIT_WAIT = 1.0
 
 
 @dataclass(frozen=True)
@@ -123,9 +118,7 @@ class Publisher:
         self.last_publish: float | None = None
         self.last_error: str | None = None
         self.failure: str | None = None      # why the last commit failed; None once one succeeds
-        self._thread_lock = threading.RLock()
-        self._lock_depth = 0
-        self._lock_path = Path(repo._repo.git_dir) / "ddns.lock"
+        self.lock = RepoLock(repo)
 
     @property
     def held(self) -> dict[str, str]:
@@ -138,6 +131,7 @@ class Publisher:
         return self.named.unserved
 
     def _note_error(self, message: str) -> None:
+        """Where the parts report a failure: the last error the status page and /healthz show."""
         self.last_error = message
 
     def _newest_serial(self, zone: str) -> int | None:
@@ -145,31 +139,9 @@ class Publisher:
         return None if state is None else state.serial
 
     # ---- locking and state -------------------------------------------------
-    @contextmanager
-    def locked(self) -> Iterator[None]:
-        """Exclusive access to the repository, across threads and processes."""
-        with self._thread_lock:
-            if self._lock_depth:  # re-entered by the thread that holds it
-                self._lock_depth += 1
-                try:
-                    yield
-                finally:
-                    self._lock_depth -= 1
-                return
-            with open(self._lock_path, "a") as lock_file:
-                fcntl.flock(lock_file, fcntl.LOCK_EX)
-                self._lock_depth = 1
-                try:
-                    self._clear_stale_locks()
-                    yield
-                finally:
-                    self._lock_depth = 0
-                    fcntl.flock(lock_file, fcntl.LOCK_UN)
-
-    def _clear_stale_locks(self) -> None:
-        """Git locks left by a killed writer go as soon as we hold the lock, not only at start."""
-        for lock in self.repo.clear_stale_locks(wait=_LIVE_GIT_WAIT):
-            log.warning("removed stale git lock %s", lock)
+    def locked(self) -> ContextManager[None]:
+        """Exclusive access to the repository, across threads and processes (see the module)."""
+        return self.lock.held()
 
     def _unchanged_or_load(self, zone: str) -> ZoneState:
         """The zone's state as validated before when none of its files changed since, else loaded anew.
@@ -217,20 +189,17 @@ class Publisher:
             # Our own publisher rewrites the files before it commits: while it
             # holds the lock, the in-memory state is the acknowledged truth and
             # a request must not wait for the publish to finish.
-            if not self._thread_lock.acquire(blocking=False):
-                return state
-            try:
-                with self.locked():
-                    state = self.zones[zone]
-                    if zone not in self.files.held and stamp(*self.reader.service_paths(zone)) != state.stamp:
-                        if not (self.root / zone / zones.SETTINGS_FILE).exists():  # another process removed it
-                            del self.zones[zone]
-                            self.named.unserved.discard(zone)
-                            raise KeyError(zone)
-                        state = self._load_committed(zone)
-                        self.zones[zone] = state
-            finally:
-                self._thread_lock.release()
+            with self.lock.unless_busy() as acquired:
+                if not acquired:
+                    return state
+                state = self.zones[zone]
+                if zone not in self.files.held and stamp(*self.reader.service_paths(zone)) != state.stamp:
+                    if not (self.root / zone / zones.SETTINGS_FILE).exists():  # another process removed it
+                        del self.zones[zone]
+                        self.named.unserved.discard(zone)
+                        raise KeyError(zone)
+                    state = self._load_committed(zone)
+                    self.zones[zone] = state
         return state
 
     def current(self, zone: str, label: str, rtype: str) -> str | None:

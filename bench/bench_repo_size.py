@@ -23,7 +23,8 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from ddns import cli  # noqa: E402
-from ddns.publisher import Change, PublishTarget, Publisher  # noqa: E402
+from ddns.bindtarget import PublishTarget  # noqa: E402
+from ddns.publisher import Change, Publisher  # noqa: E402
 from ddns.service import ZONE_TEMPLATES  # noqa: E402
 from ddns.gitrepo import ZonesRepo  # noqa: E402
 

@@ -227,7 +227,7 @@ def create_instance(bench: Bench, addresses: Addresses, rounds: int, settings: d
     service = Service.open(cfg)
     # named is not running yet: publish without reload; `ddns serve` starts named on these files
     # and its start-up reconcile checks that the served serial is the committed one.
-    service.publisher.target.rndc = None
+    service.publisher.named.settings.rndc = None
     user = service.add_user(USER)
     t1 = time.perf_counter()
 

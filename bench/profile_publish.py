@@ -121,7 +121,7 @@ def profile_size(n: int, runs: int, fsync: bool, workdir: Path, use_cprofile: bo
             served_at["thread"] = th
 
         pub.repo._git = GitProxy(pub.repo._git)
-        pub.target.rndc = RndcProxy(pub.target.rndc, on_reload)
+        pub.named.settings.rndc = RndcProxy(pub.named.settings.rndc, on_reload)
         orig = {"format": zones.format_dynamic, "render": zones.render_zone, "write": worktree.atomic_write,
                 "fsync": os.fsync, "verify": pubmod.Publisher.wait_served}
         zones.format_dynamic = timed("format", orig["format"])

@@ -10,16 +10,27 @@ committed file is never deleted, whatever fails.
 """
 from __future__ import annotations
 
+import logging
 import os
 import tempfile
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Protocol
+from typing import Callable, Iterator, Protocol
+
+from . import zones
+
+log = logging.getLogger("ddns.publisher")  # a part of the publisher: its log lines say so
 
 BACKUP_SUFFIX = ".ddns-prev"
 
 
 class CommittedFiles(Protocol):
     def committed(self, path: str) -> str | None: ...
+
+
+class Repository(CommittedFiles, Protocol):
+    def head(self) -> str | None: ...
+    def unstage(self, path: str) -> None: ...
 
 
 def atomic_write(path: Path, text: str, fsync: bool = True) -> None:
@@ -102,3 +113,76 @@ def put_back(repo: CommittedFiles, rel: str, path: Path, fsync: bool = True, ser
         atomic_write(path, committed, fsync)
     backup.unlink(missing_ok=True)
     return changed
+
+
+class ServiceFiles:
+    """The files the service writes in each zone, kept as HEAD has them: a zone where that fails is held.
+
+    No commit is made from a held zone's files until they are put back
+    (``writable`` tries again). Used under the publisher's lock only: while it
+    is held, a new HEAD is the holder's own commit.
+    """
+
+    def __init__(self, repo: Repository, root: Path, paths: Callable[[str], tuple[Path, ...]],
+                 on_error: Callable[[str], None], fsync: bool = True):
+        self.repo = repo
+        self.root = root
+        self.paths = paths  # a zone's service files
+        self.fsync = fsync
+        self.held: dict[str, str] = {}  # zones whose files could not be put back, and why
+        self._on_error = on_error
+
+    def unstage(self, rel: str) -> None:
+        """Reset REL in the index (a dropped change must not ride along with a later commit)."""
+        try:
+            self.repo.unstage(rel)
+        except Exception as exc:  # e.g. index.lock held: then nothing was staged by us either
+            log.warning("cannot reset %s in the index: %s", rel, exc)
+
+    @contextmanager
+    def replacing(self, zone_names: list[str], extra: tuple[str, ...] = ()) -> Iterator[Replacement]:
+        """File replacements for one commit of ZONE_NAMES (and EXTRA, paths of human-edited files).
+
+        When the block fails, every file goes back to what HEAD has, or, when
+        that fails too, the zone is held: no commit is made from its files until
+        they are put back. The in-memory state is never reloaded from them.
+        """
+        files = Replacement(self.fsync)
+        head = self.repo.head()
+        try:
+            yield files
+        except BaseException:
+            if self.repo.head() == head:
+                self.put_back(zone_names, extra)
+                files.done()
+                raise
+            # we hold the lock, so the new HEAD is our commit: git failed after making it
+            log.warning("git failed after committing %s; the commit stands", self.repo.head())
+        files.done()
+
+    def put_back(self, zone_names: list[str], extra: tuple[str, ...] = ()) -> None:
+        """Put the files of ZONE_NAMES back as HEAD has them; hold the zones where that fails."""
+        for zone in zone_names:
+            files = [(f"{zone}/{p.name}", p, True) for p in self.paths(zone)]
+            files += [(rel, self.root / rel, False) for rel in extra if rel.startswith(f"{zone}/")]
+            errors = []
+            for rel, path, service_file in files:
+                try:
+                    if put_back(self.repo, rel, path, self.fsync, service_file):
+                        log.warning("%s differed from HEAD (never committed): put back", rel)
+                        self.unstage(rel)
+                except Exception as exc:  # disk full, git broken: keep trying the others
+                    errors.append(f"cannot put back {rel}: {exc}")
+            if errors:
+                self.held[zone] = "; ".join(errors)
+                message = f"zone {zone} is held: {self.held[zone]}"
+                self._on_error(message)
+                log.error("%s", message)
+            elif self.held.pop(zone, None) is not None:
+                log.warning("zone %s: its files are what HEAD has again; publishing resumes", zone)
+
+    def writable(self, zone: str) -> bool:
+        """Whether commits may be made from ZONE's files (a held zone is put back first)."""
+        if zone in self.held:
+            self.put_back([zone], (f"{zone}/{zones.SETTINGS_FILE}",))
+        return zone not in self.held

@@ -13,8 +13,9 @@ import threading
 import pytest
 import requests
 
+from ddns.bindtarget import PublishTarget
 from ddns.gitrepo import ZonesRepo
-from ddns.publisher import Change, Outcome, PublishTarget, Publisher
+from ddns.publisher import Change, Outcome, Publisher
 from ddns.service import ZONE_TEMPLATES, default_zone_files
 
 from conftest import Instance, http, serving, wait_until

@@ -1,0 +1,159 @@
+"""The BIND side of publishing: ask named to reload a zone, and wait until it serves a serial.
+
+It knows nothing of Git: the publisher commits, then hands over the zones to
+reload and the serial that proves each one is served (``rndc reload`` answers
+0 even for a broken file, so only the served serial is proof).
+
+The publisher makes rndc calls under its lock, so each one waits at most half
+the verify budget left: a frozen named costs an update its verify budget and
+the publisher a fraction of it, not rndc's 10 s a call.
+"""
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+from . import bind
+from .serial import serial_gt
+from .worktree import atomic_write
+
+log = logging.getLogger("ddns.publisher")  # a part of the publisher: its log lines say so
+
+# How long a zone may stay behind its serial before named is asked to reload it again.
+_REASK_SECONDS = 0.2
+# The shortest rndc timeout, however little of the verify budget is left.
+_MIN_RNDC_TIMEOUT = 0.05
+
+
+@dataclass
+class PublishTarget:
+    """Where the publisher reloads and verifies (None rndc: no BIND at all)."""
+
+    rndc: bind.Rndc | None
+    dns_server: str = "127.0.0.1"
+    dns_port: int = 53
+    verify_timeout: float = 5.0
+    zones_conf: Path | None = None
+    checkzone: str = "named-checkzone"
+
+
+class BindTarget:
+    """Reloads zones in named and waits for their serials; remembers the zones named does not serve yet.
+
+    NEWEST gives a zone's newest published serial (None: no such zone): a
+    zone left behind is asked again only for that one, which covers the rest.
+    ON_ERROR receives the reason of each failure (the publisher's last error).
+    """
+
+    def __init__(self, settings: PublishTarget, newest: Callable[[str], int | None],
+                 on_error: Callable[[str], None]):
+        self.settings = settings
+        self.unserved: set[str] = set()  # zones named did not serve after their last publish
+        self._newest = newest
+        self._on_error = on_error
+
+    @property
+    def enabled(self) -> bool:
+        """Whether there is a named to reload (without one, every commit counts as served)."""
+        return self.settings.rndc is not None
+
+    def deadline(self) -> float:
+        """When (monotonic) a wait for named that starts now ends: one verify budget."""
+        return time.monotonic() + self.settings.verify_timeout
+
+    def rndc_timeout(self, deadline: float | None = None) -> float:
+        """Half the verify budget left before DEADLINE (default: a whole budget)."""
+        left = self.settings.verify_timeout if deadline is None else deadline - time.monotonic()
+        return max(_MIN_RNDC_TIMEOUT, left / 2)
+
+    def reconfig(self) -> None:
+        """Have named read its configuration again (the set of zones changed); raises BindError."""
+        if self.settings.rndc is not None:
+            self.settings.rndc.reconfig(timeout=self.rndc_timeout())
+
+    def served_serial(self, zone: str) -> int | None:
+        """The serial named serves for ZONE now (None: not served)."""
+        return bind.served_serial(zone, self.settings.dns_server, self.settings.dns_port)
+
+    def reload(self, zone: str, deadline: float | None = None) -> bool:
+        """Ask named to reload ZONE, waiting for its answer at most half the budget left before DEADLINE."""
+        if self.settings.rndc is None:
+            return True
+        try:
+            self.settings.rndc.reload(zone, timeout=self.rndc_timeout(deadline))
+            return True
+        except bind.BindError as exc:
+            self._on_error(str(exc))
+            log.warning("reload of %s failed: %s", zone, exc)
+            return False
+
+    def wait_served(self, serials: dict[str, int], timeout: float | None = None,
+                    deadline: float | None = None) -> set[str]:
+        """Wait until named serves each zone at (or after) its serial; returns the zones served.
+
+        The wait ends at DEADLINE (monotonic), else TIMEOUT (default verify_timeout) from now.
+
+        named drops a reload asked for while it is still loading the zone, so a
+        zone that stays behind is asked again now and then.
+        """
+        settings = self.settings
+        if settings.rndc is None or not serials:
+            return set(serials)
+        pending = dict(serials)
+        served: set[str] = set()
+        start = time.monotonic()
+        if deadline is None:
+            deadline = start + (settings.verify_timeout if timeout is None else timeout)
+        asked = {zone: start for zone in pending}
+        seen: dict[str, int | None] = {}
+        delay = 0.002
+        while pending:
+            for zone, serial in list(pending.items()):
+                now_serving = bind.served_serial(zone, settings.dns_server, settings.dns_port,
+                                                 timeout=max(0.05, min(0.5, deadline - time.monotonic())))
+                if now_serving is not None and (now_serving == serial or serial_gt(now_serving, serial)):
+                    served.add(zone)
+                    del pending[zone]
+                    continue
+                # named just finished an older load (the serial moved), or has been quiet for a
+                # while: ask again -- but only for the zone's newest commit, which covers the rest.
+                finished_older = zone in seen and now_serving != seen[zone]
+                seen[zone] = now_serving
+                if self._newest(zone) == serial and (finished_older or time.monotonic() - asked[zone] > _REASK_SECONDS):
+                    self.reload(zone, deadline)
+                    asked[zone] = time.monotonic()
+            if not pending or time.monotonic() >= deadline:
+                break
+            time.sleep(delay)
+            delay = min(delay * 2, 0.02)
+        for zone in pending:
+            message = f"named does not serve serial {serials[zone]} of {zone}"
+            self._on_error(message)
+            log.warning("%s", message)
+        self.unserved.difference_update(served)
+        self.unserved.update(pending)
+        return served
+
+    def reload_and_verify(self, zone_names: list[str], serials: dict[str, int]) -> set[str]:
+        """Reload each zone and wait until named serves its serial (zones it cannot reload: not served).
+
+        All of it within one verify budget, whatever named does.
+        """
+        deadline = self.deadline()
+        reloaded = [zone for zone in zone_names if self.reload(zone, deadline)]
+        self.unserved.update(set(zone_names) - set(reloaded))
+        return self.wait_served({zone: serials[zone] for zone in reloaded}, deadline=deadline)
+
+    def write_zones_conf(self, zone_files: dict[str, Path], fsync: bool = True) -> bool:
+        """Rewrite the named.conf fragment that lists the zones (when configured); True if it changed."""
+        path = self.settings.zones_conf
+        if path is None:
+            return False
+        text = bind.zones_conf(zone_files)
+        if path.exists() and path.read_text() == text:
+            return False
+        atomic_write(path, text, fsync)
+        return True

@@ -1,0 +1,118 @@
+"""A zone's state as the publisher knows it: read from the working tree and validated.
+
+Reading a zone renders it and runs named-checkzone on the result, so a zone
+whose human-edited sources do not validate is marked broken (and named keeps
+serving what it has) instead of being published. That costs a subprocess, so
+the state carries stat stamps of the files: the human-edited sources are
+validated again only when they change, and a change to the service's own files
+shows that another process committed. Nothing here writes, locks or knows of
+Git: the publisher decides when a zone is read again.
+"""
+from __future__ import annotations
+
+import logging
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import jinja2
+
+from . import bind, zones
+
+log = logging.getLogger("ddns.publisher")  # a part of the publisher: its log lines say so
+
+
+def stamp(*paths: Path) -> tuple:
+    """(inode, mtime, size) of each path, None where it is missing: any replacement changes it."""
+    out = []
+    for p in paths:
+        try:
+            st = p.stat()
+            out.append((st.st_ino, st.st_mtime_ns, st.st_size))
+        except FileNotFoundError:
+            out.append(None)
+    return tuple(out)
+
+
+@dataclass
+class ZoneState:
+    """What the publisher knows of one zone: its validated sources and records."""
+
+    source: zones.ZoneSource
+    template: jinja2.Template
+    dynamic: zones.DynamicRecords
+    serial: int
+    stamp: tuple                # of the service's files, to notice other writers
+    broken: str | None = None  # why the zone's human-edited sources cannot be published
+    source_stamp: tuple = ()   # of the human-edited files, to validate them only when they change
+
+
+class ZoneReader:
+    """Reads the zones of the working tree ROOT with trusted templates (ENV) and validates them.
+
+    ON_ERROR receives the reason a zone cannot be published (the publisher's last error).
+    """
+
+    def __init__(self, root: Path, env: jinja2.Environment, checkzone: str, on_error: Callable[[str], None]):
+        self.root = root
+        self.env = env  # trusted templates only, never the repository's
+        self.checkzone = checkzone
+        self._on_error = on_error
+
+    def service_paths(self, zone: str) -> tuple[Path, Path]:
+        """The files only the service writes: the dynamic records and the rendered zone."""
+        d = self.root / zone
+        return d / zones.DYNAMIC_FILE, d / zones.rendered_file(zone)
+
+    def source_paths(self, zone: str) -> tuple[Path, Path, Path]:
+        """The files humans edit."""
+        d = self.root / zone
+        return d / zones.SETTINGS_FILE, d / zones.STATIC_FILE, d / zones.TEMPLATE_FILE
+
+    def unchanged(self, zone: str, state: ZoneState) -> bool:
+        """Whether none of ZONE's files changed since STATE was read from them."""
+        return (bool(state.stamp) and state.stamp == stamp(*self.service_paths(zone))
+                and state.source_stamp == stamp(*self.source_paths(zone)))
+
+    def read(self, zone: str) -> ZoneState:
+        """ZONE's state from its files, not validated; raises when they cannot be read or parsed."""
+        zone_dir = self.root / zone
+        dyn_path, rendered_path = self.service_paths(zone)
+        files_stamp = stamp(dyn_path, rendered_path)
+        source = zones.ZoneSource.read(zone_dir)
+        template = self.env.get_template(zones.TEMPLATE_FILE)
+        dynamic = zones.parse_dynamic(dyn_path.read_text()) if dyn_path.exists() else {}
+        zones.check_host_names(source, {label for label, _ in dynamic})
+        serial = zones.serial_of(rendered_path.read_text()) if rendered_path.exists() else None
+        return ZoneState(source, template, dynamic, serial or 0, files_stamp,
+                         source_stamp=stamp(*self.source_paths(zone)))
+
+    def load(self, zone: str) -> ZoneState:
+        """ZONE's state, validated: one that cannot be read or does not validate is marked broken."""
+        try:
+            state = self.read(zone)
+        except (OSError, ValueError, jinja2.TemplateError) as exc:
+            log.error("zone %s cannot be read: %s", zone, exc)
+            self._on_error(f"zone {zone} cannot be read: {exc}")
+            placeholder = zones.ZoneSource(zones.ZoneSettings(zone), "")
+            return ZoneState(placeholder, jinja2.Template(""), {}, 0, (), broken=str(exc))
+        error = self.check(zone, self.render(state, state.serial or 1))
+        if error:
+            log.error("zone %s does not validate; keeping what named serves: %s", zone, error)
+            state.broken = error
+            self._on_error(f"zone {zone} does not validate: {error}")
+        return state
+
+    @staticmethod
+    def render(state: ZoneState, serial: int, dynamic: zones.DynamicRecords | None = None) -> str:
+        """The zone file of STATE at SERIAL (with DYNAMIC instead of its records, when given)."""
+        return zones.render_zone(state.template, state.source.settings, serial, state.source.static_text,
+                                 state.dynamic if dynamic is None else dynamic)
+
+    def check(self, zone: str, text: str) -> str | None:
+        """named-checkzone on a temp copy: the real file is only ever replaced by a valid one."""
+        with tempfile.NamedTemporaryFile("w", suffix=".zone") as f:
+            f.write(text)
+            f.flush()
+            return bind.check_zone(zone, Path(f.name), self.checkzone)

@@ -20,7 +20,8 @@ import bottle
 from .auth import FailureLimiter, client_network
 from .oidc import LoginFailed, OidcLogin
 from .publisher import Outcome
-from .service import HostView, NoSuchObject, Service, ServiceError, Taken, TooMany
+from .reports import HostView
+from .service import NoSuchObject, Service, ServiceError, Taken, TooMany
 from .store import NotFound, User
 
 PREFIX = "/api/v1"

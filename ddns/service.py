@@ -3,34 +3,33 @@
 It owns the rules (who may do what, which names are allowed) and hands every
 DNS change to the publisher -- through the publisher thread when the service
 runs, directly (under the same lock) from a one-shot CLI command.
+
+The threads of ``ddns serve`` are in ddns.background, the read models in ddns.reports.
 """
 from __future__ import annotations
 
 import functools
 import hashlib
 import ipaddress
-import logging
 import threading
 import time
-from collections import deque
-from concurrent.futures import TimeoutError as FutureTimeout
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
 from . import bind, resource_dir, zones
 from .auth import FailureLimiter, hash_secret, new_secret
+from .background import Background
 from .config import Config
 from .gitrepo import HistoryEntry, ZonesRepo
 from .guard import Guard, Verdict
-from .publish_queue import PublisherThread
 from .publisher import Change, Outcome, PublishTarget, Publisher
 from .store import Busy, Conflict, Domain, Host, LastSeen, NotFound, Store, User
 from .oidc import Identity
+from .reports import HostView, Reports
 from .validate import AddressPolicy, InvalidName, normalize_name, parse_address, record_type, split_host
+from .zones import default_zone_files
 
 ZONE_TEMPLATES = resource_dir("templates") / "zone"
-log = logging.getLogger("ddns.service")
 
 # Names no user may register, whatever the zone's static records say.
 RESERVED_LABELS = frozenset({"@", "www", "ns", "ns1", "ns2", "ns3", "mail", "smtp", "imap", "pop", "mx",
@@ -52,27 +51,6 @@ class NoSuchObject(ServiceError):
 
 class Taken(ServiceError):
     """The name is registered already."""
-
-
-@dataclass(frozen=True)
-class HostView:
-    """A host with the addresses it has in the zone."""
-
-    host: Host
-    ipv4: str | None
-    ipv6: str | None
-    in_repository: bool = True  # False: a merge removed its zone; nothing is served until the zone returns
-
-
-class RecentErrors(logging.Handler):
-    """The service's last error log lines, for the admins' status page."""
-
-    def __init__(self, size: int = 20):
-        super().__init__(logging.ERROR)
-        self.lines: deque[tuple[float, str]] = deque(maxlen=size)
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.lines.append((record.created, f"{record.name}: {record.getMessage()}"[:500]))
 
 
 def zone_template_dirs(config: Config) -> list[Path]:
@@ -105,15 +83,11 @@ class Service:
                                              clock=monotonic)
         self.trusted_proxies = [ipaddress.ip_network(n, strict=False) for n in config["http.trusted_proxies"]]
         self.policy = AddressPolicy(config["dyndns2.allow_private"], config["dyndns2.allow_loopback"])
-        self.thread: PublisherThread | None = None
         self._seen: dict[str, LastSeen] = {}
         self._seen_lock = threading.Lock()
-        self._flusher: threading.Thread | None = None
-        self._syncer: threading.Thread | None = None
-        self._stop_flusher = threading.Event()  # ends both background loops
-        self._sync_requested = threading.Event()
-        self.sync_error: str | None = None  # the upstream cannot be synced (shown by /healthz)
-        self.recent_errors = RecentErrors()
+        self.background = Background(config, publisher, sync=self.sync, reconcile=self.reconcile,
+                                     flush_seen=self.flush_seen)
+        self.reports = Reports(config, store, publisher, self.guard, self.background)
 
     @classmethod
     def open(cls, config: Config, clock: Callable[[], float] = time.time) -> "Service":
@@ -123,40 +97,13 @@ class Service:
         publisher.load()
         return cls(config, Store(config.path("store.path")), publisher, clock=clock)
 
-    # ---- running -----------------------------------------------------------
+    # ---- running: the threads of `ddns serve` (ddns.background) ------------
     def start(self) -> dict[str, str]:
         """Take in the upstream, reconcile BIND with the repository, then publish from background threads."""
-        logging.getLogger("ddns").addHandler(self.recent_errors)
-        try:
-            status = self.sync(always_reconcile=True)
-        except Exception as exc:  # a conflict or an unreachable upstream must not keep named from serving
-            log.exception("sync with the upstream failed; serving the working tree's HEAD")
-            status = self.publisher.reconcile()
-            self.sync_error = f"sync with the upstream failed: {exc}"
-            self._sync_domains()
-        self.thread = PublisherThread(self.publisher, self.config["publisher.max_batch"],
-                                      self.config["publisher.retry_seconds"], self.config["publisher.group_wait"])
-        self.thread.start()
-        self._stop_flusher.clear()
-        self._flusher = threading.Thread(target=self._flush_loop, name="last-seen", daemon=True)
-        self._flusher.start()
-        if self.publisher.repo.has_upstream():
-            self._syncer = threading.Thread(target=self._sync_loop, name="sync", daemon=True)
-            self._syncer.start()
-        return status
+        return self.background.start()
 
     def stop(self) -> None:
-        if self.thread is not None:
-            self.thread.stop()
-            self.thread = None
-        self._stop_flusher.set()
-        for thread in (self._flusher, self._syncer):
-            if thread is not None:
-                thread.join(30)
-        self._flusher = self._syncer = None
-        self.flush_seen()
-        self._push_quietly()
-        logging.getLogger("ddns").removeHandler(self.recent_errors)
+        self.background.stop()
 
     # ---- last-seen metadata --------------------------------------------------
     def note_update(self, fqdn: str, client: str, agent: str, tls: bool) -> None:
@@ -165,7 +112,7 @@ class Service:
         entry = LastSeen(self.clock(), client, agent, tls)
         with self._seen_lock:
             self._seen[fqdn] = entry
-        if self._flusher is None:
+        if not self.background.flushing:
             self.flush_seen()
 
     def flush_seen(self) -> None:
@@ -187,9 +134,15 @@ class Service:
         self._sync_domains()
         return status
 
+    def reconcile(self) -> dict[str, str]:
+        """Publish the working tree's HEAD without the upstream; zones in it are the open domains."""
+        status = self.publisher.reconcile()
+        self._sync_domains()
+        return status
+
     def request_sync(self) -> None:
         """Ask the background syncer to fetch now (webhook)."""
-        self._sync_requested.set()
+        self.background.request_sync()
 
     def _sync_domains(self) -> None:
         # The zones on disk, not this process's memory: a hook's `ddns apply` may have added
@@ -200,66 +153,9 @@ class Service:
         for zone in set(self.store.domains()) - in_repo:
             self.store.deactivate_domain(zone)
 
-    def _push_quietly(self) -> bool:
-        """Push (syncing first when a merge landed); False, with sync_error set, when it failed."""
-        try:
-            if not self.publisher.push(self.config["zones.branch"], self.config["zones.push_token"]):
-                self.sync()
-            self.sync_error = None
-            return True
-        except Exception as exc:  # a conflict or an unreachable upstream: keep serving, report
-            self.sync_error = f"sync with the upstream failed: {exc}"
-            log.exception("pushing to the upstream failed")
-            return False
-
-    def _sync_loop(self) -> None:
-        """Push new commits every zones.push_seconds; fetch every zones.sync_seconds or when asked."""
-        push_every = self.config["zones.push_seconds"]
-        last_sync = last_push = time.monotonic()
-        pushed = self.publisher.repo.head()
-        while not self._stop_flusher.wait(min(0.5, push_every)):
-            now = time.monotonic()
-            if self._sync_requested.is_set() or now - last_sync >= self.config["zones.sync_seconds"]:
-                self._sync_requested.clear()
-                last_sync = now
-                try:
-                    self.sync()
-                    self.sync_error = None
-                    pushed = self.publisher.repo.head()
-                except Exception as exc:
-                    self.sync_error = f"sync with the upstream failed: {exc}"
-                    log.exception("sync with the upstream failed")
-            elif now - last_push >= push_every:
-                head = self.publisher.repo.head()
-                if head != pushed:
-                    last_push = now
-                    if self._push_quietly():  # a failed push is tried again next time
-                        pushed = head
-
-    def _flush_loop(self) -> None:
-        while not self._stop_flusher.wait(1.0):
-            try:
-                self.flush_seen()
-            except Exception:  # a locked database now and then must not end the loop
-                log.exception("writing last-update metadata failed")
-
     def publish(self, changes: list[Change], timeout: float | None = None) -> list[Outcome]:
         """Publish CHANGES and wait for their outcomes (911-style FAILED on timeout)."""
-        if not changes:
-            return []
-        if self.thread is None:
-            return self.publisher.apply(changes)
-        futures = self.thread.submit(changes)
-        if timeout is None:
-            timeout = self.config["bind.verify_timeout"] + 60
-        deadline = time.monotonic() + timeout
-        outcomes = []
-        for future in futures:
-            try:
-                outcomes.append(future.result(max(0.0, deadline - time.monotonic())))
-            except FutureTimeout:
-                outcomes.append(Outcome.FAILED)
-        return outcomes
+        return self.background.publish(changes, timeout)
 
     # ---- users and domains -------------------------------------------------
     def add_user(self, name: str, password: str | None = None, is_admin: bool = False) -> User:
@@ -306,59 +202,14 @@ class Service:
         state = self.publisher.zones.get(zone)
         return state.source.settings.dynamic_ttl if state is not None else None
 
+    # ---- read models for the pages and /healthz (ddns.reports) ---------------
     def status(self) -> dict:
         """What the admins' status page shows: counts, the publisher, BIND against Git, recent errors."""
-        publisher = self.publisher
-        zones_ = []
-        for zone, state in sorted(publisher.zones.items()):
-            served = bind.served_serial(zone, self.config["bind.listen"], self.config["bind.port"], timeout=0.5)
-            zones_.append({"zone": zone, "git_serial": state.serial, "served_serial": served,
-                           "in_sync": served == state.serial, "broken": state.broken,
-                           "unserved": zone in publisher.unserved})
-        return {
-            "counts": {t: self.store.count(t) for t in ("users", "domains", "hosts", "sessions", "api_tokens")},
-            "queue": self.thread.queue_length if self.thread else 0,
-            "running": self.thread is not None,
-            "last_publish": publisher.last_publish,
-            "head": publisher.repo.head(),
-            "zones": zones_,
-            "last_error": publisher.last_error,
-            "sync_error": self.sync_error,
-            "errors": list(reversed(self.recent_errors.lines)),
-            "failure_keys": self.guard.size(),
-            "failure_table_size": self.config["security.failure_table_size"],
-        }
+        return self.reports.status()
 
     def health(self) -> dict:
         """What /healthz answers: "degraded", with the reasons, while changes are not published."""
-        publisher = self.publisher
-        # copies first: the publisher's threads change these meanwhile
-        unserved, held = sorted(publisher.unserved.copy()), publisher.held.copy()
-        broken = {zone: state.broken for zone, state in publisher.zones.copy().items() if state.broken}
-        stalled = self.thread.stalled_for() if self.thread else 0.0
-        reasons = [f"named does not serve the last commit of {zone}" for zone in unserved]
-        reasons += [f"zone {zone} does not validate: {why}" for zone, why in sorted(broken.items())]
-        reasons += [f"zone {zone} is held (no commits until its files are put back): {why}"
-                    for zone, why in sorted(held.items())]
-        if publisher.failure:
-            reasons.append(f"the last publish failed: {publisher.failure}")
-        if stalled > self.config["publisher.stuck_seconds"]:
-            reasons.append(f"the publisher is stuck: a change has waited {stalled:.1f} s to be committed")
-        if self.sync_error:
-            reasons.append(self.sync_error)
-        return {
-            "status": "degraded" if reasons else "ok",
-            "reasons": reasons,
-            "sync_error": self.sync_error,
-            "zones": sorted(publisher.zones.copy()),
-            "unserved": unserved,
-            "broken": broken,
-            "held": held,
-            "queue": self.thread.queue_length if self.thread else 0,
-            "stalled_seconds": round(stalled, 3),
-            "last_publish": publisher.last_publish,
-            "last_error": publisher.last_error,
-        }
+        return self.reports.health()
 
     def add_domain(self, zone: str, nameservers: list[str] | None = None, actor: str = "cli") -> Outcome:
         """Create ZONE in the repository (if new), have BIND serve it, open it for hosts."""
@@ -424,11 +275,7 @@ class Service:
 
     def view(self, host: Host) -> HostView:
         """HOST with its addresses in Git; none, and not in the repository, when a merge removed its zone."""
-        try:
-            return HostView(host, self.publisher.current(host.zone, host.label, "A"),
-                            self.publisher.current(host.zone, host.label, "AAAA"))
-        except KeyError:  # the host stays (unserved) until its zone returns or it is deleted
-            return HostView(host, None, None, in_repository=False)
+        return self.reports.view(host)
 
     def list_hosts(self, owner: str | None = None) -> list[HostView]:
         self.flush_seen()  # show updates of the last second too
@@ -513,8 +360,7 @@ class Service:
 
     def served(self, host: Host) -> dict[str, list[str] | None]:
         """What BIND answers for the host now: {"A": [...], "AAAA": [...]} (None: no answer)."""
-        server, port = self.config["bind.listen"], self.config["bind.port"]
-        return {rtype: bind.served_records(host.fqdn, rtype, server, port, timeout=0.5) for rtype in ("A", "AAAA")}
+        return self.reports.served(host)
 
     # ---- the portal's rules: who may use which domain and host ---------------
     @staticmethod
@@ -660,18 +506,3 @@ def _clean_groups(groups: list[str]) -> list[str]:
 
 def _token_hash(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
-
-
-def default_zone_files(zone: str, nameservers: list[str] | None, glue_address: str) -> tuple[str, str]:
-    """zone.toml and static.zone for a new zone; without NAMESERVERS, ns1.ZONE with glue."""
-    ns = [n if n.endswith(".") else n + "." for n in (nameservers or [f"ns1.{zone}."])]
-    ns_list = ", ".join(f'"{n}"' for n in ns)
-    settings = (f"# Settings of {zone}; edit by pull request.\n"
-                f"ttl = 3600          # TTL of static records\n"
-                f"dynamic_ttl = 60    # TTL of the records hosts update\n"
-                f"nameservers = [{ns_list}]\n\n"
-                f"[soa]\nhostmaster = \"hostmaster.{zone}.\"\nrefresh = 3600\nretry = 600\nexpire = 1209600\nminimum = 60\n")
-    static = f"; Static records of {zone} in zone-file syntax; edit by pull request.\n"
-    if not nameservers:
-        static += f"ns1 IN A {glue_address}\n"
-    return settings, static

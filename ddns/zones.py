@@ -323,3 +323,18 @@ def with_dynamic_ttl(settings_toml: str, ttl: int) -> str:
         lines[first_table - 1] += "\n"
     lines.insert(first_table, f"dynamic_ttl = {ttl}\n")
     return "".join(lines)
+
+
+def default_zone_files(zone: str, nameservers: list[str] | None, glue_address: str) -> tuple[str, str]:
+    """zone.toml and static.zone for a new zone; without NAMESERVERS, ns1.ZONE with glue."""
+    ns = [n if n.endswith(".") else n + "." for n in (nameservers or [f"ns1.{zone}."])]
+    ns_list = ", ".join(f'"{n}"' for n in ns)
+    settings = (f"# Settings of {zone}; edit by pull request.\n"
+                f"ttl = 3600          # TTL of static records\n"
+                f"dynamic_ttl = 60    # TTL of the records hosts update\n"
+                f"nameservers = [{ns_list}]\n\n"
+                f"[soa]\nhostmaster = \"hostmaster.{zone}.\"\nrefresh = 3600\nretry = 600\nexpire = 1209600\nminimum = 60\n")
+    static = f"; Static records of {zone} in zone-file syntax; edit by pull request.\n"
+    if not nameservers:
+        static += f"ns1 IN A {glue_address}\n"
+    return settings, static

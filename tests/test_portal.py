@@ -432,7 +432,7 @@ def test_status_page_shows_upstream_errors(portal):
     root.login("root", "pw-root")
     (inst.dir / "zones.git").rename(inst.dir / "zones.git.moved")  # the upstream disappears
     portal.service.request_sync()
-    wait_until(lambda: portal.service.sync_error, 20, what="the sync to fail")
+    wait_until(lambda: portal.service.background.sync_error, 20, what="the sync to fail")
     page = root.get("/admin/status").text
     assert "Upstream: sync with the upstream failed" in page
     assert "ddns.service: sync with the upstream failed" in page  # the error log line

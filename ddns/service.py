@@ -22,7 +22,8 @@ from .background import Background
 from .config import Config
 from .gitrepo import HistoryEntry, ZonesRepo
 from .guard import Guard, Verdict
-from .publisher import Change, Outcome, PublishTarget, Publisher
+from .bindtarget import PublishTarget
+from .publisher import Change, Outcome, Publisher
 from .store import Busy, Conflict, Domain, Host, LastSeen, NotFound, Store, User
 from .oidc import Identity
 from .reports import HostView, Reports

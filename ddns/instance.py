@@ -1,0 +1,91 @@
+"""Setting up an instance on disk: config, database, zones repositories, private BIND, hooks.
+
+What ``ddns init`` and ``ddns hooks install`` do, apart from the command line,
+so tests and benchmarks make instances the same way. Secrets are created
+readable by the service only (``private``).
+"""
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any, Mapping
+
+from . import bind, config as configmod, private, provenance, resource_dir
+from .auth import new_secret
+from .gitrepo import ZonesRepo
+from .service import Service, ServiceError
+
+
+def init_instance(directory: Path, http_port: int = 8080, dns_port: int = 5353, rndc_port: int | None = None,
+                  zone: str = "dyn.example.test", extra: Mapping[str, Any] | None = None) -> configmod.Config:
+    """A self-contained instance in DIRECTORY: config, SQLite, zones repo, private BIND.
+
+    The config, the database and BIND's directory are for the service's user
+    only (``private``); the bare repository keeps a hash of the push token.
+    """
+    directory.mkdir(parents=True, exist_ok=True)
+    config_path = directory / "ddns.toml"
+    if config_path.exists():
+        raise ServiceError(f"{config_path} exists; not overwriting an instance")
+    values = {"http.port": http_port, "bind.port": dns_port, "bind.rndc_port": rndc_port or dns_port + 1,
+              "zones.upstream": "zones.git", "zones.push_token": new_secret(), **(extra or {})}
+    private.write_new(config_path, configmod.render_toml(values))
+    cfg = configmod.load(config_path, environ={})
+    bind_dir = cfg.path("bind.dir")
+    private.make_dir(bind_dir)  # rndc.key
+    bind.create_rndc_key(bind_dir)
+    zones_conf = cfg.path("bind.zones_conf")
+    zones_conf.write_text(bind.zones_conf({}))
+    (bind_dir / "named.conf").write_text(bind.named_conf(bind_dir, zones_conf, cfg["bind.listen"],
+                                                         cfg["bind.port"], cfg["bind.rndc_port"]))
+    repo_dir = cfg.path("zones.repo")
+    shutil.copytree(resource_dir("zones-repo"), repo_dir, dirs_exist_ok=True)
+    repo = ZonesRepo.init(repo_dir, fsync=cfg["zones.git_fsync"])
+    repo.commit(["."], "Start the zones repository\n")
+    if cfg.upstream:
+        bare = Path(cfg.upstream)
+        subprocess.run(["git", "init", "-q", "--bare", "-b", cfg["zones.branch"], str(bare)], check=True)
+        repo.set_upstream(str(bare))
+    service = Service.open(cfg)
+    service.add_domain(zone, actor="ddns init")
+    if cfg.upstream:
+        service.publisher.push(cfg["zones.branch"], cfg["zones.push_token"])
+        install_hooks(bare, config_path, cfg["zones.push_token"])
+    return cfg
+
+
+HOOK_FILES = {"pre-receive": 0o755, "post-receive": 0o755, "ddns-service-push": 0o644}
+
+
+def install_hooks(bare: Path, config_path: Path | None, token: str) -> None:
+    """Install pre-receive and post-receive into the bare repository BARE, tied to CONFIG_PATH.
+
+    The repository keeps only the SHA-256 of the service's push TOKEN (every
+    pusher may be able to read its config); a plain token that an older
+    version stored there is removed.
+    """
+    hooks_dir = bare / "hooks"
+    hooks_dir.mkdir(exist_ok=True)
+    for name, mode in HOOK_FILES.items():
+        target = hooks_dir / name
+        shutil.copyfile(resource_dir("hooks") / name, target)
+        target.chmod(mode)
+    settings = {"ddns.python": sys.executable, "receive.advertisePushOptions": "true"}
+    if token:
+        settings[provenance.TOKEN_HASH_CONFIG] = provenance.token_hash(token)
+    if config_path is not None:
+        settings["ddns.config"] = str(config_path.resolve())
+    for key, value in settings.items():
+        subprocess.run(["git", "-C", str(bare), "config", key, value], check=True)
+    unset = [provenance.LEGACY_TOKEN_CONFIG] + ([] if token else [provenance.TOKEN_HASH_CONFIG])
+    for key in unset:  # exit code 5: it was not set
+        subprocess.run(["git", "-C", str(bare), "config", "--unset-all", key], check=False, capture_output=True)
+
+
+def narrow_secrets(cfg: configmod.Config) -> None:
+    """Take others' access off the config and BIND's directory and key (an older version made them 0644 / 0755)."""
+    for path in (cfg.source, cfg.path("bind.dir"), cfg.path("bind.rndc_key")):
+        if path is not None:
+            private.narrow(path)

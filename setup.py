@@ -41,7 +41,7 @@ setup(
         "idna>=3.4",
         "h11>=0.14",
     ],
-    extras_require={"test": ["pytest>=8", "requests>=2.28", "playwright>=1.40", "hypothesis>=6.100"]},
+    extras_require={"test": ["pytest>=8", "requests>=2.28", "playwright>=1.40", "hypothesis>=6.100", "pyyaml>=6"]},
     entry_points={"console_scripts": ["ddns = ddns.cli:main"]},
     cmdclass={"build_py": BuildWithData},
 )

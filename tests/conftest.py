@@ -254,6 +254,23 @@ def serving(inst: Instance, overrides: dict | None = None):
 
 
 @pytest.fixture
+def serve(instance: Instance):
+    """serve(overrides) -> Running: the instance served with OVERRIDES; every one started is stopped at the end."""
+    started: list[Running] = []
+
+    def start(overrides: dict | None = None) -> Running:
+        r = start_serving(instance, overrides)
+        started.append(r)
+        return r
+
+    yield start
+    for r in started:
+        r.stop.set()
+        r.thread.join(30)
+        assert not r.thread.is_alive(), "serve did not stop"
+
+
+@pytest.fixture
 def running(instance: Instance):
     """The instance served: named, publisher thread, web server on its port."""
     with serving(instance) as r:

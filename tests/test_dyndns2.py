@@ -13,7 +13,7 @@ import pytest
 
 from ddns.gitrepo import parse_trailers
 
-from conftest import http, require, start_serving
+from conftest import http, require
 
 ZONE = "dyn.example.test"
 H1 = f"h1.{ZONE}"
@@ -22,22 +22,6 @@ H3 = f"h3.{ZONE}"
 
 
 # ---- helpers ------------------------------------------------------------------------
-@pytest.fixture
-def serve(instance):
-    """serve(overrides) -> Running; every instance started is stopped at the end."""
-    started = []
-
-    def start(overrides: dict | None = None):
-        r = start_serving(instance, overrides)
-        started.append(r)
-        return r
-
-    yield start
-    for r in started:
-        r.stop.set()
-        r.thread.join(30)
-
-
 def curl(url: str, *args: str) -> subprocess.CompletedProcess:
     require("curl")
     return subprocess.run(["curl", "-sS", "--max-time", "30", *args, url], capture_output=True, text=True, timeout=60)

@@ -13,7 +13,6 @@ import re
 import pytest
 import requests
 
-from conftest import start_serving
 from test_portal import Browser
 
 ZONE = "dyn.example.test"
@@ -25,20 +24,9 @@ TRUSTED = {"http.trusted_proxies": ["127.0.0.1"], "security.max_failures": 10,
 
 
 @pytest.fixture
-def serve(instance):
-    """serve(overrides) -> Running (trusting 127.0.0.1 as a proxy); all stopped at the end."""
-    started = []
-
-    def start(overrides: dict | None = None):
-        running = start_serving(instance, {**TRUSTED, **(overrides or {})})
-        started.append(running)
-        return running
-
-    yield start
-    for running in started:
-        running.stop.set()
-        running.thread.join(30)
-        assert not running.thread.is_alive(), "serve did not stop"
+def serve(serve):
+    """serve(overrides) -> Running, trusting 127.0.0.1 as a proxy (conftest's serve, stopped at the end)."""
+    return lambda overrides=None: serve({**TRUSTED, **(overrides or {})})
 
 
 def stop(running) -> None:

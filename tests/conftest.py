@@ -153,6 +153,24 @@ def wait_until(predicate, timeout: float, interval: float = 0.05, what: str = "c
         time.sleep(interval)
 
 
+def read_reply(sock: socket.socket, limit: int = 1 << 20, complete=lambda reply: False) -> bytes:
+    """What the server sends on SOCK until it closes, COMPLETE(reply) says the answer is whole, or LIMIT bytes.
+
+    A reset ends the reply too (a server may refuse and close before reading a
+    whole request); a timeout raises socket.timeout.
+    """
+    reply = b""
+    while len(reply) < limit:
+        try:
+            chunk = sock.recv(65536)
+        except ConnectionResetError:
+            break
+        reply += chunk
+        if not chunk or complete(reply):
+            break
+    return reply
+
+
 def query(port: int, name: str, rtype: str = "A", timeout: float = 2.0) -> list[str]:
     q = dns.message.make_query(name if name.endswith(".") else name + ".", dns.rdatatype.from_text(rtype))
     response = dns.query.udp(q, "127.0.0.1", port=port, timeout=timeout)

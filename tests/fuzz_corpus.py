@@ -17,6 +17,8 @@ import socket
 import urllib.parse
 from dataclasses import dataclass, field
 
+from conftest import read_reply
+
 ZONE = "dyn.example.test"
 HOST, MATE, FUZZ_HOST = f"h.{ZONE}", f"mate.{ZONE}", f"fz.{ZONE}"
 REQUEST_TIMEOUT = 15.0
@@ -32,7 +34,6 @@ class Reply:
 
 def exchange(port: int, data: bytes) -> Reply:
     """Send DATA, close our side (so a short body ends), read the reply; bounded in time and size."""
-    chunks, size = [], 0
     try:
         with socket.create_connection(("127.0.0.1", port), timeout=REQUEST_TIMEOUT) as s:
             try:
@@ -40,18 +41,9 @@ def exchange(port: int, data: bytes) -> Reply:
                 s.shutdown(socket.SHUT_WR)
             except OSError:
                 pass  # the server may answer (and close) before reading everything
-            while size < MAX_REPLY:
-                try:
-                    chunk = s.recv(65536)
-                except ConnectionResetError:
-                    break
-                if not chunk:
-                    break
-                chunks.append(chunk)
-                size += len(chunk)
+            reply = read_reply(s, MAX_REPLY)
     except socket.timeout:
-        return Reply(-1, b"".join(chunks))
-    reply = b"".join(chunks)
+        return Reply(-1, b"")
     match = re.match(rb"HTTP/1\.[01] (\d{3})", reply)
     return Reply(int(match[1]) if match else 0, reply.partition(b"\r\n\r\n")[2])
 

@@ -22,7 +22,7 @@ from typing import Callable
 
 import pytest
 
-from conftest import REQUIRED_TOOLS, Instance, free_port, require, start_serving
+from conftest import REQUIRED_TOOLS, Instance, free_port, read_reply, require, start_serving
 from ddns import cli
 
 ZONE = "dyn.example.test"
@@ -54,21 +54,12 @@ def raw_request(port: int, method: bytes, target: bytes, headers: list[tuple[byt
     if body:
         lines.append(b"Content-Length: " + str(len(body)).encode())
     data = b"\r\n".join(lines) + b"\r\n\r\n" + body
-    chunks = []
     with socket.create_connection(("127.0.0.1", port), timeout=timeout) as s:
         try:
             s.sendall(data)
         except (BrokenPipeError, ConnectionResetError):
             pass  # the server may refuse before reading everything; its answer is still there
-        for _ in range(10_000):
-            try:
-                chunk = s.recv(65536)
-            except ConnectionResetError:
-                break
-            if not chunk:
-                break
-            chunks.append(chunk)
-    reply = b"".join(chunks)
+        reply = read_reply(s)
     head, _, rest = reply.partition(b"\r\n\r\n")
     head_lines = head.split(b"\r\n")
     status_line = head_lines[0].split(b" ")

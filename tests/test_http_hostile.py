@@ -19,7 +19,7 @@ from typing import Iterator
 import pytest
 import requests
 
-from conftest import free_port, serving, wait_until
+from conftest import free_port, read_reply, serving, wait_until
 from ddns import config as configmod
 
 HOST = "vm.dyn.example.test"
@@ -44,15 +44,7 @@ def exchange(port: int, data: bytes, half_close: bool = False, timeout: float = 
                 s.shutdown(socket.SHUT_WR)
         except (BrokenPipeError, ConnectionResetError):
             pass  # refused before everything was read: the answer is still there
-        reply = b""
-        for _ in range(10_000):
-            try:
-                chunk = s.recv(65536)
-            except ConnectionResetError:
-                break
-            reply += chunk
-            if not chunk or complete(reply):
-                break
+        reply = read_reply(s, complete=complete)
     head, _, body = reply.partition(b"\r\n\r\n")
     lines = head.decode("latin-1").split("\r\n")
     status = int(lines[0].split()[1]) if len(lines[0].split()) > 1 else 0

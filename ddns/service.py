@@ -106,6 +106,10 @@ class Service:
     def stop(self) -> None:
         self.background.stop()
 
+    def begin_web_request(self) -> None:
+        """Web requests wait at most store.web_busy_timeout for the write lock (then 503); the CLI and publisher longer."""
+        self.store.wait_at_most(self.config["store.web_busy_timeout"])
+
     # ---- last-seen metadata --------------------------------------------------
     def note_update(self, fqdn: str, client: str, agent: str, tls: bool) -> None:
         """Remember a host's last update. While serving, writes are batched once a

@@ -206,8 +206,11 @@ class Store:
         return db
 
     def wait_at_most(self, seconds: float) -> None:
-        """How long this thread's writes wait for the write lock before ``Busy``."""
-        self._db().execute(f"PRAGMA busy_timeout={int(seconds * 1000)}")
+        """How long this thread's writes wait for the write lock before ``Busy`` (a PRAGMA only when it changes)."""
+        millis = int(seconds * 1000)
+        if getattr(self._local, "busy_timeout", None) != millis:
+            self._db().execute(f"PRAGMA busy_timeout={millis}")
+            self._local.busy_timeout = millis
 
     class _Tx:
         def __init__(self, db: sqlite3.Connection):

@@ -112,7 +112,7 @@ def create_app(service: Service, oidc: OidcLogin | None = None) -> bottle.Bottle
 
     @app.hook("before_request")
     def short_waits_for_the_write_lock():
-        service.store.wait_at_most(service.config["store.web_busy_timeout"])
+        service.begin_web_request()
 
     def busy_is_503(callback):
         """A write that found the database busy answers 503 at once, on every route (a clear message, no 500)."""

@@ -5,7 +5,7 @@ package as ddns/_data/..., where ``ddns.resource_dir`` finds them.
 """
 from pathlib import Path
 
-from setuptools import setup
+from setuptools import find_packages, setup
 from setuptools.command.build_py import build_py
 
 DATA_DIRS = ("templates", "zones-repo", "hooks")
@@ -30,7 +30,7 @@ setup(
     long_description=Path("README.md").read_text() if Path("README.md").exists() else "",
     long_description_content_type="text/markdown",
     python_requires=">=3.11",
-    packages=["ddns"],
+    packages=find_packages(include=["ddns", "ddns.*"]),
     install_requires=[
         "bottle>=0.12",
         "jinja2>=3.1",

@@ -31,7 +31,7 @@ def api(tmp_path_factory):
     inst = Instance(directory, directory / "ddns.toml", *ports)
     inst.add_user("alice")
     with serving(inst) as running:
-        token = running.service.new_api_token(running.service.store.user("alice"), "t")
+        token = running.service.accounts.new_api_token(running.service.store.user("alice"), "t")
         yield Api(running, {"Authorization": f"Bearer {token}"})
 
 

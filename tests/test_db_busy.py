@@ -56,7 +56,7 @@ def busy(instance):
         r = browser.post(running.url + "/login", timeout=30, data={
             "username": "alice", "password": "pw-alice", "next": "/", "csrf_token": token})
         assert "Your hosts" in r.text
-        api_token = running.service.new_api_token(running.service.store.user("alice"), "test")
+        api_token = running.service.accounts.new_api_token(running.service.store.user("alice"), "test")
         yield running, browser, secret, api_token
 
 

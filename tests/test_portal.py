@@ -295,7 +295,7 @@ def test_admin_pages(portal):
     # alice is not in "staff": the domain is not offered, and posting it anyway is refused
     assert "team.example.test" not in alice.get("/hosts/new").text
     r = alice.post("/hosts/new", {"name": "sneaky", "domain": "team.example.test"}, csrf_from="/hosts/new")
-    assert r.status_code == 400 and "may not register" in r.text
+    assert r.status_code == 403 and "may not register" in r.text
     assert portal.service.store.find_host("sneaky.team.example.test") is None
 
 

@@ -194,14 +194,14 @@ class Service:
         fqdn, label, zone = self._split(fqdn)
         state = self.publisher.zones.get(zone)
         if label in RESERVED_LABELS or (state is not None and label in state.source.reserved):
-            raise errors.Invalid(f"{label} is reserved in {zone}")
+            raise errors.Invalid(f"the name {label} is reserved in {zone}")
         user = self.store.user(owner)
         secret = new_secret()
         try:
             host = self.store.add_host(fqdn, zone, user.id, hash_secret(secret, self.config["security.bcrypt_rounds"]),
                                        self.clock(), comment[:200])
         except Conflict as exc:
-            raise errors.Conflict(f"{fqdn} is taken") from exc
+            raise errors.Conflict(f"the name {fqdn} is taken") from exc
         return host, secret
 
     def host(self, fqdn: str) -> Host:

@@ -17,12 +17,14 @@ from typing import Any, Callable
 
 import bottle
 
+from . import errors
+from .accounts import API_TOKEN_PREFIX
 from .auth import FailureLimiter, client_network
 from .oidc import LoginFailed, OidcLogin
 from .publisher import Outcome
 from .reports import HostView
-from .service import NoSuchObject, Service, ServiceError, Taken, TooMany
-from .store import NotFound, User
+from .service import Service
+from .store import User
 
 PREFIX = "/api/v1"
 _LABEL = r"[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
@@ -75,6 +77,10 @@ def install(app: bottle.Bottle, service: Service, oidc: OidcLogin | None, client
         return bottle.HTTPResponse("" if body is None else json.dumps(body), status,
                                    {"Content-Type": "application/json", "Cache-Control": "no-store"})
 
+    def refused(error: errors.DdnsError) -> bottle.HTTPResponse:
+        """A refusal as the API answers it: the status from ``errors.CODES``, the message as "error"."""
+        return problem(errors.codes(error).http, str(error))
+
     def problem(status: int, message: str) -> bottle.HTTPResponse:
         response = reply({"error": message}, status)
         if status == 401:
@@ -87,16 +93,16 @@ def install(app: bottle.Bottle, service: Service, oidc: OidcLogin | None, client
         token = token.strip()
         if scheme.lower() != "bearer" or not token or len(token) > 8192:
             return None
-        user = service.api_token_user(token)
-        if user is not None or oidc is None or token.startswith("ddns_"):
+        user = service.accounts.api_token_user(token)
+        if user is not None or oidc is None or token.startswith(API_TOKEN_PREFIX):
             return user
         user_id = cache.get(token)
         if user_id is not None:
-            return service.store.user_by_id(user_id)
+            return service.accounts.user(user_id)
         if known_only:
             return None
         try:
-            user = service.login_oidc(oidc.userinfo(token))
+            user = service.accounts.login_oidc(oidc.userinfo(token))
         except LoginFailed:
             return None
         cache.put(token, user.id)
@@ -114,31 +120,25 @@ def install(app: bottle.Bottle, service: Service, oidc: OidcLogin | None, client
                 return problem(401, "a valid bearer token is needed (a personal API token or an OpenID access token)")
             try:
                 return handler(user, *args, **kwargs)
-            except (NoSuchObject, NotFound) as exc:  # NotFound: gone while the request ran (a concurrent delete)
-                return problem(404, str(exc))
-            except Taken as exc:
-                return problem(409, str(exc))
-            except TooMany as exc:
-                return problem(429, str(exc))
-            except ServiceError as exc:
-                return problem(400, str(exc))
+            except errors.DdnsError as exc:  # a refusal, or an object gone while the request ran
+                return refused(exc)
         return wrapper
 
     def body() -> dict[str, Any]:
         try:
             data = json.loads(bottle.request.body.read(64 * 1024) or b"{}")
         except ValueError as exc:
-            raise ServiceError("the body is not JSON") from exc
+            raise errors.Invalid("the body is not JSON") from exc
         except RecursionError as exc:
-            raise ServiceError("the body is nested too deeply") from exc
+            raise errors.Invalid("the body is nested too deeply") from exc
         if not isinstance(data, dict):
-            raise ServiceError("the body must be a JSON object")
+            raise errors.Invalid("the body must be a JSON object")
         return data
 
     def text(data: dict[str, Any], key: str) -> str:
         value = data.get(key, "")
         if not isinstance(value, str):
-            raise ServiceError(f"{key} must be a string")
+            raise errors.Invalid(f"{key} must be a string")
         check_field(key, value)
         return value
 
@@ -162,7 +162,7 @@ def install(app: bottle.Bottle, service: Service, oidc: OidcLogin | None, client
     def create(user: User):
         data = body()
         name, domain, comment = (text(data, key) for key in ("name", "domain", "comment"))
-        service.count_secret_action(user)
+        service.accounts.count_secret_action(user)
         host, secret = service.add_host_for(user, name, domain, comment)
         return reply({**host_json(service.view(host)), "secret": secret}, 201)
 
@@ -183,7 +183,7 @@ def install(app: bottle.Bottle, service: Service, oidc: OidcLogin | None, client
     @endpoint
     def regenerate(user: User, fqdn: str):
         host = service.owned_host(user, fqdn)
-        service.count_secret_action(user)
+        service.accounts.count_secret_action(user)
         return reply({"fqdn": host.fqdn, "secret": service.regenerate_secret(host.fqdn)})
 
 
@@ -191,15 +191,15 @@ def check_field(key: str, value: str) -> None:
     """Refuse VALUE for the body field KEY unless it meets the constraints FIELDS documents (and is valid Unicode)."""
     rules = FIELDS[key]
     if len(value) > rules["maxLength"]:
-        raise ServiceError(f"{key} is longer than {rules['maxLength']} characters")
+        raise errors.Invalid(f"{key} is longer than {rules['maxLength']} characters")
     try:
         value.encode("utf-8")
     except UnicodeEncodeError as exc:  # a lone surrogate ("\\ud800") is JSON, but no text
-        raise ServiceError(f"{key} is not valid Unicode") from exc
+        raise errors.Invalid(f"{key} is not valid Unicode") from exc
     if not value and key in REQUIRED:
-        raise ServiceError(f"{key} is needed")
+        raise errors.Invalid(f"{key} is needed")
     if not re.fullmatch(rules["pattern"], value):
-        raise ServiceError(f"{key} does not match {rules['pattern']}")
+        raise errors.Invalid(f"{key} does not match {rules['pattern']}")
 
 
 def openapi_document(server_url: str) -> dict[str, Any]:
@@ -218,12 +218,13 @@ def openapi_document(server_url: str) -> dict[str, Any]:
     def ok(schema: dict, description: str = "OK") -> dict:
         return {"description": description, "content": {"application/json": {"schema": schema}}}
 
-    def errors(*codes: int) -> dict[str, dict]:
+    def error_answers(*codes: int) -> dict[str, dict]:
         """The error answers CODES (401 and 429 can come from every call: authentication is rate-limited)."""
         texts = {400: "the request is refused (see error); nothing changed", 401: "no valid bearer token",
+                 403: "you may not do this (e.g. register hosts in that domain); nothing changed",
                  404: "no such host or domain (or one you may not see)", 409: "the name is taken",
                  429: "too many failed authentications or new secrets; wait a few minutes",
-                 503: "the change could not be published; nothing changed"}
+                 503: "the change could not be published, or the database is busy; nothing changed"}
         return {str(code): {"description": texts[code], "content": {"application/json": {
             "schema": {"$ref": "#/components/schemas/Error"}}}} for code in sorted({401, 429, *codes})}
 
@@ -246,28 +247,28 @@ def openapi_document(server_url: str) -> dict[str, Any]:
             "/domains": {"get": {"summary": "Domains you may register hosts in", "responses": {
                 "200": ok({"type": "array", "items": {"type": "object", "properties": {
                     "domain": {"type": "string"}, "public": {"type": "boolean"},
-                    "groups": {"type": "array", "items": {"type": "string"}}}}}), **errors()}}},
+                    "groups": {"type": "array", "items": {"type": "string"}}}}}), **error_answers()}}},
             "/hosts": {
                 "get": {"summary": "Your hosts", "responses": {
-                    "200": ok({"type": "array", "items": {"$ref": "#/components/schemas/Host"}}), **errors()}},
+                    "200": ok({"type": "array", "items": {"$ref": "#/components/schemas/Host"}}), **error_answers()}},
                 "post": {"summary": "Register a host; the answer holds its secret, shown only this once",
                          "requestBody": {"required": True, "content": {"application/json": {"schema": {
                              "type": "object", "required": list(REQUIRED), "properties": {
                                  key: {"type": "string", **rules} for key, rules in FIELDS.items()}}}}},
                          "responses": {"201": ok({"allOf": [{"$ref": "#/components/schemas/Host"}, {
                              "type": "object", "properties": {"secret": {"type": "string"}}}]}, "Created"),
-                             **errors(400, 404, 409)}}},
+                             **error_answers(400, 403, 404, 409)}}},
             "/hosts/{fqdn}": {
                 "parameters": fqdn_param,
                 "get": {"summary": "One of your hosts", "responses": {
-                    "200": ok({"$ref": "#/components/schemas/Host"}), **errors(404)}},
+                    "200": ok({"$ref": "#/components/schemas/Host"}), **error_answers(404)}},
                 "delete": {"summary": "Delete a host and its DNS records", "responses": {
-                    "204": {"description": "Deleted"}, **errors(404, 503)}}},
+                    "204": {"description": "Deleted"}, **error_answers(404, 503)}}},
             "/hosts/{fqdn}/secret": {
                 "parameters": fqdn_param,
                 "post": {"summary": "A new secret; the old one stops working at once", "responses": {
                     "200": ok({"type": "object", "properties": {"fqdn": {"type": "string"},
                                                                "secret": {"type": "string"}}}),
-                    **errors(404)}}},
+                    **error_answers(404)}}},
         },
     }

@@ -22,10 +22,11 @@ import dns.query
 import dns.rcode
 import dns.rdatatype
 
+from . import errors
 from .rndc import RndcClient, RndcError, RndcKey
 
 
-class BindError(RuntimeError):
+class BindError(errors.Unavailable):
     """rndc, named or named-checkzone failed."""
 
 

@@ -14,11 +14,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping, TextIO
 
-from . import __version__, bind, config as configmod, gitops, provenance
+from . import __version__, bind, config as configmod, errors, gitops, provenance
 from .auth import new_secret
-from .publisher import Outcome, ZoneHeld
+from .publisher import Outcome
 from .instance import init_instance, install_hooks, narrow_secrets
-from .service import Service, ServiceError, zone_template_dirs
+from .service import Service, zone_template_dirs
 
 
 class Exit(enum.IntEnum):
@@ -130,16 +130,16 @@ def cmd_quickstart(args, env: Env) -> Exit:
         init_instance(directory, args.http_port, args.dns_port, args.rndc_port, args.zone)
     cfg = configmod.load(config_path, env.environ)
     service = Service.open(cfg)
-    zone = service.store.domains()[0]
+    zone = service.domains()[0].domain.zone
     if fresh:
         password = new_secret()[:20]
-        service.add_user("admin", password, is_admin=True)
+        service.accounts.add_user("admin", password, is_admin=True)
         env.out(f"Admin login: admin / {password}  (shown once)")
     fqdn = f"demo.{zone}"
-    if service.store.find_host(fqdn) is None:
-        _, secret = service.add_host(fqdn, "admin", "created by quickstart")
-    else:
+    try:
         secret = service.regenerate_secret(fqdn)
+    except errors.NotFound:
+        _, secret = service.add_host(fqdn, "admin", "created by quickstart")
     env.out(f"Demo host {fqdn}, secret {secret}")
     env.out("Update it:")
     env.out(f"  curl -u '{fqdn}:{secret}' '{cfg.public_url}/nic/update?myip=192.0.2.10'")
@@ -160,14 +160,14 @@ def cmd_user_add(args, env: Env) -> Exit:
             return Exit.USAGE
     elif getattr(env.stdin, "isatty", lambda: False)():
         password = getpass.getpass("Password (empty for none): ") or None
-    user = service.add_user(args.name, password, args.admin)
+    user = service.accounts.add_user(args.name, password, args.admin)
     _emit(env, args, {"name": user.name, "admin": user.is_admin}, f"user {user.name} added{' (admin)' if user.is_admin else ''}")
     return Exit.OK
 
 
 def cmd_user_token(args, env: Env) -> Exit:
     service = _open(args, env)
-    token = service.new_user_token(args.name)
+    token = service.accounts.new_user_token(args.name)
     _emit(env, args, {"name": args.name, "token": token},
           f"Account token for {args.name} (shown once; it updates any of the user's hosts, username = {args.name}):\n{token}")
     return Exit.OK
@@ -175,7 +175,7 @@ def cmd_user_token(args, env: Env) -> Exit:
 
 def cmd_user_list(args, env: Env) -> Exit:
     service = _open(args, env)
-    users = service.store.users()
+    users = service.accounts.users()
     _emit(env, args, [{"name": u.name, "admin": u.is_admin} for u in users],
           "\n".join(f"{u.name}{'  (admin)' if u.is_admin else ''}" for u in users) or "no users")
     return Exit.OK
@@ -190,10 +190,9 @@ def cmd_domain_add(args, env: Env) -> Exit:
 
 def cmd_domain_list(args, env: Env) -> Exit:
     service = _open(args, env)
-    counts = service.store.host_counts()
-    domains = service.store.domains()
-    _emit(env, args, [{"zone": d, "hosts": counts.get(d, 0)} for d in domains],
-          "\n".join(f"{d}  {counts.get(d, 0)} hosts" for d in domains) or "no domains")
+    domains = service.domains()
+    _emit(env, args, [{"zone": d.domain.zone, "hosts": d.hosts} for d in domains],
+          "\n".join(f"{d.domain.zone}  {d.hosts} hosts" for d in domains) or "no domains")
     return Exit.OK
 
 
@@ -218,7 +217,7 @@ def cmd_host_secret(args, env: Env) -> Exit:
 def cmd_host_list(args, env: Env) -> Exit:
     service = _open(args, env)
     views = service.list_hosts(args.owner)
-    owners = {u.id: u.name for u in service.store.users()}
+    owners = {u.id: u.name for u in service.accounts.users()}
     rows = [{"fqdn": v.host.fqdn, "owner": owners.get(v.host.owner_id), "ipv4": v.ipv4, "ipv6": v.ipv6,
              "last_update": v.host.last_update, "last_client": v.host.last_client,
              "auth_faults": v.host.auth_faults, "comment": v.host.comment} for v in views]
@@ -354,7 +353,7 @@ def cmd_hook(args, env: Env) -> Exit:
 
 def cmd_audit(args, env: Env) -> Exit:
     service = _open(args, env)
-    entries = service.publisher.repo.audit(args.since, args.until)
+    entries = service.audit(args.since, args.until)
     rows = []
     for e in entries:
         c = e.change
@@ -468,18 +467,20 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def exit_status(error: errors.DdnsError) -> int:
+    """The exit status of a command that ended with ERROR: ``errors.CODES``; a configuration that cannot be used is USAGE."""
+    return Exit.USAGE if isinstance(error, configmod.ConfigError) else errors.codes(error).exit
+
+
 def main(argv: list[str] | None = None, env: Env | None = None) -> int:
     env = env or Env()
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
         return int(args.fn(args, env))
-    except configmod.ConfigError as exc:
+    except errors.DdnsError as exc:
         env.err(f"error: {exc}")
-        return Exit.USAGE
-    except (ServiceError, bind.BindError, gitops.GitOpsError, ZoneHeld) as exc:
-        env.err(f"error: {exc}")
-        return Exit.ERROR
+        return exit_status(exc)
 
 
 if __name__ == "__main__":

@@ -12,6 +12,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
 
+from . import errors
+
 
 @dataclass(frozen=True)
 class Setting:
@@ -94,7 +96,7 @@ SETTINGS: tuple[Setting, ...] = (
 _BY_KEY = {s.key: s for s in SETTINGS}
 
 
-class ConfigError(ValueError):
+class ConfigError(errors.Invalid):
     """A configuration file or override that cannot be used."""
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 import ipaddress
 from dataclasses import dataclass, field
 
+from . import errors
 from .publisher import Change, Outcome
 from .service import NoSuchObject, Service
 from .store import Host, User
@@ -39,7 +40,7 @@ class Answer:
         return "\n".join(self.lines) + "\n"
 
 
-class BadRequest(ValueError):
+class BadRequest(errors.Invalid):
     """The request itself is unusable; ``code`` is the answer for it."""
 
     def __init__(self, code: str, reason: str):

@@ -20,7 +20,7 @@ import dns.rdatatype
 import dns.zone
 import jinja2
 
-from . import bind, zones
+from . import bind, errors, zones
 from .gitrepo import TRAILER
 from .provenance import is_service_file
 
@@ -133,7 +133,7 @@ def git_output(repo: Path, *args: str, check: bool = True) -> str:
     return proc.stdout.strip()
 
 
-class GitOpsError(RuntimeError):
+class GitOpsError(errors.Invalid):
     """A revision could not be read."""
 
 
@@ -192,7 +192,7 @@ def render_zone_at(repo: Path, rev: str, zone: str, template_dirs: list[Path], c
             rendered_path = zone_dir / zones.rendered_file(zone)
             serial = (zones.serial_of(rendered_path.read_text()) if rendered_path.exists() else None) or 1
             text = zones.render_zone(template, source.settings, serial, source.static_text, dynamic)
-        except Exception as exc:  # refused sources, TOML syntax, template errors, bad dynamic lines
+        except (OSError, UnicodeError, errors.Invalid, jinja2.TemplateError) as exc:  # refused sources, bad lines
             return ZoneCheck(zone, None, [_source_error(zone, exc)])
         check_path = Path(tmp) / "candidate.zone"
         check_path.write_text(text)
@@ -210,7 +210,7 @@ def _source_error(zone: str, exc: Exception) -> str:
         return f"{zone}: the zone template: {exc}"
     if isinstance(exc, zones.BadRecordLine):
         return f"{zone}/{zones.DYNAMIC_FILE}: {exc}"
-    return f"{zone}/{zones.SETTINGS_FILE}: {exc}"
+    return f"{zone}: {exc}"
 
 
 def _map_errors(message: str, check_path: str, text: str, static_text: str, zone: str) -> list[str]:

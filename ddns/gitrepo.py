@@ -20,7 +20,7 @@ from typing import Iterable, Iterator
 
 import git
 
-from . import private, provenance
+from . import errors, private, provenance
 from .provenance import SERVICE_EMAIL, SERVICE_NAME
 
 log = logging.getLogger("ddns.gitrepo")
@@ -86,11 +86,11 @@ def parse_trailers(message: str) -> list[ChangeRecord]:
     return records
 
 
-class SyncConflict(RuntimeError):
+class SyncConflict(errors.Conflict):
     """The service's commits and the upstream's cannot be combined without a human."""
 
 
-class PushFailed(RuntimeError):
+class PushFailed(errors.Unavailable):
     """The upstream refused a push for another reason than a commit that landed first (full disk, a hook)."""
 
 

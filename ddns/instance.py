@@ -12,10 +12,10 @@ import sys
 from pathlib import Path
 from typing import Any, Mapping
 
-from . import bind, config as configmod, private, provenance, resource_dir
+from . import bind, config as configmod, errors, private, provenance, resource_dir
 from .auth import new_secret
 from .gitrepo import ZonesRepo
-from .service import Service, ServiceError
+from .service import Service
 
 
 def init_instance(directory: Path, http_port: int = 8080, dns_port: int = 5353, rndc_port: int | None = None,
@@ -28,7 +28,7 @@ def init_instance(directory: Path, http_port: int = 8080, dns_port: int = 5353, 
     directory.mkdir(parents=True, exist_ok=True)
     config_path = directory / "ddns.toml"
     if config_path.exists():
-        raise ServiceError(f"{config_path} exists; not overwriting an instance")
+        raise errors.Conflict(f"{config_path} exists; not overwriting an instance")
     values = {"http.port": http_port, "bind.port": dns_port, "bind.rndc_port": rndc_port or dns_port + 1,
               "zones.upstream": "zones.git", "zones.push_token": new_secret(), **(extra or {})}
     private.write_new(config_path, configmod.render_toml(values))

@@ -10,6 +10,7 @@ makes them and the one page that shows them -- never in the database.
 from __future__ import annotations
 
 import functools
+import re
 import secrets
 import threading
 import time
@@ -20,12 +21,12 @@ from typing import Any, Callable
 import bottle
 import jinja2
 
-from . import clientconfigs, formtext, resource_dir
+from . import clientconfigs, errors, formtext, resource_dir
 from .oidc import PENDING_SECONDS, LoginFailed, OidcLogin
 from .publisher import Outcome
-from .service import NoSuchObject, Service, ServiceError, TooMany
-from .sessions import COOKIE, OIDC_COOKIE, PRE_COOKIE, Sessions, csrf_ok
-from .store import Busy, NotFound, Session, User
+from .service import Service
+from .sessions import COOKIE, OIDC_COOKIE, PRE_COOKIE, csrf_ok
+from .store import Session, User
 
 WEB_TEMPLATES = resource_dir("templates") / "web"
 STATIC = resource_dir("templates") / "static"
@@ -99,6 +100,23 @@ def timestamp(value: float | None) -> str:
     return time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(value)) if value else "never"
 
 
+def refusal(error: errors.DdnsError) -> tuple[int, str]:
+    """The status (from ``errors.CODES``) and the sentence a page shows for ERROR."""
+    text = str(error) or error.kind.value
+    text = text[0].upper() + text[1:]
+    return errors.codes(error).http, text if text.endswith((".", "!", "?")) else text + "."
+
+
+def whole_number(text: str) -> int:
+    """TEXT as an integer: ASCII digits with an optional sign, nothing else (no "1_000", no other scripts' digits).
+
+    Whether it is in range is the service's rule; this only tells "not a number" apart from it.
+    """
+    if not re.fullmatch(r"[+-]?[0-9]+", text):
+        raise errors.Invalid(f"the TTL must be a whole number of seconds, not {text[:20]!r}")
+    return int(text)
+
+
 class Portal:
     def __init__(self, service: Service, oidc: OidcLogin | None, client: Callable[[], str],
                  over_tls: Callable[[], bool], clock: Callable[[], float] = time.time):
@@ -107,7 +125,7 @@ class Portal:
         self.service = service
         self.oidc = oidc
         self.local_login = config["portal.local_login"]
-        self.sessions = Sessions(service.store, config["portal.session_idle"], config["portal.session_max"], clock)
+        self.sessions = service.accounts.sessions(clock)
         self.stash = SecretStash()
         self.env = jinja2.Environment(loader=jinja2.FileSystemLoader(WEB_TEMPLATES), autoescape=True,
                                       undefined=jinja2.StrictUndefined)
@@ -128,10 +146,7 @@ class Portal:
         session = self.sessions.load(bottle.request.get_cookie(COOKIE))
         user = None
         if session is not None and session.user_id is not None:
-            try:
-                user = self.service.store.user_by_id(session.user_id)
-            except NotFound:
-                user = None
+            user = self.service.accounts.user(session.user_id)
         pre = bottle.request.get_cookie(PRE_COOKIE)
         return Visit(session, user, pre if pre and len(pre) <= 100 else None)
 
@@ -172,14 +187,8 @@ class Portal:
                         response = self.error(visit, 403, "This page is for admins.")
                     else:
                         response = handler(visit, *args, **kwargs)
-                except TooMany as exc:
-                    response = self.error(visit, 429, str(exc).capitalize() + ".")
-                except Busy as exc:
-                    response = self.error(visit, 503, str(exc).capitalize() + ".")
-                except ServiceError as exc:
-                    response = self.error(visit, 404 if isinstance(exc, NoSuchObject) else 400, str(exc))
-                except NotFound as exc:  # the object went away while the request ran (a concurrent delete)
-                    response = self.error(visit, 404, str(exc))
+                except errors.DdnsError as exc:  # a refusal, or an object gone while the request ran
+                    response = self.error(visit, *refusal(exc))
                 self.apply_cookies(visit, response)
                 return response
             return wrapper
@@ -217,7 +226,7 @@ class Portal:
         raw, visit.session = self.sessions.start(user.id, data)
         visit.set_cookie(COOKIE, raw, "/", int(self.sessions.max_age))
         visit.user = user
-        self.service.store.note_login(user.id, self.service.clock())
+        self.service.accounts.note_login(user)
 
     # ---- pages -----------------------------------------------------------------
     def install(self, app: bottle.Bottle) -> None:
@@ -256,9 +265,9 @@ class Portal:
                 return self.error(visit, 404, "Local accounts are switched off here.")
             name, password = self.form("username", 64), formtext.value(bottle.request.forms, "password")
             try:
-                user = service.check_password(name, password, self.client())
-            except TooMany:
-                return self.render(visit, "login.html", 429, next=target, logged_out=False,
+                user = service.accounts.check_password(name, password, self.client())
+            except errors.TooMany as exc:
+                return self.render(visit, "login.html", errors.codes(exc).http, next=target, logged_out=False,
                                    error="Too many failed logins. Wait a few minutes and try again.")
             if user is None:
                 return self.render(visit, "login.html", 401, next=target, logged_out=False,
@@ -295,7 +304,7 @@ class Portal:
                                           service.config.public_url + "/login/callback")
             except LoginFailed as exc:
                 return self.error(visit, 401, str(exc))
-            user = service.login_oidc(tokens.identity)
+            user = service.accounts.login_oidc(tokens.identity)
             self.begin_session(visit, user, {"refresh_token": tokens.refresh_token})
             return self.redirect(safe_next(pending.get("next")))
 
@@ -322,12 +331,13 @@ class Portal:
         def host_create(visit: Visit):
             label, zone, comment = self.form("name", 253), self.form("domain", 253), self.form("comment")
             domains = service.usable_domains(visit.user)
-            service.count_secret_action(visit.user)
+            service.accounts.count_secret_action(visit.user)
             try:
                 host, secret = service.add_host_for(visit.user, label, zone, comment)
-            except ServiceError as exc:
-                return self.render(visit, "host_new.html", 400, domains=domains, label=label, zone=zone,
-                                   comment=comment, error=str(exc))
+            except errors.DdnsError as exc:
+                status, message = refusal(exc)
+                return self.render(visit, "host_new.html", status, domains=domains, label=label, zone=zone,
+                                   comment=comment, error=message)
             self.stash.put(visit.session, host.fqdn, secret)
             return self.redirect(f"/hosts/{host.fqdn}/secret")
 
@@ -365,7 +375,7 @@ class Portal:
         @page()
         def host_regenerate(visit: Visit, fqdn: str):
             host = service.owned_host(visit.user, fqdn)
-            service.count_secret_action(visit.user)
+            service.accounts.count_secret_action(visit.user)
             self.stash.put(visit.session, host.fqdn, service.regenerate_secret(host.fqdn))
             return self.redirect(f"/hosts/{host.fqdn}/secret")
 
@@ -395,25 +405,22 @@ class Portal:
         @app.get("/tokens")
         @page()
         def tokens(visit: Visit):
-            return self.render(visit, "tokens.html", tokens=service.store.api_tokens(visit.user.id),
+            return self.render(visit, "tokens.html", tokens=service.accounts.api_tokens(visit.user),
                                new_token=self.stash.take(visit.session, "api-token"),
                                api_url=service.config.public_url + "/api/v1")
 
         @app.post("/tokens")
         @page()
         def token_create(visit: Visit):
-            service.count_secret_action(visit.user)
-            token = service.new_api_token(visit.user, self.form("name", 100) or "API token")
+            service.accounts.count_secret_action(visit.user)
+            token = service.accounts.new_api_token(visit.user, self.form("name", 100) or "API token")
             self.stash.put(visit.session, "api-token", token)
             return self.redirect("/tokens")
 
         @app.post("/tokens/<token_id:int>/delete")
         @page()
         def token_delete(visit: Visit, token_id: int):
-            try:
-                service.store.delete_api_token(visit.user.id, token_id)
-            except NotFound:
-                return self.error(visit, 404, "No such token.")
+            service.accounts.delete_api_token(visit.user, token_id)
             self.flash(visit, "The token is revoked.")
             return self.redirect("/tokens")
 
@@ -429,8 +436,8 @@ class Portal:
             nameservers = self.form("nameservers", 1000).replace(",", " ").split()
             try:
                 outcome = service.add_domain(zone, nameservers or None, "portal:" + visit.user.name)
-            except ServiceError as exc:
-                return self.domains_page(visit, 400, error=str(exc), zone=zone)
+            except errors.DdnsError as exc:
+                return self.domains_page(visit, *refusal(exc), zone=zone)
             self.flash(visit, f"Domain {zone} added. " + OUTCOME_TEXT[outcome])
             return self.redirect("/admin/domains")
 
@@ -439,17 +446,14 @@ class Portal:
         def domain_update(visit: Visit, zone: str):
             groups = self.form("groups", 10_000).replace(",", "\n").splitlines()
             public = self.form("access") != "groups"
-            ttl_text = self.form("dynamic_ttl", 10)
+            ttl_text = self.form("dynamic_ttl", 100)
             try:
-                ttl = int(ttl_text) if ttl_text else None
-            except ValueError:
-                return self.domains_page(visit, 400, error="The TTL must be a whole number of seconds.", zone="")
-            try:
+                ttl = whole_number(ttl_text) if ttl_text else None
                 outcome = service.configure_domain(zone, public, groups, ttl, "portal:" + visit.user.name)
-            except NoSuchObject:
+            except errors.NotFound:
                 raise  # the page's 404
-            except ServiceError as exc:  # refused as a whole: nothing was changed
-                return self.domains_page(visit, 400, error=str(exc).capitalize() + ".", zone="")
+            except errors.DdnsError as exc:  # refused as a whole: nothing was changed
+                return self.domains_page(visit, *refusal(exc))
             message = f"Access to {zone} saved."
             if outcome is not None:
                 message += " TTL: " + OUTCOME_TEXT[outcome]
@@ -476,6 +480,4 @@ class Portal:
                            can_add=bool(self.service.usable_domains(visit.user)))
 
     def domains_page(self, visit: Visit, status: int = 200, error: str = "", zone: str = "") -> bottle.HTTPResponse:
-        counts = self.service.store.host_counts()
-        rows = [(d, counts.get(d.zone, 0), self.service.dynamic_ttl(d.zone)) for d in self.service.store.domain_list()]
-        return self.render(visit, "domains.html", status, rows=rows, error=error, zone=zone)
+        return self.render(visit, "domains.html", status, rows=self.service.domains(), error=error, zone=zone)

@@ -41,7 +41,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, ContextManager
 
-from . import bind, zones
+from . import bind, errors, zones
 from .bindtarget import BindTarget, PublishTarget
 from .gitrepo import ChangeRecord, SyncConflict, ZonesRepo, commit_message
 from .repolock import RepoLock
@@ -52,7 +52,7 @@ from .zonestate import ZoneReader, ZoneState, stamp
 log = logging.getLogger("ddns.publisher")
 
 
-class ZoneHeld(RuntimeError):
+class ZoneHeld(errors.Unavailable):
     """A zone's files differ from HEAD and cannot be put back: nothing is published from them."""
 
 
@@ -463,7 +463,7 @@ class Publisher:
         with self.locked():
             zone_dir = self.root / zone
             if zone_dir.exists() and any(zone_dir.iterdir()):  # an empty one is what a removed zone leaves
-                raise FileExistsError(f"zone {zone} exists in the repository")
+                raise errors.Conflict(f"zone {zone} exists in the repository")
             zone_dir.mkdir(exist_ok=True)
             try:
                 (zone_dir / zones.SETTINGS_FILE).write_text(settings_toml)
@@ -473,7 +473,7 @@ class Publisher:
                 text = self.reader.render(state, state.serial)
                 error = self.reader.check(zone, text)
                 if error:
-                    raise ValueError(f"zone {zone} does not validate: {error}")
+                    raise errors.Invalid(f"zone {zone} does not validate: {error}")
                 dyn_path, rendered_path = self.reader.service_paths(zone)
                 atomic_write(dyn_path, "", self.fsync)
                 atomic_write(rendered_path, text, self.fsync)
@@ -517,7 +517,7 @@ class Publisher:
                 text = self.reader.render(new_state, new_state.serial)
                 error = self.reader.check(zone, text)
                 if error:
-                    raise ValueError(f"zone {zone} does not validate: {error}")
+                    raise errors.Invalid(f"zone {zone} does not validate: {error}")
                 files.write(rendered_path, text)
                 self.repo.commit([settings_rel, f"{zone}/{rendered_path.name}"],
                                  f"Change the settings of {zone}\n\nby {actor}\n", author=actor)

@@ -13,7 +13,7 @@ from .background import Background
 from .config import Config
 from .guard import Guard
 from .publisher import Publisher
-from .store import Host, Store
+from .store import Domain, Host, Store
 
 
 @dataclass(frozen=True)
@@ -24,6 +24,15 @@ class HostView:
     ipv4: str | None
     ipv6: str | None
     in_repository: bool = True  # False: a merge removed its zone; nothing is served until the zone returns
+
+
+@dataclass(frozen=True)
+class DomainView:
+    """An open domain with its number of hosts and its host records' TTL (None: not in the repository now)."""
+
+    domain: Domain
+    hosts: int
+    dynamic_ttl: int | None
 
 
 class Reports:

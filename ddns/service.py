@@ -9,15 +9,15 @@ The threads of ``ddns serve`` are in ddns.background, the read models in ddns.re
 from __future__ import annotations
 
 import functools
-import hashlib
 import ipaddress
 import threading
 import time
 from pathlib import Path
 from typing import Callable
 
-from . import bind, resource_dir, zones
-from .auth import FailureLimiter, hash_secret, new_secret
+from . import bind, errors, resource_dir, zones
+from .accounts import Accounts
+from .auth import hash_secret, new_secret
 from .background import Background
 from .config import Config
 from .gitrepo import HistoryEntry, ZonesRepo
@@ -25,8 +25,7 @@ from .guard import Guard, Verdict
 from .bindtarget import PublishTarget
 from .publisher import Change, Outcome, Publisher
 from .store import Busy, Conflict, Domain, Host, LastSeen, NotFound, Store, User
-from .oidc import Identity
-from .reports import HostView, Reports
+from .reports import DomainView, HostView, Reports
 from .validate import AddressPolicy, InvalidName, normalize_name, parse_address, record_type, split_host
 from .zones import default_zone_files
 
@@ -38,20 +37,8 @@ RESERVED_LABELS = frozenset({"@", "www", "ns", "ns1", "ns2", "ns3", "mail", "smt
                              "autoconfig", "autodiscover", "_dmarc"})
 
 
-class ServiceError(ValueError):
-    """A request the service refuses, with a message for the person who made it."""
-
-
-class TooMany(ServiceError):
-    """Rate-limited: the user did this too often within the failure window."""
-
-
-class NoSuchObject(ServiceError):
-    """No such host or domain -- or one the asking user may not see (the same answer)."""
-
-
-class Taken(ServiceError):
-    """The name is registered already."""
+# The refusals' names from before the one root; the update path (and the branches rewriting it) still raise them.
+ServiceError, NoSuchObject = errors.Invalid, errors.NotFound
 
 
 def zone_template_dirs(config: Config) -> list[Path]:
@@ -80,8 +67,7 @@ class Service:
         self.publisher = publisher
         self.clock = clock
         self.guard = Guard(config, monotonic)  # secrets and passwords: the cache of good ones, failure counters
-        self.secret_actions = FailureLimiter(config["portal.max_secret_actions"], config["security.failure_window"],
-                                             clock=monotonic)
+        self.accounts = Accounts(config, store, self.guard, clock, monotonic)
         self.trusted_proxies = [ipaddress.ip_network(n, strict=False) for n in config["http.trusted_proxies"]]
         self.policy = AddressPolicy(config["dyndns2.allow_private"], config["dyndns2.allow_loopback"])
         self._seen: dict[str, LastSeen] = {}
@@ -162,47 +148,6 @@ class Service:
         """Publish CHANGES and wait for their outcomes (911-style FAILED on timeout)."""
         return self.background.publish(changes, timeout)
 
-    # ---- users and domains -------------------------------------------------
-    def add_user(self, name: str, password: str | None = None, is_admin: bool = False) -> User:
-        if not name or len(name) > 64 or not name.replace("-", "").replace("_", "").replace(".", "").isalnum() or not name.isascii():
-            raise ServiceError("user names are 1-64 letters, digits, '.', '-' or '_'")
-        hashed = hash_secret(password, self.config["security.bcrypt_rounds"]) if password else None
-        try:
-            return self.store.add_user(name, hashed, is_admin, self.clock())
-        except Conflict as exc:
-            raise ServiceError(str(exc)) from exc
-
-    def new_user_token(self, name: str) -> str:
-        """An account token: updates any of the user's hosts (username = user name)."""
-        token = new_secret()
-        try:
-            self.store.set_user_token(name, hash_secret(token, self.config["security.bcrypt_rounds"]))
-        except NotFound as exc:
-            raise ServiceError(str(exc)) from exc
-        return token
-
-    def login_oidc(self, identity: "Identity") -> User:
-        """The user behind an OpenID Connect login, created at the first one.
-
-        With ``oidc.admin_groups`` set, the groups decide who is an admin at every
-        login; without, the admin flag set by ``ddns user`` stays as it is.
-        """
-        admin_groups = set(self.config["oidc.admin_groups"])
-        is_admin = bool(admin_groups & set(identity.groups)) if admin_groups else None
-        return self.store.login_oidc_user(identity.sub, identity.username, identity.email, identity.name,
-                                          list(identity.groups), is_admin, self.clock())
-
-    def new_api_token(self, user: User, name: str) -> str:
-        """A personal API token (shown once). Stored as SHA-256: it is 192 random bits, so no bcrypt is needed."""
-        token = API_TOKEN_PREFIX + new_secret()
-        self.store.add_api_token(user.id, name.strip()[:100] or "API token", _token_hash(token), self.clock())
-        return token
-
-    def api_token_user(self, token: str) -> User | None:
-        if not token.startswith(API_TOKEN_PREFIX) or len(token) > 200:
-            return None
-        return self.store.api_token_owner(_token_hash(token), self.clock())
-
     def dynamic_ttl(self, zone: str) -> int | None:
         state = self.publisher.zones.get(zone)
         return state.source.settings.dynamic_ttl if state is not None else None
@@ -216,31 +161,32 @@ class Service:
         """What /healthz answers: "degraded", with the reasons, while changes are not published."""
         return self.reports.health()
 
+    # ---- domains ---------------------------------------------------------------
     def add_domain(self, zone: str, nameservers: list[str] | None = None, actor: str = "cli") -> Outcome:
         """Create ZONE in the repository (if new), have BIND serve it, open it for hosts."""
         try:
             zone = normalize_name(zone)
+            nameservers = [normalize_name(n) for n in nameservers or ()]  # they end up in zone.toml: names only
         except InvalidName as exc:
-            raise ServiceError(f"not a valid zone name: {exc}") from exc
+            raise InvalidName(f"not a valid zone or name server name: {exc}") from exc
         if zone in self.store.domains():
-            raise ServiceError(f"domain {zone} exists")
+            raise errors.Conflict(f"domain {zone} exists")
         outcome = Outcome.GOOD
         if zone not in zones.list_zones(self.publisher.root):  # on disk: another process may have added or removed it
             settings, static = default_zone_files(zone, nameservers, self.config["bind.listen"])
-            try:
-                outcome = self.publisher.add_zone(zone, settings, static, actor)
-            except (ValueError, FileExistsError) as exc:
-                raise ServiceError(str(exc)) from exc
+            outcome = self.publisher.add_zone(zone, settings, static, actor)
         self.store.add_domain(zone, self.clock())
         return outcome
 
+    def domains(self) -> list[DomainView]:
+        """The open domains with who may use them, their host counts and host records' TTL."""
+        counts = self.store.host_counts()
+        return [DomainView(d, counts.get(d.zone, 0), self.dynamic_ttl(d.zone)) for d in self.store.domain_list()]
+
     # ---- hosts -------------------------------------------------------------
     def _split(self, fqdn: str) -> tuple[str, str, str]:
-        try:
-            fqdn = normalize_name(fqdn)
-            label, zone = split_host(fqdn, frozenset(self.store.domains()))
-        except InvalidName as exc:
-            raise ServiceError(str(exc)) from exc
+        fqdn = normalize_name(fqdn)
+        label, zone = split_host(fqdn, frozenset(self.store.domains()))
         return fqdn, label, zone
 
     def add_host(self, fqdn: str, owner: str, comment: str = "") -> tuple[Host, str]:
@@ -248,24 +194,21 @@ class Service:
         fqdn, label, zone = self._split(fqdn)
         state = self.publisher.zones.get(zone)
         if label in RESERVED_LABELS or (state is not None and label in state.source.reserved):
-            raise ServiceError(f"{label} is reserved in {zone}")
-        try:
-            user = self.store.user(owner)
-        except NotFound as exc:
-            raise ServiceError(str(exc)) from exc
+            raise errors.Invalid(f"the name {label} is reserved in {zone}")
+        user = self.store.user(owner)
         secret = new_secret()
         try:
             host = self.store.add_host(fqdn, zone, user.id, hash_secret(secret, self.config["security.bcrypt_rounds"]),
                                        self.clock(), comment[:200])
         except Conflict as exc:
-            raise Taken(f"{fqdn} is taken") from exc
+            raise errors.Conflict(f"the name {fqdn} is taken") from exc
         return host, secret
 
     def host(self, fqdn: str) -> Host:
         try:
             return self.store.host(normalize_name(fqdn))
         except (NotFound, InvalidName) as exc:
-            raise NoSuchObject(f"no host {fqdn}") from exc
+            raise errors.NotFound(f"no host {fqdn}") from exc
 
     def regenerate_secret(self, fqdn: str) -> str:
         """A new secret for FQDN; the old one stops working at once."""
@@ -275,7 +218,7 @@ class Service:
         try:
             self.store.set_secret_hash(host.fqdn, hash_secret(secret, self.config["security.bcrypt_rounds"]))
         except NotFound as exc:  # deleted while the hash was computed
-            raise NoSuchObject(f"no host {fqdn}") from exc
+            raise errors.NotFound(f"no host {fqdn}") from exc
         return secret
 
     def view(self, host: Host) -> HostView:
@@ -284,10 +227,7 @@ class Service:
 
     def list_hosts(self, owner: str | None = None) -> list[HostView]:
         self.flush_seen()  # show updates of the last second too
-        try:
-            owner_id = self.store.user(owner).id if owner else None
-        except NotFound as exc:
-            raise NoSuchObject(str(exc)) from exc
+        owner_id = self.store.user(owner).id if owner else None
         return [self.view(h) for h in self.store.hosts(owner_id)]
 
     def host_change(self, host: Host, rtype: str, address: str | None, actor: str, interface: str = "cli",
@@ -347,11 +287,12 @@ class Service:
         return [rtype for rtype, value in (("A", view.ipv4), ("AAAA", view.ipv6)) if value is not None]
 
     def history(self, fqdn: str) -> list[HistoryEntry]:
-        try:
-            fqdn = normalize_name(fqdn)
-        except InvalidName as exc:
-            raise ServiceError(str(exc)) from exc
-        return list(self.publisher.repo.history(fqdn))
+        """Every change of FQDN's records, read from the trailers of the service's commits."""
+        return list(self.publisher.repo.history(normalize_name(fqdn)))
+
+    def audit(self, since: str, until: str | None = None) -> list[HistoryEntry]:
+        """Every change of every host between SINCE and UNTIL (dates git understands)."""
+        return list(self.publisher.repo.audit(since, until))
 
     def clear_address(self, fqdn: str, actor: str, interface: str = "cli", rtypes: tuple[str, ...] = ("A", "AAAA")) -> Outcome:
         """Remove the host's RTYPES records (it stays registered)."""
@@ -373,13 +314,6 @@ class Service:
         """Admins use every domain; others public ones and those limited to a group they are in."""
         return user.is_admin or domain.public or bool(set(user.groups) & set(domain.groups))
 
-    def count_secret_action(self, user: User) -> None:
-        """Count a new secret or token made by USER; refuse once they made too many lately."""
-        key = f"user:{user.id}"
-        if self.secret_actions.blocked(key):
-            raise TooMany("too many new secrets in a short time; wait a few minutes and try again")
-        self.secret_actions.fail(key)
-
     def usable_domains(self, user: User) -> list[Domain]:
         return [d for d in self.store.domain_list() if self.may_use(user, d)]
 
@@ -388,7 +322,7 @@ class Service:
         self.flush_seen()
         host = self.host(fqdn)
         if host.owner_id != user.id and not user.is_admin:
-            raise NoSuchObject(f"no host {fqdn}")
+            raise errors.NotFound(f"no host {fqdn}")
         return host
 
     def add_host_for(self, user: User, label: str, zone: str, comment: str = "") -> tuple[Host, str]:
@@ -396,26 +330,22 @@ class Service:
         try:
             domain = self.store.domain(zone)
         except NotFound as exc:
-            raise NoSuchObject(f"no domain {zone}") from exc
+            raise errors.NotFound(f"no domain {zone}") from exc
         if not self.may_use(user, domain):
-            raise ServiceError(f"you may not register hosts in {zone}")
+            raise errors.Refused(f"you may not register hosts in {zone}")
         label = label.strip().rstrip(".")
         if not label:
-            raise ServiceError("a host name is needed")
+            raise errors.Invalid("a host name is needed")
         fqdn, _, found_zone = self._split(f"{label}.{zone}")
         if found_zone != zone:
-            raise ServiceError(f"{fqdn} belongs to the domain {found_zone}")
+            raise errors.Invalid(f"{fqdn} belongs to the domain {found_zone}")
         return self.add_host(fqdn, user.name, comment)
 
     def set_comment(self, fqdn: str, comment: str) -> None:
         self.store.set_comment(self.host(fqdn).fqdn, comment.strip()[:200])
 
     def set_domain_access(self, zone: str, public: bool, groups: list[str]) -> None:
-        clean = _clean_groups(groups)
-        try:
-            self.store.set_domain_access(zone, public, clean)
-        except NotFound as exc:
-            raise NoSuchObject(str(exc)) from exc
+        self.store.set_domain_access(zone, public, _clean_groups(groups))
 
     def set_dynamic_ttl(self, zone: str, ttl: int, actor: str) -> Outcome:
         """Set the TTL of the zone's host records: a commit to its zone.toml, then a reload."""
@@ -423,14 +353,16 @@ class Service:
         path = self.publisher.root / zone / zones.SETTINGS_FILE
         try:
             return self.publisher.update_settings(zone, zones.with_dynamic_ttl(path.read_text(), ttl), actor)
-        except (ValueError, KeyError, OSError) as exc:  # KeyError, OSError: the zone left the repository just now
-            raise ServiceError(str(exc)) from exc
+        except (KeyError, FileNotFoundError) as exc:  # the zone left the repository just now
+            raise errors.NotFound(f"no domain {zone}") from exc
+        except OSError as exc:  # a full disk: the files are back as HEAD has them, nothing changed
+            raise errors.Unavailable(f"the change could not be committed: {exc}") from exc
 
     def _check_ttl(self, zone: str, ttl: int) -> None:
         if not 1 <= ttl <= 86400:
-            raise ServiceError("the TTL must be between 1 and 86400 seconds")
+            raise errors.Invalid("the TTL must be between 1 and 86400 seconds")
         if zone not in self.publisher.zones:
-            raise NoSuchObject(f"no domain {zone}")
+            raise errors.NotFound(f"no domain {zone}")
 
     def configure_domain(self, zone: str, public: bool, groups: list[str], ttl: int | None,
                          actor: str) -> Outcome | None:
@@ -442,30 +374,11 @@ class Service:
         """
         clean = _clean_groups(groups)
         if not public and not clean:
-            raise ServiceError(f"name at least one group that may use {zone}")
-        try:
-            self.store.domain(zone)
-        except NotFound as exc:
-            raise NoSuchObject(str(exc)) from exc
+            raise errors.Invalid(f"name at least one group that may use {zone}")
+        self.store.domain(zone)  # errors.NotFound before anything changes
         outcome = self.set_dynamic_ttl(zone, ttl, actor) if ttl is not None else None
         self.set_domain_access(zone, public, clean)
         return outcome
-
-    def check_password(self, name: str, password: str, client: str = "") -> User | None:
-        """The local user NAME if PASSWORD is theirs, else None. Unknown names pay the same bcrypt cost.
-
-        Raises TooMany while CLIENT's network failed too often for NAME, or too
-        often in all: the guesser waits, not NAME's owner elsewhere nor others
-        behind the same address.
-        """
-        try:
-            user = self.store.user(name)
-        except NotFound:
-            user = None
-        verdict = self.guard.check_password(name, user.password_hash if user else None, password, client)
-        if verdict == "abuse":
-            raise TooMany("too many failed logins")
-        return user if verdict == "ok" else None
 
     # ---- authentication for updates ---------------------------------------
     def _principal(self, username: str) -> tuple[str, Host | User | None, str | None]:
@@ -498,16 +411,9 @@ class Service:
         return verdict, principal if verdict == "ok" else None
 
 
-API_TOKEN_PREFIX = "ddns_"
-
-
 def _clean_groups(groups: list[str]) -> list[str]:
     """The group names of a domain's access rule, deduplicated and sorted; refused when too many or too long."""
     clean = sorted({g.strip() for g in groups if g.strip()})
     if any(len(g) > 200 for g in clean) or len(clean) > 50:
-        raise ServiceError("at most 50 groups of at most 200 characters each")
+        raise errors.Invalid("at most 50 groups of at most 200 characters each")
     return clean
-
-
-def _token_hash(token: str) -> str:
-    return hashlib.sha256(token.encode()).hexdigest()

@@ -11,7 +11,7 @@ import threading
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import private
+from . import errors, private
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS users (
@@ -153,15 +153,15 @@ class Host:
         return self.fqdn[: -len(self.zone) - 1]
 
 
-class Busy(RuntimeError):
+class Busy(errors.Busy):
     """Another connection holds SQLite's write lock longer than this thread waits (see ``wait_at_most``)."""
 
 
-class Conflict(ValueError):
+class Conflict(errors.Conflict):
     """The object exists already."""
 
 
-class NotFound(LookupError):
+class NotFound(errors.NotFound):
     """No such object."""
 
 

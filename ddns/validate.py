@@ -12,15 +12,17 @@ from dataclasses import dataclass
 
 import idna
 
+from . import errors
+
 _LABEL = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)\Z")  # \Z: "$" would accept a trailing newline
 MAX_NAME_LENGTH = 253
 
 
-class InvalidName(ValueError):
+class InvalidName(errors.Invalid):
     """A hostname or zone name that is not a valid DNS name."""
 
 
-class InvalidAddress(ValueError):
+class InvalidAddress(errors.Invalid):
     """An address that is malformed or refused by policy."""
 
 

@@ -14,13 +14,12 @@ import uuid
 
 import bottle
 
-from . import api, dyndns2, formtext
+from . import api, dyndns2, errors, formtext
 from .config import Config
 from .httpserver import HttpServer, Limits
 from .oidc import OidcLogin
 from .portal import Portal
 from .service import Service
-from .store import Busy
 
 log = logging.getLogger("ddns.web")
 MAX_QUERY_LENGTH = 8192
@@ -115,17 +114,21 @@ def create_app(service: Service, oidc: OidcLogin | None = None) -> bottle.Bottle
         service.begin_web_request()
 
     def busy_is_503(callback):
-        """A write that found the database busy answers 503 at once, on every route (a clear message, no 500)."""
+        """A write that found the database busy answers at once, on every route (a clear message, no 500).
+
+        Outside the handlers' own refusal tables: a session read before a portal page, a token before an API call.
+        """
         @functools.wraps(callback)
         def wrapper(*args, **kwargs):
             try:
                 return callback(*args, **kwargs)
-            except Busy as exc:
+            except errors.Busy as exc:
                 log.warning("%s %s: %s", bottle.request.method, bottle.request.path, exc)
+                status = errors.codes(exc).http
                 if bottle.request.path.startswith(api.PREFIX + "/"):
-                    return bottle.HTTPResponse(json.dumps({"error": str(exc)}), 503,
+                    return bottle.HTTPResponse(json.dumps({"error": str(exc)}), status,
                                                {"Content-Type": "application/json", "Retry-After": "2"})
-                return text(str(exc) + "\n", 503, {"Retry-After": "2"})
+                return text(str(exc) + "\n", status, {"Retry-After": "2"})
         return wrapper
 
     app.install(busy_is_503)
@@ -169,7 +172,7 @@ def create_app(service: Service, oidc: OidcLogin | None = None) -> bottle.Bottle
         )
         try:
             answer = dyndns2.handle_update(service, request)
-        except Busy as exc:
+        except errors.Busy as exc:
             log.warning("update %s: %s", request.request_id, exc)
             return text("911\n", 503, {"Retry-After": "5"})
         except Exception:

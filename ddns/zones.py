@@ -25,6 +25,7 @@ from typing import Iterable, Iterator
 
 import jinja2
 
+from . import errors
 from .validate import InvalidAddress, InvalidName, normalize_name, parse_address, AddressPolicy, record_type
 
 SETTINGS_FILE = "zone.toml"
@@ -33,7 +34,7 @@ DYNAMIC_FILE = "dynamic.records"
 TEMPLATE_FILE = "zone.j2"
 
 
-class SourceError(ValueError):
+class SourceError(errors.Invalid):
     """A human-edited file of a zone that must not be published; says which file (and line) to fix."""
 
     def __init__(self, file: str, line: int | None, message: str):
@@ -64,7 +65,14 @@ class ZoneSettings:
 
     @classmethod
     def from_toml(cls, zone: str, text: str) -> "ZoneSettings":
-        data = tomllib.loads(text)
+        """The settings in TEXT; SourceError (naming zone.toml) for bad TOML or a value of the wrong type."""
+        try:
+            return cls._from_data(zone, tomllib.loads(text))
+        except (tomllib.TOMLDecodeError, ValueError, TypeError, AttributeError) as exc:
+            raise SourceError(SETTINGS_FILE, None, str(exc)) from exc
+
+    @classmethod
+    def _from_data(cls, zone: str, data: dict) -> "ZoneSettings":
         soa = data.get("soa", {})
         nameservers = tuple(data.get("nameservers", ()))
         primary = soa.get("primary_ns") or (nameservers[0] if nameservers else f"ns1.{zone}.")
@@ -86,7 +94,7 @@ class ZoneSettings:
 DynamicRecords = dict[tuple[str, str], str]
 
 
-class BadRecordLine(ValueError):
+class BadRecordLine(errors.Invalid):
     """A line of a dynamic records file that the service would never write."""
 
 

@@ -18,7 +18,7 @@ from typing import Callable
 
 import jinja2
 
-from . import bind, zones
+from . import bind, errors, zones
 
 log = logging.getLogger("ddns.publisher")  # a part of the publisher: its log lines say so
 
@@ -92,7 +92,7 @@ class ZoneReader:
         """ZONE's state, validated: one that cannot be read or does not validate is marked broken."""
         try:
             state = self.read(zone)
-        except (OSError, ValueError, jinja2.TemplateError) as exc:
+        except (OSError, UnicodeError, errors.Invalid, jinja2.TemplateError) as exc:  # files humans broke
             log.error("zone %s cannot be read: %s", zone, exc)
             self._on_error(f"zone {zone} cannot be read: {exc}")
             placeholder = zones.ZoneSource(zones.ZoneSettings(zone), "")

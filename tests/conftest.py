@@ -12,6 +12,7 @@ import os
 import random
 import shutil
 import socket
+import sqlite3
 import subprocess
 import sys
 import threading
@@ -257,6 +258,18 @@ def start_serving(instance: Instance, overrides: dict | None = None) -> Running:
         stop.set()
         raise RuntimeError(f"serve did not start: {holder.get('error')}\n{log.getvalue()}")
     return Running(instance, holder["service"], stop, thread, log)
+
+
+@contextmanager
+def write_lock_held(path: Path):
+    """Another connection holds the database's write lock until the block ends."""
+    db = sqlite3.connect(path, isolation_level=None)
+    db.execute("BEGIN EXCLUSIVE")
+    try:
+        yield
+    finally:
+        db.execute("ROLLBACK")
+        db.close()
 
 
 @contextmanager

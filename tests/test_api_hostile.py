@@ -1,5 +1,6 @@
-"""The JSON API against hostile and racing callers: always a 4xx with a JSON problem, never a 5xx;
-and the OpenAPI document states exactly the constraints the server enforces.
+"""The JSON API against hostile and racing callers: always a 4xx with a JSON problem, never a 5xx
+(but a busy database's 503); the status of each refusal is the one of errors.CODES; and the OpenAPI
+document states exactly the constraints the server enforces.
 """
 from __future__ import annotations
 
@@ -11,7 +12,8 @@ import uuid
 import pytest
 import requests
 
-from conftest import serving, wait_until
+from conftest import serving, wait_until, write_lock_held
+from ddns import errors
 
 ZONE = "dyn.example.test"
 
@@ -31,7 +33,7 @@ def api(tmp_path_factory):
     inst = Instance(directory, directory / "ddns.toml", *ports)
     inst.add_user("alice")
     with serving(inst) as running:
-        token = running.service.new_api_token(running.service.store.user("alice"), "t")
+        token = running.service.accounts.new_api_token(running.service.store.user("alice"), "t")
         yield Api(running, {"Authorization": f"Bearer {token}"})
 
 
@@ -132,6 +134,34 @@ def test_a_taken_name_is_409(api):
     assert_problem(api.create("taken"), 409)
 
 
+def test_each_refusal_answers_the_status_of_the_table_and_changes_nothing(instance):
+    instance.add_user("alice")
+    with serving(instance, {"portal.max_secret_actions": 5}) as running:
+        service = running.service
+        service.add_domain("team.example.test")
+        service.set_domain_access("team.example.test", False, ["staff"])  # alice is not in "staff"
+        token = service.accounts.new_api_token(service.store.user("alice"), "t")
+        api = Api(running, {"Authorization": f"Bearer {token}"})
+        assert api.create("taken").status_code == 201  # a new secret: 1 of 5 (a valid body counts, refused or not)
+
+        def refused(kind: errors.Kind, r: requests.Response, message: str) -> None:
+            assert_problem(r, errors.CODES[kind].http)
+            assert message in r.json()["error"], r.json()
+
+        refused(errors.Kind.INVALID, api.create("a_b"), "does not match")
+        refused(errors.Kind.INVALID, api.call("POST", "/hosts", data=b"[1]"), "JSON object")
+        refused(errors.Kind.NOT_FOUND, api.call("GET", f"/hosts/nope.{ZONE}"), f"no host nope.{ZONE}")
+        refused(errors.Kind.NOT_FOUND, api.call("POST", "/hosts", json={"name": "x", "domain": "nope.example"}),
+                "no domain nope.example")  # 2 of 5
+        refused(errors.Kind.REFUSED, api.call("POST", "/hosts", json={"name": "x", "domain": "team.example.test"}),
+                "may not register hosts in team.example.test")  # 3 of 5
+        refused(errors.Kind.CONFLICT, api.create("taken"), f"taken.{ZONE} is taken")  # 4 of 5
+        with write_lock_held(running.instance.config.path("store.path")):
+            refused(errors.Kind.BUSY, api.create("locked"), "database is busy")  # 5 of 5
+        refused(errors.Kind.TOO_MANY, api.create("more"), "too many new secrets")
+        assert [h["fqdn"] for h in api.call("GET", "/hosts").json()] == [f"taken.{ZONE}"]
+
+
 def body_schema(api) -> dict:
     spec = requests.get(api.base + "/openapi.json", timeout=30).json()
     return spec["paths"]["/hosts"]["post"]["requestBody"]["content"]["application/json"]["schema"]
@@ -144,7 +174,7 @@ def test_the_document_lists_the_errors_each_call_can_answer(api):
         for method, op in item.items():
             if method != "parameters":
                 assert {"401", "429"} <= set(op["responses"]), (path, method)
-    assert {"400", "404", "409"} <= set(paths["/hosts"]["post"]["responses"])
+    assert {"400", "403", "404", "409"} <= set(paths["/hosts"]["post"]["responses"])
     assert {"404", "503"} <= set(paths["/hosts/{fqdn}"]["delete"]["responses"])
     error = spec["components"]["schemas"]["Error"]
     assert error["required"] == ["error"]

@@ -1,5 +1,9 @@
 """The ddns command against a real instance: users, domains, hosts, history."""
-from ddns import cli
+import io
+
+import pytest
+
+from ddns import cli, errors
 
 
 def test_user_add_list_and_duplicates(instance):
@@ -96,3 +100,33 @@ def test_config_command_documents_every_setting(instance):
     out = instance.cli("config").out
     for setting in SETTINGS:
         assert setting.env_name in out
+
+
+@pytest.mark.parametrize("kind, args, message", [
+    (errors.Kind.INVALID, ("host", "add", "a..b.dyn.example.test", "--owner", "alice"), "empty label"),
+    (errors.Kind.INVALID, ("domain", "add", "team.example.test", "--ns", "ns;1.example.net"), "name server"),
+    (errors.Kind.NOT_FOUND, ("host", "secret", "nope.dyn.example.test"), "no host nope.dyn.example.test"),
+    (errors.Kind.NOT_FOUND, ("user", "token", "nobody"), "no user nobody"),
+    (errors.Kind.CONFLICT, ("domain", "add", "dyn.example.test"), "domain dyn.example.test exists"),
+    (errors.Kind.CONFLICT, ("user", "add", "alice"), "user alice exists"),
+    (errors.Kind.INVALID, ("check", "no-such-revision", "--repo", "zones"), "git rev-parse"),
+], ids=["bad-name", "bad-ns", "no-host", "no-user", "domain-exists", "user-exists", "bad-revision"])
+def test_each_refusal_exits_as_the_table_says_and_changes_nothing(instance, kind, args, message):
+    instance.add_user("alice")
+    before = instance.commit_count(), instance.cli("domain", "list", "--json").out
+    args = tuple(str(instance.repo) if a == "zones" else a for a in args)
+    r = instance.cli(*args)
+    assert r.code == errors.CODES[kind].exit and r.code != cli.Exit.OK
+    assert r.err.startswith("error: ") and message in r.err and "Traceback" not in r.err, r.err
+    assert (instance.commit_count(), instance.cli("domain", "list", "--json").out) == before
+
+
+def test_bind_unavailable_exits_as_the_table_says_and_adds_no_zone(instance):
+    before = instance.commit_count()
+    out, err = io.StringIO(), io.StringIO()
+    env = cli.Env(stdout=out, stderr=err, stdin=io.StringIO(""), cwd=instance.dir,
+                  environ={"DDNS_BIND_CHECKZONE": str(instance.dir / "no-such-named-checkzone")})
+    code = cli.main(["-c", str(instance.config_path), "domain", "add", "team.example.test"], env)
+    assert code == errors.CODES[errors.Kind.UNAVAILABLE].exit and "named-checkzone" in err.getvalue(), err.getvalue()
+    assert instance.commit_count() == before
+    assert [d["zone"] for d in instance.cli("domain", "list", "--json").json()] == ["dyn.example.test"]

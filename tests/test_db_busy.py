@@ -9,31 +9,17 @@ worker threads stay free and updates with a known secret still answer
 from __future__ import annotations
 
 import re
-import sqlite3
 import time
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
 
 import pytest
 import requests
 
-from conftest import serving
+from conftest import serving, write_lock_held
 
 ZONE = "dyn.example.test"
 FQDN, OTHER = f"busy.{ZONE}", f"other.{ZONE}"
 QUICK = 5.0  # seconds: the answer must come long before SQLite's 30 s wait (a loaded machine is slow)
-
-
-@contextmanager
-def write_lock_held(path):
-    """Another connection holds the database's write lock until the block ends."""
-    db = sqlite3.connect(path, isolation_level=None)
-    db.execute("BEGIN EXCLUSIVE")
-    try:
-        yield
-    finally:
-        db.execute("ROLLBACK")
-        db.close()
 
 
 def timed(fn, *args, **kwargs):
@@ -56,7 +42,7 @@ def busy(instance):
         r = browser.post(running.url + "/login", timeout=30, data={
             "username": "alice", "password": "pw-alice", "next": "/", "csrf_token": token})
         assert "Your hosts" in r.text
-        api_token = running.service.new_api_token(running.service.store.user("alice"), "test")
+        api_token = running.service.accounts.new_api_token(running.service.store.user("alice"), "test")
         yield running, browser, secret, api_token
 
 

@@ -355,7 +355,7 @@ def test_sigkill_during_burst_loses_no_acknowledged_update(instance, tmp_path):
     inst = instance
     threads_n, per_thread = 8, 5
     service = inst.open_service()
-    service.add_user("alice")
+    service.accounts.add_user("alice")
     hosts: list[list[tuple[str, str, str]]] = []  # per thread: (fqdn, secret, address)
     for t in range(threads_n):
         mine = []

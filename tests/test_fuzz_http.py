@@ -97,7 +97,7 @@ def prepare(fuzzed) -> Secrets:
     inst.add_host(FUZZ_HOST, "fuzz")
     alice_token = inst.cli("user", "token", "alice", "--json").json()["token"]
     fuzz_token = inst.cli("user", "token", "fuzz", "--json").json()["token"]
-    api_token = fuzzed.service.new_api_token(fuzzed.service.store.user("fuzz"), "fuzz")
+    api_token = fuzzed.service.accounts.new_api_token(fuzzed.service.store.user("fuzz"), "fuzz")
     cookie, csrf = portal_login(inst.http_port, "fuzz", "pw-fuzz")
     return Secrets(host_secret, alice_token, fuzz_token, api_token, cookie, csrf)
 

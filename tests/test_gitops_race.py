@@ -137,7 +137,7 @@ def head_serial(inst: Instance, repo: Path | None = None, rev: str = "HEAD") -> 
 def register(inst: Instance, labels: list[str]) -> dict[str, str]:
     """Register hosts LABEL.ZONE; returns fqdn -> secret."""
     service = inst.open_service()
-    service.add_user("alice")
+    service.accounts.add_user("alice")
     return {f"{label}.{ZONE}": service.add_host(f"{label}.{ZONE}", "alice")[1] for label in labels}
 
 

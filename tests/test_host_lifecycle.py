@@ -77,7 +77,7 @@ def assert_no_record_of(inst: Instance, fqdn: str, zone: str = ZONE) -> None:
 
 
 def api_token(running, user: str) -> str:
-    return running.service.new_api_token(running.service.store.user(user), "test")
+    return running.service.accounts.new_api_token(running.service.store.user(user), "test")
 
 
 def delete_through(interface: str, running, fqdn: str) -> None:

@@ -160,7 +160,7 @@ def test_failed_portal_logins_do_not_lock_out_the_user_elsewhere_nor_others_here
 def test_failed_api_tokens_do_not_lock_out_valid_tokens_behind_the_same_address(instance, serve):
     instance.add_user("alice")
     running = serve()
-    token = running.service.new_api_token(running.service.store.user("alice"), "test")
+    token = running.service.accounts.new_api_token(running.service.store.user("alice"), "test")
     api = running.url + "/api/v1/hosts"
 
     def status(bearer: str) -> int:

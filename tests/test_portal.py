@@ -12,7 +12,8 @@ import subprocess
 import pytest
 import requests
 
-from conftest import serving, wait_until
+from conftest import serving, wait_until, write_lock_held
+from ddns import errors
 
 ZONE = "dyn.example.test"
 
@@ -295,7 +296,7 @@ def test_admin_pages(portal):
     # alice is not in "staff": the domain is not offered, and posting it anyway is refused
     assert "team.example.test" not in alice.get("/hosts/new").text
     r = alice.post("/hosts/new", {"name": "sneaky", "domain": "team.example.test"}, csrf_from="/hosts/new")
-    assert r.status_code == 400 and "may not register" in r.text
+    assert r.status_code == 403 and "may not register" in r.text
     assert portal.service.store.find_host("sneaky.team.example.test") is None
 
 
@@ -439,7 +440,10 @@ def test_status_page_shows_upstream_errors(portal):
 
 
 @pytest.mark.parametrize("ttl, reason", [("abc", "whole number"), ("0", "between 1 and 86400"),
-                                         ("86401", "between 1 and 86400")])
+                                         ("86401", "between 1 and 86400"), ("-5", "between 1 and 86400"),
+                                         ("99999999999999999999", "between 1 and 86400"),
+                                         ("1_000", "whole number"), ("\uff11\uff12\uff10", "whole number"),
+                                         ("60.0", "whole number"), ("6e1", "whole number")])
 def test_a_refused_domain_change_changes_nothing_and_says_why(portal, ttl, reason):
     inst = portal.instance
     settings = (inst.repo / ZONE / "zone.toml").read_text()
@@ -465,3 +469,44 @@ def test_a_refused_domain_change_changes_nothing_and_says_why(portal, ttl, reaso
     assert r.status_code == 200 and f"Access to {ZONE} saved" in r.text
     assert ZONE not in alice.get("/hosts/new").text
     assert "dynamic_ttl = 120" in (inst.repo / ZONE / "zone.toml").read_text()
+
+
+def test_a_ttl_longer_than_ten_characters_is_read_whole(portal):
+    """Leading zeros are still ninety seconds (the field was cut to 10 characters: 00000000090 became 9)."""
+    root = Browser(portal.url)
+    root.login("root", "pw-root")
+    r = root.post(f"/admin/domains/{ZONE}", {"access": "public", "dynamic_ttl": "00000000090"},
+                  csrf_from="/admin/domains")
+    assert r.status_code == 200 and f"Access to {ZONE} saved" in r.text, r.text
+    assert re.search(r"^dynamic_ttl = 90\b", (portal.instance.repo / ZONE / "zone.toml").read_text(), re.M)
+
+
+def test_each_refusal_shows_the_status_of_the_table_and_says_why(instance):
+    instance.add_user("alice")
+    with serving(instance, {"portal.max_secret_actions": 4}) as running:
+        running.service.add_domain("team.example.test")
+        running.service.set_domain_access("team.example.test", False, ["staff"])  # alice is not in "staff"
+        b = Browser(running.url)
+        b.login("alice", "pw-alice")
+        new_host(b, "taken")  # a new secret: 1 of 4
+        token = b.csrf("/hosts/new")
+
+        def refused(kind: errors.Kind, r: requests.Response, sentence: str) -> None:
+            assert r.status_code == errors.CODES[kind].http, (r.status_code, r.text)
+            assert sentence in r.text and "Traceback" not in r.text, r.text
+
+        refused(errors.Kind.INVALID, b.post("/hosts/new", {"name": "www", "domain": ZONE}, token=token),
+                f"The name www is reserved in {ZONE}.")  # 2 of 4
+        refused(errors.Kind.NOT_FOUND, b.get(f"/hosts/nope.{ZONE}"), f"No host nope.{ZONE}.")
+        refused(errors.Kind.NOT_FOUND, b.post("/tokens/999/delete", token=token), "No such token.")
+        refused(errors.Kind.REFUSED, b.post("/hosts/new", {"name": "x", "domain": "team.example.test"}, token=token),
+                "You may not register hosts in team.example.test.")  # 3 of 4
+        refused(errors.Kind.CONFLICT, b.post("/hosts/new", {"name": "taken", "domain": ZONE}, token=token),
+                f"The name taken.{ZONE} is taken.")  # 4 of 4
+        with write_lock_held(running.instance.config.path("store.path")):
+            refused(errors.Kind.BUSY, b.post(f"/hosts/taken.{ZONE}/comment", {"comment": "x"}, token=token),
+                    "The database is busy; try again in a moment.")
+        refused(errors.Kind.TOO_MANY, b.post("/hosts/new", {"name": "more", "domain": ZONE}, token=token),
+                "Too many new secrets in a short time")
+        assert [h.fqdn for h in running.service.store.hosts()] == [f"taken.{ZONE}"]
+        assert running.service.store.host(f"taken.{ZONE}").comment == ""

@@ -77,7 +77,7 @@ def test_groups_decide_which_domains_a_user_may_use(portal):
     assert RESTRICTED_ZONE not in bob.get(portal.url + "/hosts/new", timeout=30).text
     r = bob.post(portal.url + "/hosts/new", data={"name": "bobvm", "domain": RESTRICTED_ZONE,
                                                   "csrf_token": csrf(bob, portal.url + "/hosts/new")}, timeout=30)
-    assert r.status_code == 400 and "may not register" in r.text
+    assert r.status_code == 403 and "may not register" in r.text
     assert portal.running.service.store.find_host(f"bobvm.{RESTRICTED_ZONE}") is None
     r = alice.post(portal.url + "/hosts/new", data={"name": "alicevm", "domain": RESTRICTED_ZONE,
                                                     "csrf_token": csrf(alice, portal.url + "/hosts/new")}, timeout=30)

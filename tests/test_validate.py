@@ -4,6 +4,7 @@ import ipaddress
 
 import pytest
 
+from ddns import errors
 from ddns.validate import (
     AddressPolicy,
     InvalidAddress,
@@ -165,9 +166,10 @@ def test_idn_that_gets_too_long_after_punycode_is_refused():
         normalize_name("ü" * 60 + ".example.test")
 
 
-def test_invalid_name_is_a_value_error_with_a_message():
-    with pytest.raises(ValueError, match="label"):
+def test_invalid_name_is_an_invalid_refusal_not_a_value_error():
+    with pytest.raises(errors.Invalid, match="label") as info:
         normalize_name("a_b.example.test")
+    assert not isinstance(info.value, ValueError)  # a ValueError from our own code is a bug, not "invalid input"
 
 
 # ---------------------------------------------------------------- split_host

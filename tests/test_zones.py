@@ -7,7 +7,7 @@ import jinja2
 import pytest
 
 from conftest import require
-from ddns import bind, zones
+from ddns import bind, errors, zones
 from ddns.zones import BadRecordLine, ZoneSettings, format_dynamic, parse_dynamic, serial_of, static_owners
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -67,11 +67,11 @@ def test_settings_explicit_primary_ns():
     assert s.nameservers == ("ns-b.example.net.",)
 
 
-def test_settings_reject_broken_toml_and_values():
-    with pytest.raises(ValueError):
-        ZoneSettings.from_toml(ZONE, "ttl = ")
-    with pytest.raises(ValueError):
-        ZoneSettings.from_toml(ZONE, 'ttl = "an hour"')
+@pytest.mark.parametrize("text", ["ttl = ", 'ttl = "an hour"', "ttl = [1]", 'soa = "x"', "nameservers = 5"])
+def test_settings_reject_broken_toml_and_values_naming_the_file(text):
+    with pytest.raises(zones.SourceError, match=r"^zone\.toml: ") as info:
+        ZoneSettings.from_toml(ZONE, text)
+    assert info.value.file == "zone.toml"
 
 
 # ---------------------------------------------------------------- dynamic.records
@@ -178,8 +178,8 @@ def test_parse_dynamic_rejects_bad_line(line):
         parse_dynamic(text)
 
 
-def test_bad_record_line_is_a_value_error():
-    with pytest.raises(ValueError):
+def test_bad_record_line_is_an_invalid_refusal():
+    with pytest.raises(errors.Invalid):
         parse_dynamic("a A nonsense\n")
 
 

@@ -472,7 +472,7 @@ class Publisher:
                 state = self.reader.read(zone)
                 state.serial = next_serial(0, int(self.clock()))
                 text = self.reader.render(state, state.serial)
-                error = self.reader.check(zone, text)
+                error = self.reader.validate(zone, state, text)
                 if error:
                     raise ValueError(f"zone {zone} does not validate: {error}")
                 dyn_path, rendered_path = self.reader.service_paths(zone)
@@ -516,7 +516,7 @@ class Publisher:
                 new_state.dynamic, new_state.types = state.dynamic, state.types
                 new_state.serial = next_serial(state.serial, int(self.clock()))
                 text = self.reader.render(new_state, new_state.serial)
-                error = self.reader.check(zone, text)
+                error = self.reader.validate(zone, new_state, text)
                 if error:
                     raise ValueError(f"zone {zone} does not validate: {error}")
                 files.write(rendered_path, text)

@@ -28,6 +28,8 @@ from .publisher import Publisher
 from .store import Busy, Conflict, Domain, Host, LastSeen, NotFound, Store, User
 from .oidc import Identity as OidcIdentity
 from .reports import HostView, Reports
+from .errors import Invalid
+from .records import record_name
 from .updates import Updates
 from .validate import AddressPolicy, InvalidName, normalize_name, parse_address, record_type, split_host
 from .zones import default_zone_files
@@ -375,9 +377,10 @@ class Service:
             return False
 
     def history(self, fqdn: str) -> list[HistoryEntry]:
+        """The audited changes of the records at FQDN (a host's name, or any record name: ``_acme-challenge.vm...``)."""
         try:
-            fqdn = normalize_name(fqdn)
-        except InvalidName as exc:
+            fqdn = record_name(fqdn)
+        except Invalid as exc:
             raise ServiceError(str(exc)) from exc
         return list(self.publisher.repo.history(fqdn))
 

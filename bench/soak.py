@@ -143,11 +143,11 @@ def prepare(soak: Soak) -> None:
     bench, args = soak.bench, soak.args
     bu.create_instance(bench, bu.Addresses(), args.bcrypt_rounds, {**SOAK_SETTINGS, **dict(args.setting)})
     service = Service.open(configmod.load(bench.config_path, environ={}))
-    viewer = service.add_user(VIEWER, VIEWER_PASSWORD)
+    viewer = service.accounts.add_user(VIEWER, VIEWER_PASSWORD)
     for k in range(VIEWER_HOSTS):
         host, _ = service.add_host(f"v{k}.{ZONE}", VIEWER)
         soak.viewer_hosts.append(host.fqdn)
-    soak.token = service.new_api_token(viewer, "soak")
+    soak.token = service.accounts.new_api_token(viewer, "soak")
 
 
 # ---- load --------------------------------------------------------------------------------

@@ -21,7 +21,7 @@ from . import errors
 from .accounts import API_TOKEN_PREFIX
 from .auth import FailureLimiter, client_network
 from .oidc import LoginFailed, OidcLogin
-from .publisher import Outcome
+from .model import Outcome
 from .reports import HostView
 from .service import Service
 from .store import User

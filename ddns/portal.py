@@ -23,7 +23,7 @@ import jinja2
 
 from . import clientconfigs, errors, formtext, resource_dir
 from .oidc import PENDING_SECONDS, LoginFailed, OidcLogin
-from .publisher import Outcome
+from .model import Outcome
 from .service import Service
 from .sessions import COOKIE, OIDC_COOKIE, PRE_COOKIE, csrf_ok
 from .store import Session, User
@@ -32,9 +32,9 @@ WEB_TEMPLATES = resource_dir("templates") / "web"
 STATIC = resource_dir("templates") / "static"
 STASH_SECONDS = 600
 OUTCOME_TEXT = {
-    Outcome.GOOD: "BIND serves the change.",
-    Outcome.NOCHG: "Nothing to change.",
-    Outcome.DNSERR: "Saved and committed, but BIND does not serve it yet; it is retried.",
+    Outcome.PUBLISHED: "BIND serves the change.",
+    Outcome.UNCHANGED: "Nothing to change.",
+    Outcome.UNSERVED: "Saved and committed, but BIND does not serve it yet; it is retried.",
     Outcome.FAILED: "The change could not be published; nothing changed. Try again later.",
 }
 

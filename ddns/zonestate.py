@@ -12,13 +12,14 @@ from __future__ import annotations
 
 import logging
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
+import dns.exception
 import jinja2
 
-from . import bind, errors, zones
+from . import bind, errors, records, zones
 
 log = logging.getLogger("ddns.publisher")  # a part of the publisher: its log lines say so
 
@@ -41,11 +42,13 @@ class ZoneState:
 
     source: zones.ZoneSource
     template: jinja2.Template
-    dynamic: zones.DynamicRecords
+    dynamic: records.Dynamic
     serial: int
     stamp: tuple                # of the service's files, to notice other writers
     broken: str | None = None  # why the zone's human-edited sources cannot be published
     source_stamp: tuple = ()   # of the human-edited files, to validate them only when they change
+    static: records.Static = field(default_factory=dict)  # the zone without dynamic records, SOA and NS included
+    types: set[str] = field(default_factory=set)  # the types of the dynamic records (a superset), see records.apply
 
 
 class ZoneReader:
@@ -86,7 +89,7 @@ class ZoneReader:
         zones.check_host_names(source, {label for label, _ in dynamic})
         serial = zones.serial_of(rendered_path.read_text()) if rendered_path.exists() else None
         return ZoneState(source, template, dynamic, serial or 0, files_stamp,
-                         source_stamp=stamp(*self.source_paths(zone)))
+                         source_stamp=stamp(*self.source_paths(zone)), types={t for _, t in dynamic})
 
     def load(self, zone: str) -> ZoneState:
         """ZONE's state, validated: one that cannot be read or does not validate is marked broken."""
@@ -97,7 +100,7 @@ class ZoneReader:
             self._on_error(f"zone {zone} cannot be read: {exc}")
             placeholder = zones.ZoneSource(zones.ZoneSettings(zone), "")
             return ZoneState(placeholder, jinja2.Template(""), {}, 0, (), broken=str(exc))
-        error = self.check(zone, self.render(state, state.serial or 1))
+        error = self.validate(zone, state, self.render(state, state.serial or 1))
         if error:
             log.error("zone %s does not validate; keeping what named serves: %s", zone, error)
             state.broken = error
@@ -105,10 +108,25 @@ class ZoneReader:
         return state
 
     @staticmethod
-    def render(state: ZoneState, serial: int, dynamic: zones.DynamicRecords | None = None) -> str:
+    def render(state: ZoneState, serial: int, dynamic: records.Dynamic | None = None) -> str:
         """The zone file of STATE at SERIAL (with DYNAMIC instead of its records, when given)."""
         return zones.render_zone(state.template, state.source.settings, serial, state.source.static_text,
                                  state.dynamic if dynamic is None else dynamic)
+
+    def validate(self, zone: str, state: ZoneState, text: str) -> str | None:
+        """Why TEXT (STATE rendered) cannot be published, or None; then STATE's static data is parsed too.
+
+        Prerequisites and the CNAME rule look at the static data: parsed once
+        here (from the zone without dynamic records), never per update.
+        """
+        error = self.check(zone, text)
+        if error:
+            return error
+        try:
+            state.static = records.zone_static(self.render(state, 1, {}), zone)
+        except dns.exception.DNSException as exc:
+            return f"the zone cannot be parsed: {exc}"
+        return None
 
     def check(self, zone: str, text: str) -> str | None:
         """named-checkzone on a temp copy: the real file is only ever replaced by a valid one."""

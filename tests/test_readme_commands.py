@@ -6,7 +6,6 @@ fast and installs nothing.
 """
 from __future__ import annotations
 
-import os
 import re
 import subprocess
 from pathlib import Path

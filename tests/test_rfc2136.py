@@ -8,8 +8,10 @@ keeps answering.
 from __future__ import annotations
 
 import json
+import signal
 import socket
 import subprocess
+import sys
 import threading
 import time
 from dataclasses import dataclass
@@ -21,7 +23,7 @@ import dns.rcode
 import dns.tsig
 import pytest
 
-from conftest import Instance, ServeProcess, require
+from conftest import Instance, ServeProcess, free_port, query, require, wait_until
 from test_rfc2136_pure import raw_update, sign, tsig_of, verify_answer
 
 HOST_LABEL = "myvm"
@@ -292,3 +294,30 @@ def test_secret_never_in_logs_or_git(instance: Instance, tmp_path: Path):
     history = subprocess.run(["git", "-C", str(instance.repo), "log", "-p", "--all"], capture_output=True,
                              text=True, check=True).stdout
     assert "rfc2136" in history and key.secret not in history
+
+
+def test_quickstart_prints_a_working_nsupdate_line(tmp_path: Path):
+    require("named", "git", "nsupdate", "dig")
+    ports = {"--http-port": free_port(), "--dns-port": free_port(), "--rndc-port": free_port(),
+             "--update-port": free_port()}
+    demo = tmp_path / "demo"
+    cmd = [sys.executable, "-m", "ddns.cli", "quickstart", str(demo), *(str(x) for kv in ports.items() for x in kv)]
+    for run in range(2):  # the second run replaces the demo key: the printed line works again
+        log = tmp_path / f"quickstart-{run}.log"
+        with open(log, "w") as out:
+            proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, cwd=Path(__file__).parent.parent)
+        try:
+            wait_until(lambda: "serving on" in log.read_text() or proc.poll() is not None, 60, what="quickstart")
+            lines = log.read_text().splitlines()
+            assert proc.poll() is None, lines
+            line = next(line.strip() for line in lines if line.strip().startswith("printf "))
+            assert "nsupdate -k" in line and oct((demo / "demo.key").stat().st_mode & 0o777) == "0o600"
+            result = subprocess.run(["bash", "-c", line], capture_output=True, text=True, timeout=60)
+            assert result.returncode == 0, result.stdout + result.stderr
+            assert query(ports["--dns-port"], "demo.dyn.example.test", "A") == ["192.0.2.11"]
+            secret = (demo / "demo.key").read_text().split('secret "')[1].split('"')[0]
+            assert secret not in log.read_text()
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            proc.wait(30)
+        assert proc.returncode == 0, log.read_text()

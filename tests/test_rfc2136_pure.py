@@ -457,3 +457,15 @@ def test_wrong_opcodes_notimp_and_garbage_formerr_or_dropped():
 def test_edns_version_above_zero_is_badvers():
     q = dns.message.make_query(ZONE + ".", "SOA", use_edns=1)
     assert rcode(ask(FakeService(), q)) == "BADVERS"
+
+
+def test_internal_failure_of_a_signed_request_is_a_signed_servfail():
+    service = FakeService()
+    service.fail = RuntimeError("a bug")
+    update = signed_update()
+    update.add("myvm", 300, "A", "192.0.2.1")
+    answer = ask(service, update)
+    assert rcode(answer) == "SERVFAIL" and answer.had_tsig
+    service.rrsets = None  # a query whose service call fails
+    answer = ask(service, query(ZONE + ".", "SOA", signed=True))
+    assert rcode(answer) == "SERVFAIL" and answer.had_tsig

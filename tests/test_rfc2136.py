@@ -221,7 +221,7 @@ def test_acme_key_changes_only_its_txt(host):
     assert failed_with(nsupdate(inst, [f'update add {acme.name} 60 TXT "token-1"'], acme.k)) == ""
     assert inst.dig(acme.name, "TXT") == ['"token-1"']
     assert unchanged_after(inst, key, lambda: failed_with(
-        nsupdate(inst, [f"update add {acme.name} 60 A 192.0.2.66"], acme.k))) == "REFUSED"
+        nsupdate(inst, ["check-names no", f"update add {acme.name} 60 A 192.0.2.66"], acme.k))) == "REFUSED"
     assert unchanged_after(inst, key, lambda: failed_with(
         nsupdate(inst, [f"update add {key.name} 60 A 192.0.2.66"], acme.y))) == "REFUSED"
     assert failed_with(nsupdate(inst, [f"update delete {acme.name} TXT"], acme.k)) == ""

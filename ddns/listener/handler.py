@@ -96,6 +96,9 @@ def _handle(service: UpdateService, wire: bytes, client: str, transport: str,
                     rejected.signing.keyname)
         response = _skeleton(rejected.message, dns.rcode.NOTAUTH)
         return tsig.append(_render(response, rejected.message, transport), rejected.signing, clock)
+    except tsig.LookupFailed:
+        log.exception("%s from %s: SERVFAIL", dns.opcode.to_text(opcode), client)
+        return header_only(wire, dns.rcode.SERVFAIL)
     except Exception:  # whatever dnspython refuses to read is not DNS to us
         return header_only(wire, dns.rcode.FORMERR)
     try:

@@ -134,7 +134,8 @@ def test_key_files_refuse_what_would_need_quoting(name, algorithm, secret):
         keyconfigs.key_file(name, algorithm, secret)
 
 
-@pytest.mark.parametrize("server, port", [("127.0.0.1; rm -rf /", 53), ("a b", 53), ("", 53), ("::1", 0), ("x", 65536)])
+@pytest.mark.parametrize("server, port", [("127.0.0.1; rm -rf /", 53), ("a b", 53), ("", 53), ("::1", -1), ("x", 65536),
+                                          ("x", "53")])
 def test_snippets_refuse_hostile_servers(server, port):
     with pytest.raises(Invalid):
         keyconfigs.key_configs("vm.a.test", "hmac-sha256", "AAAA", "host", "vm.a.test", "a.test", server, port)
@@ -149,6 +150,8 @@ def test_snippets_of_an_acme_key_are_certbot_and_lego_ready():
     assert "RFC2136_NAMESERVER=[::1]:5053" in configs["lego"].text and f"--domains vm.{ZONE} run" in configs["lego"].text
     assert f"update add {name} 60 TXT" in configs["nsupdate"].text and "server ::1 5053\n" in configs["nsupdate"].text
     assert keyconfigs.update_endpoint("0.0.0.0", 5053, "https://ddns.example.org") == ("ddns.example.org", 5053)
+    off = keyconfigs.key_configs(name, "hmac-sha512", "c2VjcmV0", "acme", name, ZONE, "127.0.0.1", 0)
+    assert [c.key for c in off] == ["keyfile"]  # no listener here: nothing to send updates to
 
 
 # ---- the command line ---------------------------------------------------------------------------------

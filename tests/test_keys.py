@@ -5,6 +5,7 @@ what a key may change, revocation in a running ``ddns serve``, and the key file 
 from __future__ import annotations
 
 import base64
+import logging
 import re
 import sqlite3
 import subprocess
@@ -277,7 +278,8 @@ def test_revoking_a_key_stops_it_at_once_in_a_running_serve(running):
     assert not identity.guard()
 
 
-def test_the_secret_is_never_in_git_or_the_log(running, tmp_path):
+def test_the_secret_is_never_in_git_or_the_log(running, caplog):
+    caplog.set_level(logging.DEBUG)
     inst = running.instance
     fqdn = "quiet." + ZONE
     inst.add_host(fqdn)
@@ -289,8 +291,12 @@ def test_the_secret_is_never_in_git_or_the_log(running, tmp_path):
     everything = subprocess.run(["grep", "-r", "-F", "-l", "-e", secrets[0], "-e", secrets[1], str(inst.repo)],
                                 capture_output=True, text=True)
     assert everything.stdout == ""  # nowhere in the working tree or .git (objects are compressed: checked via log -p)
+    history += subprocess.run(["git", "-C", str(inst.dir / "zones.git"), "log", "-p", "--all"], capture_output=True,
+                              text=True, check=True).stdout
+    log = running.log.getvalue() + caplog.text
+    assert f"key {fqdn} (host, hmac-sha256) made by the command line" in log and f"key {fqdn} (host) revoked" in log
     for secret in secrets:
-        assert secret not in history and secret not in running.log.getvalue()
+        assert secret not in history and secret not in log
         assert secret not in inst.cli("key", "list").out
 
 

@@ -27,9 +27,8 @@ if TYPE_CHECKING:
 
 def update_endpoint(portal: "Portal") -> tuple[str, int]:
     """Where the snippets send updates: the DNS update listener's address and port."""
-    settings = portal.service.config.as_dict()
-    return keyconfigs.update_endpoint(settings.get("dnsupdate.listen", "127.0.0.1"),
-                                      settings.get("dnsupdate.port", 5053), portal.service.config.public_url)
+    config = portal.service.config
+    return keyconfigs.update_endpoint(config["dnsupdate.listen"], config["dnsupdate.port"], config.public_url)
 
 
 def host_keys(service: "Service", user: User, fqdn: str) -> list[KeyInfo]:

@@ -214,3 +214,14 @@ def test_hostile_api_bodies_change_nothing(portal, body):
     r = requests.post(f"{portal.url}/api/v1/hosts/{fqdn}/keys", data=body, headers=auth, timeout=30)
     assert r.status_code == 400 and "error" in r.json(), r.text
     assert keys_of(portal.service, fqdn) == []
+
+
+def test_without_the_update_listener_the_page_shows_the_key_file_only(instance):
+    instance.add_user("alice")
+    with serving(instance, {"dnsupdate.port": 0}) as running:
+        alice = Browser(running.url)
+        alice.login("alice", "pw-alice")
+        fqdn, _ = new_host(alice, "nolistener")
+        r = make_key(alice, fqdn)
+        assert 'id="listener-off"' in r.text and 'id="cfg-keyfile"' in r.text and 'id="cfg-nsupdate"' not in r.text
+        assert f'secret "{key_secret(r.text)}";' in html.unescape(r.text)

@@ -112,7 +112,7 @@ def _lego(name: str, algorithm: str, secret: str, fqdn: str, server: str, port: 
     domain = fqdn.removeprefix("_acme-challenge.")
     host = f"[{server}]" if ":" in server else server
     text = (f"RFC2136_NAMESERVER={host}:{port} \\\n"
-            f"RFC2136_TSIG_KEY={name} \\\n"
+            f"RFC2136_TSIG_KEY={name}. \\\n"
             f"RFC2136_TSIG_ALGORITHM={algorithm}. \\\n"
             f"RFC2136_TSIG_SECRET={secret} \\\n"
             f"lego --email you@example.org --dns rfc2136 --domains {domain} run\n")

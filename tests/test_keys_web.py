@@ -67,7 +67,7 @@ def test_a_host_key_is_made_shown_once_listed_and_deleted(portal):
     acme_secret = key_secret(r.text)
     text = html.unescape(r.text)
     assert "dns_rfc2136_algorithm = HMAC-SHA512" in text and f"dns_rfc2136_name = {acme}" in text
-    assert f"RFC2136_TSIG_KEY={acme} \\\n" in text and "lego --email" in text
+    assert f"RFC2136_TSIG_KEY={acme}. \\\n" in text and "lego --email" in text
     for path in ("/", f"/hosts/{fqdn}", f"/hosts/{fqdn}/keys/{acme}/secret", "/tokens"):
         shown = alice.get(path).text
         assert secret not in shown and acme_secret not in shown, path

@@ -14,10 +14,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping, TextIO
 
-from . import __version__, bind, config as configmod, errors, gitops, provenance
+from . import __version__, bind, cli_keys, config as configmod, errors, gitops, listener, provenance
 from .auth import new_secret
 from .model import Outcome
-from .instance import init_instance, install_hooks, narrow_secrets
+from .instance import demo_key, init_instance, install_hooks, narrow_secrets
 from .service import Service, zone_template_dirs
 
 
@@ -70,7 +70,8 @@ def _open(args: argparse.Namespace, env: Env) -> Service:
 
 # ---- commands ------------------------------------------------------------------
 def cmd_init(args, env: Env) -> Exit:
-    cfg = init_instance(Path(args.dir), args.http_port, args.dns_port, args.rndc_port, args.zone)
+    cfg = init_instance(Path(args.dir), args.http_port, args.dns_port, args.rndc_port, args.zone,
+                        update_port=args.update_port)
     env.out(f"Created an instance in {args.dir}: config {cfg.source}, zone {args.zone}.")
     env.out(f"Start it with: ddns -c {cfg.source} serve")
     return Exit.OK
@@ -103,17 +104,22 @@ def serve(cfg: configmod.Config, env: Env, ready: Callable[[Service], None] | No
             env.err(f"zone {zone}: {state}")
         server = make_server(create_app(service), cfg)
         server.prepare()
+        update_listener = listener.start(service, cfg)  # binds now: a port in use fails here
         web = threading.Thread(target=server.serve, name="http", daemon=True)
         web.start()
         if threading.current_thread() is threading.main_thread():
             for sig in (signal.SIGTERM, signal.SIGINT):
                 signal.signal(sig, lambda *_: stop.set())
-        env.err(f"ddns {__version__} serving on {cfg.public_url} (DNS on {cfg['bind.listen']}:{cfg['bind.port']})")
+        env.err(f"ddns {__version__} serving on {cfg.public_url} (DNS on {cfg['bind.listen']}:{cfg['bind.port']}"
+                + (f", RFC 2136 updates on {cfg['dnsupdate.listen']}:{update_listener.port})"
+                   if update_listener else ")"))
         if ready:
             ready(service)
         stop.wait()
         env.err("stopping")
         server.stop()
+        if update_listener:
+            update_listener.stop()
         service.stop()
     finally:
         if named:
@@ -127,7 +133,8 @@ def cmd_quickstart(args, env: Env) -> Exit:
     config_path = directory / "ddns.toml"
     fresh = not config_path.exists()
     if fresh:
-        init_instance(directory, args.http_port, args.dns_port, args.rndc_port, args.zone)
+        init_instance(directory, args.http_port, args.dns_port, args.rndc_port, args.zone,
+                      update_port=args.update_port)
     cfg = configmod.load(config_path, env.environ)
     service = Service.open(cfg)
     zone = service.domains()[0].domain.zone
@@ -145,6 +152,12 @@ def cmd_quickstart(args, env: Env) -> Exit:
     env.out(f"  curl -u '{fqdn}:{secret}' '{cfg.public_url}/nic/update?myip=192.0.2.10'")
     env.out("See what BIND serves:")
     env.out(f"  dig @{cfg['bind.listen']} -p {cfg['bind.port']} +short {fqdn} A")
+    if cfg["dnsupdate.port"]:
+        key_path = demo_key(service, directory, fqdn)
+        env.out(f"Or with nsupdate (RFC 2136, signed with the host's TSIG key in {key_path}):")
+        script = (f"server {cfg['dnsupdate.listen']} {cfg['dnsupdate.port']}\\nzone {zone}\\n"
+                  f"update delete {fqdn} A\\nupdate add {fqdn} 60 A 192.0.2.11\\nsend\\n")
+        env.out(f"  printf '{script}' | nsupdate -k {key_path}")
     env.out(f"History: ddns -c {config_path} history {fqdn}")
     env.out(f"Web portal: {cfg.public_url}/  (log in as admin)")
     return serve(cfg, env)
@@ -397,6 +410,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dns-port", type=int, default=5353)
     p.add_argument("--rndc-port", type=int, default=None, help="default: DNS port + 1")
     p.add_argument("--zone", default="dyn.example.test")
+    p.add_argument("--update-port", type=int, default=5053, help="port of the RFC 2136 listener (0: none)")
 
     command("serve", cmd_serve, "run the web service, the publisher and (if managed) named")
 
@@ -406,6 +420,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dns-port", type=int, default=5353)
     p.add_argument("--rndc-port", type=int, default=None, help="default: DNS port + 1")
     p.add_argument("--zone", default="dyn.example.test")
+    p.add_argument("--update-port", type=int, default=5053, help="port of the RFC 2136 listener (0: none)")
 
     p = command("config", cmd_config, "print every setting with its default and documentation")
     p.add_argument("--markdown", action="store_true", help="as a Markdown table")
@@ -439,6 +454,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = command("set", cmd_host_set, "set a host's address by hand", host, json_output=True)
     p.add_argument("fqdn")
     p.add_argument("ip")
+
+    cli_keys.register(sub, command, _open)
 
     p = command("history", cmd_history, "every change of a host, read from Git", json_output=True)
     p.add_argument("fqdn")

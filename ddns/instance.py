@@ -12,15 +12,18 @@ import sys
 from pathlib import Path
 from typing import Any, Mapping
 
-from . import bind, config as configmod, errors, private, provenance, resource_dir
+from . import bind, config as configmod, errors, keyconfigs, private, provenance, resource_dir
 from .auth import new_secret
 from .gitrepo import ZonesRepo
 from .service import Service
 
 
 def init_instance(directory: Path, http_port: int = 8080, dns_port: int = 5353, rndc_port: int | None = None,
-                  zone: str = "dyn.example.test", extra: Mapping[str, Any] | None = None) -> configmod.Config:
+                  zone: str = "dyn.example.test", extra: Mapping[str, Any] | None = None,
+                  update_port: int = 0) -> configmod.Config:
     """A self-contained instance in DIRECTORY: config, SQLite, zones repo, private BIND.
+
+    UPDATE_PORT is the RFC 2136 listener's (``ddns init`` asks for 5053; 0: none).
 
     The config, the database and BIND's directory are for the service's user
     only (``private``); the bare repository keeps a hash of the push token.
@@ -30,6 +33,7 @@ def init_instance(directory: Path, http_port: int = 8080, dns_port: int = 5353, 
     if config_path.exists():
         raise errors.Conflict(f"{config_path} exists; not overwriting an instance")
     values = {"http.port": http_port, "bind.port": dns_port, "bind.rndc_port": rndc_port or dns_port + 1,
+              "dnsupdate.port": update_port,
               "zones.upstream": "zones.git", "zones.push_token": new_secret(), **(extra or {})}
     private.write_new(config_path, configmod.render_toml(values))
     cfg = configmod.load(config_path, environ={})
@@ -54,6 +58,17 @@ def init_instance(directory: Path, http_port: int = 8080, dns_port: int = 5353, 
         service.publisher.push(cfg["zones.branch"], cfg["zones.push_token"])
         install_hooks(bare, config_path, cfg["zones.push_token"])
     return cfg
+
+
+def demo_key(service: Service, directory: Path, fqdn: str) -> Path:
+    """A new host key for FQDN (replacing the last run's) in DIRECTORY/demo.key, readable by this user only."""
+    for key in service.keys(None, host=fqdn, kind="host"):
+        service.delete_key(None, key.name)
+    key, secret = service.add_key(None, fqdn)
+    path = directory / "demo.key"
+    path.unlink(missing_ok=True)
+    private.write_new(path, keyconfigs.key_file(key.name, key.algorithm, secret))
+    return path
 
 
 HOOK_FILES = {"pre-receive": 0o755, "post-receive": 0o755, "ddns-service-push": 0o644}

@@ -21,7 +21,7 @@ from typing import Any, Callable
 import bottle
 import jinja2
 
-from . import clientconfigs, errors, formtext, resource_dir
+from . import clientconfigs, errors, formtext, portal_keys, resource_dir
 from .oidc import PENDING_SECONDS, LoginFailed, OidcLogin
 from .model import Outcome
 from .service import Service
@@ -347,7 +347,7 @@ class Portal:
             view = service.view(service.owned_host(visit.user, fqdn))
             served = service.served(view.host) if view.in_repository else {"A": [], "AAAA": []}
             return self.render(visit, "host.html", view=view, served=served,
-                               history=service.history(view.host.fqdn)[:50])
+                               history=service.history(view.host.fqdn)[:50], keys=portal_keys.host_keys(service, visit.user, view.host.fqdn))
 
         @app.post("/hosts/<fqdn>/comment")
         @page()
@@ -464,6 +464,8 @@ class Portal:
         @page(admin=True)
         def status(visit: Visit):
             return self.render(visit, "status.html", status=service.status())
+
+        portal_keys.install(self, app)
 
     def overview(self, visit: Visit) -> bottle.HTTPResponse:
         rows, bind_answers = [], True

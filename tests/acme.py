@@ -146,7 +146,7 @@ def _lego(pebble: Pebble, name: str, directory: Path, provider: str, env: dict[s
     _run(["lego", "--server", pebble.url, "--email", EMAIL, "--accept-tos", "--domains", name,
           "--dns", provider, "--dns.disable-cp", "--dns.resolvers", f"127.0.0.1:{resolver_port}",
           "--path", str(directory), "run"],
-         {"LEGO_CA_CERTIFICATES": str(pebble.tls_cert), **env}, f"lego --dns {provider}")
+         {"LEGO_CA_CERTIFICATES": str(pebble.tls_cert), f"{provider.upper()}_POLLING_INTERVAL": "1", **env}, f"lego --dns {provider}")
     return directory / "certificates" / f"{name}.crt"
 
 

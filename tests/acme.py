@@ -140,28 +140,28 @@ def _run(args: list[str], env: dict[str, str], what: str) -> subprocess.Complete
     return proc
 
 
-def _lego(pebble: Pebble, name: str, directory: Path, provider: str, env: dict[str, str],
+def _lego(pebble: Pebble, names: list[str], directory: Path, provider: str, env: dict[str, str],
           resolver_port: int) -> Path:
     directory.mkdir(parents=True, exist_ok=True)
-    _run(["lego", "--server", pebble.url, "--email", EMAIL, "--accept-tos", "--domains", name,
-          "--dns", provider, "--dns.disable-cp", "--dns.resolvers", f"127.0.0.1:{resolver_port}",
+    domains = [arg for name in names for arg in ("--domains", name)]
+    _run(["lego", "--server", pebble.url, "--email", EMAIL, "--accept-tos", *domains, "--dns", provider, "--dns.disable-cp", "--dns.resolvers", f"127.0.0.1:{resolver_port}",
           "--path", str(directory), "run"],
          {"LEGO_CA_CERTIFICATES": str(pebble.tls_cert), f"{provider.upper()}_POLLING_INTERVAL": "1", **env}, f"lego --dns {provider}")
-    return directory / "certificates" / f"{name}.crt"
+    return directory / "certificates" / f"{names[0].replace('*', '_')}.crt"
 
 
 def lego_rfc2136(pebble: Pebble, name: str, directory: Path, key: Tsig, update_port: int, dns_port: int) -> Path:
     """lego's rfc2136 provider obtains a certificate for NAME; the path of its certificate (with chain)."""
     env = {"RFC2136_NAMESERVER": f"127.0.0.1:{update_port}", "RFC2136_TSIG_KEY": key.name + ".",
            "RFC2136_TSIG_SECRET": key.secret, "RFC2136_TSIG_ALGORITHM": key.algorithm + "."}
-    return _lego(pebble, name, directory, "rfc2136", env, dns_port)
+    return _lego(pebble, [name], directory, "rfc2136", env, dns_port)
 
 
-def lego_httpreq(pebble: Pebble, name: str, directory: Path, endpoint: str, user: str, password: str,
+def lego_httpreq(pebble: Pebble, names: list[str], directory: Path, endpoint: str, user: str, password: str,
                  dns_port: int) -> Path:
-    """lego's httpreq provider (default mode) obtains a certificate for NAME through ENDPOINT."""
+    """lego's httpreq provider (default mode) obtains one certificate for NAMES through ENDPOINT."""
     env = {"HTTPREQ_ENDPOINT": endpoint, "HTTPREQ_USERNAME": user, "HTTPREQ_PASSWORD": password}
-    return _lego(pebble, name, directory, "httpreq", env, dns_port)
+    return _lego(pebble, names, directory, "httpreq", env, dns_port)
 
 
 def certbot_rfc2136(pebble: Pebble, name: str, directory: Path, key: Tsig, update_port: int) -> Path:

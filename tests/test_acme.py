@@ -89,15 +89,19 @@ def challenge_changes(site: AcmeSite, since: str) -> list:
     return records
 
 
-def check_issued(site: AcmeSite, pebble, cert, since: str, actor: str, interface: str, tmp_path) -> None:
-    """CERT is Pebble's for the host; the TXT was added and removed by ACTOR via INTERFACE; BIND serves none."""
-    assert dns_names(cert) == {site.host}
+def check_issued(site: AcmeSite, pebble, cert, since: str, actor: str, interface: str, tmp_path,
+                 names: set[str] | None = None) -> None:
+    """CERT is Pebble's for NAMES (the host); every challenge TXT was added, then removed, by ACTOR via
+    INTERFACE from loopback; BIND serves none now."""
+    names = names or {site.host}
+    assert dns_names(cert) == names
     verify_chain(cert, pebble.root(tmp_path))
     changes = challenge_changes(site, since)
-    assert [r.type for r in changes] == ["TXT", "TXT"], changes
-    added, removed = changes
-    assert added.old in (None, "") and added.new, added
-    assert removed.old == added.new and removed.new in (None, ""), removed
+    added = [r.new for r in changes if r.new]
+    removed = [r.old for r in changes if not r.new]
+    assert {r.type for r in changes} == {"TXT"} and len(added) == len(names) == len(set(added)), changes
+    assert sorted(removed) == sorted(added), changes
+    assert changes.index(next(r for r in changes if not r.new)) >= len(names) - 1  # each added before removal
     assert {(r.actor, r.interface, r.client) for r in changes} == {(actor, interface, "127.0.0.1")}
     assert site.inst.dig(site.challenge, "TXT") == []
 
@@ -118,8 +122,10 @@ def test_lego_rfc2136_with_the_acme_key(site, pebbles, tmp_path):
     check_issued(site, pebble, cert, since, f"key:{site.key.name}", "rfc2136", tmp_path)
 
 
-def test_lego_httpreq_with_the_host_secret(site, pebbles, tmp_path):
+def test_lego_httpreq_with_the_host_secret_for_the_name_and_its_wildcard(site, pebbles, tmp_path):
+    """The name and its wildcard: two challenge values at one name, present together, removed one by one."""
     pebble, since = pebbles(site.inst.dns_port), head(site)
     endpoint = site.inst.url + httpreq.PREFIX
-    cert = lego_httpreq(pebble, site.host, tmp_path, endpoint, site.host, site.secret, site.inst.dns_port)
-    check_issued(site, pebble, cert, since, f"host:{site.host}", "httpreq", tmp_path)
+    names = [site.host, "*." + site.host]
+    cert = lego_httpreq(pebble, names, tmp_path, endpoint, site.host, site.secret, site.inst.dns_port)
+    check_issued(site, pebble, cert, since, f"host:{site.host}", "httpreq", tmp_path, set(names))

@@ -119,7 +119,7 @@ def test_present_adds_values_beside_each_other_and_cleanup_removes_one(running):
     assert inst.commit_count() == before + 3
     assert post(running, "cleanup", challenge(OTHER_VALUE), auth)[0] == 200
     assert served_txt(running) == ([], None)
-    records = [r for sha in inst.git("rev-list", f"HEAD~4..HEAD").split()
+    records = [r for sha in inst.git("rev-list", "HEAD~4..HEAD").split()
                for r in parse_trailers(inst.git("log", "-1", "--format=%B", sha))]
     assert {(r.host, r.type, r.actor, r.interface, r.client) for r in records} == \
         {(NAME, "TXT", f"host:{HOST}", "httpreq", "127.0.0.1")}

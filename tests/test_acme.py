@@ -52,7 +52,6 @@ class AcmeSite:
     """One served instance with the host myvm.<zone> and its secret."""
 
     inst: Instance
-    update_port: int
     host: str
     secret: str
 
@@ -67,14 +66,13 @@ def site(tmp_path_factory):
     require(*REQUIRED_TOOLS)
     http_port, dns_port, rndc_port, update_port = free_port(), free_port(), free_port(), free_port()
     directory = tmp_path_factory.mktemp("acme-ddns") / "inst"
-    cli.init_instance(directory, http_port, dns_port, rndc_port,
-                      extra={"security.bcrypt_rounds": 4, "bind.verify_timeout": 3.0, "zones.git_fsync": False,
-                             "dnsupdate.port": update_port})
-    inst = Instance(directory, directory / "ddns.toml", http_port, dns_port, rndc_port)
+    cli.init_instance(directory, http_port, dns_port, rndc_port, update_port=update_port,
+                      extra={"security.bcrypt_rounds": 4, "bind.verify_timeout": 3.0, "zones.git_fsync": False})
+    inst = Instance(directory, directory / "ddns.toml", http_port, dns_port, rndc_port, update_port=update_port)
     host = "myvm." + inst.zone
     secret = inst.add_host(host)
     with serving(inst):
-        yield AcmeSite(inst, update_port, host, secret)
+        yield AcmeSite(inst, host, secret)
 
 
 @pytest.fixture(scope="module")
@@ -125,13 +123,13 @@ def head(site: AcmeSite) -> str:
 
 def test_certbot_dns_rfc2136_with_the_acme_key(site, acme_key, pebbles, tmp_path):
     pebble, since = pebbles(site.inst.dns_port), head(site)
-    cert = certbot_rfc2136(pebble, site.host, tmp_path, acme_key, site.update_port)
+    cert = certbot_rfc2136(pebble, site.host, tmp_path, acme_key, site.inst.update_port)
     check_issued(site, pebble, cert, since, f"key:{acme_key.name}", "rfc2136", tmp_path)
 
 
 def test_lego_rfc2136_with_the_acme_key(site, acme_key, pebbles, tmp_path):
     pebble, since = pebbles(site.inst.dns_port), head(site)
-    cert = lego_rfc2136(pebble, site.host, tmp_path, acme_key, site.update_port, site.inst.dns_port)
+    cert = lego_rfc2136(pebble, site.host, tmp_path, acme_key, site.inst.update_port, site.inst.dns_port)
     check_issued(site, pebble, cert, since, f"key:{acme_key.name}", "rfc2136", tmp_path)
 
 

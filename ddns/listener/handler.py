@@ -36,7 +36,7 @@ from .. import errors, policy
 from ..model import Actor, Identity, Operation, Prerequisite, Result, RRset, TsigKey
 from . import tsig, updates
 from .updates import Failure
-from .wire import HEADER, name_text, sections
+from .wire import HEADER, Record, name_text, sections
 
 log = logging.getLogger("ddns.rfc2136")
 
@@ -98,12 +98,16 @@ def _handle(service: UpdateService, wire: bytes, client: str, transport: str,
         return tsig.append(_render(response, rejected.message, transport), rejected.signing, clock)
     except Exception:  # whatever dnspython refuses to read is not DNS to us
         return header_only(wire, dns.rcode.FORMERR)
-    if message.edns > 0:
-        response = _skeleton(message, dns.rcode.BADVERS)
-    elif opcode == dns.opcode.QUERY:
-        response = _answer_query(service, message)
-    else:
-        response = _skeleton(message, _update(service, message, records, signing, client))
+    try:
+        if message.edns > 0:
+            response = _skeleton(message, dns.rcode.BADVERS)
+        elif opcode == dns.opcode.QUERY:
+            response = _answer_query(service, message)
+        else:
+            response = _skeleton(message, _update(service, records, signing, client))
+    except Exception:  # our failure: a SERVFAIL the client can verify
+        log.exception("internal failure answering a message from %s", client)
+        response = _skeleton(message, dns.rcode.SERVFAIL)
     wire_out = _render(response, message, transport)
     return tsig.append(wire_out, signing, clock) if signing else wire_out
 
@@ -154,9 +158,9 @@ def _rrset(owner: dns.name.Name, rrset: RRset) -> dns.rrset.RRset:
     return dns.rrset.from_text_list(owner, rrset.ttl, dns.rdataclass.IN, rrset.rtype, list(rrset.rdatas))
 
 
-def _update(service: UpdateService, message: dns.message.Message, records, signing: tsig.Signing | None,
+def _update(service: UpdateService, records: tuple[list[Record], ...], signing: tsig.Signing | None,
             client: str) -> int:
-    """The rcode of the UPDATE MESSAGE (its RECORDS as on the wire), after running it if it is acceptable."""
+    """The rcode of the UPDATE whose RECORDS (as on the wire) are given, after running it if it is acceptable."""
     request = secrets.token_hex(6)
     keyname = name_text(signing.keyname) if signing else ""
     zone = ""

@@ -16,7 +16,8 @@ from typing import Any, Callable, Mapping, TextIO
 
 from . import __version__, bind, cli_keys, config as configmod, gitops, listener, provenance
 from .auth import new_secret
-from .publisher import Outcome, ZoneHeld
+from .model import Outcome
+from .publisher import ZoneHeld
 from .instance import demo_key, init_instance, install_hooks, narrow_secrets
 from .service import Service, ServiceError, zone_template_dirs
 
@@ -53,7 +54,7 @@ def _outcome_exit(env: Env, outcome: Outcome, what: str) -> Exit:
     if outcome == Outcome.FAILED:
         env.err(f"error: {what} failed; nothing changed")
         return Exit.ERROR
-    if outcome == Outcome.DNSERR:
+    if outcome == Outcome.UNSERVED:
         env.err(f"warning: {what} is committed, but BIND does not serve it yet (it will be retried)")
         return Exit.PUBLISH_FAILED
     return Exit.OK

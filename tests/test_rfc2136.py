@@ -221,7 +221,7 @@ def test_acme_key_changes_only_its_txt(host):
     assert failed_with(nsupdate(inst, [f'update add {acme.name} 60 TXT "token-1"'], acme.k)) == ""
     assert inst.dig(acme.name, "TXT") == ['"token-1"']
     assert unchanged_after(inst, key, lambda: failed_with(
-        nsupdate(inst, [f"update add {acme.name} 60 A 192.0.2.66"], acme.k))) == "REFUSED"
+        nsupdate(inst, ["check-names no", f"update add {acme.name} 60 A 192.0.2.66"], acme.k))) == "REFUSED"
     assert unchanged_after(inst, key, lambda: failed_with(
         nsupdate(inst, [f"update add {key.name} 60 A 192.0.2.66"], acme.y))) == "REFUSED"
     assert failed_with(nsupdate(inst, [f"update delete {acme.name} TXT"], acme.k)) == ""
@@ -321,3 +321,15 @@ def test_quickstart_prints_a_working_nsupdate_line(tmp_path: Path):
             proc.send_signal(signal.SIGTERM)
             proc.wait(30)
         assert proc.returncode == 0, log.read_text()
+
+
+@pytest.mark.parametrize("algorithm", ["hmac-sha384", "hmac-sha512"])
+def test_zone_keys_of_the_larger_algorithms(host, algorithm):
+    inst, _, _ = host
+    zone_key = make_key(inst, f"txt-{algorithm}.{inst.zone}", "--zone", inst.zone, "--rule", "grant zonesub TXT",
+                        "--algorithm", algorithm)
+    assert zone_key.algorithm == algorithm
+    name = f"note.{inst.zone}"
+    assert failed_with(nsupdate(inst, [f'update add {name} 60 TXT "signed with {algorithm}"'], zone_key.y)) == ""
+    assert inst.dig(name, "TXT") == [f'"signed with {algorithm}"']
+    assert failed_with(nsupdate(inst, [f"update add {name} 60 A 192.0.2.8"], zone_key.k, tcp=True)) == "REFUSED"

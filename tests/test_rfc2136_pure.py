@@ -469,3 +469,15 @@ def test_internal_failure_of_a_signed_request_is_a_signed_servfail():
     service.rrsets = None  # a query whose service call fails
     answer = ask(service, query(ZONE + ".", "SOA", signed=True))
     assert rcode(answer) == "SERVFAIL" and answer.had_tsig
+
+
+def test_a_failing_key_store_is_servfail_not_formerr():
+    service = FakeService()
+
+    def broken(name: str):
+        raise errors.Busy("database locked")
+    service.tsig_key = broken
+    update = signed_update()
+    update.add("myvm", 300, "A", "192.0.2.1")
+    assert rcode(ask(service, update)) == "SERVFAIL"
+    assert service.calls == []

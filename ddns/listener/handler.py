@@ -33,7 +33,7 @@ import dns.rdatatype
 import dns.rrset
 
 from .. import errors, policy
-from ..model import Actor, Identity, Operation, Prerequisite, Result, RRset, TsigKey
+from ..model import Actor, Identity, Operation, Outcome, Prerequisite, Result, RRset, TsigKey
 from . import tsig, updates
 from .updates import Failure
 from .wire import HEADER, Record, name_text, sections
@@ -96,6 +96,9 @@ def _handle(service: UpdateService, wire: bytes, client: str, transport: str,
                     rejected.signing.keyname)
         response = _skeleton(rejected.message, dns.rcode.NOTAUTH)
         return tsig.append(_render(response, rejected.message, transport), rejected.signing, clock)
+    except tsig.LookupFailed:
+        log.exception("%s from %s: SERVFAIL", dns.opcode.to_text(opcode), client)
+        return header_only(wire, dns.rcode.SERVFAIL)
     except Exception:  # whatever dnspython refuses to read is not DNS to us
         return header_only(wire, dns.rcode.FORMERR)
     try:
@@ -180,10 +183,12 @@ def _update(service: UpdateService, records: tuple[list[Record], ...], signing: 
         operations = updates.operations(records[2], zone_name)
         result = service.update(identity, zone, operations, prerequisites)
         rcode, reason = updates.rcode_of(result), f"{result.outcome.value} {result.reason}".strip()
+        # committed but not served (answered NOERROR) and failures are for the operator to see
+        level = logging.WARNING if result.outcome in (Outcome.UNSERVED, Outcome.FAILED) else logging.INFO
     except Failure as failure:
-        rcode, reason = failure.rcode, str(failure)
+        rcode, reason, level = failure.rcode, str(failure), logging.INFO
     except errors.DdnsError as error:
-        rcode, reason = updates.rcode_of_error(error), str(error)
-    log.info("update %s from %s key %s zone %s: %s (%s)", request, client, keyname or "-", zone or "-",
-             dns.rcode.to_text(rcode), reason)
+        rcode, reason, level = updates.rcode_of_error(error), str(error), logging.INFO
+    log.log(level, "update %s from %s key %s zone %s: %s (%s)", request, client, keyname or "-", zone or "-",
+            dns.rcode.to_text(rcode), reason)
     return rcode

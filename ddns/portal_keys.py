@@ -18,9 +18,11 @@ import bottle
 from . import keyconfigs, keyrules
 from .errors import DdnsError, NotFound, codes
 from .keystore import KeyInfo
+from .store import User
 
 if TYPE_CHECKING:
     from .portal import Portal, Visit
+    from .service import Service
 
 
 def update_endpoint(portal: "Portal") -> tuple[str, int]:
@@ -28,6 +30,14 @@ def update_endpoint(portal: "Portal") -> tuple[str, int]:
     settings = portal.service.config.as_dict()
     return keyconfigs.update_endpoint(settings.get("dnsupdate.listen", "127.0.0.1"),
                                       settings.get("dnsupdate.port", 5053), portal.service.config.public_url)
+
+
+def host_keys(service: "Service", user: User, fqdn: str) -> list[KeyInfo]:
+    """The keys the host page lists; none when the host was deleted while the page was being made."""
+    try:
+        return service.keys(user, fqdn)
+    except NotFound:
+        return []
 
 
 def install(portal: "Portal", app: bottle.Bottle) -> None:

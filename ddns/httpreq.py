@@ -18,6 +18,7 @@ import re
 from dataclasses import dataclass, field
 
 from . import errors
+from .keyrules import ACME_PREFIX
 from .model import Actor, Op, Operation, Outcome
 from .service import Service
 from .store import Host
@@ -25,7 +26,6 @@ from .validate import InvalidName, normalize_name
 
 PREFIX = "/acme/httpreq"
 ACTIONS = ("present", "cleanup")
-CHALLENGE_LABEL = "_acme-challenge."
 MAX_BODY_BYTES = 4096
 # An ACME DNS-01 value is the base64url SHA-256 of the key authorization (43 characters, RFC 8555
 # section 8.4); anything else -- spaces, quotes, newlines, zone-file syntax -- is refused, not escaped.
@@ -71,7 +71,7 @@ class Challenge:
 
     @property
     def name(self) -> str:
-        return CHALLENGE_LABEL + self.host
+        return ACME_PREFIX + self.host
 
     @property
     def rdata(self) -> str:
@@ -100,10 +100,10 @@ def parse(body: bytes) -> Challenge:
         raise errors.Invalid('"fqdn" and "value" must be strings (lego httpreq default mode, not RAW)')
     if not VALUE.fullmatch(value):
         raise errors.Invalid('"value" must be an ACME DNS-01 value (base64url)')
-    if fqdn[:len(CHALLENGE_LABEL)].lower() != CHALLENGE_LABEL:
-        raise errors.Invalid(f'"fqdn" must start with {CHALLENGE_LABEL}')
+    if fqdn[:len(ACME_PREFIX)].lower() != ACME_PREFIX:
+        raise errors.Invalid(f'"fqdn" must start with {ACME_PREFIX}')
     try:
-        host = normalize_name(fqdn[len(CHALLENGE_LABEL):])
+        host = normalize_name(fqdn[len(ACME_PREFIX):])
     except InvalidName as exc:
         raise errors.Invalid(f'"fqdn": {exc}') from exc
     return Challenge(host, value)
@@ -130,7 +130,7 @@ def handle(service: Service, req: Request) -> Answer:
     try:
         challenge = parse(req.body)
         if challenge.host != principal.fqdn:
-            raise errors.Refused(f"{principal.fqdn} may only set {CHALLENGE_LABEL}{principal.fqdn}")
+            raise errors.Refused(f"{principal.fqdn} may only set {ACME_PREFIX}{principal.fqdn}")
         zone = service.find_zone(challenge.name)
         if zone is None:  # a merge removed the host's zone
             raise errors.NotFound(f"{challenge.name} is in no zone of this service")

@@ -67,7 +67,7 @@ def test_a_host_key_is_made_shown_once_listed_and_deleted(portal):
     acme_secret = key_secret(r.text)
     text = html.unescape(r.text)
     assert "dns_rfc2136_algorithm = HMAC-SHA512" in text and f"dns_rfc2136_name = {acme}" in text
-    assert f"RFC2136_TSIG_KEY={acme}." in text and "lego --email" in text
+    assert f"RFC2136_TSIG_KEY={acme}. \\\n" in text and "lego --email" in text
     for path in ("/", f"/hosts/{fqdn}", f"/hosts/{fqdn}/keys/{acme}/secret", "/tokens"):
         shown = alice.get(path).text
         assert secret not in shown and acme_secret not in shown, path
@@ -214,3 +214,14 @@ def test_hostile_api_bodies_change_nothing(portal, body):
     r = requests.post(f"{portal.url}/api/v1/hosts/{fqdn}/keys", data=body, headers=auth, timeout=30)
     assert r.status_code == 400 and "error" in r.json(), r.text
     assert keys_of(portal.service, fqdn) == []
+
+
+def test_without_the_update_listener_the_page_shows_the_key_file_only(instance):
+    instance.add_user("alice")
+    with serving(instance, {"dnsupdate.port": 0}) as running:
+        alice = Browser(running.url)
+        alice.login("alice", "pw-alice")
+        fqdn, _ = new_host(alice, "nolistener")
+        r = make_key(alice, fqdn)
+        assert 'id="listener-off"' in r.text and 'id="cfg-keyfile"' in r.text and 'id="cfg-nsupdate"' not in r.text
+        assert f'secret "{key_secret(r.text)}";' in html.unescape(r.text)

@@ -117,6 +117,8 @@ def operations(action: str, challenge: Challenge, ttl: int) -> list[Operation]:
 
 
 def handle(service: Service, req: Request) -> Answer:
+    """One present or cleanup: the credentials first (so nothing about the body leaks to a guesser),
+    then the body, then one update as the host itself, whose grants allow exactly this TXT."""
     challenge_header = {"WWW-Authenticate": f'Basic realm="{service.config["dyndns2.realm"]}"'}
     if req.credentials is None:
         return Answer(401, "credentials required: the host's FQDN and secret", challenge_header)

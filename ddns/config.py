@@ -96,6 +96,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("publisher.group_wait", 0.05, "Longest a change waits to join a larger group while named still loads the previous one (a big zone is then reloaded once per group)."),
     Setting("publisher.retry_seconds", 5.0, "How often zones that named does not serve yet are reloaded again."),
     Setting("publisher.stuck_seconds", 10.0, "A change not committed after this many seconds makes /healthz answer degraded (the publisher is stuck)."),
+    Setting("acme.txt_ttl", 60, "TTL of the _acme-challenge TXT records set through /acme/httpreq (short: a resolver must not keep an old challenge value for long).")
 )
 
 _BY_KEY = {s.key: s for s in SETTINGS}

@@ -14,7 +14,7 @@ import uuid
 
 import bottle
 
-from . import api, dyndns2, errors, formtext
+from . import api, dyndns2, errors, formtext, httpreq
 from .config import Config
 from .httpserver import HttpServer, Limits
 from .oidc import OidcLogin
@@ -179,6 +179,21 @@ def create_app(service: Service, oidc: OidcLogin | None = None) -> bottle.Bottle
             log.exception("update %s failed", request.request_id)
             return text("911\n", 500)
         return text(answer.body, answer.status, answer.headers)
+
+    @app.post(httpreq.PREFIX + "/<action:re:" + "|".join(httpreq.ACTIONS) + ">")
+    def acme_httpreq(action: str):
+        """lego's httpreq provider: a host sets and removes its own _acme-challenge TXT (see ddns.httpreq)."""
+        request = httpreq.Request(
+            action=action,
+            credentials=basic_credentials(bottle.request.get_header("Authorization", "")),
+            body=bottle.request.body.read(httpreq.MAX_BODY_BYTES + 1),
+            client=client_address(bottle.request.environ, trusted),
+            agent=bottle.request.get_header("User-Agent", ""),
+            request_id=uuid.uuid4().hex[:16],
+        )
+        answer = httpreq.handle(service, request)
+        return bottle.HTTPResponse(answer.body, answer.status, {"Content-Type": "application/json",
+                                                                "Cache-Control": "no-store", **answer.headers})
 
     @app.get("/myip")
     def myip():

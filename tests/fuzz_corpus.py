@@ -182,6 +182,7 @@ PATHS = ["/nic/update"] * 6 + [
     "/static/../../../etc/passwd", "/favicon.ico", "/hooks/zones", "/{f}", "*",
     "/hosts/{f}/keys", "/hosts/{f}/keys/{f}/secret", "/hosts/{f}/keys/{f}/delete", "/admin/keys",
     "/admin/keys/{f}/secret", "/admin/keys/{f}/delete",
+    "/acme/httpreq/present", "/acme/httpreq/cleanup", "/acme/httpreq/{f}",
 ] + ["/api/v1/openapi.json", "/api/v1/domains", "/api/v1/hosts", "/api/v1/hosts/{f}", "/api/v1/hosts/{f}/secret",
      "/api/v1/hosts/{f}/keys", "/api/v1/hosts/{f}/keys/{f}", "/api/v1/{f}"] * 3
 METHODS = [b"GET"] * 5 + [b"POST"] * 5 + [b"HEAD", b"PUT", b"DELETE", b"DELETE", b"OPTIONS", b"PATCH", b"TRACE",
@@ -322,6 +323,8 @@ ENDPOINTS = [
     (["/", "/hosts/{f}", "/tokens", "/hosts/new", "/admin/status", "/login", "/hosts/{f}/secret", "/hosts/{f}/delete"],
      [b"GET"], ["none"], ["valid", "garbage", "non-utf8"], ["none"]),
     (["/hooks/zones"], [b"POST"], ["none"], ["none"], ["json", "bytes", "form"]),
+    (["/acme/httpreq/present", "/acme/httpreq/cleanup"], [b"POST"], ["host", "alice-token", "basic-non-utf8", "none"],
+     ["none"], ["json", "json-deep", "json-surrogate", "bytes", "form"]),
 ]
 
 

@@ -56,8 +56,8 @@ def register(sub: argparse._SubParsersAction, command: Callable[..., argparse.Ar
         if args.json:
             env.out(json.dumps([keyconfigs.key_json(k) for k in keys], indent=2, sort_keys=True))
             return 0
-        lines = [f"{k.name}  {k.kind}  {k.algorithm}  {k.host or k.zone}" + (f"  {'; '.join(k.rules)}" if k.rules else "")
-                 for k in keys]
+        lines = [f"{k.name}  {k.kind}  {k.algorithm}  {k.host or k.zone}"
+                 + (f"  {'; '.join(k.rules)}" if k.rules else "") for k in keys]
         env.out("\n".join(lines) or "no keys")
         return 0
 

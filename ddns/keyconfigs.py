@@ -65,7 +65,8 @@ def key_configs(name: str, algorithm: str, secret: str, kind: str, fqdn: str, zo
         return configs
     configs.append(_nsupdate(path, kind, fqdn, zone, server, port))
     if kind == "acme":
-        configs += [_certbot(name, algorithm, secret, fqdn, server, port), _lego(name, algorithm, secret, fqdn, server, port)]
+        configs += [_certbot(name, algorithm, secret, fqdn, server, port),
+                    _lego(name, algorithm, secret, fqdn, server, port)]
     return configs
 
 

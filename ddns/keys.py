@@ -80,7 +80,8 @@ class Keys:
 
     # ---- managing keys ---------------------------------------------------------------
     def add(self, user: User | None, name: str, acme: bool = False, zone: str | None = None,
-            rules: list[str] | tuple[str, ...] = (), algorithm: str = keyrules.DEFAULT_ALGORITHM) -> tuple[KeyInfo, str]:
+            rules: list[str] | tuple[str, ...] = (),
+            algorithm: str = keyrules.DEFAULT_ALGORITHM) -> tuple[KeyInfo, str]:
         """Make a key; returns it and its secret (base64), which is shown this once.
 
         Without ZONE: the host key of the host NAME (``acme``: its ACME key).

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, Callable
 import bottle
 
 from . import keyconfigs, keyrules
-from .errors import DdnsError, NotFound, codes
+from .errors import DdnsError, Invalid, NotFound, codes
 from .keystore import KeyInfo
 from .store import User
 
@@ -78,8 +78,11 @@ def install(portal: "Portal", app: bottle.Bottle) -> None:
     @refusals
     def host_key_create(visit: "Visit", fqdn: str):
         host = service.owned_host(visit.user, fqdn)
+        kind = portal.form("kind") or "host"
+        if kind not in ("host", "acme"):
+            raise Invalid("a host's key is a host key or an ACME key")
         service.accounts.count_secret_action(visit.user)
-        key, secret = service.add_key(visit.user, host.fqdn, acme=portal.form("kind") == "acme",
+        key, secret = service.add_key(visit.user, host.fqdn, acme=kind == "acme",
                                       algorithm=portal.form("algorithm") or keyrules.DEFAULT_ALGORITHM)
         portal.stash.put(visit.session, "key:" + key.name, secret)
         return portal.redirect(f"/hosts/{host.fqdn}/keys/{quoted(key.name)}/secret")
@@ -97,8 +100,8 @@ def install(portal: "Portal", app: bottle.Bottle) -> None:
     def host_key_delete_confirm(visit: "Visit", fqdn: str, name: str):
         host = service.owned_host(visit.user, fqdn)
         key = visible(visit, name, host.fqdn)
-        return portal.render(visit, "key_delete.html", key=key, action=f"/hosts/{host.fqdn}/keys/{quoted(key.name)}/delete",
-                             back=f"/hosts/{host.fqdn}")
+        return portal.render(visit, "key_delete.html", key=key, back=f"/hosts/{host.fqdn}",
+                             action=f"/hosts/{host.fqdn}/keys/{quoted(key.name)}/delete")
 
     @app.post("/hosts/<fqdn>/keys/<name>/delete")
     @page()
@@ -112,7 +115,8 @@ def install(portal: "Portal", app: bottle.Bottle) -> None:
     # ---- zone keys (admins) ------------------------------------------------------
     def zone_keys_page(visit: "Visit", status: int = 200, error: str = "", form: dict | None = None):
         return portal.render(visit, "zone_keys.html", status, keys=service.keys(visit.user, kind="zone"),
-                             zones=[d.zone for d in service.usable_domains(visit.user)], algorithms=keyrules.ALGORITHMS, error=error,
+                             zones=[d.zone for d in service.usable_domains(visit.user)],
+                             algorithms=keyrules.ALGORITHMS, error=error,
                              form=form or {"name": "", "zone": "", "rules": "grant zonesub TXT"})
 
     @app.get("/admin/keys")
@@ -123,7 +127,8 @@ def install(portal: "Portal", app: bottle.Bottle) -> None:
     @app.post("/admin/keys")
     @page(admin=True)
     def zone_key_create(visit: "Visit"):
-        form = {"name": portal.form("name", 253), "zone": portal.form("zone", 253), "rules": portal.form("rules", 10_000)}
+        form = {"name": portal.form("name", 253), "zone": portal.form("zone", 253),
+                "rules": portal.form("rules", 10_000)}
         rules = tuple(line.strip() for line in form["rules"].splitlines() if line.strip())
         service.accounts.count_secret_action(visit.user)
         try:

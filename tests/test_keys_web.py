@@ -117,7 +117,8 @@ def test_key_forms_need_the_csrf_token(portal):
     assert keys_of(portal.service, fqdn) == [fqdn]
 
 
-@pytest.mark.parametrize("form, status", [({"kind": "host", "algorithm": "hmac-md5"}, 400),
+@pytest.mark.parametrize("form, status", [({"kind": "host", "algorithm": "hmac-md5"}, 400), ({"kind": "zone"}, 400),
+                                          ({"kind": "acme\u0000"}, 400),
                                           ({"kind": "host", "algorithm": "x" * 5000}, 400)])
 def test_hostile_key_forms_change_nothing(portal, form, status):
     alice = Browser(portal.url)

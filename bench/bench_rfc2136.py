@@ -144,6 +144,49 @@ class BindFloor(Target):
                 proc.wait(10)
 
 
+# ---- (a) ddns: its listener, Git and the managed named ---------------------------------------
+class Ddns(Target):
+    """bench_updates' instance (N hosts, N records in one commit), one host key per measured host."""
+
+    def start(self, addresses: bu.Addresses, keyed: list[int]) -> None:
+        from ddns import config
+        from ddns.service import Service
+
+        self.bench = bu.Bench(self.directory, self.n_hosts)
+        self.update_port = bu.free_port()
+        bu.create_instance(self.bench, addresses, 4, {"dnsupdate.port": self.update_port,
+                                                      "dnsupdate.listen": "127.0.0.1"})
+        t0 = time.perf_counter()
+        service = Service.open(config.load(self.bench.config_path, environ={}))
+        for i in keyed:
+            _, secret = service.add_key(None, self.fqdn(i))
+            self.secrets[i] = base64.b64decode(secret)
+        self.setup = {**self.bench.setup, "add_keys_s": round(time.perf_counter() - t0, 3)}
+        bu.start_serve(self.bench)
+        self.query_port = self.bench.dns_port
+        self.setup["serve_start_s"] = self.bench.setup["serve_start_s"]
+
+    def commits(self) -> int | None:
+        return self.bench.commits()
+
+    def missing_in_git(self, expected: dict[int, str]) -> int | None:
+        text = subprocess.run(["git", "-C", str(self.bench.repo), "show", f"HEAD:{ZONE}/dynamic.records"],
+                              capture_output=True, text=True, check=True, timeout=60).stdout
+        held: dict[str, set[str]] = {}
+        for line in text.splitlines():   # LABEL [TTL] TYPE RDATA
+            parts = line.split()
+            if len(parts) >= 3 and parts[-2] == "A":
+                held.setdefault(parts[0], set()).add(parts[-1])
+        return sum(1 for i, address in expected.items() if address not in held.get(f"h{i:06d}", ()))
+
+    def pid(self) -> int | None:
+        return self.bench.proc.pid if self.bench.proc else None
+
+    def stop(self) -> None:
+        if hasattr(self, "bench"):
+            bu.stop_serve(self.bench)
+
+
 # ---- the client ------------------------------------------------------------------------
 @dataclass
 class Signed:
@@ -292,7 +335,7 @@ def phase_burst(target: Target, hosts: list[int], n_clients: int, addresses: bu.
 
 
 # ---- one target, one zone size ----------------------------------------------------------
-TARGETS: dict[str, type[Target]] = {"bind": BindFloor}
+TARGETS: dict[str, type[Target]] = {"bind": BindFloor, "ddns": Ddns}
 
 
 def run_target(kind: str, n_hosts: int, args, workdir: Path) -> dict:

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping, TextIO
 
-from . import __version__, bind, config as configmod, gitops, provenance
+from . import __version__, bind, config as configmod, gitops, listener, provenance
 from .auth import new_secret
 from .publisher import Outcome, ZoneHeld
 from .instance import init_instance, install_hooks, narrow_secrets
@@ -70,7 +70,8 @@ def _open(args: argparse.Namespace, env: Env) -> Service:
 
 # ---- commands ------------------------------------------------------------------
 def cmd_init(args, env: Env) -> Exit:
-    cfg = init_instance(Path(args.dir), args.http_port, args.dns_port, args.rndc_port, args.zone)
+    cfg = init_instance(Path(args.dir), args.http_port, args.dns_port, args.rndc_port, args.zone,
+                        update_port=args.update_port)
     env.out(f"Created an instance in {args.dir}: config {cfg.source}, zone {args.zone}.")
     env.out(f"Start it with: ddns -c {cfg.source} serve")
     return Exit.OK
@@ -103,17 +104,22 @@ def serve(cfg: configmod.Config, env: Env, ready: Callable[[Service], None] | No
             env.err(f"zone {zone}: {state}")
         server = make_server(create_app(service), cfg)
         server.prepare()
+        update_listener = listener.start(service, cfg)  # binds now: a port in use fails here
         web = threading.Thread(target=server.serve, name="http", daemon=True)
         web.start()
         if threading.current_thread() is threading.main_thread():
             for sig in (signal.SIGTERM, signal.SIGINT):
                 signal.signal(sig, lambda *_: stop.set())
-        env.err(f"ddns {__version__} serving on {cfg.public_url} (DNS on {cfg['bind.listen']}:{cfg['bind.port']})")
+        env.err(f"ddns {__version__} serving on {cfg.public_url} (DNS on {cfg['bind.listen']}:{cfg['bind.port']}"
+                + (f", RFC 2136 updates on {cfg['dnsupdate.listen']}:{update_listener.port})"
+                   if update_listener else ")"))
         if ready:
             ready(service)
         stop.wait()
         env.err("stopping")
         server.stop()
+        if update_listener:
+            update_listener.stop()
         service.stop()
     finally:
         if named:
@@ -127,7 +133,8 @@ def cmd_quickstart(args, env: Env) -> Exit:
     config_path = directory / "ddns.toml"
     fresh = not config_path.exists()
     if fresh:
-        init_instance(directory, args.http_port, args.dns_port, args.rndc_port, args.zone)
+        init_instance(directory, args.http_port, args.dns_port, args.rndc_port, args.zone,
+                      update_port=args.update_port)
     cfg = configmod.load(config_path, env.environ)
     service = Service.open(cfg)
     zone = service.store.domains()[0]
@@ -398,6 +405,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dns-port", type=int, default=5353)
     p.add_argument("--rndc-port", type=int, default=None, help="default: DNS port + 1")
     p.add_argument("--zone", default="dyn.example.test")
+    p.add_argument("--update-port", type=int, default=5053, help="port of the RFC 2136 listener (0: none)")
 
     command("serve", cmd_serve, "run the web service, the publisher and (if managed) named")
 
@@ -407,6 +415,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dns-port", type=int, default=5353)
     p.add_argument("--rndc-port", type=int, default=None, help="default: DNS port + 1")
     p.add_argument("--zone", default="dyn.example.test")
+    p.add_argument("--update-port", type=int, default=5053, help="port of the RFC 2136 listener (0: none)")
 
     p = command("config", cmd_config, "print every setting with its default and documentation")
     p.add_argument("--markdown", action="store_true", help="as a Markdown table")

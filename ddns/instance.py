@@ -19,8 +19,11 @@ from .service import Service, ServiceError
 
 
 def init_instance(directory: Path, http_port: int = 8080, dns_port: int = 5353, rndc_port: int | None = None,
-                  zone: str = "dyn.example.test", extra: Mapping[str, Any] | None = None) -> configmod.Config:
+                  zone: str = "dyn.example.test", extra: Mapping[str, Any] | None = None,
+                  update_port: int = 0) -> configmod.Config:
     """A self-contained instance in DIRECTORY: config, SQLite, zones repo, private BIND.
+
+    UPDATE_PORT is the RFC 2136 listener's (``ddns init`` asks for 5053; 0: none).
 
     The config, the database and BIND's directory are for the service's user
     only (``private``); the bare repository keeps a hash of the push token.
@@ -30,6 +33,7 @@ def init_instance(directory: Path, http_port: int = 8080, dns_port: int = 5353, 
     if config_path.exists():
         raise ServiceError(f"{config_path} exists; not overwriting an instance")
     values = {"http.port": http_port, "bind.port": dns_port, "bind.rndc_port": rndc_port or dns_port + 1,
+              "dnsupdate.port": update_port,
               "zones.upstream": "zones.git", "zones.push_token": new_secret(), **(extra or {})}
     private.write_new(config_path, configmod.render_toml(values))
     cfg = configmod.load(config_path, environ={})

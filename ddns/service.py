@@ -16,12 +16,14 @@ import time
 from pathlib import Path
 from typing import Callable
 
-from . import bind, resource_dir, zones
+from . import bind, model, resource_dir, zones
 from .auth import FailureLimiter, hash_secret, new_secret
 from .background import Background
 from .config import Config
 from .gitrepo import HistoryEntry, ZonesRepo
 from .guard import Guard, Verdict
+from .keys import Keys
+from .keystore import KeyInfo
 from .bindtarget import PublishTarget
 from .publisher import Change, Outcome, Publisher
 from .store import Busy, Conflict, Domain, Host, LastSeen, NotFound, Store, User
@@ -89,6 +91,7 @@ class Service:
         self.background = Background(config, publisher, sync=self.sync, reconcile=self.reconcile,
                                      flush_seen=self.flush_seen)
         self.reports = Reports(config, store, publisher, self.guard, self.background)
+        self.key_ring = Keys(store, clock)
 
     @classmethod
     def open(cls, config: Config, clock: Callable[[], float] = time.time) -> "Service":
@@ -206,6 +209,24 @@ class Service:
     def dynamic_ttl(self, zone: str) -> int | None:
         state = self.publisher.zones.get(zone)
         return state.source.settings.dynamic_ttl if state is not None else None
+
+    # ---- TSIG keys (ddns.keys) ------------------------------------------------
+    def tsig_key(self, name: str) -> model.TsigKey | None:
+        return self.key_ring.tsig_key(name)
+
+    def key_identity(self, name: str, actor: model.Actor) -> model.Identity | None:
+        return self.key_ring.key_identity(name, actor)
+
+    def add_key(self, user: User | None, name: str, acme: bool = False, zone: str | None = None,
+                rules: tuple[str, ...] = (), algorithm: str = "hmac-sha256") -> tuple[KeyInfo, str]:
+        """A host key (ACME key) of host NAME, or with ZONE a zone key; returns it and its secret, shown once."""
+        return self.key_ring.add(user, name, acme, zone, rules, algorithm)
+
+    def keys(self, user: User | None, host: str | None = None, kind: str | None = None) -> list[KeyInfo]:
+        return self.key_ring.keys(user, host, kind)
+
+    def delete_key(self, user: User | None, name: str, host: str | None = None) -> KeyInfo:
+        return self.key_ring.delete(user, name, host)
 
     # ---- read models for the pages and /healthz (ddns.reports) ---------------
     def status(self) -> dict:

@@ -1,7 +1,8 @@
 """The store: users, domains, hosts, secret hashes and update metadata (SQLite).
 
-DNS data is not here -- it lives in the zones repository. Secrets are never
-stored, only their bcrypt hashes.
+DNS data is not here -- it lives in the zones repository. Host secrets and
+tokens are never stored, only their hashes; TSIG keys are shared secrets and
+are kept as they are (ddns.keystore).
 """
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from . import private
+from .keystore import KEYS_SCHEMA, KeyRows
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS users (
@@ -168,7 +170,7 @@ class NotFound(LookupError):
 NOTE_USE_EVERY = 60.0  # an API token's last use is written at most this often
 
 
-class Store:
+class Store(KeyRows):
     """SQLite in WAL mode, one connection per thread.
 
     Reads never wait for the write lock (WAL). A write waits up to
@@ -191,7 +193,7 @@ class Store:
             columns = {r[1] for r in db.execute(f"PRAGMA table_info({table})")}
             if columns and column not in columns:
                 db.execute(f"ALTER TABLE {table} ADD COLUMN {column} {definition}")
-        db.executescript(SCHEMA)
+        db.executescript(SCHEMA + KEYS_SCHEMA)
         db.execute("CREATE UNIQUE INDEX IF NOT EXISTS users_sub ON users(sub)")
 
     def _db(self) -> sqlite3.Connection:

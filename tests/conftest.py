@@ -90,6 +90,7 @@ class Instance:
     dns_port: int
     rndc_port: int
     zone: str = "dyn.example.test"
+    update_port: int = 0  # the RFC 2136 listener's (0: none)
 
     @property
     def config(self) -> configmod.Config:
@@ -185,11 +186,11 @@ def instance(tmp_path: Path) -> Instance:
     bcrypt cost 4 keeps the suite fast; the cost is a setting, not a code path.
     """
     require(*REQUIRED_TOOLS)
-    http_port, dns_port, rndc_port = free_port(), free_port(), free_port()
+    http_port, dns_port, rndc_port, update_port = free_port(), free_port(), free_port(), free_port()
     directory = tmp_path / "inst"
-    cli.init_instance(directory, http_port, dns_port, rndc_port,
+    cli.init_instance(directory, http_port, dns_port, rndc_port, update_port=update_port,
                       extra={"security.bcrypt_rounds": 4, "bind.verify_timeout": 3.0, "zones.git_fsync": False})
-    return Instance(directory, directory / "ddns.toml", http_port, dns_port, rndc_port)
+    return Instance(directory, directory / "ddns.toml", http_port, dns_port, rndc_port, update_port=update_port)
 
 
 @dataclass

@@ -1,0 +1,185 @@
+"""One DNS message in, its answer out: ``handle_wire``. No sockets, no threads.
+
+An UPDATE is checked in BIND's order: the zone section (FORMERR, NOTAUTH),
+the signature (REFUSED when unsigned), whether the key may see the zone at
+all (NOTAUTH, the same answer as a zone that is not ours, so a key cannot
+probe zones it has no rights in), the format of the prerequisite and update
+sections (FORMERR, NOTZONE), then the service's ``update``: the key's
+permissions for every operation (REFUSED) *before* the publisher evaluates
+the prerequisites under its lock and applies the operations, all or nothing.
+
+Queries are answered for what ``nsupdate``, certbot and lego ask before an
+update: SOA and NS of names in our zones, authoritative, from the state the
+publisher holds (so the serial is the current one). Any other query is
+REFUSED, another opcode NOTIMP, a response or a runt dropped, a message that
+does not parse FORMERR; whatever else goes wrong answers SERVFAIL.
+"""
+from __future__ import annotations
+
+import logging
+import secrets
+import struct
+import time
+from typing import Any, Callable, Protocol
+
+import dns.exception
+import dns.flags
+import dns.message
+import dns.name
+import dns.opcode
+import dns.rcode
+import dns.rdataclass
+import dns.rdatatype
+import dns.rrset
+
+from .. import errors, policy
+from ..model import Actor, Identity, Operation, Prerequisite, Result, RRset, TsigKey
+from . import tsig, updates
+from .updates import Failure
+from .wire import HEADER, name_text, sections
+
+log = logging.getLogger("ddns.rfc2136")
+
+UDP_DEFAULT = 512      # RFC 1035, without EDNS
+UDP_MOST = 4096        # the largest answer we send over UDP whatever the client offers
+EDNS_PAYLOAD = 1232
+QUERY_TYPES = (dns.rdatatype.SOA, dns.rdatatype.NS)
+
+
+class UpdateService(Protocol):
+    """What the listener uses of ``ddns.service.Service``."""
+
+    config: Any
+
+    def find_zone(self, name: str) -> str | None: ...
+    def rrsets(self, zone: str, name: str) -> list[RRset]: ...
+    def tsig_key(self, name: str) -> TsigKey | None: ...
+    def key_identity(self, name: str, actor: Actor) -> Identity | None: ...
+    def update(self, identity: Identity, zone: str, operations: tuple[Operation, ...],
+               prerequisites: tuple[Prerequisite, ...] = ()) -> Result: ...
+
+
+def handle_wire(service: UpdateService, wire: bytes, client: str, transport: str = "udp",
+                clock: Callable[[], float] = time.time) -> bytes | None:
+    """The answer to WIRE from CLIENT over TRANSPORT ("udp" or "tcp"); None: send nothing."""
+    try:
+        return _handle(service, wire, client, transport, clock)
+    except Exception:
+        log.exception("internal failure answering a message from %s", client)
+        return header_only(wire, dns.rcode.SERVFAIL)
+
+
+def header_only(wire: bytes, rcode: int) -> bytes | None:
+    """An answer of just a header (no sections) to WIRE, for what cannot be parsed further."""
+    if len(wire) < HEADER.size:
+        return None
+    msg_id, flags = struct.unpack("!HH", wire[:4])
+    if flags & dns.flags.QR:
+        return None
+    flags = dns.flags.QR | (flags & (0xF << 11)) | (flags & dns.flags.RD) | (rcode & 0xF)
+    return struct.pack("!HHHHHH", msg_id, flags, 0, 0, 0, 0)
+
+
+def _handle(service: UpdateService, wire: bytes, client: str, transport: str,
+            clock: Callable[[], float]) -> bytes | None:
+    if len(wire) < HEADER.size or struct.unpack("!H", wire[2:4])[0] & dns.flags.QR:
+        return None  # a runt or a response: answering could start a loop
+    opcode = dns.opcode.from_flags(struct.unpack("!H", wire[2:4])[0])
+    if opcode not in (dns.opcode.QUERY, dns.opcode.UPDATE):
+        return header_only(wire, dns.rcode.NOTIMP)
+    keyring = tsig.Keyring(service.tsig_key, service.config["dnsupdate.allow_weak_tsig"])
+    try:
+        message, signing = tsig.read(wire, keyring, service.config["dnsupdate.fudge"], clock)
+        records = sections(wire)
+    except tsig.Rejected as rejected:
+        log.warning("%s from %s: NOTAUTH (%s, key %s)", dns.opcode.to_text(opcode), client, rejected,
+                    rejected.signing.keyname)
+        response = _skeleton(rejected.message, dns.rcode.NOTAUTH)
+        return tsig.append(_render(response, rejected.message, transport), rejected.signing, clock)
+    except Exception:  # whatever dnspython refuses to read is not DNS to us
+        return header_only(wire, dns.rcode.FORMERR)
+    if message.edns > 0:
+        response = _skeleton(message, dns.rcode.BADVERS)
+    elif opcode == dns.opcode.QUERY:
+        response = _answer_query(service, message)
+    else:
+        response = _skeleton(message, _update(service, message, records, signing, client))
+    wire_out = _render(response, message, transport)
+    return tsig.append(wire_out, signing, clock) if signing else wire_out
+
+
+def _skeleton(message: dns.message.Message, rcode: int) -> dns.message.Message:
+    """The answer to MESSAGE: its id, opcode, question (zone) section and EDNS, with RCODE."""
+    response = dns.message.Message(id=message.id)
+    response.flags = dns.flags.QR | (message.flags & dns.flags.RD)
+    response.set_opcode(message.opcode())
+    response.question = list(message.question)
+    if message.edns >= 0:
+        response.use_edns(0, 0, EDNS_PAYLOAD)
+    response.set_rcode(rcode)
+    return response
+
+
+def _render(response: dns.message.Message, request: dns.message.Message, transport: str) -> bytes:
+    """RESPONSE as wire, within what the client can take over UDP (TC when it does not fit)."""
+    limit = 65535
+    if transport == "udp":
+        limit = min(UDP_MOST, max(UDP_DEFAULT, request.payload if request.edns >= 0 else UDP_DEFAULT))
+    return response.to_wire(max_size=limit - tsig.RESERVE if request.had_tsig else limit,
+                            prefer_truncation=True)
+
+
+def _answer_query(service: UpdateService, message: dns.message.Message) -> dns.message.Message:
+    """SOA and NS of a name in our zones (NODATA with the zone's SOA when there are none); else REFUSED."""
+    if len(message.question) != 1:
+        return _skeleton(message, dns.rcode.FORMERR)
+    question = message.question[0]
+    name = name_text(question.name)
+    zone = service.find_zone(name) if question.rdclass == dns.rdataclass.IN else None
+    if zone is None or question.rdtype not in QUERY_TYPES:
+        return _skeleton(message, dns.rcode.REFUSED)
+    response = _skeleton(message, dns.rcode.NOERROR)
+    response.flags |= dns.flags.AA
+    rtype = dns.rdatatype.to_text(question.rdtype)
+    found = [r for r in service.rrsets(zone, name) if r.rtype == rtype]
+    if found:
+        response.answer = [_rrset(question.name, found[0])]
+    else:
+        response.authority = [_rrset(dns.name.from_text(zone), r) for r in service.rrsets(zone, zone)
+                              if r.rtype == "SOA"]
+    return response
+
+
+def _rrset(owner: dns.name.Name, rrset: RRset) -> dns.rrset.RRset:
+    return dns.rrset.from_text_list(owner, rrset.ttl, dns.rdataclass.IN, rrset.rtype, list(rrset.rdatas))
+
+
+def _update(service: UpdateService, message: dns.message.Message, records, signing: tsig.Signing | None,
+            client: str) -> int:
+    """The rcode of the UPDATE MESSAGE (its RECORDS as on the wire), after running it if it is acceptable."""
+    request = secrets.token_hex(6)
+    keyname = name_text(signing.keyname) if signing else ""
+    zone = ""
+    try:
+        zone_name = updates.zone_name(records[0])
+        zone = name_text(zone_name)
+        if service.find_zone(zone) != zone:
+            raise updates.NotAuth("not a zone of ours")
+        if signing is None:
+            raise updates.Refused("unsigned update")
+        identity = service.key_identity(keyname, Actor(f"key:{keyname}", client, "rfc2136", request=request))
+        if identity is None:
+            raise updates.Refused("the key has no rights")
+        if not policy.may_see(identity, zone):
+            raise updates.NotAuth("the key has no rights in this zone")
+        prerequisites = updates.prerequisites(records[1], zone_name)
+        operations = updates.operations(records[2], zone_name)
+        result = service.update(identity, zone, operations, prerequisites)
+        rcode, reason = updates.rcode_of(result), f"{result.outcome.value} {result.reason}".strip()
+    except Failure as failure:
+        rcode, reason = failure.rcode, str(failure)
+    except errors.DdnsError as error:
+        rcode, reason = updates.rcode_of_error(error), str(error)
+    log.info("update %s from %s key %s zone %s: %s (%s)", request, client, keyname or "-", zone or "-",
+             dns.rcode.to_text(rcode), reason)
+    return rcode

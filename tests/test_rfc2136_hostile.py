@@ -178,10 +178,15 @@ def parse(wire: bytes) -> dns.message.Message:
     return dns.message.from_wire(wire, keyring=lambda message, name: False)
 
 
+TSIG_ERRORS = {16: "BADSIG", 17: "BADKEY", 18: "BADTIME", 22: "BADTRUNC"}  # RFC 8945 (16 is BADVERS as an rcode)
+
+
 def rcode_text(reply: dns.message.Message) -> str:
+    """The rcode's name, with the TSIG error after a slash when there is one: "NOTAUTH/BADSIG"."""
     text = dns.rcode.to_text(reply.rcode())
     if reply.tsig is not None and reply.tsig[0].error:
-        text += "/" + dns.rcode.to_text(reply.tsig[0].error)
+        error = reply.tsig[0].error
+        text += "/" + TSIG_ERRORS.get(error, str(error))
     return text
 
 
@@ -283,3 +288,21 @@ def test_mutations_are_seeded():
     first = packets.mutations(ctx, 7, 50, when=1_800_000_000)
     assert first == packets.mutations(ctx, 7, 50, when=1_800_000_000)
     assert first != packets.mutations(ctx, 8, 50, when=1_800_000_000) and len(set(first)) > 40
+
+
+# ---- the same table against the bytes-in/bytes-out entry point ---------------------------------
+PURE_IDS = [(c, t) for c in packets.CASES if c.framed for t in c.transports]
+
+
+@pytest.mark.parametrize("case,transport", PURE_IDS, ids=[f"{c.name}-{t}" for c, t in PURE_IDS])
+def test_hostile_packet_pure(case, transport):
+    """handle_wire answers as over the sockets, and no hostile message reaches the update use case."""
+    from test_rfc2136_pure import HOST as PURE_HOST, KEY, ZONE as PURE_ZONE, FakeService
+
+    from ddns.listener.handler import handle_wire
+
+    service = FakeService()
+    wire = case.build(packets.Context(PURE_ZONE, PURE_HOST, "other." + PURE_ZONE, KEY))
+    answer = handle_wire(service, wire, "192.0.2.7", transport)
+    check_answer(case, wire, [] if answer is None else [answer])
+    assert service.calls == [], f"{case.name} reached the update use case: {service.calls}"

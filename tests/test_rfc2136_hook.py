@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import free_port, require
+from conftest import require
 from ddns.gitrepo import parse_trailers
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -40,10 +40,9 @@ def key_file(inst, tmp_path: Path, fqdn: str) -> Path:
 
 
 @pytest.fixture
-def listening(serve, instance):
-    port = free_port()
-    running = serve({"dnsupdate.port": port})
-    return running, port
+def listening(running):
+    """serve with its RFC 2136 listener on the instance's update port."""
+    return running, running.instance.update_port
 
 
 def hook_env(tmp_path: Path, port: int, fqdn: str, keyfile: Path, **dhcp: str) -> dict:

@@ -75,10 +75,9 @@ def listener(tmp_path_factory):
     require(*REQUIRED_TOOLS)
     directory = tmp_path_factory.mktemp("hostile") / "inst"
     http_port, dns_port, rndc_port, update_port = free_port(), free_port(), free_port(), free_port()
-    cli.init_instance(directory, http_port, dns_port, rndc_port,
-                      extra={"security.bcrypt_rounds": 4, "bind.verify_timeout": 3.0, "zones.git_fsync": False,
-                             "dnsupdate.port": update_port})
-    inst = Instance(directory, directory / "ddns.toml", http_port, dns_port, rndc_port)
+    cli.init_instance(directory, http_port, dns_port, rndc_port, update_port=update_port,
+                      extra={"security.bcrypt_rounds": 4, "bind.verify_timeout": 3.0, "zones.git_fsync": False})
+    inst = Instance(directory, directory / "ddns.toml", http_port, dns_port, rndc_port, update_port=update_port)
     secret = inst.add_host(HOST)
     inst.add_host(OTHER)
     r = inst.cli("key", "add", HOST, "--json")
@@ -91,7 +90,7 @@ def listener(tmp_path_factory):
         status, body = running.update(HOST, secret, "myip=198.51.100.7")
         assert (status, body.strip()) == (200, "good 198.51.100.7")
         tsig = dns.tsig.Key(key["name"], base64.b64decode(key["secret"]), key["algorithm"])
-        yield Listener(inst, running, update_port, packets.Context(ZONE, HOST, OTHER, tsig), crashes)
+        yield Listener(inst, running, inst.update_port, packets.Context(ZONE, HOST, OTHER, tsig), crashes)
     finally:
         running.stop.set()
         running.thread.join(30)

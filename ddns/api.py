@@ -17,6 +17,7 @@ from typing import Any, Callable
 
 import bottle
 
+from . import api_keys
 from .auth import FailureLimiter, client_network
 from .oidc import LoginFailed, OidcLogin
 from .publisher import Outcome
@@ -186,6 +187,8 @@ def install(app: bottle.Bottle, service: Service, oidc: OidcLogin | None, client
         service.count_secret_action(user)
         return reply({"fqdn": host.fqdn, "secret": service.regenerate_secret(host.fqdn)})
 
+    api_keys.install(app, service, endpoint, reply, problem, body)
+
 
 def check_field(key: str, value: str) -> None:
     """Refuse VALUE for the body field KEY unless it meets the constraints FIELDS documents (and is valid Unicode)."""
@@ -269,5 +272,6 @@ def openapi_document(server_url: str) -> dict[str, Any]:
                     "200": ok({"type": "object", "properties": {"fqdn": {"type": "string"},
                                                                "secret": {"type": "string"}}}),
                     **errors(404)}}},
+            **api_keys.openapi_paths(fqdn_param, ok, errors),
         },
     }

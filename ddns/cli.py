@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping, TextIO
 
-from . import __version__, bind, config as configmod, gitops, listener, provenance
+from . import __version__, bind, cli_keys, config as configmod, gitops, listener, provenance
 from .auth import new_secret
 from .publisher import Outcome, ZoneHeld
 from .instance import init_instance, install_hooks, narrow_secrets
@@ -449,6 +449,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = command("set", cmd_host_set, "set a host's address by hand", host, json_output=True)
     p.add_argument("fqdn")
     p.add_argument("ip")
+
+    cli_keys.register(sub, command, _open)
 
     p = command("history", cmd_history, "every change of a host, read from Git", json_output=True)
     p.add_argument("fqdn")

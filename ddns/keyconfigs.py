@@ -11,17 +11,25 @@ environment line or a here-document.
 from __future__ import annotations
 
 import re
+from typing import Any
 from urllib.parse import urlsplit
 
 from .clientconfigs import ClientConfig
 from .errors import Invalid
 from .keyrules import ALGORITHMS, key_name
+from .keystore import KeyInfo
 
 _SECRET = re.compile(r"[A-Za-z0-9+/]+={0,2}\Z")
 _SERVER = re.compile(r"[A-Za-z0-9.:-]+\Z")
 KEY_DIR = "/etc/ddns"
 ACME_TTL = 60
 WILDCARD_LISTEN = ("", "0.0.0.0", "::")
+
+
+def key_json(key: KeyInfo) -> dict[str, Any]:
+    """A key as lists show it (``ddns key list --json``, the API): everything but the secret."""
+    return {"name": key.name, "kind": key.kind, "algorithm": key.algorithm, "host": key.host, "zone": key.zone,
+            "rules": list(key.rules), "created": key.created}
 
 
 def key_file(name: str, algorithm: str, secret: str) -> str:

@@ -20,7 +20,7 @@ from typing import Any, Callable
 import bottle
 import jinja2
 
-from . import clientconfigs, formtext, resource_dir
+from . import clientconfigs, formtext, portal_keys, resource_dir
 from .oidc import PENDING_SECONDS, LoginFailed, OidcLogin
 from .publisher import Outcome
 from .service import NoSuchObject, Service, ServiceError, TooMany
@@ -337,7 +337,7 @@ class Portal:
             view = service.view(service.owned_host(visit.user, fqdn))
             served = service.served(view.host) if view.in_repository else {"A": [], "AAAA": []}
             return self.render(visit, "host.html", view=view, served=served,
-                               history=service.history(view.host.fqdn)[:50])
+                               history=service.history(view.host.fqdn)[:50], keys=service.keys(visit.user, view.host.fqdn))
 
         @app.post("/hosts/<fqdn>/comment")
         @page()
@@ -460,6 +460,8 @@ class Portal:
         @page(admin=True)
         def status(visit: Visit):
             return self.render(visit, "status.html", status=service.status())
+
+        portal_keys.install(self, app)
 
     def overview(self, visit: Visit) -> bottle.HTTPResponse:
         rows, bind_answers = [], True

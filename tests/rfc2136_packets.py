@@ -58,6 +58,7 @@ class Case:
     expect: str | frozenset[str]   # DROP, ANY_ERROR, or the rcodes allowed ("NOTAUTH/BADSIG": rcode/TSIG error)
     transports: tuple[str, ...] = ("udp", "tcp")
     framed: bool = True            # TCP: prefix the bytes with their true length (False: build() is the raw stream)
+    sockets_only: bool = False     # the expectation is the socket layer's (a size limit), not handle_wire's
     why: str = ""
 
 
@@ -289,7 +290,12 @@ CASES: list[Case] = [
     Case("query-axfr", lambda c: soa_query(c, qtype=T_AXFR), frozenset({"REFUSED", "NOTAUTH", "NOTIMP"}),
          why="no zone transfers from the listener"),
     # -- sizes and framing
-    Case("oversized-udp", lambda c: padded(c, 65507), frozenset({"FORMERR"}), ("udp",), why="the largest datagram, junk after the zone"),
+    Case("udp-4096-octets", lambda c: padded(c, 4096), frozenset({"FORMERR"}), ("udp",),
+         why="the largest datagram the listener reads, junk after the zone"),
+    Case("udp-4097-octets", lambda c: padded(c, 4097), DROP, ("udp",), sockets_only=True,
+         why="larger than the listener reads: dropped unread"),
+    Case("oversized-udp", lambda c: padded(c, 65507), DROP, ("udp",), sockets_only=True,
+         why="the largest datagram: dropped unread"),
     Case("tcp-65535-octets", lambda c: padded(c, 65535), frozenset({"FORMERR"}), ("tcp",), why="the largest TCP message"),
     Case("tcp-length-zero", lambda c: b"\x00\x00", DROP, ("tcp",), framed=False, why="a message of no octets"),
     Case("tcp-length-one-octet", lambda c: b"\x00", DROP, ("tcp",), framed=False, why="half a length prefix, then EOF"),

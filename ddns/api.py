@@ -20,7 +20,7 @@ import bottle
 from . import api_keys
 from .auth import FailureLimiter, client_network
 from .oidc import LoginFailed, OidcLogin
-from .publisher import Outcome
+from .model import Outcome
 from .reports import HostView
 from .service import NoSuchObject, Service, ServiceError, Taken, TooMany
 from .store import NotFound, User

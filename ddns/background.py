@@ -20,7 +20,8 @@ from typing import Callable
 
 from .config import Config
 from .publish_queue import PublisherThread
-from .publisher import Change, Outcome, Publisher
+from .model import Outcome, Result, Update
+from .publisher import Publisher
 
 # The service's logger: its error lines are what the admins' status page and log filters know.
 log = logging.getLogger("ddns.service")
@@ -95,18 +96,18 @@ class Background:
         self._push_quietly()
         logging.getLogger("ddns").removeHandler(self.recent_errors)
 
-    def publish(self, changes: list[Change], timeout: float | None = None) -> list[Outcome]:
-        """Publish CHANGES and wait for their outcomes (911-style FAILED on timeout).
+    def publish(self, updates: list[Update], timeout: float | None = None) -> list[Result]:
+        """Publish UPDATES and wait for their results (FAILED on timeout).
 
         While serving they join the publisher thread's next group; else (a
         one-shot CLI command) they are applied at once, under the same lock.
         """
-        if not changes:
+        if not updates:
             return []
         queue = self.publisher_thread
         if queue is None:
-            return self.publisher.apply(changes)
-        futures = queue.submit(changes)
+            return self.publisher.apply(updates)
+        futures = queue.submit(updates)
         if timeout is None:
             timeout = self.config["bind.verify_timeout"] + 60
         deadline = time.monotonic() + timeout
@@ -115,7 +116,7 @@ class Background:
             try:
                 outcomes.append(future.result(max(0.0, deadline - time.monotonic())))
             except FutureTimeout:
-                outcomes.append(Outcome.FAILED)
+                outcomes.append(Result(Outcome.FAILED, reason="no answer from the publisher in time"))
         return outcomes
 
     def request_sync(self) -> None:

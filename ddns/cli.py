@@ -16,8 +16,9 @@ from typing import Any, Callable, Mapping, TextIO
 
 from . import __version__, bind, cli_keys, config as configmod, gitops, listener, provenance
 from .auth import new_secret
-from .publisher import Outcome, ZoneHeld
-from .instance import init_instance, install_hooks, narrow_secrets
+from .model import Outcome
+from .publisher import ZoneHeld
+from .instance import demo_key, init_instance, install_hooks, narrow_secrets
 from .service import Service, ServiceError, zone_template_dirs
 
 
@@ -53,7 +54,7 @@ def _outcome_exit(env: Env, outcome: Outcome, what: str) -> Exit:
     if outcome == Outcome.FAILED:
         env.err(f"error: {what} failed; nothing changed")
         return Exit.ERROR
-    if outcome == Outcome.DNSERR:
+    if outcome == Outcome.UNSERVED:
         env.err(f"warning: {what} is committed, but BIND does not serve it yet (it will be retried)")
         return Exit.PUBLISH_FAILED
     return Exit.OK
@@ -152,6 +153,12 @@ def cmd_quickstart(args, env: Env) -> Exit:
     env.out(f"  curl -u '{fqdn}:{secret}' '{cfg.public_url}/nic/update?myip=192.0.2.10'")
     env.out("See what BIND serves:")
     env.out(f"  dig @{cfg['bind.listen']} -p {cfg['bind.port']} +short {fqdn} A")
+    if cfg["dnsupdate.port"]:
+        key_path = demo_key(service, directory, fqdn)
+        env.out(f"Or with nsupdate (RFC 2136, signed with the host's TSIG key in {key_path}):")
+        script = (f"server {cfg['dnsupdate.listen']} {cfg['dnsupdate.port']}\\nzone {zone}\\n"
+                  f"update delete {fqdn} A\\nupdate add {fqdn} 60 A 192.0.2.11\\nsend\\n")
+        env.out(f"  printf '{script}' | nsupdate -k {key_path}")
     env.out(f"History: ddns -c {config_path} history {fqdn}")
     env.out(f"Web portal: {cfg.public_url}/  (log in as admin)")
     return serve(cfg, env)

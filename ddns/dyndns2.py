@@ -1,19 +1,31 @@
 """The dyndns2 protocol (``/nic/update``) as dyn.com, noip.com and their clients speak it.
 
 ``parse_request`` is pure: it turns the query into hostnames and addresses or
-an answer code. ``handle_update`` applies the rules with the service.
+an answer code. ``handle_update`` authenticates, makes one update per host
+(each address replaces its family's RRset) and maps the outcome through one
+table: deciding ``nochg`` is the publisher's (UNCHANGED), not this module's.
 """
 from __future__ import annotations
 
 import ipaddress
 from dataclasses import dataclass, field
 
-from .publisher import Change, Outcome
+from .model import Actor, Grant, Identity, Match, Operation, Outcome, Update
 from .service import NoSuchObject, Service
 from .store import Host, User
 from .validate import AddressPolicy, InvalidAddress, InvalidName, normalize_name, parse_address, record_type
 
 MAX_PARAM_LENGTH = 1024
+
+# The one table from the neutral outcome to dyndns2's words ({} : the addresses, v4 first).
+ANSWERS = {
+    Outcome.PUBLISHED: "good {}",
+    Outcome.UNCHANGED: "nochg {}",
+    Outcome.UNSERVED: "dnserr",
+    Outcome.REFUSED: "nohost",   # deleted while the request was on its way: nothing changed
+    Outcome.FAILED: "911",
+    Outcome.UNMET: "911",
+}
 
 
 @dataclass(frozen=True)
@@ -120,48 +132,30 @@ def handle_update(service: Service, req: UpdateRequest) -> Answer:
     if isinstance(principal, Host) and principal.blocked:
         return Answer(200, ["abuse"])
 
+    actor = Actor(f"host:{principal.fqdn}" if isinstance(principal, Host) else f"user:{principal.name}",
+                  req.client, "dyndns2", agent[:200], req.request_id)
     answers: list[str | None] = [None] * len(names)
-    plans: list[tuple[int, Host, list[int]]] = []  # line, host, indexes into changes
-    changes: list[Change] = []
-    shown = ",".join(str(a) for a in addresses)
-    actor = f"host:{principal.fqdn}" if isinstance(principal, Host) else f"user:{principal.name}"
+    hosts: list[tuple[int, Host]] = []
     for line, name in enumerate(names):
         host = _resolve_host(service, principal, name)
         if isinstance(host, str):
             answers[line] = host
-            continue
-        if host.blocked:
+        elif host.blocked:
             answers[line] = "abuse"
-            continue
-        view = service.view(host)
-        if not view.in_repository:  # a merge removed its zone: nothing can be served for it
-            answers[line] = "nohost"
-            continue
-        current = {"A": view.ipv4, "AAAA": view.ipv6}
-        indexes = []
-        for addr in addresses:
-            rtype, text = record_type(addr), str(addr)
-            if current[rtype] != text:
-                indexes.append(len(changes))
-                changes.append(service.host_change(host, rtype, text, actor, "dyndns2", req.client, agent[:200],
-                                                   req.request_id))
-        plans.append((line, host, indexes))
-
-    outcomes = service.publish(changes) if changes else []
-    for line, host, indexes in plans:
-        results = {outcomes[i] for i in indexes}
-        if Outcome.REFUSED in results:  # deleted while this request was on its way: nothing changed
-            answers[line] = "nohost"
-            continue
-        if Outcome.FAILED in results:
-            answers[line] = "911"
-        elif Outcome.DNSERR in results:
-            answers[line] = "dnserr"
-        elif Outcome.GOOD in results:
-            answers[line] = f"good {shown}"
         else:
-            answers[line] = f"nochg {shown}"
-        if answers[line] != "911":
+            hosts.append((line, host))
+    shown = ",".join(str(a) for a in addresses)
+    # The principal may change each host's own records; each update is guarded by "its host is still registered".
+    identities = [service.host_identity(host, actor) for _, host in hosts]
+    identity = Identity(actor, principal.fqdn if isinstance(principal, Host) else "",
+                        tuple(Grant(True, Match.NAME, host.fqdn, frozenset({"A", "AAAA"})) for _, host in hosts))
+    results = service.update_many(identity, [
+        Update(host.zone, tuple(op for addr in addresses for op in Operation.replace(host.fqdn, record_type(addr), [str(addr)])),
+               guard=own.guard)
+        for (_, host), own in zip(hosts, identities)])
+    for (line, host), result in zip(hosts, results):
+        answers[line] = ANSWERS[result.outcome].format(shown)
+        if result.outcome not in (Outcome.FAILED, Outcome.UNMET, Outcome.REFUSED):
             service.note_update(host.fqdn, req.client, agent[:200], req.tls)
     return Answer(200, [a or "911" for a in answers])
 

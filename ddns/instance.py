@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 from typing import Any, Mapping
 
-from . import bind, config as configmod, private, provenance, resource_dir
+from . import bind, config as configmod, keyconfigs, private, provenance, resource_dir
 from .auth import new_secret
 from .gitrepo import ZonesRepo
 from .service import Service, ServiceError
@@ -58,6 +58,17 @@ def init_instance(directory: Path, http_port: int = 8080, dns_port: int = 5353, 
         service.publisher.push(cfg["zones.branch"], cfg["zones.push_token"])
         install_hooks(bare, config_path, cfg["zones.push_token"])
     return cfg
+
+
+def demo_key(service: Service, directory: Path, fqdn: str) -> Path:
+    """A new host key for FQDN (replacing the last run's) in DIRECTORY/demo.key, readable by this user only."""
+    for key in service.keys(None, host=fqdn, kind="host"):
+        service.delete_key(None, key.name)
+    key, secret = service.add_key(None, fqdn)
+    path = directory / "demo.key"
+    path.unlink(missing_ok=True)
+    private.write_new(path, keyconfigs.key_file(key.name, key.algorithm, secret))
+    return path
 
 
 HOOK_FILES = {"pre-receive": 0o755, "post-receive": 0o755, "ddns-service-push": 0o644}

@@ -22,7 +22,7 @@ import jinja2
 
 from . import clientconfigs, formtext, portal_keys, resource_dir
 from .oidc import PENDING_SECONDS, LoginFailed, OidcLogin
-from .publisher import Outcome
+from .model import Outcome
 from .service import NoSuchObject, Service, ServiceError, TooMany
 from .sessions import COOKIE, OIDC_COOKIE, PRE_COOKIE, Sessions, csrf_ok
 from .store import Busy, NotFound, Session, User
@@ -31,9 +31,9 @@ WEB_TEMPLATES = resource_dir("templates") / "web"
 STATIC = resource_dir("templates") / "static"
 STASH_SECONDS = 600
 OUTCOME_TEXT = {
-    Outcome.GOOD: "BIND serves the change.",
-    Outcome.NOCHG: "Nothing to change.",
-    Outcome.DNSERR: "Saved and committed, but BIND does not serve it yet; it is retried.",
+    Outcome.PUBLISHED: "BIND serves the change.",
+    Outcome.UNCHANGED: "Nothing to change.",
+    Outcome.UNSERVED: "Saved and committed, but BIND does not serve it yet; it is retried.",
     Outcome.FAILED: "The change could not be published; nothing changed. Try again later.",
 }
 

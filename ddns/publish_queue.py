@@ -1,6 +1,6 @@
 """The queue in front of the publisher: group commit for concurrent requests.
 
-Requests submit changes and wait on futures; one thread commits them in
+Requests submit updates and wait on futures; one thread commits them in
 groups, and watcher threads answer each group when named serves it.
 """
 from __future__ import annotations
@@ -12,14 +12,15 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Callable
 
-from .publisher import Batch, Change, Outcome, Publisher
+from .model import Outcome, Result, Update
+from .publisher import Batch, Publisher
 
 log = logging.getLogger("ddns.publisher")
 
 
 @dataclass
 class _Pending:
-    change: Change
+    update: Update
     queued: float
     future: Future = field(default_factory=Future)
 
@@ -68,14 +69,15 @@ class PublisherThread:
             return len(self._queue)
 
     def stalled_for(self) -> float:
-        """Seconds the oldest change not yet committed has waited (0 when there is none)."""
+        """Seconds the oldest update not yet committed has waited (0 when there is none)."""
         with self._cond:
             since = [t for t in (self._committing, self._queue[0].queued if self._queue else None) if t is not None]
         return self.monotonic() - min(since) if since else 0.0
 
-    def submit(self, changes: list[Change]) -> list[Future]:
+    def submit(self, updates: list[Update]) -> list[Future]:
+        """Queue UPDATES for the next group; each future's result is the update's ``Result``."""
         now = self.monotonic()
-        pending = [_Pending(c, now) for c in changes]
+        pending = [_Pending(u, now) for u in updates]
         with self._cond:
             if self._stopping:
                 raise RuntimeError("publisher is stopping")
@@ -107,11 +109,12 @@ class PublisherThread:
                 self._start_retry()
                 continue
             try:
-                committed = self.publisher.commit([p.change for p in batch])
+                committed = self.publisher.commit([p.update for p in batch])
             except Exception as exc:  # never leave a waiter hanging
                 log.exception("publishing failed")
                 self.publisher.failure = self.publisher.last_error = f"publishing failed: {exc}"
-                committed = Batch([Outcome.FAILED] * len(batch), [p.change.zone for p in batch], {})
+                failed = Result(Outcome.FAILED, reason=self.publisher.failure)
+                committed = Batch([failed] * len(batch), [p.update.zone for p in batch], {})
             finally:
                 with self._cond:
                     self._committing = None
@@ -132,8 +135,8 @@ class PublisherThread:
             with self._cond:
                 self._in_flight -= 1
                 self._cond.notify()
-        for pending, outcome in zip(batch, outcomes):
-            pending.future.set_result(outcome)
+        for pending, result in zip(batch, outcomes):
+            pending.future.set_result(result)
 
     def _start_retry(self) -> None:
         """Retry in a watcher, one round at a time: its wait for named must not hold up commits."""

@@ -34,16 +34,17 @@ processes wait their turn. Its rules:
 """
 from __future__ import annotations
 
-import enum
 import logging
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, ContextManager
 
-from . import bind, zones
+from . import bind, records, zones
 from .bindtarget import BindTarget, PublishTarget
+from .errors import Unavailable
 from .gitrepo import ChangeRecord, SyncConflict, ZonesRepo, commit_message
+from .model import Actor, Outcome, Result, RRset, Update
 from .repolock import RepoLock
 from .serial import next_serial, serial_gt
 from .worktree import BACKUP_SUFFIX, ServiceFiles, atomic_write
@@ -52,53 +53,22 @@ from .zonestate import ZoneReader, ZoneState, stamp
 log = logging.getLogger("ddns.publisher")
 
 
-class ZoneHeld(RuntimeError):
+class ZoneHeld(Unavailable):
     """A zone's files differ from HEAD and cannot be put back: nothing is published from them."""
-
-
-class Outcome(enum.Enum):
-    GOOD = "good"        # committed, and named serves it
-    NOCHG = "nochg"      # nothing to change
-    DNSERR = "dnserr"    # committed, but named does not serve it (yet)
-    FAILED = "911"       # not committed: nothing changed
-    REFUSED = "refused"  # the change's precondition did not hold when it was applied: nothing changed
-
-
-
-@dataclass(frozen=True)
-class Change:
-    """Set (or with ``address=None`` delete) one record of one host."""
-
-    zone: str
-    label: str
-    rtype: str
-    address: str | None
-    actor: str
-    client: str = ""
-    interface: str = "cli"
-    agent: str = ""
-    request: str = ""
-    # Evaluated under the publisher's lock just before the change is applied; False refuses it.
-    # The caller's decision ("this host still exists") is then made against the state it changes.
-    guard: Callable[[], bool] | None = field(default=None, compare=False, repr=False)
-
-    @property
-    def fqdn(self) -> str:
-        return f"{self.label}.{self.zone}"
 
 
 @dataclass
 class Batch:
-    """What one commit did: outcomes settled so far, and the serial each zone must be served at."""
+    """What one commit did: results settled so far, and the serial each zone must be served at."""
 
-    outcomes: list[Outcome | None]  # None: committed, waiting for named to serve its zone
-    zones: list[str]                # the zone of each change
+    results: list[Result | None]    # None: committed, waiting for named to serve its zone
+    zones: list[str]                # the zone of each update
     serials: dict[str, int]         # zones reloaded, and the serial that proves it
     deadline: float | None = None   # (monotonic) when the wait for named ends: one verify budget per commit
 
-    def settle(self, served: set[str]) -> list[Outcome]:
-        return [o if o is not None else (Outcome.GOOD if self.zones[i] in served else Outcome.DNSERR)
-                for i, o in enumerate(self.outcomes)]
+    def settle(self, served: set[str]) -> list[Result]:
+        return [r if r is not None else Result(Outcome.PUBLISHED if self.zones[i] in served else Outcome.UNSERVED)
+                for i, r in enumerate(self.results)]
 
 
 class Publisher:
@@ -203,16 +173,39 @@ class Publisher:
         return state
 
     def current(self, zone: str, label: str, rtype: str) -> str | None:
-        """The address a host's record has now (for the nochg fast path)."""
-        return self._fresh(zone).dynamic.get((label, rtype))
+        """The rdata of LABEL's dynamic RTYPE set now, joined by ", " as the audit trailer writes it; None: none."""
+        found = self._fresh(zone).dynamic.get((label, rtype))
+        return None if found is None else ", ".join(found.rdatas)
 
-    def records(self, zone: str) -> zones.DynamicRecords:
-        return dict(self._fresh(zone).dynamic)
+    def has_zone(self, zone: str) -> bool:
+        """Whether ZONE is in the repository now (another process may have added or removed it)."""
+        try:
+            self._fresh(zone)
+        except KeyError:
+            return False
+        return True
+
+    def dynamic(self, zone: str, label: str) -> dict[str, records.RecordSet]:
+        """LABEL's dynamic RRsets in ZONE now, by type."""
+        state = self._fresh(zone)
+        return {t: rs for t in state.types if (rs := state.dynamic.get((label, t))) is not None}
+
+    def rrsets(self, zone: str, label: str) -> list[RRset]:
+        """What ZONE holds at LABEL now, static and dynamic, the apex SOA with the current serial."""
+        state = self._fresh(zone)
+        name = zone if label == records.APEX else f"{label}.{zone}"
+        ttl = state.source.settings.dynamic_ttl
+        found = {**state.static.get(label, {}), **self.dynamic(zone, label)}
+        out = []
+        for rtype, rs in sorted(found.items()):
+            rdatas = rs.rdatas if rtype != "SOA" else tuple(records.with_serial(r, state.serial) for r in rs.rdatas)
+            out.append(RRset(name, rtype, ttl if rs.ttl is None else rs.ttl, rdatas))
+        return out
 
     # ---- publishing --------------------------------------------------------
-    def apply(self, changes: list[Change]) -> list[Outcome]:
-        """Publish CHANGES as one commit and wait until named serves them; one outcome per change."""
-        batch = self.commit(changes)
+    def apply(self, updates: list[Update]) -> list[Result]:
+        """Publish UPDATES as one commit and wait until named serves them; one result per update."""
+        batch = self.commit(updates)
         return batch.settle(self.wait_served(batch.serials, deadline=batch.deadline))
 
     def wait_served(self, serials: dict[str, int], timeout: float | None = None,
@@ -220,55 +213,62 @@ class Publisher:
         """Wait until named serves each zone at (or after) its serial; returns the zones served."""
         return self.named.wait_served(serials, timeout, deadline)
 
-    def commit(self, changes: list[Change]) -> "Batch":
-        """Apply CHANGES, render each touched zone once, commit once, ask named to reload.
+    def commit(self, updates: list[Update]) -> "Batch":
+        """Decide UPDATES in order, render each touched zone once, commit once, ask named to reload.
 
-        Does not wait for named: the caller waits for ``batch.serials`` to be
-        served (``wait_served``), so the next group can be committed meanwhile.
+        Each update's guard and prerequisites are evaluated here, under the
+        lock, against the records as the updates before it in the group left
+        them; each is applied all or nothing. Does not wait for named: the
+        caller waits for ``batch.serials`` to be served (``wait_served``), so
+        the next group can be committed meanwhile.
         """
         with self.locked():
-            return self._commit_locked(changes)
+            return self._commit_locked(updates)
 
-    def _commit_locked(self, changes: list[Change]) -> "Batch":
-        outcomes: list[Outcome | None] = [None] * len(changes)
-        records: list[tuple[int, ChangeRecord]] = []
-        new_dynamic: dict[str, zones.DynamicRecords] = {}
-        for i, change in enumerate(changes):
-            if change.guard is not None and not change.guard():
-                outcomes[i] = Outcome.REFUSED
-                continue
-            try:
-                state = self._fresh(change.zone)
-            except KeyError:
-                outcomes[i] = Outcome.FAILED
-                continue
-            if state.broken:
-                outcomes[i] = Outcome.DNSERR
-                continue
-            if not self.files.writable(change.zone):  # its files could not be put back: nothing is published from them
-                outcomes[i] = Outcome.FAILED
-                continue
-            if change.address is not None and change.label in state.source.owners:
-                log.warning("%s: refused, static records of %s use that name", change.fqdn, change.zone)
-                outcomes[i] = Outcome.FAILED  # never merge a host's records into static ones
-                continue
-            dynamic = new_dynamic.setdefault(change.zone, dict(state.dynamic))
-            key = (change.label, change.rtype)
-            old = dynamic.get(key)
-            if old == change.address:
-                outcomes[i] = Outcome.NOCHG
-                continue
-            if change.address is None:
-                del dynamic[key]
+    def _decide(self, update: Update, work: dict[str, records.Dynamic]) -> tuple[Result | None, list[ChangeRecord]]:
+        """UPDATE applied to WORK (the group's records so far, per zone): (None, its change records), or why not."""
+        if update.guard is not None and not update.guard():
+            return Result(Outcome.REFUSED, reason="the credential is gone"), []
+        try:
+            state = self._fresh(update.zone)
+        except KeyError:
+            return Result(Outcome.FAILED, reason=f"no zone {update.zone}"), []
+        if state.broken:
+            return Result(Outcome.FAILED, reason=f"zone {update.zone} is broken: {state.broken}"), []
+        if not self.files.writable(update.zone):  # its files could not be put back: nothing is published from them
+            return Result(Outcome.FAILED, reason=f"zone {update.zone} is held"), []
+        work.setdefault(update.zone, dict(state.dynamic))  # copied once per group and zone
+        changes, refused = records.apply(update, state.static, work[update.zone], state.types)
+        if refused is not None:
+            if refused.outcome is Outcome.FAILED:
+                log.warning("%s: refused: %s", update.zone, refused.reason)
+            return refused, []
+        if not changes:
+            return Result(Outcome.UNCHANGED), []
+        made = []
+        dynamic = work[update.zone]
+        for (label, rtype), new in sorted(changes.items()):
+            made.append(_change_record(update.zone, label, rtype, dynamic.get((label, rtype)), new, update.actor))
+            if new is None:
+                del dynamic[(label, rtype)]
             else:
-                dynamic[key] = change.address
-            records.append((i, ChangeRecord(change.fqdn, change.rtype, old, change.address, change.actor,
-                                            change.client, change.interface, change.agent, change.request)))
-        zone_of = [c.zone for c in changes]
-        if not records:
-            return Batch([o or Outcome.NOCHG for o in outcomes], zone_of, {})
+                dynamic[(label, rtype)] = new
+                state.types.add(rtype)  # a superset does no harm, even if the commit fails
+        return None, made
 
-        touched = sorted({changes[i].zone for i, _ in records})
+    def _commit_locked(self, updates: list[Update]) -> "Batch":
+        results: list[Result | None] = [None] * len(updates)
+        changes: list[tuple[int, ChangeRecord]] = []
+        work: dict[str, records.Dynamic] = {}
+        for i, update in enumerate(updates):
+            results[i], made = self._decide(update, work)
+            changes += [(i, c) for c in made]
+        zone_of = [u.zone for u in updates]
+        unchanged = Result(Outcome.UNCHANGED)
+        if not changes:
+            return Batch([r or unchanged for r in results], zone_of, {})
+
+        touched = sorted({updates[i].zone for i, _ in changes})
         serials: dict[str, int] = {}
         paths: list[str] = []
         try:
@@ -277,22 +277,23 @@ class Publisher:
                     state = self.zones[zone]
                     serials[zone] = next_serial(state.serial, int(self.clock()))
                     dyn_path, rendered_path = self.reader.service_paths(zone)
-                    files.write(dyn_path, zones.format_dynamic(new_dynamic[zone]))
-                    files.write(rendered_path, self.reader.render(state, serials[zone], new_dynamic[zone]))
+                    files.write(dyn_path, zones.format_dynamic(work[zone]))
+                    files.write(rendered_path, self.reader.render(state, serials[zone], work[zone]))
                     paths += [f"{zone}/{dyn_path.name}", f"{zone}/{rendered_path.name}"]
-                actors = {r.actor for _, r in records}
-                self.repo.commit(paths, commit_message([r for _, r in records]),
+                actors = {c.actor for _, c in changes}
+                self.repo.commit(paths, commit_message([c for _, c in changes]),
                                  author=actors.pop() if len(actors) == 1 else None)
         except Exception as exc:  # disk full, git failure: HEAD's files are back, nothing changed
             log.exception("commit failed; the last commit's files are kept")
             self.failure = self.last_error = f"commit failed: {exc}"
-            for i, _ in records:
-                outcomes[i] = Outcome.FAILED
-            return Batch([o or Outcome.NOCHG for o in outcomes], zone_of, {})
+            failed = Result(Outcome.FAILED, reason=self.failure)
+            for i, _ in changes:
+                results[i] = failed
+            return Batch([r or unchanged for r in results], zone_of, {})
 
         for zone in touched:
             state = self.zones[zone]
-            state.dynamic = new_dynamic[zone]
+            state.dynamic = work[zone]
             state.serial = serials[zone]
             state.stamp = stamp(*self.reader.service_paths(zone))
         self.last_publish = self.clock()
@@ -302,10 +303,10 @@ class Publisher:
             if not self.named.reload(zone, deadline):  # named unreachable: committed, not served; retried later
                 del serials[zone]
                 self.named.unserved.add(zone)
-                for i, _ in records:
-                    if changes[i].zone == zone:
-                        outcomes[i] = Outcome.DNSERR
-        return Batch(outcomes, zone_of, serials, deadline)
+                for i, _ in changes:
+                    if updates[i].zone == zone:
+                        results[i] = Result(Outcome.UNSERVED, reason="named did not take the reload")
+        return Batch(results, zone_of, serials, deadline)
 
     # ---- startup and repair ------------------------------------------------
     def recover(self) -> None:
@@ -487,15 +488,15 @@ class Publisher:
             self.zones[zone] = state
             self.write_zones_conf()
             if not self.named.enabled:
-                return Outcome.GOOD
+                return Outcome.PUBLISHED
             try:
                 self.named.reconfig()
             except bind.BindError as exc:
                 self.last_error = str(exc)
                 self.named.unserved.add(zone)
-                return Outcome.DNSERR
+                return Outcome.UNSERVED
             served = self.named.reload_and_verify([zone], {zone: state.serial})
-            return Outcome.GOOD if zone in served else Outcome.DNSERR
+            return Outcome.PUBLISHED if zone in served else Outcome.UNSERVED
 
     def update_settings(self, zone: str, settings_toml: str, actor: str) -> Outcome:
         """Replace ZONE's zone.toml (an admin's change from the portal): validate, commit, reload."""
@@ -504,7 +505,7 @@ class Publisher:
             settings_path = self.root / zone / zones.SETTINGS_FILE
             old_text = settings_path.read_text()
             if old_text == settings_toml:
-                return Outcome.NOCHG
+                return Outcome.UNCHANGED
             if not self.files.writable(zone):
                 raise ZoneHeld(f"zone {zone} is held: {self.files.held[zone]}")
             dyn_path, rendered_path = self.reader.service_paths(zone)
@@ -512,7 +513,7 @@ class Publisher:
             with self.files.replacing([zone], (settings_rel,)) as files:
                 files.write(settings_path, settings_toml)
                 new_state = self.reader.read(zone)
-                new_state.dynamic = state.dynamic
+                new_state.dynamic, new_state.types = state.dynamic, state.types
                 new_state.serial = next_serial(state.serial, int(self.clock()))
                 text = self.reader.render(new_state, new_state.serial)
                 error = self.reader.check(zone, text)
@@ -526,6 +527,14 @@ class Publisher:
             self.last_publish = self.clock()
             if not self.named.reload(zone):
                 self.named.unserved.add(zone)
-                return Outcome.DNSERR
+                return Outcome.UNSERVED
             served = self.wait_served({zone: new_state.serial})
-            return Outcome.GOOD if zone in served else Outcome.DNSERR
+            return Outcome.PUBLISHED if zone in served else Outcome.UNSERVED
+
+
+def _change_record(zone: str, label: str, rtype: str, old: records.RecordSet | None,
+                   new: records.RecordSet | None, actor: Actor) -> ChangeRecord:
+    """The audit trailer's record of one changed RRset: its rdata before and after, joined by ", "."""
+    fqdn = zone if label == records.APEX else f"{label}.{zone}"
+    return ChangeRecord(fqdn, rtype, old and ", ".join(old.rdatas), new and ", ".join(new.rdatas), actor.name,
+                        actor.client, actor.interface, actor.agent, actor.request)

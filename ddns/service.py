@@ -25,10 +25,12 @@ from .guard import Guard, Verdict
 from .keys import Keys
 from .keystore import KeyInfo
 from .bindtarget import PublishTarget
-from .publisher import Change, Outcome, Publisher
+from .model import Actor, Grant, Identity, Match, Op, Operation, Outcome, Prerequisite, Result, RRset, Update
+from .publisher import Publisher
 from .store import Busy, Conflict, Domain, Host, LastSeen, NotFound, Store, User
-from .oidc import Identity
+from .oidc import Identity as OidcIdentity
 from .reports import HostView, Reports
+from .updates import Updates
 from .validate import AddressPolicy, InvalidName, normalize_name, parse_address, record_type, split_host
 from .zones import default_zone_files
 
@@ -92,6 +94,7 @@ class Service:
                                      flush_seen=self.flush_seen)
         self.reports = Reports(config, store, publisher, self.guard, self.background)
         self.key_ring = Keys(store, clock)
+        self.updates = Updates(publisher, self.publish, config["updates.types"], self.policy)
 
     @classmethod
     def open(cls, config: Config, clock: Callable[[], float] = time.time) -> "Service":
@@ -161,9 +164,27 @@ class Service:
         for zone in set(self.store.domains()) - in_repo:
             self.store.deactivate_domain(zone)
 
-    def publish(self, changes: list[Change], timeout: float | None = None) -> list[Outcome]:
-        """Publish CHANGES and wait for their outcomes (911-style FAILED on timeout)."""
-        return self.background.publish(changes, timeout)
+    def publish(self, updates: list[Update], timeout: float | None = None) -> list[Result]:
+        """Publish UPDATES (checked already) and wait for their results (FAILED on timeout)."""
+        return self.background.publish(updates, timeout)
+
+    # ---- the update use case (ddns.updates) ----------------------------------
+    def update(self, identity: Identity, zone: str, operations: list[Operation] | tuple[Operation, ...],
+               prerequisites: list[Prerequisite] | tuple[Prerequisite, ...] = ()) -> Result:
+        """Apply OPERATIONS to ZONE as IDENTITY if PREREQUISITES hold: all or nothing, answered once served."""
+        return self.updates.update(identity, zone, operations, prerequisites)
+
+    def update_many(self, identity: Identity, updates: list[Update]) -> list[Result]:
+        """UPDATES as IDENTITY's in one group commit; one result each."""
+        return self.updates.update_many(identity, updates)
+
+    def find_zone(self, name: str) -> str | None:
+        """The longest of our zones that NAME is in."""
+        return self.updates.find_zone(name)
+
+    def rrsets(self, zone: str, name: str) -> list[RRset]:
+        """What ZONE holds at NAME now, static and dynamic, the apex SOA with the current serial."""
+        return self.updates.rrsets(zone, name)
 
     # ---- users and domains -------------------------------------------------
     def add_user(self, name: str, password: str | None = None, is_admin: bool = False) -> User:
@@ -184,7 +205,7 @@ class Service:
             raise ServiceError(str(exc)) from exc
         return token
 
-    def login_oidc(self, identity: "Identity") -> User:
+    def login_oidc(self, identity: "OidcIdentity") -> User:
         """The user behind an OpenID Connect login, created at the first one.
 
         With ``oidc.admin_groups`` set, the groups decide who is an admin at every
@@ -245,7 +266,7 @@ class Service:
             raise ServiceError(f"not a valid zone name: {exc}") from exc
         if zone in self.store.domains():
             raise ServiceError(f"domain {zone} exists")
-        outcome = Outcome.GOOD
+        outcome = Outcome.PUBLISHED
         if zone not in zones.list_zones(self.publisher.root):  # on disk: another process may have added or removed it
             settings, static = default_zone_files(zone, nameservers, self.config["bind.listen"])
             try:
@@ -311,61 +332,68 @@ class Service:
             raise NoSuchObject(str(exc)) from exc
         return [self.view(h) for h in self.store.hosts(owner_id)]
 
-    def host_change(self, host: Host, rtype: str, address: str | None, actor: str, interface: str = "cli",
-                    client: str = "", agent: str = "", request: str = "") -> Change:
-        """A change of one of HOST's records that the publisher applies only while HOST is still registered.
+    def host_identity(self, host: Host, actor: Actor) -> Identity:
+        """HOST's own rights: its A, AAAA and TXT records, and TXT at ``_acme-challenge.<fqdn>``.
 
-        The publisher checks that under its lock, right before it applies the
-        change: an update authenticated before a deletion but published after
-        it is refused (``Outcome.REFUSED``) instead of bringing the record back.
+        Guarded by "HOST is still registered", which the publisher checks under
+        its lock right before it applies an update: one authenticated before a
+        deletion but published after it is refused instead of bringing the
+        record back.
         """
         guard = functools.partial(self.store.host_registered, host.fqdn, host.created, host.owner_id)
-        return Change(host.zone, host.label, rtype, address, actor, client, interface, agent, request, guard=guard)
+        grants = (Grant(True, Match.SELF, types=frozenset({"A", "AAAA", "TXT"})),
+                  Grant(True, Match.NAME, f"_acme-challenge.{host.fqdn}", frozenset({"TXT"})))
+        return Identity(actor, host.fqdn, grants, guard)
 
     def set_address(self, fqdn: str, address: str, actor: str, interface: str = "cli",
                     client: str = "", agent: str = "") -> Outcome:
+        """Make ADDRESS the host's one address of its family."""
         host = self.host(fqdn)
         try:
             addr = parse_address(address, self.policy)
         except ValueError as exc:
             raise ServiceError(str(exc)) from exc
-        change = self.host_change(host, record_type(addr), str(addr), actor, interface, client, agent)
-        return self._unless_refused(fqdn, self.publish([change]))[0]
+        identity = self.host_identity(host, Actor(actor, client, interface, agent))
+        result = self.update(identity, host.zone, Operation.replace(host.fqdn, record_type(addr), [str(addr)]))
+        return self._unless_refused(fqdn, result)
 
     @staticmethod
-    def _unless_refused(fqdn: str, outcomes: list[Outcome]) -> list[Outcome]:
-        """OUTCOMES of a host's changes; the host was deleted meanwhile when one was refused."""
-        if Outcome.REFUSED in outcomes:
+    def _unless_refused(fqdn: str, result: Result) -> Outcome:
+        """The outcome of a host's update; the host was deleted meanwhile when it was refused."""
+        if result.outcome is Outcome.REFUSED:
             raise NoSuchObject(f"no host {fqdn}")
-        return outcomes
+        return result.outcome
 
     def delete_host(self, fqdn: str, actor: str, interface: str = "cli") -> Outcome:
         """Remove the host's records from DNS and the host, as one step under the publisher's lock.
 
         Every other change of a host's records is guarded by "still registered"
-        (``host_change``), checked under the same lock: whatever was applied
+        (``host_identity``), checked under the same lock: whatever was applied
         before is removed here, whatever comes after is refused. If the records
         cannot be removed (a broken zone, a failed commit) the host stays.
         """
         host = self.host(fqdn)
+        names = (host.fqdn, f"_acme-challenge.{host.fqdn}")
+        update = Update(host.zone, tuple(Operation(Op.DELETE_NAME, n) for n in names),
+                        actor=Actor(actor, interface=interface))
         with self.publisher.locked():
             if not self.store.host_registered(host.fqdn, host.created, host.owner_id):
                 raise NoSuchObject(f"no host {fqdn}")  # deleted by a concurrent request
-            rtypes = self._record_types(host)
-            changes = [Change(host.zone, host.label, rtype, None, actor, interface=interface) for rtype in rtypes]
-            batch = self.publisher.commit(changes) if changes else None
-            if self._record_types(host):
+            batch = self.publisher.commit([update]) if self._has_records(host, names) else None
+            if batch is not None and self._has_records(host, names):
                 return Outcome.FAILED
             self.store.delete_host(host.fqdn)
         if batch is None:
-            return Outcome.GOOD
-        outcomes = batch.settle(self.publisher.wait_served(batch.serials))
-        return Outcome.DNSERR if Outcome.DNSERR in outcomes else Outcome.GOOD
+            return Outcome.PUBLISHED
+        results = batch.settle(self.publisher.wait_served(batch.serials))
+        return Outcome.UNSERVED if results[0].outcome is Outcome.UNSERVED else Outcome.PUBLISHED
 
-    def _record_types(self, host: Host) -> list[str]:
-        """The types of HOST's records in its zone now ([] when its zone left the repository)."""
-        view = self.view(host)
-        return [rtype for rtype, value in (("A", view.ipv4), ("AAAA", view.ipv6)) if value is not None]
+    def _has_records(self, host: Host, names: tuple[str, ...]) -> bool:
+        """Whether NAMES hold dynamic records in HOST's zone now (False when its zone left the repository)."""
+        try:
+            return any(self.publisher.dynamic(host.zone, name[: -len(host.zone) - 1]) for name in names)
+        except KeyError:
+            return False
 
     def history(self, fqdn: str) -> list[HistoryEntry]:
         try:
@@ -377,12 +405,9 @@ class Service:
     def clear_address(self, fqdn: str, actor: str, interface: str = "cli", rtypes: tuple[str, ...] = ("A", "AAAA")) -> Outcome:
         """Remove the host's RTYPES records (it stays registered)."""
         host = self.host(fqdn)
-        outcomes = self._unless_refused(fqdn, self.publish([self.host_change(host, rtype, None, actor, interface)
-                                                            for rtype in rtypes]))
-        for bad in (Outcome.FAILED, Outcome.DNSERR):
-            if bad in outcomes:
-                return bad
-        return Outcome.GOOD if Outcome.GOOD in outcomes else Outcome.NOCHG
+        identity = self.host_identity(host, Actor(actor, interface=interface))
+        operations = [Operation(Op.DELETE_RRSET, host.fqdn, rtype) for rtype in rtypes]
+        return self._unless_refused(fqdn, self.update(identity, host.zone, operations))
 
     def served(self, host: Host) -> dict[str, list[str] | None]:
         """What BIND answers for the host now: {"A": [...], "AAAA": [...]} (None: no answer)."""

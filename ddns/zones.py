@@ -4,7 +4,7 @@ Layout of one zone directory ``ZONE/`` in the repository:
 
 - ``zone.toml``       settings humans edit (SOA, NS, TTLs)            -- human
 - ``static.zone``     static records in zone-file syntax              -- human
-- ``dynamic.records`` one ``LABEL TYPE ADDRESS`` per line, sorted     -- service
+- ``dynamic.records`` one ``LABEL [TTL] TYPE RDATA`` per line, sorted  -- service
 - ``ZONE.zone``       the rendered file BIND loads                    -- service
 
 There is no per-zone template: a template is code, and the zones repository is
@@ -25,7 +25,9 @@ from typing import Iterable, Iterator
 
 import jinja2
 
-from .validate import InvalidAddress, InvalidName, normalize_name, parse_address, AddressPolicy, record_type
+from .errors import Invalid
+from .records import APEX, Dynamic, RecordSet, canonical, canonical_type, record_name
+from .validate import AddressPolicy, parse_address, record_type
 
 SETTINGS_FILE = "zone.toml"
 STATIC_FILE = "static.zone"
@@ -82,41 +84,77 @@ class ZoneSettings:
         )
 
 
-# (label, type) -> address text; labels are relative to the zone.
-DynamicRecords = dict[tuple[str, str], str]
-
-
 class BadRecordLine(ValueError):
     """A line of a dynamic records file that the service would never write."""
 
 
-def parse_dynamic(text: str) -> DynamicRecords:
-    """Parse ``dynamic.records``; every line is validated as strictly as input."""
-    records: DynamicRecords = {}
+MAX_TTL = 2**31 - 1
+
+
+def format_dynamic(records: Dynamic) -> str:
+    """One RR per line, sorted by label, type, rdata: diff-friendly.
+
+    ``LABEL TYPE RDATA`` for a set with the zone's dynamic TTL, ``LABEL TTL
+    TYPE RDATA`` (on each of its lines) for one with a TTL of its own.
+    """
+    lines = []
+    for (label, rtype), rs in sorted(records.items()):
+        ttl = "" if rs.ttl is None else f"{rs.ttl} "
+        lines += [f"{label} {ttl}{rtype} {rdata}\n" for rdata in rs.rdatas]
+    return "".join(lines)
+
+
+def _split_line(number: int, line: str) -> tuple[str, int | None, str, str]:
+    """(label, TTL or None, type, rdata) of one line; the rdata is the rest of the line."""
+    label, _, rest = line.partition(" ")
+    ttl = None
+    first, _, after = rest.partition(" ")
+    if first.isascii() and first.isdigit():
+        if first != str(int(first)) or int(first) > MAX_TTL:
+            raise BadRecordLine(f"line {number}: bad TTL {first!r}")
+        ttl, rest = int(first), after
+    rtype, _, rdata = rest.partition(" ")
+    if not (label and rtype and rdata):
+        raise BadRecordLine(f"line {number}: expected 'LABEL [TTL] TYPE RDATA': {line!r}")
+    return label, ttl, rtype, rdata
+
+
+def _check_line(label: str, rtype: str, rdata: str) -> None:
+    """Raises (Invalid, ValueError) unless the service could have written this record."""
+    if label == APEX or record_name(label) != label:  # the apex holds static records: never dynamic ones
+        raise ValueError(f"bad label {label!r}")
+    if canonical_type(rtype) != rtype or rtype == "SOA":
+        raise ValueError(f"bad type {rtype!r}")
+    if rtype in ("A", "AAAA"):  # what a host may publish, whatever the operator's policy on private and loopback
+        addr = parse_address(rdata, AddressPolicy(allow_private=True, allow_loopback=True))
+        if record_type(addr) != rtype:
+            raise ValueError(f"{rdata} is not {rtype} data")
+    if canonical(rtype, rdata) != rdata:
+        raise ValueError(f"{rdata!r} is not canonical {rtype} data")
+
+
+def parse_dynamic(text: str) -> Dynamic:
+    """Parse ``dynamic.records``; every line is validated as strictly as input.
+
+    Lines of the old form (``LABEL A|AAAA ADDRESS``, one per host and family)
+    are lines of the current one: old repositories load unchanged.
+    """
+    records: dict[tuple[str, str], tuple[int | None, list[str]]] = {}
     for number, line in enumerate(text.splitlines(), 1):
         if not line.strip():
             continue
-        parts = line.split()
-        if len(parts) != 3 or parts[1] not in ("A", "AAAA"):
-            raise BadRecordLine(f"line {number}: expected 'LABEL A|AAAA ADDRESS': {line!r}")
-        label, rtype, address = parts
+        label, ttl, rtype, rdata = _split_line(number, line)
         try:
-            if normalize_name(label) != label or "." in label:
-                raise BadRecordLine(f"line {number}: bad label {label!r}")
-            addr = parse_address(address, AddressPolicy(allow_private=True, allow_loopback=True))
-        except (InvalidName, InvalidAddress) as exc:
+            _check_line(label, rtype, rdata)
+        except (Invalid, ValueError) as exc:
             raise BadRecordLine(f"line {number}: {exc}") from exc
-        if record_type(addr) != rtype or str(addr) != address:
-            raise BadRecordLine(f"line {number}: {address} is not a canonical {rtype} address")
-        if (label, rtype) in records:
-            raise BadRecordLine(f"line {number}: a second {rtype} record for {label}")
-        records[(label, rtype)] = address
-    return records
-
-
-def format_dynamic(records: DynamicRecords) -> str:
-    """One record per line, sorted by label then type: diff-friendly."""
-    return "".join(f"{label} {rtype} {addr}\n" for (label, rtype), addr in sorted(records.items()))
+        set_ttl, rdatas = records.setdefault((label, rtype), (ttl, []))
+        if set_ttl != ttl:
+            raise BadRecordLine(f"line {number}: the lines of {label} {rtype} carry different TTLs")
+        if rdata in rdatas:
+            raise BadRecordLine(f"line {number}: {label} {rtype} {rdata} twice")
+        rdatas.append(rdata)
+    return {key: RecordSet(tuple(sorted(rdatas)), ttl) for key, (ttl, rdatas) in records.items()}
 
 
 _SOA_SERIAL = re.compile(r"\bSOA\s+\S+\s+\S+\s*\(?\s*(\d+)")
@@ -262,15 +300,17 @@ def render_zone(
     settings: ZoneSettings,
     serial: int,
     static_text: str,
-    dynamic: DynamicRecords,
+    dynamic: Dynamic,
 ) -> str:
     """Render a zone file.
 
     The dynamic records reach the template as one pre-formatted block
-    (``dynamic``): a Jinja loop over 100k records costs ~50 ms more.
+    (``dynamic``), one line per RR with its set's TTL: a Jinja loop over 100k
+    records costs ~50 ms more.
     """
     ttl = settings.dynamic_ttl
-    block = "".join(f"{label} {ttl} IN {rtype} {addr}\n" for (label, rtype), addr in sorted(dynamic.items()))
+    block = "".join(f"{label} {ttl if rs.ttl is None else rs.ttl} IN {rtype} {rdata}\n"
+                    for (label, rtype), rs in sorted(dynamic.items()) for rdata in rs.rdatas)
     return template.render(zone=settings, serial=serial, static=static_text, dynamic=block)
 
 

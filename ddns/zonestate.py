@@ -12,13 +12,14 @@ from __future__ import annotations
 
 import logging
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
+import dns.exception
 import jinja2
 
-from . import bind, zones
+from . import bind, records, zones
 
 log = logging.getLogger("ddns.publisher")  # a part of the publisher: its log lines say so
 
@@ -41,11 +42,13 @@ class ZoneState:
 
     source: zones.ZoneSource
     template: jinja2.Template
-    dynamic: zones.DynamicRecords
+    dynamic: records.Dynamic
     serial: int
     stamp: tuple                # of the service's files, to notice other writers
     broken: str | None = None  # why the zone's human-edited sources cannot be published
     source_stamp: tuple = ()   # of the human-edited files, to validate them only when they change
+    static: records.Static = field(default_factory=dict)  # the zone without dynamic records, SOA and NS included
+    types: set[str] = field(default_factory=set)  # the types of the dynamic records (a superset), see records.apply
 
 
 class ZoneReader:
@@ -85,14 +88,17 @@ class ZoneReader:
         dynamic = zones.parse_dynamic(dyn_path.read_text()) if dyn_path.exists() else {}
         zones.check_host_names(source, {label for label, _ in dynamic})
         serial = zones.serial_of(rendered_path.read_text()) if rendered_path.exists() else None
-        return ZoneState(source, template, dynamic, serial or 0, files_stamp,
-                         source_stamp=stamp(*self.source_paths(zone)))
+        state = ZoneState(source, template, dynamic, serial or 0, files_stamp,
+                          source_stamp=stamp(*self.source_paths(zone)), types={t for _, t in dynamic})
+        # Prerequisites and the CNAME rule look at the static data too: parsed once here, not per update.
+        state.static = records.zone_static(self.render(state, serial or 1, {}), zone)
+        return state
 
     def load(self, zone: str) -> ZoneState:
         """ZONE's state, validated: one that cannot be read or does not validate is marked broken."""
         try:
             state = self.read(zone)
-        except (OSError, ValueError, jinja2.TemplateError) as exc:
+        except (OSError, ValueError, jinja2.TemplateError, dns.exception.DNSException) as exc:
             log.error("zone %s cannot be read: %s", zone, exc)
             self._on_error(f"zone {zone} cannot be read: {exc}")
             placeholder = zones.ZoneSource(zones.ZoneSettings(zone), "")
@@ -105,7 +111,7 @@ class ZoneReader:
         return state
 
     @staticmethod
-    def render(state: ZoneState, serial: int, dynamic: zones.DynamicRecords | None = None) -> str:
+    def render(state: ZoneState, serial: int, dynamic: records.Dynamic | None = None) -> str:
         """The zone file of STATE at SERIAL (with DYNAMIC instead of its records, when given)."""
         return zones.render_zone(state.template, state.source.settings, serial, state.source.static_text,
                                  state.dynamic if dynamic is None else dynamic)

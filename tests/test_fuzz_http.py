@@ -35,6 +35,7 @@ import urllib.parse
 import pytest
 
 from conftest import Instance, serving, wait_until
+from recordsets import as_sets
 from ddns import bind, zones
 from fuzz_corpus import FUZZ_HOST, HOST, MATE, REQUEST_TIMEOUT, ZONE, Secrets, exchange, hostile_request, is_safe
 
@@ -80,7 +81,7 @@ class Crashes(logging.Handler):
 
 
 def snapshot_of(records: dict[str, str]) -> str:
-    return zones.format_dynamic({(host, "A" if ":" not in a else "AAAA"): a for host, a in records.items()})
+    return zones.format_dynamic(as_sets({(host, "A" if ":" not in a else "AAAA"): a for host, a in records.items()}))
 
 
 @pytest.fixture

@@ -16,6 +16,7 @@ from ddns import gitops, resource_dir, zones
 from ddns.gitops import MIN_RECORDS_FOR_SHARE, diff_records, format_plan, guard_problems, zone_records
 
 from conftest import Instance, require
+from recordsets import as_sets
 
 ZONE = "dyn.example.test"
 TEMPLATES = [resource_dir("templates") / "zone"]
@@ -25,12 +26,12 @@ DYNAMIC = f"{ZONE}/{zones.DYNAMIC_FILE}"
 RENDERED = f"{ZONE}/{zones.rendered_file(ZONE)}"
 
 
-def render(static: str, dynamic: zones.DynamicRecords | None = None, settings: str | None = None,
+def render(static: str, dynamic: dict[tuple[str, str], str] | None = None, settings: str | None = None,
            zone: str = ZONE, serial: int = 7) -> str:
     """A zone file as the service renders it (the shipped template)."""
     template = zones.template_environment(TEMPLATES).get_template(zones.TEMPLATE_FILE)
     toml = settings if settings is not None else f'ttl = 3600\ndynamic_ttl = 60\nnameservers = ["ns1.{zone}."]\n'
-    return zones.render_zone(template, zones.ZoneSettings.from_toml(zone, toml), serial, static, dynamic or {})
+    return zones.render_zone(template, zones.ZoneSettings.from_toml(zone, toml), serial, static, as_sets(dynamic or {}))
 
 
 # ---- zone_records --------------------------------------------------------------------------

@@ -25,10 +25,11 @@ import pytest
 
 from ddns import bind, provenance, zones
 from ddns.gitrepo import SyncConflict, parse_trailers
-from ddns.publisher import Outcome
+from ddns.model import Outcome
 from ddns.service import Service
 
 from conftest import Instance, http, require, serving, wait_until
+from recordsets import as_plain
 
 ZONE = "dyn.example.test"
 STATIC = f"{ZONE}/{zones.STATIC_FILE}"
@@ -237,7 +238,7 @@ def test_burst_of_updates_races_admin_pushes_nothing_lost_history_linear(instanc
         final = upstream_main(inst)
         assert final == head
         for repo in (inst.repo, bare(inst)):
-            records = zones.parse_dynamic(out(repo, "show", f"{head}:{DYNAMIC}") + "\n")
+            records = as_plain(zones.parse_dynamic(out(repo, "show", f"{head}:{DYNAMIC}") + "\n"))
             assert records == {(f.split(".", 1)[0], "A"): addr for f, addr in last.items()}, repo.name
             trailers = {(c.host, c.new) for c in parse_trailers(out(repo, "log", "--format=%B", head))}
             missing = {(f, addr) for f, addr, _, _ in answers} - trailers
@@ -355,7 +356,7 @@ def test_real_conflict_raises_and_changes_nothing(instance, tmp_path):
     named.start()
     try:
         service = Service.open(cfg)  # no threads: nothing pushes behind the test's back
-        assert service.set_address(fqdn, "192.0.2.10", actor="test") == Outcome.GOOD
+        assert service.set_address(fqdn, "192.0.2.10", actor="test") == Outcome.PUBLISHED
         assert inst.dig(fqdn) == ["192.0.2.10"]
         upstream_before = upstream_main(inst)
         assert out(inst.repo, "rev-parse", "HEAD") != upstream_before  # the service's commit is not pushed
@@ -383,7 +384,7 @@ def test_real_conflict_raises_and_changes_nothing(instance, tmp_path):
         assert inst.dig(fqdn) == ["192.0.2.10"] and inst.dig(f"evil.{ZONE}") == []
 
         # the service keeps working on its own clone; the conflict stays reported
-        assert service.set_address(fqdn, "192.0.2.11", actor="test") == Outcome.GOOD
+        assert service.set_address(fqdn, "192.0.2.11", actor="test") == Outcome.PUBLISHED
         assert inst.dig(fqdn) == ["192.0.2.11"]
         with pytest.raises(SyncConflict):
             service.sync()
@@ -399,7 +400,7 @@ def test_serve_starts_despite_a_conflict_keeps_serving_and_catches_up_once_resol
     secrets = register(inst, ["c2"])
     fqdn = f"c2.{ZONE}"
     service = Service.open(inst.config)  # no named yet: committed, not served (dnserr)
-    assert service.set_address(fqdn, "192.0.2.20", actor="test") in (Outcome.GOOD, Outcome.DNSERR)
+    assert service.set_address(fqdn, "192.0.2.20", actor="test") in (Outcome.PUBLISHED, Outcome.UNSERVED)
     work = clone(inst, tmp_path / "rogue", who="Mallory Rogue")
     (work / DYNAMIC).write_text("evil A 192.0.2.66\n")
     git(work, "commit", "-q", "-am", "rogue: edit dynamic.records by hand")
@@ -426,7 +427,7 @@ def test_serve_starts_despite_a_conflict_keeps_serving_and_catches_up_once_resol
         wait_until(lambda: is_ancestor(bare(inst), fixed, out(inst.repo, "rev-parse", "HEAD"))
                    and upstream_main(inst) == out(inst.repo, "rev-parse", "HEAD"), 5,
                    what="the service to catch up after the fix")
-        records = zones.parse_dynamic(out(bare(inst), "show", f"main:{DYNAMIC}") + "\n")
+        records = as_plain(zones.parse_dynamic(out(bare(inst), "show", f"main:{DYNAMIC}") + "\n"))
         assert records == {("c2", "A"): "192.0.2.21"}
         wait_until(lambda: r.request("/healthz")[0] == 200, 5, what="/healthz to be ok once the upstream syncs")
         trailers = {(c.host, c.new) for c in parse_trailers(out(bare(inst), "log", "--format=%B", "main"))}

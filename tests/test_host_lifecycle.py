@@ -15,7 +15,8 @@ import requests
 
 from ddns.bindtarget import PublishTarget
 from ddns.gitrepo import ZonesRepo
-from ddns.publisher import Change, Outcome, Publisher
+from ddns.model import Actor, Operation, Outcome, Update
+from ddns.publisher import Publisher
 from ddns.service import ZONE_TEMPLATES, default_zone_files
 
 from conftest import Instance, http, serving, wait_until
@@ -130,8 +131,9 @@ def test_an_update_authenticated_before_a_deletion_is_refused_after_it(running):
     service = running.service
     host = service.host(fqdn)  # what an update request authenticated a moment ago
     assert inst.cli("host", "delete", fqdn).code == 0
-    change = service.host_change(host, "A", "192.0.2.77", f"host:{fqdn}", "dyndns2")
-    assert [o.value for o in service.publish([change])] == ["refused"]
+    identity = service.host_identity(host, Actor(f"host:{fqdn}", interface="dyndns2"))
+    result = service.update(identity, host.zone, Operation.replace(fqdn, "A", ["192.0.2.77"]))
+    assert result.outcome is Outcome.REFUSED
     assert_no_record_of(inst, fqdn)
     assert running.update(fqdn, secret, "myip=192.0.2.77") == (401, "badauth\n")
 
@@ -278,15 +280,17 @@ def test_the_publisher_evaluates_a_guard_under_its_lock_when_it_applies_the_chan
         return check
 
     before = instance.commit_count()
-    outcomes = publisher.apply([Change(ZONE, "kept", "A", "192.0.2.1", "test", guard=guard(True)),
-                                Change(ZONE, "refused", "A", "192.0.2.2", "test", guard=guard(False)),
-                                Change(ZONE, "plain", "A", "192.0.2.3", "test")])
-    assert outcomes == [Outcome.GOOD, Outcome.REFUSED, Outcome.GOOD]
+    def set_a(label: str, address: str, guard=None) -> Update:
+        return Update(ZONE, tuple(Operation.replace(f"{label}.{ZONE}", "A", [address])), actor=Actor("test"), guard=guard)
+
+    results = publisher.apply([set_a("kept", "192.0.2.1", guard(True)), set_a("refused", "192.0.2.2", guard(False)),
+                               set_a("plain", "192.0.2.3")])
+    assert [r.outcome for r in results] == [Outcome.PUBLISHED, Outcome.REFUSED, Outcome.PUBLISHED]
     assert held == [True, True]
     assert instance.commit_count() == before + 1
     records = instance.git("show", f"HEAD:{ZONE}/dynamic.records")
     assert "kept" in records and "plain" in records and "refused" not in records
-    assert publisher.apply([Change(ZONE, "refused", "A", "192.0.2.2", "test", guard=guard(False))]) == [Outcome.REFUSED]
+    assert [r.outcome for r in publisher.apply([set_a("refused", "192.0.2.2", guard(False))])] == [Outcome.REFUSED]
     assert instance.commit_count() == before + 1
 
 

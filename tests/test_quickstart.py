@@ -15,7 +15,8 @@ def test_quickstart_prints_working_curl_and_dig_lines(tmp_path):
     require("named", "rndc", "rndc-confgen", "named-checkzone", "git", "curl", "dig")
     http_port, dns_port, rndc_port = free_port(), free_port(), free_port()
     cmd = [sys.executable, "-m", "ddns.cli", "quickstart", str(tmp_path / "demo"),
-           "--http-port", str(http_port), "--dns-port", str(dns_port), "--rndc-port", str(rndc_port)]
+           "--http-port", str(http_port), "--dns-port", str(dns_port), "--rndc-port", str(rndc_port),
+           "--update-port", str(free_port())]
     log = tmp_path / "quickstart.log"
     with open(log, "w") as out:
         proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, cwd=ROOT)

@@ -359,13 +359,13 @@ def test_revoked_key_stops_at_the_next_message():
     assert tsig_of(wire).error == dns.rcode.BADKEY
 
 
-def verify_answer(wire: bytes, request_mac: bytes) -> None:
+def verify_answer(wire: bytes, request_mac: bytes, key: dns.tsig.Key = KEY) -> None:
     """Check the answer's MAC by signing it again (dnspython refuses to verify an answer with a TSIG error)."""
     rdata = tsig_of(wire)
-    start = len(wire) - len(KEY.name.to_wire()) - 10 - len(rdata.to_wire())
+    start = len(wire) - len(key.name.to_wire()) - 10 - len(rdata.to_wire())
     arcount = struct.unpack("!H", wire[10:12])[0] - 1
     unsigned = wire[:10] + struct.pack("!H", arcount) + wire[12:start]
-    again, _ = dns.tsig.sign(unsigned, KEY, rdata.replace(mac=b""), rdata.time_signed, request_mac)
+    again, _ = dns.tsig.sign(unsigned, key, rdata.replace(mac=b""), rdata.time_signed, request_mac)
     assert rdata.mac and again.mac == rdata.mac
 
 
@@ -457,3 +457,27 @@ def test_wrong_opcodes_notimp_and_garbage_formerr_or_dropped():
 def test_edns_version_above_zero_is_badvers():
     q = dns.message.make_query(ZONE + ".", "SOA", use_edns=1)
     assert rcode(ask(FakeService(), q)) == "BADVERS"
+
+
+def test_internal_failure_of_a_signed_request_is_a_signed_servfail():
+    service = FakeService()
+    service.fail = RuntimeError("a bug")
+    update = signed_update()
+    update.add("myvm", 300, "A", "192.0.2.1")
+    answer = ask(service, update)
+    assert rcode(answer) == "SERVFAIL" and answer.had_tsig
+    service.rrsets = None  # a query whose service call fails
+    answer = ask(service, query(ZONE + ".", "SOA", signed=True))
+    assert rcode(answer) == "SERVFAIL" and answer.had_tsig
+
+
+def test_a_failing_key_store_is_servfail_not_formerr():
+    service = FakeService()
+
+    def broken(name: str):
+        raise errors.Busy("database locked")
+    service.tsig_key = broken
+    update = signed_update()
+    update.add("myvm", 300, "A", "192.0.2.1")
+    assert rcode(ask(service, update)) == "SERVFAIL"
+    assert service.calls == []

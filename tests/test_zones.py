@@ -8,7 +8,9 @@ import pytest
 
 from conftest import require
 from ddns import bind, zones
+from ddns.records import RecordSet
 from ddns.zones import BadRecordLine, ZoneSettings, format_dynamic, parse_dynamic, serial_of, static_owners
+from recordsets import as_sets
 
 ROOT = Path(__file__).resolve().parent.parent
 ZONE = "dyn.example.test"
@@ -85,7 +87,7 @@ def test_format_dynamic_sorts_by_label_then_type():
         ("b-2", "A"): "198.51.100.2",
         ("b", "AAAA"): "2001:db8::b",
     }
-    assert format_dynamic(records) == (
+    assert format_dynamic(as_sets(records)) == (
         "a A 192.0.2.1\n"
         "b AAAA 2001:db8::b\n"
         "b-2 A 198.51.100.2\n"
@@ -97,7 +99,7 @@ def test_format_dynamic_sorts_by_label_then_type():
 def test_format_dynamic_is_independent_of_insertion_order():
     items = [(("h%03d" % i, t), "192.0.2.%d" % (i % 250 + 1) if t == "A" else "2001:db8::%x" % (i + 1))
              for i in range(200) for t in ("A", "AAAA")]
-    assert format_dynamic(dict(items)) == format_dynamic(dict(reversed(items)))
+    assert format_dynamic(as_sets(dict(items))) == format_dynamic(as_sets(dict(reversed(items))))
 
 
 def test_dynamic_round_trip():
@@ -105,6 +107,7 @@ def test_dynamic_round_trip():
     records.update({("h%d" % i, "AAAA"): "2001:db8::%x" % (i + 1) for i in range(0, 50, 3)})
     records[("xn--bcher-kva", "A")] = "10.1.2.3"
     records[("lo", "A")] = "127.0.0.1"  # a host may be allowed loopback by policy
+    records = as_sets(records)
     text = format_dynamic(records)
     assert parse_dynamic(text) == records
     assert format_dynamic(parse_dynamic(text)) == text
@@ -117,8 +120,8 @@ def test_empty_dynamic_file():
 
 
 def test_parse_dynamic_skips_blank_lines():
-    assert parse_dynamic("\na A 192.0.2.1\n\nb AAAA 2001:db8::1\n") == {
-        ("a", "A"): "192.0.2.1", ("b", "AAAA"): "2001:db8::1"}
+    assert parse_dynamic("\na A 192.0.2.1\n\nb AAAA 2001:db8::1\n") == as_sets({
+        ("a", "A"): "192.0.2.1", ("b", "AAAA"): "2001:db8::1"})
 
 
 @pytest.mark.parametrize("line", [
@@ -128,11 +131,21 @@ def test_parse_dynamic_skips_blank_lines():
     "a A 192.0.2.1 extra",
     "a A 192.0.2.1 ; comment",
     "a 60 IN A 192.0.2.1",
-    # bad type
+    "a 060 A 192.0.2.1",
+    "a 2147483648 A 192.0.2.1",
+    "a  A 192.0.2.1",
+    "a A  192.0.2.1",
+    "a A 192.0.2.1 ",
+    # bad type or data
     "a MX 192.0.2.1",
     "a a 192.0.2.1",
     "a CNAME 192.0.2.1",
-    "a TXT 192.0.2.1",
+    "a SOA ns1.example.org. h.example.org. 1 2 3 4 5",
+    "a ANY 192.0.2.1",
+    "a CNAME target",
+    "a TXT hello",
+    'a TXT "a" "b" ',
+    'a TXT "unterminated',
     # non-canonical or bad addresses
     "a A 192.0.2.01",
     "a A 192.0.2",
@@ -151,7 +164,9 @@ def test_parse_dynamic_skips_blank_lines():
     "a A 2001:db8::1",
     "a AAAA 192.0.2.1",
     # labels the service never writes
-    "a.b A 192.0.2.1",
+    "a..b A 192.0.2.1",
+    ".a A 192.0.2.1",
+    "_ TXT \"x\"",
     "a. A 192.0.2.1",
     "A A 192.0.2.1",
     "* A 192.0.2.1",
@@ -302,7 +317,7 @@ def test_rendered_zone_is_valid_for_named_checkzone(template, tmp_path):
     settings = ZoneSettings.from_toml(ZONE, "dynamic_ttl = 45\n")
     dynamic = {("web", "AAAA"): "2001:db8::80", ("b", "A"): "192.0.2.2", ("a", "A"): "192.0.2.1",
                ("xn--bcher-kva", "A"): "10.0.0.7"}
-    text = zones.render_zone(template, settings, 1_700_000_123, STATIC, dynamic)
+    text = zones.render_zone(template, settings, 1_700_000_123, STATIC, as_sets(dynamic))
     assert check(tmp_path, text) is None
     assert serial_of(text) == 1_700_000_123
     assert f"$ORIGIN {ZONE}.\n" in text
@@ -326,14 +341,14 @@ def test_rendered_zone_valid_at_serial_extremes(template, tmp_path, serial):
 
 def test_rendered_zone_with_external_nameservers_and_no_static(template, tmp_path):
     settings = ZoneSettings.from_toml(ZONE, 'nameservers = ["ns-a.example.net.", "ns-b.example.net."]\n')
-    text = zones.render_zone(template, settings, 5, "", {("h", "A"): "192.0.2.1"})
+    text = zones.render_zone(template, settings, 5, "", as_sets({("h", "A"): "192.0.2.1"}))
     assert check(tmp_path, text) is None
     assert "@ IN NS ns-a.example.net.\n" in text and "@ IN NS ns-b.example.net.\n" in text
 
 
 def test_static_text_without_final_newline_does_not_swallow_dynamic_records(template, tmp_path):
     text = zones.render_zone(template, ZoneSettings.from_toml(ZONE, ""), 9, "ns1 IN A 192.0.2.53 ; glue",
-                             {("a", "A"): "192.0.2.1"})
+                             as_sets({("a", "A"): "192.0.2.1"}))
     assert check(tmp_path, text) is None
     assert "\na 60 IN A 192.0.2.1\n" in text
 
@@ -360,7 +375,7 @@ def test_missing_glue_for_in_zone_nameserver_is_reported(template, tmp_path):
 def test_dynamic_record_on_a_static_cname_breaks_the_zone(template, tmp_path):
     # Why static owner names are reserved for hosts.
     static = "ns1 IN A 192.0.2.53\ncloud IN CNAME cloud.example.net.\n"
-    text = zones.render_zone(template, ZoneSettings.from_toml(ZONE, ""), 12, static, {("cloud", "A"): "192.0.2.1"})
+    text = zones.render_zone(template, ZoneSettings.from_toml(ZONE, ""), 12, static, as_sets({("cloud", "A"): "192.0.2.1"}))
     assert "CNAME and other data" in check(tmp_path, text)
     assert "cloud" in static_owners(static, ZONE)
 
@@ -375,6 +390,44 @@ def test_template_environment_is_strict(tmp_path):
     assert env.get_template("t.j2").render(static='a IN TXT "x<y&z"') == 'a IN TXT "x<y&z"'
 
 
-def test_parse_dynamic_refuses_two_records_of_one_type_for_a_label():
-    with pytest.raises(zones.BadRecordLine, match="line 2: a second A record for web"):
-        zones.parse_dynamic("web A 192.0.2.1\nweb A 192.0.2.2\n")
+def test_parse_dynamic_refuses_a_duplicate_rr_and_mixed_ttls_of_one_rrset():
+    with pytest.raises(zones.BadRecordLine, match="line 2: web A 192.0.2.1 twice"):
+        zones.parse_dynamic("web A 192.0.2.1\nweb A 192.0.2.1\n")
+    with pytest.raises(zones.BadRecordLine, match="line 2: the lines of web A carry different TTLs"):
+        zones.parse_dynamic("web 300 A 192.0.2.1\nweb A 192.0.2.2\n")
+    with pytest.raises(zones.BadRecordLine, match="line 2: the lines of web A carry different TTLs"):
+        zones.parse_dynamic("web 300 A 192.0.2.1\nweb 60 A 192.0.2.2\n")
+
+
+def test_rrsets_with_several_rrs_ttls_and_txt_round_trip():
+    records = {
+        ("web", "A"): RecordSet(("192.0.2.1", "192.0.2.2")),
+        ("web", "AAAA"): RecordSet(("2001:db8::1",), 300),
+        ("_acme-challenge.web", "TXT"): RecordSet(('"a b c"', '"quote \\" and ; semicolon"', '"two" "strings"'), 5),
+        ("alias", "CNAME"): RecordSet(("web.dyn.example.org.",)),
+    }
+    text = format_dynamic(records)
+    assert text == ('_acme-challenge.web 5 TXT "a b c"\n'
+                    '_acme-challenge.web 5 TXT "quote \\" and ; semicolon"\n'
+                    '_acme-challenge.web 5 TXT "two" "strings"\n'
+                    "alias CNAME web.dyn.example.org.\n"
+                    "web A 192.0.2.1\n"
+                    "web A 192.0.2.2\n"
+                    "web 300 AAAA 2001:db8::1\n")
+    assert parse_dynamic(text) == records
+    assert format_dynamic(parse_dynamic(text)) == text
+
+
+def test_an_old_dynamic_file_loads_unchanged():
+    old = "a A 192.0.2.1\nb AAAA 2001:db8::1\nweb A 198.51.100.80\nweb AAAA 2001:db8::80\n"
+    records = parse_dynamic(old)
+    assert records[("web", "A")] == RecordSet(("198.51.100.80",), None)  # None: the zone's dynamic_ttl
+    assert format_dynamic(records) == old
+
+
+def test_rendered_rrsets_carry_their_own_ttl_or_the_zones(tmp_path, template):
+    require("named-checkzone")
+    dynamic = {("web", "A"): RecordSet(("192.0.2.1", "192.0.2.2")), ("web", "TXT"): RecordSet(('"a b"',), 300)}
+    text = zones.render_zone(template, ZoneSettings.from_toml(ZONE, "dynamic_ttl = 45\n"), 7, STATIC, dynamic)
+    assert "web 45 IN A 192.0.2.1\nweb 45 IN A 192.0.2.2\nweb 300 IN TXT \"a b\"\n" in text
+    assert check(tmp_path, text) is None

@@ -33,10 +33,10 @@ import dns.rdatatype
 import dns.rrset
 
 from .. import errors, policy
-from ..model import Actor, Identity, Operation, Prerequisite, Result, RRset, TsigKey
+from ..model import Actor, Identity, Operation, Outcome, Prerequisite, Result, RRset, TsigKey
 from . import tsig, updates
 from .updates import Failure
-from .wire import HEADER, name_text, sections
+from .wire import HEADER, Record, name_text, sections
 
 log = logging.getLogger("ddns.rfc2136")
 
@@ -96,14 +96,21 @@ def _handle(service: UpdateService, wire: bytes, client: str, transport: str,
                     rejected.signing.keyname)
         response = _skeleton(rejected.message, dns.rcode.NOTAUTH)
         return tsig.append(_render(response, rejected.message, transport), rejected.signing, clock)
+    except tsig.LookupFailed:
+        log.exception("%s from %s: SERVFAIL", dns.opcode.to_text(opcode), client)
+        return header_only(wire, dns.rcode.SERVFAIL)
     except Exception:  # whatever dnspython refuses to read is not DNS to us
         return header_only(wire, dns.rcode.FORMERR)
-    if message.edns > 0:
-        response = _skeleton(message, dns.rcode.BADVERS)
-    elif opcode == dns.opcode.QUERY:
-        response = _answer_query(service, message)
-    else:
-        response = _skeleton(message, _update(service, message, records, signing, client))
+    try:
+        if message.edns > 0:
+            response = _skeleton(message, dns.rcode.BADVERS)
+        elif opcode == dns.opcode.QUERY:
+            response = _answer_query(service, message)
+        else:
+            response = _skeleton(message, _update(service, records, signing, client))
+    except Exception:  # our failure: a SERVFAIL the client can verify
+        log.exception("internal failure answering a message from %s", client)
+        response = _skeleton(message, dns.rcode.SERVFAIL)
     wire_out = _render(response, message, transport)
     return tsig.append(wire_out, signing, clock) if signing else wire_out
 
@@ -154,9 +161,9 @@ def _rrset(owner: dns.name.Name, rrset: RRset) -> dns.rrset.RRset:
     return dns.rrset.from_text_list(owner, rrset.ttl, dns.rdataclass.IN, rrset.rtype, list(rrset.rdatas))
 
 
-def _update(service: UpdateService, message: dns.message.Message, records, signing: tsig.Signing | None,
+def _update(service: UpdateService, records: tuple[list[Record], ...], signing: tsig.Signing | None,
             client: str) -> int:
-    """The rcode of the UPDATE MESSAGE (its RECORDS as on the wire), after running it if it is acceptable."""
+    """The rcode of the UPDATE whose RECORDS (as on the wire) are given, after running it if it is acceptable."""
     request = secrets.token_hex(6)
     keyname = name_text(signing.keyname) if signing else ""
     zone = ""
@@ -176,10 +183,12 @@ def _update(service: UpdateService, message: dns.message.Message, records, signi
         operations = updates.operations(records[2], zone_name)
         result = service.update(identity, zone, operations, prerequisites)
         rcode, reason = updates.rcode_of(result), f"{result.outcome.value} {result.reason}".strip()
+        # committed but not served (answered NOERROR) and failures are for the operator to see
+        level = logging.WARNING if result.outcome in (Outcome.UNSERVED, Outcome.FAILED) else logging.INFO
     except Failure as failure:
-        rcode, reason = failure.rcode, str(failure)
+        rcode, reason, level = failure.rcode, str(failure), logging.INFO
     except errors.DdnsError as error:
-        rcode, reason = updates.rcode_of_error(error), str(error)
-    log.info("update %s from %s key %s zone %s: %s (%s)", request, client, keyname or "-", zone or "-",
-             dns.rcode.to_text(rcode), reason)
+        rcode, reason, level = updates.rcode_of_error(error), str(error), logging.INFO
+    log.log(level, "update %s from %s key %s zone %s: %s (%s)", request, client, keyname or "-", zone or "-",
+            dns.rcode.to_text(rcode), reason)
     return rcode

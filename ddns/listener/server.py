@@ -32,7 +32,7 @@ class Limits:
     max_tcp_bytes: int = 65535       # a larger length prefix closes the connection
     idle_timeout: float = 10.0       # seconds a TCP connection may wait for its next message (or its rest)
     max_connections: int = 200       # TCP connections open at once; one more is closed at once
-    workers: int = 32                # threads running handle_wire
+    workers: int = 128               # threads running handle_wire (an update holds one until BIND serves it)
     max_in_work: int = 1000          # messages in work at once (queued for a worker included)
     shutdown_timeout: float = 5.0    # seconds that messages in work get at stop
 

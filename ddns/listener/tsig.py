@@ -35,6 +35,10 @@ WEAK = {"hmac-sha1": dns.tsig.HMAC_SHA1, "hmac-md5": dns.tsig.HMAC_MD5}
 RESERVE = 512  # room left for the TSIG record when an answer is rendered
 
 
+class LookupFailed(Exception):
+    """The key store could not be asked (SERVFAIL, not a TSIG error)."""
+
+
 class Keyring:
     """dnspython's callable keyring, ``(message, keyname) -> dns.tsig.Key | None``, over a fresh lookup."""
 
@@ -43,7 +47,10 @@ class Keyring:
         self.algorithms = {**STRONG, **(WEAK if allow_weak else {})}
 
     def __call__(self, message: dns.message.Message | None, keyname: dns.name.Name) -> dns.tsig.Key | None:
-        key = self.lookup(name_text(keyname))
+        try:
+            key = self.lookup(name_text(keyname))
+        except Exception as exc:  # the database, not the client: must not read as a bad message
+            raise LookupFailed(f"looking up the key {keyname} failed") from exc
         if key is None or key.algorithm.lower() not in self.algorithms:
             return None
         return dns.tsig.Key(keyname, key.secret, self.algorithms[key.algorithm.lower()])

@@ -1,0 +1,135 @@
+"""The one update use case: what every interface calls to change a zone's records.
+
+An interface authenticates its client into an ``Identity`` and turns the
+request into operations and prerequisites; ``Updates.update_many`` checks
+each update against the identity's grants (``ddns.policy``), refuses types
+the operator did not open (``updates.types``), makes names and rdata
+canonical, and hands the updates to the publisher as one group. The
+publisher evaluates each update's guard and prerequisites under its lock,
+against the records it is about to change, and applies it all or nothing; the
+answer comes once BIND serves the change (``PUBLISHED``) or the wait for it
+ends (``UNSERVED``).
+"""
+from __future__ import annotations
+
+from typing import Callable, Iterable
+
+from . import policy, records
+from .errors import Invalid, NotFound, Refused
+from .model import Identity, Need, Op, Operation, Outcome, Prerequisite, Result, RRset, Update
+from .publisher import Publisher
+from .validate import AddressPolicy, InvalidAddress, parse_address, record_type
+
+MAX_TTL = 7 * 86400
+
+
+class Updates:
+    """Checks updates and hands them to the publisher (through PUBLISH: the queue while serving)."""
+
+    def __init__(self, publisher: Publisher, publish: Callable[[list[Update]], list[Result]], types: Iterable[str],
+                 addresses: AddressPolicy):
+        self.publisher = publisher
+        self.publish = publish
+        self.types = frozenset(records.canonical_type(t) for t in types) - {"SOA"}
+        self.addresses = addresses
+
+    def find_zone(self, name: str) -> str | None:
+        """The longest of our zones that NAME is in (None: none)."""
+        try:
+            name = records.record_name(name)
+        except Invalid:
+            return None
+        labels = name.split(".")
+        suffixes = (".".join(labels[i:]) for i in range(len(labels)))  # longest first
+        return next((z for z in suffixes if self.publisher.has_zone(z)), None)
+
+    def rrsets(self, zone: str, name: str) -> list[RRset]:
+        """What ZONE holds at NAME now, static and dynamic, the apex SOA with the current serial."""
+        name = self._in_zone(records.record_name(name), zone)
+        try:
+            return self.publisher.rrsets(zone, records.label_of(name, zone))
+        except KeyError as exc:
+            raise NotFound(f"no zone {zone}") from exc
+
+    def update(self, identity: Identity, zone: str, operations: Iterable[Operation],
+               prerequisites: Iterable[Prerequisite] = ()) -> Result:
+        """Apply OPERATIONS to ZONE if PREREQUISITES hold, all or nothing (see the module)."""
+        return self.update_many(identity, [Update(zone, tuple(operations), tuple(prerequisites))])[0]
+
+    def update_many(self, identity: Identity, updates: list[Update]) -> list[Result]:
+        """UPDATES as IDENTITY's, one group commit; one result each, in order.
+
+        Invalid names, rdata or TTLs raise ``errors.Invalid`` (nothing is
+        published); an update the identity may not make, or of a zone that is
+        not ours, is REFUSED on its own. An update's own guard is checked
+        beside the identity's.
+        """
+        results: list[Result | None] = [None] * len(updates)
+        ready: list[tuple[int, Update]] = []
+        for i, update in enumerate(updates):
+            checked = self._check(identity, update)
+            if isinstance(checked, Result):
+                results[i] = checked
+            else:
+                ready.append((i, checked))
+        for (i, _), result in zip(ready, self.publish([u for _, u in ready])):
+            results[i] = result
+        return [r or Result(Outcome.FAILED, reason="not published") for r in results]
+
+    def _check(self, identity: Identity, update: Update) -> Update | Result:
+        """UPDATE canonical and authorized, with IDENTITY's actor and guard; or the REFUSED result."""
+        zone = records.record_name(update.zone)
+        if not self.publisher.has_zone(zone):  # a merge removed it (or it never was ours): nothing can be served
+            return Result(Outcome.REFUSED, reason=f"no zone {update.zone}")
+        operations = tuple(self._operation(op, zone) for op in update.operations)
+        prerequisites = tuple(self._prerequisite(p, zone) for p in update.prerequisites)
+        try:
+            operations = policy.authorize(identity, zone, operations)
+        except Refused as exc:
+            return Result(Outcome.REFUSED, reason=str(exc))
+        closed = sorted({op.rtype for op in operations if op.rtype not in self.types})
+        if closed:
+            return Result(Outcome.REFUSED, reason=f"updates may not change {', '.join(closed)} records")
+        return Update(zone, operations, prerequisites, identity.actor, _both(identity.guard, update.guard))
+
+    def _in_zone(self, name: str, zone: str) -> str:
+        if not policy.in_zone(name, zone):
+            raise Invalid(f"{name} is not in the zone {zone}")
+        return name
+
+    def _operation(self, op: Operation, zone: str) -> Operation:
+        name = self._in_zone(records.record_name(op.name), zone)
+        if op.op is Op.DELETE_NAME:
+            return Operation(Op.DELETE_NAME, name)
+        rtype = records.canonical_type(op.rtype)
+        if op.op is Op.DELETE_RRSET:
+            return Operation(Op.DELETE_RRSET, name, rtype)
+        if op.ttl is not None and not (isinstance(op.ttl, int) and 0 <= op.ttl <= MAX_TTL):
+            raise Invalid(f"a TTL is 0 to {MAX_TTL} seconds, not {op.ttl!r}")
+        return Operation(op.op, name, rtype, self._rdata(rtype, op.rdata, zone), op.ttl if op.op is Op.ADD else None)
+
+    def _prerequisite(self, need: Prerequisite, zone: str) -> Prerequisite:
+        name = self._in_zone(records.record_name(need.name), zone)
+        if need.need in (Need.NAME_IN_USE, Need.NAME_NOT_IN_USE):
+            return Prerequisite(need.need, name)
+        rtype = records.canonical_type(need.rtype)
+        rdatas = frozenset(records.canonical(rtype, r, zone) for r in need.rdatas)
+        return Prerequisite(need.need, name, rtype, rdatas if need.need is Need.RRSET_EQUALS else frozenset())
+
+    def _rdata(self, rtype: str, text: str, zone: str) -> str:
+        """TEXT canonical; an address also by the operator's address rules (dyndns2.allow_private, ...)."""
+        if rtype in ("A", "AAAA"):
+            try:
+                addr = parse_address(text, self.addresses)
+            except InvalidAddress as exc:
+                raise Invalid(str(exc)) from exc
+            if record_type(addr) != rtype:
+                raise Invalid(f"{text} is not {rtype} data")
+        return records.canonical(rtype, text, zone)
+
+
+def _both(first: Callable[[], bool] | None, second: Callable[[], bool] | None) -> Callable[[], bool] | None:
+    """A guard that holds when FIRST and SECOND do (None: no guard)."""
+    if first is None or second is None:
+        return first or second
+    return lambda: first() and second()

@@ -47,7 +47,7 @@ import dns.rdatatype  # noqa: E402
 
 from ddns import cli  # noqa: E402
 from ddns.auth import hash_secret, new_secret  # noqa: E402
-from ddns.publisher import Change, Outcome  # noqa: E402
+from ddns.model import Actor, Op, Operation, Outcome, Update  # noqa: E402
 from ddns.service import Service  # noqa: E402
 
 ZONE = "bench.example.test"
@@ -242,11 +242,12 @@ def create_instance(bench: Bench, addresses: Addresses, rounds: int, settings: d
     t3 = time.perf_counter()
 
     bench.current = [addresses.next() for _ in range(n)]
-    changes = [Change(ZONE, f"h{i:06d}", "A", bench.current[i], "bench", interface="bench") for i in range(n)]
-    outcomes = service.publish(changes)
+    actor = Actor("bench", interface="bench")
+    updates = [Update(ZONE, (Operation(Op.ADD, bench.fqdn(i), "A", bench.current[i]),), actor=actor) for i in range(n)]
+    results = service.publish(updates)
     t4 = time.perf_counter()
-    if any(o != Outcome.GOOD for o in outcomes):
-        raise RuntimeError(f"initial publish: {sum(o != Outcome.GOOD for o in outcomes)} changes not GOOD")
+    if any(r.outcome != Outcome.PUBLISHED for r in results):
+        raise RuntimeError(f"initial publish: {sum(r.outcome != Outcome.PUBLISHED for r in results)} updates not published")
     bench.setup = {"init_s": round(t1 - t0, 3), "hash_secrets_s": round(t2 - t1, 3),
                    "insert_hosts_s": round(t3 - t2, 3), "initial_publish_s": round(t4 - t3, 3),
                    "commits_after_setup": bench.commits()}

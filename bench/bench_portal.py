@@ -33,7 +33,7 @@ import requests  # noqa: E402
 from conftest import Instance, free_port, start_serving  # noqa: E402
 from ddns import cli  # noqa: E402
 from ddns.auth import hash_secret, new_secret  # noqa: E402
-from ddns.publisher import Change  # noqa: E402
+from ddns.model import Actor, Operation, Update  # noqa: E402
 from ddns.service import Service  # noqa: E402
 from ddns import config as configmod  # noqa: E402
 
@@ -69,8 +69,8 @@ def run(hosts: int, samples: int, rounds: int) -> dict[str, str]:
         fast_hash = hash_secret(new_secret(), 4)  # set-up only: the pages never check host secrets
         for i in range(hosts):
             service.store.add_host(f"h{i:05d}.{ZONE}", ZONE, user.id, fast_hash, time.time())
-        service.publish([Change(ZONE, f"h{i:05d}", "A", f"10.{i >> 16 & 255}.{i >> 8 & 255}.{i & 255}", "bench")
-                         for i in range(hosts)])
+        service.publish([Update(ZONE, tuple(Operation.replace(f"h{i:05d}.{ZONE}", "A", [f"10.{i >> 16 & 255}.{i >> 8 & 255}.{i & 255}"])),
+                                actor=Actor("bench")) for i in range(hosts)])
         running = start_serving(instance)
         try:
             base = running.service.config.public_url

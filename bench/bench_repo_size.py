@@ -24,7 +24,8 @@ sys.path.insert(0, str(REPO))
 
 from ddns import cli  # noqa: E402
 from ddns.bindtarget import PublishTarget  # noqa: E402
-from ddns.publisher import Change, Publisher  # noqa: E402
+from ddns.model import Actor, Operation, Update  # noqa: E402
+from ddns.publisher import Publisher  # noqa: E402
 from ddns.service import ZONE_TEMPLATES  # noqa: E402
 from ddns.gitrepo import ZonesRepo  # noqa: E402
 
@@ -52,8 +53,9 @@ def main() -> None:
         bare = Path(cfg.upstream)
         publisher = Publisher(repo, [ZONE_TEMPLATES], PublishTarget(rndc=None), fsync=False)
         publisher.load()
-        publisher.apply([Change(zone, f"h{i:05d}", "A", f"10.0.{i // 256 % 256}.{i % 256}", "bench")
-                         for i in range(args.hosts)])
+        actor = Actor("bench", interface="bench")
+        publisher.apply([Update(zone, tuple(Operation.replace(f"h{i:05d}.{zone}", "A", [f"10.0.{i // 256 % 256}.{i % 256}"])),
+                                actor=actor) for i in range(args.hosts)])
         token = cfg["zones.push_token"]
         publisher.push("main", token)
         start_git, start_bare = du(directory / "zones" / ".git"), du(bare)
@@ -61,7 +63,7 @@ def main() -> None:
         for n in range(args.updates):
             i = n % args.hosts
             address = f"10.{1 + n // 65536 % 200}.{n // 256 % 256}.{n % 256}"
-            publisher.apply([Change(zone, f"h{i:05d}", "A", address, "bench", interface="bench")])
+            publisher.apply([Update(zone, tuple(Operation.replace(f"h{i:05d}.{zone}", "A", [address])), actor=actor)])
             if (n + 1) % args.push_every == 0:
                 publisher.push("main", token)
             if (n + 1) % 1000 == 0:

@@ -41,7 +41,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from bench_updates import Addresses, ZONE, free_port  # noqa: E402
 from ddns import bind, cli, publisher as pubmod, worktree, zones  # noqa: E402
-from ddns.publisher import Change, Outcome  # noqa: E402
+from ddns.model import Actor, Operation, Outcome, Update  # noqa: E402
 from ddns.service import Service  # noqa: E402
 
 T: dict[str, list[float]] = defaultdict(list)
@@ -98,10 +98,12 @@ def profile_size(n: int, runs: int, fsync: bool, workdir: Path, use_cprofile: bo
         pub = service.publisher
         pub.reconcile()
         t0 = time.perf_counter()
-        outcomes = pub.apply([Change(ZONE, f"h{i:06d}", "A", addresses.next(), "bench", interface="bench")
-                              for i in range(n)])
+        actor = Actor("bench", interface="bench")
+        outcomes = [r.outcome for r in pub.apply([
+            Update(ZONE, tuple(Operation.replace(f"h{i:06d}.{ZONE}", "A", [addresses.next()])), actor=actor)
+            for i in range(n)])]
         initial = time.perf_counter() - t0
-        assert all(o == Outcome.GOOD for o in outcomes), outcomes[:3]
+        assert all(o == Outcome.PUBLISHED for o in outcomes), outcomes[:3]
 
         # wrap what _apply_locked calls
         served_at: dict[str, float] = {}
@@ -134,15 +136,15 @@ def profile_size(n: int, runs: int, fsync: bool, workdir: Path, use_cprofile: bo
             for k in range(runs):
                 _cur.clear()
                 served_at.clear()
-                change = Change(ZONE, f"h{k % n:06d}", "A", addresses.next(), "bench", interface="bench")
+                change = Update(ZONE, tuple(Operation.replace(f"h{k % n:06d}.{ZONE}", "A", [addresses.next()])), actor=actor)
                 t0 = time.perf_counter()
                 if prof:
                     prof.enable()
-                out = pub.apply([change])
+                out = [r.outcome for r in pub.apply([change])]
                 if prof:
                     prof.disable()
                 total = time.perf_counter() - t0
-                assert out == [Outcome.GOOD], out
+                assert out == [Outcome.PUBLISHED], out
                 if "thread" in served_at:
                     served_at["thread"].join(6)
                 for key, v in _cur.items():

@@ -14,7 +14,7 @@ import logging
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Protocol
 
 from . import bind
 from .serial import serial_gt
@@ -28,9 +28,17 @@ _REASK_SECONDS = 0.2
 _MIN_RNDC_TIMEOUT = 0.05
 
 
+class NamedControl(Protocol):
+    """What publishing needs of a named: reload a zone, read the configuration again, the serial it serves."""
+
+    def reload(self, zone: str, timeout: float) -> None: ...     # raises bind.BindError
+    def reconfig(self, timeout: float) -> None: ...              # raises bind.BindError
+    def served_serial(self, zone: str, timeout: float) -> int | None: ...
+
+
 @dataclass
 class PublishTarget:
-    """Where the publisher reloads and verifies (None rndc: no BIND at all)."""
+    """Where the publisher reloads and verifies: named through rndc and DNS, CONTROL instead, or none at all."""
 
     rndc: bind.Rndc | None
     dns_server: str = "127.0.0.1"
@@ -38,6 +46,23 @@ class PublishTarget:
     verify_timeout: float = 5.0
     zones_conf: Path | None = None
     checkzone: str = "named-checkzone"
+    control: NamedControl | None = None  # e.g. ddns.memtarget.MemoryNamed: the publisher's logic without a named
+
+
+class _RndcControl:
+    """The real named: rndc for reloads, a DNS query for the served serial (SETTINGS' rndc read at each call)."""
+
+    def __init__(self, settings: PublishTarget):
+        self.settings = settings
+
+    def reload(self, zone: str, timeout: float) -> None:
+        self.settings.rndc.reload(zone, timeout=timeout)
+
+    def reconfig(self, timeout: float) -> None:
+        self.settings.rndc.reconfig(timeout=timeout)
+
+    def served_serial(self, zone: str, timeout: float) -> int | None:
+        return bind.served_serial(zone, self.settings.dns_server, self.settings.dns_port, timeout=timeout)
 
 
 class BindTarget:
@@ -52,13 +77,21 @@ class BindTarget:
                  on_error: Callable[[str], None]):
         self.settings = settings
         self.unserved: set[str] = set()  # zones named did not serve after their last publish
+        self._rndc = _RndcControl(settings)
         self._newest = newest
         self._on_error = on_error
 
     @property
+    def control(self) -> NamedControl | None:
+        """The named reloaded and asked (None: none, every commit counts as served)."""
+        if self.settings.control is not None:
+            return self.settings.control
+        return self._rndc if self.settings.rndc is not None else None
+
+    @property
     def enabled(self) -> bool:
         """Whether there is a named to reload (without one, every commit counts as served)."""
-        return self.settings.rndc is not None
+        return self.control is not None
 
     def deadline(self) -> float:
         """When (monotonic) a wait for named that starts now ends: one verify budget."""
@@ -71,19 +104,20 @@ class BindTarget:
 
     def reconfig(self) -> None:
         """Have named read its configuration again (the set of zones changed); raises BindError."""
-        if self.settings.rndc is not None:
-            self.settings.rndc.reconfig(timeout=self.rndc_timeout())
+        if self.control is not None:
+            self.control.reconfig(self.rndc_timeout())
 
     def served_serial(self, zone: str) -> int | None:
         """The serial named serves for ZONE now (None: not served)."""
-        return bind.served_serial(zone, self.settings.dns_server, self.settings.dns_port)
+        return self.control.served_serial(zone, 1.0) if self.control is not None else None
 
     def reload(self, zone: str, deadline: float | None = None) -> bool:
         """Ask named to reload ZONE, waiting for its answer at most half the budget left before DEADLINE."""
-        if self.settings.rndc is None:
+        control = self.control
+        if control is None:
             return True
         try:
-            self.settings.rndc.reload(zone, timeout=self.rndc_timeout(deadline))
+            control.reload(zone, self.rndc_timeout(deadline))
             return True
         except bind.BindError as exc:
             self._on_error(str(exc))
@@ -99,21 +133,20 @@ class BindTarget:
         named drops a reload asked for while it is still loading the zone, so a
         zone that stays behind is asked again now and then.
         """
-        settings = self.settings
-        if settings.rndc is None or not serials:
+        control = self.control
+        if control is None or not serials:
             return set(serials)
         pending = dict(serials)
         served: set[str] = set()
         start = time.monotonic()
         if deadline is None:
-            deadline = start + (settings.verify_timeout if timeout is None else timeout)
+            deadline = start + (self.settings.verify_timeout if timeout is None else timeout)
         asked = {zone: start for zone in pending}
         seen: dict[str, int | None] = {}
         delay = 0.002
         while pending:
             for zone, serial in list(pending.items()):
-                now_serving = bind.served_serial(zone, settings.dns_server, settings.dns_port,
-                                                 timeout=max(0.05, min(0.5, deadline - time.monotonic())))
+                now_serving = control.served_serial(zone, max(0.05, min(0.5, deadline - time.monotonic())))
                 if now_serving is not None and (now_serving == serial or serial_gt(now_serving, serial)):
                     served.add(zone)
                     del pending[zone]

@@ -50,16 +50,19 @@ def key_configs(name: str, algorithm: str, secret: str, kind: str, fqdn: str, zo
     """The key file and the snippets that use it: nsupdate, and for an ACME key certbot and lego.
 
     FQDN is the name the example changes (a host key's host, an ACME key's
-    challenge name, a zone key's zone); ZONE the zone it is in.
+    challenge name, a zone key's zone); ZONE the zone it is in. PORT 0 (the
+    update listener is off here): the key file only.
     """
     _check(name, algorithm, secret)
     fqdn, zone = key_name(fqdn), key_name(zone)
-    if not _SERVER.match(server or "") or not isinstance(port, int) or not 0 < port < 65536:
+    if not _SERVER.match(server or "") or not isinstance(port, int) or not 0 <= port < 65536:
         raise Invalid(f"not a server and port: {server!r} {port!r}")
     path = f"{KEY_DIR}/{name}.key"
     configs = [ClientConfig("keyfile", "Key file", path, key_file(name, algorithm, secret),
                             f"Save it as {path}, readable by root only (install -m 600): whoever can read it can "
                             f"sign updates as {name}.")]
+    if port == 0:
+        return configs
     configs.append(_nsupdate(path, kind, fqdn, zone, server, port))
     if kind == "acme":
         configs += [_certbot(name, algorithm, secret, fqdn, server, port), _lego(name, algorithm, secret, fqdn, server, port)]

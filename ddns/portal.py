@@ -337,7 +337,7 @@ class Portal:
             view = service.view(service.owned_host(visit.user, fqdn))
             served = service.served(view.host) if view.in_repository else {"A": [], "AAAA": []}
             return self.render(visit, "host.html", view=view, served=served,
-                               history=service.history(view.host.fqdn)[:50], keys=service.keys(visit.user, view.host.fqdn))
+                               history=service.history(view.host.fqdn)[:50], keys=portal_keys.host_keys(service, visit.user, view.host.fqdn))
 
         @app.post("/hosts/<fqdn>/comment")
         @page()

@@ -18,16 +18,25 @@ import bottle
 from . import keyconfigs, keyrules
 from .errors import DdnsError, NotFound, codes
 from .keystore import KeyInfo
+from .store import User
 
 if TYPE_CHECKING:
     from .portal import Portal, Visit
+    from .service import Service
 
 
 def update_endpoint(portal: "Portal") -> tuple[str, int]:
     """Where the snippets send updates: the DNS update listener's address and port."""
-    settings = portal.service.config.as_dict()
-    return keyconfigs.update_endpoint(settings.get("dnsupdate.listen", "127.0.0.1"),
-                                      settings.get("dnsupdate.port", 5053), portal.service.config.public_url)
+    config = portal.service.config
+    return keyconfigs.update_endpoint(config["dnsupdate.listen"], config["dnsupdate.port"], config.public_url)
+
+
+def host_keys(service: "Service", user: User, fqdn: str) -> list[KeyInfo]:
+    """The keys the host page lists; none when the host was deleted while the page was being made."""
+    try:
+        return service.keys(user, fqdn)
+    except NotFound:
+        return []
 
 
 def install(portal: "Portal", app: bottle.Bottle) -> None:
@@ -52,13 +61,13 @@ def install(portal: "Portal", app: bottle.Bottle) -> None:
 
     def secret_page(visit: "Visit", key: KeyInfo, back: str) -> bottle.HTTPResponse:
         secret = portal.stash.take(visit.session, "key:" + key.name)
-        configs = []
+        configs, (server, port) = [], update_endpoint(portal)
         if secret:
             fqdn = key.host if key.kind == "host" else key.name if key.kind == "acme" else key.zone
             zone = key.zone or service.host(key.host).zone
-            server, port = update_endpoint(portal)
             configs = keyconfigs.key_configs(key.name, key.algorithm, secret, key.kind, fqdn, zone, server, port)
-        return portal.render(visit, "key_secret.html", key=key, secret=secret, configs=configs, back=back)
+        return portal.render(visit, "key_secret.html", key=key, secret=secret, configs=configs, back=back,
+                             listener_off=port == 0)
 
     def quoted(name: str) -> str:
         return urllib.parse.quote(name, safe="")

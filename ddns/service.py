@@ -4,11 +4,12 @@ It owns the rules (who may do what, which names are allowed) and hands every
 DNS change to the publisher -- through the publisher thread when the service
 runs, directly (under the same lock) from a one-shot CLI command.
 
-The threads of ``ddns serve`` are in ddns.background, the read models in ddns.reports.
+The update use case is in ddns.updates (``update``, ``update_many``), a
+host's rights and deletion in ddns.hostrecords, the threads of ``ddns serve``
+in ddns.background, the read models in ddns.reports.
 """
 from __future__ import annotations
 
-import functools
 import hashlib
 import ipaddress
 import threading
@@ -16,7 +17,7 @@ import time
 from pathlib import Path
 from typing import Callable
 
-from . import bind, model, resource_dir, zones
+from . import bind, hostrecords, model, resource_dir, zones
 from .auth import FailureLimiter, hash_secret, new_secret
 from .background import Background
 from .config import Config
@@ -25,11 +26,13 @@ from .guard import Guard, Verdict
 from .keys import Keys
 from .keystore import KeyInfo
 from .bindtarget import PublishTarget
-from .model import Actor, Grant, Identity, Match, Op, Operation, Outcome, Prerequisite, Result, RRset, Update
+from .model import Actor, Identity, Op, Operation, Outcome, Prerequisite, Result, RRset, Update
 from .publisher import Publisher
 from .store import Busy, Conflict, Domain, Host, LastSeen, NotFound, Store, User
 from .oidc import Identity as OidcIdentity
 from .reports import HostView, Reports
+from .errors import Invalid
+from .records import record_name
 from .updates import Updates
 from .validate import AddressPolicy, InvalidName, normalize_name, parse_address, record_type, split_host
 from .zones import default_zone_files
@@ -333,17 +336,8 @@ class Service:
         return [self.view(h) for h in self.store.hosts(owner_id)]
 
     def host_identity(self, host: Host, actor: Actor) -> Identity:
-        """HOST's own rights: its A, AAAA and TXT records, and TXT at ``_acme-challenge.<fqdn>``.
-
-        Guarded by "HOST is still registered", which the publisher checks under
-        its lock right before it applies an update: one authenticated before a
-        deletion but published after it is refused instead of bringing the
-        record back.
-        """
-        guard = functools.partial(self.store.host_registered, host.fqdn, host.created, host.owner_id)
-        grants = (Grant(True, Match.SELF, types=frozenset({"A", "AAAA", "TXT"})),
-                  Grant(True, Match.NAME, f"_acme-challenge.{host.fqdn}", frozenset({"TXT"})))
-        return Identity(actor, host.fqdn, grants, guard)
+        """HOST's own rights (ddns.hostrecords): its A, AAAA, TXT and ``_acme-challenge`` TXT, while registered."""
+        return hostrecords.host_identity(self.store, host, actor)
 
     def set_address(self, fqdn: str, address: str, actor: str, interface: str = "cli",
                     client: str = "", agent: str = "") -> Outcome:
@@ -365,40 +359,17 @@ class Service:
         return result.outcome
 
     def delete_host(self, fqdn: str, actor: str, interface: str = "cli") -> Outcome:
-        """Remove the host's records from DNS and the host, as one step under the publisher's lock.
-
-        Every other change of a host's records is guarded by "still registered"
-        (``host_identity``), checked under the same lock: whatever was applied
-        before is removed here, whatever comes after is refused. If the records
-        cannot be removed (a broken zone, a failed commit) the host stays.
-        """
-        host = self.host(fqdn)
-        names = (host.fqdn, f"_acme-challenge.{host.fqdn}")
-        update = Update(host.zone, tuple(Operation(Op.DELETE_NAME, n) for n in names),
-                        actor=Actor(actor, interface=interface))
-        with self.publisher.locked():
-            if not self.store.host_registered(host.fqdn, host.created, host.owner_id):
-                raise NoSuchObject(f"no host {fqdn}")  # deleted by a concurrent request
-            batch = self.publisher.commit([update]) if self._has_records(host, names) else None
-            if batch is not None and self._has_records(host, names):
-                return Outcome.FAILED
-            self.store.delete_host(host.fqdn)
-        if batch is None:
-            return Outcome.PUBLISHED
-        results = batch.settle(self.publisher.wait_served(batch.serials))
-        return Outcome.UNSERVED if results[0].outcome is Outcome.UNSERVED else Outcome.PUBLISHED
-
-    def _has_records(self, host: Host, names: tuple[str, ...]) -> bool:
-        """Whether NAMES hold dynamic records in HOST's zone now (False when its zone left the repository)."""
-        try:
-            return any(self.publisher.dynamic(host.zone, name[: -len(host.zone) - 1]) for name in names)
-        except KeyError:
-            return False
+        """Remove the host's records from DNS and the host, as one step under the publisher's lock."""
+        outcome = hostrecords.delete_host(self.publisher, self.store, self.host(fqdn), Actor(actor, interface=interface))
+        if outcome is None:
+            raise NoSuchObject(f"no host {fqdn}")
+        return outcome
 
     def history(self, fqdn: str) -> list[HistoryEntry]:
+        """The audited changes of the records at FQDN (a host's name, or any record name: ``_acme-challenge.vm...``)."""
         try:
-            fqdn = normalize_name(fqdn)
-        except InvalidName as exc:
+            fqdn = record_name(fqdn)
+        except Invalid as exc:
             raise ServiceError(str(exc)) from exc
         return list(self.publisher.repo.history(fqdn))
 

@@ -88,22 +88,19 @@ class ZoneReader:
         dynamic = zones.parse_dynamic(dyn_path.read_text()) if dyn_path.exists() else {}
         zones.check_host_names(source, {label for label, _ in dynamic})
         serial = zones.serial_of(rendered_path.read_text()) if rendered_path.exists() else None
-        state = ZoneState(source, template, dynamic, serial or 0, files_stamp,
-                          source_stamp=stamp(*self.source_paths(zone)), types={t for _, t in dynamic})
-        # Prerequisites and the CNAME rule look at the static data too: parsed once here, not per update.
-        state.static = records.zone_static(self.render(state, serial or 1, {}), zone)
-        return state
+        return ZoneState(source, template, dynamic, serial or 0, files_stamp,
+                         source_stamp=stamp(*self.source_paths(zone)), types={t for _, t in dynamic})
 
     def load(self, zone: str) -> ZoneState:
         """ZONE's state, validated: one that cannot be read or does not validate is marked broken."""
         try:
             state = self.read(zone)
-        except (OSError, ValueError, jinja2.TemplateError, dns.exception.DNSException) as exc:
+        except (OSError, ValueError, jinja2.TemplateError) as exc:
             log.error("zone %s cannot be read: %s", zone, exc)
             self._on_error(f"zone {zone} cannot be read: {exc}")
             placeholder = zones.ZoneSource(zones.ZoneSettings(zone), "")
             return ZoneState(placeholder, jinja2.Template(""), {}, 0, (), broken=str(exc))
-        error = self.check(zone, self.render(state, state.serial or 1))
+        error = self.validate(zone, state, self.render(state, state.serial or 1))
         if error:
             log.error("zone %s does not validate; keeping what named serves: %s", zone, error)
             state.broken = error
@@ -115,6 +112,21 @@ class ZoneReader:
         """The zone file of STATE at SERIAL (with DYNAMIC instead of its records, when given)."""
         return zones.render_zone(state.template, state.source.settings, serial, state.source.static_text,
                                  state.dynamic if dynamic is None else dynamic)
+
+    def validate(self, zone: str, state: ZoneState, text: str) -> str | None:
+        """Why TEXT (STATE rendered) cannot be published, or None; then STATE's static data is parsed too.
+
+        Prerequisites and the CNAME rule look at the static data: parsed once
+        here (from the zone without dynamic records), never per update.
+        """
+        error = self.check(zone, text)
+        if error:
+            return error
+        try:
+            state.static = records.zone_static(self.render(state, 1, {}), zone)
+        except dns.exception.DNSException as exc:
+            return f"the zone cannot be parsed: {exc}"
+        return None
 
     def check(self, zone: str, text: str) -> str | None:
         """named-checkzone on a temp copy: the real file is only ever replaced by a valid one."""

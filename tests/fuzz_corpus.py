@@ -180,12 +180,15 @@ PATHS = ["/nic/update"] * 6 + [
     "/hosts/{f}/comment", "/hosts/{f}/address", "/tokens", "/tokens/1/delete", "/tokens/{f}/delete",
     "/admin/domains", "/admin/domains/{f}", "/admin/status", "/static/style.css", "/static/{f}",
     "/static/../../../etc/passwd", "/favicon.ico", "/hooks/zones", "/{f}", "*",
+    "/hosts/{f}/keys", "/hosts/{f}/keys/{f}/secret", "/hosts/{f}/keys/{f}/delete", "/admin/keys",
+    "/admin/keys/{f}/secret", "/admin/keys/{f}/delete",
 ] + ["/api/v1/openapi.json", "/api/v1/domains", "/api/v1/hosts", "/api/v1/hosts/{f}", "/api/v1/hosts/{f}/secret",
-     "/api/v1/{f}"] * 3
+     "/api/v1/hosts/{f}/keys", "/api/v1/hosts/{f}/keys/{f}", "/api/v1/{f}"] * 3
 METHODS = [b"GET"] * 5 + [b"POST"] * 5 + [b"HEAD", b"PUT", b"DELETE", b"DELETE", b"OPTIONS", b"PATCH", b"TRACE",
                                           b"CONNECT", b"get", b"G\x00T", b"\xffGET", b"X" * 300, b"PROPFIND"]
 # Portal forms a valid CSRF token may go to: none of them can change DNS or end the session.
-CSRF_PATHS = ["/hosts/new", f"/hosts/{FUZZ_HOST}/comment", "/tokens", f"/hosts/{FUZZ_HOST}/secret", "/login"]
+CSRF_PATHS = ["/hosts/new", f"/hosts/{FUZZ_HOST}/comment", "/tokens", f"/hosts/{FUZZ_HOST}/secret", "/login",
+              f"/hosts/{FUZZ_HOST}/keys"]
 
 
 AUTH_KINDS = ["none", "none", "host", "alice-token", "fuzz-token", "bearer", "bearer-garbage", "basic-garbage",
@@ -311,9 +314,10 @@ ENDPOINTS = [
     (["/nic/update"], [b"GET", b"POST"], ["host", "alice-token", "fuzz-token", "basic-non-utf8", "none"], ["none"],
      ["none", "form", "multipart", "bytes"]),
     (["/api/v1/hosts"], [b"POST"], ["bearer"], ["none"], ["json", "json-deep", "json-surrogate", "bytes", "multipart"]),
-    (["/api/v1/hosts/{f}", "/api/v1/hosts/{f}/secret", "/api/v1/domains", "/api/v1/hosts"],
-     [b"GET", b"POST", b"DELETE"], ["bearer"], ["none"], ["none", "json"]),
-    (CSRF_PATHS + ["/logout", "/hosts/{f}/delete", "/hosts/{f}/address", "/tokens/1/delete", "/admin/domains"],
+    (["/api/v1/hosts/{f}", "/api/v1/hosts/{f}/secret", "/api/v1/domains", "/api/v1/hosts", "/api/v1/hosts/{f}/keys",
+      "/api/v1/hosts/{f}/keys/{f}"], [b"GET", b"POST", b"DELETE"], ["bearer"], ["none"], ["none", "json"]),
+    (CSRF_PATHS + ["/logout", "/hosts/{f}/delete", "/hosts/{f}/address", "/tokens/1/delete", "/admin/domains",
+                   "/hosts/{f}/keys/{f}/delete", "/admin/keys"],
      [b"POST"], ["none"], ["valid"], ["form", "multipart", "bytes"]),
     (["/", "/hosts/{f}", "/tokens", "/hosts/new", "/admin/status", "/login", "/hosts/{f}/secret", "/hosts/{f}/delete"],
      [b"GET"], ["none"], ["valid", "garbage", "non-utf8"], ["none"]),

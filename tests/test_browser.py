@@ -192,3 +192,35 @@ def test_local_account_in_the_browser_on_a_phone(chromium, instance):
             shot(page, "10-phone-overview")
     finally:
         context.close()
+
+
+def test_tsig_keys_in_the_browser(page, instance):
+    """An ACME key from the host page: shown once with its key file and certbot/lego snippets, then deleted."""
+    instance.add_user("erin")
+    with serving(instance) as running:
+        url = running.url
+        page.goto(url + "/login")
+        page.get_by_label("User name").fill("erin")
+        page.get_by_label("Password").fill("pw-erin")
+        page.get_by_role("button", name="Log in").click()
+        page.wait_for_url(url + "/")
+        add_host(page, "certs", ZONE)
+        fqdn = f"certs.{ZONE}"
+        page.goto(f"{url}/hosts/{fqdn}")
+        page.get_by_label("Algorithm").select_option("hmac-sha512")
+        page.get_by_role("button", name="Make an ACME key").click()
+        secret = page.locator("#key-secret").inner_text().strip()
+        assert page.locator("section.config").count() == 4
+        assert f'secret "{secret}";' in page.locator("#cfg-keyfile").inner_text()
+        assert "dns_rfc2136_algorithm = HMAC-SHA512" in page.locator("#cfg-certbot").inner_text()
+        shot(page, "11-tsig-key")
+        page.reload()
+        assert page.locator("#secret-gone").is_visible() and secret not in page.content()
+        page.goto(f"{url}/hosts/{fqdn}")
+        assert f"_acme-challenge.{fqdn}" in page.locator("#keys").inner_text() and secret not in page.content()
+        page.locator("#keys").screenshot(path=str(shot(page, "12-host-keys")))
+        page.locator("#keys").get_by_role("link", name="Delete").click()
+        page.get_by_role("button", name=f"Yes, delete _acme-challenge.{fqdn}").click()
+        assert page.get_by_text("is revoked").is_visible()
+        assert running.service.tsig_key(f"_acme-challenge.{fqdn}") is None
+        assert page.errors == [], page.errors

@@ -5,6 +5,7 @@ what a key may change, revocation in a running ``ddns serve``, and the key file 
 from __future__ import annotations
 
 import base64
+import logging
 import re
 import sqlite3
 import subprocess
@@ -134,7 +135,8 @@ def test_key_files_refuse_what_would_need_quoting(name, algorithm, secret):
         keyconfigs.key_file(name, algorithm, secret)
 
 
-@pytest.mark.parametrize("server, port", [("127.0.0.1; rm -rf /", 53), ("a b", 53), ("", 53), ("::1", 0), ("x", 65536)])
+@pytest.mark.parametrize("server, port", [("127.0.0.1; rm -rf /", 53), ("a b", 53), ("", 53), ("::1", -1), ("x", 65536),
+                                          ("x", "53")])
 def test_snippets_refuse_hostile_servers(server, port):
     with pytest.raises(Invalid):
         keyconfigs.key_configs("vm.a.test", "hmac-sha256", "AAAA", "host", "vm.a.test", "a.test", server, port)
@@ -149,6 +151,33 @@ def test_snippets_of_an_acme_key_are_certbot_and_lego_ready():
     assert "RFC2136_NAMESERVER=[::1]:5053" in configs["lego"].text and f"--domains vm.{ZONE} run" in configs["lego"].text
     assert f"update add {name} 60 TXT" in configs["nsupdate"].text and "server ::1 5053\n" in configs["nsupdate"].text
     assert keyconfigs.update_endpoint("0.0.0.0", 5053, "https://ddns.example.org") == ("ddns.example.org", 5053)
+    off = keyconfigs.key_configs(name, "hmac-sha512", "c2VjcmV0", "acme", name, ZONE, "127.0.0.1", 0)
+    assert [c.key for c in off] == ["keyfile"]  # no listener here: nothing to send updates to
+
+
+CERTBOT_READS = """
+import sys
+from certbot.plugins.dns_common import CredentialsConfiguration
+from certbot_dns_rfc2136._internal.dns_rfc2136 import Authenticator
+conf = CredentialsConfiguration(sys.argv[1], lambda name: "dns_rfc2136_" + name)
+conf.require({"server": "", "name": "", "secret": ""})
+print(conf.conf("server"), conf.conf("port"), conf.conf("name"), conf.conf("secret"),
+      Authenticator.ALGORITHMS[conf.conf("algorithm").upper()])
+"""
+
+
+def test_certbot_reads_the_credentials_snippet(tmp_path):
+    """The ini part of the certbot snippet, read by certbot's own code (Debian's, in the system Python)."""
+    require("certbot")
+    name, secret = "_acme-challenge.vm." + ZONE, base64.b64encode(bytes(64)).decode()
+    certbot = next(c for c in keyconfigs.key_configs(name, "hmac-sha512", secret, "acme", name, ZONE, "127.0.0.1", 5053)
+                   if c.key == "certbot")
+    ini = tmp_path / "rfc2136.ini"
+    ini.write_text(certbot.text.split("\n\n")[0] + "\n")
+    ini.chmod(0o600)
+    out = subprocess.run(["/usr/bin/python3", "-c", CERTBOT_READS, str(ini)], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["127.0.0.1", "5053", name, secret, "hmac-sha512."]
 
 
 # ---- the command line ---------------------------------------------------------------------------------
@@ -274,7 +303,8 @@ def test_revoking_a_key_stops_it_at_once_in_a_running_serve(running):
     assert not identity.guard()
 
 
-def test_the_secret_is_never_in_git_or_the_log(running, tmp_path):
+def test_the_secret_is_never_in_git_or_the_log(running, caplog):
+    caplog.set_level(logging.DEBUG)
     inst = running.instance
     fqdn = "quiet." + ZONE
     inst.add_host(fqdn)
@@ -286,8 +316,12 @@ def test_the_secret_is_never_in_git_or_the_log(running, tmp_path):
     everything = subprocess.run(["grep", "-r", "-F", "-l", "-e", secrets[0], "-e", secrets[1], str(inst.repo)],
                                 capture_output=True, text=True)
     assert everything.stdout == ""  # nowhere in the working tree or .git (objects are compressed: checked via log -p)
+    history += subprocess.run(["git", "-C", str(inst.dir / "zones.git"), "log", "-p", "--all"], capture_output=True,
+                              text=True, check=True).stdout
+    log = running.log.getvalue() + caplog.text
+    assert f"key {fqdn} (host, hmac-sha256) made by the command line" in log and f"key {fqdn} (host) revoked" in log
     for secret in secrets:
-        assert secret not in history and secret not in running.log.getvalue()
+        assert secret not in history and secret not in log
         assert secret not in inst.cli("key", "list").out
 
 

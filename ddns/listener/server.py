@@ -50,6 +50,7 @@ class DnsServer:
         self.connections = 0
         self._in_work: set[asyncio.Future] = set()
         self._udp_pending: set[tuple[tuple, bytes]] = set()
+        self._tasks: set[asyncio.Task] = set()
         self._slots: asyncio.Semaphore | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stopping: asyncio.Event | None = None
@@ -130,7 +131,9 @@ class DnsServer:
         if key in self._udp_pending or len(self._in_work) >= self.limits.max_in_work:
             return  # a retry of a message in work, or too much in work: drop
         self._udp_pending.add(key)
-        asyncio.ensure_future(self._answer_udp(transport, wire, addr, key))
+        task = asyncio.ensure_future(self._answer_udp(transport, wire, addr, key))
+        self._tasks.add(task)  # the loop keeps only a weak reference to a task
+        task.add_done_callback(self._tasks.discard)
 
     async def _answer_udp(self, transport: asyncio.DatagramTransport, wire: bytes, addr: tuple, key) -> None:
         try:

@@ -1,0 +1,164 @@
+"""The committer: decides a group of updates and makes it one commit (render, write, commit, reload).
+
+For each update of a group, in order: its guard, its zone (exists, not
+broken, not held), then ``records.apply`` -- prerequisites against the static
+data and the dynamic records as the updates before it left them, operations
+all or nothing. Each touched zone is rendered once with a bumped serial and
+written atomically (``worktree.ServiceFiles``: a failure puts HEAD's files
+back), the group is committed once with one audit trailer per changed RRset,
+and named is asked to reload each zone; waiting until it serves them is the
+caller's (``Batch.serials``). It does not lock: the publisher calls it under
+its lock.
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Callable
+
+from . import records, zones
+from .bindtarget import BindTarget
+from .gitrepo import ChangeRecord, ZonesRepo, commit_message
+from .model import Actor, Outcome, Result, Update
+from .serial import next_serial
+from .worktree import ServiceFiles
+from .zonecache import ZoneCache
+from .zonestate import ZoneReader, stamp
+
+log = logging.getLogger("ddns.publisher")  # a part of the publisher: its log lines say so
+
+
+@dataclass
+class Status:
+    """What the status page and /healthz show of publishing: shared by the publisher's parts."""
+
+    last_publish: float | None = None
+    last_error: str | None = None
+    failure: str | None = None  # why the last commit failed; None once one succeeds
+
+
+@dataclass
+class Batch:
+    """What one commit did: results settled so far, and the serial each zone must be served at."""
+
+    results: list[Result | None]    # None: committed, waiting for named to serve its zone
+    zones: list[str]                # the zone of each update
+    serials: dict[str, int]         # zones reloaded, and the serial that proves it
+    deadline: float | None = None   # (monotonic) when the wait for named ends: one verify budget per commit
+
+    def settle(self, served: set[str]) -> list[Result]:
+        return [r if r is not None else Result(Outcome.PUBLISHED if self.zones[i] in served else Outcome.UNSERVED)
+                for i, r in enumerate(self.results)]
+
+
+class Committer:
+    """Commits groups of updates to the zones of CACHE (see the module)."""
+
+    def __init__(self, cache: ZoneCache, reader: ZoneReader, files: ServiceFiles, repo: ZonesRepo,
+                 named: BindTarget, status: Status, clock: Callable[[], float]):
+        self.cache = cache
+        self.reader = reader
+        self.files = files
+        self.repo = repo
+        self.named = named
+        self.status = status
+        self.clock = clock
+
+    def commit(self, updates: list[Update]) -> Batch:
+        """Decide UPDATES in order, render each touched zone once, commit once, ask named to reload.
+
+        Each update's guard and prerequisites are evaluated against the records
+        as the updates before it in the group left them, each applied all or
+        nothing. Does not wait for named: the caller waits for
+        ``batch.serials`` to be served, so the next group can be committed
+        meanwhile.
+        """
+        results: list[Result | None] = [None] * len(updates)
+        changes: list[tuple[int, ChangeRecord]] = []
+        work: dict[str, records.Dynamic] = {}
+        for i, update in enumerate(updates):
+            results[i], made = self._decide(update, work)
+            changes += [(i, c) for c in made]
+        zone_of = [u.zone for u in updates]
+        unchanged = Result(Outcome.UNCHANGED)
+        if not changes:
+            return Batch([r or unchanged for r in results], zone_of, {})
+
+        touched = sorted({updates[i].zone for i, _ in changes})
+        serials: dict[str, int] = {}
+        paths: list[str] = []
+        try:
+            with self.files.replacing(touched) as files:  # a failure puts HEAD's files back (or holds the zone)
+                for zone in touched:
+                    state = self.cache.zones[zone]
+                    serials[zone] = next_serial(state.serial, int(self.clock()))
+                    dyn_path, rendered_path = self.reader.service_paths(zone)
+                    files.write(dyn_path, zones.format_dynamic(work[zone]))
+                    files.write(rendered_path, self.reader.render(state, serials[zone], work[zone]))
+                    paths += [f"{zone}/{dyn_path.name}", f"{zone}/{rendered_path.name}"]
+                actors = {c.actor for _, c in changes}
+                self.repo.commit(paths, commit_message([c for _, c in changes]),
+                                 author=actors.pop() if len(actors) == 1 else None)
+        except Exception as exc:  # disk full, git failure: HEAD's files are back, nothing changed
+            log.exception("commit failed; the last commit's files are kept")
+            self.status.failure = self.status.last_error = f"commit failed: {exc}"
+            failed = Result(Outcome.FAILED, reason=self.status.failure)
+            for i, _ in changes:
+                results[i] = failed
+            return Batch([r or unchanged for r in results], zone_of, {})
+
+        for zone in touched:
+            state = self.cache.zones[zone]
+            state.dynamic = work[zone]
+            state.serial = serials[zone]
+            state.stamp = stamp(*self.reader.service_paths(zone))
+        self.status.last_publish = self.clock()
+        self.status.failure = None
+        deadline = self.named.deadline()
+        for zone in touched:
+            if not self.named.reload(zone, deadline):  # named unreachable: committed, not served; retried later
+                del serials[zone]
+                self.named.unserved.add(zone)
+                for i, _ in changes:
+                    if updates[i].zone == zone:
+                        results[i] = Result(Outcome.UNSERVED, reason="named did not take the reload")
+        return Batch(results, zone_of, serials, deadline)
+
+    def _decide(self, update: Update, work: dict[str, records.Dynamic]) -> tuple[Result | None, list[ChangeRecord]]:
+        """UPDATE applied to WORK (the group's records so far, per zone): (None, its change records), or why not."""
+        if update.guard is not None and not update.guard():
+            return Result(Outcome.REFUSED, reason="the credential is gone"), []
+        try:
+            state = self.cache.fresh(update.zone)
+        except KeyError:
+            return Result(Outcome.FAILED, reason=f"no zone {update.zone}"), []
+        if state.broken:
+            return Result(Outcome.FAILED, reason=f"zone {update.zone} is broken: {state.broken}"), []
+        if not self.files.writable(update.zone):  # its files could not be put back: nothing is published from them
+            return Result(Outcome.FAILED, reason=f"zone {update.zone} is held"), []
+        work.setdefault(update.zone, dict(state.dynamic))  # copied once per group and zone
+        changes, refused = records.apply(update, state.static, work[update.zone], state.types)
+        if refused is not None:
+            if refused.outcome is Outcome.FAILED:
+                log.warning("%s: refused: %s", update.zone, refused.reason)
+            return refused, []
+        if not changes:
+            return Result(Outcome.UNCHANGED), []
+        made = []
+        dynamic = work[update.zone]
+        for (label, rtype), new in sorted(changes.items()):
+            made.append(_change_record(update.zone, label, rtype, dynamic.get((label, rtype)), new, update.actor))
+            if new is None:
+                del dynamic[(label, rtype)]
+            else:
+                dynamic[(label, rtype)] = new
+                state.types.add(rtype)  # a superset does no harm, even if the commit fails
+        return None, made
+
+
+def _change_record(zone: str, label: str, rtype: str, old: records.RecordSet | None,
+                   new: records.RecordSet | None, actor: Actor) -> ChangeRecord:
+    """The audit trailer's record of one changed RRset: its rdata before and after, joined by ", "."""
+    fqdn = zone if label == records.APEX else f"{label}.{zone}"
+    return ChangeRecord(fqdn, rtype, old and ", ".join(old.rdatas), new and ", ".join(new.rdatas), actor.name,
+                        actor.client, actor.interface, actor.agent, actor.request)

@@ -1,0 +1,93 @@
+"""The publisher's logic against a named in memory (ddns.memtarget): served, unserved, retried, reconciled.
+
+The real-BIND behaviour is in test_faults and the end-to-end tests; here the
+target is told to be down or frozen, so each case runs in milliseconds.
+"""
+from __future__ import annotations
+
+import pytest
+
+from conftest import Instance
+from ddns.bindtarget import PublishTarget
+from ddns.gitrepo import ZonesRepo
+from ddns.memtarget import MemoryNamed
+from ddns.model import Actor, Operation, Outcome, Update
+from ddns.publisher import Publisher
+from ddns.service import ZONE_TEMPLATES
+
+ZONE = "dyn.example.test"
+
+
+def set_a(label: str, address: str) -> Update:
+    return Update(ZONE, tuple(Operation.replace(f"{label}.{ZONE}", "A", [address])), actor=Actor("test"))
+
+
+@pytest.fixture
+def named(instance: Instance) -> MemoryNamed:
+    return MemoryNamed(instance.repo)
+
+
+@pytest.fixture
+def publisher(instance: Instance, named: MemoryNamed) -> Publisher:
+    target = PublishTarget(rndc=None, verify_timeout=0.3, control=named)
+    publisher = Publisher(ZonesRepo(instance.repo), [ZONE_TEMPLATES], target, fsync=False)
+    publisher.load()
+    publisher.reconcile()
+    assert named.served[ZONE] == publisher.zones[ZONE].serial
+    named.reloads.clear()
+    return publisher
+
+
+def test_a_group_is_one_commit_one_reload_and_published_once_served(instance, publisher, named):
+    before = instance.commit_count()
+    results = publisher.apply([set_a(f"h{i}", f"192.0.2.{i + 1}") for i in range(20)])
+    assert {r.outcome for r in results} == {Outcome.PUBLISHED}
+    assert instance.commit_count() == before + 1
+    assert named.reloads == [ZONE]
+    assert named.served[ZONE] == publisher.zones[ZONE].serial
+
+
+def test_an_update_that_changes_nothing_commits_and_reloads_nothing(instance, publisher, named):
+    publisher.apply([set_a("vm", "192.0.2.1")])
+    before, reloads = instance.commit_count(), list(named.reloads)
+    assert [r.outcome for r in publisher.apply([set_a("vm", "192.0.2.1")])] == [Outcome.UNCHANGED]
+    assert (instance.commit_count(), named.reloads) == (before, reloads)
+
+
+def test_named_down_is_committed_unserved_and_the_retry_serves_it(instance, publisher, named):
+    named.down = True
+    before = instance.commit_count()
+    [result] = publisher.apply([set_a("vm", "192.0.2.2")])
+    assert result.outcome is Outcome.UNSERVED
+    assert instance.commit_count() == before + 1  # committed: the change is not lost
+    assert publisher.unserved == {ZONE} and "connection refused" in publisher.last_error
+    named.down = False
+    publisher.retry()
+    assert publisher.unserved == set()
+    assert named.served[ZONE] == publisher.zones[ZONE].serial
+
+
+def test_named_frozen_answers_unserved_within_the_budget_and_asks_again(publisher, named):
+    named.frozen = True
+    [result] = publisher.apply([set_a("vm", "192.0.2.3")])
+    assert result.outcome is Outcome.UNSERVED
+    assert len(named.reloads) >= 2  # a zone that stays behind is asked again
+    assert "does not serve serial" in publisher.last_error
+    named.frozen = False
+    publisher.retry()
+    assert publisher.unserved == set()
+
+
+def test_reconcile_renders_above_a_newer_served_serial(publisher, named):
+    newer = publisher.zones[ZONE].serial + 1000
+    named.served[ZONE] = newer  # named serves a file from before (a restored backup)
+    assert publisher.reconcile() == {ZONE: "published"}
+    assert publisher.zones[ZONE].serial > newer
+    assert named.served[ZONE] == publisher.zones[ZONE].serial
+    assert publisher.reconcile() == {ZONE: "served"}
+
+
+def test_an_unserved_zone_is_reloaded_by_reconcile(publisher, named):
+    named.served.pop(ZONE)
+    assert publisher.reconcile() == {ZONE: "served"}  # nothing to re-render, only to reload
+    assert named.reloads == [ZONE] and named.served[ZONE] == publisher.zones[ZONE].serial

@@ -104,7 +104,7 @@ class Updates:
         rtype = records.canonical_type(op.rtype)
         if op.op is Op.DELETE_RRSET:
             return Operation(Op.DELETE_RRSET, name, rtype)
-        if op.ttl is not None and not (isinstance(op.ttl, int) and 0 <= op.ttl <= MAX_TTL):
+        if op.ttl is not None and not (type(op.ttl) is int and 0 <= op.ttl <= MAX_TTL):
             raise Invalid(f"a TTL is 0 to {MAX_TTL} seconds, not {op.ttl!r}")
         return Operation(op.op, name, rtype, self._rdata(rtype, op.rdata, zone), op.ttl if op.op is Op.ADD else None)
 

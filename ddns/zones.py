@@ -97,11 +97,8 @@ def format_dynamic(records: Dynamic) -> str:
     ``LABEL TYPE RDATA`` for a set with the zone's dynamic TTL, ``LABEL TTL
     TYPE RDATA`` (on each of its lines) for one with a TTL of its own.
     """
-    lines = []
-    for (label, rtype), rs in sorted(records.items()):
-        ttl = "" if rs.ttl is None else f"{rs.ttl} "
-        lines += [f"{label} {ttl}{rtype} {rdata}\n" for rdata in rs.rdatas]
-    return "".join(lines)
+    return "".join(f"{label} {rtype} {rdata}\n" if rs.ttl is None else f"{label} {rs.ttl} {rtype} {rdata}\n"
+                   for (label, rtype), rs in sorted(records.items()) for rdata in rs.rdatas)
 
 
 def _split_line(number: int, line: str) -> tuple[str, int | None, str, str]:

@@ -392,7 +392,7 @@ def markdown(results: list[dict], meta: dict) -> str:
             parts = [keys] if isinstance(keys, str) else list(keys)
             cells.append(" / ".join(value_range([run[phase].get(k) for run in r["runs"]]) for k in parts))
         lines.append(f"| {label} | " + " | ".join(cells) + f" | {goal} |")
-    lines += ["", f"Ranges over {meta['runs']} runs per column; burst {meta['burst']} updates from {meta['clients']} "
+    lines += ["", f"Ranges over {meta['runs']} runs per column; burst {meta['burst']} updates (at most one per record) from {meta['clients']} "
               f"clients ({'TCP' if meta['tcp'] else 'UDP'}), latency {meta['samples']} sequential updates. "
               f"Machine: {meta['cpus']} CPUs, load average at start {meta['loadavg_start']}, at end {meta['loadavg_end']}."]
     return "\n".join(lines)

@@ -37,7 +37,7 @@ setup(
         "gitpython>=3.1",
         "bcrypt>=4",
         "python-keycloak>=4",
-        "dnspython>=2.4",
+        "dnspython>=2.9",  # the listener relies on keyring=False and the MAC checked before the time
         "idna>=3.4",
         "h11>=0.14",
     ],

@@ -43,9 +43,6 @@ RESERVED_LABELS = frozenset({"@", "www", "ns", "ns1", "ns2", "ns3", "mail", "smt
                              "autoconfig", "autodiscover", "_dmarc"})
 
 
-# The refusals' names from before the one root; the update path (and the branches rewriting it) still raise them.
-ServiceError, NoSuchObject = errors.Invalid, errors.NotFound
-
 
 def zone_template_dirs(config: Config) -> list[Path]:
     """Where zone.j2 is looked up: the configured override first, then the shipped one."""

@@ -17,12 +17,10 @@ from __future__ import annotations
 
 import re
 
-import dns.exception
-import dns.rdatatype
-
 from .errors import Internal, Invalid
 from .model import Grant, Match
 from .policy import in_zone
+from .records import canonical_type
 
 ALGORITHMS = ("hmac-sha256", "hmac-sha384", "hmac-sha512")
 DEFAULT_ALGORITHM = "hmac-sha256"
@@ -63,16 +61,6 @@ def algorithm(text: str) -> str:
 def acme_key_name(fqdn: str) -> str:
     """The name of FQDN's ACME key."""
     return key_name(ACME_PREFIX + fqdn)
-
-
-def _rtype(text: str) -> str:
-    try:
-        value = dns.rdatatype.from_text(text)
-    except (dns.exception.DNSException, ValueError) as exc:
-        raise Invalid(f"unknown record type {text[:20]!r}") from exc
-    if dns.rdatatype.is_metatype(value) or value == dns.rdatatype.NONE:
-        raise Invalid(f"{text[:20]} is not a record type a rule can name")
-    return dns.rdatatype.to_text(value)
 
 
 def _target(match: Match, text: str, zone: str) -> str:
@@ -116,7 +104,7 @@ def parse_rule(text: str, zone: str, key: str) -> Grant:
         raise Invalid(f"a {match.value} rule needs a key named inside {zone}")
     if len(rest) > MAX_TYPES:
         raise Invalid(f"a rule names at most {MAX_TYPES} types")
-    return Grant(words[0].lower() == "grant", match, target, frozenset(_rtype(t) for t in rest))
+    return Grant(words[0].lower() == "grant", match, target, frozenset(canonical_type(t) for t in rest))
 
 
 def format_rule(grant: Grant) -> str:

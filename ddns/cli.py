@@ -17,6 +17,7 @@ from typing import Any, Callable, Mapping, TextIO
 from . import __version__, bind, cli_keys, config as configmod, errors, gitops, listener, provenance
 from .auth import new_secret
 from .model import Outcome
+from .records import record_name
 from .instance import demo_key, init_instance, install_hooks, narrow_secrets
 from .service import Service, zone_template_dirs
 
@@ -262,10 +263,12 @@ def cmd_host_set(args, env: Env) -> Exit:
 def cmd_history(args, env: Env) -> Exit:
     service = _open(args, env)
     entries = service.history(args.fqdn)
-    rows = [{"commit": e.commit, "when": e.when, "type": e.change.type, "old": e.change.old, "new": e.change.new,
-             "actor": e.change.actor, "client": e.change.client, "interface": e.change.interface,
+    rows = [{"commit": e.commit, "when": e.when, "host": e.change.host, "type": e.change.type, "old": e.change.old,
+             "new": e.change.new, "actor": e.change.actor, "client": e.change.client, "interface": e.change.interface,
              "agent": e.change.agent, "request": e.change.request} for e in entries]
-    text = "\n".join(f"{r['when']}  {r['type']:<4} {r['old'] or '-'} -> {r['new'] or '-'}  by {r['actor']}"
+    own = record_name(args.fqdn)  # names below it (the host's ACME challenges) are named in the text
+    text = "\n".join(f"{r['when']}  {'' if r['host'] == own else r['host'] + ' '}{r['type']:<4} "
+                     f"{r['old'] or '-'} -> {r['new'] or '-'}  by {r['actor']}"
                      f"  from {r['client'] or '-'}  via {r['interface']}  {r['commit'][:10]}" for r in rows)
     _emit(env, args, rows, text or f"no changes of {args.fqdn}")
     return Exit.OK

@@ -344,12 +344,14 @@ class ZonesRepo:
             made[sha] = provenance.made_by_service(committer, len(parents), [p for p in paths if p])
         return made
 
-    def history(self, host: str, limit: int | None = None) -> Iterator[HistoryEntry]:
-        """Changes of HOST, newest first, read from commit trailers."""
+    def history(self, host: str, limit: int | None = None, below: tuple[str, ...] = ()) -> Iterator[HistoryEntry]:
+        """Changes of HOST and of the names BELOW it (``_acme-challenge.HOST``), newest first, from commit trailers."""
         if limit is not None:
-            yield from itertools.islice(self.history(host), limit)
+            yield from itertools.islice(self.history(host, below=below), limit)
             return
         if self.head() is None:
             return
-        args = [f"--grep={TRAILER}: ", "--fixed-strings", f"--grep=\"host\":\"{host}\"", "--all-match"]
-        yield from (e for e in self._entries(args) if e.change.host == host)
+        names = {host} | {f"{label}.{host}" for label in below}
+        # Every name ends in HOST: one fixed-string grep selects them all, the exact match filters.
+        args = [f"--grep={TRAILER}: ", "--fixed-strings", f"--grep={host}\"", "--all-match"]
+        yield from (e for e in self._entries(args) if e.change.host in names)

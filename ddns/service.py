@@ -18,6 +18,7 @@ from typing import Callable
 
 from . import bind, errors, hostrecords, model, resource_dir, zones
 from .accounts import Accounts
+from .keyrules import ACME_LABEL
 from .auth import hash_secret, new_secret
 from .background import Background
 from .config import Config
@@ -299,8 +300,8 @@ class Service:
         return outcome
 
     def history(self, fqdn: str) -> list[HistoryEntry]:
-        """The audited changes of the records at FQDN (a host's name, or any record name: ``_acme-challenge.vm...``)."""
-        return list(self.publisher.repo.history(record_name(fqdn)))
+        """The audited changes of the records at FQDN and at its ``_acme-challenge`` name (a host's certificates)."""
+        return list(self.publisher.repo.history(record_name(fqdn), below=(ACME_LABEL,)))
 
     def audit(self, since: str, until: str | None = None) -> list[HistoryEntry]:
         """Every change of every host between SINCE and UNTIL (dates git understands)."""

@@ -152,3 +152,22 @@ def test_refusals_change_nothing(running):
     assert served_txt(running) == ([], None)
     assert query(inst.dns_port, "_acme-challenge.other." + inst.zone, "TXT") == []
     assert post(running, "present", challenge(), auth)[0] == 200  # and the host's own still works
+
+
+def test_a_hosts_history_shows_its_certificate_challenges(running):
+    """`ddns history HOST` lists the host's _acme-challenge TXT beside its addresses; a neighbour's stays out."""
+    inst = running.instance
+    auth = (HOST, inst.add_host(HOST))
+    neighbour = "other" + HOST  # ends in HOST's name, but is another host
+    inst.add_host(neighbour)
+    assert running.update(HOST, auth[1], "myip=192.0.2.44")[0] == 200
+    assert post(running, "present", challenge(VALUE), auth)[0] == 200
+    assert post(running, "cleanup", challenge(VALUE), auth)[0] == 200
+    r = inst.cli("host", "set", neighbour, "192.0.2.45")
+    assert r.code == 0, r.err
+    entries = inst.cli("history", HOST, "--json").json()
+    assert [(e["host"], e["type"], e["old"], e["new"]) for e in entries] == [
+        (NAME, "TXT", f'"{VALUE}"', None),
+        (NAME, "TXT", None, f'"{VALUE}"'),
+        (HOST, "A", None, "192.0.2.44"),
+    ]

@@ -23,9 +23,9 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from ddns import cli  # noqa: E402
-from ddns.bindtarget import PublishTarget  # noqa: E402
+from ddns.publishing.bindtarget import PublishTarget  # noqa: E402
 from ddns.model import Actor, Operation, Update  # noqa: E402
-from ddns.publisher import Publisher  # noqa: E402
+from ddns.publishing.publisher import Publisher  # noqa: E402
 from ddns.service import ZONE_TEMPLATES  # noqa: E402
 from ddns.gitrepo import ZonesRepo  # noqa: E402
 

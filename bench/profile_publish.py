@@ -40,7 +40,8 @@ sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from bench_updates import Addresses, ZONE, free_port  # noqa: E402
-from ddns import bind, cli, publisher as pubmod, worktree, zones  # noqa: E402
+from ddns import bind, cli, zones  # noqa: E402
+from ddns.publishing import publisher as pubmod, worktree
 from ddns.model import Actor, Operation, Outcome, Update  # noqa: E402
 from ddns.service import Service  # noqa: E402
 

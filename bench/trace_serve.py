@@ -25,7 +25,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from ddns import bind, cli, dyndns2, gitrepo, publisher as pubmod, service as servmod, store as storemod, worktree, zones  # noqa: E402
+from ddns import bind, cli, dyndns2, gitrepo, service as servmod, store as storemod, zones  # noqa: E402
+from ddns.publishing import publisher as pubmod, worktree
 
 SAMPLES: dict[str, list[tuple[float, float]]] = defaultdict(list)  # name -> [(time.monotonic() at end, value)]
 _lock = threading.Lock()

@@ -19,9 +19,9 @@ from concurrent.futures import TimeoutError as FutureTimeout
 from typing import Callable
 
 from .config import Config
-from .publish_queue import PublisherThread
+from .publishing.publish_queue import PublisherThread
 from .model import Outcome, Result, Update
-from .publisher import Publisher
+from .publishing.publisher import Publisher
 
 # The service's logger: its error lines are what the admins' status page and log filters know.
 log = logging.getLogger("ddns.service")

@@ -13,7 +13,7 @@ from __future__ import annotations
 import functools
 
 from .model import Actor, Grant, Identity, Match, Op, Operation, Outcome, Update
-from .publisher import Publisher
+from .publishing.publisher import Publisher
 from .store import Host, Store
 
 HOST_TYPES = frozenset({"A", "AAAA", "TXT"})

@@ -12,7 +12,7 @@ from . import bind
 from .background import Background
 from .config import Config
 from .guard import Guard
-from .publisher import Publisher
+from .publishing.publisher import Publisher
 from .store import Domain, Host, Store
 
 

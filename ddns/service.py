@@ -26,9 +26,9 @@ from .gitrepo import HistoryEntry, ZonesRepo
 from .guard import Guard, Verdict
 from .keys import Keys
 from .keystore import KeyInfo
-from .bindtarget import PublishTarget
+from .publishing.bindtarget import PublishTarget
 from .model import Actor, Identity, Op, Operation, Outcome, Prerequisite, Result, RRset, Update
-from .publisher import Publisher
+from .publishing.publisher import Publisher
 from .store import Busy, Conflict, Domain, Host, LastSeen, NotFound, Store, User
 from .reports import DomainView, HostView, Reports
 from .records import record_name

@@ -17,7 +17,7 @@ from typing import Callable, Iterable
 from . import policy, records
 from .errors import Invalid, NotFound, Refused
 from .model import Identity, Need, Op, Operation, Outcome, Prerequisite, Result, RRset, Update
-from .publisher import Publisher
+from .publishing.publisher import Publisher
 from .validate import AddressPolicy, InvalidAddress, parse_address, record_type
 
 MAX_TTL = 7 * 86400

@@ -4,7 +4,8 @@ from __future__ import annotations
 import dns.rcode
 import pytest
 
-from ddns import bind, cli, config, dyndns2, errors, gitops, gitrepo, publisher, store, validate, zones
+from ddns import bind, cli, config, dyndns2, errors, gitops, gitrepo, store, validate, zones
+from ddns.publishing import publisher
 from ddns.portal import refusal
 
 KIND_CLASSES = {errors.Invalid: errors.Kind.INVALID, errors.Refused: errors.Kind.REFUSED,

@@ -13,10 +13,10 @@ import threading
 import pytest
 import requests
 
-from ddns.bindtarget import PublishTarget
+from ddns.publishing.bindtarget import PublishTarget
 from ddns.gitrepo import ZonesRepo
 from ddns.model import Actor, Operation, Outcome, Update
-from ddns.publisher import Publisher
+from ddns.publishing.publisher import Publisher
 from ddns.service import ZONE_TEMPLATES, default_zone_files
 
 from conftest import Instance, http, serving, wait_until

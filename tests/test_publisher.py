@@ -3,9 +3,9 @@ import shutil
 import stat
 
 from conftest import require
-from ddns.bindtarget import PublishTarget
+from ddns.publishing.bindtarget import PublishTarget
 from ddns.gitrepo import ZonesRepo
-from ddns.publisher import Publisher
+from ddns.publishing.publisher import Publisher
 from ddns.service import ZONE_TEMPLATES
 
 ZONE = "dyn.example.test"

@@ -1,4 +1,4 @@
-"""The publisher's logic against a named in memory (ddns.memtarget): served, unserved, retried, reconciled.
+"""The publisher's logic against a named in memory (ddns.publishing.memtarget): served, unserved, retried, reconciled.
 
 The real-BIND behaviour is in test_faults and the end-to-end tests; here the
 target is told to be down or frozen, so each case runs in milliseconds.
@@ -8,11 +8,11 @@ from __future__ import annotations
 import pytest
 
 from conftest import Instance
-from ddns.bindtarget import PublishTarget
+from ddns.publishing.bindtarget import PublishTarget
 from ddns.gitrepo import ZonesRepo
-from ddns.memtarget import MemoryNamed
+from ddns.publishing.memtarget import MemoryNamed
 from ddns.model import Actor, Operation, Outcome, Update
-from ddns.publisher import Publisher
+from ddns.publishing.publisher import Publisher
 from ddns.service import ZONE_TEMPLATES
 
 ZONE = "dyn.example.test"

@@ -6,11 +6,11 @@ import threading
 import pytest
 
 from conftest import Instance
-from ddns.bindtarget import PublishTarget
+from ddns.publishing.bindtarget import PublishTarget
 from ddns.errors import Invalid
 from ddns.gitrepo import ZonesRepo, parse_trailers
 from ddns.model import Actor, Grant, Identity, Match, Need, Op, Operation, Outcome, Prerequisite, Update
-from ddns.publisher import Publisher
+from ddns.publishing.publisher import Publisher
 from ddns.service import ZONE_TEMPLATES
 
 ZONE = "dyn.example.test"

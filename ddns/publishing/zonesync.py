@@ -15,13 +15,13 @@ import logging
 from pathlib import Path
 from typing import Callable
 
-from . import bind, errors, zones
+from .. import bind, errors, zones
 from .bindtarget import BindTarget
 from .committer import Status
-from .errors import Unavailable
-from .gitrepo import SyncConflict, ZonesRepo
-from .model import Outcome
-from .serial import next_serial, serial_gt
+from ..errors import Unavailable
+from ..gitrepo import SyncConflict, ZonesRepo
+from ..model import Outcome
+from ..serial import next_serial, serial_gt
 from .worktree import ServiceFiles, atomic_write
 from .zonecache import ZoneCache
 from .zonestate import ZoneReader, stamp

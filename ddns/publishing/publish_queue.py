@@ -12,7 +12,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Callable
 
-from .model import Outcome, Result, Update
+from ..model import Outcome, Result, Update
 from .publisher import Batch, Publisher
 
 log = logging.getLogger("ddns.publisher")

@@ -17,7 +17,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Callable, Iterator, Protocol
 
-from . import zones
+from .. import zones
 
 log = logging.getLogger("ddns.publisher")  # a part of the publisher: its log lines say so
 

@@ -5,15 +5,15 @@ static and dynamic RRsets, serial, file stamps). Readers (``fresh`` and the
 queries built on it) answer from memory while the publisher holds the lock --
 then the in-memory state is the acknowledged truth -- and take the lock only
 to read files another process changed (or a zone it added) again. The rules
-of the lock are in ``ddns.publisher``.
+of the lock are in ``ddns.publishing.publisher``.
 """
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Callable
 
-from . import records, zones
-from .model import RRset
+from .. import records, zones
+from ..model import RRset
 from .repolock import RepoLock
 from .worktree import ServiceFiles
 from .zonestate import ZoneReader, ZoneState, stamp

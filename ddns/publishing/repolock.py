@@ -5,7 +5,7 @@ holds it may take it again); ``flock`` on ``.git/ddns.lock`` orders processes
 (CLI commands, git hooks, another ``serve``), and goes with a killed holder.
 Git's own lock files do not: a writer killed mid-commit leaves them behind, so
 they are cleared each time the lock is taken, not only at start. What must be
-done under the lock is the publisher's rule (see ``ddns.publisher``).
+done under the lock is the publisher's rule (see ``ddns.publishing.publisher``).
 """
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
-from .gitrepo import ZonesRepo
+from ..gitrepo import ZonesRepo
 
 log = logging.getLogger("ddns.publisher")  # a part of the publisher: its log lines say so
 

@@ -16,11 +16,11 @@ import logging
 from dataclasses import dataclass
 from typing import Callable
 
-from . import records, zones
+from .. import records, zones
 from .bindtarget import BindTarget
-from .gitrepo import ChangeRecord, ZonesRepo, commit_message
-from .model import Actor, Outcome, Result, Update
-from .serial import next_serial
+from ..gitrepo import ChangeRecord, ZonesRepo, commit_message
+from ..model import Actor, Outcome, Result, Update
+from ..serial import next_serial
 from .worktree import ServiceFiles
 from .zonecache import ZoneCache
 from .zonestate import ZoneReader, stamp

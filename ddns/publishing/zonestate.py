@@ -19,7 +19,7 @@ from typing import Callable
 import dns.exception
 import jinja2
 
-from . import bind, errors, records, zones
+from .. import bind, errors, records, zones
 
 log = logging.getLogger("ddns.publisher")  # a part of the publisher: its log lines say so
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import threading
 from pathlib import Path
 
-from . import bind, zones
+from .. import bind, zones
 
 
 class MemoryNamed:

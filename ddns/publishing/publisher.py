@@ -5,7 +5,7 @@ decides each one (guard, prerequisites, operations: all or nothing) against
 the records as the updates before it left them, renders each touched zone
 once with a bumped serial, writes it atomically, commits once and asks named
 to reload each zone; ``wait_served`` then waits, without the lock, until named
-serves the new serials (``apply`` does both). ``ddns.publish_queue.PublisherThread``
+serves the new serials (``apply`` does both). ``ddns.publishing.publish_queue.PublisherThread``
 feeds it from a queue so that concurrent requests share one render / commit /
 reload (group commit). It speaks only ``model.Result``: no protocol's words.
 
@@ -21,7 +21,7 @@ Its parts, one job each; none of them takes the lock but the cache's readers
 - ``zonesync.ZoneSync``: reconcile with the sources, the upstream
   (fetch/rebase/push), an admin's zone changes.
 
-The lock (``locked``, ``ddns.repolock``): a re-entrant thread lock plus
+The lock (``locked``, ``ddns.publishing.repolock``): a re-entrant thread lock plus
 ``flock`` on ``.git/ddns.lock``, so that CLI commands and git hooks in other
 processes wait their turn. Its rules:
 
@@ -49,11 +49,11 @@ import time
 from pathlib import Path
 from typing import Callable, ContextManager
 
-from . import records, zones
+from .. import records, zones
 from .bindtarget import BindTarget, PublishTarget
 from .committer import Batch, Committer, Status
-from .gitrepo import ZonesRepo
-from .model import Outcome, Result, RRset, Update
+from ..gitrepo import ZonesRepo
+from ..model import Outcome, Result, RRset, Update
 from .repolock import RepoLock
 from .worktree import BACKUP_SUFFIX, ServiceFiles
 from .zonecache import ZoneCache
@@ -207,7 +207,7 @@ class Publisher:
             serials = {z: self.cache.zones[z].serial for z in pending}
         self.named.reload_and_verify(pending, serials)
 
-    # ---- the sources, the upstream, the zone set (ddns.zonesync) ---------------
+    # ---- the sources, the upstream, the zone set (ddns.publishing.zonesync) ---------------
     def reconcile(self) -> dict[str, str]:
         """Make named serve what the sources say; a zone -> status map ("served", "published", "broken: ...")."""
         with self.locked():

@@ -16,8 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Protocol
 
-from . import bind
-from .serial import serial_gt
+from .. import bind
+from ..serial import serial_gt
 from .worktree import atomic_write
 
 log = logging.getLogger("ddns.publisher")  # a part of the publisher: its log lines say so
@@ -46,7 +46,7 @@ class PublishTarget:
     verify_timeout: float = 5.0
     zones_conf: Path | None = None
     checkzone: str = "named-checkzone"
-    control: NamedControl | None = None  # e.g. ddns.memtarget.MemoryNamed: the publisher's logic without a named
+    control: NamedControl | None = None  # e.g. ddns.publishing.memtarget.MemoryNamed: the publisher's logic without a named
 
 
 class _RndcControl:

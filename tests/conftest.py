@@ -8,6 +8,7 @@ from __future__ import annotations
 import base64
 import io
 import json
+import logging
 import os
 import random
 import shutil
@@ -141,6 +142,18 @@ class Instance:
         r = self.cli("host", "add", fqdn, "--owner", owner, "--json")
         assert r.code == 0, r.err
         return r.json()["secret"]
+
+
+class Crashes(logging.Handler):
+    """Log records with an exception attached, from any logger: a hostile-input run must leave none."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.ERROR)
+        self.records: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if record.exc_info:
+            self.records.append(f"{record.name}: {record.getMessage()} ({record.exc_info[0].__name__})")
 
 
 def wait_until(predicate, timeout: float, interval: float = 0.05, what: str = "condition"):

@@ -34,7 +34,7 @@ import urllib.parse
 
 import pytest
 
-from conftest import Instance, serving, wait_until
+from conftest import Crashes, Instance, serving, wait_until
 from recordsets import as_sets
 from ddns import bind, zones
 from fuzz_corpus import FUZZ_HOST, HOST, MATE, REQUEST_TIMEOUT, ZONE, Secrets, exchange, hostile_request, is_safe
@@ -66,18 +66,6 @@ def portal_login(port: int, user: str, password: str) -> tuple[str, str]:
         return cookie, re.search(r'name="csrf_token" value="([^"]+)"', resp.read().decode())[1]
     finally:
         conn.close()
-
-
-class Crashes(logging.Handler):
-    """Log records with an exception attached, from any logger, while the corpus runs."""
-
-    def __init__(self) -> None:
-        super().__init__(logging.ERROR)
-        self.records: list[str] = []
-
-    def emit(self, record: logging.LogRecord) -> None:
-        if record.exc_info:
-            self.records.append(f"{record.name}: {record.getMessage()} ({record.exc_info[0].__name__})")
 
 
 def snapshot_of(records: dict[str, str]) -> str:

@@ -33,7 +33,7 @@ import dns.tsig
 import pytest
 
 import rfc2136_packets as packets
-from conftest import REQUIRED_TOOLS, Instance, Running, free_port, read_reply, require, start_serving
+from conftest import REQUIRED_TOOLS, Crashes, Instance, Running, free_port, read_reply, require, start_serving
 from ddns import cli
 
 ZONE = "dyn.example.test"
@@ -43,18 +43,6 @@ PROBE_ID = 0x5AFE
 TIMEOUT = 10.0
 SEED = int(os.environ.get("DDNS_FUZZ_SEED", "20261201"))
 EXAMPLES = int(os.environ.get("DDNS_FUZZ_EXAMPLES", "300"))
-
-
-class Crashes(logging.Handler):
-    """Log records with an exception attached, from any logger."""
-
-    def __init__(self) -> None:
-        super().__init__(logging.ERROR)
-        self.records: list[str] = []
-
-    def emit(self, record: logging.LogRecord) -> None:
-        if record.exc_info:
-            self.records.append(f"{record.name}: {record.getMessage()} ({record.exc_info[0].__name__})")
 
 
 @dataclass

@@ -11,21 +11,14 @@ import subprocess
 from pathlib import Path
 
 import dns.exception
-import pytest
 
 from acme import stop
 from conftest import free_port, query, require, wait_until
-from kdc import Kdc, start_kdc, stop_kdc
+from kdc import Kdc
+from kerberos_fixtures import kdc  # noqa: F401  (the session's KDC)
 
 ZONE = "dyn.example.test"
 MNAME = f"ns1.{ZONE}"
-
-
-@pytest.fixture(scope="module")
-def kdc(tmp_path_factory) -> Kdc:
-    kdc = start_kdc(tmp_path_factory.mktemp("kdc"))
-    yield kdc
-    stop_kdc(kdc)
 
 
 def start_gss_named(directory: Path, kdc: Kdc) -> tuple[int, subprocess.Popen]:

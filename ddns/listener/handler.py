@@ -11,7 +11,8 @@ the prerequisites under its lock and applies the operations, all or nothing.
 Queries are answered for what ``nsupdate``, certbot and lego ask before an
 update: SOA and NS of names in our zones, authoritative, from the state the
 publisher holds (so the serial is the current one). Any other query is
-REFUSED, another opcode NOTIMP, a response or a runt dropped, a message that
+REFUSED, except TKEY, which negotiates and deletes GSS-TSIG contexts
+(``tkey``); another opcode NOTIMP, a response or a runt dropped, a message that
 does not parse FORMERR; whatever else goes wrong answers SERVFAIL.
 """
 from __future__ import annotations
@@ -34,7 +35,8 @@ import dns.rrset
 
 from .. import errors, policy
 from ..model import Actor, Identity, Operation, Outcome, Prerequisite, Result, RRset, TsigKey
-from . import tsig, updates
+from . import tkey, tsig, updates
+from .gss import Gss
 from .updates import Failure
 from .wire import HEADER, Record, name_text, sections
 
@@ -55,15 +57,19 @@ class UpdateService(Protocol):
     def rrsets(self, zone: str, name: str) -> list[RRset]: ...
     def tsig_key(self, name: str) -> TsigKey | None: ...
     def key_identity(self, name: str, actor: Actor) -> Identity | None: ...
+    def principal_identity(self, principal: str, zone: str, actor: Actor) -> Identity | None: ...
     def update(self, identity: Identity, zone: str, operations: tuple[Operation, ...],
                prerequisites: tuple[Prerequisite, ...] = ()) -> Result: ...
 
 
 def handle_wire(service: UpdateService, wire: bytes, client: str, transport: str = "udp",
-                clock: Callable[[], float] = time.time) -> bytes | None:
-    """The answer to WIRE from CLIENT over TRANSPORT ("udp" or "tcp"); None: send nothing."""
+                clock: Callable[[], float] = time.time, gss: Gss | None = None) -> bytes | None:
+    """The answer to WIRE from CLIENT over TRANSPORT ("udp" or "tcp"); None: send nothing.
+
+    GSS holds the GSS-TSIG acceptor and contexts across messages (None: GSS-TSIG off).
+    """
     try:
-        return _handle(service, wire, client, transport, clock)
+        return _handle(service, wire, client, transport, clock, gss)
     except Exception:
         log.exception("internal failure answering a message from %s", client)
         return header_only(wire, dns.rcode.SERVFAIL)
@@ -81,13 +87,14 @@ def header_only(wire: bytes, rcode: int) -> bytes | None:
 
 
 def _handle(service: UpdateService, wire: bytes, client: str, transport: str,
-            clock: Callable[[], float]) -> bytes | None:
+            clock: Callable[[], float], gss: Gss | None) -> bytes | None:
     if len(wire) < HEADER.size or struct.unpack("!H", wire[2:4])[0] & dns.flags.QR:
         return None  # a runt or a response: answering could start a loop
     opcode = dns.opcode.from_flags(struct.unpack("!H", wire[2:4])[0])
     if opcode not in (dns.opcode.QUERY, dns.opcode.UPDATE):
         return header_only(wire, dns.rcode.NOTIMP)
-    keyring = tsig.Keyring(service.tsig_key, service.config["dnsupdate.allow_weak_tsig"])
+    keyring = tsig.Keyring(service.tsig_key, service.config["dnsupdate.allow_weak_tsig"],
+                           gss.contexts if gss else None)
     try:
         message, signing = tsig.read(wire, keyring, service.config["dnsupdate.fudge"], clock)
         records = sections(wire)
@@ -104,6 +111,8 @@ def _handle(service: UpdateService, wire: bytes, client: str, transport: str,
     try:
         if message.edns > 0:
             response = _skeleton(message, dns.rcode.BADVERS)
+        elif opcode == dns.opcode.QUERY and tkey.is_tkey(message):
+            response, signing = _answer_tkey(service, gss, message, signing, client, transport)
         elif opcode == dns.opcode.QUERY:
             response = _answer_query(service, message)
         else:
@@ -157,6 +166,18 @@ def _answer_query(service: UpdateService, message: dns.message.Message) -> dns.m
     return response
 
 
+def _answer_tkey(service: UpdateService, gss: Gss | None, message: dns.message.Message,
+                 signing: tsig.Signing | None, client: str, transport: str
+                 ) -> tuple[dns.message.Message, tsig.Signing | None]:
+    """The answer to a TKEY query and how it is signed (a new context signs its own negotiation)."""
+    reply = tkey.answer(gss, message, signing, transport, service.tsig_key)
+    response = _skeleton(message, reply.rcode)
+    response.answer = reply.answer
+    log.info("TKEY from %s key %s: %s (%s)", client, message.question[0].name, dns.rcode.to_text(reply.rcode),
+             reply.reason)
+    return response, reply.signing
+
+
 def _rrset(owner: dns.name.Name, rrset: RRset) -> dns.rrset.RRset:
     return dns.rrset.from_text_list(owner, rrset.ttl, dns.rdataclass.IN, rrset.rtype, list(rrset.rdatas))
 
@@ -166,6 +187,7 @@ def _update(service: UpdateService, records: tuple[list[Record], ...], signing: 
     """The rcode of the UPDATE whose RECORDS (as on the wire) are given, after running it if it is acceptable."""
     request = secrets.token_hex(6)
     keyname = name_text(signing.keyname) if signing else ""
+    who = f"principal {signing.principal}" if signing and signing.principal else f"key {keyname or '-'}"
     zone = ""
     try:
         zone_name = updates.zone_name(records[0])
@@ -174,9 +196,13 @@ def _update(service: UpdateService, records: tuple[list[Record], ...], signing: 
             raise updates.NotAuth("not a zone of ours")
         if signing is None:
             raise updates.Refused("unsigned update")
-        identity = service.key_identity(keyname, Actor(f"key:{keyname}", client, "rfc2136", request=request))
+        elif signing.principal:
+            identity = service.principal_identity(signing.principal, zone, Actor(
+                f"krb5:{signing.principal}", client, "rfc2136", request=request))
+        else:
+            identity = service.key_identity(keyname, Actor(f"key:{keyname}", client, "rfc2136", request=request))
         if identity is None:
-            raise updates.Refused("the key has no rights")
+            raise updates.Refused("no rights")
         if not policy.may_see(identity, zone):
             raise updates.NotAuth("the key has no rights in this zone")
         prerequisites = updates.prerequisites(records[1], zone_name)
@@ -189,6 +215,6 @@ def _update(service: UpdateService, records: tuple[list[Record], ...], signing: 
         rcode, reason, level = failure.rcode, str(failure), logging.INFO
     except errors.DdnsError as error:
         rcode, reason, level = updates.rcode_of_error(error), str(error), logging.INFO
-    log.log(level, "update %s from %s key %s zone %s: %s (%s)", request, client, keyname or "-", zone or "-",
+    log.log(level, "update %s from %s %s zone %s: %s (%s)", request, client, who, zone or "-",
             dns.rcode.to_text(rcode), reason)
     return rcode

@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 from typing import Callable
 
-from . import bind, errors, hostrecords, model, resource_dir, zones
+from . import bind, errors, hostrecords, model, policy, resource_dir, trusted, zones
 from .accounts import Accounts
 from .keyrules import ACME_LABEL
 from .auth import hash_secret, new_secret
@@ -31,7 +31,7 @@ from .model import Actor, Identity, Op, Operation, Outcome, Prerequisite, Result
 from .publishing.publisher import Publisher
 from .store import Busy, Conflict, Domain, Host, LastSeen, NotFound, Store, User
 from .reports import DomainView, HostView, Reports
-from .records import record_name
+from .records import label_of, record_name
 from .updates import Updates
 from .validate import AddressPolicy, InvalidName, normalize_name, parse_address, record_type, split_host
 from .zones import default_zone_files
@@ -193,6 +193,30 @@ class Service:
 
     def delete_key(self, user: User | None, name: str, host: str | None = None) -> KeyInfo:
         return self.key_ring.delete(user, name, host)
+
+    # ---- unsigned updates from trusted networks (ddns.trusted) ----------------
+    def unsigned_identity(self, zone: str, client: str, operations: tuple[Operation, ...], actor: Actor,
+                          prerequisites: tuple[Prerequisite, ...] = ()) -> Identity | None:
+        """Who an unsigned update from CLIENT is: None unless ZONE trusts CLIENT's network; Refused
+        unless it registers CLIENT's own address at one name no host holds (ddns.trusted)."""
+        state = self.publisher.zones.get(zone)
+        networks = state.source.settings.unsigned_networks if state is not None else ()
+        found = trusted.permit(networks, client, operations, prerequisites)
+        if found is None:
+            return None
+        if not policy.in_zone(found.name, zone):
+            raise errors.Refused(f"{found.name} is not in the zone {zone}")
+        if label_of(found.name, zone) in RESERVED_LABELS | state.source.reserved:
+            raise errors.Refused(f"the name {found.name} is reserved in {zone}")
+        if self._held_by_host(found.name):
+            raise errors.Refused(f"{found.name} is a registered host: it updates with its own credentials")
+        return trusted.identity(found, actor, self._held_by_host)
+
+    def _held_by_host(self, name: str) -> bool:
+        """Whether NAME is one of a registered host's names (ddns.hostrecords.names_of)."""
+        acme = f"{ACME_LABEL}."
+        owner = name[len(acme):] if name.startswith(acme) else name
+        return self.store.find_host(owner) is not None
 
     # ---- read models for the pages and /healthz (ddns.reports) ---------------
     def status(self) -> dict:

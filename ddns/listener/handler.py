@@ -1,7 +1,8 @@
 """One DNS message in, its answer out: ``handle_wire``. No sockets, no threads.
 
 An UPDATE is checked in BIND's order: the zone section (FORMERR, NOTAUTH),
-the signature (REFUSED when unsigned), whether the key may see the zone at
+the signature (REFUSED when unsigned, unless the zone trusts the client's
+network for registering its own address: ``ddns.trusted``), whether the key may see the zone at
 all (NOTAUTH, the same answer as a zone that is not ours, so a key cannot
 probe zones it has no rights in), the format of the prerequisite and update
 sections (FORMERR, NOTZONE), then the service's ``update``: the key's
@@ -55,6 +56,8 @@ class UpdateService(Protocol):
     def rrsets(self, zone: str, name: str) -> list[RRset]: ...
     def tsig_key(self, name: str) -> TsigKey | None: ...
     def key_identity(self, name: str, actor: Actor) -> Identity | None: ...
+    def unsigned_identity(self, zone: str, client: str, operations: tuple[Operation, ...], actor: Actor,
+                          prerequisites: tuple[Prerequisite, ...] = ()) -> Identity | None: ...
     def update(self, identity: Identity, zone: str, operations: tuple[Operation, ...],
                prerequisites: tuple[Prerequisite, ...] = ()) -> Result: ...
 
@@ -173,8 +176,9 @@ def _update(service: UpdateService, records: tuple[list[Record], ...], signing: 
         if service.find_zone(zone) != zone:
             raise updates.NotAuth("not a zone of ours")
         if signing is None:
-            raise updates.Refused("unsigned update")
-        identity = service.key_identity(keyname, Actor(f"key:{keyname}", client, "rfc2136", request=request))
+            identity = _unsigned(service, records, zone_name, client, request)
+        else:
+            identity = service.key_identity(keyname, Actor(f"key:{keyname}", client, "rfc2136", request=request))
         if identity is None:
             raise updates.Refused("the key has no rights")
         if not policy.may_see(identity, zone):
@@ -192,3 +196,22 @@ def _update(service: UpdateService, records: tuple[list[Record], ...], signing: 
     log.log(level, "update %s from %s key %s zone %s: %s (%s)", request, client, keyname or "-", zone or "-",
             dns.rcode.to_text(rcode), reason)
     return rcode
+
+
+def _unsigned(service: UpdateService, records: tuple[list[Record], ...], zone_name: dns.name.Name, client: str,
+              request: str) -> Identity:
+    """The identity of an unsigned update: a client of a trusted network registering itself; else REFUSED.
+
+    Unsigned, any failure is REFUSED, a malformed section too: a client
+    outside the trusted networks learns nothing but that.
+    """
+    try:
+        operations = updates.operations(records[2], zone_name)
+        prerequisites = updates.prerequisites(records[1], zone_name)
+    except Failure as failure:
+        raise updates.Refused(f"unsigned update ({failure})") from failure
+    identity = service.unsigned_identity(name_text(zone_name), client, operations,
+                                         Actor(f"client:{client}", client, "rfc2136", request=request), prerequisites)
+    if identity is None:
+        raise updates.Refused("unsigned update")
+    return identity

@@ -64,6 +64,8 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("dnsupdate.port", 5053, "Port of the RFC 2136 listener (UDP and TCP); 0 turns it off."),
     Setting("dnsupdate.allow_weak_tsig", False, "Also accept TSIG keys with hmac-sha1 or hmac-md5 (else only hmac-sha256, -384 and -512)."),
     Setting("dnsupdate.fudge", 300, "Seconds a signed message's time may differ from ours (RFC 8945); beyond, NOTAUTH with BADTIME."),
+    Setting("kerberos.keytab", "", "Keytab holding DNS/<zone SOA MNAME>@REALM for GSS-TSIG (`ddns kerberos check` says whether it does); empty: GSS-TSIG off.", is_path=True),
+    Setting("kerberos.realm", "", "Realm of the host principals (host/NAME@REALM may change the registered host NAME); empty: the realms the keytab holds."),
     Setting("dyndns2.realm", "ddns", "Realm of the HTTP Basic challenge."),
     Setting("dyndns2.max_hosts", 20, "Most hostnames in one request; more answers numhost."),
     Setting("dyndns2.blocked_user_agents", [], "Substrings of User-Agent headers answered badagent (misbehaving clients)."),

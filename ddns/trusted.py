@@ -31,6 +31,8 @@ from typing import Callable, Iterable
 
 from .errors import Refused
 from .model import Actor, Grant, Identity, Match, Op, Operation, Prerequisite
+from .policy import in_zone
+from .records import label_of
 
 Address = ipaddress.IPv4Address | ipaddress.IPv6Address
 
@@ -111,6 +113,27 @@ def _address(text: str) -> Address | None:
 
 def _name(name: str) -> str:
     return name.lower().rstrip(".")
+
+
+def unsigned_identity(networks: Iterable[str], zone: str, client: str, operations: Iterable[Operation],
+                      prerequisites: Iterable[Prerequisite], actor: Actor, reserved: set[str] | frozenset[str],
+                      held: Callable[[str], bool]) -> Identity | None:
+    """Who the unsigned update from CLIENT to ZONE is (see the module); None: CLIENT is not trusted.
+
+    Refused beyond ``permit``'s rules too: a name outside ZONE, a RESERVED
+    label of it, a name a registered host HELD (asked again under the
+    publisher's lock, as the identity's guard).
+    """
+    found = permit(networks, client, operations, prerequisites)
+    if found is None:
+        return None
+    if not in_zone(found.name, zone):
+        raise Refused(f"{found.name} is not in the zone {zone}")
+    if label_of(found.name, zone) in reserved:
+        raise Refused(f"the name {found.name} is reserved in {zone}")
+    if held(found.name):
+        raise Refused(f"{found.name} is a registered host: it updates with its own credentials")
+    return identity(found, actor, held)
 
 
 def identity(permit: Permit, actor: Actor, held: Callable[[str], bool]) -> Identity:

@@ -2,8 +2,8 @@
 
 An UPDATE is checked in BIND's order: the zone section (FORMERR, NOTAUTH),
 the signature (REFUSED when unsigned, unless the zone trusts the client's
-network for registering its own address: ``ddns.trusted``), whether the key may see the zone at
-all (NOTAUTH, the same answer as a zone that is not ours, so a key cannot
+network for registering its own address: ``ddns.trusted``), whether the key
+may see the zone at all (NOTAUTH, the same answer as a zone that is not ours, so a key cannot
 probe zones it has no rights in), the format of the prerequisite and update
 sections (FORMERR, NOTZONE), then the service's ``update``: the key's
 permissions for every operation (REFUSED) *before* the publisher evaluates

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping, TextIO
 
-from . import __version__, bind, cli_keys, config as configmod, errors, gitops, listener, provenance
+from . import __version__, bind, cli_keys, cli_trust, config as configmod, errors, gitops, listener, provenance
 from .auth import new_secret
 from .model import Outcome
 from .records import record_name
@@ -442,6 +442,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("zone")
     p.add_argument("--ns", action="append", help="name server of the zone (repeatable; default ns1.ZONE with glue)")
     command("list", cmd_domain_list, "list domains", domain, json_output=True)
+    cli_trust.register(sub, domain, command, _open)
 
     host = sub.add_parser("host", help="manage hosts").add_subparsers(dest="host_command", required=True)
     p = command("add", cmd_host_add, "register a host; prints its secret once", host, json_output=True)

@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 from typing import Callable
 
-from . import bind, errors, hostrecords, model, resource_dir, zones
+from . import bind, errors, hostrecords, kerberos_check, keytab, model, resource_dir, trusted, zones
 from .accounts import Accounts
 from .keyrules import ACME_LABEL
 from .auth import hash_secret, new_secret
@@ -209,14 +209,56 @@ class Service:
     def delete_key(self, user: User | None, name: str, host: str | None = None) -> KeyInfo:
         return self.key_ring.delete(user, name, host)
 
+    # ---- unsigned updates from trusted networks (ddns.trusted) ----------------
+    def unsigned_identity(self, zone: str, client: str, operations: tuple[Operation, ...], actor: Actor,
+                          prerequisites: tuple[Prerequisite, ...] = ()) -> Identity | None:
+        """Who an unsigned update from CLIENT is: None unless ZONE trusts CLIENT's network; Refused
+        unless it registers CLIENT's own address at one name no host holds (ddns.trusted)."""
+        state = self.publisher.zones.get(zone)
+        if state is None:
+            return None
+        return trusted.unsigned_identity(state.source.settings.unsigned_networks, zone, client, operations,
+                                         prerequisites, actor, RESERVED_LABELS | state.source.reserved,
+                                         self._held_by_host)
+
+    def unsigned_networks(self, zone: str) -> tuple[str, ...]:
+        """The networks ZONE takes unsigned updates from (zone.toml's [unsigned] networks)."""
+        state = self.publisher.zones.get(zone)
+        if state is None:
+            raise errors.NotFound(f"no domain {zone}")
+        return state.source.settings.unsigned_networks
+
+    def _held_by_host(self, name: str) -> bool:
+        """Whether NAME is one of a registered host's names (ddns.hostrecords.names_of)."""
+        acme = f"{ACME_LABEL}."
+        owner = name[len(acme):] if name.startswith(acme) else name
+        return self.store.find_host(owner) is not None
+
     # ---- read models for the pages and /healthz (ddns.reports) ---------------
     def status(self) -> dict:
-        """What the admins' status page shows: counts, the publisher, BIND against Git, recent errors."""
-        return self.reports.status()
+        """What the admins' status page shows: counts, the publisher, BIND against Git, recent errors, Kerberos."""
+        return {**self.reports.status(), "kerberos": self._kerberos()}
 
     def health(self) -> dict:
-        """What /healthz answers: "degraded", with the reasons, while changes are not published."""
-        return self.reports.health()
+        """What /healthz answers: "degraded", with the reasons, while changes are not published (or the keytab
+        lacks a zone's principal)."""
+        health, entries = self.reports.health(), self._kerberos()
+        if entries is not None:
+            health["kerberos"] = entries
+            health["reasons"] += kerberos_check.reasons(entries)
+            health["status"] = "degraded" if health["reasons"] else health["status"]
+        return health
+
+    def _kerberos(self) -> list[dict] | None:
+        """The keytab check when GSS-TSIG is on (kerberos.keytab set), else None."""
+        return self.kerberos_check() if self.config.path("kerberos.keytab") else None
+
+    def kerberos_check(self) -> list[dict]:
+        """Per zone: does kerberos.keytab hold DNS/<SOA MNAME>@REALM (ddns.kerberos_check)."""
+        mnames = {zone: kerberos_check.mname(state.source.settings.primary_ns, zone)
+                  for zone, state in self.publisher.zones.copy().items()}
+        return kerberos_check.check(mnames, self.config["kerberos.realm"], self.config.path("kerberos.keytab"),
+                                    keytab.read, keytab.holds)
 
     # ---- domains ---------------------------------------------------------------
     def add_domain(self, zone: str, nameservers: list[str] | None = None, actor: str = "cli") -> Outcome:
@@ -375,9 +417,20 @@ class Service:
     def set_dynamic_ttl(self, zone: str, ttl: int, actor: str) -> Outcome:
         """Set the TTL of the zone's host records: a commit to its zone.toml, then a reload."""
         self._check_ttl(zone, ttl)
+        return self.set_zone_setting(zone, "", "dynamic_ttl", ttl, actor)
+
+    def set_unsigned_networks(self, zone: str, networks: list[str], actor: str) -> Outcome:
+        """Let unsigned updates from NETWORKS register their clients' own names in ZONE ([]: none may)."""
+        canonical = zones.unsigned_networks(networks)
+        return self.set_zone_setting(zone, "unsigned", "networks", list(canonical) if canonical else None, actor)
+
+    def set_zone_setting(self, zone: str, table: str, key: str, value: zones.TomlValue | None, actor: str) -> Outcome:
+        """Set KEY of TABLE in ZONE's zone.toml (None: remove it) as an admin's commit, then a reload."""
+        if zone not in self.publisher.zones:
+            raise errors.NotFound(f"no domain {zone}")
         path = self.publisher.root / zone / zones.SETTINGS_FILE
         try:
-            return self.publisher.update_settings(zone, zones.with_dynamic_ttl(path.read_text(), ttl), actor)
+            return self.publisher.update_settings(zone, zones.with_setting(path.read_text(), table, key, value), actor)
         except (KeyError, FileNotFoundError) as exc:  # the zone left the repository just now
             raise errors.NotFound(f"no domain {zone}") from exc
         except OSError as exc:  # a full disk: the files are back as HEAD has them, nothing changed

@@ -1,8 +1,9 @@
 """One DNS message in, its answer out: ``handle_wire``. No sockets, no threads.
 
 An UPDATE is checked in BIND's order: the zone section (FORMERR, NOTAUTH),
-the signature (REFUSED when unsigned), whether the key may see the zone at
-all (NOTAUTH, the same answer as a zone that is not ours, so a key cannot
+the signature (REFUSED when unsigned, unless the zone trusts the client's
+network for registering its own address: ``ddns.trusted``), whether the key
+may see the zone at all (NOTAUTH, the same answer as a zone that is not ours, so a key cannot
 probe zones it has no rights in), the format of the prerequisite and update
 sections (FORMERR, NOTZONE), then the service's ``update``: the key's
 permissions for every operation (REFUSED) *before* the publisher evaluates
@@ -58,6 +59,8 @@ class UpdateService(Protocol):
     def tsig_key(self, name: str) -> TsigKey | None: ...
     def key_identity(self, name: str, actor: Actor) -> Identity | None: ...
     def principal_identity(self, principal: str, zone: str, actor: Actor) -> Identity | None: ...
+    def unsigned_identity(self, zone: str, client: str, operations: tuple[Operation, ...], actor: Actor,
+                          prerequisites: tuple[Prerequisite, ...] = ()) -> Identity | None: ...
     def update(self, identity: Identity, zone: str, operations: tuple[Operation, ...],
                prerequisites: tuple[Prerequisite, ...] = ()) -> Result: ...
 
@@ -195,7 +198,7 @@ def _update(service: UpdateService, records: tuple[list[Record], ...], signing: 
         if service.find_zone(zone) != zone:
             raise updates.NotAuth("not a zone of ours")
         if signing is None:
-            raise updates.Refused("unsigned update")
+            identity = _unsigned(service, records, zone_name, client, request)
         elif signing.principal:
             identity = service.principal_identity(signing.principal, zone, Actor(
                 f"krb5:{signing.principal}", client, "rfc2136", request=request))
@@ -218,3 +221,22 @@ def _update(service: UpdateService, records: tuple[list[Record], ...], signing: 
     log.log(level, "update %s from %s %s zone %s: %s (%s)", request, client, who, zone or "-",
             dns.rcode.to_text(rcode), reason)
     return rcode
+
+
+def _unsigned(service: UpdateService, records: tuple[list[Record], ...], zone_name: dns.name.Name, client: str,
+              request: str) -> Identity:
+    """The identity of an unsigned update: a client of a trusted network registering itself; else REFUSED.
+
+    Unsigned, any failure is REFUSED, a malformed section too: a client
+    outside the trusted networks learns nothing but that.
+    """
+    try:
+        operations = updates.operations(records[2], zone_name)
+        prerequisites = updates.prerequisites(records[1], zone_name)
+    except Failure as failure:
+        raise updates.Refused(f"unsigned update ({failure})") from failure
+    identity = service.unsigned_identity(name_text(zone_name), client, operations,
+                                         Actor(f"client:{client}", client, "rfc2136", request=request), prerequisites)
+    if identity is None:
+        raise updates.Refused("unsigned update")
+    return identity

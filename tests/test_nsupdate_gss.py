@@ -9,7 +9,7 @@ repository's git log. The service keytab holds DNS/ns1.<zone> of both realms,
 so a ticket of OTHER.TEST is accepted by GSS and refused by policy.
 
 Zone dyn.example.test has no Kerberos rules: registered hosts get krb5-self
-by default. Zone lab.example.test gets rules pushed by an admin
+by default, and ptr-self in the reverse zone 2.0.192.in-addr.arpa. Zone lab.example.test gets rules pushed by an admin
 (`grant EXAMPLE.TEST krb5-self . A`, `grant alice@EXAMPLE.TEST zonesub TXT`).
 Every refusal leaves the repository's HEAD as it was, and nsupdate reports it
 exactly as it reports BIND's (test_kerberos_baseline.py).
@@ -32,6 +32,7 @@ from kerberos_fixtures import kdc, other_kdc  # noqa: F401  (the session's KDCs)
 
 ZONE = "dyn.example.test"
 LAB = "lab.example.test"
+REVERSE = "2.0.192.in-addr.arpa"  # its SOA MNAME is ns1.dyn.example.test: the same service principal
 LAB_RULES = ["grant EXAMPLE.TEST krb5-self . A", "grant alice@EXAMPLE.TEST zonesub TXT"]
 REFUSED = "update failed: REFUSED\n"  # nsupdate's whole stderr for an update answered REFUSED (exit 2)
 
@@ -123,8 +124,9 @@ def site(kdc, other_kdc, tmp_path_factory):  # noqa: F811
         env.setenv("DDNS_KERBEROS_REALM", kdc.realm)
         server.start()
     try:
-        r = inst.cli("domain", "add", LAB)
-        assert r.code == 0, r.err
+        for zone, extra in ((LAB, ()), (REVERSE, ("--ns", f"ns1.{ZONE}."))):
+            r = inst.cli("domain", "add", zone, *extra)
+            assert r.code == 0, r.err
         _push_rules(inst, directory, LAB, LAB_RULES)
         yield Site(inst, kdc, other_kdc, directory)
     finally:
@@ -212,3 +214,25 @@ def test_an_explicit_principal_rule_lets_alice_set_txt_anywhere_in_the_zone_but_
     site.refused(env, LAB, f"update add notes.{LAB} 60 A 192.0.2.111")
     # the rule is the lab zone's: alice has no rights in the other one
     site.refused(env, ZONE, f'update add notes.{ZONE} 60 TXT "from alice"')
+
+
+def test_a_host_sets_the_ptr_pointing_at_its_own_name_in_a_reverse_zone_and_no_other(site):
+    vm1, vm2 = site.ticket(f"host/vm1.{ZONE}"), site.ticket(f"host/vm2.{ZONE}")
+    own, other = f"71.{REVERSE}", f"72.{REVERSE}"
+    start = site.head()
+    added = site.nsupdate(vm1, REVERSE, f"update add {own} 60 PTR vm1.{ZONE}.")
+    assert (added.returncode, added.stderr) == (0, ""), added
+    assert site.inst.dig(own, "PTR") == [f"vm1.{ZONE}."]
+    assert f"krb5:host/vm1.{ZONE}@EXAMPLE.TEST" in site.messages(start)
+    site.refused(vm1, REVERSE, f"update add {other} 60 PTR vm2.{ZONE}.")
+    site.refused(vm1, REVERSE, f"update add {other} 60 TXT not-a-ptr")
+    # a deletion of the PTR set by ptr-self removes only the signer's own record: vm2's stays
+    theirs = site.nsupdate(vm2, REVERSE, f"update add {other} 60 PTR vm2.{ZONE}.")
+    assert (theirs.returncode, theirs.stderr) == (0, ""), theirs
+    head = site.head()
+    untouched = site.nsupdate(vm1, REVERSE, f"update delete {other} PTR")
+    assert (untouched.returncode, untouched.stderr) == (0, ""), untouched
+    assert site.inst.dig(other, "PTR") == [f"vm2.{ZONE}."] and site.head() == head
+    gone = site.nsupdate(vm1, REVERSE, f"update delete {own} PTR")
+    assert (gone.returncode, gone.stderr) == (0, ""), gone
+    assert site.inst.dig(own, "PTR") == []

@@ -100,7 +100,8 @@ def test_readme_kerberos_settings_and_zone_rules_are_what_ddns_reads(tmp_path):
 def test_readme_linux_host_flow_updates_a_fresh_instance(instance, tmp_path, monkeypatch):
     """The section's blocks, run as shown: principals made with kadmin.local, `ddns host add`, the
     environment `ddns serve` gets, then `kinit -kt` + `nsupdate -g` on the host; dig, git log and
-    ddns history show the change. A KDC of its own: the README's `ktadd` re-keys the principals."""
+    ddns history show the change; then the reverse zone and the host's PTR. A KDC of its own:
+    the README's `ktadd` re-keys the principals."""
     require("kinit", "nsupdate", "dig")
     kdc = start_kdc(tmp_path / "kdc")
     try:
@@ -149,6 +150,12 @@ def test_readme_linux_host_flow_updates_a_fresh_instance(instance, tmp_path, mon
                                                                                              "update add vm2."))
             assert (other.returncode, other.stderr) == (2, "update failed: REFUSED\n"), other
             assert instance.git("rev-parse", "HEAD") == head != before
+            # Reverse zones: the zone added as shown, then the host's PTR with the same ticket.
+            reverse = as_here(kerberos_block("sh", "ddns domain add"), here).strip()
+            assert instance.cli(*shlex.split(reverse)[1:]).code == 0
+            ptr = sh(kerberos_block("sh", "nsupdate -g <<'EOF'\nserver ddns.example.org 5053\nzone 2.0.192"))
+            assert (ptr.returncode, ptr.stderr) == (0, ""), ptr
+            assert instance.dig("10.2.0.192.in-addr.arpa", "PTR") == [f"vm1.{zone}."]
         finally:
             server.stop()
     finally:

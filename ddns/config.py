@@ -73,7 +73,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("dyndns2.blocked_user_agents", [], "Substrings of User-Agent headers answered badagent (misbehaving clients)."),
     Setting("dyndns2.allow_private", True, "Accept private addresses (RFC 1918, ULA) as host addresses."),
     Setting("dyndns2.allow_loopback", False, "Accept loopback addresses as host addresses (only for tests and demos)."),
-    Setting("updates.types", ["A", "AAAA", "TXT", "CNAME"], "Record types dynamic updates may change (dyndns2, the portal, RFC 2136); never SOA, nor the apex NS or any name with static records."),
+    Setting("updates.types", ["A", "AAAA", "TXT", "CNAME", "PTR"], "Record types dynamic updates may change (dyndns2, the portal, RFC 2136); never SOA, nor the apex NS or any name with static records."),
     Setting("security.bcrypt_rounds", 12, "bcrypt cost of new secret hashes (12 is ~0.25 s)."),
     Setting("security.secret_cache_seconds", 900, "How long a verified secret is remembered after its last use: repeated updates skip bcrypt, and others' failed logins never get it refused."),
     Setting("security.max_failures", 10, "Failed logins for one host or account from one client network (IPv4 address, IPv6 /64) within failure_window before that network gets abuse for it; other networks and known-good secrets are not affected."),

@@ -25,6 +25,7 @@ from .config import Config
 from .gitrepo import HistoryEntry, ZonesRepo
 from .guard import Guard, Verdict
 from .keys import Keys
+from .principals import Principals
 from .keystore import KeyInfo
 from .publishing.bindtarget import PublishTarget
 from .model import Actor, Identity, Op, Operation, Outcome, Prerequisite, Result, RRset, Update
@@ -81,6 +82,7 @@ class Service:
         self.reports = Reports(config, store, publisher, self.guard, self.background)
         self.key_ring = Keys(store, clock)
         self.updates = Updates(publisher, self.publish, config["updates.types"], self.policy)
+        self.principals = Principals(store, config["kerberos.realm"], self._kerberos_rules, lambda: list(publisher.zones))
 
     @classmethod
     def open(cls, config: Config, clock: Callable[[], float] = time.time) -> "Service":
@@ -182,6 +184,19 @@ class Service:
 
     def key_identity(self, name: str, actor: model.Actor) -> model.Identity | None:
         return self.key_ring.key_identity(name, actor)
+
+    # ---- Kerberos principals (ddns.principals) ------------------------------------
+    def principal_identity(self, principal: str, zone: str, actor: Actor) -> Identity | None:
+        """What PRINCIPAL may change in ZONE: the zone's [kerberos] rules, then its host's own rights; None: nothing."""
+        return self.principals.identity(principal, zone, actor)
+
+    def set_principal(self, fqdn: str, principal: str | None) -> None:
+        """Link PRINCIPAL to the host FQDN (None: unlink); one principal links at most one host."""
+        self.principals.link(self.host(fqdn), principal)
+
+    def _kerberos_rules(self, zone: str) -> tuple[str, ...]:
+        state = self.publisher.zones.get(zone)
+        return state.source.settings.kerberos_rules if state is not None else ()
 
     def add_key(self, user: User | None, name: str, acme: bool = False, zone: str | None = None,
                 rules: tuple[str, ...] = (), algorithm: str = "hmac-sha256") -> tuple[KeyInfo, str]:

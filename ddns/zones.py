@@ -25,6 +25,7 @@ from typing import Iterable, Iterator
 
 import jinja2
 
+from . import krbrules
 from .errors import Invalid
 from .records import APEX, Dynamic, RecordSet, canonical, canonical_type, record_name
 from .validate import AddressPolicy, parse_address, record_type
@@ -63,13 +64,14 @@ class ZoneSettings:
     expire: int = 1209600
     minimum: int = 60
     nameservers: tuple[str, ...] = ()
+    kerberos_rules: tuple[str, ...] = ()    # [kerberos] rules (ddns.krbrules), checked when the zone loads
 
     @classmethod
     def from_toml(cls, zone: str, text: str) -> "ZoneSettings":
         """The settings in TEXT; SourceError (naming zone.toml) for bad TOML or a value of the wrong type."""
         try:
             return cls._from_data(zone, tomllib.loads(text))
-        except (tomllib.TOMLDecodeError, ValueError, TypeError, AttributeError) as exc:
+        except (tomllib.TOMLDecodeError, ValueError, TypeError, AttributeError, Invalid) as exc:
             raise SourceError(SETTINGS_FILE, None, str(exc)) from exc
 
     @classmethod
@@ -88,7 +90,20 @@ class ZoneSettings:
             expire=int(soa.get("expire", cls.expire)),
             minimum=int(soa.get("minimum", cls.minimum)),
             nameservers=nameservers or (primary,),
+            kerberos_rules=_kerberos_rules(zone, data.get("kerberos", {})),
         )
+
+
+def _kerberos_rules(zone: str, table: dict) -> tuple[str, ...]:
+    """``[kerberos] rules``: a list of rule strings, each valid for ZONE (Invalid says which and why)."""
+    rules = table.get("rules", [])
+    if not isinstance(rules, list) or not all(isinstance(r, str) for r in rules):
+        raise Invalid("[kerberos] rules is a list of strings")
+    try:
+        krbrules.parse_rules(rules, zone)
+    except Invalid as exc:
+        raise Invalid(f"[kerberos] rules: {exc}") from exc
+    return tuple(rules)
 
 
 class BadRecordLine(Invalid):

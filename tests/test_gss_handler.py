@@ -20,6 +20,7 @@ import dns.rdatatype
 import dns.rdtypes.ANY.TKEY
 import dns.rdtypes.ANY.TSIG
 import dns.tsig
+import dns.rrset
 import dns.update
 import pytest
 
@@ -301,3 +302,35 @@ def test_stale_time_with_a_context_is_badtime_signed(realm, listener):
         assert answer.rcode() == dns.rcode.NOTAUTH and tsig_error(answer) == dns.rcode.BADTIME
         assert answer.tsig[0].mac and struct.unpack("!Q", b"\0\0" + answer.tsig[0].other)[0] > 1_000_000_000
     assert not service.calls
+
+
+def hostile_tkey(case: str) -> bytes:
+    """TKEY queries that are not what RFC 3645 asks for."""
+    keyname = gssclient.new_keyname()
+    query = gssclient.tkey_query(keyname, "gss-tsig", b"\x60\x00")
+    if case == "no TKEY record":
+        query.additional = []
+    elif case == "TKEY of another name":
+        query.additional[0].name = dns.name.from_text("other.sig-client.")
+    elif case == "TKEY with an error":
+        rdata = query.additional[0][0]
+        query.additional = [dns.rrset.from_rdata(keyname, 0, rdata.replace(error=dns.rcode.BADSIG))]
+    elif case == "two questions":
+        query.question.append(query.question[0].__class__(dns.name.from_text("x."), dns.rdataclass.ANY,
+                                                          dns.rdatatype.TKEY))
+    elif case == "truncated TKEY rdata":
+        wire = query.to_wire()
+        return wire[:-4]
+    return query.to_wire()
+
+
+@pytest.mark.parametrize("case, rcode", [
+    ("no TKEY record", dns.rcode.FORMERR), ("TKEY of another name", dns.rcode.FORMERR),
+    ("TKEY with an error", dns.rcode.FORMERR), ("two questions", dns.rcode.FORMERR),
+    ("truncated TKEY rdata", dns.rcode.FORMERR)])
+def test_hostile_tkey_queries_open_nothing(realm, listener, case, rcode):
+    port, service, clock, gss = listener
+    answer = dns.message.from_wire(gssclient.exchange(port, hostile_tkey(case)), keyring=False)
+    assert answer.rcode() == rcode and not answer.answer and len(gss.contexts) == 0
+    _, ccache = realm.ticket(f"host/vm1.{ZONE}")  # and the listener still negotiates
+    assert gssclient.negotiate(port, ccache, realm.target) and len(gss.contexts) == 1

@@ -78,13 +78,18 @@ class Service:
         return Result(Outcome.PUBLISHED)
 
 
+def start_listener(service: Service, gss: Gss | None) -> server.DnsServer:
+    """The listener's sockets on a free loopback port, answering with handle_wire over SERVICE and GSS."""
+    return server.start(lambda wire, client, transport: handler.handle_wire(service, wire, client, transport, gss=gss),
+                        "127.0.0.1", 0)
+
+
 @pytest.fixture
 def listener(realm):
     """(port, service, clock, gss): the listener on a free loopback port with GSS-TSIG over the realm's keytab."""
     service, clock = Service(), Clock()
     gss = Gss(Acceptor(realm.keytab), ContextTable(max_contexts=100, max_seconds=3600, clock=clock))
-    dns_server = server.start(lambda wire, client, transport: handler.handle_wire(service, wire, client, transport,
-                                                                                  gss=gss), "127.0.0.1", 0)
+    dns_server = start_listener(service, gss)
     yield dns_server.port, service, clock, gss
     dns_server.stop()
 
@@ -256,8 +261,7 @@ def test_tokens_that_open_no_context_are_badkey(realm, listener, token, caplog):
 
 def test_without_a_keytab_tkey_is_refused(realm):
     service = Service()
-    dns_server = server.start(lambda wire, client, transport: handler.handle_wire(service, wire, client, transport),
-                              "127.0.0.1", 0)
+    dns_server = start_listener(service, None)
     try:
         _, ccache = realm.ticket(f"host/vm1.{ZONE}")
         with pytest.raises(gssclient.Refused) as refused:
@@ -334,3 +338,33 @@ def test_hostile_tkey_queries_open_nothing(realm, listener, case, rcode):
     assert answer.rcode() == rcode and not answer.answer and len(gss.contexts) == 0
     _, ccache = realm.ticket(f"host/vm1.{ZONE}")  # and the listener still negotiates
     assert gssclient.negotiate(port, ccache, realm.target) and len(gss.contexts) == 1
+
+
+def test_full_table_evicts_the_context_nearest_its_expiry(realm):
+    service, clock = Service(), Clock()
+    gss = Gss(Acceptor(realm.keytab), ContextTable(max_contexts=2, max_seconds=3600, clock=clock))
+    dns_server = start_listener(service, gss)
+    try:
+        _, ccache = realm.ticket(f"host/vm1.{ZONE}")
+        sessions = []
+        for _ in range(3):
+            sessions.append(gssclient.negotiate(dns_server.port, ccache, realm.target))
+            clock.now += 1  # the first one is nearest its expiry
+        evicted = gssclient.send(dns_server.port, update_a(), sessions[0], verify=False)
+        assert evicted.rcode() == dns.rcode.NOTAUTH and tsig_error(evicted) == dns.rcode.BADKEY
+        assert [gssclient.send(dns_server.port, update_a(), s).rcode() for s in sessions[1:]] == [dns.rcode.NOERROR] * 2
+    finally:
+        dns_server.stop()
+
+
+def test_a_missing_keytab_fails_each_negotiation_with_badkey(realm, tmp_path):
+    service = Service()
+    gss = Gss(Acceptor(tmp_path / "missing.keytab"), ContextTable())
+    dns_server = start_listener(service, gss)
+    try:
+        _, ccache = realm.ticket(f"host/vm1.{ZONE}")
+        with pytest.raises(gssclient.Refused) as refused:
+            gssclient.negotiate(dns_server.port, ccache, realm.target)
+        assert refused.value.error == dns.rcode.BADKEY and len(gss.contexts) == 0
+    finally:
+        dns_server.stop()

@@ -199,3 +199,21 @@ def test_history_names_the_principal_that_changed_a_host(running):
     [entry] = inst.cli("history", f"vm1.{ZONE}", "--json").json()
     assert (entry["actor"], entry["new"], entry["interface"]) == (f"krb5:alice@{REALM}", "192.0.2.44", "rfc2136")
     assert f"by krb5:alice@{REALM}" in inst.cli("history", f"vm1.{ZONE}").out
+
+
+def test_the_portal_and_the_api_show_the_hosts_principal(instance):
+    import requests
+    from conftest import serving
+    from test_portal import Browser, new_host
+    instance.add_user("alice")
+    with serving(instance) as running:
+        b = Browser(running.url)
+        b.login("alice", "pw-alice")
+        fqdn, _ = new_host(b, "vm1")
+        assert '<dd id="principal"><span class="muted">none</span>' in b.get(f"/hosts/{fqdn}").text
+        assert instance.cli("host", "principal", fqdn, f"host/{fqdn}@{REALM}").code == 0
+        assert f'<dd id="principal"><code>host/{fqdn}@{REALM}</code>' in b.get(f"/hosts/{fqdn}").text
+        token = b.post("/tokens", {"name": "k"}, csrf_from="/tokens").text.split('<code id="new-token">')[1].split("<")[0]
+        answer = requests.get(f"{running.url}/api/v1/hosts/{fqdn}", headers={"Authorization": f"Bearer {token}"},
+                              timeout=30)
+        assert answer.status_code == 200 and answer.json()["principal"] == f"host/{fqdn}@{REALM}"

@@ -217,3 +217,18 @@ def test_the_portal_and_the_api_show_the_hosts_principal(instance):
         answer = requests.get(f"{running.url}/api/v1/hosts/{fqdn}", headers={"Authorization": f"Bearer {token}"},
                               timeout=30)
         assert answer.status_code == 200 and answer.json()["principal"] == f"host/{fqdn}@{REALM}"
+
+
+def test_a_pushed_bad_rule_is_refused_by_the_hooks_and_a_good_one_is_published(running, tmp_path):
+    from test_gitops_hooks import _refused_without_change, admin_clone, append, assert_accepted, commit, push, settings_path
+    inst = running.instance
+    clone = admin_clone(inst, tmp_path)
+    append(clone, settings_path(), f'\n[kerberos]\nrules = ["grant {REALM} krb5-subdomain www.example.net A"]\n')
+    commit(clone, "A Kerberos rule outside the zone")
+    out = _refused_without_change(inst, clone)
+    assert f"remote: ddns: error: {ZONE}/zone.toml: [kerberos] rules: www.example.net is not in the zone" in out, out
+    clone = admin_clone(inst, tmp_path, "admin2")
+    append(clone, settings_path(), f'\n[kerberos]\nrules = ["grant alice@{REALM} zonesub TXT"]\n')
+    commit(clone, "Alice may set TXT records")
+    assert_accepted(push(clone))
+    assert inst.cli("domain", "kerberos", ZONE, "--json").json() == [f"grant alice@{REALM} zonesub TXT"]

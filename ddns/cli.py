@@ -441,7 +441,7 @@ def build_parser() -> argparse.ArgumentParser:
     domain = sub.add_parser("domain", help="manage domains").add_subparsers(dest="domain_command", required=True)
     p = command("add", cmd_domain_add, "add a zone (created in the repository if new) for hosts", domain, json_output=True)
     p.add_argument("zone")
-    p.add_argument("--ns", action="append", help="name server of the zone (repeatable; default ns1.ZONE with glue; "
+    p.add_argument("--ns", "--nameserver", dest="ns", action="append", help="name server of the zone (repeatable; default ns1.ZONE with glue; "
                                                  "a reverse zone needs one: its server's name is in a forward zone)")
     command("list", cmd_domain_list, "list domains", domain, json_output=True)
 

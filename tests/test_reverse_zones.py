@@ -67,7 +67,7 @@ def test_a_host_key_sets_only_the_ptr_records_of_its_own_name(instance, serve):
     key1, key2 = make_key(instance, vm1), make_key(instance, vm2)
     serve()
     assert instance.cli("domain", "add", REV, "--ns", NS).code == 0
-    assert instance.cli("domain", "add", REV6, "--ns", NS).code == 0
+    assert instance.cli("domain", "add", REV6, "--nameserver", NS).code == 0  # --ns's long name
     name = f"7.{REV}"
 
     assert failed_with(nsupdate(instance, [f"update add {name} 300 PTR {vm1}."], key1.k, zone=REV)) == ""

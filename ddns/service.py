@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 from typing import Callable
 
-from . import bind, errors, hostrecords, kerberos_check, keytab, model, resource_dir, trusted, zones
+from . import bind, errors, hostrecords, kerberos_check, keytab, krbrules, model, policy, resource_dir, trusted, zones
 from .accounts import Accounts
 from .keyrules import ACME_LABEL
 from .auth import hash_secret, new_secret
@@ -194,6 +194,13 @@ class Service:
         """Link PRINCIPAL to the host FQDN (None: unlink); one principal links at most one host."""
         self.principals.link(self.host(fqdn), principal)
 
+    def kerberos_rules(self, zone: str) -> tuple[str, ...]:
+        """ZONE's [kerberos] rules (zone.toml); NotFound when ZONE is not ours."""
+        state = self.publisher.zones.get(zone)
+        if state is None:
+            raise errors.NotFound(f"no domain {zone}")
+        return state.source.settings.kerberos_rules
+
     def _kerberos_rules(self, zone: str) -> tuple[str, ...]:
         state = self.publisher.zones.get(zone)
         return state.source.settings.kerberos_rules if state is not None else ()
@@ -268,6 +275,7 @@ class Service:
             nameservers = [normalize_name(n) for n in nameservers or ()]  # they end up in zone.toml: names only
         except InvalidName as exc:
             raise InvalidName(f"not a valid zone or name server name: {exc}") from exc
+        zones.check_reverse_zone(zone)
         if zone in self.store.domains():
             raise errors.Conflict(f"domain {zone} exists")
         outcome = Outcome.PUBLISHED
@@ -291,6 +299,8 @@ class Service:
     def add_host(self, fqdn: str, owner: str, comment: str = "") -> tuple[Host, str]:
         """Register FQDN for OWNER; returns the host and its secret (shown once)."""
         fqdn, label, zone = self._split(fqdn)
+        if policy.reverse_zone(zone):
+            raise errors.Invalid(f"{zone} is a reverse zone: hosts live in forward zones and set their PTR records here")
         state = self.publisher.zones.get(zone)
         if label in RESERVED_LABELS or (state is not None and label in state.source.reserved):
             raise errors.Invalid(f"the name {label} is reserved in {zone}")
@@ -423,6 +433,11 @@ class Service:
         """Let unsigned updates from NETWORKS register their clients' own names in ZONE ([]: none may)."""
         canonical = zones.unsigned_networks(networks)
         return self.set_zone_setting(zone, "unsigned", "networks", list(canonical) if canonical else None, actor)
+
+    def set_kerberos_rules(self, zone: str, rules: list[str], actor: str) -> Outcome:
+        """Make RULES ZONE's [kerberos] rules ([]: none), checked first (ddns.krbrules): a commit to zone.toml."""
+        krbrules.parse_rules(rules, normalize_name(zone))
+        return self.set_zone_setting(normalize_name(zone), "kerberos", "rules", list(rules) or None, actor)
 
     def set_zone_setting(self, zone: str, table: str, key: str, value: zones.TomlValue | None, actor: str) -> Outcome:
         """Set KEY of TABLE in ZONE's zone.toml (None: remove it) as an admin's commit, then a reload."""

@@ -29,6 +29,7 @@ import jinja2
 
 from . import krbrules
 from .errors import Invalid
+from .policy import reverse_zone
 from .records import APEX, Dynamic, RecordSet, canonical, canonical_type, record_name
 from .validate import AddressPolicy, parse_address, record_type
 
@@ -504,8 +505,28 @@ def _keep_comment(old: list[str], line: str) -> str:
     return indent + line
 
 
+def check_reverse_zone(zone: str) -> None:
+    """Invalid unless a reverse ZONE's labels are octets (in-addr.arpa) or nibbles (ip6.arpa), most significant last.
+
+    ``2.0.192.in-addr.arpa`` holds 192.0.2.0/24, ``8.b.d.0.1.0.0.2.ip6.arpa``
+    2001:db8::/32; a forward zone passes unchecked.
+    """
+    for suffix, most, label in (("in-addr.arpa", 4, r"(?:0|[1-9][0-9]{0,2})"), ("ip6.arpa", 32, r"[0-9a-f]")):
+        if zone.endswith("." + suffix):
+            labels = zone[: -len(suffix) - 1].split(".")
+            if len(labels) > most or not all(re.fullmatch(label, x) and (len(x) < 3 or int(x) < 256) for x in labels):
+                raise Invalid(f"{zone} is no reverse zone: {suffix} takes at most {most} labels of "
+                              + ("octets 0-255" if most == 4 else "one hex digit each"))
+
+
 def default_zone_files(zone: str, nameservers: list[str] | None, glue_address: str) -> tuple[str, str]:
-    """zone.toml and static.zone for a new zone; without NAMESERVERS, ns1.ZONE with glue."""
+    """zone.toml and static.zone for a new zone; without NAMESERVERS, ns1.ZONE with glue.
+
+    A reverse zone needs NAMESERVERS: its server's name lives in a forward zone
+    (with its address there), and a reverse zone holds no addresses.
+    """
+    if reverse_zone(zone) and not nameservers:
+        raise Invalid(f"a reverse zone needs its name server (--ns ns1.example.org): {zone} holds no addresses")
     ns = [n if n.endswith(".") else n + "." for n in (nameservers or [f"ns1.{zone}."])]
     ns_list = ", ".join(f'"{n}"' for n in ns)
     settings = (f"# Settings of {zone}; edit by pull request.\n"

@@ -102,3 +102,133 @@ def test_a_deleted_hosts_principal_is_refused_by_the_guard(instance):
     assert service.principal_identity(f"alice@{REALM}", ZONE, ACTOR) is None
     instance.add_host(f"vm1.{ZONE}")  # registered anew: the old identity stays refused
     assert not default.guard()
+
+
+# ---- zone rules ([kerberos] rules in zone.toml) ------------------------------------------
+
+def set_rules(instance, *rules: str) -> None:
+    r = instance.cli("domain", "kerberos", ZONE, *[a for rule in rules for a in ("--rule", rule)])
+    assert r.code == 0, r.err
+
+
+def test_zone_rules_come_first_in_order_and_a_deny_wins(instance, serve):
+    instance.add_host(f"vm1.{ZONE}")
+    serve()
+    set_rules(instance, f"deny {REALM} krb5-self . TXT", f"grant alice@{REALM} zonesub TXT",
+              f"grant {REALM} ms-self . A AAAA")
+    service = service_of(instance)
+    host = service.principal_identity(f"host/vm1.{ZONE}@{REALM}", ZONE, ACTOR)
+    assert host.grants[0] == Grant(False, Match.NAME, f"vm1.{ZONE}", frozenset({"TXT"}))
+    assert not may(host, f"vm1.{ZONE}", "TXT", '"x"')   # the zone's deny before the host's own grant
+    assert may(host, f"vm1.{ZONE}")
+    alice = service.principal_identity(f"alice@{REALM}", ZONE, ACTOR)
+    assert alice.guard is None and may(alice, f"any.{ZONE}", "TXT", '"x"') and not may(alice, f"any.{ZONE}")
+    win = service.principal_identity(f"WIN7$@{REALM}", ZONE, ACTOR)
+    assert may(win, f"win7.{ZONE}", "AAAA", "2001:db8::7") and not may(win, f"win8.{ZONE}")
+    assert service.principal_identity(f"WIN7$@OTHER.TEST", ZONE, ACTOR) is None
+    assert service.principal_identity(f"bob@{REALM}", ZONE, ACTOR) is None
+    assert service.principal_identity(f"alice@{REALM}", "other.test", ACTOR) is None  # not our zone: no rules
+
+
+def test_domain_kerberos_shows_sets_and_clears_the_rules_as_commits(instance, serve):
+    serve()
+    before = instance.commit_count()
+    set_rules(instance, f"grant {REALM} krb5-self . A AAAA", f"grant alice@{REALM} zonesub TXT")
+    assert instance.commit_count() == before + 1
+    toml = instance.git("show", f"HEAD:{ZONE}/zone.toml")
+    assert "[kerberos]" in toml and f"grant alice@{REALM} zonesub TXT" in toml
+    shown = instance.cli("domain", "kerberos", ZONE, "--json")
+    assert shown.json() == [f"grant {REALM} krb5-self . A AAAA", f"grant alice@{REALM} zonesub TXT"]
+    assert instance.cli("domain", "kerberos", ZONE, "--clear").code == 0
+    assert instance.cli("domain", "kerberos", ZONE).out.strip() == "no Kerberos rules"
+
+
+@pytest.mark.parametrize("args, message", [
+    (("--rule", f"grant {REALM} krb5-subdomain other.test A"), "not in the zone"),
+    (("--rule", f"grant {REALM} self"), "the match of a Kerberos rule"),
+    (("--rule", "grant x" * 100), "printable ASCII"),
+    (("--rule", f"grant {REALM} krb5-self", "--clear"), "not both"),
+])
+def test_domain_kerberos_refuses_bad_rules_and_nothing_changes(instance, args, message):
+    before = instance.commit_count()
+    r = instance.cli("domain", "kerberos", ZONE, *args)
+    assert r.code == 1 and message in r.err
+    assert instance.commit_count() == before
+
+
+def test_domain_kerberos_of_an_unknown_zone_is_not_found(instance):
+    r = instance.cli("domain", "kerberos", "nozone.test", "--rule", f"grant {REALM} krb5-self")
+    assert r.code == 1 and "no domain" in r.err
+
+
+def test_a_bad_rule_pushed_in_zone_toml_is_a_source_error_naming_the_file(instance):
+    from ddns.zones import SourceError, ZoneSettings
+    with pytest.raises(SourceError, match=r"zone.toml: \[kerberos\] rules: .*not in the zone"):
+        ZoneSettings.from_toml(ZONE, f'[kerberos]\nrules = ["grant {REALM} krb5-subdomain example.net"]\n')
+    with pytest.raises(SourceError, match="list of strings"):
+        ZoneSettings.from_toml(ZONE, '[kerberos]\nrules = "grant"\n')
+
+
+# ---- the principal of a host on the command line, and in history -------------------------
+
+def test_host_principal_links_shows_and_clears(instance):
+    instance.add_host(f"vm1.{ZONE}")
+    r = instance.cli("host", "principal", f"vm1.{ZONE}", f"host/vm1.{ZONE}@{REALM}", "--json")
+    assert r.code == 0 and r.json() == {"fqdn": f"vm1.{ZONE}", "principal": f"host/vm1.{ZONE}@{REALM}"}
+    assert f"principal=host/vm1.{ZONE}@{REALM}" in instance.cli("host", "list").out
+    assert instance.cli("host", "list", "--json").json()[0]["principal"] == f"host/vm1.{ZONE}@{REALM}"
+    instance.add_host(f"vm2.{ZONE}")
+    taken = instance.cli("host", "principal", f"vm2.{ZONE}", f"host/vm1.{ZONE}@{REALM}")
+    assert taken.code == 1 and "linked to another host" in taken.err
+    for bad in (("host", "principal", f"vm1.{ZONE}"), ("host", "principal", f"vm1.{ZONE}", "a@R", "--clear"),
+                ("host", "principal", f"vm1.{ZONE}", "a@b@c"), ("host", "principal", f"nohost.{ZONE}", "a@R")):
+        assert instance.cli(*bad).code == 1
+    assert instance.cli("host", "list", "--json").json()[0]["principal"] == f"host/vm1.{ZONE}@{REALM}"
+    assert instance.cli("host", "principal", f"vm1.{ZONE}", "--clear").code == 0
+    assert instance.cli("host", "list", "--json").json()[0]["principal"] is None
+
+
+def test_history_names_the_principal_that_changed_a_host(running):
+    inst = running.instance
+    inst.add_host(f"vm1.{ZONE}")
+    running.service.set_principal(f"vm1.{ZONE}", f"alice@{REALM}")
+    actor = Actor(f"krb5:alice@{REALM}", "127.0.0.1", "rfc2136")
+    identity = running.service.principal_identity(f"alice@{REALM}", ZONE, actor)
+    result = running.service.update(identity, ZONE, [Operation(Op.ADD, f"vm1.{ZONE}", "A", "192.0.2.44")])
+    assert result.outcome.value == "published"
+    [entry] = inst.cli("history", f"vm1.{ZONE}", "--json").json()
+    assert (entry["actor"], entry["new"], entry["interface"]) == (f"krb5:alice@{REALM}", "192.0.2.44", "rfc2136")
+    assert f"by krb5:alice@{REALM}" in inst.cli("history", f"vm1.{ZONE}").out
+
+
+def test_the_portal_and_the_api_show_the_hosts_principal(instance):
+    import requests
+    from conftest import serving
+    from test_portal import Browser, new_host
+    instance.add_user("alice")
+    with serving(instance) as running:
+        b = Browser(running.url)
+        b.login("alice", "pw-alice")
+        fqdn, _ = new_host(b, "vm1")
+        assert '<dd id="principal"><span class="muted">none</span>' in b.get(f"/hosts/{fqdn}").text
+        assert instance.cli("host", "principal", fqdn, f"host/{fqdn}@{REALM}").code == 0
+        assert f'<dd id="principal"><code>host/{fqdn}@{REALM}</code>' in b.get(f"/hosts/{fqdn}").text
+        token = b.post("/tokens", {"name": "k"}, csrf_from="/tokens").text.split('<code id="new-token">')[1].split("<")[0]
+        answer = requests.get(f"{running.url}/api/v1/hosts/{fqdn}", headers={"Authorization": f"Bearer {token}"},
+                              timeout=30)
+        assert answer.status_code == 200 and answer.json()["principal"] == f"host/{fqdn}@{REALM}"
+
+
+def test_a_pushed_bad_rule_is_refused_by_the_hooks_and_a_good_one_is_published(running, tmp_path):
+    from test_gitops_hooks import _refused_without_change, admin_clone, append, assert_accepted, commit, push, settings_path
+    inst = running.instance
+    clone = admin_clone(inst, tmp_path)
+    append(clone, settings_path(), f'\n[kerberos]\nrules = ["grant {REALM} krb5-subdomain www.example.net A"]\n')
+    commit(clone, "A Kerberos rule outside the zone")
+    out = _refused_without_change(inst, clone)
+    assert f"remote: ddns: error: {ZONE}/zone.toml: [kerberos] rules: www.example.net is not in the zone" in out, out
+    clone = admin_clone(inst, tmp_path, "admin2")
+    append(clone, settings_path(), f'\n[kerberos]\nrules = ["grant alice@{REALM} zonesub TXT"]\n')
+    commit(clone, "Alice may set TXT records")
+    assert_accepted(push(clone))
+    assert inst.cli("domain", "kerberos", ZONE, "--json").json() == [f"grant alice@{REALM} zonesub TXT"]

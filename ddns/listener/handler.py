@@ -200,12 +200,11 @@ def _update(service: UpdateService, records: tuple[list[Record], ...], signing: 
         if signing is None:
             identity = _unsigned(service, records, zone_name, client, request)
         elif signing.principal:
-            identity = service.principal_identity(signing.principal, zone, Actor(
-                f"krb5:{signing.principal}", client, "rfc2136", request=request))
+            identity = _principal(service, signing.principal, zone, client, request)
         else:
             identity = service.key_identity(keyname, Actor(f"key:{keyname}", client, "rfc2136", request=request))
         if identity is None:
-            raise updates.Refused("no rights")
+            raise updates.Refused("the key has no rights")
         if not policy.may_see(identity, zone):
             raise updates.NotAuth("the key has no rights in this zone")
         prerequisites = updates.prerequisites(records[1], zone_name)
@@ -240,3 +239,8 @@ def _unsigned(service: UpdateService, records: tuple[list[Record], ...], zone_na
     if identity is None:
         raise updates.Refused("unsigned update")
     return identity
+
+
+def _principal(service: UpdateService, principal: str, zone: str, client: str, request: str) -> Identity | None:
+    """The identity of an update signed with a GSS-TSIG context: its Kerberos principal's rights in ZONE."""
+    return service.principal_identity(principal, zone, Actor(f"krb5:{principal}", client, "rfc2136", request=request))

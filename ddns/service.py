@@ -221,7 +221,7 @@ class Service:
                           prerequisites: tuple[Prerequisite, ...] = ()) -> Identity | None:
         """Who an unsigned update from CLIENT is: None unless ZONE trusts CLIENT's network; Refused
         unless it registers CLIENT's own address at one name no host holds (ddns.trusted)."""
-        state = self.publisher.zones.get(zone)
+        state = self.publisher.zones.get(zone) if self.publisher.has_zone(zone) else None  # re-read if changed
         if state is None:
             return None
         return trusted.unsigned_identity(state.source.settings.unsigned_networks, zone, client, operations,
@@ -230,7 +230,7 @@ class Service:
 
     def unsigned_networks(self, zone: str) -> tuple[str, ...]:
         """The networks ZONE takes unsigned updates from (zone.toml's [unsigned] networks)."""
-        state = self.publisher.zones.get(zone)
+        state = self.publisher.zones.get(zone) if self.publisher.has_zone(zone) else None
         if state is None:
             raise errors.NotFound(f"no domain {zone}")
         return state.source.settings.unsigned_networks

@@ -108,7 +108,8 @@ def site(kdc, other_kdc, tmp_path_factory):  # noqa: F811
     directory = tmp_path_factory.mktemp("gss")
     ports = [free_port() for _ in range(4)]
     cli.init_instance(directory / "inst", *ports[:3], zone=ZONE, update_port=ports[3],
-                      extra={"security.bcrypt_rounds": 4, "bind.verify_timeout": 3.0, "zones.git_fsync": False})
+                      extra={"security.bcrypt_rounds": 4, "bind.verify_timeout": 3.0, "zones.git_fsync": False,
+                             "zones.push_seconds": 0.2})  # the admin's clone below waits for the service's push
     inst = Instance(directory / "inst", directory / "inst" / "ddns.toml", *ports[:3], update_port=ports[3])
     keytab = directory / "dns.keytab"
     for zone in (ZONE, LAB):

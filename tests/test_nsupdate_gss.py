@@ -11,7 +11,8 @@ so a ticket of OTHER.TEST is accepted by GSS and refused by policy.
 Zone dyn.example.test has no Kerberos rules: registered hosts get krb5-self
 by default, and ptr-self in the reverse zone 2.0.192.in-addr.arpa. Zone lab.example.test gets rules pushed by an admin
 (`grant EXAMPLE.TEST krb5-self . A`, `grant alice@EXAMPLE.TEST zonesub TXT`).
-Every refusal leaves the repository's HEAD as it was, and nsupdate reports it
+A principal linked to a host with `ddns host principal` gets that host's
+rights until it is unlinked. Every refusal leaves the repository's HEAD as it was, and nsupdate reports it
 exactly as it reports BIND's (test_kerberos_baseline.py).
 """
 from __future__ import annotations
@@ -237,3 +238,20 @@ def test_a_host_sets_the_ptr_pointing_at_its_own_name_in_a_reverse_zone_and_no_o
     gone = site.nsupdate(vm1, REVERSE, f"update delete {own} PTR")
     assert (gone.returncode, gone.stderr) == (0, ""), gone
     assert site.inst.dig(own, "PTR") == []
+
+
+def test_a_principal_linked_to_a_host_changes_that_hosts_name_until_unlinked(site):
+    fqdn = f"vm3.{ZONE}"
+    site.inst.add_host(fqdn)
+    linked = site.inst.cli("host", "principal", fqdn, "carol@EXAMPLE.TEST")
+    assert linked.code == 0, linked.err
+    env = site.ticket("carol")
+    result = site.nsupdate(env, ZONE, f"update add {fqdn} 60 A 192.0.2.121")
+    assert (result.returncode, result.stderr) == (0, ""), result
+    assert site.inst.dig(fqdn) == ["192.0.2.121"]
+    assert "by krb5:carol@EXAMPLE.TEST" in site.inst.cli("history", fqdn).out
+    site.refused(env, ZONE, f"update add vm1.{ZONE} 60 A 192.0.2.122")
+    cleared = site.inst.cli("host", "principal", fqdn, "--clear")
+    assert cleared.code == 0, cleared.err
+    site.refused(env, ZONE, f"update delete {fqdn} A")
+    assert site.inst.dig(fqdn) == ["192.0.2.121"]

@@ -9,11 +9,12 @@ repository's git log. The service keytab holds DNS/ns1.<zone> of both realms,
 so a ticket of OTHER.TEST is accepted by GSS and refused by policy.
 
 Zone dyn.example.test has no Kerberos rules: registered hosts get krb5-self
-by default, and ptr-self in the reverse zone 2.0.192.in-addr.arpa. Zone lab.example.test gets rules pushed by an admin
-(`grant EXAMPLE.TEST krb5-self . A`, `grant alice@EXAMPLE.TEST zonesub TXT`).
-A principal linked to a host with `ddns host principal` gets that host's
-rights until it is unlinked. Every refusal leaves the repository's HEAD as it was, and nsupdate reports it
-exactly as it reports BIND's (test_kerberos_baseline.py).
+by default, and ptr-self in the reverse zone 2.0.192.in-addr.arpa. Zone
+lab.example.test gets rules pushed by an admin (`grant EXAMPLE.TEST
+krb5-self . A`, `grant alice@EXAMPLE.TEST zonesub TXT`). A principal linked
+to a host with `ddns host principal` gets that host's rights until it is
+unlinked. Every refusal leaves the repository's HEAD as it was, and nsupdate
+reports it exactly as it reports BIND's (test_kerberos_baseline.py).
 """
 from __future__ import annotations
 

@@ -6,8 +6,8 @@ A principal's grants in a zone are, in order:
 2. the grants of the registered host it stands for -- the host it is linked
    to (``ddns host principal``), or NAME for ``host/NAME@REALM`` when REALM is
    the setting ``kerberos.realm`` (krb5-self by default). These carry the
-   host's guard "still registered", so a host deleted meanwhile changes
-   nothing.
+   host's guard "still registered" (for the whole update), so a host deleted
+   meanwhile changes nothing.
 
 No grant: None, and the listener answers REFUSED.
 """
@@ -17,7 +17,7 @@ import functools
 from typing import Callable, Iterable
 
 from . import hostrecords, krbrules
-from .errors import Invalid, NotFound
+from .errors import Invalid
 from .model import Actor, Identity
 from .policy import reverse_zone
 from .store import Host, Store
@@ -64,7 +64,4 @@ class Principals:
     def link(self, host: Host, text: str | None) -> None:
         """Link the principal TEXT to HOST (None: unlink); Invalid, or Conflict when another host has it."""
         principal = None if text is None else krbrules.parse_principal(text.strip()).text
-        try:
-            self.store.set_principal(host.fqdn, principal)
-        except NotFound as exc:
-            raise NotFound(f"no host {host.fqdn}") from exc
+        self.store.set_principal(host.fqdn, principal)  # NotFound when deleted meanwhile

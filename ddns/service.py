@@ -196,10 +196,9 @@ class Service:
 
     def kerberos_rules(self, zone: str) -> tuple[str, ...]:
         """ZONE's [kerberos] rules (zone.toml); NotFound when ZONE is not ours."""
-        state = self.publisher.zones.get(zone)
-        if state is None:
+        if zone not in self.publisher.zones:
             raise errors.NotFound(f"no domain {zone}")
-        return state.source.settings.kerberos_rules
+        return self._kerberos_rules(zone)
 
     def _kerberos_rules(self, zone: str) -> tuple[str, ...]:
         state = self.publisher.zones.get(zone)

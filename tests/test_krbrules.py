@@ -106,7 +106,7 @@ def test_at_most_32_rules():
     ([f"grant alice@{R} zonesub"], krbrules.parse_principal(f"alice@{R.lower()}"), ()),
     ([f"grant alice@{R} zonesub"], krbrules.parse_principal(f"Alice@{R}"), ()),
     ([f"grant {R.lower()} krb5-self"], HOST, ()),                       # the realm compared exactly
-    ([f"grant OTHER.TEST krb5-self"], HOST, ()),
+    (["grant OTHER.TEST krb5-self"], HOST, ()),
     # order kept, deny included
     ([f"deny {R} krb5-self . TXT", f"grant {R} krb5-self"], HOST,
      (Grant(False, Match.NAME, f"vm1.{ZONE}", frozenset({"TXT"})), Grant(True, Match.NAME, f"vm1.{ZONE}"))),

@@ -125,7 +125,7 @@ def test_zone_rules_come_first_in_order_and_a_deny_wins(instance, serve):
     assert alice.guard is None and may(alice, f"any.{ZONE}", "TXT", '"x"') and not may(alice, f"any.{ZONE}")
     win = service.principal_identity(f"WIN7$@{REALM}", ZONE, ACTOR)
     assert may(win, f"win7.{ZONE}", "AAAA", "2001:db8::7") and not may(win, f"win8.{ZONE}")
-    assert service.principal_identity(f"WIN7$@OTHER.TEST", ZONE, ACTOR) is None
+    assert service.principal_identity("WIN7$@OTHER.TEST", ZONE, ACTOR) is None
     assert service.principal_identity(f"bob@{REALM}", ZONE, ACTOR) is None
     assert service.principal_identity(f"alice@{REALM}", "other.test", ACTOR) is None  # not our zone: no rules
 
@@ -232,3 +232,33 @@ def test_a_pushed_bad_rule_is_refused_by_the_hooks_and_a_good_one_is_published(r
     commit(clone, "Alice may set TXT records")
     assert_accepted(push(clone))
     assert inst.cli("domain", "kerberos", ZONE, "--json").json() == [f"grant alice@{REALM} zonesub TXT"]
+
+
+def test_a_database_made_before_principals_gets_the_column_and_its_uniqueness(tmp_path):
+    import sqlite3
+    from ddns.store import Store
+    path = tmp_path / "old.sqlite3"
+    old = sqlite3.connect(path)
+    old.executescript("""
+        CREATE TABLE users (id INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE, password_hash TEXT, token_hash TEXT,
+                            is_admin INTEGER NOT NULL DEFAULT 0, created REAL NOT NULL);
+        CREATE TABLE domains (zone TEXT PRIMARY KEY, created REAL NOT NULL, active INTEGER NOT NULL DEFAULT 1);
+        CREATE TABLE hosts (fqdn TEXT PRIMARY KEY, zone TEXT NOT NULL, owner_id INTEGER NOT NULL, secret_hash TEXT NOT NULL,
+                            comment TEXT NOT NULL DEFAULT '', created REAL NOT NULL, last_update REAL, last_client TEXT,
+                            last_agent TEXT, last_tls INTEGER, auth_faults INTEGER NOT NULL DEFAULT 0,
+                            client_faults INTEGER NOT NULL DEFAULT 0, blocked INTEGER NOT NULL DEFAULT 0);
+        INSERT INTO users(name, created) VALUES ('alice', 1);
+        INSERT INTO domains(zone, created) VALUES ('dyn.example.test', 1);
+        INSERT INTO hosts(fqdn, zone, owner_id, secret_hash, created) VALUES ('vm1.dyn.example.test', 'dyn.example.test', 1, 'x', 1);
+        INSERT INTO hosts(fqdn, zone, owner_id, secret_hash, created) VALUES ('vm2.dyn.example.test', 'dyn.example.test', 1, 'x', 1);
+    """)
+    old.commit()
+    old.close()
+    store = Store(path)
+    assert store.host(f"vm1.{ZONE}").principal is None
+    store.set_principal(f"vm1.{ZONE}", f"alice@{REALM}")
+    assert store.host_of_principal(f"alice@{REALM}").fqdn == f"vm1.{ZONE}"
+    with pytest.raises(errors.Conflict):
+        store.set_principal(f"vm2.{ZONE}", f"alice@{REALM}")
+    store.set_principal(f"vm2.{ZONE}", None)  # many hosts without one
+    assert store.host(f"vm2.{ZONE}").principal is None

@@ -55,8 +55,8 @@ def lan(instance: Instance, serve):
     running = serve(OVERRIDES)
     inst = instance
     for zone, network in ((inst.zone, "127.0.0.0/8"), (CLOSED, "192.0.2.0/24"), (REVERSE, "127.0.0.0/8")):
-        if zone != inst.zone:
-            ok(inst.cli("domain", "add", zone))
+        if zone != inst.zone:  # a reverse zone is served by the forward zone's name server
+            ok(inst.cli("domain", "add", zone, *(("--ns", f"ns1.{inst.zone}") if zone == REVERSE else ())))
         ok(inst.cli("domain", "unsigned", zone, "--network", network))
     inst.add_host(f"taken.{inst.zone}")
     return inst, running

@@ -140,7 +140,8 @@ def test_a_registered_hosts_name_is_never_taken_over():
     assert identity.guard() is False
 
 
-@pytest.mark.parametrize("name, why", [("www." + ZONE, "reserved"), (ZONE, "reserved"), ("pc1.example.org", "not in the zone")])
+@pytest.mark.parametrize("name, why", [("www." + ZONE, "reserved"), (ZONE, "reserved"),
+                                       ("pc1.example.org", "not in the zone")])
 def test_reserved_names_and_names_outside_the_zone_are_refused(name, why):
     with pytest.raises(Refused, match=why):
         identity_of("192.0.2.7", (add("A", "192.0.2.7", name),))

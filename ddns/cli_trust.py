@@ -13,7 +13,7 @@ import json
 from typing import TYPE_CHECKING, Callable
 
 if TYPE_CHECKING:
-    from .cli import Env, Exit
+    from .cli import Env
     from .service import Service
 
 OpenService = Callable[[argparse.Namespace, "Env"], "Service"]

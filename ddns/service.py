@@ -229,10 +229,17 @@ class Service:
 
     def unsigned_networks(self, zone: str) -> tuple[str, ...]:
         """The networks ZONE takes unsigned updates from (zone.toml's [unsigned] networks)."""
-        state = self.publisher.zones.get(zone) if self.publisher.has_zone(zone) else None
-        if state is None:
+        return self.publisher.zones[self._zone_of(zone)].source.settings.unsigned_networks
+
+    def _zone_of(self, zone: str) -> str:
+        """ZONE as our zones are named (re-read if another process changed it); NotFound when it is none of them."""
+        try:
+            name = normalize_name(zone)
+        except InvalidName:
+            name = ""
+        if not name or not self.publisher.has_zone(name) or name not in self.publisher.zones:
             raise errors.NotFound(f"no domain {zone}")
-        return state.source.settings.unsigned_networks
+        return name
 
     def _held_by_host(self, name: str) -> bool:
         """Whether NAME is one of a registered host's names (ddns.hostrecords.names_of)."""
@@ -440,8 +447,7 @@ class Service:
 
     def set_zone_setting(self, zone: str, table: str, key: str, value: zones.TomlValue | None, actor: str) -> Outcome:
         """Set KEY of TABLE in ZONE's zone.toml (None: remove it) as an admin's commit, then a reload."""
-        if zone not in self.publisher.zones:
-            raise errors.NotFound(f"no domain {zone}")
+        zone = self._zone_of(zone)
         path = self.publisher.root / zone / zones.SETTINGS_FILE
         try:
             return self.publisher.update_settings(zone, zones.with_setting(path.read_text(), table, key, value), actor)

@@ -87,16 +87,17 @@ def permit(networks: Iterable[str], client: str, operations: Iterable[Operation]
     for prerequisite in prerequisites:
         if _name(prerequisite.name) != name:
             raise Refused(f"an unsigned update's prerequisites are about {name} only")
-    return Permit(name, frozenset(o.rtype for o in operations), str(address))
+    return Permit(name, frozenset(o.rtype.upper() for o in operations), str(address))
 
 
 def _check(operation: Operation, name: str, address: Address) -> None:
     """Refused unless OPERATION is one a client at ADDRESS may make at its NAME."""
     if operation.op is Op.DELETE_NAME:
         raise Refused(f"an unsigned update may delete A, AAAA or PTR records of {name}, not the whole name")
-    if operation.rtype not in TYPES:
+    rtype = operation.rtype.upper()
+    if rtype not in TYPES:
         raise Refused(f"an unsigned update may change A, AAAA and PTR records, not {operation.rtype}")
-    if operation.rtype == "PTR":
+    if rtype == "PTR":
         reverse = address.reverse_pointer
         if name != reverse:
             raise Refused(f"a client at {address} may set the PTR records of {reverse} only, not of {name}")

@@ -65,6 +65,7 @@ def test_client_address_unmaps_and_drops_the_scope():
     ("192.0.2.7", WINDOWS, NO_CNAME, PC, {"A", "AAAA"}),
     ("::ffff:192.0.2.7", WINDOWS, NO_CNAME, PC, {"A", "AAAA"}),
     ("192.0.2.7", (add("A", "192.0.2.7", "PC1.Dyn.Example.Test."),), (), PC, {"A"}),
+    ("192.0.2.7", (add("a", "192.0.2.7"),), (), PC, {"A"}),
     ("2001:db8::7", (delete("AAAA"), add("AAAA", "2001:db8:0::7")), (), PC, {"AAAA"}),
     ("2001:db8::7%eth0", (add("AAAA", "2001:db8::7"),), (), PC, {"AAAA"}),
     ("192.0.2.7", (Operation(Op.DELETE_RR, PC, "A", "192.0.2.99"),), (), PC, {"A"}),  # removing own name's records
@@ -97,6 +98,9 @@ def test_a_client_registering_itself_is_permitted(client, operations, prerequisi
     ("192.0.2.7", (), (), "must change something"),
     ("192.0.2.7", WINDOWS, (Prerequisite(Need.RRSET_NOT_EXISTS, "pc2." + ZONE, "CNAME"),), "prerequisites"),
     ("192.0.2.7", (add("A", "not an address"),), (), "own address"),
+    ("192.0.2.7", (add("A", "192.0.2.007"),), (), "own address"),
+    ("2001:db8::7", (add("AAAA", "2001:db8::7%eth0"),), (), "own address"),
+    ("192.0.2.7", (add("txt", '"x"'),), (), "not txt"),
 ])
 def test_anything_more_is_refused_with_the_reason(client, operations, prerequisites, why):
     with pytest.raises(Refused, match=why):
@@ -136,7 +140,8 @@ def test_a_registered_hosts_name_is_never_taken_over():
     assert identity.guard() is False
 
 
-@pytest.mark.parametrize("name, why", [("www." + ZONE, "reserved"), (ZONE, "reserved"), ("pc1.example.org", "not in the zone")])
+@pytest.mark.parametrize("name, why", [("www." + ZONE, "reserved"), (ZONE, "reserved"),
+                                       ("pc1.example.org", "not in the zone")])
 def test_reserved_names_and_names_outside_the_zone_are_refused(name, why):
     with pytest.raises(Refused, match=why):
         identity_of("192.0.2.7", (add("A", "192.0.2.7", name),))

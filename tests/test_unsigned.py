@@ -20,6 +20,8 @@ import dns.update
 import pytest
 
 from conftest import Instance
+from ddns import errors
+from ddns.model import Actor, Op, Operation, Outcome
 from test_rfc2136 import trailers
 
 OVERRIDES = {"dyndns2.allow_loopback": True, "updates.types": ["A", "AAAA", "TXT", "CNAME", "PTR"]}
@@ -55,8 +57,8 @@ def lan(instance: Instance, serve):
     running = serve(OVERRIDES)
     inst = instance
     for zone, network in ((inst.zone, "127.0.0.0/8"), (CLOSED, "192.0.2.0/24"), (REVERSE, "127.0.0.0/8")):
-        if zone != inst.zone:
-            ok(inst.cli("domain", "add", zone))
+        if zone != inst.zone:  # a reverse zone is served by the forward zone's name server
+            ok(inst.cli("domain", "add", zone, *(("--ns", f"ns1.{inst.zone}") if zone == REVERSE else ())))
         ok(inst.cli("domain", "unsigned", zone, "--network", network))
     inst.add_host(f"taken.{inst.zone}")
     return inst, running
@@ -180,3 +182,20 @@ def test_the_listener_keeps_answering_after_refusals(lan):
         assert rcode_of(inst, _update(inst.zone, ("pc9", "TXT", f'"{n}"')), "127.0.0.9") == "REFUSED"
     assert rcode_of(inst, windows(inst.zone, "pc9", "127.0.0.9"), "127.0.0.9") == "NOERROR"
     assert inst.dig(f"pc9.{inst.zone}") == ["127.0.0.9"]
+
+
+def test_a_name_registered_meanwhile_is_not_taken_over(lan):
+    """The guard runs under the publisher's lock: a host registered after the check, before the publish, wins."""
+    inst, running = lan
+    service, actor = running.service, Actor("client:127.0.0.2", "127.0.0.2", "rfc2136")
+    operations = (Operation(Op.DELETE_RRSET, f"late.{inst.zone}", "A"), Operation(Op.ADD, f"late.{inst.zone}", "A",
+                                                                                  "127.0.0.2", 1200))
+    early = service.unsigned_identity(inst.zone, "127.0.0.2", operations, actor)
+    assert service.update(early, inst.zone, operations).outcome is Outcome.PUBLISHED  # the guard can pass
+    identity = service.unsigned_identity(inst.zone, "127.0.0.2", operations, actor)
+    inst.add_host(f"late.{inst.zone}")
+    head = inst.git("rev-parse", "HEAD")
+    assert service.update(identity, inst.zone, operations).outcome is Outcome.REFUSED
+    assert inst.git("rev-parse", "HEAD") == head
+    with pytest.raises(errors.Refused, match="registered host"):
+        service.unsigned_identity(inst.zone, "127.0.0.2", operations, actor)

@@ -56,7 +56,13 @@ def test_a_bad_network_changes_nothing(instance: Instance, args, why):
     assert settings_text(inst) == before and inst.commit_count() == head
 
 
-@pytest.mark.parametrize("zone", ["nope.example.test", "../zones", "dyn.example.test/../x", ""])
+def test_the_zone_may_be_spelled_as_dns_writes_it(instance: Instance):
+    r = instance.cli("domain", "unsigned", "DYN.Example.Test.", "--network", "192.0.2.0/24")
+    assert r.code in (cli.Exit.OK, cli.Exit.PUBLISH_FAILED), r.err
+    assert tomllib.loads(settings_text(instance))["unsigned"] == {"networks": ["192.0.2.0/24"]}
+
+
+@pytest.mark.parametrize("zone", ["nope.example.test", "../zones", "dyn.example.test/../x", "", "example.test"])
 def test_an_unknown_zone_is_not_found(instance: Instance, zone):
     head = instance.commit_count()
     r = instance.cli("domain", "unsigned", zone, "--network", "192.0.2.0/24")

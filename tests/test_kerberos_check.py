@@ -21,7 +21,8 @@ from conftest import Instance, http
 from ddns import cli, zones
 from ddns.errors import Invalid
 from ddns.kerberos_check import advice, check, mname, principals
-from kdc import REALM, start_kdc, stop_kdc
+from kdc import REALM
+from kerberos_fixtures import kdc  # noqa: F401  (the session's KDC)
 from test_portal import Browser
 
 ZONE = "dyn.example.test"
@@ -30,18 +31,14 @@ FIELDS = {"zone", "mname", "principal", "present", "error"}
 
 
 @pytest.fixture(scope="module")
-def keytabs(tmp_path_factory):
-    """Keytabs from a real KDC: 'good' holds DNS/ns1.ZONE and a host principal, 'other' only the host principal."""
-    directory = tmp_path_factory.mktemp("kdc")
-    kdc = start_kdc(directory / "kdc")
-    try:
-        good, other = directory / "good.keytab", directory / "other.keytab"
-        kdc.principal(f"DNS/ns1.{ZONE}", good)
-        kdc.principal("host/vm1.dyn.example.test", good)
-        kdc.principal("host/vm2.dyn.example.test", other)
-        yield {"good": good, "other": other}
-    finally:
-        stop_kdc(kdc)
+def keytabs(kdc, tmp_path_factory):  # noqa: F811
+    """Keytabs from the session's KDC: 'good' holds DNS/ns1.ZONE and a host principal, 'other' only the host principal."""
+    directory = tmp_path_factory.mktemp("keytabs")
+    good, other = directory / "good.keytab", directory / "other.keytab"
+    kdc.principal(f"DNS/ns1.{ZONE}", good)
+    kdc.principal("host/vm1.dyn.example.test", good)
+    kdc.principal("host/vm2.dyn.example.test", other)
+    return {"good": good, "other": other}
 
 
 def configure(inst: Instance, keytab: Path, realm: str = "") -> None:

@@ -40,6 +40,7 @@ setup(
         "dnspython>=2.9",  # the listener relies on keyring=False and the MAC checked before the time
         "idna>=3.4",
         "h11>=0.14",
+        "gssapi>=1.8",  # GSS-TSIG: the TKEY acceptor and the MICs of Kerberos-signed updates
     ],
     extras_require={"test": ["pytest>=8", "requests>=2.28", "playwright>=1.40", "hypothesis>=6.100", "pyyaml>=6"]},
     entry_points={"console_scripts": ["ddns = ddns.cli:main"]},

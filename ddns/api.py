@@ -43,7 +43,7 @@ def host_json(view: HostView) -> dict[str, Any]:
     return {"fqdn": host.fqdn, "domain": host.zone, "comment": host.comment, "ipv4": view.ipv4, "ipv6": view.ipv6,
             "in_repository": view.in_repository, "created": host.created, "last_update": host.last_update,
             "last_client": host.last_client, "last_agent": host.last_agent, "last_tls": host.last_tls,
-            "auth_faults": host.auth_faults, "client_faults": host.client_faults}
+            "auth_faults": host.auth_faults, "client_faults": host.client_faults, "principal": view.principal}
 
 
 class BearerCache:
@@ -214,7 +214,9 @@ def openapi_document(server_url: str) -> dict[str, Any]:
         "created": {"type": "number"}, "last_update": {"type": ["number", "null"]},
         "last_client": {"type": ["string", "null"]}, "last_agent": {"type": ["string", "null"]},
         "last_tls": {"type": ["boolean", "null"]}, "auth_faults": {"type": "integer"},
-        "client_faults": {"type": "integer"}}}
+        "client_faults": {"type": "integer"},
+        "principal": {"type": ["string", "null"], "readOnly": True,
+                      "description": "the Kerberos principal linked to the host (set by admins: ddns host principal)"}}}
     fqdn_param = [{"name": "fqdn", "in": "path", "required": True, "schema": {"type": "string"}}]
 
     def ok(schema: dict, description: str = "OK") -> dict:

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping, TextIO
 
-from . import __version__, bind, cli_keys, config as configmod, errors, gitops, listener, provenance
+from . import __version__, bind, cli_kerberos, cli_keys, cli_trust, config as configmod, errors, gitops, listener, provenance
 from .auth import new_secret
 from .model import Outcome
 from .records import record_name
@@ -234,8 +234,9 @@ def cmd_host_list(args, env: Env) -> Exit:
     owners = {u.id: u.name for u in service.accounts.users()}
     rows = [{"fqdn": v.host.fqdn, "owner": owners.get(v.host.owner_id), "ipv4": v.ipv4, "ipv6": v.ipv6,
              "last_update": v.host.last_update, "last_client": v.host.last_client,
-             "auth_faults": v.host.auth_faults, "comment": v.host.comment} for v in views]
-    text = "\n".join(f"{r['fqdn']}  {r['ipv4'] or '-'}  {r['ipv6'] or '-'}  owner={r['owner']}" for r in rows)
+             "auth_faults": v.host.auth_faults, "comment": v.host.comment, "principal": v.host.principal} for v in views]
+    text = "\n".join(f"{r['fqdn']}  {r['ipv4'] or '-'}  {r['ipv6'] or '-'}  owner={r['owner']}"
+                     + (f"  principal={r['principal']}" if r["principal"] else "") for r in rows)
     _emit(env, args, rows, text or "no hosts")
     return Exit.OK
 
@@ -440,8 +441,10 @@ def build_parser() -> argparse.ArgumentParser:
     domain = sub.add_parser("domain", help="manage domains").add_subparsers(dest="domain_command", required=True)
     p = command("add", cmd_domain_add, "add a zone (created in the repository if new) for hosts", domain, json_output=True)
     p.add_argument("zone")
-    p.add_argument("--ns", action="append", help="name server of the zone (repeatable; default ns1.ZONE with glue)")
+    p.add_argument("--ns", "--nameserver", dest="ns", action="append", help="name server of the zone (repeatable; default ns1.ZONE with glue; "
+                                                 "a reverse zone needs one: its server's name is in a forward zone)")
     command("list", cmd_domain_list, "list domains", domain, json_output=True)
+    cli_trust.register(sub, domain, command, _open)
 
     host = sub.add_parser("host", help="manage hosts").add_subparsers(dest="host_command", required=True)
     p = command("add", cmd_host_add, "register a host; prints its secret once", host, json_output=True)
@@ -459,6 +462,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("ip")
 
     cli_keys.register(sub, command, _open)
+    cli_kerberos.register(domain, host, command, _open, _cli_actor, _outcome_exit)
 
     p = command("history", cmd_history, "every change of a host, read from Git", json_output=True)
     p.add_argument("fqdn")

@@ -1,7 +1,8 @@
 """A registered host's records: what its credentials may change, and removing them with the host.
 
-A host's identity grants it its own A, AAAA and TXT records and TXT at
-``_acme-challenge.<fqdn>``, guarded by "the host is still registered": the
+A host's identity grants it its own A, AAAA and TXT records, TXT at
+``_acme-challenge.<fqdn>`` and, in reverse zones, the PTR records that point at
+it (``ptr-self``), guarded by "the host is still registered": the
 publisher checks the guard under its lock right before it applies an update,
 so one authenticated before a deletion but published after it is refused
 instead of bringing the record back. ``delete_host`` removes the records and
@@ -12,6 +13,7 @@ from __future__ import annotations
 
 import functools
 
+from .keyrules import ptr_self
 from .model import Actor, Grant, Identity, Match, Op, Operation, Outcome, Update
 from .publishing.publisher import Publisher
 from .store import Host, Store
@@ -28,7 +30,8 @@ def host_identity(store: Store, host: Host, actor: Actor) -> Identity:
     """HOST's own rights, guarded by "still registered" (see the module)."""
     guard = functools.partial(store.host_registered, host.fqdn, host.created, host.owner_id)
     grants = (Grant(True, Match.SELF, types=HOST_TYPES),
-              Grant(True, Match.NAME, names_of(host)[1], frozenset({"TXT"})))
+              Grant(True, Match.NAME, names_of(host)[1], frozenset({"TXT"})),
+              ptr_self(host.fqdn))
     return Identity(actor, host.fqdn, grants, guard)
 
 

@@ -3,7 +3,8 @@
 Three kinds of key, modelled on BIND's ``update-policy``:
 
 - a **host key** is named exactly the host's fqdn and may change the host's
-  own A, AAAA and TXT records (``grant self A AAAA TXT``);
+  own A, AAAA and TXT records (``grant self A AAAA TXT``) and, in reverse
+  zones, the PTR records that name the host (``ptr-self``);
 - an **ACME key** is named ``_acme-challenge.<fqdn>`` and may change only the
   TXT records of that name (``grant self TXT``), what DNS-01 needs;
 - a **zone key** (made by admins) is bound to one zone and carries explicit
@@ -36,6 +37,7 @@ MAX_TYPES = 16
 
 _LABEL = re.compile(r"[a-z0-9_](?:[a-z0-9_-]{0,61}[a-z0-9_])?\Z")
 _NEEDS_TARGET = (Match.NAME, Match.SUBDOMAIN, Match.WILDCARD)
+_MATCHES = {m.value: m for m in Match if m is not Match.PTR_SELF}  # ptr-self: only registered hosts get it
 
 
 def key_name(text: str) -> str:
@@ -64,7 +66,8 @@ def acme_key_name(fqdn: str) -> str:
     return key_name(ACME_PREFIX + fqdn)
 
 
-def _target(match: Match, text: str, zone: str) -> str:
+def rule_target(match: Match, text: str, zone: str) -> str:
+    """TEXT as the target name of a MATCH rule (``*.NAME`` for a wildcard), Invalid unless inside ZONE."""
     if match is Match.WILDCARD:
         if not text.startswith("*."):
             raise Invalid(f"a wildcard target starts with '*.': {text[:100]!r}")
@@ -84,28 +87,37 @@ def parse_rule(text: str, zone: str, key: str) -> Grant:
     TARGET, the others none. No types: every type but the zone's own (SOA,
     NS) and DNSSEC's. A zonesub rule is bound to ZONE.
     """
-    if not isinstance(text, str) or len(text) > MAX_RULE_LENGTH or not text.isascii() or not text.isprintable():
-        raise Invalid(f"a rule is at most {MAX_RULE_LENGTH} printable ASCII characters")
-    words = text.split()
+    words = rule_words(text)
     if len(words) < 2 or words[0].lower() not in ("grant", "deny"):
         raise Invalid(f"a rule is 'grant|deny MATCH [TARGET] [TYPES...]': {text!r}")
-    try:
-        match = Match(words[1].lower())
-    except ValueError as exc:
-        raise Invalid(f"the match of a rule is one of {', '.join(m.value for m in Match)}: {text!r}") from exc
+    match = _MATCHES.get(words[1].lower())
+    if match is None:
+        raise Invalid(f"the match of a rule is one of {', '.join(_MATCHES)}: {text!r}")
     rest = words[2:]
     target = ""
     if match in _NEEDS_TARGET:
         if not rest:
             raise Invalid(f"a {match.value} rule needs a target name: {text!r}")
-        target, rest = _target(match, rest[0], zone), rest[1:]
+        target, rest = rule_target(match, rest[0], zone), rest[1:]
     elif match is Match.ZONESUB:
         target = zone
     elif not in_zone(key, zone):
         raise Invalid(f"a {match.value} rule needs a key named inside {zone}")
-    if len(rest) > MAX_TYPES:
+    return Grant(words[0].lower() == "grant", match, target, rule_types(rest))
+
+
+def rule_words(text: str) -> list[str]:
+    """The words of one rule; Invalid unless it is at most MAX_RULE_LENGTH printable ASCII characters."""
+    if not isinstance(text, str) or len(text) > MAX_RULE_LENGTH or not text.isascii() or not text.isprintable():
+        raise Invalid(f"a rule is at most {MAX_RULE_LENGTH} printable ASCII characters")
+    return text.split()
+
+
+def rule_types(words: list[str]) -> frozenset[str]:
+    """The types a rule lists, canonical; none: every type but SOA, NS and DNSSEC's."""
+    if len(words) > MAX_TYPES:
         raise Invalid(f"a rule names at most {MAX_TYPES} types")
-    return Grant(words[0].lower() == "grant", match, target, frozenset(canonical_type(t) for t in rest))
+    return frozenset(canonical_type(t) for t in words)
 
 
 def format_rule(grant: Grant) -> str:
@@ -125,10 +137,15 @@ def parse_rules(texts: list[str] | tuple[str, ...], zone: str, key: str) -> tupl
     return tuple(parse_rule(t, zone, key) for t in texts)
 
 
+def ptr_self(fqdn: str) -> Grant:
+    """The grant of a registered host's identities in reverse zones: the PTR records naming FQDN."""
+    return Grant(True, Match.PTR_SELF, fqdn, frozenset({"PTR"}))
+
+
 def key_grants(kind: str, name: str, zone: str | None, rules: tuple[str, ...]) -> tuple[Grant, ...]:
     """What the key NAME of KIND may change (ZONE and RULES: a zone key's, as stored)."""
     if kind == "host":
-        return (Grant(True, Match.SELF, types=HOST_TYPES),)
+        return (Grant(True, Match.SELF, types=HOST_TYPES), ptr_self(name))
     if kind == "acme":
         return (Grant(True, Match.SELF, types=ACME_TYPES),)
     if kind == "zone" and zone:

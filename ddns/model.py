@@ -92,6 +92,7 @@ class Match(enum.Enum):
     SUBDOMAIN = "subdomain"  # the target or below it
     ZONESUB = "zonesub"      # the zone's apex or below it
     WILDCARD = "wildcard"    # the target is a pattern like *.example.org
+    PTR_SELF = "ptr-self"    # PTR records of a reverse zone whose rdata names the target (a host's own PTRs)
 
 
 @dataclass(frozen=True)
@@ -100,7 +101,7 @@ class Grant:
 
     allow: bool
     match: Match
-    target: str = ""                          # NAME, SUBDOMAIN, WILDCARD; ZONESUB: only that zone
+    target: str = ""                          # NAME, SUBDOMAIN, WILDCARD, PTR_SELF; ZONESUB: only that zone
     types: frozenset[str] = frozenset()       # empty: every type but SOA, NS, RRSIG, NSEC, NSEC3
 
 

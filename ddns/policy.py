@@ -5,6 +5,11 @@ operation decides (grant or deny); when none matches, the operation is
 refused. A rule without a type list covers every type but the ones that
 belong to the zone itself (SOA, NS) and DNSSEC's (RRSIG, NSEC, NSEC3), as in
 BIND.
+
+``ptr-self`` (a registered host's grant) is ours: in a reverse zone it covers
+the PTR records, at any name, whose data is the grant's target -- the host
+may point an address at itself and at nothing else. Deleting a whole PTR
+RRset (or a name) with it deletes only those records.
 """
 from __future__ import annotations
 
@@ -12,6 +17,17 @@ from .errors import Refused
 from .model import Grant, Identity, Match, Op, Operation
 
 PROTECTED_TYPES = frozenset({"SOA", "NS", "RRSIG", "NSEC", "NSEC3"})
+REVERSE_SUFFIXES = ("in-addr.arpa", "ip6.arpa")
+
+
+def reverse_zone(zone: str) -> bool:
+    """ZONE is below in-addr.arpa or ip6.arpa: it holds PTR records of addresses."""
+    return any(zone.endswith("." + suffix) for suffix in REVERSE_SUFFIXES)
+
+
+def ptr_target(rdata: str) -> str:
+    """The name PTR RDATA (canonical, absolute) points at, as the model writes names."""
+    return rdata.lower()[:-1] if rdata.endswith(".") else rdata.lower()
 
 
 def in_zone(name: str, zone: str) -> bool:
@@ -40,6 +56,8 @@ def name_matches(grant: Grant, signer: str, zone: str, name: str) -> bool:
     if grant.match is Match.WILDCARD:
         base = grant.target[2:] if grant.target.startswith("*.") else ""
         return bool(base) and name.endswith("." + base)
+    if grant.match is Match.PTR_SELF:  # any name of a reverse zone; the rdata decides (permits)
+        return reverse_zone(zone)
     return False
 
 
@@ -47,12 +65,27 @@ def type_matches(grant: Grant, rtype: str) -> bool:
     return rtype in grant.types if grant.types else rtype not in PROTECTED_TYPES
 
 
-def permits(identity: Identity, zone: str, name: str, rtype: str) -> bool:
-    """The first of IDENTITY's grants that matches NAME and RTYPE allows it."""
+def permits(identity: Identity, zone: str, name: str, rtype: str, rdata: str | None = None) -> bool:
+    """The first of IDENTITY's grants that matches NAME, RTYPE (and RDATA, for ptr-self) allows it.
+
+    RDATA None (a whole RRset) is never covered by a ptr-self grant.
+    """
     for grant in identity.grants:
+        if grant.match is Match.PTR_SELF and (rdata is None or ptr_target(rdata) != grant.target):
+            continue
         if name_matches(grant, identity.signer, zone, name) and type_matches(grant, rtype):
             return grant.allow
     return False
+
+
+def _delete_rrset(identity: Identity, zone: str, name: str, rtype: str) -> list[Operation]:
+    """Deleting NAME's RTYPE RRset as IDENTITY may: all of it, only its own PTR records (ptr-self), or nothing."""
+    if permits(identity, zone, name, rtype):
+        return [Operation(Op.DELETE_RRSET, name, rtype)]
+    if rtype != "PTR":
+        return []
+    own = sorted({g.target + "." for g in identity.grants if g.match is Match.PTR_SELF and g.allow})
+    return [Operation(Op.DELETE_RR, name, rtype, r) for r in own if permits(identity, zone, name, rtype, r)]
 
 
 def _delete_name(identity: Identity, zone: str, operation: Operation) -> list[Operation]:
@@ -70,22 +103,30 @@ def _delete_name(identity: Identity, zone: str, operation: Operation) -> list[Op
     if any(not g.types for g in matching):
         raise Refused(f"may not delete every record of {operation.name}")
     listed = sorted({t for g in matching for t in g.types})
-    allowed = [t for t in listed if permits(identity, zone, operation.name, t)]
+    allowed = [op for t in listed for op in _delete_rrset(identity, zone, operation.name, t)]
     if not allowed:
         raise Refused(f"may not change {operation.name}")
-    return [Operation(Op.DELETE_RRSET, operation.name, t) for t in allowed]
+    return allowed
 
 
 def authorize(identity: Identity, zone: str, operations: tuple[Operation, ...] | list[Operation]) -> tuple[Operation, ...]:
-    """OPERATIONS if IDENTITY may make every one of them in ZONE (a DELETE_NAME narrowed), else Refused."""
+    """OPERATIONS if IDENTITY may make every one of them in ZONE, else Refused.
+
+    A DELETE_NAME is narrowed to the RRsets IDENTITY may delete, a DELETE_RRSET
+    of PTR by a ptr-self grant to its own records.
+    """
     allowed: list[Operation] = []
     for operation in operations:
         if operation.op is Op.DELETE_NAME:
             allowed += _delete_name(identity, zone, operation)
-        elif permits(identity, zone, operation.name, operation.rtype):
-            allowed.append(operation)
+            continue
+        if operation.op is Op.DELETE_RRSET:
+            narrowed = _delete_rrset(identity, zone, operation.name, operation.rtype)
         else:
+            narrowed = [operation] if permits(identity, zone, operation.name, operation.rtype, operation.rdata) else []
+        if not narrowed:
             raise Refused(f"may not change {operation.rtype} records of {operation.name}")
+        allowed += narrowed
     return tuple(allowed)
 
 
@@ -93,6 +134,10 @@ def may_see(identity: Identity, zone: str) -> bool:
     """Whether any of IDENTITY's allowing rules reaches into ZONE (checked before prerequisites are)."""
     for grant in identity.grants:
         if not grant.allow:
+            continue
+        if grant.match is Match.PTR_SELF:
+            if reverse_zone(zone):
+                return True
             continue
         if grant.match is Match.ZONESUB:
             if not grant.target or grant.target == zone:

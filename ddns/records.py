@@ -65,8 +65,9 @@ def canonical_type(rtype: str) -> str:
 def canonical(rtype: str, text: str, zone: str | None = None) -> str:
     """TEXT as canonical presentation rdata of RTYPE; names relative to ZONE (absolute when None).
 
-    Raises Invalid for data that is not RTYPE's (``1.2.3`` as A, an empty
-    TXT), so nothing a zone file would refuse reaches one.
+    A PTR target is absolute and lower-case (one spelling per name). Raises
+    Invalid for data that is not RTYPE's (``1.2.3`` as A, an empty TXT), so
+    nothing a zone file would refuse reaches one.
     """
     origin = dns.name.from_text(zone) if zone else dns.name.root
     if not text or "\n" in text or "\r" in text or len(text) > 4000:
@@ -75,6 +76,8 @@ def canonical(rtype: str, text: str, zone: str | None = None) -> str:
         rdata = dns.rdata.from_text(dns.rdataclass.IN, rtype, text, origin=origin, relativize=False)
     except (dns.exception.DNSException, ValueError, UnicodeError) as exc:
         raise Invalid(f"not {rtype} data: {text[:100]!r}: {exc}") from exc
+    if rdata.rdtype == dns.rdatatype.PTR:  # one spelling of a target: ptr-self compares it with a host's name
+        return rdata.to_text().lower()
     return rdata.to_text()
 
 

@@ -25,6 +25,11 @@ class HostView:
     ipv6: str | None
     in_repository: bool = True  # False: a merge removed its zone; nothing is served until the zone returns
 
+    @property
+    def principal(self) -> str | None:
+        """The Kerberos principal linked to the host (``ddns host principal``)."""
+        return self.host.principal
+
 
 @dataclass(frozen=True)
 class DomainView:

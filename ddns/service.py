@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 from typing import Callable
 
-from . import bind, errors, hostrecords, model, resource_dir, zones
+from . import bind, errors, hostrecords, kerberos_check, keytab, krbrules, model, policy, resource_dir, trusted, zones
 from .accounts import Accounts
 from .keyrules import ACME_LABEL
 from .auth import hash_secret, new_secret
@@ -25,6 +25,7 @@ from .config import Config
 from .gitrepo import HistoryEntry, ZonesRepo
 from .guard import Guard, Verdict
 from .keys import Keys
+from .principals import Principals
 from .keystore import KeyInfo
 from .publishing.bindtarget import PublishTarget
 from .model import Actor, Identity, Op, Operation, Outcome, Prerequisite, Result, RRset, Update
@@ -81,6 +82,7 @@ class Service:
         self.reports = Reports(config, store, publisher, self.guard, self.background)
         self.key_ring = Keys(store, clock)
         self.updates = Updates(publisher, self.publish, config["updates.types"], self.policy)
+        self.principals = Principals(store, config["kerberos.realm"], self._kerberos_rules, lambda: list(publisher.zones))
 
     @classmethod
     def open(cls, config: Config, clock: Callable[[], float] = time.time) -> "Service":
@@ -183,6 +185,25 @@ class Service:
     def key_identity(self, name: str, actor: model.Actor) -> model.Identity | None:
         return self.key_ring.key_identity(name, actor)
 
+    # ---- Kerberos principals (ddns.principals) ------------------------------------
+    def principal_identity(self, principal: str, zone: str, actor: Actor) -> Identity | None:
+        """What PRINCIPAL may change in ZONE: the zone's [kerberos] rules, then its host's own rights; None: nothing."""
+        return self.principals.identity(principal, zone, actor)
+
+    def set_principal(self, fqdn: str, principal: str | None) -> None:
+        """Link PRINCIPAL to the host FQDN (None: unlink); one principal links at most one host."""
+        self.principals.link(self.host(fqdn), principal)
+
+    def kerberos_rules(self, zone: str) -> tuple[str, ...]:
+        """ZONE's [kerberos] rules (zone.toml); NotFound when ZONE is not ours."""
+        if zone not in self.publisher.zones:
+            raise errors.NotFound(f"no domain {zone}")
+        return self._kerberos_rules(zone)
+
+    def _kerberos_rules(self, zone: str) -> tuple[str, ...]:
+        state = self.publisher.zones.get(zone)
+        return state.source.settings.kerberos_rules if state is not None else ()
+
     def add_key(self, user: User | None, name: str, acme: bool = False, zone: str | None = None,
                 rules: tuple[str, ...] = (), algorithm: str = "hmac-sha256") -> tuple[KeyInfo, str]:
         """A host key (ACME key) of host NAME, or with ZONE a zone key; returns it and its secret, shown once."""
@@ -194,14 +215,63 @@ class Service:
     def delete_key(self, user: User | None, name: str, host: str | None = None) -> KeyInfo:
         return self.key_ring.delete(user, name, host)
 
+    # ---- unsigned updates from trusted networks (ddns.trusted) ----------------
+    def unsigned_identity(self, zone: str, client: str, operations: tuple[Operation, ...], actor: Actor,
+                          prerequisites: tuple[Prerequisite, ...] = ()) -> Identity | None:
+        """Who an unsigned update from CLIENT is: None unless ZONE trusts CLIENT's network; Refused
+        unless it registers CLIENT's own address at one name no host holds (ddns.trusted)."""
+        state = self.publisher.zones.get(zone) if self.publisher.has_zone(zone) else None  # re-read if changed
+        if state is None:
+            return None
+        return trusted.unsigned_identity(state.source.settings.unsigned_networks, zone, client, operations,
+                                         prerequisites, actor, RESERVED_LABELS | state.source.reserved,
+                                         self._held_by_host)
+
+    def unsigned_networks(self, zone: str) -> tuple[str, ...]:
+        """The networks ZONE takes unsigned updates from (zone.toml's [unsigned] networks)."""
+        return self.publisher.zones[self._zone_of(zone)].source.settings.unsigned_networks
+
+    def _zone_of(self, zone: str) -> str:
+        """ZONE as our zones are named (re-read if another process changed it); NotFound when it is none of them."""
+        try:
+            name = normalize_name(zone)
+        except InvalidName:
+            name = ""
+        if not name or not self.publisher.has_zone(name) or name not in self.publisher.zones:
+            raise errors.NotFound(f"no domain {zone}")
+        return name
+
+    def _held_by_host(self, name: str) -> bool:
+        """Whether NAME is one of a registered host's names (ddns.hostrecords.names_of)."""
+        acme = f"{ACME_LABEL}."
+        owner = name[len(acme):] if name.startswith(acme) else name
+        return self.store.find_host(owner) is not None
+
     # ---- read models for the pages and /healthz (ddns.reports) ---------------
     def status(self) -> dict:
-        """What the admins' status page shows: counts, the publisher, BIND against Git, recent errors."""
-        return self.reports.status()
+        """What the admins' status page shows: counts, the publisher, BIND against Git, recent errors, Kerberos."""
+        return {**self.reports.status(), "kerberos": self._kerberos()}
 
     def health(self) -> dict:
-        """What /healthz answers: "degraded", with the reasons, while changes are not published."""
-        return self.reports.health()
+        """What /healthz answers: "degraded", with the reasons, while changes are not published (or the keytab
+        lacks a zone's principal)."""
+        health, entries = self.reports.health(), self._kerberos()
+        if entries is not None:
+            health["kerberos"] = entries
+            health["reasons"] += kerberos_check.reasons(entries)
+            health["status"] = "degraded" if health["reasons"] else health["status"]
+        return health
+
+    def _kerberos(self) -> list[dict] | None:
+        """The keytab check when GSS-TSIG is on (kerberos.keytab set), else None."""
+        return self.kerberos_check() if self.config.path("kerberos.keytab") else None
+
+    def kerberos_check(self) -> list[dict]:
+        """Per zone: does kerberos.keytab hold DNS/<SOA MNAME>@REALM (ddns.kerberos_check)."""
+        mnames = {zone: kerberos_check.mname(state.source.settings.primary_ns, zone)
+                  for zone, state in self.publisher.zones.copy().items()}
+        return kerberos_check.check(mnames, self.config["kerberos.realm"], self.config.path("kerberos.keytab"),
+                                    keytab.read, keytab.holds)
 
     # ---- domains ---------------------------------------------------------------
     def add_domain(self, zone: str, nameservers: list[str] | None = None, actor: str = "cli") -> Outcome:
@@ -211,6 +281,7 @@ class Service:
             nameservers = [normalize_name(n) for n in nameservers or ()]  # they end up in zone.toml: names only
         except InvalidName as exc:
             raise InvalidName(f"not a valid zone or name server name: {exc}") from exc
+        zones.check_reverse_zone(zone)
         if zone in self.store.domains():
             raise errors.Conflict(f"domain {zone} exists")
         outcome = Outcome.PUBLISHED
@@ -234,6 +305,8 @@ class Service:
     def add_host(self, fqdn: str, owner: str, comment: str = "") -> tuple[Host, str]:
         """Register FQDN for OWNER; returns the host and its secret (shown once)."""
         fqdn, label, zone = self._split(fqdn)
+        if policy.reverse_zone(zone):
+            raise errors.Invalid(f"{zone} is a reverse zone: hosts live in forward zones and set their PTR records here")
         state = self.publisher.zones.get(zone)
         if label in RESERVED_LABELS or (state is not None and label in state.source.reserved):
             raise errors.Invalid(f"the name {label} is reserved in {zone}")
@@ -360,9 +433,24 @@ class Service:
     def set_dynamic_ttl(self, zone: str, ttl: int, actor: str) -> Outcome:
         """Set the TTL of the zone's host records: a commit to its zone.toml, then a reload."""
         self._check_ttl(zone, ttl)
+        return self.set_zone_setting(zone, "", "dynamic_ttl", ttl, actor)
+
+    def set_unsigned_networks(self, zone: str, networks: list[str], actor: str) -> Outcome:
+        """Let unsigned updates from NETWORKS register their clients' own names in ZONE ([]: none may)."""
+        canonical = zones.unsigned_networks(networks)
+        return self.set_zone_setting(zone, "unsigned", "networks", list(canonical) if canonical else None, actor)
+
+    def set_kerberos_rules(self, zone: str, rules: list[str], actor: str) -> Outcome:
+        """Make RULES ZONE's [kerberos] rules ([]: none), checked first (ddns.krbrules): a commit to zone.toml."""
+        krbrules.parse_rules(rules, normalize_name(zone))
+        return self.set_zone_setting(normalize_name(zone), "kerberos", "rules", list(rules) or None, actor)
+
+    def set_zone_setting(self, zone: str, table: str, key: str, value: zones.TomlValue | None, actor: str) -> Outcome:
+        """Set KEY of TABLE in ZONE's zone.toml (None: remove it) as an admin's commit, then a reload."""
+        zone = self._zone_of(zone)
         path = self.publisher.root / zone / zones.SETTINGS_FILE
         try:
-            return self.publisher.update_settings(zone, zones.with_dynamic_ttl(path.read_text(), ttl), actor)
+            return self.publisher.update_settings(zone, zones.with_setting(path.read_text(), table, key, value), actor)
         except (KeyError, FileNotFoundError) as exc:  # the zone left the repository just now
             raise errors.NotFound(f"no domain {zone}") from exc
         except OSError as exc:  # a full disk: the files are back as HEAD has them, nothing changed

@@ -49,9 +49,11 @@ CREATE TABLE IF NOT EXISTS hosts (
     last_tls INTEGER,
     auth_faults INTEGER NOT NULL DEFAULT 0,
     client_faults INTEGER NOT NULL DEFAULT 0,
-    blocked INTEGER NOT NULL DEFAULT 0
+    blocked INTEGER NOT NULL DEFAULT 0,
+    principal TEXT
 );
 CREATE INDEX IF NOT EXISTS hosts_owner ON hosts(owner_id);
+CREATE UNIQUE INDEX IF NOT EXISTS hosts_principal ON hosts(principal);
 CREATE TABLE IF NOT EXISTS sessions (
     id_hash TEXT PRIMARY KEY,
     user_id INTEGER REFERENCES users(id) ON DELETE CASCADE,
@@ -80,6 +82,7 @@ MIGRATIONS = (
     ("users", "last_login", "REAL"),
     ("domains", "public", "INTEGER NOT NULL DEFAULT 1"),
     ("domains", "groups", "TEXT NOT NULL DEFAULT '[]'"),
+    ("hosts", "principal", "TEXT"),
 )
 
 
@@ -149,6 +152,7 @@ class Host:
     auth_faults: int
     client_faults: int
     blocked: bool
+    principal: str | None = None  # the Kerberos principal linked to the host (one host at most)
 
     @property
     def label(self) -> str:
@@ -392,6 +396,19 @@ class Store(KeyRows):
             if db.execute("UPDATE hosts SET comment=? WHERE fqdn=?", (comment, fqdn)).rowcount == 0:
                 raise NotFound(f"no host {fqdn}")
 
+    def set_principal(self, fqdn: str, principal: str | None) -> None:
+        """Link PRINCIPAL to FQDN (None: unlink); Conflict when another host has it."""
+        try:
+            with self._tx() as db:
+                if db.execute("UPDATE hosts SET principal=? WHERE fqdn=?", (principal, fqdn)).rowcount == 0:
+                    raise NotFound(f"no host {fqdn}")
+        except sqlite3.IntegrityError as exc:
+            raise Conflict(f"the principal {principal} is linked to another host") from exc
+
+    def host_of_principal(self, principal: str) -> Host | None:
+        row = self._db().execute("SELECT * FROM hosts WHERE principal=?", (principal,)).fetchone()
+        return _host(row) if row else None
+
     def record_updates(self, seen: dict[str, "LastSeen"]) -> None:
         """Store when, from where and with what each host last updated (one transaction)."""
         with self._tx() as db:
@@ -491,4 +508,5 @@ def _host(row: sqlite3.Row) -> Host:
         last_client=row["last_client"], last_agent=row["last_agent"],
         last_tls=None if row["last_tls"] is None else bool(row["last_tls"]),
         auth_faults=row["auth_faults"], client_faults=row["client_faults"], blocked=bool(row["blocked"]),
+        principal=row["principal"],
     )

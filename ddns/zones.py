@@ -16,6 +16,8 @@ here is pure except the small readers, which take paths.
 """
 from __future__ import annotations
 
+import ipaddress
+import json
 import os
 import re
 import tomllib
@@ -25,7 +27,9 @@ from typing import Iterable, Iterator
 
 import jinja2
 
+from . import krbrules
 from .errors import Invalid
+from .policy import reverse_zone
 from .records import APEX, Dynamic, RecordSet, canonical, canonical_type, record_name
 from .validate import AddressPolicy, parse_address, record_type
 
@@ -63,6 +67,8 @@ class ZoneSettings:
     expire: int = 1209600
     minimum: int = 60
     nameservers: tuple[str, ...] = ()
+    unsigned_networks: tuple[str, ...] = ()  # [unsigned] networks: unsigned updates of a client's own name
+    kerberos_rules: tuple[str, ...] = ()     # [kerberos] rules (ddns.krbrules), checked when the zone loads
 
     @classmethod
     def from_toml(cls, zone: str, text: str) -> "ZoneSettings":
@@ -88,7 +94,52 @@ class ZoneSettings:
             expire=int(soa.get("expire", cls.expire)),
             minimum=int(soa.get("minimum", cls.minimum)),
             nameservers=nameservers or (primary,),
+            unsigned_networks=unsigned_networks(_table(data, "unsigned").get("networks", ())),
+            kerberos_rules=_kerberos_rules(zone, _table(data, "kerberos")),
         )
+
+
+def _table(data: dict, name: str) -> dict:
+    """The table NAME of zone.toml's DATA ({} when absent); SourceError when it is no table."""
+    table = data.get(name, {})
+    if not isinstance(table, dict):
+        raise SourceError(SETTINGS_FILE, None, f"{name} must be a table ([{name}])")
+    return table
+
+
+def unsigned_networks(values: object) -> tuple[str, ...]:
+    """``[unsigned] networks`` canonical (``192.0.2.0/24``); SourceError for anything but a list of networks.
+
+    Strict: an address with host bits (``192.0.2.7/24``) is refused rather
+    than widened, and so is a scope (``fe80::%eth0/64``), which an update's
+    source address never carries.
+    """
+    if not isinstance(values, (list, tuple)):
+        raise SourceError(SETTINGS_FILE, None, "[unsigned] networks must be a list of networks")
+    found: list[str] = []
+    for value in values:
+        if not isinstance(value, str) or "%" in value:
+            raise SourceError(SETTINGS_FILE, None,
+                              f"[unsigned] networks: {value!r} is not a network like 192.0.2.0/24 or 2001:db8::/64")
+        try:
+            network = str(ipaddress.ip_network(value.strip()))
+        except ValueError as exc:
+            raise SourceError(SETTINGS_FILE, None, f"[unsigned] networks: {value!r} is not a network: {exc}") from exc
+        if network not in found:
+            found.append(network)
+    return tuple(found)
+
+
+def _kerberos_rules(zone: str, table: dict) -> tuple[str, ...]:
+    """``[kerberos] rules``: a list of rule strings, each valid for ZONE (SourceError says which and why)."""
+    rules = table.get("rules", [])
+    if not isinstance(rules, list) or not all(isinstance(r, str) for r in rules):
+        raise SourceError(SETTINGS_FILE, None, "[kerberos] rules must be a list of strings")
+    try:
+        krbrules.parse_rules(rules, zone)
+    except Invalid as exc:
+        raise SourceError(SETTINGS_FILE, None, f"[kerberos] rules: {exc}") from exc
+    return tuple(rules)
 
 
 class BadRecordLine(Invalid):
@@ -354,23 +405,128 @@ def list_zones(repo_dir: Path) -> list[str]:
 
 
 
+TomlValue = int | str | list[str] | tuple[str, ...]
+
+
 def with_dynamic_ttl(settings_toml: str, ttl: int) -> str:
     """zone.toml text with ``dynamic_ttl`` set to TTL, comments and the rest kept as they are."""
+    return with_setting(settings_toml, "", "dynamic_ttl", ttl)
+
+
+def with_setting(settings_toml: str, table: str, key: str, value: TomlValue | None) -> str:
+    """zone.toml text with KEY of TABLE ("": the top level) set to VALUE (None: removed).
+
+    What an admin's command changes without hand-editing: the key's lines
+    (a multi-line array too) are replaced and its trailing comment kept; a
+    missing key goes at the end of its table (a top-level one before the
+    first table), a missing table at the end of the file. Everything else
+    stays as written. Invalid when the text cannot take the change this way
+    (the table is written inline, say): then zone.toml needs a hand edit.
+    """
     lines = settings_toml.splitlines(keepends=True)
-    first_table = next((i for i, line in enumerate(lines) if line.lstrip().startswith("[")), len(lines))
-    for i in range(first_table):  # a top-level key: only before the first [table]
-        match = re.match(r"(\s*dynamic_ttl\s*=\s*)[^#\s]*(.*)", lines[i], re.S)
-        if match:
-            lines[i] = f"{match[1]}{ttl}{match[2]}"
-            return "".join(lines)
-    if first_table and not lines[first_table - 1].endswith("\n"):
-        lines[first_table - 1] += "\n"
-    lines.insert(first_table, f"dynamic_ttl = {ttl}\n")
-    return "".join(lines)
+    if lines and not lines[-1].endswith("\n"):
+        lines[-1] += "\n"
+    region = _table_region(lines, _statements(lines), table)
+    line = None if value is None else f"{key} = {_toml_value(value)}\n"
+    statements = (region[0][1:] if table else region[0]) if region else []  # a table's header is not its key
+    found = next(((a, b) for a, b in statements if key in _parse(lines[a:b])), None)
+    if found:
+        lines[found[0]:found[1]] = [_keep_comment(lines[found[0]:found[1]], line)] if line else []
+    elif line and region is None:
+        lines += (["\n"] if lines and lines[-1].strip() else []) + [f"[{table}]\n", line]
+    elif line:
+        lines.insert(region[1], line)
+    text = "".join(lines)
+    written = _parse([text]).get(table, {}) if table else _parse([text])
+    if written.get(key) != (list(value) if isinstance(value, tuple) else value):
+        raise Invalid(f"{SETTINGS_FILE}: cannot set {'.'.join(filter(None, (table, key)))} here; edit the file")
+    return text
+
+
+def _toml_value(value: TomlValue) -> str:
+    """VALUE in TOML (a basic string is a JSON string, a list of them a JSON array)."""
+    if isinstance(value, bool) or not isinstance(value, (int, str, list, tuple)):
+        raise TypeError(f"no TOML for {value!r}")
+    return json.dumps(list(value) if isinstance(value, tuple) else value, ensure_ascii=True)
+
+
+def _parse(lines: list[str]) -> dict:
+    try:
+        return tomllib.loads("".join(lines))
+    except tomllib.TOMLDecodeError:
+        return {}
+
+
+def _parses(lines: list[str]) -> bool:
+    try:
+        tomllib.loads("".join(lines))
+        return True
+    except tomllib.TOMLDecodeError:
+        return False
+
+
+def _statements(lines: list[str]) -> list[tuple[int, int]]:
+    """(first line, line after the last) of each statement: a key = value (of several lines), a header, a comment."""
+    spans, i = [], 0
+    while i < len(lines):
+        end = next((j for j in range(i + 1, len(lines) + 1) if _parses(lines[i:j])), len(lines))
+        spans.append((i, end))
+        i = end
+    return spans
+
+
+def _table_region(lines: list[str], spans: list[tuple[int, int]],
+                  table: str) -> tuple[list[tuple[int, int]], int] | None:
+    """TABLE's statements ("": those before the first header) and where a new key of it goes; None: no such table.
+
+    A new top-level key goes right before the first header; a new key of a
+    table after its last key (or its header), before the blank lines and
+    comments that lead to the next table.
+    """
+    headers = [k for k, (a, _) in enumerate(spans) if lines[a].lstrip().startswith("[")]
+    if not table:
+        return spans[: headers[0] if headers else len(spans)], spans[headers[0]][0] if headers else len(lines)
+    for n, k in enumerate(headers):
+        if re.fullmatch(rf"\s*\[\s*{re.escape(table)}\s*\]\s*(#.*)?\n", lines[spans[k][0]]):
+            region = spans[k: headers[n + 1] if n + 1 < len(headers) else len(spans)]
+            keys = [b for a, b in region if lines[a].strip() and not lines[a].lstrip().startswith("#")]
+            return region, keys[-1]
+    return None
+
+
+def _keep_comment(old: list[str], line: str) -> str:
+    """LINE with the indentation and the trailing comment of the statement OLD it replaces."""
+    indent = old[0][: len(old[0]) - len(old[0].lstrip())]
+    last, head, before = old[-1].rstrip("\n"), old[:-1], _parse(old)
+    for match in re.finditer("#", last):
+        if _parse(head + [last[: match.start()] + "\n"]) == before:
+            spaces = last[: match.start()][len(last[: match.start()].rstrip()):] or " "
+            return f"{indent}{line.rstrip()}{spaces}{last[match.start():]}\n"
+    return indent + line
+
+
+def check_reverse_zone(zone: str) -> None:
+    """Invalid unless a reverse ZONE's labels are octets (in-addr.arpa) or nibbles (ip6.arpa), most significant last.
+
+    ``2.0.192.in-addr.arpa`` holds 192.0.2.0/24, ``8.b.d.0.1.0.0.2.ip6.arpa``
+    2001:db8::/32; a forward zone passes unchecked.
+    """
+    for suffix, most, label in (("in-addr.arpa", 4, r"(?:0|[1-9][0-9]{0,2})"), ("ip6.arpa", 32, r"[0-9a-f]")):
+        if zone.endswith("." + suffix):
+            labels = zone[: -len(suffix) - 1].split(".")
+            if len(labels) > most or not all(re.fullmatch(label, x) and (len(x) < 3 or int(x) < 256) for x in labels):
+                raise Invalid(f"{zone} is no reverse zone: {suffix} takes at most {most} labels of "
+                              + ("octets 0-255" if most == 4 else "one hex digit each"))
 
 
 def default_zone_files(zone: str, nameservers: list[str] | None, glue_address: str) -> tuple[str, str]:
-    """zone.toml and static.zone for a new zone; without NAMESERVERS, ns1.ZONE with glue."""
+    """zone.toml and static.zone for a new zone; without NAMESERVERS, ns1.ZONE with glue.
+
+    A reverse zone needs NAMESERVERS: its server's name lives in a forward zone
+    (with its address there), and a reverse zone holds no addresses.
+    """
+    if reverse_zone(zone) and not nameservers:
+        raise Invalid(f"a reverse zone needs its name server (--ns ns1.example.org): {zone} holds no addresses")
     ns = [n if n.endswith(".") else n + "." for n in (nameservers or [f"ns1.{zone}."])]
     ns_list = ", ".join(f'"{n}"' for n in ns)
     settings = (f"# Settings of {zone}; edit by pull request.\n"

@@ -4,10 +4,16 @@ Debian's krb5-kdc, krb5-admin-server (kadmin.local) and krb5-user (kinit);
 nothing runs as a system service and nothing outside the directory is read:
 every command gets KRB5_CONFIG / KRB5_KDC_PROFILE / KRB5RCACHEDIR. Missing
 tools make the tests fail, never skip.
+
+Several KDCs may run at once, each with its own realm (``start_kdc(dir,
+realm="OTHER.TEST")``); each one's krb5.conf maps ``.example.test`` to its own
+realm, so a client using it asks its own KDC for ``DNS/ns1.<zone>``. Shared
+KDCs for a whole run are the fixtures of kerberos_fixtures.py.
 """
 from __future__ import annotations
 
 import os
+import re
 import secrets
 import subprocess
 from dataclasses import dataclass
@@ -36,10 +42,28 @@ class Kdc:
             raise RuntimeError(f"{args[0]} failed ({result.returncode}): {result.stderr or result.stdout}")
         return result
 
+    def kadmin(self, query: str, tolerate: str = "") -> str:
+        """Run one kadmin.local QUERY; RuntimeError when it reports an error (it exits 0 even then).
+
+        An error message containing TOLERATE (when given) is not one.
+        """
+        result = self.run("kadmin.local", "-r", self.realm, "-q", query)
+        errors = [line for line in result.stderr.splitlines() if _KADMIN_ERROR.match(line)
+                  and not (tolerate and tolerate in line)]
+        if errors:
+            raise RuntimeError(f"kadmin.local {query!r}: {'; '.join(errors)}")
+        return result.stdout
+
     def principal(self, name: str, keytab: Path) -> str:
-        """Create NAME@REALM with a random key and write it to KEYTAB; returns the full principal."""
-        self.run("kadmin.local", "-r", self.realm, "-q", f"addprinc -randkey {name}")
-        self.run("kadmin.local", "-r", self.realm, "-q", f"ktadd -k {keytab} {name}")
+        """NAME@REALM (created with a random key unless it exists) added to KEYTAB; returns the full principal.
+
+        The key is exported as it is (``-norandkey``), so several tests of a
+        shared KDC may ask for the same principal without invalidating each
+        other's keytabs; KEYTAB may already hold other principals (of this or
+        another realm).
+        """
+        self.kadmin(f"addprinc -randkey {name}", tolerate="already exists")
+        self.kadmin(f"ktadd -norandkey -k {keytab} {name}")
         return f"{name}@{self.realm}"
 
     def kinit(self, keytab: Path, principal: str, ccache: Path) -> dict[str, str]:
@@ -47,6 +71,10 @@ class Kdc:
         env = {**self.env, "KRB5CCNAME": f"FILE:{ccache}"}
         self.run("kinit", "-kt", str(keytab), principal, env=env)
         return env
+
+
+# kadmin.local's error lines: "add_principal: Principal or policy already exists while creating ..."
+_KADMIN_ERROR = re.compile(r"^[a-z_]+: .+ while ")
 
 
 def _write_config(directory: Path, realm: str, port: int) -> dict[str, str]:

@@ -3,7 +3,9 @@
 Before ddns takes Kerberos-signed updates itself, this pins down what the
 real parts do together here: BIND with `tkey-gssapi-keytab` and
 `krb5-self` accepts host/vm1's update of vm1 and refuses its update of vm2.
-A client step that later fails against ddns is then ddns's fault.
+A client step that later fails against ddns is then ddns's fault. The KDC
+fixture itself is checked too: kadmin errors surface, and a principal asked
+for twice keeps one key.
 """
 from __future__ import annotations
 
@@ -15,17 +17,11 @@ import pytest
 
 from acme import stop
 from conftest import free_port, query, require, wait_until
-from kdc import Kdc, start_kdc, stop_kdc
+from kdc import Kdc
+from kerberos_fixtures import kdc  # noqa: F401  (the session's KDC)
 
 ZONE = "dyn.example.test"
 MNAME = f"ns1.{ZONE}"
-
-
-@pytest.fixture(scope="module")
-def kdc(tmp_path_factory) -> Kdc:
-    kdc = start_kdc(tmp_path_factory.mktemp("kdc"))
-    yield kdc
-    stop_kdc(kdc)
 
 
 def start_gss_named(directory: Path, kdc: Kdc) -> tuple[int, subprocess.Popen]:
@@ -81,3 +77,15 @@ def test_krb5_self_lets_a_host_change_only_its_own_name(kdc, tmp_path):
         assert query(port, f"vm2.{ZONE}", "A") == []
     finally:
         stop(named)
+
+
+def test_the_kdc_fixture_reports_kadmin_errors_and_shares_principals(kdc, tmp_path):
+    # kadmin.local exits 0 when a query fails: Kdc.kadmin must read its error lines
+    with pytest.raises(RuntimeError, match="does not exist"):
+        kdc.kadmin("getprinc nosuch/principal")
+    # asking twice for a principal exports the same key: the first keytab still gets tickets
+    first, second = tmp_path / "first.keytab", tmp_path / "second.keytab"
+    principal = kdc.principal("host/shared.example.test", first)
+    assert kdc.principal("host/shared.example.test", second) == principal
+    kdc.kinit(first, principal, tmp_path / "first.cc")
+    kdc.kinit(second, principal, tmp_path / "second.cc")

@@ -271,7 +271,8 @@ def test_identities_of_keys(instance):
     service = instance.open_service()
     actor = Actor("key:x", "127.0.0.1", "rfc2136")
     host = service.key_identity(fqdn.upper() + ".", actor)
-    assert (host.signer, host.actor, host.grants) == (fqdn, actor, (Grant(True, Match.SELF, "", frozenset({"A", "AAAA", "TXT"})),))
+    assert (host.signer, host.actor, host.grants) == (fqdn, actor, (Grant(True, Match.SELF, "", frozenset({"A", "AAAA", "TXT"})),
+                                                                    Grant(True, Match.PTR_SELF, fqdn, frozenset({"PTR"}))))
     acme = service.key_identity("_acme-challenge." + fqdn, actor)
     assert acme.grants == (Grant(True, Match.SELF, "", frozenset({"TXT"})),) and acme.signer == "_acme-challenge." + fqdn
     zone = service.key_identity("ci.example.org", actor)

@@ -61,6 +61,9 @@ class FakeService:
     def key_identity(self, name: str, actor: Actor) -> Identity | None:
         return Identity(actor, name, self.grants[name]) if name in self.grants else None
 
+    def unsigned_identity(self, zone, client, operations, actor, prerequisites=()) -> Identity | None:
+        return None  # no trusted networks
+
     def update(self, identity, zone, operations, prerequisites=()) -> Result:
         if self.fail:
             raise self.fail

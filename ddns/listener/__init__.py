@@ -14,6 +14,21 @@ The parts, from the wire inwards:
   and the one table from outcomes to rcodes.
 - ``wire``: a walk over a message's records as they are on the wire (TTLs and
   empty rdata included, which dnspython's message object merges away).
+
+GSS-TSIG (RFC 3645, Kerberos), on when ``kerberos.keytab`` is set:
+
+- ``tkey``: TKEY queries over TCP: negotiate a context in one round (mode 3,
+  ``gss-tsig`` or ``gss.microsoft.com``), delete one (mode 5); pure apart
+  from the acceptor.
+- ``gss``: the thin wrapper of python-gssapi: the acceptor over the keytab.
+- ``contexts``: the negotiated contexts by key name, with expiry, a bound, a
+  replay memory of negotiation tokens and a lock per context.
+- ``gsstsig``: the RFC 8945 digest for ``gss.microsoft.com``, which dnspython
+  signs only under the name ``gss-tsig``.
+
+A message signed with a context's key name is verified with it in ``tsig``;
+its update runs with the identity of the Kerberos principal
+(``service.principal_identity``), audited as ``krb5:PRINCIPAL``.
 """
 from __future__ import annotations
 
@@ -27,9 +42,11 @@ if TYPE_CHECKING:
 
 def start(service: "UpdateService", config: "Config") -> "DnsServer | None":
     """The listener of SERVICE bound on ``dnsupdate.listen``/``dnsupdate.port`` and serving; None when the port is 0."""
-    from . import handler, server
+    from . import gss, handler, server
 
     if not config["dnsupdate.port"]:
         return None
-    return server.start(lambda wire, client, transport: handler.handle_wire(service, wire, client, transport),
+    kerberos = gss.from_config(config)
+    return server.start(lambda wire, client, transport: handler.handle_wire(service, wire, client, transport,
+                                                                            gss=kerberos),
                         config["dnsupdate.listen"], config["dnsupdate.port"])

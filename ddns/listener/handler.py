@@ -1,8 +1,9 @@
 """One DNS message in, its answer out: ``handle_wire``. No sockets, no threads.
 
 An UPDATE is checked in BIND's order: the zone section (FORMERR, NOTAUTH),
-the signature (REFUSED when unsigned), whether the key may see the zone at
-all (NOTAUTH, the same answer as a zone that is not ours, so a key cannot
+the signature (REFUSED when unsigned, unless the zone trusts the client's
+network for registering its own address: ``ddns.trusted``), whether the key
+may see the zone at all (NOTAUTH, the same answer as a zone that is not ours, so a key cannot
 probe zones it has no rights in), the format of the prerequisite and update
 sections (FORMERR, NOTZONE), then the service's ``update``: the key's
 permissions for every operation (REFUSED) *before* the publisher evaluates
@@ -11,7 +12,8 @@ the prerequisites under its lock and applies the operations, all or nothing.
 Queries are answered for what ``nsupdate``, certbot and lego ask before an
 update: SOA and NS of names in our zones, authoritative, from the state the
 publisher holds (so the serial is the current one). Any other query is
-REFUSED, another opcode NOTIMP, a response or a runt dropped, a message that
+REFUSED, except TKEY, which negotiates and deletes GSS-TSIG contexts
+(``tkey``); another opcode NOTIMP, a response or a runt dropped, a message that
 does not parse FORMERR; whatever else goes wrong answers SERVFAIL.
 """
 from __future__ import annotations
@@ -34,7 +36,8 @@ import dns.rrset
 
 from .. import errors, policy
 from ..model import Actor, Identity, Operation, Outcome, Prerequisite, Result, RRset, TsigKey
-from . import tsig, updates
+from . import tkey, tsig, updates
+from .gss import Gss
 from .updates import Failure
 from .wire import HEADER, Record, name_text, sections
 
@@ -55,15 +58,21 @@ class UpdateService(Protocol):
     def rrsets(self, zone: str, name: str) -> list[RRset]: ...
     def tsig_key(self, name: str) -> TsigKey | None: ...
     def key_identity(self, name: str, actor: Actor) -> Identity | None: ...
+    def principal_identity(self, principal: str, zone: str, actor: Actor) -> Identity | None: ...
+    def unsigned_identity(self, zone: str, client: str, operations: tuple[Operation, ...], actor: Actor,
+                          prerequisites: tuple[Prerequisite, ...] = ()) -> Identity | None: ...
     def update(self, identity: Identity, zone: str, operations: tuple[Operation, ...],
                prerequisites: tuple[Prerequisite, ...] = ()) -> Result: ...
 
 
 def handle_wire(service: UpdateService, wire: bytes, client: str, transport: str = "udp",
-                clock: Callable[[], float] = time.time) -> bytes | None:
-    """The answer to WIRE from CLIENT over TRANSPORT ("udp" or "tcp"); None: send nothing."""
+                clock: Callable[[], float] = time.time, gss: Gss | None = None) -> bytes | None:
+    """The answer to WIRE from CLIENT over TRANSPORT ("udp" or "tcp"); None: send nothing.
+
+    GSS holds the GSS-TSIG acceptor and contexts across messages (None: GSS-TSIG off).
+    """
     try:
-        return _handle(service, wire, client, transport, clock)
+        return _handle(service, wire, client, transport, clock, gss)
     except Exception:
         log.exception("internal failure answering a message from %s", client)
         return header_only(wire, dns.rcode.SERVFAIL)
@@ -81,13 +90,14 @@ def header_only(wire: bytes, rcode: int) -> bytes | None:
 
 
 def _handle(service: UpdateService, wire: bytes, client: str, transport: str,
-            clock: Callable[[], float]) -> bytes | None:
+            clock: Callable[[], float], gss: Gss | None) -> bytes | None:
     if len(wire) < HEADER.size or struct.unpack("!H", wire[2:4])[0] & dns.flags.QR:
         return None  # a runt or a response: answering could start a loop
     opcode = dns.opcode.from_flags(struct.unpack("!H", wire[2:4])[0])
     if opcode not in (dns.opcode.QUERY, dns.opcode.UPDATE):
         return header_only(wire, dns.rcode.NOTIMP)
-    keyring = tsig.Keyring(service.tsig_key, service.config["dnsupdate.allow_weak_tsig"])
+    keyring = tsig.Keyring(service.tsig_key, service.config["dnsupdate.allow_weak_tsig"],
+                           gss.contexts if gss else None)
     try:
         message, signing = tsig.read(wire, keyring, service.config["dnsupdate.fudge"], clock)
         records = sections(wire)
@@ -104,6 +114,8 @@ def _handle(service: UpdateService, wire: bytes, client: str, transport: str,
     try:
         if message.edns > 0:
             response = _skeleton(message, dns.rcode.BADVERS)
+        elif opcode == dns.opcode.QUERY and tkey.is_tkey(message):
+            response, signing = _answer_tkey(service, gss, message, signing, client, transport)
         elif opcode == dns.opcode.QUERY:
             response = _answer_query(service, message)
         else:
@@ -157,6 +169,18 @@ def _answer_query(service: UpdateService, message: dns.message.Message) -> dns.m
     return response
 
 
+def _answer_tkey(service: UpdateService, gss: Gss | None, message: dns.message.Message,
+                 signing: tsig.Signing | None, client: str, transport: str
+                 ) -> tuple[dns.message.Message, tsig.Signing | None]:
+    """The answer to a TKEY query and how it is signed (a new context signs its own negotiation)."""
+    reply = tkey.answer(gss, message, signing, transport, service.tsig_key)
+    response = _skeleton(message, reply.rcode)
+    response.answer = reply.answer
+    log.info("TKEY from %s key %s: %s (%s)", client, message.question[0].name, dns.rcode.to_text(reply.rcode),
+             reply.reason)
+    return response, reply.signing
+
+
 def _rrset(owner: dns.name.Name, rrset: RRset) -> dns.rrset.RRset:
     return dns.rrset.from_text_list(owner, rrset.ttl, dns.rdataclass.IN, rrset.rtype, list(rrset.rdatas))
 
@@ -166,6 +190,7 @@ def _update(service: UpdateService, records: tuple[list[Record], ...], signing: 
     """The rcode of the UPDATE whose RECORDS (as on the wire) are given, after running it if it is acceptable."""
     request = secrets.token_hex(6)
     keyname = name_text(signing.keyname) if signing else ""
+    who = f"principal {signing.principal}" if signing and signing.principal else f"key {keyname or '-'}"
     zone = ""
     try:
         zone_name = updates.zone_name(records[0])
@@ -173,8 +198,11 @@ def _update(service: UpdateService, records: tuple[list[Record], ...], signing: 
         if service.find_zone(zone) != zone:
             raise updates.NotAuth("not a zone of ours")
         if signing is None:
-            raise updates.Refused("unsigned update")
-        identity = service.key_identity(keyname, Actor(f"key:{keyname}", client, "rfc2136", request=request))
+            identity = _unsigned(service, records, zone_name, client, request)
+        elif signing.principal:
+            identity = _principal(service, signing.principal, zone, client, request)
+        else:
+            identity = service.key_identity(keyname, Actor(f"key:{keyname}", client, "rfc2136", request=request))
         if identity is None:
             raise updates.Refused("the key has no rights")
         if not policy.may_see(identity, zone):
@@ -189,6 +217,30 @@ def _update(service: UpdateService, records: tuple[list[Record], ...], signing: 
         rcode, reason, level = failure.rcode, str(failure), logging.INFO
     except errors.DdnsError as error:
         rcode, reason, level = updates.rcode_of_error(error), str(error), logging.INFO
-    log.log(level, "update %s from %s key %s zone %s: %s (%s)", request, client, keyname or "-", zone or "-",
+    log.log(level, "update %s from %s %s zone %s: %s (%s)", request, client, who, zone or "-",
             dns.rcode.to_text(rcode), reason)
     return rcode
+
+
+def _unsigned(service: UpdateService, records: tuple[list[Record], ...], zone_name: dns.name.Name, client: str,
+              request: str) -> Identity:
+    """The identity of an unsigned update: a client of a trusted network registering itself; else REFUSED.
+
+    Unsigned, any failure is REFUSED, a malformed section too: a client
+    outside the trusted networks learns nothing but that.
+    """
+    try:
+        operations = updates.operations(records[2], zone_name)
+        prerequisites = updates.prerequisites(records[1], zone_name)
+    except Failure as failure:
+        raise updates.Refused(f"unsigned update ({failure})") from failure
+    identity = service.unsigned_identity(name_text(zone_name), client, operations,
+                                         Actor(f"client:{client}", client, "rfc2136", request=request), prerequisites)
+    if identity is None:
+        raise updates.Refused("unsigned update")
+    return identity
+
+
+def _principal(service: UpdateService, principal: str, zone: str, client: str, request: str) -> Identity | None:
+    """The identity of an update signed with a GSS-TSIG context: its Kerberos principal's rights in ZONE."""
+    return service.principal_identity(principal, zone, Actor(f"krb5:{principal}", client, "rfc2136", request=request))

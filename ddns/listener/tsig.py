@@ -9,6 +9,13 @@ NOTAUTH with TSIG error BADKEY and a wrong MAC NOTAUTH/BADSIG, both unsigned
 request whose MAC is right but whose time is off by more than the fudge
 answers NOTAUTH/BADTIME, signed, with our time in the other data so the
 client can see the skew.
+
+A key name that is a GSS-TSIG context negotiated by TKEY (``contexts``) is
+looked up there first: its messages are verified and answered with the
+context (a GSS MIC, RFC 3645), ``gss-tsig`` through dnspython's own GSS
+code and ``gss.microsoft.com`` through ``gsstsig``; the answer's ``Signing``
+then names the Kerberos principal. An expired or deleted context is an
+unknown key.
 """
 from __future__ import annotations
 
@@ -27,11 +34,14 @@ import dns.rdtypes.ANY.TSIG
 import dns.tsig
 
 from ..model import TsigKey
-from .wire import name_text
+from . import gsstsig
+from .contexts import Context, ContextTable
+from .wire import name_text, sections
 
 STRONG = {"hmac-sha256": dns.tsig.HMAC_SHA256, "hmac-sha384": dns.tsig.HMAC_SHA384,
           "hmac-sha512": dns.tsig.HMAC_SHA512}
 WEAK = {"hmac-sha1": dns.tsig.HMAC_SHA1, "hmac-md5": dns.tsig.HMAC_MD5}
+GSS = {"gss-tsig": dns.tsig.GSS_TSIG, "gss.microsoft.com": gsstsig.MICROSOFT}
 RESERVE = 512  # room left for the TSIG record when an answer is rendered
 
 
@@ -39,14 +49,34 @@ class LookupFailed(Exception):
     """The key store could not be asked (SERVFAIL, not a TSIG error)."""
 
 
+class Deferred(Exception):
+    """Raised through dnspython for a key it cannot verify (gss.microsoft.com); ``read`` verifies it."""
+
+    def __init__(self, key: dns.tsig.Key):
+        super().__init__("verified by gsstsig")
+        self.key = key
+
+
 class Keyring:
     """dnspython's callable keyring, ``(message, keyname) -> dns.tsig.Key | None``, over a fresh lookup."""
 
-    def __init__(self, lookup: Callable[[str], TsigKey | None], allow_weak: bool = False):
+    def __init__(self, lookup: Callable[[str], TsigKey | None], allow_weak: bool = False,
+                 contexts: ContextTable | None = None):
         self.lookup = lookup
         self.algorithms = {**STRONG, **(WEAK if allow_weak else {})}
+        self.contexts = contexts
 
     def __call__(self, message: dns.message.Message | None, keyname: dns.name.Name) -> dns.tsig.Key | None:
+        key = self.key(keyname)
+        if key is not None and key.algorithm == gsstsig.MICROSOFT:
+            raise Deferred(key)
+        return key
+
+    def key(self, keyname: dns.name.Name) -> dns.tsig.Key | None:
+        """KEYNAME's key: its GSS context if it has a live one (the secret is the Context), else the stored key."""
+        context = self.contexts.get(name_text(keyname)) if self.contexts is not None else None
+        if context is not None:
+            return dns.tsig.Key(keyname, context, GSS[context.algorithm])  # type: ignore[arg-type]
         try:
             key = self.lookup(name_text(keyname))
         except Exception as exc:  # the database, not the client: must not read as a bad message
@@ -66,6 +96,12 @@ class Signing:
     error: int = 0
     other: bytes = b""
     echo_time: bool = False  # BADTIME: sign with the request's time, so the client can verify the answer
+    principal: str = ""      # the Kerberos principal when KEY is a GSS-TSIG context
+
+
+def principal_of(key: dns.tsig.Key | None) -> str:
+    """The initiator of KEY's GSS context; "" for a shared-secret key."""
+    return key.secret.principal if key is not None and isinstance(key.secret, Context) else ""
 
 
 class Rejected(Exception):
@@ -86,6 +122,8 @@ def read(wire: bytes, keyring: Keyring, fudge: int, clock: Callable[[], float] =
     """
     try:
         message = dns.message.from_wire(wire, keyring=keyring)
+    except Deferred as deferred:
+        message = _verified_by_gsstsig(wire, deferred.key)
     except dns.message.UnknownTSIGKey:
         raise _rejected(wire, None, dns.rcode.BADKEY, "unknown key or algorithm not allowed")
     except (dns.tsig.BadKey, dns.tsig.BadAlgorithm):
@@ -97,22 +135,36 @@ def read(wire: bytes, keyring: Keyring, fudge: int, clock: Callable[[], float] =
     if not message.had_tsig:
         return message, None
     request = message.tsig[0]
-    signing = Signing(message.keyname, request, message.keyring)
+    signing = Signing(message.keyname, request, message.keyring, principal=principal_of(message.keyring))
     if abs(request.time_signed - clock()) > fudge:
         raise _bad_time(wire, keyring, clock)
     return message, signing
 
 
+def _verified_by_gsstsig(wire: bytes, key: dns.tsig.Key) -> dns.message.Message:
+    """WIRE parsed, its gss.microsoft.com MAC checked by KEY's context; raises Rejected."""
+    message = dns.message.from_wire(wire, keyring=False)
+    try:
+        gsstsig.verify(wire, key, message.tsig[0], sections(wire)[3][-1].start)
+    except dns.tsig.BadAlgorithm:
+        raise _rejected(wire, None, dns.rcode.BADKEY, "the key's algorithm differs from the request's")
+    except dns.tsig.BadSignature:
+        raise _rejected(wire, None, dns.rcode.BADSIG, "wrong MAC")
+    message.keyring = key
+    return message
+
+
 def _rejected(wire: bytes, key: dns.tsig.Key | None, error: int, reason: str, other: bytes = b"") -> Rejected:
     """The Rejected of WIRE, parsed a second time without verification (the first parse raised)."""
     message = dns.message.from_wire(wire, keyring=False)
-    signing = Signing(message.keyname, message.tsig[0], key, error, other, echo_time=key is not None)
+    signing = Signing(message.keyname, message.tsig[0], key, error, other, echo_time=key is not None,
+                      principal=principal_of(key))
     return Rejected(message, signing, reason)
 
 
 def _bad_time(wire: bytes, keyring: Keyring, clock: Callable[[], float]) -> Rejected:
     unverified = dns.message.from_wire(wire, keyring=False)
-    key = keyring(unverified, unverified.keyname)
+    key = keyring.key(unverified.keyname)
     if key is None:  # revoked between the two lookups
         return _rejected(wire, None, dns.rcode.BADKEY, "unknown key")
     now = struct.pack("!Q", int(clock()))[2:]  # 48-bit seconds
@@ -125,7 +177,9 @@ def append(wire: bytes, signing: Signing, clock: Callable[[], float] = time.time
     when = request.time_signed if signing.echo_time else int(clock())
     rdata = dns.rdtypes.ANY.TSIG.TSIG(dns.rdataclass.ANY, dns.rdatatype.TSIG, request.algorithm, when,
                                       request.fudge, b"", request.original_id, signing.error, signing.other)
-    if signing.key is not None:
+    if signing.key is not None and signing.key.algorithm == gsstsig.MICROSOFT:
+        rdata = gsstsig.sign(wire, signing.key, rdata, request.mac)
+    elif signing.key is not None:
         rdata, _ = dns.tsig.sign(wire, signing.key, rdata, when, request.mac)
     rdata_wire = rdata.to_wire()
     record = signing.keyname.to_wire() + struct.pack("!HHIH", dns.rdatatype.TSIG, dns.rdataclass.ANY, 0,

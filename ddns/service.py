@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 from typing import Callable
 
-from . import bind, errors, hostrecords, kerberos_check, keytab, krbrules, model, policy, resource_dir, trusted, zones
+from . import bind, errors, hostrecords, kerberos_check, keytab, krbrules, model, policy, resource_dir, trusted, zones, zonetoml
 from .accounts import Accounts
 from .keyrules import ACME_LABEL
 from .auth import hash_secret, new_secret
@@ -445,12 +445,12 @@ class Service:
         krbrules.parse_rules(rules, normalize_name(zone))
         return self.set_zone_setting(normalize_name(zone), "kerberos", "rules", list(rules) or None, actor)
 
-    def set_zone_setting(self, zone: str, table: str, key: str, value: zones.TomlValue | None, actor: str) -> Outcome:
+    def set_zone_setting(self, zone: str, table: str, key: str, value: zonetoml.TomlValue | None, actor: str) -> Outcome:
         """Set KEY of TABLE in ZONE's zone.toml (None: remove it) as an admin's commit, then a reload."""
         zone = self._zone_of(zone)
         path = self.publisher.root / zone / zones.SETTINGS_FILE
         try:
-            return self.publisher.update_settings(zone, zones.with_setting(path.read_text(), table, key, value), actor)
+            return self.publisher.update_settings(zone, zonetoml.with_setting(path.read_text(), table, key, value), actor)
         except (KeyError, FileNotFoundError) as exc:  # the zone left the repository just now
             raise errors.NotFound(f"no domain {zone}") from exc
         except OSError as exc:  # a full disk: the files are back as HEAD has them, nothing changed

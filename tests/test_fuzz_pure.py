@@ -28,7 +28,7 @@ from hypothesis import HealthCheck, assume, example, given, settings, strategies
 
 from conftest import require
 from recordsets import as_sets
-from ddns import bind, clientconfigs, config as configmod, dyndns2, gitops, records as records_mod, web, zones
+from ddns import bind, clientconfigs, config as configmod, dyndns2, gitops, records as records_mod, web, zones, zonetoml
 from ddns.validate import (AddressPolicy, InvalidAddress, InvalidName, MAX_NAME_LENGTH, normalize_name,
                            parse_address, split_host)
 
@@ -334,7 +334,7 @@ def zone_toml(draw) -> str:
 @given(zone_toml(), st.integers(0, 2**31 - 1))
 def test_with_dynamic_ttl_sets_only_that_key(text, ttl):
     before = tomllib.loads(text)
-    after = tomllib.loads(zones.with_dynamic_ttl(text, ttl))
+    after = tomllib.loads(zonetoml.with_setting(text, "", "dynamic_ttl", ttl))
     assert after == {**before, "dynamic_ttl": ttl}
 
 

@@ -18,7 +18,7 @@ import pytest
 from hypothesis import given, strategies as st
 
 from conftest import Instance, http
-from ddns import cli, zones
+from ddns import cli, zonetoml
 from ddns.errors import Invalid
 from ddns.kerberos_check import advice, check, mname, principals
 from kdc import REALM
@@ -43,8 +43,8 @@ def keytabs(kdc, tmp_path_factory):  # noqa: F811
 
 def configure(inst: Instance, keytab: Path, realm: str = "") -> None:
     """Set kerberos.keytab and kerberos.realm in the instance's config file."""
-    text = zones.with_setting(inst.config_path.read_text(), "kerberos", "keytab", str(keytab))
-    inst.config_path.write_text(zones.with_setting(text, "kerberos", "realm", realm))
+    text = zonetoml.with_setting(inst.config_path.read_text(), "kerberos", "keytab", str(keytab))
+    inst.config_path.write_text(zonetoml.with_setting(text, "kerberos", "realm", realm))
 
 
 # ---- the command against real keytabs --------------------------------------------------------

@@ -1,4 +1,4 @@
-"""``ddns domain unsigned`` and the zone.toml rewriter behind it (``zones.with_setting``).
+"""``ddns domain unsigned`` and the zone.toml rewriter behind it (``zonetoml.with_setting``).
 
 The command commits zone.toml as an admin's change: the networks are
 validated first (a bad one changes nothing), comments and the rest of the
@@ -13,7 +13,7 @@ import pytest
 from hypothesis import given, strategies as st
 
 from conftest import Instance
-from ddns import cli, zones
+from ddns import cli, zonetoml
 from ddns.errors import Invalid
 
 
@@ -88,7 +88,7 @@ def test_a_hand_edited_zone_toml_keeps_its_layout(instance: Instance):
     assert '[unsigned]   # the office\nnetworks = ["10.1.0.0/16"]  # end\n' in text
 
 
-# ---- zones.with_setting -------------------------------------------------------------------------
+# ---- zonetoml.with_setting -------------------------------------------------------------------------
 BASE = '# Settings\nttl = 3600  # static\n\n[soa]\nrefresh = 3600\n'
 
 
@@ -107,13 +107,13 @@ BASE = '# Settings\nttl = 3600  # static\n\n[soa]\nrefresh = 3600\n'
     ("", "", "dynamic_ttl", 1, "dynamic_ttl = 1\n"),
 ])
 def test_with_setting(text, table, key, value, expected):
-    assert zones.with_setting(text, table, key, value) == expected
+    assert zonetoml.with_setting(text, table, key, value) == expected
 
 
 @pytest.mark.parametrize("text", ["unsigned = {networks = []}\n", "unsigned.networks = []\n"])
 def test_with_setting_refuses_what_it_cannot_rewrite(text):
     with pytest.raises(Invalid, match="edit the file"):
-        zones.with_setting(text, "unsigned", "networks", ["192.0.2.0/24"])
+        zonetoml.with_setting(text, "unsigned", "networks", ["192.0.2.0/24"])
 
 
 comment = st.sampled_from(["", "  # note", " # [unsigned]", ' # networks = ["x"]'])
@@ -131,9 +131,9 @@ def settings_toml(draw) -> str:
         for key in draw(st.lists(st.sampled_from(["ttl", "networks", "rules", "a"]), unique=True, max_size=3)):
             items = draw(st.lists(string, max_size=3))
             if draw(st.booleans()):
-                body = "[\n" + "".join(f"  {zones._toml_value(i)},{draw(comment)}\n" for i in items) + "]"
+                body = "[\n" + "".join(f"  {zonetoml._toml_value(i)},{draw(comment)}\n" for i in items) + "]"
             else:
-                body = zones._toml_value(items) if draw(st.booleans()) else str(draw(st.integers(0, 99)))
+                body = zonetoml._toml_value(items) if draw(st.booleans()) else str(draw(st.integers(0, 99)))
             lines.append(f"{key} = {body}{draw(comment)}")
         lines += draw(st.lists(st.sampled_from(["", "# a comment", "# [soa]"]), max_size=2))
     text = "\n".join(lines)
@@ -148,7 +148,7 @@ def settings_toml(draw) -> str:
        st.sampled_from(["ttl", "networks", "rules", "new"]), st.one_of(st.none(), value))
 def test_with_setting_changes_exactly_that_key(text, table, key, new):
     before = tomllib.loads(text)
-    after = tomllib.loads(zones.with_setting(text, table, key, new))
+    after = tomllib.loads(zonetoml.with_setting(text, table, key, new))
     expected = {k: v for k, v in before.items()}
     section = dict(expected.get(table, {})) if table else expected
     if new is None:

@@ -29,14 +29,12 @@ from __future__ import annotations
 
 import argparse
 import base64
-import json
 import os
 import shutil
 import signal
 import socket
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 from dataclasses import dataclass, field
@@ -422,24 +420,16 @@ def main(argv: list[str] | None = None) -> int:
     meta = {"cpus": os.cpu_count(), "loadavg_start": [round(x, 2) for x in os.getloadavg()], "runs": args.runs,
             "burst": args.burst, "clients": args.clients, "samples": args.samples, "tcp": args.tcp,
             "argv": sys.argv[1:], "started": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
-    workdir = Path(tempfile.mkdtemp(prefix="ddns-bench-rfc2136-"))
-    log(f"working in {workdir}")
-    results = []
-    try:
+
+    def work(workdir: Path) -> list[dict]:
+        results = []
         for n in sizes:
             for kind in kinds:
                 log(f"=== {kind}, {n} hosts ===")
                 results.append(run_target(kind, n, args, workdir))
-    finally:
-        meta["loadavg_end"] = [round(x, 2) for x in os.getloadavg()]
-        if args.keep:
-            log(f"kept {workdir}")
-        else:
-            shutil.rmtree(workdir, ignore_errors=True)
-    print(markdown(results, meta))
-    if args.json:
-        Path(args.json).write_text(json.dumps({"meta": meta, "results": results}, indent=2) + "\n")
-    return 0
+        return results
+
+    return bu.run_and_report("ddns-bench-rfc2136-", args, meta, work, markdown)
 
 
 if __name__ == "__main__":

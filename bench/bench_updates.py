@@ -683,22 +683,35 @@ def main(argv: list[str] | None = None) -> int:
     meta = {"cpus": os.cpu_count(), "loadavg_start": [round(x, 2) for x in os.getloadavg()],
             "bcrypt_rounds": args.bcrypt_rounds, "settings": dict(args.setting), "argv": sys.argv[1:],
             "started": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
-    workdir = Path(tempfile.mkdtemp(prefix="ddns-bench-"))
-    log(f"working in {workdir}")
-    results = []
-    try:
+
+    def work(workdir: Path) -> list[dict]:
+        results = []
         for n in sizes:
             log(f"=== {n} hosts ===")
             results.append(run_size(n, args, workdir))
+        return results
+
+    return run_and_report("ddns-bench-", args, meta, work, markdown)
+
+
+def run_and_report(prefix: str, args, meta: dict, work, markdown, key: str = "results") -> int:
+    """WORK(workdir) in a fresh temp dir (kept with --keep); print MARKDOWN(result, META), write --json.
+
+    The load average at the end goes into META whether WORK finished or not.
+    """
+    workdir = Path(tempfile.mkdtemp(prefix=prefix))
+    log(f"working in {workdir}")
+    try:
+        result = work(workdir)
     finally:
         meta["loadavg_end"] = [round(x, 2) for x in os.getloadavg()]
         if args.keep:
             log(f"kept {workdir}")
         else:
             shutil.rmtree(workdir, ignore_errors=True)
-    print(markdown(results, meta))
+    print(markdown(result, meta))
     if args.json:
-        Path(args.json).write_text(json.dumps({"meta": meta, "results": results}, indent=2) + "\n")
+        Path(args.json).write_text(json.dumps({"meta": meta, key: result}, indent=2) + "\n")
         log(f"wrote {args.json}")
     return 0
 

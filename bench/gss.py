@@ -25,11 +25,8 @@ every loop is bounded, every process started is stopped. See bench/README.md.
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import shutil
 import sys
-import tempfile
 import threading
 import time
 from pathlib import Path
@@ -270,20 +267,8 @@ def main(argv: list[str] | None = None) -> int:
     if min(args.negotiations, args.samples, args.burst, args.clients, args.runs) < 1 or args.clients >= args.hosts:
         p.error("counts must be positive and clients fewer than hosts")
     meta = {"cpus": os.cpu_count(), "loadavg_start": [round(x, 2) for x in os.getloadavg()], **vars(args)}
-    workdir = Path(tempfile.mkdtemp(prefix="ddns-bench-gss-"))
-    log(f"working in {workdir}")
-    try:
-        result = run(args, workdir)
-    finally:
-        meta["loadavg_end"] = [round(x, 2) for x in os.getloadavg()]
-        if args.keep:
-            log(f"kept {workdir}")
-        else:
-            shutil.rmtree(workdir, ignore_errors=True)
-    print(markdown(result, meta))
-    if args.json:
-        Path(args.json).write_text(json.dumps({"meta": meta, "result": result}, indent=2) + "\n")
-    return 0
+    return bu.run_and_report("ddns-bench-gss-", args, meta, lambda workdir: run(args, workdir), markdown,
+                             key="result")
 
 
 if __name__ == "__main__":

@@ -259,6 +259,18 @@ def test_tokens_that_open_no_context_are_badkey(realm, listener, token, caplog):
         assert "multi-round negotiation is not supported" in caplog.text
 
 
+def test_a_ticket_for_a_service_principal_the_keytab_lacks_opens_no_context(realm, listener):
+    """The client asked its KDC for DNS/<another MNAME>: a real ticket, but the keytab has no key to read it."""
+    port, service, clock, gss = listener
+    other = f"DNS/ns9.{ZONE}"
+    realm.kdc.principal(other, realm.directory / "ns9.keytab")  # in the realm, not in the service's keytab
+    _, ccache = realm.ticket(f"host/vm1.{ZONE}")
+    with pytest.raises(gssclient.Refused) as refused:
+        gssclient.negotiate(port, ccache, f"{other}@{realm.kdc.realm}")
+    assert (refused.value.rcode, refused.value.error) == (dns.rcode.NOERROR, dns.rcode.BADKEY)
+    assert len(gss.contexts) == 0 and service.calls == []
+
+
 def test_without_a_keytab_tkey_is_refused(realm):
     service = Service()
     dns_server = start_listener(service, None)

@@ -82,9 +82,18 @@ def test_once_the_load_time_is_known_the_answer_leaves_within_a_millisecond(load
         served, late, queries = publish(clock, named, bind)
         assert served == {ZONE}
         assert 0 <= late <= 0.02 + 1e-9
-        assert queries <= (load / 0.02 + 8 if n == 0 else 15)  # not a busy loop
+        assert queries <= load / 0.02 + (8 if n == 0 else 15)  # not a busy loop
         lateness.append(late)
     assert max(lateness[-4:]) <= 0.001 + 1e-9
+
+
+def test_a_zone_that_got_quicker_is_found_as_soon_as_without_an_estimate():
+    clock, named, bind = target(0.3)
+    for _ in range(3):
+        publish(clock, named, bind)
+    named.load = 0.02
+    served, late, _ = publish(clock, named, bind)
+    assert served == {ZONE} and late <= 0.02 + 1e-9
 
 
 def test_a_zone_that_got_slower_is_still_found_with_backoff():
@@ -120,11 +129,13 @@ def test_a_reload_dropped_while_loading_is_asked_again():
 def test_next_delay_schedule():
     assert next_delay(0.0, None, 0.0) == 0.001                     # unknown: start fine, back off
     assert next_delay(0.05, None, 0.016) == 0.02
-    assert next_delay(0.0, 0.04, 0.0) == pytest.approx(0.034)     # sleep until shortly before
+    assert next_delay(0.0, 0.04, 0.0) == 0.02                      # before it: every 20 ms
+    assert next_delay(0.02, 0.04, 0.02) == pytest.approx(0.014)   # ... up to shortly before
     assert next_delay(0.035, 0.04, 0.03) == 0.001                  # fine around the expected time
     assert next_delay(0.046, 0.04, 0.001) == 0.002                 # late: backing off
     assert next_delay(0.0, 0.004, 0.0) == pytest.approx(0.003)    # a quick zone: a shorter window
-    assert next_delay(0.5, 1.0, 0.0) == pytest.approx(0.494)      # a slow one: the window stays 12 ms
+    assert next_delay(0.993, 1.0, 0.02) == 0.001                   # a slow one: the window stays 12 ms
+    assert next_delay(1.007, 1.0, 0.001) == 0.002
     assert next_delay(0.2, 0.04, 0.02) == 0.02
 
 

@@ -11,8 +11,10 @@ the publisher a fraction of it, not rndc's 10 s a call.
 ``rndc reload ZONE`` answers "zone reload queued" before named loads the
 file (a 10k-record zone loads in tens of milliseconds after that), so the wait
 asks for the SOA serial. It learns how long each zone takes to load and asks
-every millisecond around that time only (``LoadTimes``, ``next_delay``): the
-answer leaves about a millisecond after named serves, for a handful of queries.
+every millisecond around that time, every 20 ms before it and backing off
+after it (``LoadTimes``, ``next_delay``): the answer leaves about a
+millisecond after named serves, for a handful of queries, and never later
+than with no estimate when a load was quicker or slower than the last ones.
 """
 from __future__ import annotations
 
@@ -47,14 +49,15 @@ def next_delay(since_reload: float, expected: float | None, last_delay: float) -
 
     SINCE_RELOAD: seconds since named took the reload; EXPECTED: how long this
     zone's loads take (None: not known yet); LAST_DELAY: the previous wait (0
-    before the first). Before the expected time: one wait until shortly
-    before it; around it: every _FINE; after it (or unknown): doubling from
-    _FINE to _COARSE, so a slow or stuck named costs a query every 20 ms.
+    before the first). Before the expected time: every _COARSE (a load
+    quicker than the last ones is found as late as with no estimate); around
+    it: every _FINE; after it (or unknown): doubling from _FINE to _COARSE, so
+    a slow or stuck named costs a query every 20 ms.
     """
     if expected is not None:
         spread = min(_SPREAD * expected, _WINDOW)
         if since_reload < expected - spread - _FINE:
-            return expected - spread - since_reload
+            return min(_COARSE, expected - spread - since_reload)
         if since_reload < expected + spread:
             return _FINE
     return min(_COARSE, max(_FINE, last_delay * 2))

@@ -10,12 +10,12 @@ is changed):
   render      Jinja render of the zone file
   write       the two atomic writes (temp file, write, fsync, rename) -- fsync listed separately
   fsync       os.fsync inside those writes
-  git commit  the git CLI call of ZonesRepo.commit (commit --only; git add only for new files)
+  git commit  ZonesRepo.commit (commit --only; git add only for new files)
   rndc reload the control-channel command (ddns.rndc, no process)
-  verify      Publisher.wait_served (polls the served serial with back-off, re-asks named to reload)
-  served      when named really served the serial, found by a tight poll of a
-              separate thread started right after rndc returns (verify - served =
-              time lost to the back-off)
+  verify      Publisher.wait_served (polls the served serial, re-asks named to reload)
+  served      when named really served the serial, found by a close poll (every
+              0.2 ms) of a separate thread started right after rndc returns
+  late        verify - served: how long the answer left after named served
 
 Usage: python3 bench/profile_publish.py [--hosts 1000,10000] [--runs 30] [--no-fsync] [--cprofile]
 """
@@ -59,25 +59,14 @@ def timed(name: str, fn):
     return wrapper
 
 
-class GitProxy:
-    def __init__(self, git):
-        self._git = git
-
-    def __getattr__(self, name):
-        attr = getattr(self._git, name)
-        if name in ("add", "commit", "rev_parse"):
-            return timed("git " + name.replace("_", "-"), attr)
-        return attr
-
-
 class RndcProxy:
     def __init__(self, rndc, on_reload):
         self._rndc = rndc
         self._on_reload = on_reload
 
-    def reload(self, zone):
+    def reload(self, zone, timeout=10.0):
         t0 = time.perf_counter()
-        self._rndc.reload(zone)
+        self._rndc.reload(zone, timeout=timeout)
         _cur["rndc reload"] += time.perf_counter() - t0
         self._on_reload(zone)
 
@@ -119,11 +108,12 @@ def profile_size(n: int, runs: int, fsync: bool, workdir: Path, use_cprofile: bo
                     if bind.served_serial(zone, "127.0.0.1", dns_port, timeout=0.5) == serial:
                         served_at["t"] = time.perf_counter() - t_reload
                         return
+                    time.sleep(0.0002)
             th = threading.Thread(target=poll)
             th.start()
             served_at["thread"] = th
 
-        pub.repo._git = GitProxy(pub.repo._git)
+        pub.repo.commit = timed("git commit", pub.repo.commit)
         pub.named.settings.rndc = RndcProxy(pub.named.settings.rndc, on_reload)
         orig = {"format": zones.format_dynamic, "render": zones.render_zone, "write": worktree.atomic_write,
                 "fsync": os.fsync, "verify": pubmod.Publisher.wait_served}
@@ -151,6 +141,7 @@ def profile_size(n: int, runs: int, fsync: bool, workdir: Path, use_cprofile: bo
                 for key, v in _cur.items():
                     T[f"{n}:{key}"].append(v)
                 T[f"{n}:served"].append(served_at.get("t", float("nan")))
+                T[f"{n}:late"].append(_cur["verify"] - served_at.get("t", float("nan")))
                 T[f"{n}:total"].append(total)
                 known = sum(v for key, v in _cur.items() if key != "fsync")
                 T[f"{n}:other"].append(total - known)
@@ -171,7 +162,7 @@ def profile_size(n: int, runs: int, fsync: bool, workdir: Path, use_cprofile: bo
 
 
 STAGES = ["format", "render", "write", "fsync", "git commit",
-          "rndc reload", "verify", "served", "other", "total"]
+          "rndc reload", "verify", "served", "late", "other", "total"]
 
 
 def main() -> int:
@@ -182,6 +173,7 @@ def main() -> int:
     p.add_argument("--cprofile", action="store_true", help="also print a cProfile of the publishes (to stderr)")
     args = p.parse_args()
     sizes = [int(x) for x in args.hosts.split(",")]
+    load_start = os.getloadavg()[0]
     workdir = Path(tempfile.mkdtemp(prefix="ddns-profile-"))
     meta = {}
     try:
@@ -190,7 +182,7 @@ def main() -> int:
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
     print(f"Median ms per single-change publish over {args.runs} runs "
-          f"(fsync {'off' if args.no_fsync else 'on'}; load average {os.getloadavg()[0]:.2f}):\n")
+          f"(fsync {'off' if args.no_fsync else 'on'}; load average {load_start:.2f} -> {os.getloadavg()[0]:.2f}):\n")
     print("| stage | " + " | ".join(f"{n:,} records" for n in sizes) + " |")
     print("|---|" + "---|" * len(sizes))
     for stage in STAGES:
@@ -199,6 +191,7 @@ def main() -> int:
             v = [x for x in T.get(f"{n}:{stage}", []) if x == x]
             cells.append(f"{statistics.median(v) * 1000:.1f}" if v else "-")
         label = {"write": "write (incl. fsync)", "fsync": "  of which fsync", "served": "(named served after rndc)",
+                 "late": "answer after named served",
                  "other": "other (python)"}.get(stage, stage)
         print(f"| {label} | " + " | ".join(cells) + " |")
     print("| zone file size (KiB) | " + " | ".join(f"{meta[n]['zone_bytes'] / 1024:.0f}" for n in sizes) + " |")

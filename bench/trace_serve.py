@@ -5,13 +5,18 @@ Usage: python3 bench/trace_serve.py OUT.json -c CONFIG serve
 
 Samples carry time.monotonic() (system-wide on Linux), so the bench can
 split them by phase. Wraps (in this process only; the service code is unchanged) the functions an
-update passes through and, when serve stops, writes every sample to OUT.json:
+update passes through as serve runs them (PublisherThread: Publisher.commit under the lock, then
+wait_served and the answers in a watcher thread) and, when serve stops, writes every sample to OUT.json:
 
   request thread:  handle_update (whole dyndns2 handling), authenticate,
                    publisher.current (nochg check), service.publish (queue wait +
                    group publish), store.record_updates (batched SQLite write)
-  publisher:       apply (one group), batch size, format, render, write,
-                   git commit, rndc reload, wait served
+  publisher, one sample per group unless said:
+                   batch size; apply (deciding the group's updates); format and
+                   render (per zone); write (per file); git commit; rndc reload
+                   (per zone); group under the lock (all of the above);
+                   wait served; answer (wait served returned -> every waiter
+                   woken); group total (commit start -> answered)
 """
 from __future__ import annotations
 
@@ -25,8 +30,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from ddns import bind, cli, dyndns2, gitrepo, service as servmod, store as storemod, zones  # noqa: E402
-from ddns.publishing import publisher as pubmod, worktree
+from ddns import cli, dyndns2, gitrepo, service as servmod, store as storemod, zones  # noqa: E402
+from ddns.publishing import bindtarget, committer, publish_queue, publisher as pubmod, worktree  # noqa: E402
 
 SAMPLES: dict[str, list[tuple[float, float]]] = defaultdict(list)  # name -> [(time.monotonic() at end, value)]
 _lock = threading.Lock()
@@ -55,36 +60,62 @@ def install() -> None:
     pubmod.Publisher.current = timed("req current", pubmod.Publisher.current)
     storemod.Store.record_updates = timed("flush record_updates", storemod.Store.record_updates)
 
-    orig_apply = pubmod.Publisher.apply
-
-    def apply(self, changes):
-        record("pub batch size", len(changes))
-        t0 = time.perf_counter()
-        try:
-            return orig_apply(self, changes)
-        finally:
-            record("pub apply", time.perf_counter() - t0)
-    pubmod.Publisher.apply = apply
     zones.format_dynamic = timed("pub format", zones.format_dynamic)
     zones.render_zone = timed("pub render", zones.render_zone)
     worktree.atomic_write = timed("pub write", worktree.atomic_write)
+    gitrepo.ZonesRepo.commit = timed("pub git commit", gitrepo.ZonesRepo.commit)
+    bindtarget.BindTarget.reload = timed("pub rndc reload", bindtarget.BindTarget.reload)
     pubmod.Publisher.wait_served = timed("pub wait served", pubmod.Publisher.wait_served)
-    bind.Rndc.reload = timed("pub rndc reload", bind.Rndc.reload)
+    install_group_stages()
 
-    orig_init = gitrepo.ZonesRepo.__init__
 
-    def repo_init(self, path):
-        orig_init(self, path)
-        git = self._git
+_group = threading.local()  # the publisher thread's group in progress: time spent deciding
 
-        class Proxy:
-            def __getattr__(_, name):
-                attr = getattr(git, name)
-                if name in ("add", "commit", "rev_parse"):
-                    return timed("pub git " + name.replace("_", "-"), attr)
-                return attr
-        self._git = Proxy()
-    gitrepo.ZonesRepo.__init__ = repo_init
+
+def install_group_stages() -> None:
+    """apply (the decide loop, summed per group), the group under the lock, the answer, the group total."""
+    orig_decide, orig_commit = committer.Committer._decide, pubmod.Publisher.commit
+    orig_settle, orig_wait = publish_queue.PublisherThread._settle, pubmod.Publisher.wait_served
+
+    def decide(self, update, work):
+        t0 = time.perf_counter()
+        try:
+            return orig_decide(self, update, work)
+        finally:
+            _group.apply = getattr(_group, "apply", 0.0) + time.perf_counter() - t0
+
+    def commit(self, updates):
+        record("pub batch size", len(updates))
+        _group.apply, t0 = 0.0, time.perf_counter()
+        try:
+            batch = orig_commit(self, updates)
+        finally:
+            record("pub apply", _group.apply)
+            record("pub group under lock", time.perf_counter() - t0)
+        batch.trace_started = t0
+        return batch
+
+    def wait_served(self, *a, **kw):
+        try:
+            return orig_wait(self, *a, **kw)
+        finally:
+            _group.waited = time.perf_counter()
+
+    def settle(self, batch, committed):
+        _group.waited = None
+        try:
+            return orig_settle(self, batch, committed)
+        finally:
+            now = time.perf_counter()
+            if _group.waited is not None:
+                record("pub answer", now - _group.waited)
+            if hasattr(committed, "trace_started"):
+                record("pub group total", now - committed.trace_started)
+
+    committer.Committer._decide = decide
+    pubmod.Publisher.commit = commit
+    pubmod.Publisher.wait_served = wait_served
+    publish_queue.PublisherThread._settle = settle
 
 
 def main() -> int:

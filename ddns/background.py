@@ -3,8 +3,10 @@
 While the service serves, changes go through a PublisherThread (group
 commit), last-update metadata is written by a flusher once a second (a nochg
 must not queue for SQLite's write lock), and, with an upstream, a syncer
-pushes new commits and fetches merged ones. A one-shot CLI command starts
-none of this: the service then publishes and writes directly.
+pushes new commits and fetches merged ones, and a housekeeper runs git's
+gc (the service's own git commands never do: it would stall a commit for
+seconds). A one-shot CLI command starts none of this: the service then
+publishes and writes directly.
 
 The loops call the service's use cases (sync, reconcile, flush_seen) given
 to Background; they own no rules of their own.
@@ -51,6 +53,7 @@ class Background:
         self.publisher_thread: PublisherThread | None = None  # None: not serving, changes are applied directly
         self._flusher: threading.Thread | None = None
         self._syncer: threading.Thread | None = None
+        self._housekeeper: threading.Thread | None = None
         self._stop = threading.Event()  # ends both loops
         self._sync_requested = threading.Event()
         self.sync_error: str | None = None  # the upstream cannot be synced (shown by /healthz)
@@ -80,6 +83,9 @@ class Background:
         if self.publisher.repo.has_upstream():
             self._syncer = threading.Thread(target=self._sync_loop, name="sync", daemon=True)
             self._syncer.start()
+        if self.config["zones.gc_seconds"] > 0:
+            self._housekeeper = threading.Thread(target=self._gc_loop, name="git-gc", daemon=True)
+            self._housekeeper.start()
         return status
 
     def stop(self) -> None:
@@ -88,10 +94,10 @@ class Background:
             self.publisher_thread.stop()
             self.publisher_thread = None
         self._stop.set()
-        for thread in (self._flusher, self._syncer):
+        for thread in (self._flusher, self._syncer, self._housekeeper):
             if thread is not None:
                 thread.join(30)
-        self._flusher = self._syncer = None
+        self._flusher = self._syncer = self._housekeeper = None
         self._flush_seen()
         self._push_quietly()
         logging.getLogger("ddns").removeHandler(self.recent_errors)
@@ -158,6 +164,33 @@ class Background:
                     last_push = now
                     if self._push_quietly():  # a failed push is tried again next time
                         pushed = head
+
+    def _gc_loop(self) -> None:
+        """Every zones.gc_seconds, once HEAD moved: ``git gc --auto`` when the publisher is idle.
+
+        Idle means nothing queued and no group published for a second; under
+        constant load it runs after one more period anyway (git's locks keep
+        it safe beside commits, the lock-free wait only spares their latency).
+        """
+        every = self.config["zones.gc_seconds"]
+        collected = self.publisher.repo.head()
+        due: float | None = None  # when the gc became due (HEAD moved)
+        while not self._stop.wait(min(every, 1.0)):
+            now = time.monotonic()
+            if due is None:
+                if self.publisher.repo.head() != collected:
+                    due = now + every
+                continue
+            if now < due or (not self._publisher_idle() and now < due + every):
+                continue
+            head = self.publisher.repo.head()
+            self.publisher.repo.maintain(timeout=max(60.0, every))
+            collected, due = head, None
+
+    def _publisher_idle(self) -> bool:
+        """Nothing queued for the publisher, and no group published in the last second."""
+        queue, last = self.publisher_thread, self.publisher.last_publish
+        return (queue is None or queue.queue_length() == 0) and (last is None or self.publisher.clock() - last >= 1.0)
 
     def _flush_loop(self) -> None:
         while not self._stop.wait(1.0):

@@ -44,6 +44,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("zones.upstream", "", "Git remote (URL or path) admins push to: the service pushes its commits there and takes in merged changes. Empty: none.", is_path=False),
     Setting("zones.branch", "main", "Branch of the zones repository that is published."),
     Setting("zones.push_seconds", 2.0, "Longest a service commit waits before it is pushed to the upstream; commits meanwhile go in one push."),
+    Setting("zones.gc_seconds", 60.0, "How often serve runs `git gc --auto` on the zones repository, in the background, once the publisher is idle (0: never)."),
     Setting("zones.sync_seconds", 30.0, "How often to fetch the upstream for merged changes (a post-receive hook or the webhook also triggers it)."),
     Setting("zones.push_token", "", "Secret the service sends with its own pushes, so the upstream's hooks let them through."),
     Setting("zones.webhook_secret", "", "Shared secret of POST /hooks/zones (X-Gitlab-Token, X-Ddns-Token or GitHub's X-Hub-Signature-256); empty: endpoint off."),

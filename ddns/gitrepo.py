@@ -28,6 +28,8 @@ TRAILER = "Ddns-Change"
 # Who made each commit and what it changed: paths one per line, quoted by git (core.quotePath)
 # when unusual, so no path holds a newline; an ident holds no newline either.
 _PROVENANCE_FORMAT = "--format=%x1e%H %P%n%cn <%ce>"
+# Given to every git command the service runs: no housekeeping in line (see ZonesRepo.maintain).
+_NO_AUTO_GC = ("maintenance.auto=false", "gc.auto=0")
 _OBJECT_ID = re.compile(r"[0-9a-f]{40}([0-9a-f]{24})?")  # SHA-1 or SHA-256
 
 
@@ -112,6 +114,10 @@ class ZonesRepo:
         self.path = Path(path)
         self._repo = git.Repo(self.path)
         self._git = self._repo.git
+        # git commit, merge, rebase and fetch start "git maintenance run --auto" (a process each
+        # time, now and then a gc of seconds) in line; the service's commands never do: the
+        # serve process runs ``maintain`` from a background thread instead.
+        self._git.set_persistent_git_options(c=list(_NO_AUTO_GC))
 
     @classmethod
     def init(cls, path: Path, fsync: bool = True) -> "ZonesRepo":
@@ -120,8 +126,8 @@ class ZonesRepo:
         repo = cls(path)
         repo._git.config("user.name", SERVICE_NAME)
         repo._git.config("user.email", SERVICE_EMAIL)
-        # git commit runs "gc --auto" now and then; run it in the committing
-        # process (under the publisher's lock), never detached beside the next commit.
+        # A gc started by hand (or ``maintain``) runs in its own process to the end, never
+        # detached beside the next command.
         repo._git.config("gc.autoDetach", "false")
         # Each commit writes the whole rendered zone as a loose object; zlib level 1
         # is ~7 ms faster than the default for a 10k-record zone. Packs (gc) keep
@@ -130,6 +136,24 @@ class ZonesRepo:
         if fsync:
             repo._git.config("core.fsync", "committed")
         return repo
+
+    def maintain(self, timeout: float = 600.0) -> bool:
+        """Run git's automatic housekeeping (``gc --auto``: pack loose objects when there are many).
+
+        For a background thread, never under the publisher's lock: git's own
+        gc.pid and ref locks keep it safe beside commits. Returns whether it
+        finished in time (a gc past TIMEOUT is killed; the next one resumes).
+        """
+        started = time.monotonic()
+        try:
+            housekeeper = git.Git(self.path)  # without _NO_AUTO_GC: the repository's gc.auto counts
+            housekeeper.set_persistent_git_options(c="gc.autoDetach=false")
+            housekeeper.gc("--auto", "--quiet", kill_after_timeout=timeout)
+        except git.GitCommandError as exc:
+            log.warning("git gc --auto failed: %s", str(exc).strip()[:500])
+            return False
+        log.info("git gc --auto took %.2f s", time.monotonic() - started)
+        return True
 
     def head(self) -> str | None:
         """HEAD's commit id, None in an empty repository."""

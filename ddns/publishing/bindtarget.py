@@ -7,6 +7,14 @@ reload and the serial that proves each one is served (``rndc reload`` answers
 The publisher makes rndc calls under its lock, so each one waits at most half
 the verify budget left: a frozen named costs an update its verify budget and
 the publisher a fraction of it, not rndc's 10 s a call.
+
+``rndc reload ZONE`` answers "zone reload queued" before named loads the
+file (a 10k-record zone loads in tens of milliseconds after that), so the wait
+asks for the SOA serial. It learns how long each zone takes to load and asks
+every millisecond around that time, every 20 ms before it and backing off
+after it (``LoadTimes``, ``next_delay``): the answer leaves about a
+millisecond after named serves, for a handful of queries, and never later
+than with no estimate when a load was quicker or slower than the last ones.
 """
 from __future__ import annotations
 
@@ -26,6 +34,50 @@ log = logging.getLogger("ddns.publisher")  # a part of the publisher: its log li
 _REASK_SECONDS = 0.2
 # The shortest rndc timeout, however little of the verify budget is left.
 _MIN_RNDC_TIMEOUT = 0.05
+# The served-serial schedule: every _FINE seconds within a quarter of a zone's expected load
+# time (at most _WINDOW) either side of it, then backing off to every _COARSE seconds (next_delay).
+_FINE = 0.001
+_COARSE = 0.02
+_SPREAD, _WINDOW = 0.25, 0.006
+# How much one load's time moves a zone's expected one; loads slower than _MAX_LOAD are not learned.
+_LEARN = 0.5
+_MAX_LOAD = 2.0
+
+
+def next_delay(since_reload: float, expected: float | None, last_delay: float) -> float:
+    """How long to wait before asking named for the serial again.
+
+    SINCE_RELOAD: seconds since named took the reload; EXPECTED: how long this
+    zone's loads take (None: not known yet); LAST_DELAY: the previous wait (0
+    before the first). Before the expected time: every _COARSE (a load
+    quicker than the last ones is found as late as with no estimate); around
+    it: every _FINE; after it (or unknown): doubling from _FINE to _COARSE, so
+    a slow or stuck named costs a query every 20 ms.
+    """
+    if expected is not None:
+        spread = min(_SPREAD * expected, _WINDOW)
+        if since_reload < expected - spread - _FINE:
+            return min(_COARSE, expected - spread - since_reload)
+        if since_reload < expected + spread:
+            return _FINE
+    return min(_COARSE, max(_FINE, last_delay * 2))
+
+
+class LoadTimes:
+    """How long named takes from a reload to serving the new serial, per zone (a moving average)."""
+
+    def __init__(self):
+        self._expected: dict[str, float] = {}
+
+    def expected(self, zone: str) -> float | None:
+        return self._expected.get(zone)
+
+    def learn(self, zone: str, seconds: float) -> None:
+        """One load of ZONE took (at most) SECONDS; a load past _MAX_LOAD (a stuck named) is not learned."""
+        if not 0 <= seconds <= _MAX_LOAD:
+            return
+        old = self._expected.get(zone)
+        self._expected[zone] = seconds if old is None else old + _LEARN * (seconds - old)
 
 
 class NamedControl(Protocol):
@@ -74,12 +126,17 @@ class BindTarget:
     """
 
     def __init__(self, settings: PublishTarget, newest: Callable[[str], int | None],
-                 on_error: Callable[[str], None]):
+                 on_error: Callable[[str], None], monotonic: Callable[[], float] = time.monotonic,
+                 sleep: Callable[[float], None] = time.sleep):
         self.settings = settings
         self.unserved: set[str] = set()  # zones named did not serve after their last publish
+        self.load_times = LoadTimes()
+        self._reloaded: dict[str, float] = {}  # zone -> when (monotonic) named last took a reload of it
         self._rndc = _RndcControl(settings)
         self._newest = newest
         self._on_error = on_error
+        self._monotonic = monotonic
+        self._sleep = sleep
 
     @property
     def control(self) -> NamedControl | None:
@@ -95,11 +152,11 @@ class BindTarget:
 
     def deadline(self) -> float:
         """When (monotonic) a wait for named that starts now ends: one verify budget."""
-        return time.monotonic() + self.settings.verify_timeout
+        return self._monotonic() + self.settings.verify_timeout
 
     def rndc_timeout(self, deadline: float | None = None) -> float:
         """Half the verify budget left before DEADLINE (default: a whole budget)."""
-        left = self.settings.verify_timeout if deadline is None else deadline - time.monotonic()
+        left = self.settings.verify_timeout if deadline is None else deadline - self._monotonic()
         return max(_MIN_RNDC_TIMEOUT, left / 2)
 
     def reconfig(self) -> None:
@@ -112,7 +169,17 @@ class BindTarget:
         return self.control.served_serial(zone, 1.0) if self.control is not None else None
 
     def reload(self, zone: str, deadline: float | None = None) -> bool:
-        """Ask named to reload ZONE, waiting for its answer at most half the budget left before DEADLINE."""
+        """Ask named to reload ZONE, waiting for its answer at most half the budget left before DEADLINE.
+
+        The wait for the new serial counts ZONE's load time from here (a
+        re-ask while named loads changes nothing: named drops it).
+        """
+        if not self._ask_reload(zone, deadline):
+            return False
+        self._reloaded[zone] = self._monotonic()
+        return True
+
+    def _ask_reload(self, zone: str, deadline: float | None) -> bool:
         control = self.control
         if control is None:
             return True
@@ -129,6 +196,7 @@ class BindTarget:
         """Wait until named serves each zone at (or after) its serial; returns the zones served.
 
         The wait ends at DEADLINE (monotonic), else TIMEOUT (default verify_timeout) from now.
+        Queries follow ``next_delay``: often around the time a zone's load is expected.
 
         named drops a reload asked for while it is still loading the zone, so a
         zone that stays behind is asked again now and then.
@@ -138,30 +206,35 @@ class BindTarget:
             return set(serials)
         pending = dict(serials)
         served: set[str] = set()
-        start = time.monotonic()
+        start = self._monotonic()
         if deadline is None:
             deadline = start + (self.settings.verify_timeout if timeout is None else timeout)
         asked = {zone: start for zone in pending}
         seen: dict[str, int | None] = {}
-        delay = 0.002
+        delay = 0.0
         while pending:
             for zone, serial in list(pending.items()):
-                now_serving = control.served_serial(zone, max(0.05, min(0.5, deadline - time.monotonic())))
+                now_serving = control.served_serial(zone, max(0.05, min(0.5, deadline - self._monotonic())))
                 if now_serving is not None and (now_serving == serial or serial_gt(now_serving, serial)):
                     served.add(zone)
                     del pending[zone]
+                    if zone in self._reloaded:
+                        self.load_times.learn(zone, self._monotonic() - self._reloaded[zone])
                     continue
                 # named just finished an older load (the serial moved), or has been quiet for a
                 # while: ask again -- but only for the zone's newest commit, which covers the rest.
                 finished_older = zone in seen and now_serving != seen[zone]
                 seen[zone] = now_serving
-                if self._newest(zone) == serial and (finished_older or time.monotonic() - asked[zone] > _REASK_SECONDS):
-                    self.reload(zone, deadline)
-                    asked[zone] = time.monotonic()
-            if not pending or time.monotonic() >= deadline:
+                if self._newest(zone) == serial and (finished_older or self._monotonic() - asked[zone] > _REASK_SECONDS):
+                    # after an older load named starts this one now; a re-ask while it loads changes nothing
+                    (self.reload if finished_older else self._ask_reload)(zone, deadline)
+                    asked[zone] = self._monotonic()
+            now = self._monotonic()
+            if not pending or now >= deadline:
                 break
-            time.sleep(delay)
-            delay = min(delay * 2, 0.02)
+            delay = min(next_delay(now - self._reloaded.get(zone, start), self.load_times.expected(zone), delay)
+                        for zone in pending)
+            self._sleep(min(delay, deadline - now))
         for zone in pending:
             message = f"named does not serve serial {serials[zone]} of {zone}"
             self._on_error(message)

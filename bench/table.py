@@ -253,6 +253,7 @@ def markdown(results: list[dict], meta: dict) -> str:
         ("floor: named reload p50 (min–max) (ms)", lambda d, f, r: f"{bu.fmt(r['reload']['p50_ms'])} "
                                                                     f"({bu.fmt(r['reload']['min_ms'])}–{bu.fmt(r['reload']['max_ms'])})", ""),
         ("set-up: ddns instance + serve start (s)", lambda d, f, r: bu.fmt(r["ddns"]["setup"]["total_s"]), ""),
+        ("load average (1 min) when this size ended", lambda d, f, r: bu.fmt(r["loadavg"][0]), ""),
     ]
     lines = ["| | " + " | ".join(f"{r['hosts']:,} records" for r in results) + " | goal |",
              "|---|" + "---|" * len(results) + "---|"]

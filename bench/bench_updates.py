@@ -143,23 +143,29 @@ def ms(x: float | None) -> float | None:
 
 # ---- HTTP client -------------------------------------------------------------------
 class Client:
-    """One keep-alive dyndns2 client."""
+    """One dyndns2 client: keep-alive, or with FRESH a new TCP connection per request (as routers do)."""
 
-    def __init__(self, port: int):
+    def __init__(self, port: int, fresh: bool = False):
         self.port = port
+        self.fresh = fresh
         self.conn = http.client.HTTPConnection("127.0.0.1", port, timeout=REQUEST_TIMEOUT)
 
     def connect(self) -> None:
-        self.conn.connect()
+        if not self.fresh:
+            self.conn.connect()
 
     def update(self, fqdn: str, secret: str, address: str) -> str:
         """The answer body, or 'ERROR: ...' for a transport failure (no retry)."""
         token = base64.b64encode(f"{fqdn}:{secret}".encode()).decode()
+        headers = {"Authorization": "Basic " + token, "User-Agent": AGENT}
+        if self.fresh:
+            headers["Connection"] = "close"
         try:
-            self.conn.request("GET", f"/nic/update?hostname={fqdn}&myip={address}",
-                              headers={"Authorization": "Basic " + token, "User-Agent": AGENT})
+            self.conn.request("GET", f"/nic/update?hostname={fqdn}&myip={address}", headers=headers)
             resp = self.conn.getresponse()
             body = resp.read().decode(errors="replace").strip()
+            if self.fresh:
+                self.conn.close()   # the next request connects again
             if resp.status != 200:
                 body = f"HTTP {resp.status}: {body}"
             return body
@@ -305,7 +311,8 @@ def stop_serve(bench: Bench) -> None:
 
 
 # ---- phases -------------------------------------------------------------------------
-def run_clients(bench: Bench, n_clients: int, work: list[list[int]], make_request, stop_at: float | None = None):
+def run_clients(bench: Bench, n_clients: int, work: list[list[int]], make_request, stop_at: float | None = None,
+                fresh: bool = False):
     """Start N_CLIENTS threads together; client k runs make_request(client, host) over work[k].
 
     Returns (start perf_counter, list of (host, address, body, t_sent, t_answered)).
@@ -316,7 +323,7 @@ def run_clients(bench: Bench, n_clients: int, work: list[list[int]], make_reques
     hard_deadline = time.perf_counter() + PHASE_TIMEOUT
 
     def worker(k: int) -> None:
-        client = Client(bench.http_port)
+        client = Client(bench.http_port, fresh)
         try:
             client.connect()
         except OSError:
@@ -366,8 +373,8 @@ def phase_warmup(bench: Bench, hosts: list[int], n_clients: int) -> dict:
     return out
 
 
-def phase_latency(bench: Bench, hosts: list[int], samples: int, addresses: Addresses) -> dict:
-    client = Client(bench.http_port)
+def phase_latency(bench: Bench, hosts: list[int], samples: int, addresses: Addresses, fresh: bool = False) -> dict:
+    client = Client(bench.http_port, fresh)
     client.connect()
     http_t, served_t, after_answer_t = [], [], []
     errors, lost, served_at_answer = [], 0, 0
@@ -418,7 +425,7 @@ def phase_latency(bench: Bench, hosts: list[int], samples: int, addresses: Addre
     return out
 
 
-def phase_burst(bench: Bench, hosts: list[int], n_clients: int, addresses: Addresses) -> dict:
+def phase_burst(bench: Bench, hosts: list[int], n_clients: int, addresses: Addresses, fresh: bool = False) -> dict:
     commits_before = bench.commits()
     cpu_before = proc_cpu(bench.proc.pid)
     named = bench.named_pid()
@@ -430,7 +437,7 @@ def phase_burst(bench: Bench, hosts: list[int], n_clients: int, addresses: Addre
         return planned[i], client.update(bench.fqdn(i), bench.secrets[i], planned[i])
 
     work = [hosts[k::n_clients] for k in range(n_clients)]
-    start, results = run_clients(bench, n_clients, work, request)
+    start, results = run_clients(bench, n_clients, work, request, fresh=fresh)
     end = max((r[4] for r in results), default=start)
     cpu = proc_cpu(bench.proc.pid) - cpu_before
     named_cpu = (proc_cpu(named) - named_cpu_before) if named else 0.0
@@ -483,7 +490,7 @@ def phase_burst(bench: Bench, hosts: list[int], n_clients: int, addresses: Addre
     return out
 
 
-def phase_nochg(bench: Bench, hosts: list[int], n_clients: int, seconds: float) -> dict:
+def phase_nochg(bench: Bench, hosts: list[int], n_clients: int, seconds: float, fresh: bool = False) -> dict:
     cpu_before = proc_cpu(bench.proc.pid)
     commits_before = bench.commits()
 
@@ -492,7 +499,7 @@ def phase_nochg(bench: Bench, hosts: list[int], n_clients: int, seconds: float) 
 
     work = [hosts[k::n_clients] for k in range(n_clients)]
     start = time.perf_counter()
-    start, results = run_clients(bench, n_clients, work, request, stop_at=start + seconds + 0.2)
+    start, results = run_clients(bench, n_clients, work, request, stop_at=start + seconds + 0.2, fresh=fresh)
     end = max((r[4] for r in results), default=start)
     wall = end - start
     cpu = proc_cpu(bench.proc.pid) - cpu_before

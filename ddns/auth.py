@@ -16,7 +16,7 @@ import secrets
 import threading
 import time
 from collections import OrderedDict
-from typing import Callable, Hashable
+from typing import Callable, Hashable, Iterable
 
 import bcrypt
 
@@ -69,6 +69,15 @@ class SecretVerifier:
     refused because of someone else's failures). The cache also knows the
     secrets it verified against a hash that has since been replaced, so a
     client still sending one is told ``badauth`` without counting as a guesser.
+
+    The warm path takes no lock: every request thread checks the cache, and a
+    lock there made them queue behind each other (a thread holding it while
+    the interpreter switched threads stalled all the others). A hit is one
+    dictionary read and, to slide its expiry, one store to an existing key,
+    each atomic in the interpreter; only a bcrypt success inserts, under the
+    lock, and evicts from the front (the oldest verified first). A hit that
+    races an eviction may put its key back, so the tables can hold a few
+    entries more than ``max_entries`` until the next insert trims them.
     """
 
     def __init__(self, ttl: float, max_entries: int = 100_000, clock: Callable[[], float] = time.monotonic):
@@ -84,17 +93,21 @@ class SecretVerifier:
         return hashlib.sha256(secret.encode()).digest()
 
     def _remember(self, table: OrderedDict, key: Hashable, expires: float) -> None:
+        """Insert KEY (under the lock) and trim TABLE to max_entries from the front."""
         table[key] = expires
         table.move_to_end(key)
         while len(table) > self.max_entries:
-            table.popitem(last=False)
+            try:
+                table.popitem(last=False)
+            except KeyError:  # emptied meanwhile
+                return
 
     def _fresh(self, table: OrderedDict, key: Hashable, now: float) -> bool:
-        """KEY is in TABLE and not expired; its expiry then moves to NOW + ttl."""
+        """KEY is in TABLE and not expired; its expiry then moves to NOW + ttl (no lock: see the class)."""
         expires = table.get(key)
         if expires is None or expires <= now:
             return False
-        self._remember(table, key, now + self.ttl)
+        table[key] = now + self.ttl
         return True
 
     def cached(self, secret: str, stored_hash: str | None) -> bool:
@@ -102,19 +115,17 @@ class SecretVerifier:
         if not stored_hash or not secret or len(secret) > 256:
             return False
         digest, now = self._digest(secret), self.clock()
-        with self._lock:
-            if not self._fresh(self._cache, (stored_hash, digest), now):
-                return False
-            self._fresh(self._known, digest, now)
-            return True
+        if not self._fresh(self._cache, (stored_hash, digest), now):
+            return False
+        self._fresh(self._known, digest, now)
+        return True
 
     def replaced(self, secret: str, stored_hash: str | None) -> bool:
         """SECRET was verified lately, but against another hash than STORED_HASH:
         its owner was given a new secret, so it is stale, not a guess."""
         if not secret or len(secret) > 256 or self.cached(secret, stored_hash):
             return False
-        with self._lock:
-            return self._fresh(self._known, self._digest(secret), self.clock())
+        return self._fresh(self._known, self._digest(secret), self.clock())
 
     def verify(self, secret: str, stored_hash: str | None) -> bool:
         if self.cached(secret, stored_hash):
@@ -141,7 +152,8 @@ class FailureLimiter:
     failure times, keys are kept in the order of their last failure, so the
     ones whose failures all left the window are pruned from the front as new
     failures come (amortised O(1)), and beyond MAX_KEYS the keys that failed
-    longest ago are forgotten first. Checking a key never adds it.
+    longest ago are forgotten first. Checking a key never adds it, nor takes
+    the lock: a key's list of times is replaced, never changed once stored.
     """
 
     def __init__(self, limit: int, window: float, clock: Callable[[], float] = time.monotonic,
@@ -158,7 +170,7 @@ class FailureLimiter:
         with self._lock:
             return len(self._failures)
 
-    def _recent(self, times: list[float], now: float) -> list[float]:
+    def _recent(self, times: Iterable[float], now: float) -> list[float]:
         cutoff = now - self.window
         return [t for t in times if t > cutoff]
 
@@ -170,9 +182,7 @@ class FailureLimiter:
             del self._failures[key]
 
     def blocked(self, key: Hashable) -> bool:
-        now = self.clock()
-        with self._lock:
-            return len(self._recent(self._failures.get(key, []), now)) >= self.limit
+        return len(self._recent(self._failures.get(key, ()), self.clock())) >= self.limit
 
     def fail(self, key: Hashable) -> None:
         now = self.clock()

@@ -9,6 +9,15 @@ publisher evaluates each update's guard and prerequisites under its lock,
 against the records it is about to change, and applies it all or nothing; the
 answer comes once BIND serves the change (``PUBLISHED``) or the wait for it
 ends (``UNSERVED``).
+
+An update that changes nothing in what is committed and served right now
+(``Publisher.served``, read without any lock) is answered ``UNCHANGED`` at
+once, after its guard: the client that repeats its address every few minutes
+(dyndns2's ``nochg``) does not queue behind the publisher. Anything else --
+a change, an unmet prerequisite, a snapshot that is no longer current -- goes
+to the publisher, which decides it as before; see
+``ddns.publishing.servedview`` for why the answer from memory is the one the
+publisher would give.
 """
 from __future__ import annotations
 
@@ -70,8 +79,12 @@ class Updates:
             checked = self._check(identity, update)
             if isinstance(checked, Result):
                 results[i] = checked
+            elif self._unchanged(checked):
+                results[i] = Result(Outcome.UNCHANGED)
             else:
                 ready.append((i, checked))
+        if not ready:
+            return [r or Result(Outcome.FAILED, reason="not published") for r in results]
         for (i, _), result in zip(ready, self.publish([u for _, u in ready])):
             results[i] = result
         return [r or Result(Outcome.FAILED, reason="not published") for r in results]
@@ -91,6 +104,18 @@ class Updates:
         if closed:
             return Result(Outcome.REFUSED, reason=f"updates may not change {', '.join(closed)} records")
         return Update(zone, operations, prerequisites, identity.actor, _both(identity.guard, update.guard))
+
+    def _unchanged(self, update: Update) -> bool:
+        """UPDATE (checked) changes nothing in what is committed and served now, and its guard holds.
+
+        False sends it to the publisher: a snapshot that is not current, an
+        unmet prerequisite or a failed guard are decided there.
+        """
+        served = self.publisher.served(update.zone)
+        if served is None:
+            return False
+        changes, stopped = records.apply(update, served.static, served.dynamic, served.types)
+        return not changes and stopped is None and (update.guard is None or update.guard())
 
     def _in_zone(self, name: str, zone: str) -> str:
         if not policy.in_zone(name, zone):
@@ -117,7 +142,15 @@ class Updates:
         return Prerequisite(need.need, name, rtype, rdatas if need.need is Need.RRSET_EQUALS else frozenset())
 
     def _rdata(self, rtype: str, text: str, zone: str) -> str:
-        """TEXT canonical; an address also by the operator's address rules (dyndns2.allow_private, ...)."""
+        """TEXT canonical; an address also by the operator's address rules (dyndns2.allow_private, ...).
+
+        An address is written as ``ipaddress`` writes it, which is dnspython's
+        spelling too, except for IPv6 addresses in ``::/80`` (dnspython writes
+        an embedded IPv4 address in dotted form) and an IPv4-mapped spelling
+        given as A data (refused, as before): those go through
+        ``records.canonical``. Parsing the address once saves a dnspython parse
+        on every dyndns2 request.
+        """
         if rtype in ("A", "AAAA"):
             try:
                 addr = parse_address(text, self.addresses)
@@ -125,6 +158,8 @@ class Updates:
                 raise Invalid(str(exc)) from exc
             if record_type(addr) != rtype:
                 raise Invalid(f"{text} is not {rtype} data")
+            if (addr.version == 4 and ":" not in text) or (addr.version == 6 and addr.packed[:10] != bytes(10)):
+                return str(addr)
         return records.canonical(rtype, text, zone)
 
 

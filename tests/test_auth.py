@@ -215,6 +215,53 @@ def test_cache_is_bounded_by_max_entries():
     assert len(v._cache) <= 2
 
 
+def test_the_lock_free_cache_stays_right_and_bounded_under_many_threads():
+    """Hits slide expiries without the lock while other threads insert and evict: never a wrong answer."""
+    pairs = [(f"secret-{i}", hash_secret(f"secret-{i}", ROUNDS)) for i in range(6)]
+    v = SecretVerifier(ttl=600, max_entries=3, clock=FakeClock())
+    wrong: list[tuple] = []
+
+    def client(k: int) -> None:
+        for i in range(150):
+            secret, stored = pairs[(k + i) % len(pairs)]
+            if not v.verify(secret, stored) or v.cached("not-" + secret, stored) or v.replaced(secret, stored):
+                wrong.append((k, i))
+
+    threads = [threading.Thread(target=client, args=(k,)) for k in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120)
+    assert not wrong and not any(t.is_alive() for t in threads)
+    v.verify("one-more", hash_secret("one-more", ROUNDS))  # an insert trims what racing hits put back
+    assert len(v._cache) <= 3 and len(v._known) <= 3
+
+
+def test_blocked_reads_failures_while_others_fail():
+    limiter = FailureLimiter(limit=3, window=60, clock=FakeClock(), max_keys=5)
+    errors: list[BaseException] = []
+
+    def failing(k: int) -> None:
+        try:
+            for i in range(300):
+                limiter.fail(("net", (k * 7 + i) % 11))
+                limiter.blocked(("net", i % 11))
+        except BaseException as exc:  # a torn read would show up here
+            errors.append(exc)
+
+    threads = [threading.Thread(target=failing, args=(k,)) for k in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert not errors and len(limiter) <= 5
+    limiter.fail("x")
+    limiter.fail("x")
+    assert not limiter.blocked("x")
+    limiter.fail("x")
+    assert limiter.blocked("x")
+
+
 @pytest.mark.parametrize("secret, stored", [
     ("", "HASH"),
     ("x", None),

@@ -19,7 +19,9 @@ Its parts, one job each; none of them takes the lock but the cache's readers
   commit fails, or holds the zone);
 - ``bindtarget.BindTarget``: reloads named and waits for a served serial;
 - ``zonesync.ZoneSync``: reconcile with the sources, the upstream
-  (fetch/rebase/push), an admin's zone changes.
+  (fetch/rebase/push), an admin's zone changes;
+- ``servedview.ServedView``: what named serves, read without any lock
+  (``served``: a ``nochg`` decided from memory).
 
 The lock (``locked``, ``ddns.publishing.repolock``): a re-entrant thread lock plus
 ``flock`` on ``.git/ddns.lock``, so that CLI commands and git hooks in other
@@ -55,6 +57,7 @@ from .committer import Batch, Committer, Status
 from ..gitrepo import ZonesRepo
 from ..model import Outcome, Result, RRset, Update
 from .repolock import RepoLock
+from .servedview import Served, ServedView
 from .worktree import BACKUP_SUFFIX, ServiceFiles
 from .zonecache import ZoneCache
 from .zonestate import ZoneReader, ZoneState
@@ -82,6 +85,7 @@ class Publisher:
         self.cache = ZoneCache(self.root, self.reader, self.files, self.lock, self.named.unserved.discard)
         self.committer = Committer(self.cache, self.reader, self.files, repo, self.named, self.status, clock)
         self.zonesync = ZoneSync(self.cache, self.reader, self.files, repo, self.named, self.status, clock, fsync)
+        self.view = ServedView(lambda: self.cache.zones, self.reader.service_paths, self._trusted)
 
     # ---- what the status page and /healthz read ---------------------------
     @property
@@ -153,6 +157,22 @@ class Publisher:
         """What ZONE holds at LABEL now, static and dynamic, the apex SOA with the current serial."""
         return self.cache.rrsets(zone, label)
 
+    def served(self, zone: str) -> Served | None:
+        """ZONE's records as committed and served right now, without any lock; None: ask the publisher (``servedview``)."""
+        return self.view.get(zone)
+
+    def _trusted(self, zone: str) -> bool:
+        state = self.cache.zones.get(zone)
+        return state is not None and state.broken is None and zone not in self.files.held and zone not in self.named.unserved
+
+    def _note_served(self, statuses: dict[str, str]) -> dict[str, str]:
+        """Zones a reconcile found served at their current serial (under the lock) become readable from memory."""
+        served = {z: self.cache.zones[z].serial for z, s in statuses.items() if s == "served" and z in self.cache.zones}
+        for zone in served:
+            self.view.committed(zone)
+        self.view.served(served)
+        return statuses
+
     # ---- publishing --------------------------------------------------------
     def apply(self, updates: list[Update]) -> list[Result]:
         """Publish UPDATES as one commit and wait until named serves them; one result per update."""
@@ -162,12 +182,17 @@ class Publisher:
     def commit(self, updates: list[Update]) -> Batch:
         """Decide and commit UPDATES as one group under the lock (``committer.Committer.commit``); no wait for named."""
         with self.locked():
-            return self.committer.commit(updates)
+            batch = self.committer.commit(updates)
+            for zone in batch.serials:
+                self.view.committed(zone)
+            return batch
 
     def wait_served(self, serials: dict[str, int], timeout: float | None = None,
                     deadline: float | None = None) -> set[str]:
         """Wait (without the lock) until named serves each zone at (or after) its serial; returns the zones served."""
-        return self.named.wait_served(serials, timeout, deadline)
+        served = self.named.wait_served(serials, timeout, deadline)
+        self.view.served({zone: serials[zone] for zone in served})
+        return served
 
     # ---- startup and repair ------------------------------------------------
     def recover(self) -> None:
@@ -205,13 +230,16 @@ class Publisher:
         with self.locked():
             pending = sorted(z for z in self.unserved if z in self.cache.zones)
             serials = {z: self.cache.zones[z].serial for z in pending}
-        self.named.reload_and_verify(pending, serials)
+            for zone in pending:
+                self.view.committed(zone)
+        served = self.named.reload_and_verify(pending, serials)
+        self.view.served({zone: serials[zone] for zone in served})
 
     # ---- the sources, the upstream, the zone set (ddns.publishing.zonesync) ---------------
     def reconcile(self) -> dict[str, str]:
         """Make named serve what the sources say; a zone -> status map ("served", "published", "broken: ...")."""
         with self.locked():
-            return self.zonesync.reconcile()
+            return self._note_served(self.zonesync.reconcile())
 
     def write_zones_conf(self) -> bool:
         """Rewrite the named.conf fragment that lists the zones (when configured); True if it changed."""
@@ -221,7 +249,7 @@ class Publisher:
     def sync(self, branch: str = "main", token: str = "", attempts: int = 5, always_reconcile: bool = False) -> dict[str, str]:
         """Take in what was merged upstream, publish it, push the service's commits (``ZoneSync.sync``)."""
         with self.locked():
-            return self.zonesync.sync(branch, token, attempts, always_reconcile)
+            return self._note_served(self.zonesync.sync(branch, token, attempts, always_reconcile))
 
     def push(self, branch: str = "main", token: str = "") -> bool:
         """Push the service's commits; False when rejected (a merge landed first: sync).

@@ -6,23 +6,12 @@ import hashlib
 import subprocess
 import threading
 import time
-from pathlib import Path
 
 import pytest
 
-from conftest import require
 from ddns.background import Background
 from ddns.gitrepo import ZonesRepo
-
-
-def git(repo: Path, *args: str) -> str:
-    return subprocess.run(["git", "-C", str(repo), *args], check=True, capture_output=True, text=True).stdout
-
-
-@pytest.fixture
-def repo(tmp_path: Path) -> ZonesRepo:
-    require("git")
-    return ZonesRepo.init(tmp_path / "zones", fsync=False)
+from test_gitrepo import git, repo  # noqa: F401  (repo: the fixture, a fresh zones repository)
 
 
 def write_and_commit(repo: ZonesRepo, n: int) -> str:

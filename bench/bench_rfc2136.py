@@ -307,15 +307,7 @@ def phase_burst(target: Target, hosts: list[int], n_clients: int, addresses: bu.
     wall = end - start
     commits = target.commits()
     # Every acknowledged update must be served: query each name, retry the misses until a deadline.
-    pending = dict(acked)
-    deadline = time.perf_counter() + bu.SERVED_TIMEOUT
-    while pending and time.perf_counter() < deadline:
-        for i in list(pending):
-            answer = bu.dns_a(target.query_port, target.fqdn(i))
-            if answer is not None and pending[i] in answer:
-                del pending[i]
-        if pending:
-            time.sleep(0.05)
+    pending = bu.unserved(target.query_port, target.fqdn, acked)
     latencies = [r[3] - r[2] for r in results]
     out = {"updates": len(hosts), "clients": n_clients, "answered": len(results), "errors": len(errors),
            "wall_s": round(wall, 3), "updates_per_s": round(len(results) / wall, 1) if wall > 0 else None,

@@ -168,15 +168,7 @@ def phase_burst(target: br.Ddns, sessions: dict[int, gssclient.Session], total: 
     wall = max((r[4] for r in results), default=start) - start
     errors = [r for r in results if r[2] != "NOERROR"]
     final = {i: work[i][-1] for i in hosts if all(r[2] == "NOERROR" for r in results if r[0] == i)}
-    pending = dict(final)
-    deadline = time.perf_counter() + bu.SERVED_TIMEOUT
-    while pending and time.perf_counter() < deadline:
-        for i in list(pending):
-            answer = bu.dns_a(target.query_port, target.fqdn(i))
-            if answer is not None and pending[i] in answer:
-                del pending[i]
-        if pending:
-            time.sleep(0.05)
+    pending = bu.unserved(target.query_port, target.fqdn, final)
     latencies = [r[4] - r[3] for r in results]
     out = {"updates": total, "clients": len(hosts), "answered": len(results), "errors": len(errors),
            "wall_s": round(wall, 3), "updates_per_s": round(len(results) / wall, 1) if wall > 0 else None,

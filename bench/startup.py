@@ -158,7 +158,7 @@ def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--hosts", default="1000,10000,100000", help="comma-separated zone sizes")
     p.add_argument("--runs", type=int, default=3, help="starts per size")
-    p.add_argument("--burst", type=int, default=2000, help="updates to distinct hosts in the load's burst")
+    p.add_argument("--burst", type=int, default=500, help="updates to distinct hosts in the load's burst")
     p.add_argument("--clients", type=int, default=50, help="concurrent clients of the load")
     p.add_argument("--nochg-seconds", type=float, default=5.0, help="duration of the load's nochg part")
     p.add_argument("--bcrypt-rounds", type=int, default=4, help="bcrypt cost of the hosts' secrets")

@@ -67,6 +67,7 @@ class Background:
     def start(self) -> dict[str, str]:
         """Take in the upstream, reconcile BIND with the repository, then publish from background threads."""
         logging.getLogger("ddns").addHandler(self.recent_errors)
+        self._await_named()
         try:
             status = self._sync(always_reconcile=True)
         except Exception as exc:  # a conflict or an unreachable upstream must not keep named from serving
@@ -87,6 +88,18 @@ class Background:
             self._housekeeper = threading.Thread(target=self._gc_loop, name="git-gc", daemon=True)
             self._housekeeper.start()
         return status
+
+    def _await_named(self) -> None:
+        """Wait (one verify budget at most) until named serves the zones as loaded, before reconciling.
+
+        A named started just now may still be loading a big zone (a second at
+        100k records): a reload asked meanwhile is dropped, and the zone would
+        count as unserved until the next retry.
+        """
+        serials = {zone: state.serial for zone, state in self.publisher.zones.items()
+                   if state.broken is None and state.serial}
+        if serials:
+            self.publisher.wait_served(serials, timeout=self.config["bind.verify_timeout"])
 
     def stop(self) -> None:
         """Answer what is queued, end the loops, write the last metadata and push the last commits."""

@@ -38,9 +38,13 @@ from .validate import ACE_PREFIX, DOTTED_QUAD, InvalidName, normalize_name
 APEX = "@"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class RecordSet:
-    """One RRset's data: sorted canonical rdata and one TTL (None: the zone's dynamic TTL)."""
+    """One RRset's data: sorted canonical rdata and one TTL (None: the zone's dynamic TTL).
+
+    Slots: a zone keeps one per record in memory (100,000 at 100k hosts), and
+    an instance without a __dict__ is 48 bytes instead of about 150.
+    """
 
     rdatas: tuple[str, ...]
     ttl: int | None = None

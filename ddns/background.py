@@ -203,7 +203,7 @@ class Background:
     def _publisher_idle(self) -> bool:
         """Nothing queued for the publisher, and no group published in the last second."""
         queue, last = self.publisher_thread, self.publisher.last_publish
-        return (queue is None or queue.queue_length() == 0) and (last is None or self.publisher.clock() - last >= 1.0)
+        return (queue is None or queue.queue_length == 0) and (last is None or self.publisher.clock() - last >= 1.0)
 
     def _flush_loop(self) -> None:
         while not self._stop.wait(1.0):

@@ -546,7 +546,7 @@ def run_size(n_hosts: int, args, workdir: Path) -> dict:
     result: dict = {"hosts": n_hosts}
     settings = dict(args.setting)
     try:
-        create_instance(bench, addresses, args.bcrypt_rounds, settings)
+        create_instance(bench, addresses, args.bcrypt_rounds, settings, args.distinct_secrets)
         start_serve(bench)
         result["setup"] = bench.setup
         log(f"serve pid {bench.proc.pid} on :{bench.http_port}, named :{bench.dns_port} ({bench.setup['serve_start_s']}s)")
@@ -694,6 +694,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--bcrypt-rounds", type=int, default=4,
                    help="bcrypt cost of the bench instance's host secrets (default 4; the cache makes it irrelevant "
                         "after warm-up, 12 makes setup and warm-up take minutes)")
+    p.add_argument("--distinct-secrets", type=int, default=DISTINCT_SECRETS,
+                   help="host i uses secret i mod this; the set-up hashes each once (default %(default)s)")
     p.add_argument("--set", dest="setting", action="append", type=parse_setting, default=[], metavar="KEY=VALUE",
                    help="extra instance setting, e.g. --set zones.git_fsync=false (repeatable)")
     p.add_argument("--json", help="also write the results as JSON to this file")

@@ -74,7 +74,7 @@ def listener_answers(port: int) -> bool:
 
 
 def start_timed(bench: bu.Bench, update_port: int) -> dict:
-    """Start ``ddns serve``; seconds from exec until each of http, rfc2136, named answered."""
+    """Start ``ddns serve``; seconds from exec until each of http, rfc2136, named answered, serve's CPU until http."""
     log_file = open(bench.directory / "serve.log", "ab")
     t0 = time.perf_counter()
     bench.proc = subprocess.Popen([sys.executable, "-m", "ddns.cli", "-c", str(bench.config_path), "serve"],
@@ -94,6 +94,8 @@ def start_timed(bench: bu.Bench, update_port: int) -> dict:
         for key, probe in probes.items():
             if key not in seen and probe():
                 seen[key] = round(time.perf_counter() - t0, 3)
+                if key == "http_s":  # CPU is what a busy machine changes least
+                    seen["serve_cpu_s"] = round(bu.proc_cpu(bench.proc.pid), 2)
         time.sleep(POLL)
     body = answered_update(bench.http_port, fqdn, secret, address)
     if not (body or "").startswith("nochg"):
@@ -138,6 +140,7 @@ def span(values: list) -> str:
 ROWS = (("serve exec → first /nic/update answered (s)", "http_s"),
         ("serve exec → RFC 2136 listener answers (s)", "rfc2136_s"),
         ("serve exec → named serves the zone (s)", "named_s"),
+        ("serve CPU until then, its git / named-checkzone included (s)", "serve_cpu_s"),
         ("serve RSS after start (MiB)", "rss_start_mib"),
         ("serve RSS after warm-up + burst + nochg (MiB)", "rss_load_mib"),
         ("serve RSS peak, VmHWM (MiB)", "rss_peak_mib"),
@@ -162,6 +165,8 @@ def main() -> int:
     p.add_argument("--clients", type=int, default=50, help="concurrent clients of the load")
     p.add_argument("--nochg-seconds", type=float, default=5.0, help="duration of the load's nochg part")
     p.add_argument("--bcrypt-rounds", type=int, default=4, help="bcrypt cost of the hosts' secrets")
+    p.add_argument("--distinct-secrets", type=int, default=bu.DISTINCT_SECRETS,
+                   help="host i uses secret i mod this (see bench_updates.create_instance)")
     p.add_argument("--json", help="also write every number as JSON to this file")
     p.add_argument("--keep", action="store_true", help="keep the temp dir (logs, zones) for inspection")
     args = p.parse_args()
@@ -176,7 +181,7 @@ def main() -> int:
             bench = bu.Bench(workdir / f"ddns-{n}", n)
             update_port = bu.free_port()
             t0 = time.perf_counter()
-            bu.create_instance(bench, addresses, args.bcrypt_rounds, {"dnsupdate.port": update_port})
+            bu.create_instance(bench, addresses, args.bcrypt_rounds, {"dnsupdate.port": update_port}, args.distinct_secrets)
             setups[n] = {**bench.setup, "total_s": round(time.perf_counter() - t0, 1)}
             results[n] = [one_run(bench, update_port, args, addresses) for _ in range(args.runs)]
     finally:

@@ -104,16 +104,22 @@ class Background:
         return status
 
     def _await_named(self) -> None:
-        """Wait (one verify budget at most) until named serves the zones as loaded, before reconciling.
+        """Wait (one verify budget at most) while named answers nothing for a zone: it is still loading it.
 
         A named started just now may still be loading a big zone (a second at
-        100k records): a reload asked meanwhile is dropped, and the zone would
-        count as unserved until the next retry.
+        100k records): a reload asked meanwhile is refused, and the zone would
+        count as unserved until the next retry. A zone named answers for, at
+        whatever serial, is the reconcile's to judge, at once.
         """
-        serials = {zone: state.serial for zone, state in self.publisher.zones.items()
-                   if state.broken is None and state.serial}
-        if serials:
-            self.publisher.wait_served(serials, timeout=self.config["bind.verify_timeout"])
+        named = self.publisher.named
+        if not named.enabled:
+            return
+        loading = [zone for zone, state in self.publisher.zones.items() if state.broken is None]
+        deadline = time.monotonic() + self.config["bind.verify_timeout"]
+        while loading and time.monotonic() < deadline:
+            loading = [zone for zone in loading if named.served_serial(zone) is None]
+            if loading:
+                time.sleep(0.01)
 
     def stop(self) -> None:
         """Answer what is queued, end the loops, write the last metadata and push the last commits."""

@@ -64,6 +64,27 @@ def build_publisher(config: Config, clock: Callable[[], float] = time.time) -> P
     return Publisher(repo, template_dirs, target, clock=clock, fsync=config["zones.git_fsync"])
 
 
+class Beside:
+    """FN run in a thread of its own; ``result`` waits for it and raises what it raised."""
+
+    def __init__(self, fn: Callable[[], None]):
+        self._fn = fn
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, name=f"beside-{fn.__name__}", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        try:
+            self._fn()
+        except BaseException as exc:  # handed to the waiting thread
+            self._error = exc
+
+    def result(self) -> None:
+        self._thread.join()
+        if self._error is not None:
+            raise self._error
+
+
 class Service:
     def __init__(self, config: Config, store: Store, publisher: Publisher,
                  clock: Callable[[], float] = time.time, monotonic: Callable[[], float] = time.monotonic):
@@ -85,11 +106,25 @@ class Service:
         self.principals = Principals(store, config["kerberos.realm"], self._kerberos_rules, lambda: list(publisher.zones))
 
     @classmethod
-    def open(cls, config: Config, clock: Callable[[], float] = time.time) -> "Service":
-        """The service for CONFIG with its store and publisher loaded (no thread)."""
+    def open(cls, config: Config, clock: Callable[[], float] = time.time,
+             beside: Callable[[], None] | None = None) -> "Service":
+        """The service for CONFIG with its store and publisher loaded (no thread left running).
+
+        BESIDE runs in this thread once the working tree is HEAD again (after
+        a crash) while another thread reads and validates the zones: ``ddns
+        serve`` starts named so (named's parent-death signal is the starting
+        thread's, which must live on).
+        """
         publisher = build_publisher(config, clock)
         publisher.recover()
-        publisher.load()
+        if beside is None:
+            publisher.load()
+        else:
+            loading = Beside(publisher.load)
+            try:
+                beside()
+            finally:
+                loading.result()
         return cls(config, Store(config.path("store.path")), publisher, clock=clock)
 
     # ---- running: the threads of `ddns serve` (ddns.background) ------------

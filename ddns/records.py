@@ -19,6 +19,7 @@ unmet update leaves the records as they were.
 """
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass
 from typing import Iterable
@@ -32,7 +33,7 @@ import dns.zone
 
 from .errors import Invalid
 from .model import Need, Op, Operation, Outcome, Prerequisite, Result, Update
-from .validate import InvalidName, normalize_name
+from .validate import REPEATS, InvalidName, normalize_name
 
 APEX = "@"
 
@@ -53,6 +54,13 @@ Static = dict[str, dict[str, RecordSet]]
 
 def canonical_type(rtype: str) -> str:
     """RTYPE as dnspython names it ("a" -> "A"); Invalid when it is no record type."""
+    if not isinstance(rtype, str):
+        raise Invalid(f"not a record type: {rtype!r}")
+    return _canonical_type(rtype)
+
+
+@functools.lru_cache(maxsize=256)  # a few types, named on every update
+def _canonical_type(rtype: str) -> str:
     try:
         value = dns.rdatatype.from_text(rtype)
     except (dns.exception.DNSException, ValueError) as exc:
@@ -93,6 +101,11 @@ def record_name(name: str) -> str:
     text = name[:-1] if isinstance(name, str) and name.endswith(".") else name
     if not isinstance(text, str) or not text or len(text) > 253:
         raise Invalid(f"not a record name: {str(name)[:100]!r}")
+    return _record_name(name, text)
+
+
+@functools.lru_cache(maxsize=REPEATS)  # an update names its zone and host more than once (see validate)
+def _record_name(name: str, text: str) -> str:
     labels = []
     for part in text.split("."):
         if part.startswith("_"):

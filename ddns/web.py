@@ -32,8 +32,8 @@ def client_address(environ: dict, trusted: list[ipaddress.IPv4Network | ipaddres
     With X-Forwarded-For, the rightmost address that is not itself a trusted
     proxy is the client (the ones left of it are whatever the client claimed).
     """
-    peer = _plain(environ.get("REMOTE_ADDR", ""))
-    if not _in(peer, trusted):
+    peer = _peer(environ.get("REMOTE_ADDR", ""))
+    if not trusted or not _in(peer, trusted):
         return peer
     forwarded = environ.get("HTTP_X_FORWARDED_FOR", "")
     if forwarded:
@@ -57,6 +57,10 @@ def _plain(text: str) -> str:
         elif addr.scope_id is not None:  # "fe80::1%anything": the scope is no part of where a client is
             addr = ipaddress.IPv6Address(addr.packed)
     return str(addr)
+
+
+# The socket's peer address (short, never a header's text), seen again on each of its requests.
+_peer = functools.lru_cache(maxsize=4096)(_plain)
 
 
 def _in(text: str, networks: list) -> bool:
@@ -160,7 +164,7 @@ def create_app(service: Service, oidc: OidcLogin | None = None) -> bottle.Bottle
         environ = bottle.request.environ
         if environ.get("wsgi.url_scheme") == "https":
             return True
-        return environ.get("HTTP_X_FORWARDED_PROTO", "") == "https" and _in(_plain(environ.get("REMOTE_ADDR", "")), trusted)
+        return environ.get("HTTP_X_FORWARDED_PROTO", "") == "https" and _in(_peer(environ.get("REMOTE_ADDR", "")), trusted)
 
     @app.route("/nic/update", method=["GET", "POST"])
     def nic_update():

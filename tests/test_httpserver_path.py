@@ -13,7 +13,7 @@ import threading
 import pytest
 from test_http_hostile import HOST, basic, complete, exchange, get, served
 
-from conftest import read_reply
+from conftest import read_reply, write_lock_held
 from ddns import records, validate
 
 
@@ -150,3 +150,21 @@ def test_the_remembered_names_and_addresses_never_cross_rules():
             records.canonical_type(junk)
         with pytest.raises(validate.InvalidAddress):
             validate.parse_address(junk)
+
+
+def test_last_seen_survives_a_busy_database_and_the_newest_entry_wins(running):
+    """Requests append their last-seen entry without a lock; a flush that finds the write lock taken keeps the
+    batch, in front of newer entries, so the host's newest entry is what is finally stored."""
+    running.instance.add_host(HOST)
+    service = running.service
+    service.begin_web_request()  # this thread's writes wait 1 s for the lock, then Busy
+    with write_lock_held(running.instance.config.path("store.path")):
+        service.note_update(HOST, "192.0.2.1", "first/1.0", False)
+        service.flush_seen()  # Busy: kept
+        service.note_update(HOST, "192.0.2.2", "second/1.0", True)
+    service.flush_seen()
+    host = service.host(HOST)
+    assert (host.last_client, host.last_agent, host.last_tls) == ("192.0.2.2", "second/1.0", True)
+    service.note_update(HOST, "192.0.2.3", "third/1.0", False)
+    service.flush_seen()
+    assert service.host(HOST).last_agent == "third/1.0"

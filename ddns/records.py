@@ -33,7 +33,7 @@ import dns.zone
 
 from .errors import Invalid
 from .model import Need, Op, Operation, Outcome, Prerequisite, Result, Update
-from .validate import ACE_PREFIX, DOTTED_QUAD, InvalidName, normalize_name
+from .validate import ACE_PREFIX, DOTTED_QUAD, REPEATS, InvalidName, normalize_name
 
 APEX = "@"
 
@@ -56,9 +56,15 @@ Dynamic = dict[tuple[str, str], RecordSet]
 Static = dict[str, dict[str, RecordSet]]
 
 
-@functools.lru_cache(maxsize=256)  # a handful of types in use; loading 100k records asks 100k times
 def canonical_type(rtype: str) -> str:
     """RTYPE as dnspython names it ("a" -> "A"); Invalid when it is no record type."""
+    if not isinstance(rtype, str):
+        raise Invalid(f"not a record type: {rtype!r}")
+    return _canonical_type(rtype)
+
+
+@functools.lru_cache(maxsize=256)  # a handful of types in use: named on every update, 100k times at a load
+def _canonical_type(rtype: str) -> str:
     try:
         value = dns.rdatatype.from_text(rtype)
     except (dns.exception.DNSException, ValueError) as exc:
@@ -107,6 +113,11 @@ def record_name(name: str) -> str:
         raise Invalid(f"not a record name: {str(name)[:100]!r}")
     if _PLAIN_NAME.fullmatch(text) and not text.startswith(ACE_PREFIX) and "." + ACE_PREFIX not in text:
         return text  # lower-case LDH labels, none an A-label: what the checks below return unchanged
+    return _record_name(name, text)
+
+
+@functools.lru_cache(maxsize=REPEATS)  # an update names its zone and host more than once (see validate)
+def _record_name(name: str, text: str) -> str:
     labels = []
     for part in text.split("."):
         if part.startswith("_"):

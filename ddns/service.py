@@ -13,6 +13,7 @@ from __future__ import annotations
 import ipaddress
 import threading
 import time
+from collections import deque
 from pathlib import Path
 from typing import Callable
 
@@ -96,8 +97,7 @@ class Service:
         self.accounts = Accounts(config, store, self.guard, clock, monotonic)
         self.trusted_proxies = [ipaddress.ip_network(n, strict=False) for n in config["http.trusted_proxies"]]
         self.policy = AddressPolicy(config["dyndns2.allow_private"], config["dyndns2.allow_loopback"])
-        self._seen: dict[str, LastSeen] = {}
-        self._seen_lock = threading.Lock()
+        self._seen: deque[tuple[str, LastSeen]] = deque()  # requests append, flush_seen drains: no lock
         self.background = Background(config, publisher, sync=self.sync, reconcile=self.reconcile,
                                      flush_seen=self.flush_seen)
         self.reports = Reports(config, store, publisher, self.guard, self.background)
@@ -142,23 +142,30 @@ class Service:
     # ---- last-seen metadata --------------------------------------------------
     def note_update(self, fqdn: str, client: str, agent: str, tls: bool) -> None:
         """Remember a host's last update. While serving, writes are batched once a
-        second: a nochg must not queue for SQLite's write lock."""
-        entry = LastSeen(self.clock(), client, agent, tls)
-        with self._seen_lock:
-            self._seen[fqdn] = entry
+        second: a nochg must not queue for SQLite's write lock, nor for any lock
+        (deque.append is atomic)."""
+        self._seen.append((fqdn, LastSeen(self.clock(), client, agent, tls)))
         if not self.background.flushing:
             self.flush_seen()
 
     def flush_seen(self) -> None:
-        """Write the batched metadata; while the database is busy, keep it for the next flush (a read goes on)."""
-        with self._seen_lock:
-            batch, self._seen = self._seen, {}
+        """Write the batched metadata, each host's latest; while the database is busy, keep it for the next flush.
+
+        No lock: each entry is popped by one flusher (the background loop, or a
+        page that shows hosts), and none waits for another's write.
+        """
+        batch: dict[str, LastSeen] = {}
+        for _ in range(len(self._seen)):  # what comes meanwhile stays for the next flush
+            try:
+                fqdn, entry = self._seen.popleft()
+            except IndexError:  # another flusher took the rest
+                break
+            batch[fqdn] = entry
         if batch:
             try:
                 self.store.record_updates(batch)
             except Busy:
-                with self._seen_lock:
-                    self._seen = {**batch, **self._seen}
+                self._seen.extendleft(reversed(batch.items()))  # before anything newer
 
     # ---- the upstream ----------------------------------------------------------
     def sync(self, always_reconcile: bool = False) -> dict[str, str]:

@@ -6,6 +6,7 @@ injection impossible (only LDH labels and canonical addresses get through).
 """
 from __future__ import annotations
 
+import functools
 import ipaddress
 import re
 import socket
@@ -43,6 +44,18 @@ def normalize_name(name: str) -> str:
         raise InvalidName("empty name")
     if len(name) > 2 * MAX_NAME_LENGTH:
         raise InvalidName("name too long")
+    return _normalized(name)
+
+
+# A request names its host and zone several times (credentials, hostname, the update's
+# names, label by label): each distinct valid spelling is worked out once per few
+# thousand. Only results are kept (a refusal raises, and is not cached); the C
+# implementation takes no lock.
+REPEATS = 4096
+
+
+@functools.lru_cache(maxsize=REPEATS)
+def _normalized(name: str) -> str:
     if name.endswith("."):
         name = name[:-1]
     if not name:
@@ -130,6 +143,13 @@ def parse_address(text: str, policy: AddressPolicy = AddressPolicy()) -> ipaddre
             return _private_checked(ipaddress.IPv4Address(packed), policy)
     if not isinstance(text, str) or not text or len(text) > 45:
         raise InvalidAddress("not an IP address")
+    if not isinstance(policy, AddressPolicy):
+        raise TypeError("policy must be an AddressPolicy")
+    return _parsed_address(text, policy)
+
+
+@functools.lru_cache(maxsize=REPEATS)  # the interface and the use case both parse a request's address
+def _parsed_address(text: str, policy: AddressPolicy) -> ipaddress.IPv4Address | ipaddress.IPv6Address:
     if "%" in text or "/" in text or text.strip() != text:
         raise InvalidAddress(f"not a plain IP address: {text!r}")
     try:

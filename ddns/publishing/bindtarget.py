@@ -27,6 +27,7 @@ from typing import Callable, Protocol
 from .. import bind
 from ..serial import serial_gt
 from .worktree import atomic_write
+from .zonechange import ZoneChange
 
 log = logging.getLogger("ddns.publisher")  # a part of the publisher: its log lines say so
 
@@ -123,10 +124,12 @@ class BindTarget:
     NEWEST gives a zone's newest published serial (None: no such zone): a
     zone left behind is asked again only for that one, which covers the rest.
     ON_ERROR receives the reason of each failure (the publisher's last error).
+    COMMITTED gives a zone as committed, as one file: what named must serve after a full load.
     """
 
     def __init__(self, settings: PublishTarget, newest: Callable[[str], int | None],
-                 on_error: Callable[[str], None], monotonic: Callable[[], float] = time.monotonic,
+                 on_error: Callable[[str], None], committed: Callable[[str], str] = lambda zone: "",
+                 monotonic: Callable[[], float] = time.monotonic,
                  sleep: Callable[[float], None] = time.sleep):
         self.settings = settings
         self.unserved: set[str] = set()  # zones named did not serve after their last publish
@@ -135,6 +138,7 @@ class BindTarget:
         self._rndc = _RndcControl(settings)
         self._newest = newest
         self._on_error = on_error
+        self._committed = committed
         self._monotonic = monotonic
         self._sleep = sleep
 
@@ -178,6 +182,13 @@ class BindTarget:
             return False
         self._reloaded[zone] = self._monotonic()
         return True
+
+    def publish(self, change: ZoneChange, deadline: float | None = None) -> bool:
+        """Have named serve a commit's CHANGE of one zone; False: named did not take it (committed, not served).
+
+        For now the whole zone is reloaded; ``wait_served`` waits for CHANGE's serial.
+        """
+        return self.reload(change.zone, deadline)
 
     def _ask_reload(self, zone: str, deadline: float | None) -> bool:
         control = self.control

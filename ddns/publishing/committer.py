@@ -6,7 +6,7 @@ data and the dynamic records as the updates before it left them, operations
 all or nothing. Each touched zone is rendered once with a bumped serial and
 written atomically (``worktree.ServiceFiles``: a failure puts HEAD's files
 back), the group is committed once with one audit trailer per changed RRset,
-and named is asked to reload each zone; waiting until it serves them is the
+and each zone's change (``zonechange.ZoneChange``) is handed to named; waiting until it serves them is the
 caller's (``Batch.serials``). It does not lock: the publisher calls it under
 its lock.
 """
@@ -22,6 +22,7 @@ from ..gitrepo import ChangeRecord, ZonesRepo, commit_message
 from ..model import Actor, Outcome, Result, Update
 from ..serial import next_serial
 from .worktree import ServiceFiles
+from .zonechange import zone_change
 from .zonecache import ZoneCache
 from .zonestate import ZoneReader, stamp
 
@@ -76,8 +77,9 @@ class Committer:
         results: list[Result | None] = [None] * len(updates)
         changes: list[tuple[int, ChangeRecord]] = []
         work: dict[str, records.Dynamic] = {}
+        keys: dict[str, set[tuple[str, str]]] = {}  # the RRsets each zone's updates touched
         for i, update in enumerate(updates):
-            results[i], made = self._decide(update, work)
+            results[i], made = self._decide(update, work, keys)
             changes += [(i, c) for c in made]
         zone_of = [u.zone for u in updates]
         unchanged = Result(Outcome.UNCHANGED)
@@ -107,8 +109,11 @@ class Committer:
                 results[i] = failed
             return Batch([r or unchanged for r in results], zone_of, {})
 
+        published = {}
         for zone in touched:
             state = self.cache.zones[zone]
+            published[zone] = zone_change(zone, serials[zone], state.static, state.dynamic, work[zone], keys[zone],
+                                          state.source.settings.dynamic_ttl)
             state.dynamic = work[zone]
             state.serial = serials[zone]
             state.stamp = stamp(*self.reader.service_paths(zone))
@@ -116,7 +121,7 @@ class Committer:
         self.status.failure = None
         deadline = self.named.deadline()
         for zone in touched:
-            if not self.named.reload(zone, deadline):  # named unreachable: committed, not served; retried later
+            if not self.named.publish(published[zone], deadline):  # named unreachable: committed, not served; retried later
                 del serials[zone]
                 self.named.unserved.add(zone)
                 for i, _ in changes:
@@ -124,8 +129,12 @@ class Committer:
                         results[i] = Result(Outcome.UNSERVED, reason="named did not take the reload")
         return Batch(results, zone_of, serials, deadline)
 
-    def _decide(self, update: Update, work: dict[str, records.Dynamic]) -> tuple[Result | None, list[ChangeRecord]]:
-        """UPDATE applied to WORK (the group's records so far, per zone): (None, its change records), or why not."""
+    def _decide(self, update: Update, work: dict[str, records.Dynamic],
+                keys: dict[str, set[tuple[str, str]]]) -> tuple[Result | None, list[ChangeRecord]]:
+        """UPDATE applied to WORK (the group's records so far, per zone): (None, its change records), or why not.
+
+        The RRsets it changed are added to KEYS (per zone).
+        """
         if update.guard is not None and not update.guard():
             return Result(Outcome.REFUSED, reason="the credential is gone"), []
         try:
@@ -146,6 +155,7 @@ class Committer:
             return Result(Outcome.UNCHANGED), []
         made = []
         dynamic = work[update.zone]
+        keys.setdefault(update.zone, set()).update(changes)
         for (label, rtype), new in sorted(changes.items()):
             made.append(_change_record(update.zone, label, rtype, dynamic.get((label, rtype)), new, update.actor))
             if new is None:

@@ -78,7 +78,7 @@ class Publisher:
         self.clock = clock
         self.status = Status()
         self.lock = RepoLock(repo)
-        self.named = BindTarget(target, self._newest_serial, self._note_error)
+        self.named = BindTarget(target, self._newest_serial, self._note_error, self._committed_text)
         self.reader = ZoneReader(self.root, zones.template_environment(template_dirs), target.checkzone,
                                  self._note_error)
         self.files = ServiceFiles(repo, self.root, self.reader.service_paths, self._note_error, fsync)
@@ -130,6 +130,11 @@ class Publisher:
     def _newest_serial(self, zone: str) -> int | None:
         state = self.cache.zones.get(zone)
         return None if state is None else state.serial
+
+    def _committed_text(self, zone: str) -> str:
+        """ZONE as committed, as one file (what named must serve): for a target that loads whole files."""
+        state = self.cache.zones[zone]
+        return self.reader.render(state, state.serial)
 
     # ---- locking and reading -------------------------------------------------
     def locked(self) -> ContextManager[None]:

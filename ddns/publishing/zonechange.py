@@ -1,0 +1,49 @@
+"""What one commit changed in one zone, as the BIND side needs it: pure values, no protocol.
+
+The committer hands a ``ZoneChange`` per touched zone to
+``bindtarget.BindTarget.publish``: the new serial and SOA, and each changed
+dynamic RRset before and after. A target that can apply a change to the
+running zone (an RFC 2136 update to named) needs no more than this; one that
+reloads whole files asks the publisher for the committed zone instead.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ..records import APEX, Dynamic, RecordSet, Static, with_serial
+
+
+@dataclass(frozen=True)
+class RRsetChange:
+    """One dynamic RRset before and after a commit (None: absent); NAME absolute, without the final dot."""
+
+    name: str
+    rtype: str
+    old: RecordSet | None
+    new: RecordSet | None
+    ttl: int  # the TTL the new set is served with: its own, or the zone's dynamic_ttl
+
+
+@dataclass(frozen=True)
+class ZoneChange:
+    """A commit's effect on one zone: its new serial and SOA rdata, and the changed dynamic RRsets."""
+
+    zone: str
+    serial: int
+    soa: str
+    changes: tuple[RRsetChange, ...]
+
+
+def zone_change(zone: str, serial: int, static: Static, before: Dynamic, after: Dynamic,
+                keys: set[tuple[str, str]], dynamic_ttl: int) -> ZoneChange:
+    """The change from BEFORE to AFTER at KEYS ((label, type) an update touched; unchanged ones are left out)."""
+    changes = []
+    for label, rtype in sorted(keys):
+        old, new = before.get((label, rtype)), after.get((label, rtype))
+        if old == new:
+            continue
+        name = zone if label == APEX else f"{label}.{zone}"
+        ttl = dynamic_ttl if new is None or new.ttl is None else new.ttl
+        changes.append(RRsetChange(name, rtype, old, new, ttl))
+    soa = with_serial(static[APEX]["SOA"].rdatas[0], serial)
+    return ZoneChange(zone, serial, soa, tuple(changes))

@@ -13,7 +13,6 @@ to Background; they own no rules of their own.
 """
 from __future__ import annotations
 
-import ctypes
 import logging
 import threading
 import time
@@ -28,18 +27,6 @@ from .publishing.publisher import Publisher
 
 # The service's logger: its error lines are what the admins' status page and log filters know.
 log = logging.getLogger("ddns.service")
-
-
-def trim_heap() -> None:
-    """Give the C heap's free pages back to the system (glibc's malloc_trim; elsewhere nothing).
-
-    Reading and validating 100k records leaves about 8 MiB of freed memory
-    that the allocator would otherwise keep for the process's whole life.
-    """
-    try:
-        ctypes.CDLL(None).malloc_trim(0)
-    except (OSError, AttributeError):  # not glibc
-        pass
 
 
 class RecentErrors(logging.Handler):
@@ -87,7 +74,6 @@ class Background:
             log.exception("sync with the upstream failed; serving the working tree's HEAD")
             self.sync_error = f"sync with the upstream failed: {exc}"
             status = self._reconcile()
-        trim_heap()
         self.publisher_thread = PublisherThread(self.publisher, self.config["publisher.max_batch"],
                                                 self.config["publisher.retry_seconds"],
                                                 self.config["publisher.group_wait"])

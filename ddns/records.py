@@ -42,8 +42,8 @@ APEX = "@"
 class RecordSet:
     """One RRset's data: sorted canonical rdata and one TTL (None: the zone's dynamic TTL).
 
-    Slots: a zone keeps one per record in memory (100,000 at 100k hosts), and
-    an instance without a __dict__ is 48 bytes instead of about 150.
+    Slots: a zone keeps one per record in memory (100,000 at 100k hosts); no
+    __dict__ saves about 40 bytes each (4 MiB at 100k, measured).
     """
 
     rdatas: tuple[str, ...]

@@ -28,6 +28,8 @@ from .keys import Keys
 from .principals import Principals
 from .keystore import KeyInfo
 from .publishing.bindtarget import PublishTarget
+from .publishing import servedcheck
+from .publishing.incremental import resolve_mode
 from .model import Actor, Identity, Op, Operation, Outcome, Prerequisite, Result, RRset, Update
 from .publishing.publisher import Publisher
 from .store import Busy, Conflict, Domain, Host, LastSeen, NotFound, Store, User
@@ -57,7 +59,10 @@ def build_publisher(config: Config, clock: Callable[[], float] = time.time) -> P
     rndc = bind.Rndc(config["bind.rndc_server"], config["bind.rndc_port"], config.path("bind.rndc_key"))
     target = PublishTarget(rndc=rndc, dns_server=config["bind.listen"], dns_port=config["bind.port"],
                            verify_timeout=config["bind.verify_timeout"], zones_conf=config.path("bind.zones_conf"),
-                           checkzone=config["bind.checkzone"])
+                           checkzone=config["bind.checkzone"], zone_dir=config.path("bind.zone_dir"),
+                           mode=resolve_mode(config["bind.publish"], config.path("bind.publisher_key")),
+                           update_key=config.path("bind.publisher_key"),
+                           fsync=config["zones.git_fsync"])
     repo = ZonesRepo(config.path("zones.repo"))
     if config.upstream:
         repo.set_upstream(config.upstream)
@@ -93,6 +98,20 @@ class Service:
         return cls(config, Store(config.path("store.path")), publisher, clock=clock)
 
     # ---- running: the threads of `ddns serve` (ddns.background) ------------
+    def prepare_named(self) -> None:
+        """Before a managed named starts: its copies of the zones and the zone list, from what is committed."""
+        self.publisher.write_zones_conf()
+
+    def served_differences(self, zone_names: list[str] | None = None) -> dict[str, list[str]]:
+        """What named serves (AXFR) against what is committed, per zone (all by default): [] where equal."""
+        names = zone_names or sorted(self.publisher.zones)
+        unknown = [z for z in names if z not in self.publisher.zones]
+        if unknown:
+            raise NotFound(f"no zone {', '.join(unknown)}")
+        key = servedcheck.key_or_none(self.config.path("bind.publisher_key"))
+        return servedcheck.check(names, self.publisher.named.committed,
+                                 lambda z: servedcheck.transfer(z, self.config["bind.listen"], self.config["bind.port"], key))
+
     def start(self) -> dict[str, str]:
         """Take in the upstream, reconcile BIND with the repository, then publish from background threads."""
         return self.background.start()

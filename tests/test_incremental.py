@@ -183,3 +183,22 @@ def test_an_instance_of_an_older_version_is_migrated_at_start(serve, instance):
     assert "adding an RR at 'myvm.dyn.example.test' A 192.0.2.60" in named_log(instance)
     served_as_committed(instance)
     subprocess.run(["git", "-C", str(instance.repo), "status", "--porcelain"], check=True)
+
+
+def test_switching_from_incremental_to_reload_mode_keeps_serving(serve, instance):
+    """The journal named kept in incremental mode does not stop the copy loading in reload mode."""
+    secret = instance.add_host(FQDN)
+    running = serve()
+    assert running.update(FQDN, secret, "myip=192.0.2.70") == (200, "good 192.0.2.70\n")
+    running.stop.set()
+    running.thread.join(30)
+    running = serve({"bind.publish": "reload"})
+    assert running.update(FQDN, secret, "myip=192.0.2.71") == (200, "good 192.0.2.71\n")
+    assert instance.dig(FQDN) == ["192.0.2.71"]
+    served_as_committed(instance)
+    running.stop.set()
+    running.thread.join(30)
+    running = serve()  # and back
+    assert running.update(FQDN, secret, "myip=192.0.2.72") == (200, "good 192.0.2.72\n")
+    assert instance.dig(FQDN) == ["192.0.2.72"]
+    served_as_committed(instance)

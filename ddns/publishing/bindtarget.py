@@ -40,7 +40,7 @@ import dns.rcode
 
 from .. import bind
 from ..serial import serial_gt
-from .incremental import INCREMENTAL, RELOAD, IncrementalNamed, read_key
+from .incremental import INCREMENTAL, RELOAD, IncrementalNamed, PublisherKeyError, read_key
 from .worktree import atomic_write
 from .zonechange import ZoneChange
 
@@ -130,9 +130,7 @@ class _RndcControl:
 
     def __init__(self, settings: PublishTarget):
         self.settings = settings
-        self._updates = None
-        if settings.mode == INCREMENTAL:
-            self._updates = IncrementalNamed(settings.dns_server, settings.dns_port, read_key(settings.update_key))
+        self._updates: IncrementalNamed | None = None  # made at the first update (the key was checked at start)
 
     def reload(self, zone: str, timeout: float) -> None:
         self.settings.rndc.reload(zone, timeout=timeout)
@@ -153,7 +151,11 @@ class _RndcControl:
 
     def _incremental(self) -> IncrementalNamed:
         if self._updates is None:
-            raise bind.BindError("no publisher key: named takes no updates from ddns")
+            try:
+                key = read_key(self.settings.update_key)
+            except PublisherKeyError as exc:  # gone since the start: loads until it is back
+                raise bind.BindError(str(exc)) from exc
+            self._updates = IncrementalNamed(self.settings.dns_server, self.settings.dns_port, key)
         return self._updates
 
     def reconfig(self, timeout: float) -> None:
@@ -282,7 +284,7 @@ class BindTarget:
                 self._write_copy(zone)
                 control.thaw(zone, timeout)
             else:
-                self._write_copy(zone)
+                self._write_copy(zone, drop_journal=True)
                 control.reload(zone, timeout)
             return True
         except bind.BindError as exc:
@@ -290,12 +292,18 @@ class BindTarget:
             log.warning("reload of %s failed: %s", zone, exc)
             return False
 
-    def _write_copy(self, zone: str) -> None:
-        """Write ZONE as committed to named's copy (when there is one); the serial it holds is the one sent."""
+    def _write_copy(self, zone: str, drop_journal: bool = False) -> None:
+        """Write ZONE as committed to named's copy (when there is one); the serial it holds is the one sent.
+
+        DROP_JOURNAL (reload mode): a journal left from incremental mode would
+        not fit the new file, and named would refuse to load it.
+        """
         self._sent[zone] = self._newest(zone)
         path = self.copy_path(zone)
         if path is not None:
             atomic_write(path, self._committed(zone), self.settings.fsync)
+            if drop_journal:
+                Path(f"{path}.jnl").unlink(missing_ok=True)
 
     def wait_served(self, serials: dict[str, int], timeout: float | None = None,
                     deadline: float | None = None) -> set[str]:

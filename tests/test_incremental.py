@@ -202,3 +202,11 @@ def test_switching_from_incremental_to_reload_mode_keeps_serving(serve, instance
     assert running.update(FQDN, secret, "myip=192.0.2.72") == (200, "good 192.0.2.72\n")
     assert instance.dig(FQDN) == ["192.0.2.72"]
     served_as_committed(instance)
+
+
+def test_check_served_refuses_an_unknown_zone_and_says_when_named_does_not_answer(instance):
+    unknown = instance.cli("check", "--served", "nosuch.example.test")
+    assert unknown.code == 1 and "no zone nosuch.example.test" in unknown.err
+    down = instance.cli("check", "--served")  # named is not running
+    assert down.code != 0 and f"zone transfer of {instance.zone} from 127.0.0.1:{instance.dns_port}" in down.err
+    assert down.out == ""

@@ -274,3 +274,21 @@ def test_mode_resolution_and_refusals(tmp_path):
         resolve_mode("auto", key)  # a key that exists but is garbled is refused, not ignored
     with pytest.raises(Invalid, match="must be one of"):
         resolve_mode("always", key)
+
+
+def test_a_zone_named_has_not_loaded_is_written_without_its_journal_and_reloaded(tmp_path):
+    named, bt, newest, written = target(tmp_path)
+    (tmp_path / f"{ZONE}.zone.jnl").write_text("a journal that does not fit")
+
+    def not_loaded(zone, timeout):
+        raise bind.BindError("rndc freeze: zone not loaded")
+    named.freeze = not_loaded
+    named.served = None
+    newest[ZONE] = 2
+    assert bt.reload(ZONE, bt.deadline())
+    assert named.calls == ["query", "reload"] and written == [2]
+    assert not (tmp_path / f"{ZONE}.zone.jnl").exists()
+    named.calls.clear()
+    named.served = 1  # named serves the zone: its copy is not written under it
+    assert not bt.reload(ZONE, bt.deadline())
+    assert named.calls == ["query"] and written == [2]

@@ -280,7 +280,15 @@ class BindTarget:
         timeout = self.rndc_timeout(deadline)
         try:
             if self.incremental:  # named owns its copy: it writes the journal in, then takes ours
-                control.freeze(zone, timeout)
+                try:
+                    control.freeze(zone, timeout)
+                except bind.BindError:
+                    if control.served_serial(zone, timeout) is not None:
+                        raise  # a zone named serves cannot be written under it
+                    # not loaded (a copy it could not load): nothing of named's to keep
+                    self._write_copy(zone, drop_journal=True)
+                    control.reload(zone, timeout)
+                    return True
                 self._write_copy(zone)
                 control.thaw(zone, timeout)
             else:

@@ -41,8 +41,6 @@ from .zonechange import ZoneChange
 
 RELOAD, INCREMENTAL = "reload", "incremental"
 MODES = ("auto", RELOAD, INCREMENTAL)
-# named's TCP idle timeout is 30 s by default; a kept-open connection may be gone by the next update.
-_ATTEMPTS = 2
 
 
 class PublisherKeyError(errors.Invalid):
@@ -141,19 +139,23 @@ class UpdateChannel:
         taken fails its prerequisites, which the caller repairs).
         """
         with self._lock:
-            for attempt in range(_ATTEMPTS):
-                fresh = self._sock is None
-                try:
-                    if self._sock is None:
-                        self._sock = socket.create_connection((self.server, self.port), timeout=timeout)
-                        self._sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-                    reply = dns.query.tcp(message, self.server, timeout=timeout, port=self.port, sock=self._sock)
-                    return reply.rcode()
-                except (OSError, EOFError, dns.exception.DNSException):
-                    self.close_locked()
-                    if fresh or attempt == _ATTEMPTS - 1:
-                        raise
-            raise AssertionError("unreachable")
+            reused = self._sock is not None
+            try:
+                return self._exchange(message, timeout)
+            except (OSError, EOFError, dns.exception.DNSException):
+                if not reused:
+                    raise
+            return self._exchange(message, timeout)
+
+    def _exchange(self, message: dns.message.Message, timeout: float) -> int:
+        try:
+            if self._sock is None:
+                self._sock = socket.create_connection((self.server, self.port), timeout=timeout)
+                self._sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            return dns.query.tcp(message, self.server, timeout=timeout, port=self.port, sock=self._sock).rcode()
+        except BaseException:
+            self.close_locked()
+            raise
 
     def close(self) -> None:
         with self._lock:

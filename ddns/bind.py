@@ -6,8 +6,10 @@ proof that a zone is published is the SOA serial named serves.
 """
 from __future__ import annotations
 
+import base64
 import ctypes
 import os
+import secrets
 import signal
 import subprocess
 import time
@@ -22,7 +24,7 @@ import dns.query
 import dns.rcode
 import dns.rdatatype
 
-from . import errors
+from . import errors, private
 from .rndc import RndcClient, RndcError, RndcKey
 
 
@@ -112,18 +114,29 @@ def check_zone(zone: str, path: Path, binary: str = "named-checkzone") -> str | 
     return (proc.stdout + proc.stderr).strip() or f"named-checkzone exited {proc.returncode}"
 
 
-def zones_conf(zone_files: dict[str, Path]) -> str:
-    """The named.conf fragment declaring each zone as primary from its file."""
-    parts = [f'zone "{zone}" {{ type primary; file "{path}"; }};\n' for zone, path in sorted(zone_files.items())]
+def zones_conf(zone_files: dict[str, Path], update_key: str | None = None) -> str:
+    """The named.conf fragment declaring each zone as primary from its file.
+
+    With UPDATE_KEY (the publisher's TSIG key name), named takes RFC 2136
+    updates of the zones signed with it (and keeps a journal of them).
+    """
+    policy = f' update-policy {{ grant "{update_key}" zonesub ANY; }};' if update_key else ""
+    parts = [f'zone "{zone}" {{ type primary; file "{path}";{policy} }};\n' for zone, path in sorted(zone_files.items())]
     return "# written by ddns; do not edit\n" + "".join(parts)
 
 
-def named_conf(bind_dir: Path, zones_conf_path: Path, listen: str, port: int, rndc_port: int) -> str:
-    """named.conf of a private, loopback-only, authoritative-only instance."""
+def named_conf(bind_dir: Path, zones_conf_path: Path, listen: str, port: int, rndc_port: int,
+               publisher_key: Path | None = None) -> str:
+    """named.conf of a private, loopback-only, authoritative-only instance.
+
+    PUBLISHER_KEY: the TSIG key file the publisher signs updates and zone transfers with.
+    """
     d = bind_dir.resolve()
-    return f"""# written by ddns init for a private named
+    key_include = f'include "{publisher_key.resolve()}";\n' if publisher_key else ""
+    transfer_key = f' key "{key_name(publisher_key)}";' if publisher_key else ""
+    return f"""{NAMED_CONF_HEADER}
 include "{d}/rndc.key";
-controls {{ inet 127.0.0.1 port {rndc_port} allow {{ 127.0.0.1; }} keys {{ "rndc-key"; }}; }};
+{key_include}controls {{ inet 127.0.0.1 port {rndc_port} allow {{ 127.0.0.1; }} keys {{ "rndc-key"; }}; }};
 options {{
     directory "{d}";
     pid-file "{d}/named.pid";
@@ -134,10 +147,29 @@ options {{
     recursion no;
     dnssec-validation no;
     notify no;
-    allow-transfer {{ 127.0.0.1; }};
+    allow-transfer {{ 127.0.0.1;{transfer_key} }};
 }};
 include "{zones_conf_path.resolve()}";
 """
+
+
+NAMED_CONF_HEADER = "# written by ddns init for a private named"
+PUBLISHER_KEY_NAME = "ddns-publisher"
+
+
+def key_name(path: Path) -> str:
+    """The name of the key in the key file PATH (BindError when it has none)."""
+    try:
+        return RndcKey.from_file(path).name
+    except (RndcError, OSError, ValueError) as exc:
+        raise BindError(f"{path}: {exc}") from exc
+
+
+def create_publisher_key(path: Path) -> Path:
+    """A new TSIG key for the publisher's updates, as ``tsig-keygen`` writes it, readable by this user only."""
+    secret = base64.b64encode(secrets.token_bytes(32)).decode()
+    private.write_new(path, f'key "{PUBLISHER_KEY_NAME}" {{\n\talgorithm hmac-sha256;\n\tsecret "{secret}";\n}};\n')
+    return path
 
 
 def create_rndc_key(bind_dir: Path) -> Path:

@@ -18,7 +18,7 @@ from . import __version__, bind, cli_kerberos, cli_keys, cli_trust, config as co
 from .auth import new_secret
 from .model import Outcome
 from .records import record_name
-from .instance import demo_key, init_instance, install_hooks, narrow_secrets
+from .instance import demo_key, init_instance, install_hooks, narrow_secrets, prepare_managed_bind
 from .service import Service, zone_template_dirs
 
 
@@ -90,16 +90,20 @@ def serve(cfg: configmod.Config, env: Env, ready: Callable[[Service], None] | No
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=env.stderr)
     narrow_secrets(cfg)
+    if cfg["bind.managed"]:
+        prepare_managed_bind(cfg)
+    # Open (and so recover) the repository before named starts: named must never
+    # load a file that was written but not committed before a crash; its copies
+    # of the zones and the zone list are written from what is committed.
+    service = Service.open(cfg)
     named = None
     if cfg["bind.managed"]:
+        service.prepare_named()
         rndc = bind.Rndc(cfg["bind.rndc_server"], cfg["bind.rndc_port"], cfg.path("bind.rndc_key"))
         named = bind.ManagedNamed(cfg.path("bind.dir"), rndc, cfg["bind.named"])
+        named.start()
     stop = stop_event or threading.Event()
     try:
-        # named starts once the repository is recovered (it must never load a file that was
-        # written but not committed before a crash), and loads its zones while the service
-        # reads and validates them: at 100k records both take a second or more.
-        service = Service.open(cfg, beside=named.start if named else None)
         status = service.start()
         for zone, state in sorted(status.items()):
             env.err(f"zone {zone}: {state}")
@@ -275,8 +279,24 @@ def cmd_history(args, env: Env) -> Exit:
     return Exit.OK
 
 
+def _check_served(args, env: Env) -> Exit:
+    """Compare what named serves (AXFR) with the committed zones; exit 1 when any differs."""
+    service = Service.open(_load_config(args, env))
+    report = service.served_differences(args.served)
+    if args.json:
+        env.out(json.dumps({"zones": report, "ok": not any(report.values())}, indent=2))
+    else:
+        for zone, lines in report.items():
+            env.out(f"zone {zone}: " + ("served as committed" if not lines else f"{len(lines)} RR sets differ"))
+            for line in lines:
+                env.out("  " + line)
+    return Exit.ERROR if any(report.values()) else Exit.OK
+
+
 def cmd_check(args, env: Env) -> Exit:
-    """Validate a revision of a zones repository (a pull request) and print its plan."""
+    """Validate a revision of a zones repository (a pull request) and print its plan; --served: named against Git."""
+    if args.served is not None:
+        return _check_served(args, env)
     repo = Path(args.repo) if args.repo else env.cwd
     rev = gitops.git_output(repo, "rev-parse", "--verify", args.rev)
     cfg = _load_config(args, env)  # defaults in an admin's clone without a ddns.toml
@@ -479,6 +499,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--repo", help="the zones repository clone (default: the current directory)")
     p.add_argument("--base", help="compare with this revision (default: merge base with origin/main, else REV~1)")
     p.add_argument("--plan", action="store_true", help="print the added / removed / changed records per zone (Markdown)")
+    p.add_argument("--served", nargs="*", metavar="ZONE",
+                   help="instead: compare what named serves (AXFR) with the committed zones (default all); exit 1 if any differs")
 
     command("apply", cmd_apply, "take in the upstream's branch and publish it", json_output=True)
 

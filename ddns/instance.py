@@ -15,6 +15,7 @@ from typing import Any, Mapping
 from . import bind, config as configmod, errors, keyconfigs, private, provenance, resource_dir
 from .auth import new_secret
 from .gitrepo import ZonesRepo
+from .publishing.incremental import RELOAD
 from .service import Service
 
 
@@ -40,10 +41,8 @@ def init_instance(directory: Path, http_port: int = 8080, dns_port: int = 5353, 
     bind_dir = cfg.path("bind.dir")
     private.make_dir(bind_dir)  # rndc.key
     bind.create_rndc_key(bind_dir)
-    zones_conf = cfg.path("bind.zones_conf")
-    zones_conf.write_text(bind.zones_conf({}))
-    (bind_dir / "named.conf").write_text(bind.named_conf(bind_dir, zones_conf, cfg["bind.listen"],
-                                                         cfg["bind.port"], cfg["bind.rndc_port"]))
+    cfg.path("bind.zones_conf").write_text(bind.zones_conf({}))
+    prepare_managed_bind(cfg)
     repo_dir = cfg.path("zones.repo")
     shutil.copytree(resource_dir("zones-repo"), repo_dir, dirs_exist_ok=True)
     repo = ZonesRepo.init(repo_dir, fsync=cfg["zones.git_fsync"])
@@ -58,6 +57,26 @@ def init_instance(directory: Path, http_port: int = 8080, dns_port: int = 5353, 
         service.publisher.push(cfg["zones.branch"], cfg["zones.push_token"])
         install_hooks(bare, config_path, cfg["zones.push_token"])
     return cfg
+
+
+def prepare_managed_bind(cfg: configmod.Config) -> None:
+    """The managed named's publisher key (generated once) and named.conf (written again), before it starts.
+
+    An instance made by an older version has no key and a named.conf without
+    it: ``ddns serve`` calls this first, so it publishes incrementally too.
+    A named.conf that ddns did not write (no header) is left alone.
+    """
+    bind_dir = cfg.path("bind.dir")
+    key = cfg.path("bind.publisher_key")
+    if cfg["bind.publish"] != RELOAD and key is not None and not key.exists():
+        bind.create_publisher_key(key)
+    conf = bind_dir / "named.conf"
+    if conf.exists() and not conf.read_text().startswith(bind.NAMED_CONF_HEADER):
+        return
+    text = bind.named_conf(bind_dir, cfg.path("bind.zones_conf"), cfg["bind.listen"], cfg["bind.port"],
+                           cfg["bind.rndc_port"], key if key is not None and key.exists() else None)
+    if not conf.exists() or conf.read_text() != text:
+        conf.write_text(text)
 
 
 def demo_key(service: Service, directory: Path, fqdn: str) -> Path:
@@ -101,6 +120,6 @@ def install_hooks(bare: Path, config_path: Path | None, token: str) -> None:
 
 def narrow_secrets(cfg: configmod.Config) -> None:
     """Take others' access off the config and BIND's directory and key (an older version made them 0644 / 0755)."""
-    for path in (cfg.source, cfg.path("bind.dir"), cfg.path("bind.rndc_key")):
+    for path in (cfg.source, cfg.path("bind.dir"), cfg.path("bind.rndc_key"), cfg.path("bind.publisher_key")):
         if path is not None:
             private.narrow(path)

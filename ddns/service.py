@@ -11,7 +11,6 @@ in ddns.background, the read models in ddns.reports.
 from __future__ import annotations
 
 import ipaddress
-import threading
 import time
 from collections import deque
 from pathlib import Path
@@ -29,6 +28,8 @@ from .keys import Keys
 from .principals import Principals
 from .keystore import KeyInfo
 from .publishing.bindtarget import PublishTarget
+from .publishing import servedcheck
+from .publishing.incremental import resolve_mode
 from .model import Actor, Identity, Op, Operation, Outcome, Prerequisite, Result, RRset, Update
 from .publishing.publisher import Publisher
 from .store import Busy, Conflict, Domain, Host, LastSeen, NotFound, Store, User
@@ -58,32 +59,14 @@ def build_publisher(config: Config, clock: Callable[[], float] = time.time) -> P
     rndc = bind.Rndc(config["bind.rndc_server"], config["bind.rndc_port"], config.path("bind.rndc_key"))
     target = PublishTarget(rndc=rndc, dns_server=config["bind.listen"], dns_port=config["bind.port"],
                            verify_timeout=config["bind.verify_timeout"], zones_conf=config.path("bind.zones_conf"),
-                           checkzone=config["bind.checkzone"])
+                           checkzone=config["bind.checkzone"], zone_dir=config.path("bind.zone_dir"),
+                           mode=resolve_mode(config["bind.publish"], config.path("bind.publisher_key")),
+                           update_key=config.path("bind.publisher_key"),
+                           fsync=config["zones.git_fsync"])
     repo = ZonesRepo(config.path("zones.repo"))
     if config.upstream:
         repo.set_upstream(config.upstream)
     return Publisher(repo, template_dirs, target, clock=clock, fsync=config["zones.git_fsync"])
-
-
-class Beside:
-    """FN run in a thread of its own; ``result`` waits for it and raises what it raised."""
-
-    def __init__(self, fn: Callable[[], None]):
-        self._fn = fn
-        self._error: BaseException | None = None
-        self._thread = threading.Thread(target=self._run, name=f"beside-{fn.__name__}", daemon=True)
-        self._thread.start()
-
-    def _run(self) -> None:
-        try:
-            self._fn()
-        except BaseException as exc:  # handed to the waiting thread
-            self._error = exc
-
-    def result(self) -> None:
-        self._thread.join()
-        if self._error is not None:
-            raise self._error
 
 
 class Service:
@@ -106,28 +89,28 @@ class Service:
         self.principals = Principals(store, config["kerberos.realm"], self._kerberos_rules, lambda: list(publisher.zones))
 
     @classmethod
-    def open(cls, config: Config, clock: Callable[[], float] = time.time,
-             beside: Callable[[], None] | None = None) -> "Service":
-        """The service for CONFIG with its store and publisher loaded (no thread left running).
-
-        BESIDE runs in this thread once the working tree is HEAD again (after
-        a crash) while another thread reads and validates the zones: ``ddns
-        serve`` starts named so (named's parent-death signal is the starting
-        thread's, which must live on).
-        """
+    def open(cls, config: Config, clock: Callable[[], float] = time.time) -> "Service":
+        """The service for CONFIG with its store and publisher loaded (no thread)."""
         publisher = build_publisher(config, clock)
         publisher.recover()
-        if beside is None:
-            publisher.load()
-        else:
-            loading = Beside(publisher.load)
-            try:
-                beside()
-            finally:
-                loading.result()
+        publisher.load()
         return cls(config, Store(config.path("store.path")), publisher, clock=clock)
 
     # ---- running: the threads of `ddns serve` (ddns.background) ------------
+    def prepare_named(self) -> None:
+        """Before a managed named starts: its copies of the zones and the zone list, from what is committed."""
+        self.publisher.write_zones_conf()
+
+    def served_differences(self, zone_names: list[str] | None = None) -> dict[str, list[str]]:
+        """What named serves (AXFR) against what is committed, per zone (all by default): [] where equal."""
+        names = zone_names or sorted(self.publisher.zones)
+        unknown = [z for z in names if z not in self.publisher.zones]
+        if unknown:
+            raise NotFound(f"no zone {', '.join(unknown)}")
+        key = servedcheck.key_or_none(self.config.path("bind.publisher_key"))
+        return servedcheck.check(names, self.publisher.named.committed,
+                                 lambda z: servedcheck.transfer(z, self.config["bind.listen"], self.config["bind.port"], key))
+
     def start(self) -> dict[str, str]:
         """Take in the upstream, reconcile BIND with the repository, then publish from background threads."""
         return self.background.start()

@@ -70,14 +70,19 @@ def own_named(inst: Instance) -> bind.ManagedNamed:
 
 @contextmanager
 def hidden_rndc_key(inst: Instance):
-    """rndc cannot authenticate while the key file is away (named keeps running, keeps its key)."""
-    key = inst.dir / "bind" / "rndc.key"
-    away = key.with_name("rndc.key.away")
-    key.rename(away)
+    """rndc cannot authenticate while the key file is away (named keeps running, keeps its key).
+
+    The publisher key goes away too: a process started meanwhile (the CLI)
+    cannot send updates either, so it reloads (bind.publish = auto) and fails.
+    """
+    keys = [inst.dir / "bind" / "rndc.key", inst.dir / "bind" / "publisher.key"]
+    for key in keys:
+        key.rename(key.with_name(key.name + ".away"))
     try:
         yield
     finally:
-        away.rename(key)
+        for key in keys:
+            key.with_name(key.name + ".away").rename(key)
 
 
 def healthz(inst: Instance) -> tuple[int, dict]:
@@ -162,7 +167,8 @@ def test_rndc_unreachable_update_answers_dnserr_and_the_retry_loop_reloads(insta
     inst = instance
     fqdn = f"vm1.{ZONE}"
     secret = inst.add_host(fqdn)
-    with serving(inst, {"bind.verify_timeout": 1.0, "publisher.retry_seconds": 0.5}) as r:
+    # reloads: incremental updates do not need rndc (test_incremental covers named refusing them)
+    with serving(inst, {"bind.verify_timeout": 1.0, "publisher.retry_seconds": 0.5, "bind.publish": "reload"}) as r:
         assert r.update(fqdn, secret, "myip=192.0.2.1") == (200, "good 192.0.2.1\n")
         old_serial = inst.served_serial()
         before = inst.commit_count()
@@ -352,8 +358,10 @@ def test_committed_broken_rendered_file_is_re_rendered_on_start(instance):
 
 
 # ---- 4. SIGKILL in the middle of a burst ----------------------------------------------
-def test_sigkill_during_burst_loses_no_acknowledged_update(instance, tmp_path):
+@pytest.mark.parametrize("mode", ["incremental", "reload"])
+def test_sigkill_during_burst_loses_no_acknowledged_update(instance, tmp_path, monkeypatch, mode):
     inst = instance
+    monkeypatch.setenv("DDNS_BIND_PUBLISH", mode)  # for the ddns serve processes
     threads_n, per_thread = 8, 5
     service = inst.open_service()
     service.accounts.add_user("alice")
@@ -424,6 +432,8 @@ def test_sigkill_during_burst_loses_no_acknowledged_update(instance, tmp_path):
         history = {(c.host, c.new) for c in parse_trailers(inst.git("log", "--format=%B"))}
         assert {(f, a) for f, a in acknowledged.items()} <= history
         assert inst.served_serial() == head_serial(inst)
+        served = inst.cli("check", "--served")  # what named serves (AXFR) is exactly what is committed
+        assert (served.code, served.out) == (0, f"zone {ZONE}: served as committed\n"), served.err
         assert porcelain(inst) == ""
         assert stray_files(inst) == []
         status, health = healthz(inst)

@@ -5,6 +5,7 @@ target is told to be down or frozen, so each case runs in milliseconds.
 """
 from __future__ import annotations
 
+import dns.rcode
 import pytest
 
 from conftest import Instance
@@ -91,3 +92,49 @@ def test_an_unserved_zone_is_reloaded_by_reconcile(publisher, named):
     named.served.pop(ZONE)
     assert publisher.reconcile() == {ZONE: "served"}  # nothing to re-render, only to reload
     assert named.reloads == [ZONE] and named.served[ZONE] == publisher.zones[ZONE].serial
+
+
+# ---- incremental mode: each commit one update, full loads only to repair ------------------
+@pytest.fixture
+def incremental(instance: Instance, named: MemoryNamed, tmp_path) -> Publisher:
+    target = PublishTarget(rndc=None, verify_timeout=0.3, control=named, mode="incremental", zone_dir=tmp_path / "copies")
+    publisher = Publisher(ZonesRepo(instance.repo), [ZONE_TEMPLATES], target, fsync=False)
+    publisher.load()
+    publisher.write_zones_conf()
+    publisher.reconcile()
+    named.reloads.clear()
+    return publisher
+
+
+def test_incremental_a_group_is_one_commit_and_one_update(instance, incremental, named, tmp_path):
+    before = instance.commit_count()
+    copy = (tmp_path / "copies" / f"{ZONE}.zone").read_text()
+    results = incremental.apply([set_a(f"h{i}", f"192.0.2.{i + 1}") for i in range(20)])
+    assert {r.outcome for r in results} == {Outcome.PUBLISHED}
+    assert instance.commit_count() == before + 1
+    assert named.reloads == [] and len(named.updates) == 1 and len(named.updates[0].changes) == 20
+    assert named.served[ZONE] == incremental.zones[ZONE].serial == named.updates[0].serial
+    assert (tmp_path / "copies" / f"{ZONE}.zone").read_text() == copy  # named's copy is named's
+
+
+def test_incremental_a_refused_update_is_a_full_load_of_the_committed_zone(incremental, named, tmp_path):
+    named.update_rcode = dns.rcode.NXRRSET
+    [result] = incremental.apply([set_a("vm", "192.0.2.9")])
+    assert result.outcome is Outcome.PUBLISHED
+    assert named.reloads == [ZONE] and named.updates == []
+    assert "NXRRSET" in incremental.last_error
+    assert "192.0.2.9" in (tmp_path / "copies" / f"{ZONE}.zone").read_text()
+    named.update_rcode = dns.rcode.NOERROR
+    incremental.apply([set_a("vm", "192.0.2.10")])
+    assert named.reloads == [ZONE] and len(named.updates) == 1  # in sync again: an update
+
+
+def test_incremental_named_down_then_back_is_loaded_not_updated_over_the_gap(incremental, named):
+    named.down = True
+    [result] = incremental.apply([set_a("vm", "192.0.2.11")])
+    assert result.outcome is Outcome.UNSERVED
+    named.down = False
+    [result] = incremental.apply([set_a("vm2", "192.0.2.12")])
+    assert result.outcome is Outcome.PUBLISHED
+    assert named.reloads == [ZONE] and named.updates == []
+    assert named.served[ZONE] == incremental.zones[ZONE].serial

@@ -49,7 +49,11 @@ def test_commands_on_a_real_named(named):
     key = RndcKey.from_file(instance.config.path("bind.rndc_key"))
     client = RndcClient("127.0.0.1", instance.rndc_port, key)
     assert "BIND 9" in client.command("status")
-    assert "reload" in client.command(f"reload {instance.zone}")
+    # the managed named takes the publisher's updates: it refuses to reload the zone under them
+    with pytest.raises(RndcError, match="dynamic zone"):
+        client.command(f"reload {instance.zone}")
+    client.command(f"freeze {instance.zone}")
+    assert "thaw" in client.command(f"thaw {instance.zone}")
     with pytest.raises(RndcError, match="no matching zone"):
         client.command("reload no.such.zone")
     with pytest.raises(bind.BindError, match="no matching zone"):

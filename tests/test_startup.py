@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import subprocess
 import sys
-import threading
 from pathlib import Path
 
 import dns.rdata
@@ -113,20 +112,6 @@ def test_many_hosts_are_added_in_one_transaction_or_none(instance: Instance):
         store.add_hosts([(f"new{i}.{ZONE}", ZONE, owner, hashed) for i in range(5)] + [(f"h3.{ZONE}", ZONE, owner, hashed)], 3.0)
     assert store.count("hosts") == 50 and store.find_host(f"new0.{ZONE}") is None
     assert store.host(f"h49.{ZONE}").comment == "bulk"
-
-
-def test_beside_runs_in_the_opening_thread_and_its_error_is_raised(instance: Instance):
-    ran_in = []
-
-    def beside():
-        ran_in.append(threading.current_thread())
-        raise bind.BindError("named did not start")
-
-    with pytest.raises(bind.BindError, match="did not start"):
-        Service.open(instance.config, beside=beside)
-    assert ran_in == [threading.current_thread()]  # named's parent-death signal is this thread's
-    service = Service.open(instance.config, beside=lambda: None)
-    assert ZONE in service.publisher.zones and service.publisher.zones[ZONE].broken is None
 
 
 class StartingNamed(MemoryNamed):

@@ -15,6 +15,18 @@ every millisecond around that time, every 20 ms before it and backing off
 after it (``LoadTimes``, ``next_delay``): the answer leaves about a
 millisecond after named serves, for a handful of queries, and never later
 than with no estimate when a load was quicker or slower than the last ones.
+
+named loads its own copy of each zone (``zone_dir``/ZONE.zone), never the
+Git working tree: a full load writes the zone as committed there (one file,
+``committed``) and asks named to load it. In incremental mode
+(``mode="incremental"``, ``incremental``) named owns that copy and keeps a
+journal: ``publish`` sends the commit's change as one RFC 2136 update (NOERROR:
+served, nothing to wait for), and a full load is ``rndc freeze`` (named writes
+the journal into the file and stops taking updates), the write, ``rndc thaw``
+(named loads the file and, as it changed, drops the journal). An update named
+does not take (a prerequisite shows its zone diverged, a wrong key, no answer)
+falls back to a full load. Updates are sent only while named is known to serve
+the last change sent (``_sent`` / ``_synced``): after a lost one, a full load.
 """
 from __future__ import annotations
 
@@ -24,8 +36,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Protocol
 
+import dns.rcode
+
 from .. import bind
 from ..serial import serial_gt
+from .incremental import INCREMENTAL, RELOAD, IncrementalNamed, PublisherKeyError, read_key
 from .worktree import atomic_write
 from .zonechange import ZoneChange
 
@@ -82,11 +97,15 @@ class LoadTimes:
 
 
 class NamedControl(Protocol):
-    """What publishing needs of a named: reload a zone, read the configuration again, the serial it serves."""
+    """What publishing needs of a named: (re)load a zone, apply an update, the serial it serves."""
 
     def reload(self, zone: str, timeout: float) -> None: ...     # raises bind.BindError
     def reconfig(self, timeout: float) -> None: ...              # raises bind.BindError
     def served_serial(self, zone: str, timeout: float) -> int | None: ...
+    def freeze(self, zone: str, timeout: float) -> None: ...     # raises bind.BindError
+    def thaw(self, zone: str, timeout: float) -> None: ...       # raises bind.BindError
+    def update(self, change: ZoneChange, timeout: float) -> int: ...  # the rcode; raises bind.BindError
+    def serves(self, change: ZoneChange, timeout: float) -> bool: ...  # raises bind.BindError
 
 
 @dataclass
@@ -100,6 +119,10 @@ class PublishTarget:
     zones_conf: Path | None = None
     checkzone: str = "named-checkzone"
     control: NamedControl | None = None  # e.g. ddns.publishing.memtarget.MemoryNamed: the publisher's logic without a named
+    zone_dir: Path | None = None  # where named's copies of the zones are written (None: named loads the working tree)
+    mode: str = RELOAD            # RELOAD or INCREMENTAL (service.build_publisher resolves "auto")
+    update_key: Path | None = None  # the publisher's TSIG key (incremental mode)
+    fsync: bool = True
 
 
 class _RndcControl:
@@ -107,9 +130,33 @@ class _RndcControl:
 
     def __init__(self, settings: PublishTarget):
         self.settings = settings
+        self._updates: IncrementalNamed | None = None  # made at the first update (the key was checked at start)
 
     def reload(self, zone: str, timeout: float) -> None:
         self.settings.rndc.reload(zone, timeout=timeout)
+
+    def freeze(self, zone: str, timeout: float) -> None:
+        self.settings.rndc.run("freeze", zone, timeout=timeout)
+
+    def thaw(self, zone: str, timeout: float) -> None:
+        if self._updates is not None:
+            self._updates.forget(zone)  # its SOA TTL may change with the file
+        self.settings.rndc.run("thaw", zone, timeout=timeout)
+
+    def update(self, change: ZoneChange, timeout: float) -> int:
+        return self._incremental().update(change, timeout)
+
+    def serves(self, change: ZoneChange, timeout: float) -> bool:
+        return self._incremental().serves(change, timeout)
+
+    def _incremental(self) -> IncrementalNamed:
+        if self._updates is None:
+            try:
+                key = read_key(self.settings.update_key)
+            except PublisherKeyError as exc:  # gone since the start: loads until it is back
+                raise bind.BindError(str(exc)) from exc
+            self._updates = IncrementalNamed(self.settings.dns_server, self.settings.dns_port, key)
+        return self._updates
 
     def reconfig(self, timeout: float) -> None:
         self.settings.rndc.reconfig(timeout=timeout)
@@ -141,6 +188,9 @@ class BindTarget:
         self._committed = committed
         self._monotonic = monotonic
         self._sleep = sleep
+        self._sent: dict[str, int] = {}    # zone -> the serial last sent to named (an update or a full load)
+        self._synced: dict[str, int] = {}  # zone -> the serial named is known to serve exactly
+        self._diverged: dict[str, ZoneChange] = {}  # zone -> a change named refused: served when its data is
 
     @property
     def control(self) -> NamedControl | None:
@@ -172,9 +222,23 @@ class BindTarget:
         """The serial named serves for ZONE now (None: not served)."""
         return self.control.served_serial(zone, 1.0) if self.control is not None else None
 
-    def reload(self, zone: str, deadline: float | None = None) -> bool:
-        """Ask named to reload ZONE, waiting for its answer at most half the budget left before DEADLINE.
+    def committed(self, zone: str) -> str:
+        """ZONE as committed, as one file: what named must serve."""
+        return self._committed(zone)
 
+    @property
+    def incremental(self) -> bool:
+        """Whether commits reach named as RFC 2136 updates (else as reloads of the whole zone)."""
+        return self.settings.mode == INCREMENTAL and self.control is not None
+
+    def copy_path(self, zone: str) -> Path | None:
+        """The file named loads ZONE from (None: the working tree's, no copy)."""
+        return None if self.settings.zone_dir is None else self.settings.zone_dir / f"{zone}.zone"
+
+    def reload(self, zone: str, deadline: float | None = None) -> bool:
+        """A full load: ZONE as committed written to named's copy, and named asked to load it.
+
+        Waits for named's answer at most half the budget left before DEADLINE.
         The wait for the new serial counts ZONE's load time from here (a
         re-ask while named loads changes nothing: named drops it).
         """
@@ -186,21 +250,68 @@ class BindTarget:
     def publish(self, change: ZoneChange, deadline: float | None = None) -> bool:
         """Have named serve a commit's CHANGE of one zone; False: named did not take it (committed, not served).
 
-        For now the whole zone is reloaded; ``wait_served`` waits for CHANGE's serial.
+        Incremental: one update; NOERROR means served (``wait_served`` returns
+        at once). Anything else, or a zone whose last change named may have
+        missed: a full load, and ``wait_served`` waits for CHANGE's serial.
         """
-        return self.reload(change.zone, deadline)
+        zone = change.zone
+        if not self.incremental or zone in self.unserved or self._sent.get(zone) != self._synced.get(zone):
+            return self.reload(zone, deadline)
+        self._sent[zone] = change.serial
+        try:
+            rcode = self.control.update(change, self.rndc_timeout(deadline))
+        except bind.BindError as exc:
+            self._on_error(str(exc))
+            log.warning("%s; loading the zone instead", exc)
+            return self.reload(zone, deadline)
+        if rcode == dns.rcode.NOERROR:
+            self._synced[zone] = change.serial
+            return True
+        message = f"named did not take the update of {zone} ({dns.rcode.to_text(rcode)})"
+        self._on_error(message)
+        log.warning("%s; loading the zone instead", message)
+        self._diverged[zone] = change  # named may serve our serial already, with other data
+        return self.reload(zone, deadline)
 
     def _ask_reload(self, zone: str, deadline: float | None) -> bool:
         control = self.control
         if control is None:
             return True
+        timeout = self.rndc_timeout(deadline)
         try:
-            control.reload(zone, self.rndc_timeout(deadline))
+            if self.incremental:  # named owns its copy: it writes the journal in, then takes ours
+                try:
+                    control.freeze(zone, timeout)
+                except bind.BindError:
+                    if control.served_serial(zone, timeout) is not None:
+                        raise  # a zone named serves cannot be written under it
+                    # not loaded (a copy it could not load): nothing of named's to keep
+                    self._write_copy(zone, drop_journal=True)
+                    control.reload(zone, timeout)
+                    return True
+                self._write_copy(zone)
+                control.thaw(zone, timeout)
+            else:
+                self._write_copy(zone, drop_journal=True)
+                control.reload(zone, timeout)
             return True
         except bind.BindError as exc:
             self._on_error(str(exc))
             log.warning("reload of %s failed: %s", zone, exc)
             return False
+
+    def _write_copy(self, zone: str, drop_journal: bool = False) -> None:
+        """Write ZONE as committed to named's copy (when there is one); the serial it holds is the one sent.
+
+        DROP_JOURNAL (reload mode): a journal left from incremental mode would
+        not fit the new file, and named would refuse to load it.
+        """
+        self._sent[zone] = self._newest(zone)
+        path = self.copy_path(zone)
+        if path is not None:
+            atomic_write(path, self._committed(zone), self.settings.fsync)
+            if drop_journal:
+                Path(f"{path}.jnl").unlink(missing_ok=True)
 
     def wait_served(self, serials: dict[str, int], timeout: float | None = None,
                     deadline: float | None = None) -> set[str]:
@@ -216,7 +327,9 @@ class BindTarget:
         if control is None or not serials:
             return set(serials)
         pending = dict(serials)
-        served: set[str] = set()
+        served = {zone for zone, serial in serials.items() if self._applied(zone, serial)}
+        for zone in served:
+            del pending[zone]
         start = self._monotonic()
         if deadline is None:
             deadline = start + (self.settings.verify_timeout if timeout is None else timeout)
@@ -226,9 +339,12 @@ class BindTarget:
         while pending:
             for zone, serial in list(pending.items()):
                 now_serving = control.served_serial(zone, max(0.05, min(0.5, deadline - self._monotonic())))
-                if now_serving is not None and (now_serving == serial or serial_gt(now_serving, serial)):
+                if now_serving is not None and (now_serving == serial or serial_gt(now_serving, serial)) \
+                        and self._serves_diverged(zone, serial, deadline):
                     served.add(zone)
                     del pending[zone]
+                    if now_serving == self._sent.get(zone):
+                        self._synced[zone] = now_serving
                     if zone in self._reloaded:
                         self.load_times.learn(zone, self._monotonic() - self._reloaded[zone])
                     continue
@@ -254,6 +370,29 @@ class BindTarget:
         self.unserved.update(pending)
         return served
 
+    def _serves_diverged(self, zone: str, serial: int, deadline: float) -> bool:
+        """For a zone whose update named refused: whether it serves that change's data now (not just its serial)."""
+        change = self._diverged.get(zone)
+        if change is None:
+            return True
+        if change.serial != serial:  # a newer commit's wait: its own publish decides
+            del self._diverged[zone]
+            return True
+        try:
+            if not self.control.serves(change, max(_MIN_RNDC_TIMEOUT, (deadline - self._monotonic()) / 2)):
+                return False
+        except bind.BindError as exc:
+            log.warning("%s", exc)
+            return False
+        del self._diverged[zone]
+        return True
+
+    def _applied(self, zone: str, serial: int) -> bool:
+        """Whether named took an update of ZONE at SERIAL (or later) and nothing was sent since."""
+        synced = self._synced.get(zone)
+        return (self.incremental and synced is not None and synced == self._sent.get(zone)
+                and (synced == serial or serial_gt(synced, serial)))
+
     def reload_and_verify(self, zone_names: list[str], serials: dict[str, int]) -> set[str]:
         """Reload each zone and wait until named serves its serial (zones it cannot reload: not served).
 
@@ -265,12 +404,40 @@ class BindTarget:
         return self.wait_served({zone: serials[zone] for zone in reloaded}, deadline=deadline)
 
     def write_zones_conf(self, zone_files: dict[str, Path], fsync: bool = True) -> bool:
-        """Rewrite the named.conf fragment that lists the zones (when configured); True if it changed."""
+        """Rewrite the named.conf fragment that lists the zones (when configured); True if it changed.
+
+        ZONE_FILES are the working tree's files; with a ``zone_dir`` named
+        loads its copies instead: those missing are written (a new zone, an
+        instance of an older version), those of zones gone are removed.
+        """
+        if self.settings.zone_dir is not None:
+            zone_files = self._write_missing_copies(sorted(zone_files))
         path = self.settings.zones_conf
         if path is None:
             return False
-        text = bind.zones_conf(zone_files)
+        key = bind.key_name(self.settings.update_key) if self.settings.mode == INCREMENTAL else None
+        text = bind.zones_conf(zone_files, update_key=key)
         if path.exists() and path.read_text() == text:
             return False
         atomic_write(path, text, fsync)
         return True
+
+    def _write_missing_copies(self, zone_names: list[str]) -> dict[str, Path]:
+        """named's copies of ZONE_NAMES, each written from the committed zone if missing (without a journal)."""
+        directory = self.settings.zone_dir
+        directory.mkdir(parents=True, exist_ok=True)
+        copies = {zone: self.copy_path(zone) for zone in zone_names}
+        for zone, path in copies.items():
+            if not path.exists():
+                Path(f"{path}.jnl").unlink(missing_ok=True)  # a journal of an older copy does not fit this one
+                try:
+                    text = self._committed(zone)
+                except Exception as exc:  # a broken zone that never had a copy: named cannot load it yet
+                    log.warning("no copy of %s for named: %s", zone, exc)
+                    continue
+                atomic_write(path, text, self.settings.fsync)
+        listed = {p.name for p in copies.values()} | {f"{p.name}.jnl" for p in copies.values()}
+        for stale in directory.glob("*.zone*"):
+            if stale.name not in listed and (stale.name.endswith(".zone") or stale.name.endswith(".zone.jnl")):
+                stale.unlink()
+        return copies

@@ -1,0 +1,209 @@
+"""Incremental publishing: a commit's ``ZoneChange`` sent to named as one TSIG-signed RFC 2136 UPDATE.
+
+named applies an update to the zone in memory (and its journal) in about a
+millisecond whatever the zone's size, and answers once it serves it: NOERROR
+is the proof, no serial needs polling. Reloading the zone file instead costs
+named a re-read of the whole zone.
+
+The message (``update_message``) holds, per changed RRset, a prerequisite that
+named still has the set as our last commit left it (value-dependent, or "does
+not exist"), a delete of the set and the new rdatas at their TTL; and the SOA
+replaced with the commit's (named 9.18 keeps a serial an update sets, it does
+not bump it again). A prerequisite that fails means named's zone diverged from
+the committed one (someone else changed it): the caller falls back to a full
+load, which repairs it.
+
+``UpdateChannel`` keeps one TCP connection open (a connection per update costs
+named and us a handshake each) and reconnects once when named closed it (its
+TCP idle timeout). The publisher key is a ``tsig-keygen`` key file, never in Git.
+"""
+from __future__ import annotations
+
+import socket
+import threading
+from pathlib import Path
+
+import dns.exception
+import dns.message
+import dns.name
+import dns.query
+import dns.rcode
+import dns.rdata
+import dns.rdataclass
+import dns.rdataset
+import dns.rdatatype
+import dns.tsig
+import dns.update
+
+from .. import bind, errors
+from ..rndc import RndcError, RndcKey
+from .zonechange import ZoneChange
+
+RELOAD, INCREMENTAL = "reload", "incremental"
+MODES = ("auto", RELOAD, INCREMENTAL)
+
+
+class PublisherKeyError(errors.Invalid):
+    """The publisher key file is missing or not a key statement."""
+
+
+def read_key(path: Path) -> dns.tsig.Key:
+    """The TSIG key in PATH (``tsig-keygen`` / ``rndc-confgen -a`` format); PublisherKeyError when unusable."""
+    try:
+        key = RndcKey.from_file(path)
+    except OSError as exc:
+        raise PublisherKeyError(f"publisher key {path}: {exc.strerror or exc}") from exc
+    except (RndcError, ValueError) as exc:  # no key statement, a bad algorithm, a secret that is no base64
+        raise PublisherKeyError(f"publisher key {path}: {exc}") from exc
+    if not key.secret:
+        raise PublisherKeyError(f"publisher key {path}: empty secret")
+    return dns.tsig.Key(key.name, key.secret, key.algorithm)
+
+
+def resolve_mode(mode: str, key: Path | None) -> str:
+    """The bind.publish setting MODE resolved to RELOAD or INCREMENTAL ("auto": incremental when KEY exists).
+
+    Refused (Invalid) when MODE is unknown, or incremental is asked for (or
+    the key file exists) and KEY cannot be used: an operator who configured
+    updates gets no silent fall back to reloads.
+    """
+    if mode not in MODES:
+        raise errors.Invalid(f"bind.publish must be one of {', '.join(MODES)}, not {mode!r}")
+    if mode == "auto":
+        mode = INCREMENTAL if key is not None and key.exists() else RELOAD
+    if mode == INCREMENTAL:
+        if key is None:
+            raise PublisherKeyError("bind.publish = incremental needs bind.publisher_key")
+        read_key(key)
+    return mode
+
+
+def _rdataset(rtype: str, rdatas: tuple[str, ...], ttl: int, origin: dns.name.Name) -> dns.rdataset.Rdataset:
+    return dns.rdataset.from_text_list(dns.rdataclass.IN, dns.rdatatype.from_text(rtype), ttl, list(rdatas),
+                                       origin=origin)
+
+
+def update_message(change: ZoneChange, key: dns.tsig.Key | None, soa_ttl: int,
+                   prerequisites: bool = True) -> dns.update.UpdateMessage:
+    """CHANGE as one UPDATE of its zone, signed with KEY; the SOA is sent with SOA_TTL (its served TTL)."""
+    origin = dns.name.from_text(change.zone)
+    message = dns.update.UpdateMessage(origin, keyring=key, keyname=key.name if key else None)
+    for rr in change.changes:
+        name = dns.name.from_text(rr.name)
+        if prerequisites:
+            if rr.old is None:
+                message.absent(name, rr.rtype)
+            else:  # value-dependent: named compares the rdatas, not the TTL
+                message.present(name, _rdataset(rr.rtype, rr.old.rdatas, 0, origin))
+        message.delete(name, rr.rtype)
+        if rr.new is not None:
+            message.add(name, _rdataset(rr.rtype, rr.new.rdatas, rr.ttl, origin))
+    soa = dns.rdata.from_text(dns.rdataclass.IN, dns.rdatatype.SOA, change.soa, origin=origin)
+    message.replace(origin, soa_ttl, soa)
+    return message
+
+
+def probe_message(change: ZoneChange, key: dns.tsig.Key | None, soa_ttl: int) -> dns.update.UpdateMessage:
+    """An UPDATE of prerequisites only: named serves CHANGE's RRsets and SOA (NOERROR) or not (NXRRSET, ...).
+
+    The proof that a full load finished when the serial cannot tell: a zone
+    someone else changed may already serve our serial with other data.
+    """
+    origin = dns.name.from_text(change.zone)
+    message = dns.update.UpdateMessage(origin, keyring=key, keyname=key.name if key else None)
+    for rr in change.changes:
+        name = dns.name.from_text(rr.name)
+        if rr.new is None:
+            message.absent(name, rr.rtype)
+        else:
+            message.present(name, _rdataset(rr.rtype, rr.new.rdatas, 0, origin))
+    soa = dns.rdata.from_text(dns.rdataclass.IN, dns.rdatatype.SOA, change.soa, origin=origin)
+    message.present(origin, dns.rdataset.from_rdata(0, soa))
+    return message
+
+
+class UpdateChannel:
+    """Sends UPDATE messages to one named over a kept-open TCP connection (thread-safe, one at a time)."""
+
+    def __init__(self, server: str, port: int):
+        self.server = server
+        self.port = port
+        self._sock: socket.socket | None = None
+        self._lock = threading.Lock()
+
+    def send(self, message: dns.message.Message, timeout: float) -> int:
+        """Send MESSAGE and return named's rcode; raises OSError / DNSException when named cannot be reached.
+
+        A connection named closed meanwhile is opened again once; the message
+        went unanswered then, so named did not take it (a resent one it had
+        taken fails its prerequisites, which the caller repairs).
+        """
+        with self._lock:
+            reused = self._sock is not None
+            try:
+                return self._exchange(message, timeout)
+            except (OSError, EOFError, dns.exception.DNSException):
+                if not reused:
+                    raise
+            return self._exchange(message, timeout)
+
+    def _exchange(self, message: dns.message.Message, timeout: float) -> int:
+        try:
+            if self._sock is None:
+                self._sock = socket.create_connection((self.server, self.port), timeout=timeout)
+                self._sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            return dns.query.tcp(message, self.server, timeout=timeout, port=self.port, sock=self._sock).rcode()
+        except BaseException:
+            self.close_locked()
+            raise
+
+    def close(self) -> None:
+        with self._lock:
+            self.close_locked()
+
+    def close_locked(self) -> None:
+        if self._sock is not None:
+            try:
+                self._sock.close()
+            finally:
+                self._sock = None
+
+
+class IncrementalNamed:
+    """A named that takes our updates: the channel, the key, and each zone's SOA TTL as named serves it."""
+
+    def __init__(self, server: str, port: int, key: dns.tsig.Key):
+        self.server = server
+        self.port = port
+        self.key = key
+        self.channel = UpdateChannel(server, port)
+        self._soa_ttl: dict[str, int] = {}
+
+    def forget(self, zone: str) -> None:
+        """ZONE is loaded from a file again: its SOA TTL is asked anew."""
+        self._soa_ttl.pop(zone, None)
+
+    def update(self, change: ZoneChange, timeout: float) -> int:
+        """Send CHANGE; named's rcode. BindError when named cannot be reached."""
+        return self._send(change, update_message, timeout)
+
+    def serves(self, change: ZoneChange, timeout: float) -> bool:
+        """Whether named serves CHANGE's RRsets and SOA (``probe_message``); BindError when it cannot be reached."""
+        return self._send(change, probe_message, timeout) == dns.rcode.NOERROR
+
+    def _send(self, change: ZoneChange, make, timeout: float) -> int:
+        try:
+            ttl = self._soa_ttl.get(change.zone)
+            if ttl is None:
+                ttl = self._soa_ttl[change.zone] = self._served_soa_ttl(change.zone, timeout)
+            return self.channel.send(make(change, self.key, ttl), timeout)
+        except (OSError, EOFError, dns.exception.DNSException) as exc:
+            raise bind.BindError(f"update of {change.zone} at {self.server}:{self.port}: {exc or type(exc).__name__}") from exc
+
+    def _served_soa_ttl(self, zone: str, timeout: float) -> int:
+        query = dns.message.make_query(zone + ".", dns.rdatatype.SOA)
+        reply = dns.query.udp(query, self.server, timeout=timeout, port=self.port)
+        for rrset in reply.answer:
+            if rrset.rdtype == dns.rdatatype.SOA:
+                return rrset.ttl
+        raise dns.exception.DNSException(f"named serves no SOA for {zone} ({dns.rcode.to_text(reply.rcode())})")

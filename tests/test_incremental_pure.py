@@ -1,0 +1,294 @@
+"""Incremental publishing without a named: the UPDATE message, the fall-back rules, the kept-open
+connection, the served-versus-committed comparison and the mode setting."""
+from __future__ import annotations
+
+import socket
+import struct
+import threading
+from pathlib import Path
+
+import dns.message
+import dns.rcode
+import dns.rdatatype
+import dns.tsig
+import pytest
+
+from ddns import bind
+from ddns.errors import Invalid
+from ddns.publishing import servedcheck
+from ddns.publishing.bindtarget import BindTarget, PublishTarget
+from ddns.publishing.incremental import (UpdateChannel, probe_message, read_key, resolve_mode,
+                                         update_message)
+from ddns.publishing.zonechange import RRsetChange, ZoneChange
+from ddns.records import RecordSet
+
+ZONE = "dyn.example.test"
+SOA = f"ns1.{ZONE}. hostmaster.{ZONE}. 1700000002 3600 600 86400 60"
+KEY = dns.tsig.Key("ddns-publisher", "c2VjcmV0c2VjcmV0c2VjcmV0c2VjcmV0", "hmac-sha256")
+
+
+def change(serial: int = 1700000002) -> ZoneChange:
+    return ZoneChange(ZONE, serial, SOA.replace("1700000002", str(serial)), (
+        RRsetChange(f"new.{ZONE}", "A", None, RecordSet(("192.0.2.1",)), 60),
+        RRsetChange(f"ttl.{ZONE}", "A", RecordSet(("192.0.2.2",)), RecordSet(("192.0.2.2",), 300), 300),
+        RRsetChange(f"gone.{ZONE}", "TXT", RecordSet(('"a b"',)), None, 60),
+        RRsetChange(f"alias.{ZONE}", "CNAME", RecordSet(("target",)), RecordSet(("other",)), 60),
+    ))
+
+
+def sections(message: dns.message.Message) -> tuple[list[str], list[str]]:
+    wire = dns.message.from_wire(message.to_wire(), keyring=KEY)  # signed with KEY, or this raises
+    return ([r.to_text() for r in wire.prerequisite], [r.to_text() for r in wire.update])
+
+
+def test_update_message_checks_the_old_sets_replaces_each_set_and_the_soa():
+    prereq, update = sections(update_message(change(), KEY, soa_ttl=3600))
+    assert prereq == [f"new.{ZONE}. NONE A", f"ttl.{ZONE}. 0 IN A 192.0.2.2",
+                      f'gone.{ZONE}. 0 IN TXT "a b"', f"alias.{ZONE}. 0 IN CNAME target.{ZONE}."]
+    assert update == [f"new.{ZONE}. ANY A", f"new.{ZONE}. 60 IN A 192.0.2.1",
+                      f"ttl.{ZONE}. ANY A", f"ttl.{ZONE}. 300 IN A 192.0.2.2",
+                      f"gone.{ZONE}. ANY TXT",
+                      f"alias.{ZONE}. ANY CNAME", f"alias.{ZONE}. 60 IN CNAME other.{ZONE}.",
+                      f"{ZONE}. ANY SOA", f"{ZONE}. 3600 IN SOA {SOA}"]
+
+
+def test_probe_message_asks_for_the_new_sets_and_the_soa_and_changes_nothing():
+    prereq, update = sections(probe_message(change(), KEY, soa_ttl=3600))
+    assert update == []
+    assert prereq == [f"new.{ZONE}. 0 IN A 192.0.2.1", f"ttl.{ZONE}. 0 IN A 192.0.2.2",
+                      f"gone.{ZONE}. NONE TXT", f"alias.{ZONE}. 0 IN CNAME other.{ZONE}.",
+                      f"{ZONE}. 0 IN SOA {SOA}"]
+
+
+# ---- BindTarget's rules, with the in-memory named ------------------------------------
+class Named:
+    """Takes updates (answering RCODE), loads on thaw / reload; counts what it is asked."""
+
+    def __init__(self):
+        self.rcode = dns.rcode.NOERROR
+        self.served: int | None = 1
+        self.file_serial = 1
+        self.calls: list[str] = []
+        self.down = False
+
+    def _call(self, what: str) -> None:
+        if self.down:
+            raise bind.BindError(f"{what}: connection refused")
+        self.calls.append(what)
+
+    def update(self, change: ZoneChange, timeout: float) -> int:
+        self._call("update")
+        if self.rcode == dns.rcode.NOERROR:
+            self.served = change.serial
+        return self.rcode
+
+    def serves(self, change: ZoneChange, timeout: float) -> bool:
+        self._call("serves")
+        return self.served == change.serial and self.rcode == dns.rcode.NOERROR
+
+    def freeze(self, zone, timeout):
+        self._call("freeze")
+
+    def thaw(self, zone, timeout):
+        self._call("thaw")
+        self.served = self.file_serial
+
+    def reload(self, zone, timeout):
+        self._call("reload")
+        self.served = self.file_serial
+
+    def reconfig(self, timeout):
+        self._call("reconfig")
+
+    def served_serial(self, zone, timeout):
+        self._call("query")
+        return self.served
+
+
+def target(tmp_path: Path, mode: str = "incremental"):
+    named = Named()
+    written = []
+    newest = {ZONE: 1}
+
+    def committed(zone: str) -> str:
+        written.append(newest[zone])
+        named.file_serial = newest[zone]
+        return f"; serial {newest[zone]}\n"
+    bt = BindTarget(PublishTarget(rndc=None, control=named, zone_dir=tmp_path, mode=mode, verify_timeout=0.5, fsync=False),
+                    newest=newest.get, on_error=lambda m: None, committed=committed)
+    return named, bt, newest, written
+
+
+def commit(bt: BindTarget, newest: dict, serial: int) -> tuple[bool, set[str]]:
+    newest[ZONE] = serial
+    taken = bt.publish(change(serial), bt.deadline())
+    return taken, bt.wait_served({ZONE: serial}) if taken else set()
+
+
+def test_an_update_named_takes_is_served_at_once_without_a_query(tmp_path):
+    named, bt, newest, written = target(tmp_path)
+    assert commit(bt, newest, 2) == (True, {ZONE})
+    assert named.calls == ["update"] and written == []
+
+
+def test_a_refused_update_falls_back_to_a_full_load_proven_by_the_change_s_data(tmp_path):
+    named, bt, newest, written = target(tmp_path)
+    named.rcode = dns.rcode.NXRRSET  # named's zone diverged
+    newest[ZONE] = 2
+    assert bt.publish(change(2), bt.deadline())
+    assert named.calls == ["update", "freeze", "thaw"] and written == [2]
+    assert (tmp_path / f"{ZONE}.zone").read_text() == "; serial 2\n"
+    named.rcode = dns.rcode.NOERROR  # after the load named serves our data
+    assert bt.wait_served({ZONE: 2}) == {ZONE}
+    assert named.calls[3:] == ["query", "serves"]
+    named.calls.clear()
+    assert commit(bt, newest, 3) == (True, {ZONE})  # in sync again: the next commit is an update
+    assert named.calls == ["update"]
+
+
+def test_a_serial_named_shows_with_other_data_does_not_count_as_served(tmp_path):
+    named, bt, newest, _ = target(tmp_path)
+    named.rcode = dns.rcode.NXRRSET
+    newest[ZONE] = 2
+    assert bt.publish(change(2), bt.deadline())
+    assert bt.wait_served({ZONE: 2}, timeout=0.05) == set()  # serial 2 served, the data is not ours
+    assert ZONE in bt.unserved
+
+
+def test_after_a_lost_change_the_next_commit_is_a_full_load(tmp_path):
+    named, bt, newest, written = target(tmp_path)
+    named.down = True
+    newest[ZONE] = 2
+    assert not bt.publish(change(2), bt.deadline())
+    bt.unserved.add(ZONE)  # as the committer does
+    named.down = False
+    assert commit(bt, newest, 3) == (True, {ZONE})
+    assert named.calls[:2] == ["freeze", "thaw"] and written == [3]  # not an update on top of a gap
+
+
+def test_unreachable_named_for_an_update_falls_back_to_a_load(tmp_path):
+    named, bt, newest, written = target(tmp_path)
+
+    def unreachable(change, timeout):
+        raise bind.BindError("update of zone: connection refused")
+    named.update = unreachable
+    assert commit(bt, newest, 2) == (True, {ZONE})
+    assert named.calls[:2] == ["freeze", "thaw"] and written == [2]
+
+
+def test_reload_mode_writes_the_copy_and_reloads(tmp_path):
+    named, bt, newest, written = target(tmp_path, mode="reload")
+    assert commit(bt, newest, 2) == (True, {ZONE})
+    assert named.calls == ["reload", "query"] and written == [2]
+
+
+def test_missing_copies_are_written_and_copies_of_removed_zones_go(tmp_path):
+    named, bt, newest, written = target(tmp_path, mode="reload")
+    (tmp_path / "old.example.zone").write_text("x")
+    (tmp_path / "old.example.zone.jnl").write_text("x")
+    (tmp_path / f"{ZONE}.zone.jnl").write_text("a journal of an older copy")
+    bt.write_zones_conf({ZONE: Path("/tree") / ZONE / f"{ZONE}.zone"})
+    assert sorted(p.name for p in tmp_path.iterdir()) == [f"{ZONE}.zone"]
+    bt.write_zones_conf({ZONE: Path("/tree") / ZONE / f"{ZONE}.zone"})
+    assert written == [1]  # an existing copy is named's: not rewritten
+
+
+# ---- the kept-open connection ---------------------------------------------------------
+def test_the_channel_reconnects_once_when_named_closed_the_connection():
+    server = socket.create_server(("127.0.0.1", 0))
+    port = server.getsockname()[1]
+    connections = []
+
+    def answer_one_then_close():
+        for _ in range(2):
+            conn, _ = server.accept()
+            connections.append(conn)
+            (length,) = struct.unpack(">H", conn.recv(2))
+            data = b""
+            while len(data) < length:
+                data += conn.recv(length - len(data))
+            reply = dns.message.make_response(dns.message.from_wire(data)).to_wire()
+            conn.sendall(struct.pack(">H", len(reply)) + reply)
+            conn.close()  # as named's idle timeout does
+    thread = threading.Thread(target=answer_one_then_close, daemon=True)
+    thread.start()
+    channel = UpdateChannel("127.0.0.1", port)
+    assert channel.send(update_message(change(), None, 3600), 2.0) == dns.rcode.NOERROR
+    assert channel.send(update_message(change(3), None, 3600), 2.0) == dns.rcode.NOERROR
+    thread.join(5)
+    assert len(connections) == 2
+    channel.close()
+    server.close()
+    with pytest.raises(OSError):  # nobody listens: the error reaches the caller (a full load follows)
+        channel.send(update_message(change(), None, 3600), 1.0)
+
+
+# ---- served == committed ---------------------------------------------------------------
+COMMITTED = f"""$ORIGIN {ZONE}.
+$TTL 3600
+@ IN SOA {SOA}
+@ IN NS ns1
+ns1 IN A 127.0.0.1
+web 60 IN A 192.0.2.9
+web 60 IN A 192.0.2.8
+txt 60 IN TXT "a b"
+"""
+
+
+def test_equal_zones_written_differently_have_no_differences():
+    other = COMMITTED.replace("web 60 IN A 192.0.2.9\nweb 60 IN A 192.0.2.8",
+                              f"WEB.{ZONE}. 60 IN A 192.0.2.8\nweb 60 A 192.0.2.9").replace("ns1 IN", f"ns1.{ZONE}. 3600 IN")
+    assert servedcheck.differences(servedcheck.text_rrsets(ZONE, COMMITTED), servedcheck.text_rrsets(ZONE, other)) == []
+
+
+def test_differences_name_each_rrset_once():
+    served = COMMITTED.replace("192.0.2.9", "192.0.2.7").replace('txt 60 IN TXT "a b"', "extra 30 IN A 192.0.2.1")
+    served = served.replace("1700000002", "1700000003")
+    lines = servedcheck.differences(servedcheck.text_rrsets(ZONE, COMMITTED), servedcheck.text_rrsets(ZONE, served))
+    assert lines == [
+        f"~ {ZONE}. SOA: committed 3600 {SOA}; served 3600 {SOA.replace('1700000002', '1700000003')}",
+        f"+ extra.{ZONE}. 30 A 192.0.2.1   (served, not committed)",
+        f'- txt.{ZONE}. 60 TXT "a b"   (committed, not served)',
+        f"~ web.{ZONE}. A: committed 60 192.0.2.8 | 192.0.2.9; served 60 192.0.2.7 | 192.0.2.8",
+    ]
+
+
+def test_a_committed_zone_that_does_not_parse_is_invalid():
+    with pytest.raises(Invalid, match="does not parse"):
+        servedcheck.text_rrsets(ZONE, "@ IN SOA broken\n")
+
+
+# ---- the setting -------------------------------------------------------------------------
+def test_mode_resolution_and_refusals(tmp_path):
+    key = tmp_path / "publisher.key"
+    assert resolve_mode("auto", key) == "reload"  # no key: reloads
+    assert resolve_mode("reload", key) == "reload"
+    with pytest.raises(Invalid, match="No such file"):
+        resolve_mode("incremental", key)
+    bind.create_publisher_key(key)
+    assert resolve_mode("auto", key) == "incremental"
+    assert read_key(key).name.to_text() == "ddns-publisher."
+    assert key.stat().st_mode & 0o077 == 0
+    key.write_text('key "ddns-publisher" { algorithm hmac-sha256; secret "not base64!"; };\n')
+    with pytest.raises(Invalid, match="publisher key"):
+        resolve_mode("auto", key)  # a key that exists but is garbled is refused, not ignored
+    with pytest.raises(Invalid, match="must be one of"):
+        resolve_mode("always", key)
+
+
+def test_a_zone_named_has_not_loaded_is_written_without_its_journal_and_reloaded(tmp_path):
+    named, bt, newest, written = target(tmp_path)
+    (tmp_path / f"{ZONE}.zone.jnl").write_text("a journal that does not fit")
+
+    def not_loaded(zone, timeout):
+        raise bind.BindError("rndc freeze: zone not loaded")
+    named.freeze = not_loaded
+    named.served = None
+    newest[ZONE] = 2
+    assert bt.reload(ZONE, bt.deadline())
+    assert named.calls == ["query", "reload"] and written == [2]
+    assert not (tmp_path / f"{ZONE}.zone.jnl").exists()
+    named.calls.clear()
+    named.served = 1  # named serves the zone: its copy is not written under it
+    assert not bt.reload(ZONE, bt.deadline())
+    assert named.calls == ["query"] and written == [2]

@@ -178,10 +178,26 @@ class BindTarget:
         The wait for the new serial counts ZONE's load time from here (a
         re-ask while named loads changes nothing: named drops it).
         """
+        self.write_copy(zone, self._committed(zone))
         if not self._ask_reload(zone, deadline):
             return False
         self._reloaded[zone] = self._monotonic()
         return True
+
+    def copy_path(self, zone: str) -> Path | None:
+        """The file named loads ZONE from: a flattened copy beside zones.conf (None: no zones.conf, nothing written).
+
+        The tree's head includes its shards by paths relative to the zone
+        directory, which named would resolve against its own directory.
+        """
+        conf = self.settings.zones_conf
+        return None if conf is None else conf.parent / "zones" / f"{zone}.zone"
+
+    def write_copy(self, zone: str, text: str) -> None:
+        """Write ZONE's flattened copy (when there is one to write); named reads it on its next load."""
+        path = self.copy_path(zone)
+        if path is not None:
+            atomic_write(path, text, fsync=False)  # the commit is the durable truth; a lost copy is rewritten
 
     def publish(self, change: ZoneChange, deadline: float | None = None) -> bool:
         """Have named serve a commit's CHANGE of one zone; False: named did not take it (committed, not served).

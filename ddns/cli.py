@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping, TextIO
 
-from . import __version__, bind, cli_kerberos, cli_keys, cli_trust, config as configmod, errors, gitops, listener, provenance
+from . import __version__, bind, cli_kerberos, cli_keys, cli_show, cli_trust, config as configmod, errors, gitops, listener, provenance
 from .auth import new_secret
 from .model import Outcome
 from .records import record_name
@@ -306,17 +306,6 @@ def cmd_check(args, env: Env) -> Exit:
     return Exit.OK if report.ok(forced) else Exit.ERROR
 
 
-def cmd_show(args, env: Env) -> Exit:
-    """Print a zone as committed at a revision, its shards in place: what BIND serves (for auditors)."""
-    repo = Path(args.repo) if args.repo else _load_config(args, env).path("zones.repo")
-    zone = args.zone.lower().rstrip(".")
-    if not zone or "/" in zone or zone.startswith("."):
-        raise errors.Invalid(f"{args.zone!r} is no zone name")
-    env.stdout.write(gitops.committed_zone(repo, zone, args.rev))
-    env.stdout.flush()
-    return Exit.OK
-
-
 def cmd_apply(args, env: Env) -> Exit:
     """Take in the upstream's branch and publish it (what post-receive runs).
 
@@ -491,10 +480,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--base", help="compare with this revision (default: merge base with origin/main, else REV~1)")
     p.add_argument("--plan", action="store_true", help="print the added / removed / changed records per zone (Markdown)")
 
-    p = command("show", cmd_show, "print a zone as committed at a revision (default HEAD), its shards assembled")
-    p.add_argument("zone")
-    p.add_argument("rev", nargs="?", default="HEAD")
-    p.add_argument("--repo", help="the zones repository (default: zones.repo of the configuration)")
+    cli_show.register(sub, command, _load_config)
 
     command("apply", cmd_apply, "take in the upstream's branch and publish it", json_output=True)
 

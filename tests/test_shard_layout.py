@@ -3,6 +3,7 @@ and what a commit touches. Real git, real named, real dig."""
 from __future__ import annotations
 
 import re
+import subprocess
 
 from ddns import errors, gitops, shards, zones
 
@@ -129,3 +130,34 @@ def test_show_prints_the_assembled_zone_and_refuses_a_bad_zone_or_revision(insta
         r = inst.cli("show", *args)
         assert r.code != 0 and r.out == "" and message in r.err, (args, r)
     assert inst.cli("show", f"nope.{ZONE}").code == not_found
+
+
+def test_named_reads_the_head_with_its_includes_as_the_assembled_file(tmp_path):
+    """The flattened copy named loads means what the committed head with its $INCLUDEs means: named-checkzone
+    dumps the same zone from both (TTLs of their own, the dynamic TTL, the static TTL after the shards)."""
+    from ddns import resource_dir
+    from ddns.records import RecordSet
+    settings = zones.ZoneSettings.from_toml(ZONE, "ttl = 3600\ndynamic_ttl = 45\n")
+    template = zones.template_environment([resource_dir("templates") / "zone"]).get_template(zones.TEMPLATE_FILE)
+    records = {(f"h{i}", "A"): RecordSet((f"192.0.2.{i + 1}",)) for i in range(40)}
+    records[("h1", "TXT")] = RecordSet(('"own ttl"',), 300)
+    found = shards.ShardedRecords.of(records, 8)
+    static = "ns1 IN A 192.0.2.53\n$ORIGIN sub.dyn.example.test.\nwww IN A 192.0.2.80\n"
+    zone_dir = tmp_path / ZONE
+    for rel, text in found.texts().items():
+        (zone_dir / rel).parent.mkdir(parents=True, exist_ok=True)
+        (zone_dir / rel).write_text(text)
+    (zone_dir / f"{ZONE}.zone").write_text(shards.render_head(template, settings, 42, static, found))
+    (tmp_path / "flat.zone").write_text(shards.render_flat(template, settings, 42, static, found))
+
+    def dump(directory, name):
+        proc = subprocess.run(["named-checkzone", "-q", "-D", "-o", "-", "-w", str(directory), ZONE, name],
+                              capture_output=True, text=True, timeout=60)
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        return sorted(" ".join(line.split()) for line in proc.stdout.splitlines())
+
+    from_head = dump(zone_dir, f"{ZONE}.zone")
+    assert from_head == dump(tmp_path, "flat.zone")
+    assert f'h1.{ZONE}. 300 IN TXT "own ttl"' in from_head
+    assert f"h2.{ZONE}. 45 IN A 192.0.2.3" in from_head
+    assert f"www.sub.{ZONE}. 3600 IN A 192.0.2.80" in from_head

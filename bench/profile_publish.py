@@ -16,7 +16,8 @@ is changed):
   served      when named really served the serial, found by a close poll (every
               0.2 ms) of a separate thread started right after rndc returns
   late        verify - served: how long the answer left after named served
-  cpu         CPU time of the publishing thread (time.thread_time), git's children apart
+  cpu         CPU time of the publishing thread (time.thread_time), git's children apart;
+              "of which waiting for named": its CPU inside wait_served (the serial polls)
   git cpu     CPU time of the git processes it waited for (os.times children)
 
 Usage: python3 bench/profile_publish.py [--hosts 1000,10000] [--runs 30] [--no-fsync] [--cprofile]
@@ -51,13 +52,16 @@ T: dict[str, list[float]] = defaultdict(list)
 _cur: dict[str, float] = defaultdict(float)
 
 
-def timed(name: str, fn):
+def timed(name: str, fn, cpu: str | None = None):
+    """FN, its wall time added to _cur[NAME] (and its thread's CPU time to _cur[CPU], when given)."""
     def wrapper(*a, **kw):
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.thread_time()
         try:
             return fn(*a, **kw)
         finally:
             _cur[name] += time.perf_counter() - t0
+            if cpu:
+                _cur[cpu] += time.thread_time() - c0
     return wrapper
 
 
@@ -124,7 +128,7 @@ def profile_size(n: int, runs: int, fsync: bool, workdir: Path, use_cprofile: bo
         zones.render_zone = timed("render", orig["render"])
         worktree.atomic_write = timed("write", orig["write"])
         os.fsync = timed("fsync", orig["fsync"])
-        pubmod.Publisher.wait_served = timed("verify", orig["verify"])
+        pubmod.Publisher.wait_served = timed("verify", orig["verify"], cpu="verify cpu")
         prof = cProfile.Profile() if use_cprofile else None
         try:
             for k in range(runs):
@@ -150,7 +154,7 @@ def profile_size(n: int, runs: int, fsync: bool, workdir: Path, use_cprofile: bo
                 T[f"{n}:served"].append(served_at.get("t", float("nan")))
                 T[f"{n}:late"].append(_cur["verify"] - served_at.get("t", float("nan")))
                 T[f"{n}:total"].append(total)
-                known = sum(v for key, v in _cur.items() if key != "fsync")
+                known = sum(v for key, v in _cur.items() if key not in ("fsync", "verify cpu"))
                 T[f"{n}:other"].append(total - known)
         finally:
             zones.format_dynamic = orig["format"]
@@ -171,7 +175,7 @@ def profile_size(n: int, runs: int, fsync: bool, workdir: Path, use_cprofile: bo
 
 
 STAGES = ["format", "render", "write", "fsync", "git commit",
-          "rndc reload", "verify", "served", "late", "other", "total", "cpu", "git cpu"]
+          "rndc reload", "verify", "served", "late", "other", "total", "cpu", "verify cpu", "git cpu"]
 
 
 def main() -> int:
@@ -202,7 +206,7 @@ def main() -> int:
         label = {"write": "write (incl. fsync)", "fsync": "  of which fsync", "served": "(named served after rndc)",
                  "late": "answer after named served",
                  "other": "other (python)", "cpu": "publisher CPU (its thread)",
-                 "git cpu": "git CPU (child processes)"}.get(stage, stage)
+                 "verify cpu": "  of which waiting for named (polls)", "git cpu": "git CPU (child processes)"}.get(stage, stage)
         print(f"| {label} | " + " | ".join(cells) + " |")
     print("| zone file size (KiB) | " + " | ".join(f"{meta[n]['zone_bytes'] / 1024:.0f}" for n in sizes) + " |")
     print("| zone assembled (KiB) | " + " | ".join(f"{meta[n]['flat_bytes'] / 1024:.0f}" for n in sizes) + " |")

@@ -181,6 +181,9 @@ def _split_line(number: int, line: str) -> tuple[str, int | None, str, str]:
     return label, ttl, rtype, rdata
 
 
+_ANY_HOST_ADDRESS = AddressPolicy(allow_private=True, allow_loopback=True)
+
+
 def _check_line(label: str, rtype: str, rdata: str) -> None:
     """Raises Invalid unless the service could have written this record."""
     if label == APEX or record_name(label) != label:  # the apex holds static records: never dynamic ones
@@ -188,9 +191,13 @@ def _check_line(label: str, rtype: str, rdata: str) -> None:
     if canonical_type(rtype) != rtype or rtype == "SOA":
         raise Invalid(f"bad type {rtype!r}")
     if rtype in ("A", "AAAA"):  # what a host may publish, whatever the operator's policy on private and loopback
-        addr = parse_address(rdata, AddressPolicy(allow_private=True, allow_loopback=True))
+        addr = parse_address(rdata, _ANY_HOST_ADDRESS)
         if record_type(addr) != rtype:
             raise Invalid(f"{rdata} is not {rtype} data")
+        if rtype == "A":  # an IPv4 address's text is canonical A data exactly when it is its own dotted quad
+            if str(addr) != rdata:
+                raise Invalid(f"{rdata!r} is not canonical A data")
+            return  # (dnspython's parse would cost 0.8 of the line's time at load, for the same verdict)
     if canonical(rtype, rdata) != rdata:
         raise Invalid(f"{rdata!r} is not canonical {rtype} data")
 

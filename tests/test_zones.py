@@ -438,3 +438,10 @@ def test_rendered_rrsets_carry_their_own_ttl_or_the_zones(tmp_path, template):
     served = gitops.zone_records(text, ZONE)
     assert served[("web", "A")] == ("45 192.0.2.1", "45 192.0.2.2") and served[("web", "TXT")] == ('300 "a b"',)
     assert check(tmp_path, text) is None
+
+
+@pytest.mark.parametrize("rdata", ["010.0.0.1", "1.2.3", "192.0.2.1 ", "::ffff:192.0.2.1", "192.0.2.256", "0x7f.0.0.1"])
+def test_a_lines_without_canonical_dotted_quads_are_refused(rdata):
+    with pytest.raises(BadRecordLine, match="line 1"):
+        parse_dynamic(f"h A {rdata}\n")
+    assert parse_dynamic("h A 127.0.0.1\nh A 10.0.0.1\n") == {("h", "A"): RecordSet(("10.0.0.1", "127.0.0.1"))}

@@ -184,8 +184,10 @@ def write_shards(files: Replacement, reader: ZoneReader, zone: str, found: shard
         text = found.text(index)
         if text:
             files.write(zone_dir / rel, text)
-        else:
+        elif (zone_dir / rel).exists():
             files.remove(zone_dir / rel)
+        else:  # made and emptied again within the group: no file, nothing to commit
+            continue
         rels.append(f"{zone}/{rel}")
     return rels
 

@@ -281,11 +281,19 @@ class BindTarget:
         return self.wait_served({zone: serials[zone] for zone in reloaded}, deadline=deadline)
 
     def write_zones_conf(self, zone_files: dict[str, Path], fsync: bool = True) -> bool:
-        """Rewrite the named.conf fragment that lists the zones (when configured); True if it changed."""
+        """Rewrite the named.conf fragment that lists the zones (when configured); True if it changed.
+
+        named loads each zone's flattened copy (``copy_path``), written here from the committed zone when
+        missing (a new zone, an instance of an older version), instead of ZONE_FILES, the working tree's heads.
+        """
         path = self.settings.zones_conf
         if path is None:
             return False
-        text = bind.zones_conf(zone_files)
+        for zone in zone_files:
+            copy = self.copy_path(zone)
+            if copy is not None and not copy.exists():
+                self.write_copy(zone, self._committed(zone))
+        text = bind.zones_conf({zone: (self.copy_path(zone) or file).resolve() for zone, file in zone_files.items()})
         if path.exists() and path.read_text() == text:
             return False
         atomic_write(path, text, fsync)

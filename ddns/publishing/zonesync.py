@@ -113,12 +113,7 @@ class ZoneSync:
 
     def write_zones_conf(self) -> bool:
         """Rewrite the named.conf fragment that lists the zones (when configured); True if it changed."""
-        files = {}
-        for zone in self.cache.zones:
-            copy = self.named.copy_path(zone)
-            if copy is not None and not copy.exists():  # what the tree has (HEAD): named may load it on reconfig
-                self.named.write_copy(zone, self.tree_text(zone))
-            files[zone] = (copy or self.root / zone / zones.rendered_file(zone)).resolve()
+        files = {z: (self.root / z / zones.rendered_file(z)).resolve() for z in self.cache.zones}
         return self.named.write_zones_conf(files, self.fsync)
 
     def tree_text(self, zone: str) -> str:

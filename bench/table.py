@@ -123,7 +123,7 @@ def run_ddns(n_hosts: int, args, workdir: Path) -> dict:
     result: dict = {"hosts": n_hosts, "burst_hosts": n_burst, "runs": []}
     try:
         t0 = time.perf_counter()
-        bu.create_instance(bench, addresses, args.bcrypt_rounds, {})
+        bu.create_instance(bench, addresses, args.bcrypt_rounds, {}, args.distinct_secrets)
         bu.start_serve(bench)
         result["setup"] = {**bench.setup, "total_s": round(time.perf_counter() - t0, 1)}
         result["warmup"] = bu.phase_warmup(bench, sorted(set(latency_hosts) | set(burst_hosts)), args.clients)
@@ -284,6 +284,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--wrk-threads", type=int, default=2, help="wrk's threads")
     p.add_argument("--reloads", type=int, default=5, help="rndc reloads timed per size")
     p.add_argument("--bcrypt-rounds", type=int, default=4, help="bcrypt cost of the bench hosts' secrets (see bench_updates)")
+    p.add_argument("--distinct-secrets", type=int, default=bu.DISTINCT_SECRETS,
+                   help="host i uses secret i mod this (see bench_updates.create_instance)")
     p.add_argument("--json", help="also write every number as JSON to this file")
     p.add_argument("--keep", action="store_true", help="keep the temp dir (logs, zones) for inspection")
     args = p.parse_args(argv)

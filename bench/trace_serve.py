@@ -77,7 +77,7 @@ def install_group_stages() -> None:
     orig_decide, orig_commit = committer.Committer._decide, pubmod.Publisher.commit
     orig_settle, orig_wait = publish_queue.PublisherThread._settle, pubmod.Publisher.wait_served
 
-    def decide(self, update, *rest):  # rest: the group's records and touched keys, as the committer passes them
+    def decide(self, update, *rest):
         t0 = time.perf_counter()
         try:
             return orig_decide(self, update, *rest)

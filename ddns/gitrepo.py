@@ -30,6 +30,10 @@ TRAILER = "Ddns-Change"
 _PROVENANCE_FORMAT = "--format=%x1e%H %P%n%cn <%ce>"
 # Given to every git command the service runs: no housekeeping in line (see ZonesRepo.maintain).
 _NO_AUTO_GC = ("maintenance.auto=false", "gc.auto=0")
+# A commit can race a gc in another process: ``prune-packed`` removes an empty objects/XX directory
+# while ``git add`` writes a new object into it. git then says this; the commit is tried again.
+_OBJECT_RACE = "failed to insert into database"
+_OBJECT_RACE_ATTEMPTS = 3
 _OBJECT_ID = re.compile(r"[0-9a-f]{40}([0-9a-f]{24})?")  # SHA-1 or SHA-256
 
 
@@ -175,14 +179,24 @@ class ZonesRepo:
         message_file.write_text(message)
         args = ["-q", "--no-verify", "-F", str(message_file), "--only", "--", *paths]
         with self._git.custom_environment(**env):
-            try:
-                self._git.commit(*args)
-            except git.GitCommandError as exc:
-                if "did not match any file" not in str(exc):
-                    raise
-                self._git.add("-A", "--", *paths)
-                self._git.commit(*args)
+            for attempt in range(_OBJECT_RACE_ATTEMPTS):
+                try:
+                    self._commit_only(args, paths)
+                    break
+                except git.GitCommandError as exc:  # the housekeeper's gc removed an object directory meanwhile
+                    if _OBJECT_RACE not in str(exc) or attempt == _OBJECT_RACE_ATTEMPTS - 1:
+                        raise
+                    log.warning("git commit raced the housekeeper's gc; trying again")
         return self._read_head()
+
+    def _commit_only(self, args: list[str], paths: list[str]) -> None:
+        try:
+            self._git.commit(*args)
+        except git.GitCommandError as exc:
+            if "did not match any file" not in str(exc):
+                raise
+            self._git.add("-A", "--", *paths)
+            self._git.commit(*args)
 
     def _read_head(self) -> str:
         """HEAD's commit id from the ref file (no process); rev-parse when it is packed."""

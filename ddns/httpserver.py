@@ -9,6 +9,13 @@ limits, parsed by h11. Only a complete request goes to the worker pool, so a
 worker only ever runs the app. The process stays one process with in-process
 threads (the publisher thread lives in it).
 
+A request costs the loop thread one h11 parse and one write: the answer's head
+is written here (``response_bytes``), not by h11's state machine, and the
+request goes to the workers through one queue, not a ``ThreadPoolExecutor``
+(whose futures, locks and thread accounting cost the loop as much as h11's
+parse). The GIL runs the loop and the app one at a time, so what the loop
+spends per request is what every request waits for.
+
 Errors the server answers itself (malformed request, too large, too slow, too
 many connections, a crashing app) carry the same security headers as the app's
 answers, and never a stack trace.
@@ -18,11 +25,11 @@ from __future__ import annotations
 import asyncio
 import io
 import logging
+import queue
 import socket
 import ssl
 import sys
 import threading
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from http import HTTPStatus
 from typing import Callable, Iterable
@@ -99,7 +106,7 @@ def wsgi_environ(request: h11.Request, body: bytes, peer: tuple, local: tuple, t
         "wsgi.multiprocess": False,
         "wsgi.run_once": False,
     }
-    for name, value in request.headers:
+    for name, value in request.headers.raw_items():
         key = name.decode("latin-1").upper().replace("-", "_")
         if key in ("CONTENT_LENGTH", "TRANSFER_ENCODING") or "\\" in key:
             continue  # the body is whole and de-chunked: its length is len(body)
@@ -133,6 +140,32 @@ def call_app(app: Callable, environ: dict) -> Reply:
     return reply
 
 
+def keep_alive(request: h11.Request, reply: Reply) -> bool:
+    """Whether the connection may carry another request after REPLY (h11's rule: HTTP/1.1, nobody said close)."""
+    if request.http_version != b"1.1":
+        return False
+    return not any(name.lower() == b"connection" and b"close" in value.lower()
+                   for name, value in (*request.headers.raw_items(), *reply.headers))
+
+
+def response_bytes(reply: Reply, head_only: bool, close: bool) -> bytes:
+    """REPLY as HTTP/1.1 bytes (no body with HEAD_ONLY; ``Connection: close`` with CLOSE).
+
+    The app's header names and values must not hold CR, LF or NUL (no header
+    can be smuggled into the answer): that is h11.LocalProtocolError, as when
+    h11 wrote the answer.
+    """
+    headers = reply.headers
+    if close and not any(name.lower() == b"connection" for name, _ in headers):
+        headers = [*headers, (b"Connection", b"close")]
+    block = b"".join(b"%s: %s\r\n" % item for item in headers)
+    if block.count(b"\n") != len(headers) or block.count(b"\r") != len(headers) or b"\0" in block \
+            or not 100 <= reply.status <= 999 or b"\n" in reply.reason or b"\r" in reply.reason:
+        raise h11.LocalProtocolError("the answer's status or headers hold CR, LF or NUL")
+    head = b"HTTP/1.1 %d %s\r\n%s\r\n" % (reply.status, reply.reason, block)
+    return head if head_only else head + reply.body
+
+
 def error_bytes(status: int, message: str, headers: dict[str, str]) -> bytes:
     """A whole response, written without h11: it must go out whatever state the parser is in."""
     body = (message + "\n").encode()
@@ -156,7 +189,9 @@ class HttpServer:
         self.limits = limits
         self.error_headers = error_headers
         self.ssl_context = ssl_context
-        self.pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="http")
+        self.threads = threads
+        self._queue: queue.SimpleQueue = queue.SimpleQueue()  # (future, environ); None stops a worker
+        self._workers: list[threading.Thread] = []
         self.sock: socket.socket | None = None
         self.connections = 0
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -178,7 +213,8 @@ class HttpServer:
         try:
             asyncio.run(self._main())
         finally:
-            self.pool.shutdown(wait=False, cancel_futures=True)
+            for _ in self._workers:
+                self._queue.put(None)  # requests still queued are dropped: their clients are gone
             if self.sock is not None:
                 self.sock.close()
             self._done.set()
@@ -201,6 +237,10 @@ class HttpServer:
         self._loop = asyncio.get_running_loop()
         if self._stop_requested.is_set():  # stop() came before the loop ran
             return
+        for i in range(self.threads):
+            worker = threading.Thread(target=self._work, name=f"http_{i}", daemon=True)
+            worker.start()
+            self._workers.append(worker)
         server = await asyncio.start_server(self._connection, sock=self.sock, ssl=self.ssl_context,
                                             ssl_handshake_timeout=self.limits.request_timeout if self.ssl_context
                                             else None, limit=READ_SIZE)
@@ -245,9 +285,9 @@ class HttpServer:
                 return
             environ = wsgi_environ(request, body, peer, local, self.ssl_context is not None)
             reply = await self._run_app(environ)
-            if not await self._respond(conn, writer, request, reply):
+            conn = await self._respond(conn, writer, request, reply)
+            if conn is None:
                 return
-            conn.start_next_cycle()
 
     async def _read_request(self, conn: h11.Connection, reader: asyncio.StreamReader,
                             writer: asyncio.StreamWriter) -> tuple[h11.Request | None, bytes]:
@@ -287,15 +327,32 @@ class HttpServer:
         """Refuse what is too large before reading on (h11 bounds only a head that arrives in pieces)."""
         if len(request.target) > self.limits.max_header_bytes:
             raise ClientError(414, "request line too long")
-        if len(request.target) + sum(len(k) + len(v) + 4 for k, v in request.headers) > self.limits.max_header_bytes:
+        if len(request.target) + sum(len(k) + len(v) + 4 for k, v in request.headers.raw_items()) \
+                > self.limits.max_header_bytes:
             raise ClientError(431, "request headers too large")
-        for name, value in request.headers:
-            if name == b"content-length" and int(value) > self.limits.max_body_bytes:
+        for name, value in request.headers.raw_items():
+            if name.lower() == b"content-length" and int(value) > self.limits.max_body_bytes:
                 raise ClientError(413, "request body too large")
 
+    def _work(self) -> None:
+        """A worker thread: runs the app for each queued request and hands the reply back to the loop."""
+        while (item := self._queue.get()) is not None:
+            future, environ = item
+            if self._done.is_set() or future.cancelled():
+                continue
+            try:
+                outcome = (future.set_result, call_app(self.app, environ))
+            except Exception as exc:  # noqa: BLE001 -- answered 500 by _run_app, logged there
+                outcome = (future.set_exception, exc)
+            try:
+                self._loop.call_soon_threadsafe(_settle, future, *outcome)
+            except RuntimeError:  # the loop has closed: nobody waits for this answer
+                pass
+
     async def _run_app(self, environ: dict) -> Reply:
-        future = asyncio.get_running_loop().run_in_executor(self.pool, call_app, self.app, environ)
+        future = self._loop.create_future()
         self._busy.add(future)
+        self._queue.put((future, environ))
         try:
             return await future
         except Exception:
@@ -307,17 +364,33 @@ class HttpServer:
             self._busy.discard(future)
 
     async def _respond(self, conn: h11.Connection, writer: asyncio.StreamWriter, request: h11.Request,
-                       reply: Reply) -> bool:
-        """Send REPLY; True when the connection stays open for another request."""
-        data = conn.send(h11.Response(status_code=reply.status, headers=reply.headers, reason=reply.reason))
-        if request.method != b"HEAD" and reply.body:
-            data += conn.send(h11.Data(data=reply.body))
-        data += conn.send(h11.EndOfMessage())
-        await self._send(writer, data)
-        return conn.our_state is h11.DONE and conn.their_state is h11.DONE and not self._stopping.is_set()
+                       reply: Reply) -> h11.Connection | None:
+        """Send REPLY; the connection's parser for the next request, or None when it closes."""
+        close = self._stopping.is_set() or not keep_alive(request, reply)
+        await self._send(writer, response_bytes(reply, request.method == b"HEAD", close))
+        if close:
+            return None
+        data, closed = conn.trailing_data  # bytes of the next request(s) that came with this one
+        nxt = h11.Connection(h11.SERVER, max_incomplete_event_size=self.limits.max_header_bytes)
+        if data:
+            nxt.receive_data(bytes(data))
+        if closed:
+            nxt.receive_data(b"")
+        return nxt
 
     async def _send(self, writer: asyncio.StreamWriter, data: bytes) -> None:
-        """Write DATA; a client that does not read it in time loses the connection."""
+        """Write DATA; a client that does not read it in time loses the connection.
+
+        Most answers fit the socket's buffer whole: then there is nothing to
+        wait for, and no timer to set.
+        """
         writer.write(data)
-        async with asyncio.timeout(self.limits.request_timeout):
-            await writer.drain()
+        if writer.transport.get_write_buffer_size():
+            async with asyncio.timeout(self.limits.request_timeout):
+                await writer.drain()
+
+
+def _settle(future: asyncio.Future, settle: Callable, value) -> None:
+    """In the loop: FUTURE's result (or exception) VALUE, unless its request was cancelled meanwhile."""
+    if not future.cancelled():
+        settle(value)

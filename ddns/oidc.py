@@ -15,13 +15,18 @@ import urllib.parse
 from dataclasses import dataclass
 from typing import Any, Callable
 
-from keycloak import KeycloakOpenID
-from keycloak.exceptions import KeycloakError
-
 from .config import Config
 
 SCOPE = "openid email profile"  # python-keycloak's default ("email") gets no ID token
 PENDING_SECONDS = 600  # how long a started login may take at the provider
+
+
+def _provider_errors() -> tuple[type[Exception], ...]:
+    """python-keycloak's error and OSError. Imported on first use, like the client: importing
+    python-keycloak (requests, jwcrypto, httpx) costs ``ddns serve`` a quarter of a second at
+    start and 10 MiB, and most instances never log in through OpenID Connect."""
+    from keycloak.exceptions import KeycloakError
+    return KeycloakError, OSError
 
 
 class LoginFailed(Exception):
@@ -76,6 +81,7 @@ class OidcLogin:
 
     def __init__(self, server_url: str, realm: str, client_id: str, client_secret: str, verify: bool = True,
                  groups_claim: str = "groups", clock: Callable[[], float] = time.time):
+        from keycloak import KeycloakOpenID  # only once configured (see _provider_errors)
         self.client = KeycloakOpenID(server_url=server_url.rstrip("/") + "/", realm_name=realm, client_id=client_id,
                                      client_secret_key=client_secret, verify=verify)
         self.issuer = f"{server_url.rstrip('/')}/realms/{realm}"
@@ -104,7 +110,7 @@ class OidcLogin:
             url = self.client.auth_url(  # python-keycloak does not encode its parameters
                 redirect_uri=urllib.parse.quote(redirect_uri, safe=""), scope=urllib.parse.quote(SCOPE),
                 state=state, nonce=nonce, code_challenge=challenge, code_challenge_method="S256")
-        except (KeycloakError, OSError, ValueError) as exc:
+        except (*_provider_errors(), ValueError) as exc:
             raise LoginFailed("the login service cannot be reached; try again later") from exc
         return url, {"state": state, "nonce": nonce, "verifier": verifier, "started": self.clock()}
 
@@ -119,7 +125,7 @@ class OidcLogin:
         try:
             tokens = self.client.token(grant_type="authorization_code", code=code, redirect_uri=redirect_uri,
                                        code_verifier=pending["verifier"])
-        except (KeycloakError, OSError) as exc:
+        except _provider_errors() as exc:
             raise LoginFailed("the login service refused the login (the code may be used or expired)") from exc
         id_token = tokens.get("id_token")
         if not id_token:
@@ -139,7 +145,7 @@ class OidcLogin:
         """The identity behind a bearer token, asked of the provider (access tokens may be opaque)."""
         try:
             return identity_from_claims(self.client.userinfo(access_token), self.groups_claim)
-        except (KeycloakError, OSError, ValueError, TypeError) as exc:
+        except (*_provider_errors(), ValueError, TypeError) as exc:
             raise LoginFailed("the token is not valid") from exc
 
     def logout(self, refresh_token: str) -> bool:
@@ -149,5 +155,5 @@ class OidcLogin:
         try:
             self.client.logout(refresh_token)
             return True
-        except (KeycloakError, OSError, TypeError):
+        except (*_provider_errors(), TypeError):
             return False

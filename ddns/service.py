@@ -13,6 +13,7 @@ from __future__ import annotations
 import ipaddress
 import threading
 import time
+from collections import deque
 from pathlib import Path
 from typing import Callable
 
@@ -65,6 +66,27 @@ def build_publisher(config: Config, clock: Callable[[], float] = time.time) -> P
                      shard_count=shards.check_count(config["zones.shards"]))
 
 
+class Beside:
+    """FN run in a thread of its own; ``result`` waits for it and raises what it raised."""
+
+    def __init__(self, fn: Callable[[], None]):
+        self._fn = fn
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, name=f"beside-{fn.__name__}", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        try:
+            self._fn()
+        except BaseException as exc:  # handed to the waiting thread
+            self._error = exc
+
+    def result(self) -> None:
+        self._thread.join()
+        if self._error is not None:
+            raise self._error
+
+
 class Service:
     def __init__(self, config: Config, store: Store, publisher: Publisher,
                  clock: Callable[[], float] = time.time, monotonic: Callable[[], float] = time.monotonic):
@@ -76,8 +98,7 @@ class Service:
         self.accounts = Accounts(config, store, self.guard, clock, monotonic)
         self.trusted_proxies = [ipaddress.ip_network(n, strict=False) for n in config["http.trusted_proxies"]]
         self.policy = AddressPolicy(config["dyndns2.allow_private"], config["dyndns2.allow_loopback"])
-        self._seen: dict[str, LastSeen] = {}
-        self._seen_lock = threading.Lock()
+        self._seen: deque[tuple[str, LastSeen]] = deque()  # requests append, flush_seen drains: no lock
         self.background = Background(config, publisher, sync=self.sync, reconcile=self.reconcile,
                                      flush_seen=self.flush_seen)
         self.reports = Reports(config, store, publisher, self.guard, self.background)
@@ -86,11 +107,25 @@ class Service:
         self.principals = Principals(store, config["kerberos.realm"], self._kerberos_rules, lambda: list(publisher.zones))
 
     @classmethod
-    def open(cls, config: Config, clock: Callable[[], float] = time.time) -> "Service":
-        """The service for CONFIG with its store and publisher loaded (no thread)."""
+    def open(cls, config: Config, clock: Callable[[], float] = time.time,
+             beside: Callable[[], None] | None = None) -> "Service":
+        """The service for CONFIG with its store and publisher loaded (no thread left running).
+
+        BESIDE runs in this thread once the working tree is HEAD again (after
+        a crash) while another thread reads and validates the zones: ``ddns
+        serve`` starts named so (named's parent-death signal is the starting
+        thread's, which must live on).
+        """
         publisher = build_publisher(config, clock)
         publisher.recover()
-        publisher.load()
+        if beside is None:
+            publisher.load()
+        else:
+            loading = Beside(publisher.load)
+            try:
+                beside()
+            finally:
+                loading.result()
         return cls(config, Store(config.path("store.path")), publisher, clock=clock)
 
     # ---- running: the threads of `ddns serve` (ddns.background) ------------
@@ -108,23 +143,30 @@ class Service:
     # ---- last-seen metadata --------------------------------------------------
     def note_update(self, fqdn: str, client: str, agent: str, tls: bool) -> None:
         """Remember a host's last update. While serving, writes are batched once a
-        second: a nochg must not queue for SQLite's write lock."""
-        entry = LastSeen(self.clock(), client, agent, tls)
-        with self._seen_lock:
-            self._seen[fqdn] = entry
+        second: a nochg must not queue for SQLite's write lock, nor for any lock
+        (deque.append is atomic)."""
+        self._seen.append((fqdn, LastSeen(self.clock(), client, agent, tls)))
         if not self.background.flushing:
             self.flush_seen()
 
     def flush_seen(self) -> None:
-        """Write the batched metadata; while the database is busy, keep it for the next flush (a read goes on)."""
-        with self._seen_lock:
-            batch, self._seen = self._seen, {}
+        """Write the batched metadata, each host's latest; while the database is busy, keep it for the next flush.
+
+        No lock: each entry is popped by one flusher (the background loop, or a
+        page that shows hosts), and none waits for another's write.
+        """
+        batch: dict[str, LastSeen] = {}
+        for _ in range(len(self._seen)):  # what comes meanwhile stays for the next flush
+            try:
+                fqdn, entry = self._seen.popleft()
+            except IndexError:  # another flusher took the rest
+                break
+            batch[fqdn] = entry
         if batch:
             try:
                 self.store.record_updates(batch)
             except Busy:
-                with self._seen_lock:
-                    self._seen = {**batch, **self._seen}
+                self._seen.extendleft(reversed(batch.items()))  # before anything newer
 
     # ---- the upstream ----------------------------------------------------------
     def sync(self, always_reconcile: bool = False) -> dict[str, str]:

@@ -27,6 +27,7 @@ from . import policy, records
 from .errors import Invalid, NotFound, Refused
 from .model import Identity, Need, Op, Operation, Outcome, Prerequisite, Result, RRset, Update
 from .publishing.publisher import Publisher
+from .publishing.servedview import Served
 from .validate import AddressPolicy, InvalidAddress, parse_address, record_type
 
 MAX_TTL = 7 * 86400
@@ -76,10 +77,11 @@ class Updates:
         results: list[Result | None] = [None] * len(updates)
         ready: list[tuple[int, Update]] = []
         for i, update in enumerate(updates):
-            checked = self._check(identity, update)
+            served = self.publisher.served(records.record_name(update.zone))
+            checked = self._check(identity, update, served is not None)
             if isinstance(checked, Result):
                 results[i] = checked
-            elif self._unchanged(checked):
+            elif served is not None and self._unchanged(checked, served):
                 results[i] = Result(Outcome.UNCHANGED)
             else:
                 ready.append((i, checked))
@@ -89,10 +91,14 @@ class Updates:
             results[i] = result
         return [r or Result(Outcome.FAILED, reason="not published") for r in results]
 
-    def _check(self, identity: Identity, update: Update) -> Update | Result:
-        """UPDATE canonical and authorized, with IDENTITY's actor and guard; or the REFUSED result."""
+    def _check(self, identity: Identity, update: Update, served: bool = False) -> Update | Result:
+        """UPDATE canonical and authorized, with IDENTITY's actor and guard; or the REFUSED result.
+
+        SERVED: the zone has a current served snapshot, so it is ours now (no
+        second look at its files).
+        """
         zone = records.record_name(update.zone)
-        if not self.publisher.has_zone(zone):  # a merge removed it (or it never was ours): nothing can be served
+        if not served and not self.publisher.has_zone(zone):  # a merge removed it (or it never was ours)
             return Result(Outcome.REFUSED, reason=f"no zone {update.zone}")
         operations = tuple(self._operation(op, zone) for op in update.operations)
         prerequisites = tuple(self._prerequisite(p, zone) for p in update.prerequisites)
@@ -105,15 +111,13 @@ class Updates:
             return Result(Outcome.REFUSED, reason=f"updates may not change {', '.join(closed)} records")
         return Update(zone, operations, prerequisites, identity.actor, _both(identity.guard, update.guard))
 
-    def _unchanged(self, update: Update) -> bool:
-        """UPDATE (checked) changes nothing in what is committed and served now, and its guard holds.
+    def _unchanged(self, update: Update, served: Served) -> bool:
+        """UPDATE (checked) changes nothing in SERVED, its zone's current snapshot, and its guard holds.
 
-        False sends it to the publisher: a snapshot that is not current, an
-        unmet prerequisite or a failed guard are decided there.
+        False sends it to the publisher: an unmet prerequisite or a failed
+        guard are decided there. The snapshot was current when read, before
+        the checks: the answer is the one the update would get decided then.
         """
-        served = self.publisher.served(update.zone)
-        if served is None:
-            return False
         changes, stopped = records.apply(update, served.static, served.dynamic, served.types)
         return not changes and stopped is None and (update.guard is None or update.guard())
 

@@ -10,7 +10,7 @@ import ipaddress
 import json
 import logging
 import ssl
-import uuid
+import secrets
 
 import bottle
 
@@ -32,8 +32,8 @@ def client_address(environ: dict, trusted: list[ipaddress.IPv4Network | ipaddres
     With X-Forwarded-For, the rightmost address that is not itself a trusted
     proxy is the client (the ones left of it are whatever the client claimed).
     """
-    peer = _plain(environ.get("REMOTE_ADDR", ""))
-    if not _in(peer, trusted):
+    peer = _peer(environ.get("REMOTE_ADDR", ""))
+    if not trusted or not _in(peer, trusted):
         return peer
     forwarded = environ.get("HTTP_X_FORWARDED_FOR", "")
     if forwarded:
@@ -59,6 +59,10 @@ def _plain(text: str) -> str:
     return str(addr)
 
 
+# The socket's peer address (short, never a header's text), seen again on each of its requests.
+_peer = functools.lru_cache(maxsize=4096)(_plain)
+
+
 def _in(text: str, networks: list) -> bool:
     try:
         addr = ipaddress.ip_address(text)
@@ -77,6 +81,11 @@ def basic_credentials(header: str) -> tuple[str, str] | None:
     except (binascii.Error, UnicodeDecodeError, ValueError):
         return None
     return (user, password) if sep else None
+
+
+def request_id() -> str:
+    """16 random hex digits naming one request in the log (a UUID object's worth of randomness, without the object)."""
+    return secrets.token_hex(8)
 
 
 def security_headers(oidc_origin: str | None) -> dict[str, str]:
@@ -147,10 +156,15 @@ def create_app(service: Service, oidc: OidcLogin | None = None) -> bottle.Bottle
                 raise text("bad request: the form data is not valid UTF-8\n", 400)
 
     def is_tls() -> bool:
-        if bottle.request.urlparts.scheme == "https":
+        """The client reached us over TLS: our own listener's, or a trusted proxy's that says so.
+
+        Read from the environ, not ``request.urlparts``: Bottle's scheme believes
+        any client's X-Forwarded-Proto (and costs a URL rebuild per request).
+        """
+        environ = bottle.request.environ
+        if environ.get("wsgi.url_scheme") == "https":
             return True
-        peer = _plain(bottle.request.environ.get("REMOTE_ADDR", ""))
-        return _in(peer, trusted) and bottle.request.get_header("X-Forwarded-Proto", "") == "https"
+        return environ.get("HTTP_X_FORWARDED_PROTO", "") == "https" and _in(_peer(environ.get("REMOTE_ADDR", "")), trusted)
 
     @app.route("/nic/update", method=["GET", "POST"])
     def nic_update():
@@ -168,7 +182,7 @@ def create_app(service: Service, oidc: OidcLogin | None = None) -> bottle.Bottle
             client=client_address(environ, trusted),
             agent=bottle.request.get_header("User-Agent", ""),
             tls=is_tls(),
-            request_id=uuid.uuid4().hex[:16],
+            request_id=request_id(),
         )
         try:
             answer = dyndns2.handle_update(service, request)
@@ -189,7 +203,7 @@ def create_app(service: Service, oidc: OidcLogin | None = None) -> bottle.Bottle
             body=bottle.request.body.read(httpreq.MAX_BODY_BYTES + 1),
             client=client_address(bottle.request.environ, trusted),
             agent=bottle.request.get_header("User-Agent", ""),
-            request_id=uuid.uuid4().hex[:16],
+            request_id=request_id(),
         )
         answer = httpreq.handle(service, request)
         return bottle.HTTPResponse(answer.body, answer.status, {"Content-Type": "application/json",

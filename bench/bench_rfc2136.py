@@ -19,7 +19,7 @@ Per target and zone size, each of ``--runs`` rounds measures:
   burst    B signed updates to B distinct hosts from C clients started
            together; throughput, errors (timeouts, any rcode but NOERROR)
            and lost updates: every acknowledged update must be served by
-           named at the end and, for ddns, be in dynamic.records at HEAD
+           named at the end and, for ddns, be in the dynamic records at HEAD
 
 Clients are dnspython (dns.update, dns.tsigkeyring, dns.query.udp/tcp).
 Everything talks to 127.0.0.1; every loop is bounded; every process started
@@ -52,6 +52,7 @@ import dns.tsigkeyring  # noqa: E402
 import dns.update  # noqa: E402
 
 import bench_updates as bu  # noqa: E402  (ports, addresses, served polling, percentiles, serve process)
+from ddns import gitops  # noqa: E402  (bench_updates puts the checkout on the path)
 
 ZONE = bu.ZONE
 TTL = 60
@@ -168,10 +169,9 @@ class Ddns(Target):
         return self.bench.commits()
 
     def missing_in_git(self, expected: dict[int, str]) -> int | None:
-        text = subprocess.run(["git", "-C", str(self.bench.repo), "show", f"HEAD:{ZONE}/dynamic.records"],
-                              capture_output=True, text=True, check=True, timeout=60).stdout
+        text = gitops.committed_zone(self.bench.repo, ZONE)  # the head with its shards assembled
         held: dict[str, set[str]] = {}
-        for line in text.splitlines():   # LABEL [TTL] TYPE RDATA
+        for line in text.splitlines():   # LABEL [TTL] TYPE RDATA (a shard's lines, in place)
             parts = line.split()
             if len(parts) >= 3 and parts[-2] == "A":
                 held.setdefault(parts[0], set()).add(parts[-1])

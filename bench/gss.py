@@ -16,7 +16,7 @@ may change their own host (krb5-self through ``kerberos.realm``). Per run:
   burst      B updates from C clients started together, a context each,
              each client updating its own host back to back; throughput,
              errors and lost updates (every acknowledged final address must
-             be served and in dynamic.records at HEAD)
+             be served and in the dynamic records at HEAD)
 
 Updates are signed when sent (a GSS MIC takes microseconds; dnspython's
 message building is the client's main cost). Everything talks to 127.0.0.1,

@@ -6,8 +6,8 @@ publishes N records, then applies --runs single-record changes and times
 each stage by wrapping the functions Publisher.apply calls (no service code
 is changed):
 
-  format      format_dynamic (dynamic.records text, sorted)
-  render      Jinja render of the zone file
+  format      format_dynamic (the touched shards' text, sorted)
+  render      Jinja render of the zone's head file
   write       the two atomic writes (temp file, write, fsync, rename) -- fsync listed separately
   fsync       os.fsync inside those writes
   git commit  ZonesRepo.commit (commit --only; git add only for new files)
@@ -16,6 +16,9 @@ is changed):
   served      when named really served the serial, found by a close poll (every
               0.2 ms) of a separate thread started right after rndc returns
   late        verify - served: how long the answer left after named served
+  cpu         CPU time of the publishing thread (time.thread_time), git's children apart;
+              "of which waiting for named": its CPU inside wait_served (the serial polls)
+  git cpu     CPU time of the git processes it waited for (os.times children)
 
 Usage: python3 bench/profile_publish.py [--hosts 1000,10000] [--runs 30] [--no-fsync] [--cprofile]
 """
@@ -49,13 +52,16 @@ T: dict[str, list[float]] = defaultdict(list)
 _cur: dict[str, float] = defaultdict(float)
 
 
-def timed(name: str, fn):
+def timed(name: str, fn, cpu: str | None = None):
+    """FN, its wall time added to _cur[NAME] (and its thread's CPU time to _cur[CPU], when given)."""
     def wrapper(*a, **kw):
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.thread_time()
         try:
             return fn(*a, **kw)
         finally:
             _cur[name] += time.perf_counter() - t0
+            if cpu:
+                _cur[cpu] += time.thread_time() - c0
     return wrapper
 
 
@@ -79,7 +85,8 @@ def profile_size(n: int, runs: int, fsync: bool, workdir: Path, use_cprofile: bo
     directory = workdir / f"p-{n}"
     http_port, dns_port, rndc_port = free_port(), free_port(), free_port()
     cfg = cli.init_instance(directory, http_port, dns_port, rndc_port, zone=ZONE,
-                            extra={"security.bcrypt_rounds": 4, "zones.git_fsync": fsync})
+                            extra={"security.bcrypt_rounds": 4, "zones.git_fsync": fsync,
+                                   "bind.verify_timeout": 30.0})  # a 100k zone on a loaded machine
     rndc = bind.Rndc("127.0.0.1", rndc_port, cfg.path("bind.rndc_key"))
     named = bind.ManagedNamed(cfg.path("bind.dir"), rndc)
     named.start()
@@ -121,20 +128,24 @@ def profile_size(n: int, runs: int, fsync: bool, workdir: Path, use_cprofile: bo
         zones.render_zone = timed("render", orig["render"])
         worktree.atomic_write = timed("write", orig["write"])
         os.fsync = timed("fsync", orig["fsync"])
-        pubmod.Publisher.wait_served = timed("verify", orig["verify"])
+        pubmod.Publisher.wait_served = timed("verify", orig["verify"], cpu="verify cpu")
         prof = cProfile.Profile() if use_cprofile else None
         try:
             for k in range(runs):
                 _cur.clear()
                 served_at.clear()
                 change = Update(ZONE, tuple(Operation.replace(f"h{k % n:06d}.{ZONE}", "A", [addresses.next()])), actor=actor)
-                t0 = time.perf_counter()
+                t0, cpu0, kids0 = time.perf_counter(), time.thread_time(), os.times()
                 if prof:
                     prof.enable()
                 out = [r.outcome for r in pub.apply([change])]
                 if prof:
                     prof.disable()
                 total = time.perf_counter() - t0
+                kids = os.times()
+                T[f"{n}:cpu"].append(time.thread_time() - cpu0)
+                T[f"{n}:git cpu"].append(kids.children_user + kids.children_system
+                                         - kids0.children_user - kids0.children_system)
                 assert out == [Outcome.PUBLISHED], out
                 if "thread" in served_at:
                     served_at["thread"].join(6)
@@ -143,7 +154,7 @@ def profile_size(n: int, runs: int, fsync: bool, workdir: Path, use_cprofile: bo
                 T[f"{n}:served"].append(served_at.get("t", float("nan")))
                 T[f"{n}:late"].append(_cur["verify"] - served_at.get("t", float("nan")))
                 T[f"{n}:total"].append(total)
-                known = sum(v for key, v in _cur.items() if key != "fsync")
+                known = sum(v for key, v in _cur.items() if key not in ("fsync", "verify cpu"))
                 T[f"{n}:other"].append(total - known)
         finally:
             zones.format_dynamic = orig["format"]
@@ -156,13 +167,15 @@ def profile_size(n: int, runs: int, fsync: bool, workdir: Path, use_cprofile: bo
             pstats.Stats(prof, stream=s).sort_stats("cumulative").print_stats(25)
             print(f"--- cProfile of {runs} single-change publishes, {n} records ---\n{s.getvalue()}", file=sys.stderr)
         size = (directory / "zones" / ZONE / f"{ZONE}.zone").stat().st_size
-        return {"initial_publish_s": initial, "zone_bytes": size}
+        committed = getattr(pub, "_committed_text", None)
+        flat = len(committed(ZONE).encode()) if committed else size
+        return {"initial_publish_s": initial, "zone_bytes": size, "flat_bytes": flat}
     finally:
         named.stop()
 
 
 STAGES = ["format", "render", "write", "fsync", "git commit",
-          "rndc reload", "verify", "served", "late", "other", "total"]
+          "rndc reload", "verify", "served", "late", "other", "total", "cpu", "verify cpu", "git cpu"]
 
 
 def main() -> int:
@@ -192,9 +205,11 @@ def main() -> int:
             cells.append(f"{statistics.median(v) * 1000:.1f}" if v else "-")
         label = {"write": "write (incl. fsync)", "fsync": "  of which fsync", "served": "(named served after rndc)",
                  "late": "answer after named served",
-                 "other": "other (python)"}.get(stage, stage)
+                 "other": "other (python)", "cpu": "publisher CPU (its thread)",
+                 "verify cpu": "  of which waiting for named (polls)", "git cpu": "git CPU (child processes)"}.get(stage, stage)
         print(f"| {label} | " + " | ".join(cells) + " |")
     print("| zone file size (KiB) | " + " | ".join(f"{meta[n]['zone_bytes'] / 1024:.0f}" for n in sizes) + " |")
+    print("| zone assembled (KiB) | " + " | ".join(f"{meta[n]['flat_bytes'] / 1024:.0f}" for n in sizes) + " |")
     print("| initial publish of N records (ms) | " + " | ".join(f"{meta[n]['initial_publish_s'] * 1000:.0f}" for n in sizes) + " |")
     return 0
 

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping, TextIO
 
-from . import __version__, bind, cli_kerberos, cli_keys, cli_trust, config as configmod, errors, gitops, listener, provenance
+from . import __version__, bind, cli_kerberos, cli_keys, cli_show, cli_trust, config as configmod, errors, gitops, listener, provenance
 from .auth import new_secret
 from .model import Outcome
 from .records import record_name
@@ -501,6 +501,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--plan", action="store_true", help="print the added / removed / changed records per zone (Markdown)")
     p.add_argument("--served", nargs="*", metavar="ZONE",
                    help="instead: compare what named serves (AXFR) with the committed zones (default all); exit 1 if any differs")
+
+    cli_show.register(sub, command, _load_config)
 
     command("apply", cmd_apply, "take in the upstream's branch and publish it", json_output=True)
 

@@ -50,6 +50,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("zones.webhook_secret", "", "Shared secret of POST /hooks/zones (X-Gitlab-Token, X-Ddns-Token or GitHub's X-Hub-Signature-256); empty: endpoint off."),
     Setting("zones.max_change_share", 0.3, "Largest share of a zone's record sets one push may delete or rewrite without being forced (zones of 10+ record sets)."),
     Setting("zones.git_fsync", True, "Make git fsync objects and refs of each commit (durable across power loss)."),
+    Setting("zones.shards", 256, "Files the dynamic records of a zone are split into (ZONE/dynamic/XX.records, by a hash of the owner name), so a commit stores a few small blobs; changing it reshards each zone in one commit."),
     Setting("bind.managed", True, "Start and stop a private named with `ddns serve`."),
     Setting("bind.dir", "bind", "Directory of the managed named (named.conf, rndc.key, logs).", is_path=True),
     Setting("bind.zones_conf", "bind/zones.conf", "named.conf fragment listing the zones, rewritten when zones change.", is_path=True),

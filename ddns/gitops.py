@@ -2,8 +2,10 @@
 
 In the spirit of octoDNS: a plan (records added / removed / changed per zone)
 and a separate safety check over it, both pure; ``check_revision`` renders a
-revision's zones in a temporary directory and runs the real named-checkzone,
-naming the file and line a human has to fix.
+revision's zones in a temporary directory -- the head from the sources, the
+shards in place of its ``$INCLUDE`` lines -- and runs the real named-checkzone
+on the assembled file, naming the file and line a human has to fix.
+``committed_zone`` assembles a zone as committed at a revision (``ddns show``).
 """
 from __future__ import annotations
 
@@ -20,14 +22,13 @@ import dns.rdatatype
 import dns.zone
 import jinja2
 
-from . import bind, errors, zones
+from . import bind, errors, shards, zones
 from .gitrepo import TRAILER
 from .provenance import is_service_file
 
 # (owner relative to the zone, type) -> sorted "TTL RDATA" texts
 Records = dict[tuple[str, str], tuple[str, ...]]
 
-SERVICE_FILES = (zones.DYNAMIC_FILE,)  # plus ZONE/ZONE.zone, see is_service_file
 FORCE_TRAILER = "Ddns-Force"
 FORCE_PUSH_OPTION = "ddns-force"
 MIN_RECORDS_FOR_SHARE = 10  # smaller zones are exempt from the share guard rail
@@ -145,21 +146,64 @@ def zones_at(repo: Path, rev: str | None) -> set[str]:
     return {p.split("/")[0] for p in names if p.count("/") == 1 and p.endswith("/" + zones.SETTINGS_FILE)}
 
 
+def tree_files(repo: Path, rev: str, prefix: str) -> list[tuple[str, str, bytes]]:
+    """(mode, path, content) of every blob under PREFIX at REV: two git processes, whatever the number of files."""
+    entries = []
+    for entry in filter(None, git_output(repo, "ls-tree", "-r", "-z", rev, "--", prefix).split("\0")):
+        meta, path = entry.split("\t", 1)
+        mode, kind, oid = meta.split()
+        if kind == "blob":
+            entries.append((mode, path, oid))
+    if not entries:
+        return []
+    proc = subprocess.run(["git", "-C", str(repo), "cat-file", "--batch"], capture_output=True, check=True,
+                          input="".join(f"{oid}\n" for _, _, oid in entries).encode())
+    out, pos, files = proc.stdout, 0, []
+    for mode, path, _ in entries:
+        header_end = out.index(b"\n", pos)
+        size = int(out[pos:header_end].split()[2])
+        files.append((mode, path, out[header_end + 1: header_end + 1 + size]))
+        pos = header_end + 2 + size  # the content, then a newline
+    return files
+
+
 def _materialize(repo: Path, rev: str, zone: str, target: Path) -> Path:
     """Write ZONE's files at REV into TARGET/ZONE as a checkout has them (symbolic links as links, unfollowed)."""
     zone_dir = target / zone
     zone_dir.mkdir(parents=True, exist_ok=True)
-    for entry in filter(None, git_output(repo, "ls-tree", "-z", rev, f"{zone}/").split("\0")):
-        meta, path = entry.split("\t", 1)
-        mode, kind, _ = meta.split()
-        if kind != "blob":
-            continue
-        blob = subprocess.run(["git", "-C", str(repo), "show", f"{rev}:{path}"], capture_output=True, check=True).stdout
+    for mode, path, blob in tree_files(repo, rev, f"{zone}/"):
+        (target / path).parent.mkdir(parents=True, exist_ok=True)
         if mode == "120000":
             os.symlink(blob, target / path)
         else:
             (target / path).write_bytes(blob)
     return zone_dir
+
+
+def committed_zone(repo: Path, zone: str, rev: str = "HEAD") -> str:
+    """ZONE as committed at REV, as one file (its head with the shards in place): what named serves.
+
+    NotFound when REV is no revision or has no such zone; a revision of the
+    old layout has the whole zone in its head already.
+    """
+    commit = git_output(repo, "rev-parse", "-q", "--verify", f"{rev}^{{commit}}", check=False)
+    if not commit or rev.startswith("-"):
+        raise errors.NotFound(f"no revision {rev!r} in the zones repository")
+    files = {path[len(zone) + 1:]: blob for _, path, blob in tree_files(repo, commit, f"{zone}/")}
+    head = files.get(zones.rendered_file(zone))
+    if head is None:
+        raise errors.NotFound(f"no zone {zone!r} at {rev}")
+    text = head.decode()
+    try:
+        return shards.assemble(text, {rel: files[rel].decode() for rel in shards.included(text)})
+    except KeyError as exc:
+        raise errors.NotFound(f"{zone} at {rev} includes {exc.args[0]}, which that revision lacks") from exc
+
+
+def zone_records_in(files: dict[str, str]) -> dict:
+    """The dynamic records of a zone's files (path relative to the zone -> text): its shards or the old dynamic.records."""
+    found = {rel: text for rel, text in files.items() if shards.is_shard_path(rel) or rel == zones.DYNAMIC_FILE}
+    return shards.parse_shards(found)
 
 
 @dataclass
@@ -186,12 +230,11 @@ def render_zone_at(repo: Path, rev: str, zone: str, template_dirs: list[Path], c
         try:
             source = zones.ZoneSource.read(zone_dir)
             template = zones.template_environment(template_dirs).get_template(zones.TEMPLATE_FILE)
-            dyn_path = zone_dir / zones.DYNAMIC_FILE
-            dynamic = zones.parse_dynamic(dyn_path.read_text()) if dyn_path.exists() else {}
+            dynamic = shards.ShardedRecords.of(zone_records_in(service_texts(zone_dir)))
             zones.check_host_names(source, {label for label, _ in dynamic} | (host_labels(zone) if host_labels else set()))
             rendered_path = zone_dir / zones.rendered_file(zone)
             serial = (zones.serial_of(rendered_path.read_text()) if rendered_path.exists() else None) or 1
-            text = zones.render_zone(template, source.settings, serial, source.static_text, dynamic)
+            text = shards.render_flat(template, source.settings, serial, source.static_text, dynamic)
         except (OSError, UnicodeError, errors.Invalid, jinja2.TemplateError) as exc:  # refused sources, bad lines
             return ZoneCheck(zone, None, [_source_error(zone, exc)])
         check_path = Path(tmp) / "candidate.zone"
@@ -202,14 +245,21 @@ def render_zone_at(repo: Path, rev: str, zone: str, template_dirs: list[Path], c
         return ZoneCheck(zone, text, _map_errors(message, str(check_path), text, source.static_text, zone))
 
 
+def service_texts(zone_dir: Path) -> dict[str, str]:
+    """The dynamic records' files of a zone directory (its shards, the old dynamic.records), relative to it."""
+    paths = [zone_dir / zones.DYNAMIC_FILE, *sorted((zone_dir / shards.SHARD_DIR).glob(f"*{shards.SHARD_SUFFIX}"))]
+    return {str(p.relative_to(zone_dir)): p.read_text() for p in paths
+            if p.is_file() and not p.is_symlink() and not (zone_dir / shards.SHARD_DIR).is_symlink()}
+
+
 def _source_error(zone: str, exc: Exception) -> str:
     """EXC as an error naming the file to fix (the zone template is the operator's, not a file of the zone)."""
     if isinstance(exc, zones.SourceError):
         return f"{zone}/{exc}"
     if isinstance(exc, jinja2.TemplateError):
         return f"{zone}: the zone template: {exc}"
-    if isinstance(exc, zones.BadRecordLine):
-        return f"{zone}/{zones.DYNAMIC_FILE}: {exc}"
+    if isinstance(exc, zones.BadRecordLine):  # it names the shard file
+        return f"{zone}/{exc}"
     return f"{zone}: {exc}"
 
 
@@ -255,7 +305,8 @@ def check_revision(repo: Path, rev: str, base: str | None, template_dirs: list[P
     """Validate REV against BASE: touched zones render and pass named-checkzone, guard rails hold.
 
     ``allow_service_files`` is for the service's own pushes; humans may not
-    touch dynamic.records or the rendered file, nor forge audit trailers.
+    touch the rendered head, anything under ZONE/dynamic/ (nor the old
+    dynamic.records), nor forge audit trailers.
     ``host_labels`` gives the hosts' names in a zone now, so a static record
     cannot take the name of a host newer than REV.
     """
@@ -306,10 +357,10 @@ def _records_or_errors(check: ZoneCheck) -> Records | None:
 
 
 def host_labels_at(repo: Path, rev: str) -> HostLabels:
-    """The hosts' labels per zone as REV's dynamic.records have them (for ``ddns check``: the published branch)."""
+    """The hosts' labels per zone as REV's dynamic records have them (for ``ddns check``: the published branch)."""
     def labels(zone: str) -> set[str]:
-        text = git_output(repo, "show", f"{rev}:{zone}/{zones.DYNAMIC_FILE}", check=False)
-        return {label for label, _ in zones.parse_dynamic(text)}
+        files = {path[len(zone) + 1:]: blob.decode() for _, path, blob in tree_files(repo, rev, f"{zone}/")}
+        return {label for label, _ in zone_records_in(files)}
     return labels
 
 
@@ -317,8 +368,7 @@ def host_labels_in(tree: Path) -> HostLabels:
     """The hosts' labels per zone in a working tree (for pre-receive: the service's clone, newer than the
     pushed-to repository by up to one push)."""
     def labels(zone: str) -> set[str]:
-        path = tree / zone / zones.DYNAMIC_FILE
-        return {label for label, _ in zones.parse_dynamic(path.read_text())} if path.is_file() else set()
+        return {label for label, _ in zone_records_in(service_texts(tree / zone))}
     return labels
 
 

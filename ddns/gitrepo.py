@@ -284,6 +284,12 @@ class ZonesRepo:
         """No uncommitted change in PATHS; never writes the index (which a full disk would fail)."""
         return not self._git(no_optional_locks=True).status("--porcelain", "--", *paths).strip()
 
+    def changed(self, path: str) -> list[str]:
+        """Paths under PATH that differ from HEAD (changed, staged, deleted or untracked); never writes the index."""
+        out = self._git(no_optional_locks=True).status("--porcelain", "-z", "--untracked-files=all", "--no-renames",
+                                                      "--", path, strip_newline_in_stdout=False)
+        return [entry[3:] for entry in out.split("\0") if len(entry) > 3]
+
     def show(self, rev: str, path: str) -> str:
         """PATH as REV has it, byte for byte (GitPython would drop the final newline)."""
         return self._git.show(f"{rev}:{path}", strip_newline_in_stdout=False)

@@ -11,7 +11,8 @@ nothing that lets a push skip the checks.
 
 Audit records (``Ddns-Change`` trailers) count only in commits the service
 made: committed by the service's identity, not a merge, and touching nothing
-but the files only the service writes (ZONE/dynamic.records, ZONE/ZONE.zone).
+but the files only the service writes (ZONE/ZONE.zone, ZONE/dynamic/*, the
+old layout's ZONE/dynamic.records).
 A human commit cannot pass that: pre-receive refuses pushes that touch those
 files or carry trailers. A trailer in any other commit (a forged identity
 that also edits static.zone, a commit from an upstream without the ddns hooks)
@@ -24,6 +25,7 @@ import hmac
 from typing import Iterable, Mapping
 
 from . import zones
+from .shards import SHARD_DIR
 
 SERVICE_NAME = "ddns"
 SERVICE_EMAIL = "ddns@localhost"
@@ -63,9 +65,11 @@ def is_service_push(options: Iterable[str], stored_hash: str) -> bool:
 
 
 def is_service_file(path: str) -> bool:
-    """Files only the service writes: ZONE/dynamic.records and ZONE/ZONE.zone."""
+    """Files only the service writes: ZONE/ZONE.zone, anything under ZONE/dynamic/, the old ZONE/dynamic.records."""
     parts = path.split("/")
-    return len(parts) == 2 and (parts[1] == zones.DYNAMIC_FILE or parts[1] == zones.rendered_file(parts[0]))
+    if len(parts) > 2:
+        return parts[1] == SHARD_DIR
+    return len(parts) == 2 and (parts[1] in (zones.DYNAMIC_FILE, SHARD_DIR) or parts[1] == zones.rendered_file(parts[0]))
 
 
 def made_by_service(committer: str, parents: int, paths: list[str]) -> bool:

@@ -16,7 +16,7 @@ from collections import deque
 from pathlib import Path
 from typing import Callable
 
-from . import bind, errors, hostrecords, kerberos_check, keytab, krbrules, model, policy, resource_dir, trusted, zones, zonetoml
+from . import bind, errors, hostrecords, kerberos_check, keytab, krbrules, model, policy, resource_dir, shards, trusted, zones, zonetoml
 from .accounts import Accounts
 from .keyrules import ACME_LABEL
 from .auth import hash_secret, new_secret
@@ -66,7 +66,8 @@ def build_publisher(config: Config, clock: Callable[[], float] = time.time) -> P
     repo = ZonesRepo(config.path("zones.repo"))
     if config.upstream:
         repo.set_upstream(config.upstream)
-    return Publisher(repo, template_dirs, target, clock=clock, fsync=config["zones.git_fsync"])
+    return Publisher(repo, template_dirs, target, clock=clock, fsync=config["zones.git_fsync"],
+                     shard_count=shards.check_count(config["zones.shards"]))
 
 
 class Service:

@@ -82,6 +82,12 @@ class CliResult:
         return json.loads(self.out)
 
 
+def tree_records(zone_dir: Path) -> str:
+    """The dynamic records of a zone directory as one sorted text (its shard files, or the old dynamic.records)."""
+    from ddns import gitops, zones
+    return zones.format_dynamic(gitops.zone_records_in(gitops.service_texts(zone_dir)))
+
+
 @dataclass
 class Instance:
     """An instance made by ``ddns init`` in a temp dir (named not started)."""
@@ -118,6 +124,16 @@ class Instance:
 
     def git(self, *args: str) -> str:
         return subprocess.run(["git", "-C", str(self.repo), *args], check=True, capture_output=True, text=True).stdout
+
+    def records(self, zone: str, rev: str = "HEAD", repo: Path | None = None) -> str:
+        """ZONE's dynamic records at REV as one sorted text: the lines of all its shards (or its old dynamic.records)."""
+        from ddns import gitops, zones
+        files = {p[len(zone) + 1:]: b.decode() for _, p, b in gitops.tree_files(repo or self.repo, rev, f"{zone}/")}
+        return zones.format_dynamic(gitops.zone_records_in(files))
+
+    def tree_records(self, zone: str) -> str:
+        """ZONE's dynamic records in the working tree as one sorted text (all its shard files)."""
+        return tree_records(self.repo / zone)
 
     def commit_count(self) -> int:
         return int(self.git("rev-list", "--count", "HEAD").strip())

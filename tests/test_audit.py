@@ -44,15 +44,15 @@ def git_now() -> str:
     return datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M:%S +0000")
 
 
-def blame_authors(inst: Instance, path: str) -> dict[str, str]:
-    """Line of PATH -> author of the commit that wrote it (git blame)."""
-    out = inst.git("blame", "--line-porcelain", "HEAD", "--", path)
+def blame_authors(inst: Instance, zone: str) -> dict[str, str]:
+    """Line of ZONE's dynamic records -> author of the commit that wrote it (git blame of each shard file)."""
     authors, author = {}, None
-    for line in out.splitlines():
-        if line.startswith("author "):
-            author = line[len("author "):]
-        elif line.startswith("\t"):
-            authors[line[1:]] = author
+    for path in inst.git("ls-tree", "-r", "--name-only", "HEAD", "--", f"{zone}/dynamic/").split():
+        for line in inst.git("blame", "--line-porcelain", "HEAD", "--", path).splitlines():
+            if line.startswith("author "):
+                author = line[len("author "):]
+            elif line.startswith("\t"):
+                authors[line[1:]] = author
     return authors
 
 
@@ -206,15 +206,15 @@ def _scenario(inst: Instance, running) -> None:
         assert found == list(dict.fromkeys(commits)), host
     authors = inst.git("log", "--format=%an", f'--grep="host":"{H2}"').split()
     assert authors == ["cli:unknown", "user:alice", f"host:{H2}"]
-    patch = inst.git("log", "-p", "--format=%H", f'--grep="host":"{H1}"', "--", f"{ZONE}/dynamic.records")
+    patch = inst.git("log", "-p", "--format=%H", f'--grep="host":"{H1}"', "--", f"{ZONE}/dynamic/")
     assert "+h1 A 192.0.2.21" in patch and "-h1 A 192.0.2.11" in patch and "+h1 AAAA 2001:db8::11" in patch
 
-    assert blame_authors(inst, f"{ZONE}/dynamic.records") == {
+    assert blame_authors(inst, ZONE) == {
         "h1 A 192.0.2.21": "user:alice",
         "h1 AAAA 2001:db8::11": f"host:{H1}",
         "h2 A 192.0.2.22": "cli:unknown",
     }
-    assert blame_authors(inst, f"{OTHER}/dynamic.records") == {"b1 A 198.51.100.5": f"host:{B1}"}
+    assert blame_authors(inst, OTHER) == {"b1 A 198.51.100.5": f"host:{B1}"}
 
 
 def test_trailers_count_only_in_commits_the_service_made(running, tmp_path):

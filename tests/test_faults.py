@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from ddns import bind, zones
+from ddns import bind, shards, zones
 from ddns.gitrepo import parse_trailers
 
 from conftest import Instance, ServeProcess, _port_free, http, kill_named, require, serving, wait_until
@@ -28,8 +28,19 @@ from recordsets import as_plain
 
 ZONE = "dyn.example.test"
 RENDERED = f"{ZONE}/{ZONE}.zone"
-DYNAMIC = f"{ZONE}/dynamic.records"
-SERVICE_FILES = (RENDERED, DYNAMIC)
+SHARDS = f"{ZONE}/dynamic"
+SERVICE_FILES = (RENDERED, SHARDS)
+
+
+def shard_of(label: str) -> str:
+    """The shard file (repository path) that holds LABEL's records."""
+    return f"{ZONE}/{shards.shard_path(shards.shard_index(label, shards.DEFAULT_SHARDS), shards.DEFAULT_SHARDS)}"
+
+
+def service_bytes(inst: Instance) -> dict[str, bytes]:
+    """The service's files of the zone (the head and every file under dynamic/), byte for byte."""
+    files = [inst.repo / RENDERED, *sorted((inst.repo / SHARDS).iterdir())]
+    return {str(p.relative_to(inst.repo)): p.read_bytes() for p in files}
 
 
 # ---- helpers -------------------------------------------------------------------
@@ -97,7 +108,7 @@ def degraded(inst: Instance) -> dict | None:
 
 
 def head_records(inst: Instance) -> dict:
-    return as_plain(zones.parse_dynamic(inst.git("show", f"HEAD:{DYNAMIC}")))
+    return as_plain(zones.parse_dynamic(inst.records(ZONE)))
 
 
 def head_serial(inst: Instance) -> int:
@@ -109,9 +120,13 @@ def porcelain(inst: Instance, *paths: str) -> str:
 
 
 def stray_files(inst: Instance) -> list[str]:
-    """Anything in the zone directory besides the four files of a zone (temp files, leftovers)."""
-    expected = {"zone.toml", "static.zone", "dynamic.records", f"{ZONE}.zone"}
-    return sorted(p.name for p in (inst.repo / ZONE).iterdir() if p.name not in expected)
+    """Anything in the zone directory besides the files of a zone (temp files, leftovers; in dynamic/ too)."""
+    expected = {"zone.toml", "static.zone", "dynamic", f"{ZONE}.zone"}
+    found = [p.name for p in (inst.repo / ZONE).iterdir() if p.name not in expected]
+    shard_dir = inst.repo / SHARDS
+    found += [f"dynamic/{p.name}" for p in (shard_dir.iterdir() if shard_dir.is_dir() else ())
+              if not shards.is_shard_path(f"dynamic/{p.name}")]
+    return sorted(found)
 
 
 def last_changes(inst: Instance) -> list[tuple]:
@@ -302,7 +317,8 @@ def test_stray_broken_rendered_file_and_temp_files_are_removed_on_start(instance
     rendered = inst.repo / RENDERED
     rendered.write_text(good_text[: len(good_text) // 2] + "\nbad IN A 999.1.1.1 (\n")
     (inst.repo / ZONE / f".{ZONE}.zone.tmp1234").write_text("partial")
-    (inst.repo / ZONE / ".dynamic.records.tmp1234").write_text("partial")
+    (inst.repo / ZONE / ".dynamic.records.tmp1234").write_text("partial")  # of the old layout
+    (inst.repo / SHARDS / ".0a.records.tmp1234").write_text("partial")
 
     with serving(inst):
         assert rendered.read_text() == good_text
@@ -322,7 +338,7 @@ def test_change_staged_but_never_committed_is_dropped_on_start(instance):
     with serving(inst) as r:
         assert r.update(fqdn, secret, "myip=192.0.2.34") == (200, "good 192.0.2.34\n")
     count = inst.commit_count()
-    dynamic = inst.repo / DYNAMIC
+    dynamic = inst.repo / shard_of("vm3")
     dynamic.write_text("vm3 A 192.0.2.99\n")
     rendered = inst.repo / RENDERED
     serial = head_serial(inst)
@@ -491,11 +507,11 @@ def test_commit_failure_answers_911_changes_nothing_and_healthz_says_why(running
     secret = inst.add_host(fqdn)
     assert running.update(fqdn, secret, "myip=192.0.2.60") == (200, "good 192.0.2.60\n")
     count, serial = inst.commit_count(), inst.served_serial()
-    files = {p: (inst.repo / p).read_bytes() for p in SERVICE_FILES}
+    files = service_bytes(inst)
     with index_held_by_a_live_git(inst) as lock:
         assert running.update(fqdn, secret, "myip=192.0.2.61") == (200, "911\n")
         assert lock.exists()  # a live writer's lock is never taken away
-        assert {p: (inst.repo / p).read_bytes() for p in SERVICE_FILES} == files
+        assert service_bytes(inst) == files
         assert stray_files(inst) == []
         status, health = healthz(inst)
         assert (status, health["status"]) == (503, "degraded")
@@ -569,7 +585,7 @@ def test_stale_git_lock_of_a_killed_writer_is_cleared_on_start(instance):
     assert result.code == 3, result.err  # committed; no named runs in this test
     assert not lock.exists()
     assert instance.commit_count() == count + 1
-    assert instance.git("show", "HEAD:" + ZONE + "/dynamic.records") == "vm8 A 192.0.2.80\n"
+    assert instance.records(ZONE) == "vm8 A 192.0.2.80\n"
 
 
 # ---- 8. a frozen named: answers within the verify budget ----------------------------------
@@ -718,28 +734,34 @@ def read_only(directory: Path):
 
 
 def test_uncommitted_edit_is_never_adopted_and_a_zone_that_cannot_be_put_back_is_held(instance):
-    """A writer killed before its commit leaves dynamic.records edited: the running service puts
-    HEAD's file back instead of loading it. Where that fails too (the directory went read-only),
+    """A writer killed before its commit leaves the head (written first) and a shard edited: the running
+    service puts HEAD's files back instead of loading them. Where that fails too (the directory went read-only),
     the zone is held: 911, /healthz says why, nothing committed; once writable it publishes again."""
     inst = instance
     hosts = {f"vm12{c}.{ZONE}": inst.add_host(f"vm12{c}.{ZONE}") for c in "abc"}
-    dynamic = inst.repo / DYNAMIC
+    dynamic = inst.repo / shard_of("vm12b")
+    rendered = inst.repo / RENDERED
     unacknowledged = "ghost A 192.0.2.250\n"
+
+    def killed_writer() -> None:  # as the publisher writes: the head (a newer serial), then the shard
+        serial = head_serial(inst)
+        rendered.write_text(rendered.read_text().replace(f"( {serial} ", f"( {serial + 1} "))
+        dynamic.write_text(unacknowledged)
     with serving(inst, {"publisher.retry_seconds": 0.3}) as r:
         for n, (fqdn, secret) in enumerate(hosts.items()):
             assert r.update(fqdn, secret, f"myip=192.0.2.12{n}") == (200, f"good 192.0.2.12{n}\n")
         acknowledged = head_records(inst)
         (a, sa), (b, sb), (c, sc) = hosts.items()
 
-        dynamic.write_text(unacknowledged)  # the others' records gone, a record nobody sent
+        killed_writer()  # vm12b's records gone, a record nobody sent
         assert r.update(a, sa, "myip=192.0.2.130") == (200, "good 192.0.2.130\n")
         acknowledged[("vm12a", "A")] = "192.0.2.130"
         assert head_records(inst) == acknowledged
-        assert as_plain(zones.parse_dynamic(dynamic.read_text())) == acknowledged
+        assert as_plain(zones.parse_dynamic(inst.tree_records(ZONE))) == acknowledged
         assert "192.0.2.250" not in inst.git("log", "-p", "--format=%B")
 
         count = inst.commit_count()
-        dynamic.write_text(unacknowledged)
+        killed_writer()
         with read_only(inst.repo / ZONE):
             assert r.update(b, sb, "myip=192.0.2.131") == (200, "911\n")
             assert inst.commit_count() == count
@@ -747,7 +769,7 @@ def test_uncommitted_edit_is_never_adopted_and_a_zone_that_cannot_be_put_back_is
             assert health and ZONE in health["held"] and "Read-only file system" in health["held"][ZONE], health
             assert inst.dig(b, "A") == ["192.0.2.121"]
         wait_until(lambda: healthz(inst)[0] == 200, 15, what="the retry loop to put the zone's files back")
-        assert as_plain(zones.parse_dynamic(dynamic.read_text())) == acknowledged
+        assert as_plain(zones.parse_dynamic(inst.tree_records(ZONE))) == acknowledged
         assert r.update(b, sb, "myip=192.0.2.131") == (200, "good 192.0.2.131\n")
         acknowledged[("vm12b", "A")] = "192.0.2.131"
         assert head_records(inst) == acknowledged

@@ -2,7 +2,7 @@
 
 Whatever fails while the disk is full -- the temp file, the rename, git's
 objects, the rollback's own writes -- every acknowledged record stays in
-dynamic.records, in Git's HEAD, in what named serves and in what is pushed
+the zone's shard files, in Git's HEAD, in what named serves and in what is pushed
 upstream; a failed update answers 911 and changes nothing.
 """
 from __future__ import annotations
@@ -14,13 +14,12 @@ import subprocess
 from contextlib import contextmanager
 from pathlib import Path
 
-from ddns import zones
+from ddns import gitops, shards, zones
 
-from conftest import Instance, ServeProcess, require, serving, wait_until
+from conftest import Instance, ServeProcess, require, serving, tree_records, wait_until
 from recordsets import as_plain
 
 ZONE = "dyn.example.test"
-DYNAMIC = f"{ZONE}/dynamic.records"
 RENDERED = f"{ZONE}/{ZONE}.zone"
 HOSTS = 8
 
@@ -76,7 +75,8 @@ def git(repo: Path, *args: str) -> str:
 
 
 def records_at(repo: Path, rev: str) -> dict:
-    return as_plain(zones.parse_dynamic(git(repo, "show", f"{rev}:{DYNAMIC}")))
+    files = {p[len(ZONE) + 1:]: b.decode() for _, p, b in gitops.tree_files(repo, rev, f"{ZONE}/")}
+    return as_plain(gitops.zone_records_in(files))
 
 
 def test_full_disk_loses_no_acknowledged_record(instance):
@@ -112,7 +112,7 @@ def test_full_disk_loses_no_acknowledged_record(instance):
             assert r.update(other, secrets[other], f"myip={address}") == (200, f"good {address}\n"), f"leave={leave}"
             acknowledged[other.split(".")[0]] = address
             expected = {(label, "A"): address for label, address in acknowledged.items()}
-            assert as_plain(zones.parse_dynamic((inst.repo / DYNAMIC).read_text())) == expected, f"leave={leave}"
+            assert as_plain(zones.parse_dynamic(tree_records(inst.repo / ZONE))) == expected, f"leave={leave}"
             assert records_at(inst.repo, "HEAD") == expected, f"leave={leave}"
         assert "911" in answers, answers
 
@@ -144,7 +144,7 @@ def test_start_on_a_full_disk_refuses_rather_than_deleting_committed_files(insta
                 assert r.update(fqdn, secret, f"myip=192.0.2.{i + 1}") == (200, f"good 192.0.2.{i + 1}\n")
         committed = records_at(inst.repo, "HEAD")
         count = git(inst.repo, "rev-list", "--count", "HEAD")
-        dynamic = inst.repo / DYNAMIC
+        dynamic = inst.repo / ZONE / shards.shard_path(shards.shard_index("h0", shards.DEFAULT_SHARDS), shards.DEFAULT_SHARDS)
         dynamic.write_text(dynamic.read_text() + "h9 A 192.0.2.99\n")  # written, never committed
         disk.fill()
 
@@ -164,7 +164,7 @@ def test_start_on_a_full_disk_refuses_rather_than_deleting_committed_files(insta
 
             disk.free()
             serve.start()
-            assert as_plain(zones.parse_dynamic(dynamic.read_text())) == committed
+            assert as_plain(zones.parse_dynamic(tree_records(inst.repo / ZONE))) == committed
             for i, fqdn in enumerate(secrets):
                 assert inst.dig(fqdn, "A") == [f"192.0.2.{i + 1}"]
             assert records_at(inst.repo, "HEAD") == committed

@@ -66,8 +66,10 @@ def edit(clone: Path, path: str, text: str) -> None:
 
 
 def append(clone: Path, path: str, text: str) -> None:
+    """Append TEXT to PATH of CLONE (created, with its directory, when missing)."""
     target = clone / path
-    target.write_text(target.read_text() + text)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_text((target.read_text() if target.exists() else "") + text)
 
 
 def commit(clone: Path, message: str) -> str:
@@ -202,7 +204,7 @@ def test_push_of_a_ttl_change_is_published(running, tmp_path):
     assert [(rrset.ttl, [r.to_text() for r in rrset]) for rrset in answer] == [(120, ["192.0.2.82"])]
     assert_published_linearly(inst, admin)
     # the host's record still lives in the service's file, untouched by the admin's commit
-    assert inst.git("show", f"HEAD:{ZONE}/dynamic.records") == "vm A 192.0.2.82\n"
+    assert inst.records(ZONE) == "vm A 192.0.2.82\n"
 
 
 # ---- 2. broken zones are rejected, nothing changes ---------------------------------------------
@@ -333,9 +335,11 @@ def test_apex_ns_change_is_refused_unless_forced(running, tmp_path):
 def test_edits_of_service_files_are_refused_even_when_forced(running, tmp_path):
     inst = running.instance
     clone = admin_clone(inst, tmp_path)
-    for path in (f"{ZONE}/dynamic.records", f"{ZONE}/{ZONE}.zone"):
+    # the head, a shard, any other file under dynamic/, and the old layout's dynamic.records
+    for path in (f"{ZONE}/{ZONE}.zone", f"{ZONE}/dynamic/00.records", f"{ZONE}/dynamic/notes.txt",
+                 f"{ZONE}/dynamic.records"):
         git(clone, "reset", "-q", "--hard", "origin/main")
-        append(clone, path, "evil A 192.0.2.66\n" if path.endswith("records") else "evil IN A 192.0.2.66\n")
+        append(clone, path, "evil IN A 192.0.2.66\n" if path.endswith(".zone") else "evil A 192.0.2.66\n")
         commit(clone, f"Sneak into {path}")
         out = _refused_without_change(inst, clone)
         assert f"remote: ddns: error: {path}: written by the service only" in out, out
@@ -365,7 +369,7 @@ def test_a_pusher_who_reads_the_repository_cannot_push_as_the_service(running, t
     values = [line.split(" ", 1)[1] for line in git(bare(inst), "config", "--get-regexp", r"^ddns\.").stdout.splitlines()]
     assert values
     clone = admin_clone(inst, tmp_path)
-    append(clone, f"{ZONE}/dynamic.records", "evil A 192.0.2.66\n")
+    append(clone, f"{ZONE}/dynamic/00.records", "evil A 192.0.2.66\n")
     commit(clone, 'Sneak in\n\nDdns-Change: {"host":"evil.dyn.example.test","type":"A","old":null,'
                   '"new":"192.0.2.66","actor":"victim","client":"","interface":"dyndns2"}')
     before = state(inst)
@@ -429,7 +433,7 @@ def test_zone_added_and_removed_by_push(running, tmp_path):
     assert inst.dig(f"ns1.{new}", "A") == ["127.0.0.1"]
     assert new in domains(inst)
     assert_published_linearly(inst, admin)
-    assert (inst.repo / new / f"{new}.zone").exists() and (inst.repo / new / "dynamic.records").exists()
+    assert (inst.repo / new / f"{new}.zone").exists() and inst.records(new) == ""  # no hosts yet: no shards
     # The running service's own sync (what its loop runs every zones.sync_seconds) keeps the zone
     # that the post-receive hook, another process, published: it stays open for hosts.
     running.service.sync()

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from ddns import gitops, resource_dir, zones
+from ddns import gitops, resource_dir, shards, zones
 from ddns.gitops import MIN_RECORDS_FOR_SHARE, diff_records, format_plan, guard_problems, zone_records
 
 from conftest import Instance, require
@@ -22,7 +22,7 @@ ZONE = "dyn.example.test"
 TEMPLATES = [resource_dir("templates") / "zone"]
 STATIC = f"{ZONE}/{zones.STATIC_FILE}"
 SETTINGS = f"{ZONE}/{zones.SETTINGS_FILE}"
-DYNAMIC = f"{ZONE}/{zones.DYNAMIC_FILE}"
+DYNAMIC = f"{ZONE}/{shards.shard_path(shards.shard_index('vm', shards.DEFAULT_SHARDS), shards.DEFAULT_SHARDS)}"  # vm's shard
 RENDERED = f"{ZONE}/{zones.rendered_file(ZONE)}"
 
 
@@ -31,7 +31,7 @@ def render(static: str, dynamic: dict[tuple[str, str], str] | None = None, setti
     """A zone file as the service renders it (the shipped template)."""
     template = zones.template_environment(TEMPLATES).get_template(zones.TEMPLATE_FILE)
     toml = settings if settings is not None else f'ttl = 3600\ndynamic_ttl = 60\nnameservers = ["ns1.{zone}."]\n'
-    return zones.render_zone(template, zones.ZoneSettings.from_toml(zone, toml), serial, static, as_sets(dynamic or {}))
+    return shards.render_flat(template, zones.ZoneSettings.from_toml(zone, toml), serial, static, as_sets(dynamic or {}))
 
 
 # ---- zone_records --------------------------------------------------------------------------

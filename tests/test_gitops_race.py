@@ -23,7 +23,7 @@ from pathlib import Path
 
 import pytest
 
-from ddns import bind, provenance, zones
+from ddns import bind, gitops, provenance, shards, zones
 from ddns.gitrepo import SyncConflict, parse_trailers
 from ddns.model import Outcome
 from ddns.service import Service
@@ -33,7 +33,26 @@ from recordsets import as_plain
 
 ZONE = "dyn.example.test"
 STATIC = f"{ZONE}/{zones.STATIC_FILE}"
-DYNAMIC = f"{ZONE}/{zones.DYNAMIC_FILE}"
+
+
+def shard_of(label: str) -> str:
+    """The shard file (repository path) that holds LABEL's records."""
+    return f"{ZONE}/{shards.shard_path(shards.shard_index(label, shards.DEFAULT_SHARDS), shards.DEFAULT_SHARDS)}"
+
+
+def records_at(repo: Path, rev: str) -> dict:
+    """ZONE's dynamic records at REV of REPO (all its shards)."""
+    files = {p[len(ZONE) + 1:]: b.decode() for _, p, b in gitops.tree_files(repo, rev, f"{ZONE}/")}
+    return as_plain(gitops.zone_records_in(files))
+
+
+def rogue_edit(work: Path, label: str) -> None:
+    """Someone bypassing the hooks writes the shard of LABEL by hand (the one the service's commit wrote too)."""
+    path = work / shard_of(label)
+    path.parent.mkdir(exist_ok=True)
+    path.write_text("evil A 192.0.2.66\n")
+    git(work, "add", "-A")
+    git(work, "commit", "-q", "-m", "rogue: edit the dynamic records by hand")
 RENDERED = f"{ZONE}/{zones.rendered_file(ZONE)}"
 ROOT = Path(__file__).resolve().parent.parent  # this checkout: the hooks must run its ddns
 
@@ -238,7 +257,7 @@ def test_burst_of_updates_races_admin_pushes_nothing_lost_history_linear(instanc
         final = upstream_main(inst)
         assert final == head
         for repo in (inst.repo, bare(inst)):
-            records = as_plain(zones.parse_dynamic(out(repo, "show", f"{head}:{DYNAMIC}") + "\n"))
+            records = records_at(repo, head)
             assert records == {(f.split(".", 1)[0], "A"): addr for f, addr in last.items()}, repo.name
             trailers = {(c.host, c.new) for c in parse_trailers(out(repo, "log", "--format=%B", head))}
             missing = {(f, addr) for f, addr, _, _ in answers} - trailers
@@ -363,8 +382,7 @@ def test_real_conflict_raises_and_changes_nothing(instance, tmp_path):
 
         # someone bypasses the hooks and edits the service's file upstream
         work = clone(inst, tmp_path / "rogue", who="Mallory Rogue")
-        (work / DYNAMIC).write_text("evil A 192.0.2.66\n")
-        git(work, "commit", "-q", "-am", "rogue: edit dynamic.records by hand")
+        rogue_edit(work, "c1")
         rogue = push_bypassing_hooks(inst, work)
 
         head = out(inst.repo, "rev-parse", "HEAD")
@@ -402,8 +420,7 @@ def test_serve_starts_despite_a_conflict_keeps_serving_and_catches_up_once_resol
     service = Service.open(inst.config)  # no named yet: committed, not served (dnserr)
     assert service.set_address(fqdn, "192.0.2.20", actor="test") in (Outcome.PUBLISHED, Outcome.UNSERVED)
     work = clone(inst, tmp_path / "rogue", who="Mallory Rogue")
-    (work / DYNAMIC).write_text("evil A 192.0.2.66\n")
-    git(work, "commit", "-q", "-am", "rogue: edit dynamic.records by hand")
+    rogue_edit(work, "c2")
     rogue = push_bypassing_hooks(inst, work)
     head = out(inst.repo, "rev-parse", "HEAD")
 
@@ -427,7 +444,7 @@ def test_serve_starts_despite_a_conflict_keeps_serving_and_catches_up_once_resol
         wait_until(lambda: is_ancestor(bare(inst), fixed, out(inst.repo, "rev-parse", "HEAD"))
                    and upstream_main(inst) == out(inst.repo, "rev-parse", "HEAD"), 5,
                    what="the service to catch up after the fix")
-        records = as_plain(zones.parse_dynamic(out(bare(inst), "show", f"main:{DYNAMIC}") + "\n"))
+        records = records_at(bare(inst), "main")
         assert records == {("c2", "A"): "192.0.2.21"}
         wait_until(lambda: r.request("/healthz")[0] == 200, 5, what="/healthz to be ok once the upstream syncs")
         trailers = {(c.host, c.new) for c in parse_trailers(out(bare(inst), "log", "--format=%B", "main"))}

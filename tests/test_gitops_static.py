@@ -133,10 +133,10 @@ def test_static_record_on_a_host_name_is_refused(running, tmp_path):
     line = line_of((clone / STATIC).read_text(), "vm IN TXT")
     secret = inst.add_host("vm." + ZONE)
     assert running.update("vm." + ZONE, secret, "myip=192.0.2.82") == (200, "good 192.0.2.82\n")
-    wait_until(lambda: "vm A" in git(bare(inst), "show", f"main:{ZONE}/dynamic.records", check=False).stdout,
+    wait_until(lambda: "vm A" in inst.records(ZONE, "main", bare(inst)),
                10.0, what="the service's push of the host's record")
     git(clone, "fetch", "-q", "origin")
-    message = "vm: the name of a registered host (dynamic.records); static records there would join its records"
+    message = "vm: the name of a registered host (dynamic records); static records there would join its records"
     proc = ddns(inst, "check", "--repo", str(clone), "--json")
     assert proc.returncode == 1, proc.stdout + proc.stderr
     assert json.loads(proc.stdout)["errors"] == [f"{STATIC}:{line}: {message}"]
@@ -183,7 +183,7 @@ def test_pre_receive_knows_hosts_the_service_has_not_pushed_yet(instance, tmp_pa
         clone = admin_clone(instance, tmp_path)
         secret = instance.add_host("vm." + ZONE)
         assert running.update("vm." + ZONE, secret, "myip=192.0.2.82") == (200, "good 192.0.2.82\n")
-        assert "vm" not in git(bare(instance), "show", f"main:{ZONE}/dynamic.records").stdout  # not pushed yet
+        assert "vm" not in instance.records(ZONE, "main", bare(instance))  # not pushed yet
         append(clone, STATIC, "vm IN A 192.0.2.99\n")
         commit(clone, "A static vm")
         out = assert_refused(push(clone))

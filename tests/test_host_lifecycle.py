@@ -66,7 +66,7 @@ class Hammer:
 
 
 def dynamic_records_at_head(inst: Instance, zone: str = ZONE) -> str:
-    return inst.git("show", f"HEAD:{zone}/dynamic.records")
+    return inst.records(zone)
 
 
 def assert_no_record_of(inst: Instance, fqdn: str, zone: str = ZONE) -> None:
@@ -288,7 +288,7 @@ def test_the_publisher_evaluates_a_guard_under_its_lock_when_it_applies_the_chan
     assert [r.outcome for r in results] == [Outcome.PUBLISHED, Outcome.REFUSED, Outcome.PUBLISHED]
     assert held == [True, True]
     assert instance.commit_count() == before + 1
-    records = instance.git("show", f"HEAD:{ZONE}/dynamic.records")
+    records = instance.records(ZONE)
     assert "kept" in records and "plain" in records and "refused" not in records
     assert [r.outcome for r in publisher.apply([set_a("refused", "192.0.2.2", guard(False))])] == [Outcome.REFUSED]
     assert instance.commit_count() == before + 1

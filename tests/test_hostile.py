@@ -1,5 +1,5 @@
 """Hostile input over the real socket: every case gets a clear answer
-and changes nothing -- no commit, dynamic.records and the rendered zone file
+and changes nothing -- no commit, the dynamic records and the rendered zone file
 byte-identical, the same SOA serial served -- and nothing a client sends can
 inject zone-file syntax.
 
@@ -23,7 +23,7 @@ from typing import Callable
 import pytest
 
 from conftest import REQUIRED_TOOLS, Instance, free_port, read_reply, require, start_serving
-from ddns import cli
+from ddns import cli, gitops, shards
 
 ZONE = "dyn.example.test"
 HOST = f"h.{ZONE}"             # alice's; A 192.0.2.1, AAAA 2001:db8::1 before the cases
@@ -31,7 +31,7 @@ MATE = f"mate.{ZONE}"          # alice's too
 OTHER = f"other.{ZONE}"        # bob's
 ZONE_DIR = ZONE
 RENDERED = f"{ZONE}/{ZONE}.zone"
-DYNAMIC = f"{ZONE}/dynamic.records"
+SHARDS = f"{ZONE}/dynamic"
 
 
 # ---- raw HTTP ---------------------------------------------------------------------------
@@ -91,7 +91,7 @@ class Ctx:
         """Everything a hostile request must not change."""
         inst = self.instance
         return (inst.commit_count(), inst.git("rev-parse", "HEAD").strip(),
-                (inst.repo / DYNAMIC).read_bytes(), (inst.repo / RENDERED).read_bytes(), inst.served_serial(),
+                inst.tree_records(ZONE), (inst.repo / RENDERED).read_bytes(), inst.served_serial(),
                 inst.dig(HOST, "A"), inst.dig(HOST, "AAAA"), inst.dig(OTHER, "A"))
 
 
@@ -347,28 +347,35 @@ DYNAMIC_LINE = re.compile(r"^([a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?) (A|AAAA) (\S
 
 
 def check_zone_files(inst: Instance) -> None:
-    """The rendered file holds exactly the lines the service writes, and named accepts it."""
+    """The zone as named serves it (the head with its shards assembled) holds exactly the lines the service
+    writes, and named accepts it; the head includes only the service's own shard files."""
     zone_dir = inst.repo / ZONE_DIR
-    dynamic = (zone_dir / "dynamic.records").read_text()
+    dynamic = inst.tree_records(ZONE)
     static = (zone_dir / "static.zone").read_text()
-    rendered = (zone_dir / f"{ZONE}.zone").read_text()
-    assert inst.git("show", f"HEAD:{DYNAMIC}") == dynamic
-    assert inst.git("show", f"HEAD:{RENDERED}") == rendered
+    head = (zone_dir / f"{ZONE}.zone").read_text()
+    assert inst.records(ZONE) == dynamic
+    assert inst.git("show", f"HEAD:{RENDERED}") == head
     assert inst.git("status", "--porcelain") == ""
+    includes = [ln for ln in head.splitlines() if ln.upper().startswith("$INCLUDE")]
+    assert includes == [f"$INCLUDE {p}" for p in shards.included(head)], includes
+    assert sorted(shards.included(head)) == sorted(f"dynamic/{p.name}" for p in (zone_dir / "dynamic").iterdir())
+    rendered = gitops.committed_zone(inst.repo, ZONE)
 
     expected_dynamic = []
     for line in dynamic.splitlines():
         m = DYNAMIC_LINE.match(line)
-        assert m, f"unexpected line in dynamic.records: {line!r}"
+        assert m, f"unexpected line in the dynamic records: {line!r}"
         label, rtype, text = m.groups()
         addr = ipaddress.ip_address(text)
         assert str(addr) == text and (addr.version == 4) == (rtype == "A")
-        expected_dynamic.append(f"{label} 60 IN {rtype} {text}")
-    assert dynamic.splitlines() == sorted(dynamic.splitlines())
+        expected_dynamic.append(f"{label} {rtype} {text}")
+    for shard in (zone_dir / "dynamic").iterdir():
+        lines = shard.read_text().splitlines()
+        assert lines == sorted(lines), shard.name
 
     # Classify every line without relying on the template's wording: comments, the
     # directives the service writes, SOA / NS, verbatim static.zone lines and one
-    # line per dynamic.records entry -- nothing else.
+    # line per dynamic record -- nothing else.
     static_lines = {ln for ln in static.splitlines() if ln.strip()}
     dynamic_rendered = []
     for ln in rendered.splitlines():
@@ -376,20 +383,20 @@ def check_zone_files(inst: Instance) -> None:
             continue
         if ln.startswith("$"):
             assert ln == f"$ORIGIN {ZONE}." or re.fullmatch(r"\$TTL \d+", ln), f"unexpected directive: {ln!r}"
-        elif re.fullmatch(r"[a-z0-9-]+ 60 IN (A|AAAA) \S+", ln):
+        elif re.fullmatch(r"[a-z0-9-]+ (A|AAAA) \S+", ln):
             dynamic_rendered.append(ln)
         else:
             assert (ln.startswith(";")
                     or re.fullmatch(r"@ IN SOA ns1\.dyn\.example\.test\. hostmaster\.dyn\.example\.test\. "
                                     r"\( \d+ \d+ \d+ \d+ \d+ \)", ln)
                     or re.fullmatch(r"@ IN NS [a-z0-9.-]+\.", ln)), f"unexpected line in the zone file: {ln!r}"
-    assert dynamic_rendered == expected_dynamic
+    assert sorted(dynamic_rendered) == expected_dynamic
     for bad in ("$INCLUDE", "passwd", "evil", "\x00", '"'):
         assert bad not in rendered
 
     require("named-checkzone")
-    proc = subprocess.run(["named-checkzone", "-q", ZONE, str(zone_dir / f"{ZONE}.zone")], capture_output=True,
-                          text=True, timeout=60)
+    proc = subprocess.run(["named-checkzone", "-q", "-w", str(zone_dir), ZONE, f"{ZONE}.zone"], capture_output=True,
+                          text=True, timeout=60)  # the head as it is, its includes read from the zone directory
     assert proc.returncode == 0, proc.stdout + proc.stderr
     serial = int(re.search(r"\( (\d+) ", rendered).group(1))
     assert inst.served_serial() == serial
@@ -441,13 +448,13 @@ def test_zone_file_injection_is_impossible(running):
     assert running.update("alice", token, f"hostname={MATE}&myip=2001:db8::99") == (200, "good 2001:db8::99\n")
 
     check_zone_files(inst)
-    assert (inst.repo / DYNAMIC).read_text() == (
+    assert inst.tree_records(ZONE) == (
         f"h A 192.0.2.{20 + len(INJECTIONS) - 1}\nmate AAAA 2001:db8::99\n")
     assert inst.dig(HOST, "A") == [f"192.0.2.{20 + len(INJECTIONS) - 1}"]
     assert inst.dig(HOST, "AAAA") == []
     assert inst.dig("evil." + ZONE, "A") == []
     assert inst.dig(ZONE, "NS") == [f"ns1.{ZONE}."]
-    # every dynamic.records that was ever committed is well-formed
-    for commit in inst.git("rev-list", "HEAD", "--", DYNAMIC).split():
-        for line in inst.git("show", f"{commit}:{DYNAMIC}").splitlines():
+    # every shard that was ever committed is well-formed
+    for commit in inst.git("rev-list", "HEAD", "--", SHARDS).split():
+        for line in inst.records(ZONE, commit).splitlines():
             assert DYNAMIC_LINE.match(line), (commit, line)

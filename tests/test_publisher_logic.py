@@ -138,3 +138,16 @@ def test_incremental_named_down_then_back_is_loaded_not_updated_over_the_gap(inc
     assert result.outcome is Outcome.PUBLISHED
     assert named.reloads == [ZONE] and named.updates == []
     assert named.served[ZONE] == incremental.zones[ZONE].serial
+
+
+def test_a_shard_made_and_emptied_within_one_group_is_no_file_and_the_commit_stands(instance, publisher, named):
+    """One group adds a host in a shard nobody uses yet and deletes it again, beside a real change."""
+    from ddns import shards
+    assert shards.shard_index("new", shards.DEFAULT_SHARDS) != shards.shard_index("other", shards.DEFAULT_SHARDS)
+    delete = Update(ZONE, tuple(Operation.replace(f"new.{ZONE}", "A", [])), actor=Actor("test"))
+    before = instance.commit_count()
+    results = publisher.apply([set_a("new", "192.0.2.9"), delete, set_a("other", "192.0.2.10")])
+    assert [r.outcome for r in results] == [Outcome.PUBLISHED] * 3
+    assert instance.commit_count() == before + 1
+    assert instance.records(ZONE) == "other A 192.0.2.10\n"
+    assert instance.git("status", "--porcelain") == ""

@@ -86,7 +86,7 @@ def test_the_windows_sequence_registers_and_moves_the_name(lan):
     fqdn = f"win1.{inst.zone}"
     assert rcode_of(inst, windows(inst.zone, "win1", "127.0.0.5"), "127.0.0.5") == "NOERROR"
     assert inst.dig(fqdn) == ["127.0.0.5"]
-    assert "win1 1200 A 127.0.0.5\n" in (inst.repo / inst.zone / "dynamic.records").read_text()
+    assert "win1 1200 A 127.0.0.5\n" in inst.tree_records(inst.zone)
     # the address changed (DHCP): the same sequence from the new address replaces it
     assert rcode_of(inst, windows(inst.zone, "win1", "127.0.0.6"), "127.0.0.6", tcp=True) == "NOERROR"
     assert inst.dig(fqdn) == ["127.0.0.6"]

@@ -50,7 +50,7 @@ def test_two_racing_updates_for_a_free_name_exactly_one_is_published(instance, p
         assert sorted(o.value for o in results.values()) == ["published", "unmet"], results
         winner = next(who for who, o in results.items() if o is Outcome.PUBLISHED)
         assert instance.commit_count() == before + 1
-        dynamic = instance.git("show", f"HEAD:{ZONE}/dynamic.records")
+        dynamic = instance.records(ZONE)
         assert dynamic.count(f"{label} A ") == 1 and f"{label} A 192.0.2.{int(winner[-1]) + 1}" in dynamic
         [record] = parse_trailers(instance.git("log", "-1", "--format=%B"))
         assert (record.host, record.type, record.old, record.new, record.actor, record.interface) == \
@@ -73,14 +73,14 @@ def test_an_update_is_all_or_nothing_and_one_that_changes_nothing_is_unchanged(i
     update = Update(ZONE, (Operation(Op.ADD, f"vm.{ZONE}", "A", "192.0.2.5", 300),
                            Operation(Op.ADD, f"vm.{ZONE}", "TXT", txt)))
     assert publisher.apply([update])[0].outcome is Outcome.PUBLISHED
-    count, files = instance.commit_count(), (instance.repo / ZONE / "dynamic.records").read_text()
+    count, files = instance.commit_count(), instance.tree_records(ZONE)
     assert files == f"vm 300 A 192.0.2.5\nvm TXT {txt}\n"
     assert publisher.apply([update])[0].outcome is Outcome.UNCHANGED
     # the second operation lands on a static name: the first is not applied either
     mixed = Update(ZONE, (Operation(Op.ADD, f"vm.{ZONE}", "A", "192.0.2.6"), Operation(Op.ADD, f"ns1.{ZONE}", "TXT", '"x"')))
     result = publisher.apply([mixed])[0]
     assert result.outcome is Outcome.FAILED and "static records" in result.reason
-    assert (instance.commit_count(), (instance.repo / ZONE / "dynamic.records").read_text()) == (count, files)
+    assert (instance.commit_count(), instance.tree_records(ZONE)) == (count, files)
 
 
 def test_rrsets_show_static_and_dynamic_data_and_the_current_serial(instance, publisher):

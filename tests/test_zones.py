@@ -7,7 +7,7 @@ import jinja2
 import pytest
 
 from conftest import require
-from ddns import bind, errors, zones
+from ddns import bind, errors, gitops, shards, zones
 from ddns.records import RecordSet
 from ddns.zones import BadRecordLine, ZoneSettings, format_dynamic, parse_dynamic, serial_of, static_owners
 from recordsets import as_sets
@@ -202,7 +202,7 @@ def test_bad_record_line_is_an_invalid_refusal():
 
 
 def test_serial_of_rendered_zone(template):
-    text = zones.render_zone(template, ZoneSettings.from_toml(ZONE, ""), 4_000_000_001, STATIC, {})
+    text = shards.render_flat(template, ZoneSettings.from_toml(ZONE, ""), 4_000_000_001, STATIC, {})
     assert serial_of(text) == 4_000_000_001
 
 
@@ -317,40 +317,45 @@ def test_rendered_zone_is_valid_for_named_checkzone(template, tmp_path):
     settings = ZoneSettings.from_toml(ZONE, "dynamic_ttl = 45\n")
     dynamic = {("web", "AAAA"): "2001:db8::80", ("b", "A"): "192.0.2.2", ("a", "A"): "192.0.2.1",
                ("xn--bcher-kva", "A"): "10.0.0.7"}
-    text = zones.render_zone(template, settings, 1_700_000_123, STATIC, as_sets(dynamic))
+    text = shards.render_flat(template, settings, 1_700_000_123, STATIC, as_sets(dynamic))
     assert check(tmp_path, text) is None
     assert serial_of(text) == 1_700_000_123
     assert f"$ORIGIN {ZONE}.\n" in text
     assert "ns1 IN A 192.0.2.53\n" in text  # static text verbatim
     body = text.split("; dynamic records", 1)[1].splitlines()[1:]
     assert body[0] == f"$ORIGIN {ZONE}."  # re-set, whatever static.zone did to $ORIGIN
-    assert [line for line in body[1:] if line] == [
-        "a 45 IN A 192.0.2.1",
-        "b 45 IN A 192.0.2.2",
-        "web 45 IN AAAA 2001:db8::80",
-        "xn--bcher-kva 45 IN A 10.0.0.7",
+    assert body[1] == "$TTL 45" and body[-1] == "$TTL 3600"  # the dynamic TTL for the shards' lines, then back
+    assert sorted(line for line in body[2:-1] if line) == [
+        "a A 192.0.2.1",
+        "b A 192.0.2.2",
+        "web AAAA 2001:db8::80",
+        "xn--bcher-kva A 10.0.0.7",
     ]
+    served = gitops.zone_records(text, ZONE)
+    assert served[("a", "A")] == ("45 192.0.2.1",) and served[("web", "AAAA")] == ("45 2001:db8::80",)
+    assert served[("ns1", "A")] == ("3600 192.0.2.53",)
 
 
 @pytest.mark.parametrize("serial", [0, 1, 2**31, 2**32 - 1])
 def test_rendered_zone_valid_at_serial_extremes(template, tmp_path, serial):
-    text = zones.render_zone(template, ZoneSettings.from_toml(ZONE, ""), serial, STATIC, {})
+    text = shards.render_flat(template, ZoneSettings.from_toml(ZONE, ""), serial, STATIC, {})
     assert check(tmp_path, text) is None
     assert serial_of(text) == serial
 
 
 def test_rendered_zone_with_external_nameservers_and_no_static(template, tmp_path):
     settings = ZoneSettings.from_toml(ZONE, 'nameservers = ["ns-a.example.net.", "ns-b.example.net."]\n')
-    text = zones.render_zone(template, settings, 5, "", as_sets({("h", "A"): "192.0.2.1"}))
+    text = shards.render_flat(template, settings, 5, "", as_sets({("h", "A"): "192.0.2.1"}))
     assert check(tmp_path, text) is None
     assert "@ IN NS ns-a.example.net.\n" in text and "@ IN NS ns-b.example.net.\n" in text
 
 
 def test_static_text_without_final_newline_does_not_swallow_dynamic_records(template, tmp_path):
-    text = zones.render_zone(template, ZoneSettings.from_toml(ZONE, ""), 9, "ns1 IN A 192.0.2.53 ; glue",
+    text = shards.render_flat(template, ZoneSettings.from_toml(ZONE, ""), 9, "ns1 IN A 192.0.2.53 ; glue",
                              as_sets({("a", "A"): "192.0.2.1"}))
     assert check(tmp_path, text) is None
-    assert "\na 60 IN A 192.0.2.1\n" in text
+    assert "\na A 192.0.2.1\n" in text
+    assert gitops.zone_records(text, ZONE)[("a", "A")] == ("60 192.0.2.1",)
 
 
 @pytest.mark.parametrize("static, needle", [
@@ -360,7 +365,7 @@ def test_static_text_without_final_newline_does_not_swallow_dynamic_records(temp
     ("ns1 IN BOGUS 1\n", "BOGUS"),
 ])
 def test_broken_static_text_gets_a_message(template, tmp_path, static, needle):
-    text = zones.render_zone(template, ZoneSettings.from_toml(ZONE, ""), 10, static, {})
+    text = shards.render_flat(template, ZoneSettings.from_toml(ZONE, ""), 10, static, {})
     message = check(tmp_path, text)
     assert isinstance(message, str)
     assert needle in message
@@ -368,14 +373,14 @@ def test_broken_static_text_gets_a_message(template, tmp_path, static, needle):
 
 
 def test_missing_glue_for_in_zone_nameserver_is_reported(template, tmp_path):
-    text = zones.render_zone(template, ZoneSettings.from_toml(ZONE, ""), 11, "", {})
+    text = shards.render_flat(template, ZoneSettings.from_toml(ZONE, ""), 11, "", {})
     assert "has no address records" in check(tmp_path, text)  # ns1.dyn.example.test
 
 
 def test_dynamic_record_on_a_static_cname_breaks_the_zone(template, tmp_path):
     # Why static owner names are reserved for hosts.
     static = "ns1 IN A 192.0.2.53\ncloud IN CNAME cloud.example.net.\n"
-    text = zones.render_zone(template, ZoneSettings.from_toml(ZONE, ""), 12, static, as_sets({("cloud", "A"): "192.0.2.1"}))
+    text = shards.render_flat(template, ZoneSettings.from_toml(ZONE, ""), 12, static, as_sets({("cloud", "A"): "192.0.2.1"}))
     assert "CNAME and other data" in check(tmp_path, text)
     assert "cloud" in static_owners(static, ZONE)
 
@@ -428,6 +433,15 @@ def test_an_old_dynamic_file_loads_unchanged():
 def test_rendered_rrsets_carry_their_own_ttl_or_the_zones(tmp_path, template):
     require("named-checkzone")
     dynamic = {("web", "A"): RecordSet(("192.0.2.1", "192.0.2.2")), ("web", "TXT"): RecordSet(('"a b"',), 300)}
-    text = zones.render_zone(template, ZoneSettings.from_toml(ZONE, "dynamic_ttl = 45\n"), 7, STATIC, dynamic)
-    assert "web 45 IN A 192.0.2.1\nweb 45 IN A 192.0.2.2\nweb 300 IN TXT \"a b\"\n" in text
+    text = shards.render_flat(template, ZoneSettings.from_toml(ZONE, "dynamic_ttl = 45\n"), 7, STATIC, dynamic)
+    assert "web A 192.0.2.1\nweb A 192.0.2.2\nweb 300 TXT \"a b\"\n" in text
+    served = gitops.zone_records(text, ZONE)
+    assert served[("web", "A")] == ("45 192.0.2.1", "45 192.0.2.2") and served[("web", "TXT")] == ('300 "a b"',)
     assert check(tmp_path, text) is None
+
+
+@pytest.mark.parametrize("rdata", ["010.0.0.1", "1.2.3", "192.0.2.1 ", "::ffff:192.0.2.1", "192.0.2.256", "0x7f.0.0.1"])
+def test_a_lines_without_canonical_dotted_quads_are_refused(rdata):
+    with pytest.raises(BadRecordLine, match="line 1"):
+        parse_dynamic(f"h A {rdata}\n")
+    assert parse_dynamic("h A 127.0.0.1\nh A 10.0.0.1\n") == {("h", "A"): RecordSet(("10.0.0.1", "127.0.0.1"))}

@@ -2,10 +2,13 @@
 
 For each update of a group, in order: its guard, its zone (exists, not
 broken, not held), then ``records.apply`` -- prerequisites against the static
-data and the dynamic records as the updates before it left them, operations
-all or nothing. Each touched zone is rendered once with a bumped serial and
-written atomically (``worktree.ServiceFiles``: a failure puts HEAD's files
-back), the group is committed once with one audit trailer per changed RRset,
+data and the dynamic records as the updates before it left them (an
+``shards.Overlay`` of the group's changes: nothing of the zone is copied),
+operations all or nothing. Each touched zone gets its touched shards and its
+head rewritten with a bumped serial, atomically (``worktree.ServiceFiles``: a
+failure puts HEAD's files back) -- untouched shards are neither formatted nor
+written, so the cost does not grow with the zone -- the group is committed
+once with one audit trailer per changed RRset,
 and each zone's change (``zonechange.ZoneChange``) is handed to named; waiting until it serves them is the
 caller's (``Batch.serials``). It does not lock: the publisher calls it under
 its lock.
@@ -16,15 +19,15 @@ import logging
 from dataclasses import dataclass
 from typing import Callable
 
-from .. import records, zones
+from .. import records, shards, zones
 from .bindtarget import BindTarget
 from ..gitrepo import ChangeRecord, ZonesRepo, commit_message
 from ..model import Actor, Outcome, Result, Update
 from ..serial import next_serial
-from .worktree import ServiceFiles
+from .worktree import Replacement, ServiceFiles
 from .zonechange import zone_change
 from .zonecache import ZoneCache
-from .zonestate import ZoneReader, stamp
+from .zonestate import ZoneReader, ZoneState, stamp
 
 log = logging.getLogger("ddns.publisher")  # a part of the publisher: its log lines say so
 
@@ -76,7 +79,7 @@ class Committer:
         """
         results: list[Result | None] = [None] * len(updates)
         changes: list[tuple[int, ChangeRecord]] = []
-        work: dict[str, records.Dynamic] = {}
+        work: dict[str, shards.Overlay] = {}
         keys: dict[str, set[tuple[str, str]]] = {}  # the RRsets each zone's updates touched
         for i, update in enumerate(updates):
             results[i], made = self._decide(update, work, keys)
@@ -88,16 +91,19 @@ class Committer:
 
         touched = sorted({updates[i].zone for i, _ in changes})
         serials: dict[str, int] = {}
+        after = {zone: self.reader.sharded(work[zone].result()) for zone in touched}
         paths: list[str] = []
         try:
             with self.files.replacing(touched) as files:  # a failure puts HEAD's files back (or holds the zone)
                 for zone in touched:
                     state = self.cache.zones[zone]
                     serials[zone] = next_serial(state.serial, int(self.clock()))
-                    dyn_path, rendered_path = self.reader.service_paths(zone)
-                    files.write(dyn_path, zones.format_dynamic(work[zone]))
-                    files.write(rendered_path, self.reader.render(state, serials[zone], work[zone]))
-                    paths += [f"{zone}/{dyn_path.name}", f"{zone}/{rendered_path.name}"]
+                    if state.settled:  # the head first: its stamp then shows any write that was not committed
+                        files.write(self.reader.head_path(zone), self.reader.render(state, serials[zone], after[zone]))
+                        paths.append(f"{zone}/{zones.rendered_file(zone)}")
+                        paths += write_shards(files, self.reader, zone, after[zone], after[zone].indexes(keys[zone]))
+                    else:  # the old layout or another number of shards (not reconciled yet): all of it
+                        paths += rewrite_zone(files, self.reader, zone, state, after[zone], serials[zone])
                 actors = {c.actor for _, c in changes}
                 self.repo.commit(paths, commit_message([c for _, c in changes]),
                                  author=actors.pop() if len(actors) == 1 else None)
@@ -112,10 +118,11 @@ class Committer:
         published = {}
         for zone in touched:
             state = self.cache.zones[zone]
-            published[zone] = zone_change(zone, serials[zone], state.static, state.dynamic, work[zone], keys[zone],
+            published[zone] = zone_change(zone, serials[zone], state.static, state.dynamic, after[zone], keys[zone],
                                           state.source.settings.dynamic_ttl)
-            state.dynamic = work[zone]
+            state.dynamic = after[zone]
             state.serial = serials[zone]
+            state.settled, state.legacy = True, False
             state.stamp = stamp(*self.reader.service_paths(zone))
         self.status.last_publish = self.clock()
         self.status.failure = None
@@ -129,7 +136,7 @@ class Committer:
                         results[i] = Result(Outcome.UNSERVED, reason="named did not take the reload")
         return Batch(results, zone_of, serials, deadline)
 
-    def _decide(self, update: Update, work: dict[str, records.Dynamic],
+    def _decide(self, update: Update, work: dict[str, shards.Overlay],
                 keys: dict[str, set[tuple[str, str]]]) -> tuple[Result | None, list[ChangeRecord]]:
         """UPDATE applied to WORK (the group's records so far, per zone): (None, its change records), or why not.
 
@@ -145,7 +152,8 @@ class Committer:
             return Result(Outcome.FAILED, reason=f"zone {update.zone} is broken: {state.broken}"), []
         if not self.files.writable(update.zone):  # its files could not be put back: nothing is published from them
             return Result(Outcome.FAILED, reason=f"zone {update.zone} is held"), []
-        work.setdefault(update.zone, dict(state.dynamic))  # copied once per group and zone
+        if update.zone not in work:
+            work[update.zone] = shards.Overlay(state.dynamic)  # the group's changes; the zone is not copied
         changes, refused = records.apply(update, state.static, work[update.zone], state.types)
         if refused is not None:
             if refused.outcome is Outcome.FAILED:
@@ -164,6 +172,45 @@ class Committer:
                 dynamic[(label, rtype)] = new
                 state.types.add(rtype)  # a superset does no harm, even if the commit fails
         return None, made
+
+
+def write_shards(files: Replacement, reader: ZoneReader, zone: str, found: shards.ShardedRecords,
+                 indexes: set[int]) -> list[str]:
+    """Write the shards INDEXES of FOUND (ZONE's records), removing those left empty; their repository paths."""
+    zone_dir = reader.root / zone
+    rels = []
+    for index in sorted(indexes):
+        rel = shards.shard_path(index, found.count)
+        text = found.text(index)
+        if text:
+            files.write(zone_dir / rel, text)
+        elif (zone_dir / rel).exists():
+            files.remove(zone_dir / rel)
+        else:  # made and emptied again within the group: no file, nothing to commit
+            continue
+        rels.append(f"{zone}/{rel}")
+    return rels
+
+
+def rewrite_zone(files: Replacement, reader: ZoneReader, zone: str, state: ZoneState, found: shards.ShardedRecords,
+                 serial: int) -> list[str]:
+    """Make ZONE's service files FOUND and the head of STATE at SERIAL: every shard that differs, the old
+    layout's dynamic.records and shards of another count removed. Their repository paths (for one commit)."""
+    zone_dir = reader.root / zone
+    want, have = found.texts(), reader.shard_files(zone)
+    files.write(reader.head_path(zone), reader.render(state, serial, found))  # first, as in every commit
+    rels = [zones.rendered_file(zone)]
+    for rel in sorted(have.keys() - want.keys()):
+        files.remove(zone_dir / rel)
+        rels.append(rel)
+    for rel, text in want.items():
+        if have.get(rel) != text:
+            files.write(zone_dir / rel, text)
+            rels.append(rel)
+    if (zone_dir / zones.DYNAMIC_FILE).exists():
+        files.remove(zone_dir / zones.DYNAMIC_FILE)
+        rels.append(zones.DYNAMIC_FILE)
+    return [f"{zone}/{rel}" for rel in rels]
 
 
 def _change_record(zone: str, label: str, rtype: str, old: records.RecordSet | None,

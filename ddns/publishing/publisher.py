@@ -3,7 +3,8 @@
 ``Publisher.commit`` takes a group of ``model.Update``s and, under the lock,
 decides each one (guard, prerequisites, operations: all or nothing) against
 the records as the updates before it left them, renders each touched zone
-once with a bumped serial, writes it atomically, commits once and asks named
+once with a bumped serial (only the shards it touched, ``ddns.shards``),
+writes them atomically, commits once and asks named
 to reload each zone; ``wait_served`` then waits, without the lock, until named
 serves the new serials (``apply`` does both). ``ddns.publishing.publish_queue.PublisherThread``
 feeds it from a queue so that concurrent requests share one render / commit /
@@ -51,7 +52,7 @@ import time
 from pathlib import Path
 from typing import Callable, ContextManager
 
-from .. import records, zones
+from .. import records, shards, zones
 from .bindtarget import BindTarget, PublishTarget
 from .committer import Batch, Committer, Status
 from ..gitrepo import ZonesRepo
@@ -72,7 +73,7 @@ class Publisher:
     """The one writer: commits groups of updates and keeps named serving what HEAD has (see the module)."""
 
     def __init__(self, repo: ZonesRepo, template_dirs: list[Path], target: PublishTarget,
-                 clock: Callable[[], float] = time.time, fsync: bool = True):
+                 clock: Callable[[], float] = time.time, fsync: bool = True, shard_count: int = shards.DEFAULT_SHARDS):
         self.repo = repo
         self.root = repo.path
         self.clock = clock
@@ -80,8 +81,8 @@ class Publisher:
         self.lock = RepoLock(repo)
         self.named = BindTarget(target, self._newest_serial, self._note_error, self._committed_text)
         self.reader = ZoneReader(self.root, zones.template_environment(template_dirs), target.checkzone,
-                                 self._note_error)
-        self.files = ServiceFiles(repo, self.root, self.reader.service_paths, self._note_error, fsync)
+                                 self._note_error, shard_count)
+        self.files = ServiceFiles(repo, self.root, self._note_error, fsync)
         self.cache = ZoneCache(self.root, self.reader, self.files, self.lock, self.named.unserved.discard)
         self.committer = Committer(self.cache, self.reader, self.files, repo, self.named, self.status, clock)
         self.zonesync = ZoneSync(self.cache, self.reader, self.files, repo, self.named, self.status, clock, fsync)
@@ -132,9 +133,15 @@ class Publisher:
         return None if state is None else state.serial
 
     def _committed_text(self, zone: str) -> str:
-        """ZONE as committed, as one file (what named must serve): for a target that loads whole files."""
+        """ZONE as committed, as one file (what named must serve): for a target that loads whole files.
+
+        Assembled from the head and the shard texts kept in memory (nothing is
+        formatted again); a broken zone's from the working tree, which is HEAD.
+        """
         state = self.cache.zones[zone]
-        return self.reader.render(state, state.serial)
+        if state.broken:
+            return self.zonesync.tree_text(zone)
+        return self.reader.flat(state, state.serial)
 
     # ---- locking and reading -------------------------------------------------
     def locked(self) -> ContextManager[None]:
@@ -208,7 +215,7 @@ class Publisher:
             for lock in self.repo.clear_stale_locks():
                 log.warning("removed stale git lock %s", lock)
             for zone in zones.list_zones(self.root):
-                dirty = [rel for rel in (f"{zone}/{p.name}" for p in self.reader.service_paths(zone)) if not self.repo.is_clean([rel])]
+                dirty = [rel for rel in self.files.service_files(zone) if not self.repo.is_clean([rel])]
                 if dirty:
                     log.warning("discarding %s: written but never committed", ", ".join(dirty))
                     self.files.put_back([zone])
@@ -216,7 +223,8 @@ class Publisher:
                         raise ZoneHeld(f"cannot recover zone {zone}: {self.files.held[zone]}")
                     for rel in dirty:
                         self.files.unstage(rel)
-            for pattern in ("*/.*.zone.*", "*/.dynamic.records.*", f"*/.*{BACKUP_SUFFIX}"):
+            for pattern in ("*/.*.zone.*", "*/.dynamic.records.*", f"*/.*{BACKUP_SUFFIX}",
+                            f"*/{shards.SHARD_DIR}/.*{shards.SHARD_SUFFIX}.*"):
                 for tmp in self.root.glob(pattern):
                     tmp.unlink(missing_ok=True)
 

@@ -6,7 +6,12 @@ each file a commit replaces keeps its previous version as a hard link beside it
 (a directory entry, no data blocks) until the commit is made: putting it back
 is a rename, which needs no free space. A file is deleted only when HEAD does
 not have it (the service created it for a commit that never happened); a
-committed file is never deleted, whatever fails.
+committed file is never deleted, whatever fails (a shard a commit empties is
+removed the same way: its previous version waits as a hard link).
+
+A zone's service files are its head, the old layout's ``dynamic.records`` and
+the shard files under ``dynamic/``; of those only the ones git reports as
+changed are put back (one ``git status``, not one ``git show`` per shard).
 """
 from __future__ import annotations
 
@@ -17,7 +22,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Callable, Iterator, Protocol
 
-from .. import zones
+from .. import shards, zones
 
 log = logging.getLogger("ddns.publisher")  # a part of the publisher: its log lines say so
 
@@ -31,10 +36,12 @@ class CommittedFiles(Protocol):
 class Repository(CommittedFiles, Protocol):
     def head(self) -> str | None: ...
     def unstage(self, path: str) -> None: ...
+    def changed(self, path: str) -> list[str]: ...
 
 
 def atomic_write(path: Path, text: str, fsync: bool = True) -> None:
     """Temp file in the same directory, fsync, rename: readers see old or new, never half."""
+    path.parent.mkdir(exist_ok=True)  # a zone's dynamic/ before its first shard
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
     try:
         with os.fdopen(fd, "w") as f:
@@ -75,6 +82,17 @@ class Replacement:
             os.link(path, backup)
             self.kept.append(backup)
         atomic_write(path, text, self.fsync)
+
+    def remove(self, path: Path) -> None:
+        """Remove PATH (a shard the commit empties); its previous version is kept until ``done``."""
+        if not path.exists():
+            return
+        if backup_path(path) not in self.kept:
+            backup = backup_path(path)
+            backup.unlink(missing_ok=True)
+            os.link(path, backup)
+            self.kept.append(backup)
+        path.unlink()
 
     def done(self) -> None:
         """The commit is made (or everything is put back): the kept versions go."""
@@ -123,11 +141,9 @@ class ServiceFiles:
     is held, a new HEAD is the holder's own commit.
     """
 
-    def __init__(self, repo: Repository, root: Path, paths: Callable[[str], tuple[Path, ...]],
-                 on_error: Callable[[str], None], fsync: bool = True):
+    def __init__(self, repo: Repository, root: Path, on_error: Callable[[str], None], fsync: bool = True):
         self.repo = repo
         self.root = root
-        self.paths = paths  # a zone's service files
         self.fsync = fsync
         self.held: dict[str, str] = {}  # zones whose files could not be put back, and why
         self._on_error = on_error
@@ -160,12 +176,23 @@ class ServiceFiles:
             log.warning("git failed after committing %s; the commit stands", self.repo.head())
         files.done()
 
+    def service_files(self, zone: str) -> list[str]:
+        """ZONE's service files that may differ from HEAD: the head, the old dynamic.records, changed shards."""
+        prefix = f"{zone}/"
+        changed = [rel for rel in self.repo.changed(f"{zone}/{shards.SHARD_DIR}")
+                   if rel.startswith(prefix) and shards.is_shard_path(rel[len(prefix):])]
+        return [f"{zone}/{zones.rendered_file(zone)}", f"{zone}/{zones.DYNAMIC_FILE}", *changed]
+
     def put_back(self, zone_names: list[str], extra: tuple[str, ...] = ()) -> None:
         """Put the files of ZONE_NAMES back as HEAD has them; hold the zones where that fails."""
         for zone in zone_names:
-            files = [(f"{zone}/{p.name}", p, True) for p in self.paths(zone)]
-            files += [(rel, self.root / rel, False) for rel in extra if rel.startswith(f"{zone}/")]
             errors = []
+            try:
+                files = [(rel, self.root / rel, True) for rel in self.service_files(zone)]
+            except Exception as exc:  # git broken: the zone cannot be proven to be what HEAD has
+                files = []
+                errors.append(f"cannot list the changed files of {zone}: {exc}")
+            files += [(rel, self.root / rel, False) for rel in extra if rel.startswith(f"{zone}/")]
             for rel, path, service_file in files:
                 try:
                     if put_back(self.repo, rel, path, self.fsync, service_file):

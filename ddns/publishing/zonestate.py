@@ -4,9 +4,15 @@ Reading a zone renders it and runs named-checkzone on the result, so a zone
 whose human-edited sources do not validate is marked broken (and named keeps
 serving what it has) instead of being published. That costs a subprocess, so
 the state carries stat stamps of the files: the human-edited sources are
-validated again only when they change, and a change to the service's own files
-shows that another process committed. Nothing here writes, locks or knows of
-Git: the publisher decides when a zone is read again.
+validated again only when they change, and a change of the zone's head file
+(which every service commit rewrites, its serial at least) shows that another
+process committed: one stat, whatever the number of shards. Nothing here
+writes, locks or knows of Git: the publisher decides when a zone is read again.
+
+The dynamic records are read from the shard files (``ddns.shards``), or from
+the old layout's one ``dynamic.records``; a zone whose files are not exactly
+what its records render to (the old layout, another number of shards) is
+marked unsettled, and reconcile rewrites it in one commit.
 """
 from __future__ import annotations
 
@@ -19,7 +25,7 @@ from typing import Callable
 import dns.exception
 import jinja2
 
-from .. import bind, errors, records, zones
+from .. import bind, errors, records, shards, zones
 
 log = logging.getLogger("ddns.publisher")  # a part of the publisher: its log lines say so
 
@@ -49,6 +55,8 @@ class ZoneState:
     source_stamp: tuple = ()   # of the human-edited files, to validate them only when they change
     static: records.Static = field(default_factory=dict)  # the zone without dynamic records, SOA and NS included
     types: set[str] = field(default_factory=set)  # the types of the dynamic records (a superset), see records.apply
+    settled: bool = True       # the service's files are what the records render to (else reconcile rewrites them)
+    legacy: bool = False       # read from the old layout's dynamic.records (reconcile shards it)
 
 
 class ZoneReader:
@@ -57,16 +65,21 @@ class ZoneReader:
     ON_ERROR receives the reason a zone cannot be published (the publisher's last error).
     """
 
-    def __init__(self, root: Path, env: jinja2.Environment, checkzone: str, on_error: Callable[[str], None]):
+    def __init__(self, root: Path, env: jinja2.Environment, checkzone: str, on_error: Callable[[str], None],
+                 shard_count: int = shards.DEFAULT_SHARDS):
         self.root = root
         self.env = env  # trusted templates only, never the repository's
         self.checkzone = checkzone
+        self.shard_count = shard_count
         self._on_error = on_error
 
-    def service_paths(self, zone: str) -> tuple[Path, Path]:
-        """The files only the service writes: the dynamic records and the rendered zone."""
-        d = self.root / zone
-        return d / zones.DYNAMIC_FILE, d / zones.rendered_file(zone)
+    def head_path(self, zone: str) -> Path:
+        """ZONE's rendered head file (``ZONE/ZONE.zone``)."""
+        return self.root / zone / zones.rendered_file(zone)
+
+    def service_paths(self, zone: str) -> tuple[Path]:
+        """The file whose stamp shows another writer: the head, which every service commit rewrites first (one stat)."""
+        return (self.head_path(zone),)
 
     def source_paths(self, zone: str) -> tuple[Path, Path, Path]:
         """The files humans edit."""
@@ -78,18 +91,31 @@ class ZoneReader:
         return (bool(state.stamp) and state.stamp == stamp(*self.service_paths(zone))
                 and state.source_stamp == stamp(*self.source_paths(zone)))
 
+    def shard_files(self, zone: str) -> dict[str, str]:
+        """Path (relative to the zone directory) -> text of each shard file in ZONE's ``dynamic/``."""
+        shard_dir = self.root / zone / shards.SHARD_DIR
+        if not shard_dir.is_dir() or shard_dir.is_symlink():
+            return {}
+        return {f"{shards.SHARD_DIR}/{p.name}": p.read_text() for p in sorted(shard_dir.iterdir())
+                if shards.is_shard_path(f"{shards.SHARD_DIR}/{p.name}") and p.is_file() and not p.is_symlink()}
+
     def read(self, zone: str) -> ZoneState:
         """ZONE's state from its files, not validated; raises when they cannot be read or parsed."""
         zone_dir = self.root / zone
-        dyn_path, rendered_path = self.service_paths(zone)
-        files_stamp = stamp(dyn_path, rendered_path)
+        head_path = self.head_path(zone)
+        files_stamp = stamp(head_path)
         source = zones.ZoneSource.read(zone_dir)
         template = self.env.get_template(zones.TEMPLATE_FILE)
-        dynamic = zones.parse_dynamic(dyn_path.read_text()) if dyn_path.exists() else {}
+        files = self.shard_files(zone)
+        legacy_path = zone_dir / zones.DYNAMIC_FILE
+        legacy = legacy_path.exists()
+        found = shards.parse_shards({**files, **({zones.DYNAMIC_FILE: legacy_path.read_text()} if legacy else {})})
+        dynamic = shards.ShardedRecords.of(found, self.shard_count)
         zones.check_host_names(source, {label for label, _ in dynamic})
-        serial = zones.serial_of(rendered_path.read_text()) if rendered_path.exists() else None
+        serial = zones.serial_of(head_path.read_text()) if head_path.exists() else None
         return ZoneState(source, template, dynamic, serial or 0, files_stamp,
-                         source_stamp=stamp(*self.source_paths(zone)), types={t for _, t in dynamic})
+                         source_stamp=stamp(*self.source_paths(zone)), types={t for _, t in dynamic},
+                         settled=not legacy and files == dynamic.texts(), legacy=legacy)
 
     def load(self, zone: str) -> ZoneState:
         """ZONE's state, validated: one that cannot be read or does not validate is marked broken."""
@@ -100,21 +126,31 @@ class ZoneReader:
             self._on_error(f"zone {zone} cannot be read: {exc}")
             placeholder = zones.ZoneSource(zones.ZoneSettings(zone), "")
             return ZoneState(placeholder, jinja2.Template(""), {}, 0, (), broken=str(exc))
-        error = self.validate(zone, state, self.render(state, state.serial or 1))
+        error = self.validate(zone, state, self.flat(state, state.serial or 1))
         if error:
             log.error("zone %s does not validate; keeping what named serves: %s", zone, error)
             state.broken = error
             self._on_error(f"zone {zone} does not validate: {error}")
         return state
 
-    @staticmethod
-    def render(state: ZoneState, serial: int, dynamic: records.Dynamic | None = None) -> str:
-        """The zone file of STATE at SERIAL (with DYNAMIC instead of its records, when given)."""
-        return zones.render_zone(state.template, state.source.settings, serial, state.source.static_text,
-                                 state.dynamic if dynamic is None else dynamic)
+    def render(self, state: ZoneState, serial: int, dynamic: records.Dynamic | None = None) -> str:
+        """The head file of STATE at SERIAL (with DYNAMIC instead of its records, when given)."""
+        found = self.sharded(state.dynamic if dynamic is None else dynamic)
+        return shards.render_head(state.template, state.source.settings, serial, state.source.static_text, found)
+
+    def flat(self, state: ZoneState, serial: int, dynamic: records.Dynamic | None = None) -> str:
+        """The whole zone of STATE at SERIAL as one file, no $INCLUDE: what named must serve."""
+        found = self.sharded(state.dynamic if dynamic is None else dynamic)
+        return shards.assemble(self.render(state, serial, found), found.texts())
+
+    def sharded(self, dynamic: records.Dynamic) -> shards.ShardedRecords:
+        """DYNAMIC split into this reader's number of shards (as it is when it already is)."""
+        if isinstance(dynamic, shards.ShardedRecords) and dynamic.count == self.shard_count:
+            return dynamic
+        return shards.ShardedRecords.of(dynamic, self.shard_count)
 
     def validate(self, zone: str, state: ZoneState, text: str) -> str | None:
-        """Why TEXT (STATE rendered) cannot be published, or None; then STATE's static data is parsed too.
+        """Why TEXT (STATE rendered and flattened, ``flat``) cannot be published, or None; then STATE's static data is parsed too.
 
         Prerequisites and the CNAME rule look at the static data: parsed once
         here (from the zone without dynamic records), never per update.

@@ -1,7 +1,9 @@
 """Keeping named serving what the repository says: reconcile, the upstream, and changes of the zone set.
 
 ``reconcile`` re-reads the zones whose files changed (another process, a
-merge), re-renders and commits what differs from its sources, drops the
+merge), re-renders and commits what differs from its sources -- a zone of the
+old layout (one ``dynamic.records``) or of another number of shards is
+rewritten into the current one in one commit, its records unchanged -- drops the
 service files of zones a merge removed, and reloads what named does not
 serve. ``sync`` takes in the upstream (fetch, rebase the service's commits,
 reconcile) and pushes. ``add_zone`` and ``update_settings`` are an admin's
@@ -15,16 +17,16 @@ import logging
 from pathlib import Path
 from typing import Callable
 
-from .. import bind, errors, zones
+from .. import bind, errors, shards, zones
 from .bindtarget import BindTarget
-from .committer import Status
+from .committer import Status, rewrite_zone
 from ..errors import Unavailable
 from ..gitrepo import SyncConflict, ZonesRepo
 from ..model import Outcome
 from ..serial import next_serial, serial_gt
 from .worktree import ServiceFiles, atomic_write
 from .zonecache import ZoneCache
-from .zonestate import ZoneReader, stamp
+from .zonestate import ZoneReader, ZoneState, stamp
 
 log = logging.getLogger("ddns.publisher")  # a part of the publisher: its log lines say so
 
@@ -68,19 +70,17 @@ class ZoneSync:
             if zone in self.files.held:
                 status[zone] = f"held: {self.files.held[zone]}"
                 continue
-            dyn_path, rendered_path = self.reader.service_paths(zone)
-            on_disk = rendered_path.read_text() if rendered_path.exists() else ""
+            head_path = self.reader.head_path(zone)
+            on_disk = head_path.read_text() if head_path.exists() else ""
             served = self.named.served_serial(zone) if self.named.enabled else state.serial
-            if self.reader.render(state, state.serial) != on_disk or (served is not None and serial_gt(served, state.serial)):
-                base = served if served is not None and serial_gt(served, state.serial) else state.serial
-                serial = next_serial(base, int(self.clock()))
+            newer = served is not None and serial_gt(served, state.serial)
+            if not state.settled or self.reader.render(state, state.serial) != on_disk or newer:
+                serial = next_serial(served if newer else state.serial, int(self.clock()))
                 with self.files.replacing([zone]) as files:
-                    files.write(rendered_path, self.reader.render(state, serial))
-                    files.write(dyn_path, zones.format_dynamic(state.dynamic))
-                    self.repo.commit([f"{zone}/{dyn_path.name}", f"{zone}/{rendered_path.name}"],
-                                     f"Re-render {zone} (serial {serial})\n\nThe zone's sources changed, or named served a newer serial.\n")
-                state.serial = serial
-                state.stamp = stamp(dyn_path, rendered_path)
+                    paths = rewrite_zone(files, self.reader, zone, state, self.reader.sharded(state.dynamic), serial)
+                    self.repo.commit(paths, self._rewrite_message(zone, state, serial))
+                state.serial, state.settled, state.legacy = serial, True, False
+                state.stamp = stamp(head_path)
                 status[zone] = "published"
                 to_reload.append(zone)
             elif served != state.serial:
@@ -99,10 +99,29 @@ class ZoneSync:
                 status[zone] = status.get(zone, "served") if zone in served_now else "unserved"
         return status
 
+    def _rewrite_message(self, zone: str, state: ZoneState, serial: int) -> str:
+        """The message of reconcile's commit of ZONE: a migration, a reshard or a re-render."""
+        count = self.reader.shard_count
+        if state.legacy:
+            return (f"Shard dynamic records of {zone} (serial {serial})\n\nThe {len(state.dynamic)} record sets of "
+                    f"{zone}/{zones.DYNAMIC_FILE} move into {zone}/{shards.SHARD_DIR}/ ({count} shards by owner "
+                    f"name), and {zone}/{zones.rendered_file(zone)} includes them; no record changes.\n")
+        if not state.settled:
+            return (f"Reshard dynamic records of {zone} (serial {serial})\n\nThe record sets move into {count} "
+                    f"shards by owner name; no record changes.\n")
+        return f"Re-render {zone} (serial {serial})\n\nThe zone's sources changed, or named served a newer serial.\n"
+
     def write_zones_conf(self) -> bool:
         """Rewrite the named.conf fragment that lists the zones (when configured); True if it changed."""
         files = {z: (self.root / z / zones.rendered_file(z)).resolve() for z in self.cache.zones}
         return self.named.write_zones_conf(files, self.fsync)
+
+    def tree_text(self, zone: str) -> str:
+        """ZONE's files in the working tree assembled into one (the head with its shards in place)."""
+        head = self.reader.head_path(zone)
+        text = head.read_text() if head.exists() else ""
+        shard_files = self.reader.shard_files(zone)
+        return shards.assemble(text, {rel: shard_files.get(rel, "") for rel in shards.included(text)})
 
     def remove_orphans(self) -> list[str]:
         """Service files of zones whose zone.toml a merge removed: delete and commit them."""
@@ -111,12 +130,17 @@ class ZoneSync:
             zone = zone_dir.name
             if (zone_dir / zones.SETTINGS_FILE).exists():
                 continue
-            paths = [p for p in self.reader.service_paths(zone) if p.exists()]
+            paths = [p for p in (zone_dir / zones.rendered_file(zone), zone_dir / zones.DYNAMIC_FILE) if p.exists()]
+            paths += sorted((zone_dir / shards.SHARD_DIR).glob(f"*{shards.SHARD_SUFFIX}"))
             if not paths:
                 continue
             for path in paths:
                 path.unlink()
-            self.repo.commit([f"{zone}/{p.name}" for p in paths],
+            try:
+                (zone_dir / shards.SHARD_DIR).rmdir()  # gone with its shards: an empty zone directory is what is left
+            except OSError:
+                pass
+            self.repo.commit([str(p.relative_to(self.root)) for p in paths],
                              f"Remove zone {zone}\n\nIts zone.toml was removed; the service's files go with it.\n")
             self.named.unserved.discard(zone)
             removed.append(zone)
@@ -157,20 +181,18 @@ class ZoneSync:
             (zone_dir / zones.STATIC_FILE).write_text(static_text)
             state = self.reader.read(zone)
             state.serial = next_serial(0, int(self.clock()))
-            text = self.reader.render(state, state.serial)
-            error = self.reader.validate(zone, state, text)
+            error = self.reader.validate(zone, state, self.reader.flat(state, state.serial))
             if error:
                 raise errors.Invalid(f"zone {zone} does not validate: {error}")
-            dyn_path, rendered_path = self.reader.service_paths(zone)
-            atomic_write(dyn_path, "", self.fsync)
-            atomic_write(rendered_path, text, self.fsync)
+            head_path = self.reader.head_path(zone)
+            atomic_write(head_path, self.reader.render(state, state.serial), self.fsync)  # no records: no shards
             self.repo.commit([zone], f"Add zone {zone}\n\nby {actor}\n", author=actor)
         except BaseException:
             for p in sorted(zone_dir.rglob("*"), reverse=True):
                 p.unlink()
             zone_dir.rmdir()
             raise
-        state.stamp = stamp(dyn_path, rendered_path)
+        state.stamp = stamp(head_path)
         self.cache.zones[zone] = state
         self.write_zones_conf()
         if not self.named.enabled:
@@ -193,21 +215,26 @@ class ZoneSync:
             return Outcome.UNCHANGED
         if not self.files.writable(zone):
             raise ZoneHeld(f"zone {zone} is held: {self.files.held[zone]}")
-        dyn_path, rendered_path = self.reader.service_paths(zone)
+        head_path = self.reader.head_path(zone)
         settings_rel = f"{zone}/{zones.SETTINGS_FILE}"
         with self.files.replacing([zone], (settings_rel,)) as files:
             files.write(settings_path, settings_toml)
             new_state = self.reader.read(zone)
             new_state.dynamic, new_state.types = state.dynamic, state.types
             new_state.serial = next_serial(state.serial, int(self.clock()))
-            text = self.reader.render(new_state, new_state.serial)
-            error = self.reader.validate(zone, new_state, text)
+            error = self.reader.validate(zone, new_state, self.reader.flat(new_state, new_state.serial))
             if error:
                 raise errors.Invalid(f"zone {zone} does not validate: {error}")
-            files.write(rendered_path, text)
-            self.repo.commit([settings_rel, f"{zone}/{rendered_path.name}"],
+            if new_state.settled:
+                files.write(head_path, self.reader.render(new_state, new_state.serial))
+                paths = [settings_rel, f"{zone}/{head_path.name}"]
+            else:  # not reconciled into the current layout yet: all of it
+                paths = [settings_rel, *rewrite_zone(files, self.reader, zone, new_state,
+                                                     self.reader.sharded(new_state.dynamic), new_state.serial)]
+                new_state.settled, new_state.legacy = True, False
+            self.repo.commit(paths,
                              f"Change the settings of {zone}\n\nby {actor}\n", author=actor)
-        new_state.stamp = stamp(dyn_path, rendered_path)
+        new_state.stamp = stamp(head_path)
         self.cache.zones[zone] = new_state
         self.status.last_publish = self.clock()
         if not self.named.reload(zone):

@@ -1,0 +1,127 @@
+"""Sharded dynamic records (ddns.shards): stable placement, empty shards, resharding, assembly. Pure."""
+from __future__ import annotations
+
+import subprocess
+import sys
+import zlib
+
+import pytest
+
+from ddns import errors, shards, zones
+from ddns.records import RecordSet
+
+
+def rs(*rdatas: str, ttl: int | None = None) -> RecordSet:
+    return RecordSet(tuple(sorted(rdatas)), ttl)
+
+
+RECORDS = {(f"h{i}", "A"): rs(f"192.0.2.{i % 250 + 1}") for i in range(500)}
+RECORDS[("h1", "AAAA")] = rs("2001:db8::1", ttl=300)
+
+
+def test_placement_is_crc32_of_the_label_and_the_same_in_another_process():
+    assert shards.shard_index("h1", 256) == zlib.crc32(b"h1") % 256
+    # Python's hash() is salted per process: a placement by it would move records between runs
+    code = "from ddns import shards; print([shards.shard_index(f'h{i}', 256) for i in range(50)])"
+    other = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                           env={"PYTHONHASHSEED": "12345", "PYTHONPATH": "."}).stdout.strip()
+    assert other == str([shards.shard_index(f"h{i}", 256) for i in range(50)])
+
+
+def test_all_types_of_a_label_share_its_shard_and_shard_names_are_fixed_width_hex():
+    found = shards.ShardedRecords.of(RECORDS, 256)
+    text = found.text(shards.shard_index("h1", 256))
+    assert "h1 A 192.0.2.2\n" in text and "h1 300 AAAA 2001:db8::1\n" in text
+    assert shards.shard_path(10, 256) == "dynamic/0a.records"
+    assert shards.shard_path(10, 4096) == "dynamic/00a.records"
+    assert shards.shard_path(0, 1) == "dynamic/00.records"
+
+
+def test_empty_shards_are_not_files_and_texts_hold_every_record_once():
+    found = shards.ShardedRecords.of({("a", "A"): rs("192.0.2.1"), ("b", "A"): rs("192.0.2.2")}, 256)
+    assert len(found.paths()) == len(found.texts()) <= 2
+    assert all(found.texts().values())
+    lines = "".join(found.texts().values()).splitlines()
+    assert sorted(lines) == ["a A 192.0.2.1", "b A 192.0.2.2"]
+    assert shards.ShardedRecords.of({}, 256).paths() == []
+
+
+def test_the_mapping_reads_like_the_dict_it_was_built_from():
+    found = shards.ShardedRecords.of(RECORDS, 16)
+    assert dict(found) == RECORDS and len(found) == len(RECORDS)
+    assert found.get(("h1", "AAAA")) == RECORDS[("h1", "AAAA")] and found.get(("nope", "A")) is None
+    assert ("h2", "A") in found and ("h2", "TXT") not in found
+
+
+def test_changed_copies_only_the_touched_shards_and_leaves_the_old_version_as_it_was():
+    old = shards.ShardedRecords.of(RECORDS, 16)
+    before = {i: old.text(i) for i in range(16)}
+    new = old.changed({("h1", "A"): rs("198.51.100.1"), ("h2", "A"): None, ("new", "TXT"): rs('"x"')})
+    assert dict(old) == RECORDS and {i: old.text(i) for i in range(16)} == before  # never changed in place
+    assert new[("h1", "A")] == rs("198.51.100.1") and ("h2", "A") not in new and new[("new", "TXT")] == rs('"x"')
+    assert len(new) == len(RECORDS)
+    touched = new.indexes([("h1", "A"), ("h2", "A"), ("new", "TXT")])
+    for i in range(16):
+        if i not in touched:
+            assert new._shards[i] is old._shards[i]  # shared, not copied
+            assert new.text(i) is before[i]           # kept, not formatted again
+    assert shards.parse_shards(new.texts()) == dict(new)
+
+
+def test_overlay_sees_its_changes_first_and_result_applies_them():
+    base = shards.ShardedRecords.of(RECORDS, 8)
+    work = shards.Overlay(base)
+    work[("h1", "A")] = rs("198.51.100.9")
+    del work[("h3", "A")]
+    assert work.get(("h1", "A")) == rs("198.51.100.9") and work.get(("h3", "A")) is None
+    with pytest.raises(KeyError):
+        work[("h3", "A")]
+    with pytest.raises(KeyError):
+        del work[("h3", "A")]
+    assert len(work) == len(RECORDS) - 1
+    result = work.result()
+    assert isinstance(result, shards.ShardedRecords)
+    assert dict(result) == {**{k: v for k, v in RECORDS.items() if k != ("h3", "A")}, ("h1", "A"): rs("198.51.100.9")}
+    assert dict(base) == RECORDS
+
+
+def test_resharding_moves_records_between_files_and_keeps_every_one():
+    few = shards.ShardedRecords.of(RECORDS, 4)
+    many = shards.ShardedRecords.of(dict(few), 256)
+    assert set(few.texts()) != set(many.texts())
+    assert shards.parse_shards(few.texts()) == shards.parse_shards(many.texts()) == RECORDS
+
+
+def test_a_record_in_two_files_or_a_bad_line_is_refused_naming_the_file():
+    with pytest.raises(zones.BadRecordLine, match="dynamic/01.records: a A is in another shard file too"):
+        shards.parse_shards({"dynamic/00.records": "a A 192.0.2.1\n", "dynamic/01.records": "a A 192.0.2.2\n"})
+    with pytest.raises(zones.BadRecordLine, match="dynamic/00.records: line 1"):
+        shards.parse_shards({"dynamic/00.records": "@ A 192.0.2.1\n"})
+
+
+def test_assemble_puts_each_shard_in_place_of_its_include_line():
+    found = shards.ShardedRecords.of(RECORDS, 4)
+    block = shards.include_block(found.paths(), 60, 3600)
+    head = f"$ORIGIN z.\n$TTL 3600\n@ IN SOA ns. h. ( 1 2 3 4 5 )\n{block}www IN A 192.0.2.80\n"
+    assert shards.included(head) == found.paths()
+    flat = shards.assemble(head, found.texts())
+    assert "$INCLUDE" not in flat and flat.startswith("$ORIGIN z.\n$TTL 3600\n")
+    assert flat.endswith("$TTL 3600\nwww IN A 192.0.2.80\n")  # the static TTL is back after the shards
+    assert flat.count("\n") == head.count("\n") - len(found.paths()) + sum(t.count("\n") for t in found.texts().values())
+    with pytest.raises(KeyError):
+        shards.assemble(head, {})
+    assert shards.include_block([], 60, 3600) == ""
+
+
+def test_only_lines_the_service_writes_count_as_includes():
+    head = "$INCLUDE /etc/passwd\n$INCLUDE dynamic/../x.records\n$include dynamic/00.records\n"
+    assert shards.included(head) == [] and shards.assemble(head, {}) == head
+    assert shards.is_shard_path("dynamic/0a.records")
+    assert not any(map(shards.is_shard_path, ["dynamic/x.records", "dynamic/0a.txt", "dynamic/sub/00.records",
+                                              "dynamic.records", "other/00.records"]))
+
+
+@pytest.mark.parametrize("bad", [0, -1, 4097, "256", 2.5, True, None])
+def test_a_bad_number_of_shards_is_a_clear_error(bad):
+    with pytest.raises(errors.Invalid, match="zones.shards must be a whole number"):
+        shards.check_count(bad)

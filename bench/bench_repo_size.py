@@ -33,7 +33,7 @@ from ddns.records import RecordSet  # noqa: E402
 from ddns.publishing.bindtarget import PublishTarget  # noqa: E402
 from ddns.model import Actor, Operation, Update  # noqa: E402
 from ddns.publishing.publisher import Publisher  # noqa: E402
-from ddns.service import ZONE_TEMPLATES  # noqa: E402
+from ddns.wiring import ZONE_TEMPLATES  # noqa: E402
 from ddns.gitrepo import ZonesRepo  # noqa: E402
 
 

@@ -14,12 +14,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping, TextIO
 
-from . import __version__, bind, cli_kerberos, cli_keys, cli_show, cli_trust, config as configmod, errors, gitops, listener, provenance
+from . import __version__, bind, cli_hook, cli_kerberos, cli_keys, cli_show, cli_trust, config as configmod, errors, gitops, listener
 from .auth import new_secret
 from .model import Outcome
 from .records import record_name
 from .instance import demo_key, init_instance, install_hooks, narrow_secrets, prepare_managed_bind
-from .service import Service, zone_template_dirs
+from .service import Service
+from .wiring import zone_template_dirs
 
 
 class Exit(enum.IntEnum):
@@ -348,43 +349,8 @@ def cmd_hooks_install(args, env: Env) -> Exit:
 
 
 def cmd_hook(args, env: Env) -> Exit:
-    """Run inside a bare repository's hook: stdin has 'OLD NEW REF' lines."""
-    cfg = _load_config(args, env)
-    repo = env.cwd
-    options = provenance.push_options(env.environ)
-    if provenance.is_service_push(options, gitops.git_output(repo, "config", provenance.TOKEN_HASH_CONFIG, check=False)):
-        return Exit.OK  # the service's own push: already validated and published
-    branch_ref = f"refs/heads/{cfg['zones.branch']}"
-    zero = "0" * 40
-    updates = [line.split() for line in env.stdin.read().splitlines() if line.strip()]
-    updates = [(old, new) for old, new, ref in updates if ref == branch_ref]
-    if args.which == "post-receive":
-        if updates:
-            status = Service.open(cfg).sync()
-            for zone, state in sorted(status.items()):
-                env.err(f"ddns: zone {zone}: {state}")
-        return Exit.OK
-    ok = True
-    for old, new in updates:
-        if new == zero:
-            env.err(f"ddns: refusing to delete {branch_ref}")
-            ok = False
-            continue
-        report = gitops.check_revision(repo, new, None if old == zero else old, zone_template_dirs(cfg),
-                                       checkzone=cfg["bind.checkzone"], max_share=cfg["zones.max_change_share"],
-                                       host_labels=gitops.host_labels_in(cfg.path("zones.repo")))
-        forced = gitops.FORCE_PUSH_OPTION in options or gitops.forced_by_commits(repo, None if old == zero else old, new)
-        for error in report.errors:
-            env.err(f"ddns: error: {error}")
-        for problem in report.guarded:
-            env.err(f"ddns: {'forced' if forced else 'refused'}: {problem}")
-        if report.guarded and not forced:
-            env.err(f"ddns: push again with `git push -o {gitops.FORCE_PUSH_OPTION}` or a "
-                    f"`{gitops.FORCE_TRAILER}: yes` trailer if this is intended")
-        if not report.ok(forced):
-            ok = False
-        else:
-            env.err("ddns: " + gitops.format_plan(report.plans).strip().replace("\n", "\nddns: "))
+    """Run inside a bare repository's hook (``cli_hook``): stdin has 'OLD NEW REF' lines."""
+    ok = cli_hook.run_hook(args.which, _load_config(args, env), env.cwd, env.environ, env.stdin.read(), env.err)
     return Exit.OK if ok else Exit.ERROR
 
 

@@ -12,62 +12,36 @@ from __future__ import annotations
 
 import ipaddress
 import time
-from collections import deque
-from pathlib import Path
 from typing import Callable
 
-from . import bind, errors, hostrecords, kerberos_check, keytab, krbrules, model, policy, resource_dir, shards, trusted, zones, zonetoml
+from . import errors, hostrecords, kerberos_check, keytab, krbrules, model, policy, trusted, zones, zonetoml
 from .accounts import Accounts
 from .keyrules import ACME_LABEL
 from .auth import hash_secret, new_secret
 from .background import Background
 from .config import Config
-from .gitrepo import HistoryEntry, ZonesRepo
+from .gitrepo import HistoryEntry
 from .guard import Guard, Verdict
 from .keys import Keys
+from .lastseen import SeenBatch
 from .principals import Principals
 from .keystore import KeyInfo
-from .publishing.bindtarget import PublishTarget
 from .publishing import servedcheck
-from .publishing.incremental import resolve_mode
 from .model import Actor, Identity, Op, Operation, Outcome, Prerequisite, Result, RRset, Update
 from .publishing.publisher import Publisher
-from .store import Busy, Conflict, Domain, Host, LastSeen, NotFound, Store, User
+from .store import Conflict, Domain, Host, LastSeen, NotFound, Store, User
 from .reports import DomainView, HostView, Reports
 from .records import record_name
 from .updates import Updates
 from .validate import AddressPolicy, InvalidName, normalize_name, parse_address, record_type, split_host
+from .wiring import build_publisher
 from .zones import default_zone_files
-
-ZONE_TEMPLATES = resource_dir("templates") / "zone"
 
 # Names no user may register, whatever the zone's static records say.
 RESERVED_LABELS = frozenset({"@", "www", "ns", "ns1", "ns2", "ns3", "mail", "smtp", "imap", "pop", "mx",
                              "localhost", "admin", "root", "hostmaster", "postmaster", "webmaster", "abuse",
                              "autoconfig", "autodiscover", "_dmarc"})
 
-
-
-def zone_template_dirs(config: Config) -> list[Path]:
-    """Where zone.j2 is looked up: the configured override first, then the shipped one."""
-    return [p for p in [config.path("zones.templates"), ZONE_TEMPLATES] if p]
-
-
-def build_publisher(config: Config, clock: Callable[[], float] = time.time) -> Publisher:
-    """The publisher for CONFIG's zones repository and BIND."""
-    template_dirs = zone_template_dirs(config)
-    rndc = bind.Rndc(config["bind.rndc_server"], config["bind.rndc_port"], config.path("bind.rndc_key"))
-    target = PublishTarget(rndc=rndc, dns_server=config["bind.listen"], dns_port=config["bind.port"],
-                           verify_timeout=config["bind.verify_timeout"], zones_conf=config.path("bind.zones_conf"),
-                           checkzone=config["bind.checkzone"], zone_dir=config.path("bind.zone_dir"),
-                           mode=resolve_mode(config["bind.publish"], config.path("bind.publisher_key")),
-                           update_key=config.path("bind.publisher_key"),
-                           fsync=config["zones.git_fsync"])
-    repo = ZonesRepo(config.path("zones.repo"))
-    if config.upstream:
-        repo.set_upstream(config.upstream)
-    return Publisher(repo, template_dirs, target, clock=clock, fsync=config["zones.git_fsync"],
-                     shard_count=shards.check_count(config["zones.shards"]))
 
 
 class Service:
@@ -81,7 +55,7 @@ class Service:
         self.accounts = Accounts(config, store, self.guard, clock, monotonic)
         self.trusted_proxies = [ipaddress.ip_network(n, strict=False) for n in config["http.trusted_proxies"]]
         self.policy = AddressPolicy(config["dyndns2.allow_private"], config["dyndns2.allow_loopback"])
-        self._seen: deque[tuple[str, LastSeen]] = deque()  # requests append, flush_seen drains: no lock
+        self._seen = SeenBatch()  # requests append, flush_seen drains: no lock
         self.background = Background(config, publisher, sync=self.sync, reconcile=self.reconcile,
                                      flush_seen=self.flush_seen)
         self.reports = Reports(config, store, publisher, self.guard, self.background)
@@ -125,31 +99,14 @@ class Service:
 
     # ---- last-seen metadata --------------------------------------------------
     def note_update(self, fqdn: str, client: str, agent: str, tls: bool) -> None:
-        """Remember a host's last update. While serving, writes are batched once a
-        second: a nochg must not queue for SQLite's write lock, nor for any lock
-        (deque.append is atomic)."""
-        self._seen.append((fqdn, LastSeen(self.clock(), client, agent, tls)))
+        """Remember a host's last update; while serving, written once a second (``lastseen``)."""
+        self._seen.note(fqdn, LastSeen(self.clock(), client, agent, tls))
         if not self.background.flushing:
             self.flush_seen()
 
     def flush_seen(self) -> None:
-        """Write the batched metadata, each host's latest; while the database is busy, keep it for the next flush.
-
-        No lock: each entry is popped by one flusher (the background loop, or a
-        page that shows hosts), and none waits for another's write.
-        """
-        batch: dict[str, LastSeen] = {}
-        for _ in range(len(self._seen)):  # what comes meanwhile stays for the next flush
-            try:
-                fqdn, entry = self._seen.popleft()
-            except IndexError:  # another flusher took the rest
-                break
-            batch[fqdn] = entry
-        if batch:
-            try:
-                self.store.record_updates(batch)
-            except Busy:
-                self._seen.extendleft(reversed(batch.items()))  # before anything newer
+        """Write the batched metadata, each host's latest (kept for the next flush while the database is busy)."""
+        self._seen.flush(self.store.record_updates)
 
     # ---- the upstream ----------------------------------------------------------
     def sync(self, always_reconcile: bool = False) -> dict[str, str]:

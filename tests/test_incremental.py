@@ -16,7 +16,7 @@ from conftest import Instance, query, wait_until
 from ddns import bind, config as configmod
 from ddns.errors import Invalid
 from ddns.publishing.incremental import read_key
-from ddns.service import build_publisher
+from ddns.wiring import build_publisher
 from test_rfc2136 import make_key, nsupdate
 
 FQDN = "myvm.dyn.example.test"

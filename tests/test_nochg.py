@@ -21,7 +21,7 @@ from ddns.publishing.bindtarget import PublishTarget
 from ddns.publishing.memtarget import MemoryNamed
 from ddns.publishing.publish_queue import PublisherThread
 from ddns.publishing.publisher import Publisher
-from ddns.service import ZONE_TEMPLATES
+from ddns.wiring import ZONE_TEMPLATES
 from ddns.updates import Updates
 from ddns.validate import AddressPolicy
 

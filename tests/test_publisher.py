@@ -6,7 +6,7 @@ from conftest import require
 from ddns.publishing.bindtarget import PublishTarget
 from ddns.gitrepo import ZonesRepo
 from ddns.publishing.publisher import Publisher
-from ddns.service import ZONE_TEMPLATES
+from ddns.wiring import ZONE_TEMPLATES
 
 ZONE = "dyn.example.test"
 

@@ -14,7 +14,7 @@ from ddns.gitrepo import ZonesRepo
 from ddns.publishing.memtarget import MemoryNamed
 from ddns.model import Actor, Operation, Outcome, Update
 from ddns.publishing.publisher import Publisher
-from ddns.service import ZONE_TEMPLATES
+from ddns.wiring import ZONE_TEMPLATES
 
 ZONE = "dyn.example.test"
 

@@ -24,7 +24,8 @@ from ddns.model import Actor, Operation, Outcome, Update
 from ddns.publishing.bindtarget import PublishTarget
 from ddns.publishing.memtarget import MemoryNamed
 from ddns.publishing.publisher import Publisher
-from ddns.service import ZONE_TEMPLATES, Service
+from ddns.service import Service
+from ddns.wiring import ZONE_TEMPLATES
 from ddns.store import Conflict, Store
 from ddns.validate import AddressPolicy, InvalidAddress, normalize_name, parse_address
 

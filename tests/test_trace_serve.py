@@ -26,7 +26,7 @@ SCRIPT = textwrap.dedent("""
     from ddns.publishing.memtarget import MemoryNamed
     from ddns.publishing.publish_queue import PublisherThread
     from ddns.publishing.publisher import Publisher
-    from ddns.service import ZONE_TEMPLATES
+    from ddns.wiring import ZONE_TEMPLATES
     repo = Path(sys.argv[2])
     zone = "dyn.example.test"
     publisher = Publisher(ZonesRepo(repo), [ZONE_TEMPLATES], PublishTarget(rndc=None, control=MemoryNamed(repo)),

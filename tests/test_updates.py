@@ -11,7 +11,7 @@ from ddns.errors import Invalid
 from ddns.gitrepo import ZonesRepo, parse_trailers
 from ddns.model import Actor, Grant, Identity, Match, Need, Op, Operation, Outcome, Prerequisite, Update
 from ddns.publishing.publisher import Publisher
-from ddns.service import ZONE_TEMPLATES
+from ddns.wiring import ZONE_TEMPLATES
 
 ZONE = "dyn.example.test"
 ZONE_KEY = Identity(Actor("key:zone-admin", "127.0.0.1", "rfc2136"), "", (Grant(True, Match.ZONESUB),))

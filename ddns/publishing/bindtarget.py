@@ -120,7 +120,7 @@ class PublishTarget:
     checkzone: str = "named-checkzone"
     control: NamedControl | None = None  # e.g. ddns.publishing.memtarget.MemoryNamed: the publisher's logic without a named
     zone_dir: Path | None = None  # where named's copies of the zones are written (None: named loads the working tree)
-    mode: str = RELOAD            # RELOAD or INCREMENTAL (service.build_publisher resolves "auto")
+    mode: str = RELOAD            # RELOAD or INCREMENTAL (wiring.build_publisher resolves "auto")
     update_key: Path | None = None  # the publisher's TSIG key (incremental mode)
     fsync: bool = True
 

@@ -1,0 +1,41 @@
+"""How the publisher is built from the configuration: its repository, templates and BIND target.
+
+Apart from the service so that tools which need only the publisher (the
+CLI's repository checks, the benchmarks, the tests) build it the way
+``ddns serve`` does, without the rest of the service.
+"""
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Callable
+
+from . import bind, resource_dir, shards
+from .config import Config
+from .gitrepo import ZonesRepo
+from .publishing.bindtarget import PublishTarget
+from .publishing.incremental import resolve_mode
+from .publishing.publisher import Publisher
+
+ZONE_TEMPLATES = resource_dir("templates") / "zone"
+
+
+def zone_template_dirs(config: Config) -> list[Path]:
+    """Where zone.j2 is looked up: the configured override first, then the shipped one."""
+    return [p for p in [config.path("zones.templates"), ZONE_TEMPLATES] if p]
+
+
+def build_publisher(config: Config, clock: Callable[[], float] = time.time) -> Publisher:
+    """The publisher for CONFIG's zones repository and BIND."""
+    rndc = bind.Rndc(config["bind.rndc_server"], config["bind.rndc_port"], config.path("bind.rndc_key"))
+    target = PublishTarget(rndc=rndc, dns_server=config["bind.listen"], dns_port=config["bind.port"],
+                           verify_timeout=config["bind.verify_timeout"], zones_conf=config.path("bind.zones_conf"),
+                           checkzone=config["bind.checkzone"], zone_dir=config.path("bind.zone_dir"),
+                           mode=resolve_mode(config["bind.publish"], config.path("bind.publisher_key")),
+                           update_key=config.path("bind.publisher_key"),
+                           fsync=config["zones.git_fsync"])
+    repo = ZonesRepo(config.path("zones.repo"))
+    if config.upstream:
+        repo.set_upstream(config.upstream)
+    return Publisher(repo, zone_template_dirs(config), target, clock=clock, fsync=config["zones.git_fsync"],
+                     shard_count=shards.check_count(config["zones.shards"]))

@@ -13,8 +13,10 @@ wait_served and the answers in a watcher thread) and, when serve stops, writes e
                    group publish), store.record_updates (batched SQLite write)
   publisher, one sample per group unless said:
                    batch size; apply (deciding the group's updates); format and
-                   render (per zone); write (per file); git commit; rndc reload
-                   (per zone); group under the lock (all of the above);
+                   render (per zone); write (per file); git commit; named
+                   publish (per zone: the commit's RFC 2136 update and named's
+                   answer, or a full load); rndc reload (per full load); group
+                   under the lock (all of the above);
                    wait served; answer (wait served returned -> every waiter
                    woken); group total (commit start -> answered)
 """
@@ -65,6 +67,7 @@ def install() -> None:
     worktree.atomic_write = timed("pub write", worktree.atomic_write)
     gitrepo.ZonesRepo.commit = timed("pub git commit", gitrepo.ZonesRepo.commit)
     bindtarget.BindTarget.reload = timed("pub rndc reload", bindtarget.BindTarget.reload)
+    bindtarget.BindTarget.publish = timed("pub named publish", bindtarget.BindTarget.publish)
     pubmod.Publisher.wait_served = timed("pub wait served", pubmod.Publisher.wait_served)
     install_group_stages()
 

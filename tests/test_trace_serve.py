@@ -43,7 +43,8 @@ SCRIPT = textwrap.dedent("""
 """)
 
 STAGES = {"pub batch size", "pub apply", "pub format", "pub render", "pub write", "pub git commit",
-          "pub rndc reload", "pub group under lock", "pub wait served", "pub answer", "pub group total"}
+          "pub rndc reload", "pub named publish", "pub group under lock", "pub wait served", "pub answer",
+          "pub group total"}
 
 
 def test_every_publisher_stage_is_traced_as_the_publisher_thread_runs_it(instance):
@@ -55,5 +56,6 @@ def test_every_publisher_stage_is_traced_as_the_publisher_thread_runs_it(instanc
     assert {o for o, _ in outcomes} == {"published"}, proc.stderr
     assert STAGES <= set(counts), STAGES - set(counts)
     groups = counts["pub batch size"]
-    for per_group in ("pub apply", "pub group under lock", "pub wait served", "pub answer", "pub group total"):
+    for per_group in ("pub apply", "pub named publish", "pub group under lock", "pub wait served", "pub answer",
+                      "pub group total"):
         assert counts[per_group] == groups

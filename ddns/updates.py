@@ -85,10 +85,9 @@ class Updates:
                 results[i] = Result(Outcome.UNCHANGED)
             else:
                 ready.append((i, checked))
-        if not ready:
-            return [r or Result(Outcome.FAILED, reason="not published") for r in results]
-        for (i, _), result in zip(ready, self.publish([u for _, u in ready])):
-            results[i] = result
+        if ready:  # nothing to queue when every update was refused or answered from the snapshot
+            for (i, _), result in zip(ready, self.publish([u for _, u in ready])):
+                results[i] = result
         return [r or Result(Outcome.FAILED, reason="not published") for r in results]
 
     def _check(self, identity: Identity, update: Update, served: bool = False) -> Update | Result:

@@ -57,7 +57,7 @@ def target(load: float | None, verify_timeout: float = 5.0):
     clock = Clock()
     named = LoadingNamed(clock, load)
     bind = BindTarget(PublishTarget(rndc=None, verify_timeout=verify_timeout, control=named),
-                      newest=lambda zone: named.serial, on_error=lambda message: None,
+                      newest=lambda zone: named.serial, on_error=lambda message: None, committed=lambda zone: "",
                       monotonic=clock.monotonic, sleep=clock.sleep)
     return clock, named, bind
 

@@ -175,7 +175,7 @@ class BindTarget:
     """
 
     def __init__(self, settings: PublishTarget, newest: Callable[[str], int | None],
-                 on_error: Callable[[str], None], committed: Callable[[str], str] = lambda zone: "",
+                 on_error: Callable[[str], None], committed: Callable[[str], str],
                  monotonic: Callable[[], float] = time.monotonic,
                  sleep: Callable[[float], None] = time.sleep):
         self.settings = settings

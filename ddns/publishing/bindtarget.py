@@ -289,13 +289,15 @@ class BindTarget:
                     self._write_copy(zone, drop_journal=True)
                     control.reload(zone, timeout)
                     return True
-                self._write_copy(zone)
-                control.thaw(zone, timeout)
+                try:
+                    self._write_copy(zone)
+                finally:  # a frozen zone takes no updates: never leave it so
+                    control.thaw(zone, timeout)
             else:
                 self._write_copy(zone, drop_journal=True)
                 control.reload(zone, timeout)
             return True
-        except bind.BindError as exc:
+        except (bind.BindError, OSError, KeyError) as exc:  # the copy unwritable, the zone gone: not served
             self._on_error(str(exc))
             log.warning("reload of %s failed: %s", zone, exc)
             return False

@@ -136,13 +136,15 @@ class UpdateChannel:
 
         A connection named closed meanwhile is opened again once; the message
         went unanswered then, so named did not take it (a resent one it had
-        taken fails its prerequisites, which the caller repairs).
+        taken fails its prerequisites, which the caller repairs). A timeout is
+        not retried: it would cost another timeout under the publisher's lock,
+        and the caller loads the zone instead.
         """
         with self._lock:
             reused = self._sock is not None
             try:
                 return self._exchange(message, timeout)
-            except (OSError, EOFError, dns.exception.DNSException):
+            except (EOFError, ConnectionError):  # named closed the kept connection; a timeout is not retried
                 if not reused:
                     raise
             return self._exchange(message, timeout)

@@ -187,9 +187,9 @@ class FailureLimiter:
     def fail(self, key: Hashable) -> None:
         now = self.clock()
         with self._lock:
-            times = self._recent(self._failures.pop(key, []), now)
-            times.append(now)
-            self._failures[key] = times[-max(self.limit, 1):]
+            times = self._recent(self._failures.get(key, ()), now) + [now]
+            self._failures[key] = times[-max(self.limit, 1):]  # never absent meanwhile: blocked() reads without the lock
+            self._failures.move_to_end(key)
             self._prune(now)
 
     def reset(self, key: Hashable) -> None:

@@ -109,12 +109,12 @@ class ZoneReader:
         files = self.shard_files(zone)
         legacy_path = zone_dir / zones.DYNAMIC_FILE
         legacy = legacy_path.exists()
-        found = shards.parse_shards({**files, **({zones.DYNAMIC_FILE: legacy_path.read_text()} if legacy else {})})
-        dynamic = shards.ShardedRecords.of(found, self.shard_count)
-        zones.check_host_names(source, {label for label, _ in dynamic})
+        dynamic = shards.load_shards({**files, **({zones.DYNAMIC_FILE: legacy_path.read_text()} if legacy else {})},
+                                     self.shard_count)
+        zones.check_host_names(source, dynamic.labels())
         serial = zones.serial_of(head_path.read_text()) if head_path.exists() else None
         return ZoneState(source, template, dynamic, serial or 0, files_stamp,
-                         source_stamp=stamp(*self.source_paths(zone)), types={t for _, t in dynamic},
+                         source_stamp=stamp(*self.source_paths(zone)), types=dynamic.types(),
                          settled=not legacy and files == dynamic.texts(), legacy=legacy)
 
     def load(self, zone: str) -> ZoneState:

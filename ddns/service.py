@@ -64,10 +64,16 @@ class Service:
         self.principals = Principals(store, config["kerberos.realm"], self._kerberos_rules, lambda: list(publisher.zones))
 
     @classmethod
-    def open(cls, config: Config, clock: Callable[[], float] = time.time) -> "Service":
-        """The service for CONFIG with its store and publisher loaded (no thread)."""
+    def open(cls, config: Config, clock: Callable[[], float] = time.time,
+             before_load: Callable[[Publisher], None] | None = None) -> "Service":
+        """The service for CONFIG with its store and publisher loaded (no thread).
+
+        BEFORE_LOAD is called once the repository is recovered, before the zones load (serve starts named there).
+        """
         publisher = build_publisher(config, clock)
         publisher.recover()
+        if before_load is not None:
+            before_load(publisher)
         publisher.load()
         return cls(config, Store(config.path("store.path")), publisher, clock=clock)
 

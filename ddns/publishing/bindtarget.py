@@ -417,15 +417,12 @@ class BindTarget:
         path = self.settings.zones_conf
         if path is None:
             return False
-        text = self._zones_conf_text(zone_files)
+        key = bind.key_name(self.settings.update_key) if self.settings.mode == INCREMENTAL else None
+        text = bind.zones_conf(zone_files, update_key=key)
         if path.exists() and path.read_text() == text:
             return False
         atomic_write(path, text, fsync)
         return True
-
-    def _zones_conf_text(self, zone_files: dict[str, Path]) -> str:
-        key = bind.key_name(self.settings.update_key) if self.settings.mode == INCREMENTAL else None
-        return bind.zones_conf(zone_files, update_key=key)
 
     def copies_ready(self, zone_names: list[str]) -> bool:
         """Whether named can start on what is on disk: a copy of each of ZONE_NAMES, and a zone list naming exactly them.
@@ -437,8 +434,10 @@ class BindTarget:
             return False
         copies = {zone: self.copy_path(zone) for zone in sorted(zone_names)}
         try:
-            return (all(path.is_file() for path in copies.values())
-                    and self.settings.zones_conf.read_text() == self._zones_conf_text(copies))
+            if not all(path.is_file() for path in copies.values()):
+                return False
+            key = bind.key_name(self.settings.update_key) if self.settings.mode == INCREMENTAL else None
+            return self.settings.zones_conf.read_text() == bind.zones_conf(copies, update_key=key)
         except (OSError, bind.BindError):
             return False
 

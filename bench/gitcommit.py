@@ -12,13 +12,15 @@ does:
   inproc        ``ZonesRepo.commit`` (the in-process commit, libgit2)
 
 and with ``--trace2`` one CLI commit's GIT_TRACE2_PERF regions. Prints
-median and p90 in milliseconds. fsync's own cost is what ``--fsync on`` adds
+wall median and p90 and the CPU median (this process and its children) in
+milliseconds: on a busy machine the CPU column is the one to compare. fsync's own cost is what ``--fsync on`` adds
 over ``--fsync off``. Everything is local files; nothing is left behind.
 """
 from __future__ import annotations
 
 import argparse
 import os
+import resource
 import statistics
 import subprocess
 import sys
@@ -65,18 +67,26 @@ def touch(root: Path, n: int) -> list[str]:
     return [f"{ZONE}/{ZONE}.zone", shard]
 
 
-def timed(fn, runs: int) -> list[float]:
-    out = []
+def cpu() -> float:
+    """CPU seconds of this process and its finished children (user + system)."""
+    own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
+
+
+def timed(fn, runs: int) -> tuple[list[float], list[float]]:
+    """Wall and CPU milliseconds of each of RUNS calls of FN."""
+    wall, used = [], []
     for n in range(runs):
-        started = time.perf_counter()
+        started, cpu_started = time.perf_counter(), cpu()
         fn(n)
-        out.append((time.perf_counter() - started) * 1000)
-    return out
+        wall.append((time.perf_counter() - started) * 1000)
+        used.append((cpu() - cpu_started) * 1000)
+    return wall, used
 
 
-def report(name: str, ms: list[float]) -> None:
-    ms = sorted(ms)
-    print(f"| {name} | {statistics.median(ms):.2f} | {ms[int(len(ms) * 0.9)]:.2f} |")
+def report(name: str, measured: tuple[list[float], list[float]]) -> None:
+    wall, used = sorted(measured[0]), measured[1]
+    print(f"| {name} | {statistics.median(wall):.2f} | {wall[int(len(wall) * 0.9)]:.2f} | {statistics.median(used):.2f} |")
 
 
 def main() -> None:
@@ -92,7 +102,8 @@ def main() -> None:
         git = ["git", "-c", "maintenance.auto=false", "-c", "gc.auto=0"]
         run = lambda *cmd, **kw: subprocess.run([*git, *cmd], cwd=root, check=True, capture_output=True, **kw)  # noqa: E731
         print(f"{args.records} records, fsync {args.fsync}, {args.commits} commits each")
-        print("| step | median ms | p90 ms |\n|---|---|---|")
+        print(f"load average {os.getloadavg()}")
+        print("| step | wall median ms | wall p90 ms | CPU median ms |\n|---|---|---|---|")
         report("git-version", timed(lambda n: run("version"), args.commits))
         report("git-status", timed(lambda n: run("status", "--porcelain"), args.commits))
 

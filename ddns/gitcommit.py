@@ -15,10 +15,14 @@ PATHS go in, whatever else is staged; a path gone from the working tree is
 removed; the author is the one given (the service's e-mail) or the usual
 GIT_AUTHOR_* / user.* identity, the committer GIT_COMMITTER_* or user.*; the
 message is cleaned up as ``--cleanup=whitespace`` does; no hook runs; the
-reflog says ``commit: SUBJECT``; with ``core.fsync`` set each object and its
-directory, the reflogs and the branch are fsynced before the branch is
-replaced (libgit2's process-wide ``ENABLE_FSYNC_GITDIR``: once one repository
-of the process asks for it, it stays on; the index is not, as in git). Anything beyond that --
+branch is moved as git moves it (``update_branch``: its lock file, the old
+value checked under it, both reflogs ``commit: SUBJECT``); with
+``core.fsync`` set each new object and the branch's new value are fsynced
+before the branch is replaced -- the seven fsyncs git makes, issued at once
+from a few threads with ``os.fsync`` (``fsync_together``), so the journal is
+committed once and the other threads run meanwhile (libgit2's own fsync
+option would add a directory fsync per object and fsync the reflogs, one
+after the other inside calls that hold the GIL). Anything beyond that --
 a directory or "." as a path, no commit yet, a commit that would change
 nothing, an identity git would refuse, a date or cleanup set from outside --
 is left to the CLI (``plan`` returns None), which behaves as before.
@@ -28,11 +32,12 @@ from __future__ import annotations
 import os
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
 import pygit2
-from pygit2.enums import FileMode, Option
+from pygit2.enums import FileMode
 
 from . import errors
 from .provenance import SERVICE_EMAIL
@@ -45,11 +50,16 @@ _GIT_SPACE = " \t\n\r"
 _CLI_ONLY_CONFIG = ("commit.gpgsign", "commit.cleanup", "i18n.commitEncoding")
 _CLI_ONLY_ENV = ("GIT_AUTHOR_DATE", "GIT_COMMITTER_DATE", "GIT_INDEX_FILE", "GIT_DIR", "GIT_WORK_TREE")
 _OFF_FSYNC = ("", "none", "false", "0")
-_fsync_gitdir = False  # whether this process turned libgit2's (process-wide) fsync on
+# fsync_together's threads (started at the first use)
+_FSYNC_POOL = ThreadPoolExecutor(max_workers=8, thread_name_prefix="ddns-fsync")
 
 
 class HeadMoved(errors.Conflict):
     """The branch moved between reading it and committing on it (another writer): nothing was committed."""
+
+
+class BranchLocked(errors.Busy):
+    """Another writer holds the branch's lock file (or a killed one left it): nothing was committed."""
 
 
 @dataclass(frozen=True)
@@ -68,25 +78,13 @@ class InProcessCommit:
     def __init__(self, path: Path):
         self.path = Path(path)
         self._repo: pygit2.Repository | None = None
-        self._opened_fsyncing = False  # whether libgit2's fsync was on when _repo was opened
         self._lock = threading.Lock()
 
     @property
     def repo(self) -> pygit2.Repository:
         if self._repo is None:
-            self._opened_fsyncing = _fsync_gitdir
             self._repo = pygit2.Repository(str(self.path))
         return self._repo
-
-    def _fsync_on(self) -> None:
-        """Turn libgit2's fsync on for this process; the repository is opened again if it was opened
-        before, because its ref database reads the option only when it is made."""
-        global _fsync_gitdir
-        if not _fsync_gitdir:
-            pygit2.option(Option.ENABLE_FSYNC_GITDIR, True)
-            _fsync_gitdir = True
-        if not self._opened_fsyncing:
-            self._repo = None
 
     def commit(self, paths: list[str], message: str, author: str | None) -> str | None:
         """Commit the working-tree state of PATHS; the new commit's id, or None when nothing was done and
@@ -98,8 +96,6 @@ class InProcessCommit:
         """
         with self._lock:
             config = self.repo.config.snapshot()  # one read of the config files for every key below
-            if wants_fsync(config):
-                self._fsync_on()
             message = cleanup_message(message)
             who = identities(config, author)
             plan = self.plan(paths, config) if message and who else None
@@ -107,7 +103,7 @@ class InProcessCommit:
                 return None
             made = None
             try:
-                made = self._commit(plan, message, *who)
+                made = self._commit(plan, message, *who, config)
             finally:
                 if made is None:  # nothing committed: the index in memory forgets what _commit added
                     self.repo.index.read(True)
@@ -144,9 +140,9 @@ class InProcessCommit:
                 return None  # matches no file: git says so
         return Plan(head.name, head.target, tuple(dict.fromkeys(added)), tuple(dict.fromkeys(removed)))
 
-    def _commit(self, plan: Plan, message: str, author: pygit2.Signature,
-                committer: pygit2.Signature) -> str | None:
-        """PLAN's objects, then the branch (only from the plan's parent), then the index."""
+    def _commit(self, plan: Plan, message: str, author: pygit2.Signature, committer: pygit2.Signature,
+                config: pygit2.Config) -> str | None:
+        """PLAN's objects (fsynced if asked), then the branch (only from the plan's parent), then the index."""
         repo = self.repo
         index = repo.index  # read by plan() just now
         changes: dict[str, tuple[pygit2.Oid, int] | None] = {}
@@ -159,28 +155,101 @@ class InProcessCommit:
                 index.remove(path)
             changes[path] = None
         parent = repo[plan.parent].peel(pygit2.Commit)
-        tree = updated_tree(repo, parent.tree, changes) or repo.TreeBuilder().write()
+        written: list[pygit2.Oid] = [c[0] for c in changes.values() if c is not None]
+        tree = updated_tree(repo, parent.tree, changes, written) or repo.TreeBuilder().write()
         if tree == parent.tree.id:
             return None  # nothing to commit: git says so
         new = repo.create_commit(None, author, committer, message, tree, [parent.id])
-        ref = repo.references[plan.branch]
-        if ref.target != plan.parent:
-            raise HeadMoved(f"{plan.branch} moved to {str(ref.target)[:12]} while committing on {str(plan.parent)[:12]}")
-        repo.set_ident(committer.name, committer.email)  # who the reflog entries name
-        try:
-            ref.set_target(new, f"commit: {message.split(chr(10), 1)[0]}")  # refused if the ref moved since lookup
-        except pygit2.GitError as exc:
-            if "does not match" in str(exc) or "old reference value" in str(exc):
-                raise HeadMoved(f"{plan.branch} moved while committing: {exc}") from exc
-            raise
+        objects = Path(repo.path) / "objects"
+        durable = ([objects / str(o)[:2] / str(o)[2:] for o in dict.fromkeys([*written, tree, new])]
+                   if wants_fsync(config) else None)
+        update_branch(Path(repo.path), plan.branch, plan.parent, new, committer,
+                      f"commit: {message.split(chr(10), 1)[0]}", durable, _config(config, "core.logAllRefUpdates"))
         index.write()
         return str(new)
 
 
+def update_branch(git_dir: Path, branch: str, old: pygit2.Oid, new: pygit2.Oid, who: pygit2.Signature,
+                  message: str, durable: list[Path] | None, log_all: str | None) -> None:
+    """Move BRANCH from OLD to NEW as git does: under its lock file (BRANCH.lock, which git and libgit2
+    respect), only if it still is OLD, the reflogs of the branch and of HEAD appended meanwhile.
+
+    DURABLE (None: no fsync): the new objects, fsynced together with the
+    branch's new value before it replaces the old one.
+    """
+    ref = git_dir / branch
+    lock = ref.with_name(ref.name + ".lock")
+    try:
+        fd = os.open(lock, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+    except FileExistsError:
+        raise BranchLocked(f"{branch} is locked by another writer ({lock.name} exists)") from None
+    try:
+        try:
+            current = _branch_target(git_dir, branch)  # read under the lock: nobody moves it meanwhile
+            if current != str(old):
+                raise HeadMoved(f"{branch} moved to {current[:12]} while committing on {str(old)[:12]}")
+            os.write(fd, f"{new}\n".encode())
+        finally:
+            os.close(fd)
+        if durable is not None:
+            fsync_together([*durable, lock])
+        entry = (f"{old} {new} {who.name} <{who.email}> {who.time} {_offset(who.offset)}\t"
+                 f"{' '.join(message.split())}\n")
+        for log in (git_dir / "logs" / branch, git_dir / "logs" / "HEAD"):
+            if log.exists() or (log_all or "true").lower() not in ("false", "no", "off", "0"):
+                log.parent.mkdir(parents=True, exist_ok=True)
+                with open(log, "a", encoding="utf-8") as out:
+                    out.write(entry)
+        os.replace(lock, ref)
+    except BaseException:
+        lock.unlink(missing_ok=True)
+        raise
+
+
+def fsync_together(paths: list[Path]) -> None:
+    """fsync PATHS at once, from a few threads (the GIL is released): the file system commits its
+    journal once for all of them, not once each (six small objects: ~3 ms instead of ~25 ms on a busy
+    disk here). A path gone meanwhile is skipped (a gc packed that object: the pack is fsynced)."""
+    list(_FSYNC_POOL.map(_fsync_path, paths))
+
+
+def _fsync_path(path: Path) -> None:
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except FileNotFoundError:
+        return
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _branch_target(git_dir: Path, branch: str) -> str:
+    """BRANCH's commit id: its loose ref file, else its line in packed-refs ("" if neither)."""
+    try:
+        return (git_dir / branch).read_text().strip()
+    except FileNotFoundError:
+        pass
+    try:
+        for line in (git_dir / "packed-refs").read_text().splitlines():
+            oid, _, name = line.partition(" ")
+            if name == branch:
+                return oid
+    except FileNotFoundError:
+        pass
+    return ""
+
+
+def _offset(minutes: int) -> str:
+    sign = "-" if minutes < 0 else "+"
+    return f"{sign}{abs(minutes) // 60:02d}{abs(minutes) % 60:02d}"
+
+
 def updated_tree(repo: pygit2.Repository, tree: pygit2.Tree | None,
-                 changes: dict[str, tuple[pygit2.Oid, int] | None]) -> pygit2.Oid | None:
+                 changes: dict[str, tuple[pygit2.Oid, int] | None], written: list[pygit2.Oid]) -> pygit2.Oid | None:
     """TREE with CHANGES (path -> (blob, mode), or None: removed); only the trees on changed paths are
-    written. None when the result is empty (a subtree then disappears, as in git)."""
+    written (their ids appended to WRITTEN). None when the result is empty (a subtree then disappears, as
+    in git)."""
     builder = repo.TreeBuilder(tree) if tree is not None else repo.TreeBuilder()
     below: dict[str, dict[str, tuple[pygit2.Oid, int] | None]] = {}
     for path, change in changes.items():
@@ -195,7 +264,7 @@ def updated_tree(repo: pygit2.Repository, tree: pygit2.Tree | None,
     for name, inner in below.items():
         entry = builder.get(name)
         old = repo[entry.id].peel(pygit2.Tree) if entry is not None and entry.filemode == FileMode.TREE else None
-        sub = updated_tree(repo, old, inner)
+        sub = updated_tree(repo, old, inner, written)
         if sub is None:
             if entry is not None:
                 builder.remove(name)
@@ -203,7 +272,8 @@ def updated_tree(repo: pygit2.Repository, tree: pygit2.Tree | None,
             builder.insert(name, sub, FileMode.TREE)
     if tree is not None and len(builder) == 0:
         return None
-    return builder.write()
+    written.append(builder.write())
+    return written[-1]
 
 
 def cleanup_message(message: str) -> str:

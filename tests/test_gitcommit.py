@@ -11,7 +11,7 @@ import pytest
 
 from conftest import require
 from ddns import gitcommit
-from ddns.gitcommit import HeadMoved, cleanup_message, ident_part
+from ddns.gitcommit import BranchLocked, HeadMoved, cleanup_message, ident_part
 from ddns.gitrepo import SERVICE_EMAIL, SERVICE_NAME, ZonesRepo
 
 ZONE = "dyn.example.test"
@@ -219,19 +219,19 @@ def test_a_branch_moved_before_the_commit_is_not_overwritten(repo, monkeypatch):
     assert git(repo.path, "status", "--porcelain") == ""
 
 
-def test_a_branch_moved_between_its_check_and_the_update_is_refused(repo, monkeypatch):
-    """The ref update itself compares the old value: a move in the last moment is refused too."""
-    inproc = repo._in_process
-    real = inproc.repo.set_ident
-
-    def move_then(name, email):
-        git(repo.path, "commit", "-q", "--allow-empty", "-m", "sneaked in")
-        return real(name, email)
-    monkeypatch.setattr(inproc.repo, "set_ident", move_then)
+def test_a_branch_locked_by_another_writer_is_left_alone(repo):
+    """The branch is locked (another writer is updating it): the commit fails, nothing moves, the lock stays."""
+    lock = repo.path / ".git" / "refs" / "heads" / "main.lock"
+    lock.write_text("")
+    before = git(repo.path, "rev-parse", "HEAD").strip()
     write(repo, HEAD_FILE, "@ SOA 11\n")
-    with pytest.raises(HeadMoved):
+    with pytest.raises(BranchLocked, match="main.lock"):
         repo.commit([HEAD_FILE], "ours\n")
-    assert git(repo.path, "log", "-1", "--format=%s") == "sneaked in\n"
+    assert lock.exists() and git(repo.path, "rev-parse", "HEAD").strip() == before
+    assert git(repo.path, "status", "--porcelain").splitlines() == [f" M {HEAD_FILE}"]
+    lock.unlink()
+    repo.commit([HEAD_FILE], "ours\n")
+    assert git(repo.path, "status", "--porcelain") == ""
 
 
 def test_a_failed_write_is_tried_again(repo, monkeypatch, in_process_only):
@@ -319,8 +319,8 @@ print(repo.commit([sys.argv[2], "new/dir/file"], "fsync\\n"))
 
 @pytest.mark.parametrize("fsync", [True, False])
 def test_objects_and_ref_fsynced_when_the_repository_asks(tmp_path, fsync):
-    """Under strace: with core.fsync each new object and the branch are fsynced before the branch
-    is replaced; without it nothing is."""
+    """Under strace: with core.fsync each new object and the branch's new value are fsynced before the
+    branch is replaced; without it nothing is."""
     require("git")
     require("strace")
     repo = ZonesRepo.init(tmp_path / "zones", fsync=fsync)
@@ -343,9 +343,9 @@ def test_objects_and_ref_fsynced_when_the_repository_asks(tmp_path, fsync):
         return
     git_dir = str(repo.path / ".git")
     ref_update = next(i for i, line in enumerate(calls) if "refs/heads/main.lock" in line and "rename(" in line)
-    for oid in new_ids:  # each written to a temporary file, fsynced, then linked to its name
-        link = next(line for line in calls[:ref_update] if f"objects/{oid[:2]}/{oid[2:]}" in line and "link(" in line)
-        temporary = link.split('"')[1]
-        assert temporary in synced[:ref_update], f"object {oid} not fsynced before the branch moved"
-    assert f"{git_dir}/refs/heads/main.lock" in synced
+    synced_before = [line.split("<", 1)[1].split(">", 1)[0] for line in calls[:ref_update] if "fsync(" in line]
+    for oid in new_ids:
+        assert f"{git_dir}/objects/{oid[:2]}/{oid[2:]}" in synced_before, f"object {oid} not fsynced before the branch moved"
+    assert f"{git_dir}/refs/heads/main.lock" in synced_before
+    assert len(synced) == 7  # as many as git makes: each object, the branch
     assert head == git(repo.path, "rev-parse", "HEAD").strip()

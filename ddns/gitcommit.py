@@ -50,6 +50,7 @@ _GIT_SPACE = " \t\n\r"
 _CLI_ONLY_CONFIG = ("commit.gpgsign", "commit.cleanup", "i18n.commitEncoding")
 _CLI_ONLY_ENV = ("GIT_AUTHOR_DATE", "GIT_COMMITTER_DATE", "GIT_INDEX_FILE", "GIT_DIR", "GIT_WORK_TREE")
 _OFF_FSYNC = ("", "none", "false", "0")
+_REF_LOCK_WAIT = 0.1  # seconds, git's default core.filesRefLockTimeout
 # fsync_together's threads (started at the first use)
 _FSYNC_POOL = ThreadPoolExecutor(max_workers=8, thread_name_prefix="ddns-fsync")
 
@@ -179,10 +180,7 @@ def update_branch(git_dir: Path, branch: str, old: pygit2.Oid, new: pygit2.Oid, 
     """
     ref = git_dir / branch
     lock = ref.with_name(ref.name + ".lock")
-    try:
-        fd = os.open(lock, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
-    except FileExistsError:
-        raise BranchLocked(f"{branch} is locked by another writer ({lock.name} exists)") from None
+    fd = _take_lock(lock)
     try:
         try:
             current = _branch_target(git_dir, branch)  # read under the lock: nobody moves it meanwhile
@@ -204,6 +202,20 @@ def update_branch(git_dir: Path, branch: str, old: pygit2.Oid, new: pygit2.Oid, 
     except BaseException:
         lock.unlink(missing_ok=True)
         raise
+
+
+def _take_lock(lock: Path) -> int:
+    """Create LOCK (O_EXCL), waiting up to _REF_LOCK_WAIT as git does (core.filesRefLockTimeout): the
+    housekeeper's ``pack-refs`` holds a branch's lock for a moment."""
+    deadline, pause = time.monotonic() + _REF_LOCK_WAIT, 0.001
+    while True:
+        try:
+            return os.open(lock, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+        except FileExistsError:
+            if time.monotonic() >= deadline:
+                raise BranchLocked(f"{lock.name[:-5]} is locked by another writer ({lock.name} exists)") from None
+        time.sleep(pause)
+        pause = min(pause * 2, 0.02)
 
 
 def fsync_together(paths: list[Path]) -> None:

@@ -234,6 +234,22 @@ def test_a_branch_locked_by_another_writer_is_left_alone(repo):
     assert git(repo.path, "status", "--porcelain") == ""
 
 
+def test_a_branch_lock_held_for_a_moment_is_waited_for(repo, monkeypatch, in_process_only):
+    """The housekeeper's pack-refs holds the branch's lock briefly: the commit waits as git does."""
+    lock = repo.path / ".git" / "refs" / "heads" / "main.lock"
+    lock.write_text("")
+    pauses = []
+
+    def pack_refs_done(seconds):  # the other writer lets go while the commit waits
+        pauses.append(seconds)
+        lock.unlink(missing_ok=True)
+    monkeypatch.setattr(gitcommit.time, "sleep", pack_refs_done)
+    write(repo, HEAD_FILE, "@ SOA 15\n")
+    repo.commit([HEAD_FILE], "waited\n")
+    assert len(pauses) == 1 and git(repo.path, "log", "-1", "--format=%s") == "waited\n"
+    assert git(repo.path, "status", "--porcelain") == ""
+
+
 def test_a_failed_write_is_tried_again(repo, monkeypatch, in_process_only):
     """libgit2 failing to write (the housekeeper's gc removed an object directory): the commit is tried again."""
     real = gitcommit.InProcessCommit._commit

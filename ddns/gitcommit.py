@@ -115,7 +115,7 @@ class InProcessCommit:
         repo = self.repo
         if (any(os.environ.get(name) for name in _CLI_ONLY_ENV) or repo.head_is_unborn or repo.head_is_detached
                 or any(_config(config, key) for key in _CLI_ONLY_CONFIG)
-                or (Path(repo.path) / "index.lock").exists()):
+                or os.path.exists(os.path.join(repo.path, "index.lock"))):
             return None
         head = repo.references["HEAD"].resolve()
         tree = repo[head.target].peel(pygit2.Tree)
@@ -125,12 +125,12 @@ class InProcessCommit:
         for path in paths:
             if not _plain(path):
                 return None
-            full = self.path / path
+            full = os.path.join(self.path, path)  # strings, not pathlib: this runs for every path of every commit
             in_head = path in tree
             if in_head and tree[path].filemode == FileMode.TREE:
                 return None
             if os.path.lexists(full):
-                if full.is_dir() and not full.is_symlink():
+                if os.path.isdir(full) and not os.path.islink(full):
                     return None
                 if not in_head and path not in index and repo.path_is_ignored(path):
                     return None  # git refuses to add an ignored file: let it say so
@@ -161,8 +161,8 @@ class InProcessCommit:
         if tree == parent.tree.id:
             return None  # nothing to commit: git says so
         new = repo.create_commit(None, author, committer, message, tree, [parent.id])
-        objects = Path(repo.path) / "objects"
-        durable = ([objects / str(o)[:2] / str(o)[2:] for o in dict.fromkeys([*written, tree, new])]
+        objects = os.path.join(repo.path, "objects")
+        durable = ([os.path.join(objects, h[:2], h[2:]) for h in dict.fromkeys(map(str, [*written, tree, new]))]
                    if wants_fsync(config) else None)
         update_branch(Path(repo.path), plan.branch, plan.parent, new, committer,
                       f"commit: {message.split(chr(10), 1)[0]}", durable, _config(config, "core.logAllRefUpdates"))
@@ -171,7 +171,7 @@ class InProcessCommit:
 
 
 def update_branch(git_dir: Path, branch: str, old: pygit2.Oid, new: pygit2.Oid, who: pygit2.Signature,
-                  message: str, durable: list[Path] | None, log_all: str | None) -> None:
+                  message: str, durable: list[str] | None, log_all: str | None) -> None:
     """Move BRANCH from OLD to NEW as git does: under its lock file (BRANCH.lock, which git and libgit2
     respect), only if it still is OLD, the reflogs of the branch and of HEAD appended meanwhile.
 
@@ -218,14 +218,14 @@ def _take_lock(lock: Path) -> int:
         pause = min(pause * 2, 0.02)
 
 
-def fsync_together(paths: list[Path]) -> None:
+def fsync_together(paths: list[str | Path]) -> None:
     """fsync PATHS at once, from a few threads (the GIL is released): the file system commits its
     journal once for all of them, not once each (six small objects: ~3 ms instead of ~25 ms on a busy
     disk here). A path gone meanwhile is skipped (a gc packed that object: the pack is fsynced)."""
     list(_FSYNC_POOL.map(_fsync_path, paths))
 
 
-def _fsync_path(path: Path) -> None:
+def _fsync_path(path: str | Path) -> None:
     try:
         fd = os.open(path, os.O_RDONLY)
     except FileNotFoundError:

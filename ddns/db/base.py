@@ -154,8 +154,12 @@ class Database:
         """Run the BEGIN statements, yield, then COMMIT or ROLLBACK."""
         def start(conn: Conn) -> Conn:
             self._apply_wait()
-            for statement in begin:
-                conn.execute(statement)
+            try:
+                for statement in begin:
+                    conn.execute(statement)
+            except BaseException:
+                conn.rollback()  # the writers' lock not granted: leave no transaction open
+                raise
             return conn
 
         conn = self._retrying(start)

@@ -101,6 +101,11 @@ class NotFound(errors.NotFound):
     """No such object."""
 
 
+def location(config: "Config") -> str | Path:
+    """Where CONFIG's store is: store.url, or the SQLite file at store.path when that is empty."""
+    return config["store.url"] or config.path("store.path")
+
+
 NOTE_USE_EVERY = 60.0  # an API token's last use is written at most this often
 
 
@@ -120,8 +125,8 @@ class Store(KeyRows):
 
     @classmethod
     def open(cls, config: "Config") -> "Store":
-        """The store CONFIG names: store.url, or SQLite at store.path when that is empty."""
-        return cls(config["store.url"] or config.path("store.path"))
+        """The store CONFIG names (``location``)."""
+        return cls(location(config))
 
     def wait_at_most(self, seconds: float) -> None:
         """How long this thread's writes wait for the writers' lock before ``Busy``."""

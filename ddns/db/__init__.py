@@ -20,11 +20,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from .. import errors
 from .base import (Busy, Conn, Database, ForeignKeyViolation, IntegrityError, Row, StoreUnavailable,
                    UniqueViolation)
 
-__all__ = ["Busy", "Conn", "Database", "ForeignKeyViolation", "IntegrityError", "Row", "StoreUnavailable",
-           "UniqueViolation", "connect", "is_url"]
+__all__ = ["Busy", "Conn", "Database", "ForeignKeyViolation", "IntegrityError", "RETRYABLE", "Row",
+           "StoreUnavailable", "UniqueViolation", "connect", "is_url"]
+
+# What a client should simply retry (911, HTTP 503): any Busy (the database's, the publisher's), no database.
+RETRYABLE = (errors.Busy, StoreUnavailable)
 
 URL_SCHEMES = ("postgresql://", "postgres://")
 

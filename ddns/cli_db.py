@@ -56,7 +56,9 @@ def _status(args: argparse.Namespace, env: "Env", load_config: LoadConfig) -> in
     if args.json:
         env.out(json.dumps(status, indent=2))
     else:
-        state = "up to date" if version == migrations.LATEST else "older: `ddns db upgrade` (or starting ddns) upgrades it"
+        state = ("up to date" if version == migrations.LATEST
+                 else "empty: `ddns db upgrade` (or starting ddns) makes its tables" if version == 0
+                 else "older: `ddns db upgrade` (or starting ddns) upgrades it")
         env.out(f"{status['engine']} database {status['database']}: schema version {version}, "
                 f"this ddns {migrations.LATEST} ({state})")
     return 0

@@ -164,6 +164,7 @@ def upgrade(db: Database, now: float | None = None) -> list[Migration]:
             conn.execute(VERSION_TABLE if db.dialect == "sqlite" else postgres_ddl(VERSION_TABLE))
             if "users" in tables:
                 _adopt_first_release(db, conn, now)
+                applied.append(MIGRATIONS[0])
         found = conn.execute("SELECT coalesce(max(version), 0) AS v FROM schema_version").fetchone()["v"]
         if found > LATEST:
             raise SchemaTooNew(found)

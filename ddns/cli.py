@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping, TextIO
 
-from . import __version__, bind, cli_hook, cli_kerberos, cli_keys, cli_show, cli_trust, config as configmod, errors, gitops, listener
+from . import __version__, bind, cli_db, cli_hook, cli_kerberos, cli_keys, cli_show, cli_trust, config as configmod, errors, gitops, listener
 from .auth import new_secret
 from .model import Outcome
 from .records import record_name
@@ -469,6 +469,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="instead: compare what named serves (AXFR) with the committed zones (default all); exit 1 if any differs")
 
     cli_show.register(sub, command, _load_config)
+    cli_db.register(sub, command, _load_config)
 
     command("apply", cmd_apply, "take in the upstream's branch and publish it", json_output=True)
 

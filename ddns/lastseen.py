@@ -10,7 +10,8 @@ from __future__ import annotations
 from collections import deque
 from typing import Callable
 
-from .store import Busy, LastSeen
+from .db import RETRYABLE
+from .store import LastSeen
 
 
 class SeenBatch:
@@ -34,5 +35,5 @@ class SeenBatch:
         if batch:
             try:
                 write(batch)
-            except Busy:
+            except RETRYABLE:
                 self._seen.extendleft(reversed(batch.items()))  # before anything newer

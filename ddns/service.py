@@ -69,7 +69,7 @@ class Service:
         publisher = build_publisher(config, clock)
         publisher.recover()
         publisher.load()
-        return cls(config, Store(config.path("store.path")), publisher, clock=clock)
+        return cls(config, Store.open(config), publisher, clock=clock)
 
     # ---- running: the threads of `ddns serve` (ddns.background) ------------
     def prepare_named(self) -> None:

@@ -2,6 +2,7 @@
 connection, the served-versus-committed comparison and the mode setting."""
 from __future__ import annotations
 
+import contextlib
 import socket
 import struct
 import threading
@@ -292,3 +293,33 @@ def test_a_zone_named_has_not_loaded_is_written_without_its_journal_and_reloaded
     named.served = 1  # named serves the zone: its copy is not written under it
     assert not bt.reload(ZONE, bt.deadline())
     assert named.calls == ["query"] and written == [2]
+
+
+def test_a_zone_asked_again_while_waiting_is_written_and_loaded_under_the_lock(tmp_path):
+    named, _, newest, written = target(tmp_path)
+    held = []
+
+    @contextlib.contextmanager
+    def lock():
+        held.append(True)
+        try:
+            yield
+        finally:
+            held.pop()
+    locked_calls = []
+    for name in ("freeze", "thaw", "reload"):
+        def call(zone, timeout, name=name, real=getattr(named, name)):
+            locked_calls.append((name, bool(held)))
+            real(zone, timeout)
+        setattr(named, name, call)
+    bt = BindTarget(PublishTarget(rndc=None, control=named, zone_dir=tmp_path, mode="incremental", verify_timeout=0.5,
+                                  fsync=False), newest=newest.get, on_error=lambda m: None,
+                    committed=lambda zone: written.append(newest[zone]) or "; x\n", lock=lock)
+    newest[ZONE] = 2
+    named.file_serial = 1  # named keeps serving 1: the wait asks again
+    assert bt.wait_served({ZONE: 2}, timeout=0.45) == set()
+    assert locked_calls and all(locked for _, locked in locked_calls), locked_calls
+    assert written  # the re-asks wrote named's copy
+    locked_calls.clear()
+    assert bt.reload_and_verify([ZONE], {ZONE: 2}) == set()  # the retry loop's path, called without the lock
+    assert locked_calls and all(locked for _, locked in locked_calls), locked_calls

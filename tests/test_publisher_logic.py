@@ -151,3 +151,18 @@ def test_a_shard_made_and_emptied_within_one_group_is_no_file_and_the_commit_sta
     assert instance.commit_count() == before + 1
     assert instance.records(ZONE) == "other A 192.0.2.10\n"
     assert instance.git("status", "--porcelain") == ""
+
+
+def test_a_zone_asked_again_during_the_wait_is_loaded_under_the_publisher_s_lock(instance, publisher, named):
+    locked = []
+    real_reload = named.reload
+
+    def reload(zone, timeout):
+        locked.append(publisher.lock._depth > 0)  # one thread here: held by the waiter itself
+        real_reload(zone, timeout)
+    named.reload = reload
+    named.frozen = True
+    batch = publisher.commit([set_a("vm", "192.0.2.4")])
+    assert locked == [True]  # the commit's own publish
+    assert publisher.wait_served(batch.serials, timeout=0.45) == set()
+    assert len(locked) >= 2 and all(locked), locked  # each re-ask took the lock

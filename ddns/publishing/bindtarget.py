@@ -30,11 +30,12 @@ the last change sent (``_sent`` / ``_synced``): after a lost one, a full load.
 """
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Protocol
+from typing import Callable, ContextManager, Protocol
 
 import dns.rcode
 
@@ -172,10 +173,14 @@ class BindTarget:
     zone left behind is asked again only for that one, which covers the rest.
     ON_ERROR receives the reason of each failure (the publisher's last error).
     COMMITTED gives a zone as committed, as one file: what named must serve after a full load.
+    LOCK is the publisher's: a reload asked outside a commit (``wait_served``
+    asking again, ``reload_and_verify`` from the retry loop) writes named's
+    copy and freezes the zone, so it takes the lock, as a commit's publish has it.
     """
 
     def __init__(self, settings: PublishTarget, newest: Callable[[str], int | None],
                  on_error: Callable[[str], None], committed: Callable[[str], str],
+                 lock: Callable[[], ContextManager[None]] = contextlib.nullcontext,
                  monotonic: Callable[[], float] = time.monotonic,
                  sleep: Callable[[float], None] = time.sleep):
         self.settings = settings
@@ -186,6 +191,7 @@ class BindTarget:
         self._newest = newest
         self._on_error = on_error
         self._committed = committed
+        self._lock = lock
         self._monotonic = monotonic
         self._sleep = sleep
         self._sent: dict[str, int] = {}    # zone -> the serial last sent to named (an update or a full load)
@@ -355,8 +361,7 @@ class BindTarget:
                 finished_older = zone in seen and now_serving != seen[zone]
                 seen[zone] = now_serving
                 if self._newest(zone) == serial and (finished_older or self._monotonic() - asked[zone] > _REASK_SECONDS):
-                    # after an older load named starts this one now; a re-ask while it loads changes nothing
-                    (self.reload if finished_older else self._ask_reload)(zone, deadline)
+                    self._ask_again(zone, serial, deadline, finished_older)
                     asked[zone] = self._monotonic()
             now = self._monotonic()
             if not pending or now >= deadline:
@@ -371,6 +376,16 @@ class BindTarget:
         self.unserved.difference_update(served)
         self.unserved.update(pending)
         return served
+
+    def _ask_again(self, zone: str, serial: int, deadline: float, finished_older: bool) -> None:
+        """Ask named again to load ZONE for SERIAL, under the publisher's lock (it writes named's copy).
+
+        A commit that came meanwhile publishes its own serial: nothing to ask then.
+        After an older load named starts this one now; a re-ask while it loads changes nothing.
+        """
+        with self._lock():
+            if self._newest(zone) == serial:
+                (self.reload if finished_older else self._ask_reload)(zone, deadline)
 
     def _serves_diverged(self, zone: str, serial: int, deadline: float) -> bool:
         """For a zone whose update named refused: whether it serves that change's data now (not just its serial)."""
@@ -401,7 +416,8 @@ class BindTarget:
         All of it within one verify budget, whatever named does.
         """
         deadline = self.deadline()
-        reloaded = [zone for zone in zone_names if self.reload(zone, deadline)]
+        with self._lock():  # the retry loop calls this without it: the copies are written under it
+            reloaded = [zone for zone in zone_names if self.reload(zone, deadline)]
         self.unserved.update(set(zone_names) - set(reloaded))
         return self.wait_served({zone: serials[zone] for zone in reloaded}, deadline=deadline)
 

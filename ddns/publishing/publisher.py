@@ -79,7 +79,8 @@ class Publisher:
         self.clock = clock
         self.status = Status()
         self.lock = RepoLock(repo)
-        self.named = BindTarget(target, self._newest_serial, self._note_error, self._committed_text)
+        self.named = BindTarget(target, self._newest_serial, self._note_error, self._committed_text,
+                                lock=self.lock.held)
         self.reader = ZoneReader(self.root, zones.template_environment(template_dirs), target.checkzone,
                                  self._note_error, shard_count)
         self.files = ServiceFiles(repo, self.root, self._note_error, fsync)

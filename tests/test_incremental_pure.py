@@ -3,6 +3,7 @@ connection, the served-versus-committed comparison and the mode setting."""
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import socket
 import struct
 import threading
@@ -18,7 +19,7 @@ from ddns import bind
 from ddns.errors import Invalid
 from ddns.publishing import servedcheck
 from ddns.publishing.bindtarget import BindTarget, PublishTarget
-from ddns.publishing.incremental import (UpdateChannel, probe_message, read_key, resolve_mode,
+from ddns.publishing.incremental import (IncrementalNamed, UpdateChannel, probe_message, read_key, resolve_mode,
                                          update_message)
 from ddns.publishing.zonechange import RRsetChange, ZoneChange
 from ddns.records import RecordSet
@@ -29,7 +30,7 @@ KEY = dns.tsig.Key("ddns-publisher", "c2VjcmV0c2VjcmV0c2VjcmV0c2VjcmV0", "hmac-s
 
 
 def change(serial: int = 1700000002) -> ZoneChange:
-    return ZoneChange(ZONE, serial, SOA.replace("1700000002", str(serial)), (
+    return ZoneChange(ZONE, serial, SOA.replace("1700000002", str(serial)), 3600, (
         RRsetChange(f"new.{ZONE}", "A", None, RecordSet(("192.0.2.1",)), 60),
         RRsetChange(f"ttl.{ZONE}", "A", RecordSet(("192.0.2.2",)), RecordSet(("192.0.2.2",), 300), 300),
         RRsetChange(f"gone.{ZONE}", "TXT", RecordSet(('"a b"',)), None, 60),
@@ -43,7 +44,7 @@ def sections(message: dns.message.Message) -> tuple[list[str], list[str]]:
 
 
 def test_update_message_checks_the_old_sets_replaces_each_set_and_the_soa():
-    prereq, update = sections(update_message(change(), KEY, soa_ttl=3600))
+    prereq, update = sections(update_message(change(), KEY))
     assert prereq == [f"new.{ZONE}. NONE A", f"ttl.{ZONE}. 0 IN A 192.0.2.2",
                       f'gone.{ZONE}. 0 IN TXT "a b"', f"alias.{ZONE}. 0 IN CNAME target.{ZONE}."]
     assert update == [f"new.{ZONE}. ANY A", f"new.{ZONE}. 60 IN A 192.0.2.1",
@@ -54,7 +55,7 @@ def test_update_message_checks_the_old_sets_replaces_each_set_and_the_soa():
 
 
 def test_probe_message_asks_for_the_new_sets_and_the_soa_and_changes_nothing():
-    prereq, update = sections(probe_message(change(), KEY, soa_ttl=3600))
+    prereq, update = sections(probe_message(change(), KEY))
     assert update == []
     assert prereq == [f"new.{ZONE}. 0 IN A 192.0.2.1", f"ttl.{ZONE}. 0 IN A 192.0.2.2",
                       f"gone.{ZONE}. NONE TXT", f"alias.{ZONE}. 0 IN CNAME other.{ZONE}.",
@@ -214,14 +215,14 @@ def test_the_channel_reconnects_once_when_named_closed_the_connection():
     thread = threading.Thread(target=answer_one_then_close, daemon=True)
     thread.start()
     channel = UpdateChannel("127.0.0.1", port)
-    assert channel.send(update_message(change(), None, 3600), 2.0) == dns.rcode.NOERROR
-    assert channel.send(update_message(change(3), None, 3600), 2.0) == dns.rcode.NOERROR
+    assert channel.send(update_message(change(), None), 2.0) == dns.rcode.NOERROR
+    assert channel.send(update_message(change(3), None), 2.0) == dns.rcode.NOERROR
     thread.join(5)
     assert len(connections) == 2
     channel.close()
     server.close()
     with pytest.raises(OSError):  # nobody listens: the error reaches the caller (a full load follows)
-        channel.send(update_message(change(), None, 3600), 1.0)
+        channel.send(update_message(change(), None), 1.0)
 
 
 # ---- served == committed ---------------------------------------------------------------
@@ -323,3 +324,31 @@ def test_a_zone_asked_again_while_waiting_is_written_and_loaded_under_the_lock(t
     locked_calls.clear()
     assert bt.reload_and_verify([ZONE], {ZONE: 2}) == set()  # the retry loop's path, called without the lock
     assert locked_calls and all(locked for _, locked in locked_calls), locked_calls
+
+
+def test_an_update_carries_the_committed_soa_ttl_and_asks_named_nothing_first():
+    """The SOA TTL is the committed zone's (a human's change reaches named), never one read back from named."""
+    server = socket.create_server(("127.0.0.1", 0))  # TCP only: a query for the served SOA would go unanswered
+    received = []
+
+    def answer_one():
+        conn, _ = server.accept()
+        with conn:
+            (length,) = struct.unpack(">H", conn.recv(2))
+            data = b""
+            while len(data) < length:
+                data += conn.recv(length - len(data))
+            query = dns.message.from_wire(data, keyring=KEY)
+            received.append(query)
+            reply = dns.message.make_response(query).to_wire()
+            conn.sendall(struct.pack(">H", len(reply)) + reply)
+    thread = threading.Thread(target=answer_one, daemon=True)
+    thread.start()
+    named = IncrementalNamed("127.0.0.1", server.getsockname()[1], KEY)
+    changed = dataclasses.replace(change(), soa_ttl=1234)
+    assert named.update(changed, 2.0) == dns.rcode.NOERROR
+    thread.join(5)
+    named.channel.close()
+    server.close()
+    [soa] = [rrset for rrset in received[0].update if rrset.rdtype == dns.rdatatype.SOA and rrset]
+    assert soa.ttl == 1234

@@ -166,3 +166,15 @@ def test_a_zone_asked_again_during_the_wait_is_loaded_under_the_publisher_s_lock
     assert locked == [True]  # the commit's own publish
     assert publisher.wait_served(batch.serials, timeout=0.45) == set()
     assert len(locked) >= 2 and all(locked), locked  # each re-ask took the lock
+
+
+def test_a_soa_ttl_an_admin_changed_is_the_one_the_next_update_sends(instance, named):
+    target = PublishTarget(rndc=None, verify_timeout=0.3, control=named, mode="incremental")
+    publisher = Publisher(ZonesRepo(instance.repo), [ZONE_TEMPLATES], target, fsync=False)
+    publisher.load()
+    publisher.reconcile()
+    settings = (instance.repo / ZONE / "zone.toml").read_text()
+    assert "ttl = 3600" in settings
+    assert publisher.update_settings(ZONE, settings.replace("ttl = 3600", "ttl = 1800", 1), "admin") is Outcome.PUBLISHED
+    assert [r.outcome for r in publisher.apply([set_a("vm", "192.0.2.5")])] == [Outcome.PUBLISHED]
+    assert named.updates[-1].soa_ttl == 1800

@@ -140,8 +140,6 @@ class _RndcControl:
         self.settings.rndc.run("freeze", zone, timeout=timeout)
 
     def thaw(self, zone: str, timeout: float) -> None:
-        if self._updates is not None:
-            self._updates.forget(zone)  # its SOA TTL may change with the file
         self.settings.rndc.run("thaw", zone, timeout=timeout)
 
     def update(self, change: ZoneChange, timeout: float) -> int:

@@ -83,9 +83,9 @@ def _rdataset(rtype: str, rdatas: tuple[str, ...], ttl: int, origin: dns.name.Na
                                        origin=origin)
 
 
-def update_message(change: ZoneChange, key: dns.tsig.Key | None, soa_ttl: int,
+def update_message(change: ZoneChange, key: dns.tsig.Key | None,
                    prerequisites: bool = True) -> dns.update.UpdateMessage:
-    """CHANGE as one UPDATE of its zone, signed with KEY; the SOA is sent with SOA_TTL (its served TTL)."""
+    """CHANGE as one UPDATE of its zone, signed with KEY; the SOA with its committed TTL."""
     origin = dns.name.from_text(change.zone)
     message = dns.update.UpdateMessage(origin, keyring=key, keyname=key.name if key else None)
     for rr in change.changes:
@@ -99,11 +99,11 @@ def update_message(change: ZoneChange, key: dns.tsig.Key | None, soa_ttl: int,
         if rr.new is not None:
             message.add(name, _rdataset(rr.rtype, rr.new.rdatas, rr.ttl, origin))
     soa = dns.rdata.from_text(dns.rdataclass.IN, dns.rdatatype.SOA, change.soa, origin=origin)
-    message.replace(origin, soa_ttl, soa)
+    message.replace(origin, change.soa_ttl, soa)
     return message
 
 
-def probe_message(change: ZoneChange, key: dns.tsig.Key | None, soa_ttl: int) -> dns.update.UpdateMessage:
+def probe_message(change: ZoneChange, key: dns.tsig.Key | None) -> dns.update.UpdateMessage:
     """An UPDATE of prerequisites only: named serves CHANGE's RRsets and SOA (NOERROR) or not (NXRRSET, ...).
 
     The proof that a full load finished when the serial cannot tell: a zone
@@ -172,18 +172,13 @@ class UpdateChannel:
 
 
 class IncrementalNamed:
-    """A named that takes our updates: the channel, the key, and each zone's SOA TTL as named serves it."""
+    """A named that takes our updates: the channel and the key."""
 
     def __init__(self, server: str, port: int, key: dns.tsig.Key):
         self.server = server
         self.port = port
         self.key = key
         self.channel = UpdateChannel(server, port)
-        self._soa_ttl: dict[str, int] = {}
-
-    def forget(self, zone: str) -> None:
-        """ZONE is loaded from a file again: its SOA TTL is asked anew."""
-        self._soa_ttl.pop(zone, None)
 
     def update(self, change: ZoneChange, timeout: float) -> int:
         """Send CHANGE; named's rcode. BindError when named cannot be reached."""
@@ -195,17 +190,6 @@ class IncrementalNamed:
 
     def _send(self, change: ZoneChange, make, timeout: float) -> int:
         try:
-            ttl = self._soa_ttl.get(change.zone)
-            if ttl is None:
-                ttl = self._soa_ttl[change.zone] = self._served_soa_ttl(change.zone, timeout)
-            return self.channel.send(make(change, self.key, ttl), timeout)
+            return self.channel.send(make(change, self.key), timeout)
         except (OSError, EOFError, dns.exception.DNSException) as exc:
             raise bind.BindError(f"update of {change.zone} at {self.server}:{self.port}: {exc or type(exc).__name__}") from exc
-
-    def _served_soa_ttl(self, zone: str, timeout: float) -> int:
-        query = dns.message.make_query(zone + ".", dns.rdatatype.SOA)
-        reply = dns.query.udp(query, self.server, timeout=timeout, port=self.port)
-        for rrset in reply.answer:
-            if rrset.rdtype == dns.rdatatype.SOA:
-                return rrset.ttl
-        raise dns.exception.DNSException(f"named serves no SOA for {zone} ({dns.rcode.to_text(reply.rcode())})")

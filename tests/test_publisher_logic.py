@@ -9,6 +9,7 @@ import dns.rcode
 import pytest
 
 from conftest import Instance
+from ddns import bind, zones
 from ddns.publishing.bindtarget import PublishTarget
 from ddns.gitrepo import ZonesRepo
 from ddns.publishing.memtarget import MemoryNamed
@@ -178,3 +179,39 @@ def test_a_soa_ttl_an_admin_changed_is_the_one_the_next_update_sends(instance, n
     assert publisher.update_settings(ZONE, settings.replace("ttl = 3600", "ttl = 1800", 1), "admin") is Outcome.PUBLISHED
     assert [r.outcome for r in publisher.apply([set_a("vm", "192.0.2.5")])] == [Outcome.PUBLISHED]
     assert named.updates[-1].soa_ttl == 1800
+
+
+def incremental_publisher(instance: Instance, named: MemoryNamed) -> Publisher:
+    """A publisher in incremental mode that writes named's copies and its zones.conf (named itself in memory)."""
+    key = bind.create_publisher_key(instance.dir / "test-publisher.key")
+    target = PublishTarget(rndc=None, verify_timeout=0.3, control=named, mode="incremental", update_key=key,
+                           zones_conf=instance.dir / "conf" / "zones.conf", zone_dir=instance.dir / "copies")
+    (instance.dir / "conf").mkdir()
+    publisher = Publisher(ZonesRepo(instance.repo), [ZONE_TEMPLATES], target, fsync=False)
+    publisher.load()
+    publisher.reconcile()
+    return publisher
+
+
+def add_zone(instance: Instance, publisher: Publisher, zone: str) -> Outcome:
+    settings, static = zones.default_zone_files(zone, None, "127.0.0.1")
+    return publisher.add_zone(zone, settings, static, "admin")
+
+
+def test_a_publisher_key_gone_since_the_start_does_not_fail_a_new_zone(instance, named):
+    publisher = incremental_publisher(instance, named)
+    (instance.dir / "test-publisher.key").unlink()  # its name was read at the start
+    assert add_zone(instance, publisher, "new.example.test") is Outcome.PUBLISHED
+    conf = (instance.dir / "conf" / "zones.conf").read_text()
+    assert "new.example.test" in conf and "ddns-publisher" in conf
+
+
+def test_a_zones_conf_that_cannot_be_written_leaves_a_new_zone_committed_and_unserved(instance, named):
+    publisher = incremental_publisher(instance, named)
+    (instance.dir / "conf" / "zones.conf").unlink()
+    (instance.dir / "conf").rmdir()
+    (instance.dir / "conf").write_text("a file where the directory was\n")
+    before = instance.commit_count()
+    assert add_zone(instance, publisher, "new.example.test") is Outcome.UNSERVED  # not an exception after the commit
+    assert instance.commit_count() == before + 1
+    assert "new.example.test" in publisher.unserved and "cannot write the zones for named" in publisher.last_error

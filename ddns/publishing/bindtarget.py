@@ -195,6 +195,7 @@ class BindTarget:
         self._sent: dict[str, int] = {}    # zone -> the serial last sent to named (an update or a full load)
         self._synced: dict[str, int] = {}  # zone -> the serial named is known to serve exactly
         self._diverged: dict[str, ZoneChange] = {}  # zone -> a change named refused: served when its data is
+        self._key_name: str | None = None  # the publisher key's, read once (the key file may go meanwhile)
 
     @property
     def control(self) -> NamedControl | None:
@@ -425,18 +426,27 @@ class BindTarget:
         ZONE_FILES are the working tree's files; with a ``zone_dir`` named
         loads its copies instead: those missing are written (a new zone, an
         instance of an older version), those of zones gone are removed.
+        Raises OSError (a file unwritable) or BindError (the publisher key
+        unreadable the first time it is needed: its name is read once).
         """
         if self.settings.zone_dir is not None:
             zone_files = self._write_missing_copies(sorted(zone_files))
         path = self.settings.zones_conf
         if path is None:
             return False
-        key = bind.key_name(self.settings.update_key) if self.settings.mode == INCREMENTAL else None
-        text = bind.zones_conf(zone_files, update_key=key)
+        text = bind.zones_conf(zone_files, update_key=self._update_key_name())
         if path.exists() and path.read_text() == text:
             return False
         atomic_write(path, text, fsync)
         return True
+
+    def _update_key_name(self) -> str | None:
+        """The name named.conf gives the publisher key (incremental mode; else None), read from its file once."""
+        if self.settings.mode != INCREMENTAL:
+            return None
+        if self._key_name is None:
+            self._key_name = bind.key_name(self.settings.update_key)
+        return self._key_name
 
     def _write_missing_copies(self, zone_names: list[str]) -> dict[str, Path]:
         """named's copies of ZONE_NAMES, each written from the committed zone if missing (without a journal)."""

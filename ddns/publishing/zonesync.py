@@ -60,7 +60,7 @@ class ZoneSync:
         self.cache.zones = {z: self.cache.unchanged_or_load(z) for z in zones.list_zones(self.root)}
         for zone in self.remove_orphans():
             status[zone] = "removed"
-        zone_set_changed = self.write_zones_conf() or known != set(self.cache.zones)
+        zone_set_changed = bool(self._zones_conf_written()) or known != set(self.cache.zones)
         to_reload: list[str] = []
         serials: dict[str, int] = {}
         for zone, state in self.cache.zones.items():
@@ -115,6 +115,16 @@ class ZoneSync:
         """Rewrite the named.conf fragment that lists the zones (when configured); True if it changed."""
         files = {z: (self.root / z / zones.rendered_file(z)).resolve() for z in self.cache.zones}
         return self.named.write_zones_conf(files, self.fsync)
+
+    def _zones_conf_written(self) -> bool | None:
+        """``write_zones_conf`` after a commit: a failure is reported (None), never raised over a commit made."""
+        try:
+            return self.write_zones_conf()
+        except (bind.BindError, OSError) as exc:
+            message = f"cannot write the zones for named: {exc}"
+            log.error("%s", message)
+            self.status.last_error = message
+            return None
 
     def tree_text(self, zone: str) -> str:
         """ZONE's files in the working tree assembled into one (the head with its shards in place)."""
@@ -194,7 +204,9 @@ class ZoneSync:
             raise
         state.stamp = stamp(head_path)
         self.cache.zones[zone] = state
-        self.write_zones_conf()
+        if self._zones_conf_written() is None:  # committed: named cannot be told of it until a reconcile
+            self.named.unserved.add(zone)
+            return Outcome.UNSERVED
         if not self.named.enabled:
             return Outcome.PUBLISHED
         try:

@@ -31,7 +31,8 @@ def build_publisher(config: Config, clock: Callable[[], float] = time.time) -> P
     target = PublishTarget(rndc=rndc, dns_server=config["bind.listen"], dns_port=config["bind.port"],
                            verify_timeout=config["bind.verify_timeout"], zones_conf=config.path("bind.zones_conf"),
                            checkzone=config["bind.checkzone"], zone_dir=config.path("bind.zone_dir"),
-                           mode=resolve_mode(config["bind.publish"], config.path("bind.publisher_key")),
+                           mode=resolve_mode(config["bind.publish"], config.path("bind.publisher_key"),
+                                             config.path("bind.zone_dir")),
                            update_key=config.path("bind.publisher_key"),
                            fsync=config["zones.git_fsync"])
     repo = ZonesRepo(config.path("zones.repo"))

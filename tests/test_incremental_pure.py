@@ -16,6 +16,7 @@ import dns.tsig
 import pytest
 
 from ddns import bind
+from ddns.config import ConfigError
 from ddns.errors import Invalid
 from ddns.publishing import servedcheck
 from ddns.publishing.bindtarget import BindTarget, PublishTarget
@@ -263,19 +264,27 @@ def test_a_committed_zone_that_does_not_parse_is_invalid():
 # ---- the setting -------------------------------------------------------------------------
 def test_mode_resolution_and_refusals(tmp_path):
     key = tmp_path / "publisher.key"
-    assert resolve_mode("auto", key) == "reload"  # no key: reloads
-    assert resolve_mode("reload", key) == "reload"
+    assert resolve_mode("auto", key, tmp_path) == "reload"  # no key: reloads
+    assert resolve_mode("reload", key, tmp_path) == "reload"
     with pytest.raises(Invalid, match="No such file"):
-        resolve_mode("incremental", key)
+        resolve_mode("incremental", key, tmp_path)
     bind.create_publisher_key(key)
-    assert resolve_mode("auto", key) == "incremental"
+    assert resolve_mode("auto", key, tmp_path) == "incremental"
     assert read_key(key).name.to_text() == "ddns-publisher."
     assert key.stat().st_mode & 0o077 == 0
     key.write_text('key "ddns-publisher" { algorithm hmac-sha256; secret "not base64!"; };\n')
     with pytest.raises(Invalid, match="publisher key"):
-        resolve_mode("auto", key)  # a key that exists but is garbled is refused, not ignored
+        resolve_mode("auto", key, tmp_path)  # a key that exists but is garbled is refused, not ignored
     with pytest.raises(Invalid, match="must be one of"):
-        resolve_mode("always", key)
+        resolve_mode("always", key, tmp_path)
+
+
+def test_incremental_without_a_zone_dir_is_refused_at_the_start(tmp_path):
+    key = bind.create_publisher_key(tmp_path / "publisher.key")
+    for mode in ("incremental", "auto"):  # a key that exists asks for updates too
+        with pytest.raises(ConfigError, match="bind.zone_dir"):
+            resolve_mode(mode, key, None)
+    assert resolve_mode("reload", key, None) == "reload"
 
 
 def test_a_zone_named_has_not_loaded_is_written_without_its_journal_and_reloaded(tmp_path):

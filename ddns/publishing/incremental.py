@@ -36,6 +36,7 @@ import dns.tsig
 import dns.update
 
 from .. import bind, errors
+from ..config import ConfigError
 from ..rndc import RndcError, RndcKey
 from .zonechange import ZoneChange
 
@@ -60,12 +61,13 @@ def read_key(path: Path) -> dns.tsig.Key:
     return dns.tsig.Key(key.name, key.secret, key.algorithm)
 
 
-def resolve_mode(mode: str, key: Path | None) -> str:
+def resolve_mode(mode: str, key: Path | None, zone_dir: Path | None) -> str:
     """The bind.publish setting MODE resolved to RELOAD or INCREMENTAL ("auto": incremental when KEY exists).
 
-    Refused (Invalid) when MODE is unknown, or incremental is asked for (or
-    the key file exists) and KEY cannot be used: an operator who configured
-    updates gets no silent fall back to reloads.
+    Refused when MODE is unknown, or incremental is asked for (or the key
+    file exists) and KEY cannot be used (PublisherKeyError) or there is no
+    ZONE_DIR (ConfigError: named would journal into the Git working tree):
+    an operator who configured updates gets no silent fall back to reloads.
     """
     if mode not in MODES:
         raise errors.Invalid(f"bind.publish must be one of {', '.join(MODES)}, not {mode!r}")
@@ -74,6 +76,9 @@ def resolve_mode(mode: str, key: Path | None) -> str:
     if mode == INCREMENTAL:
         if key is None:
             raise PublisherKeyError("bind.publish = incremental needs bind.publisher_key")
+        if zone_dir is None:
+            raise ConfigError("bind.publish = incremental needs bind.zone_dir: named keeps its own copies of the "
+                              "zones there and journals the updates into them, never into the Git working tree")
         read_key(key)
     return mode
 

@@ -5,11 +5,14 @@ target is told to be down or frozen, so each case runs in milliseconds.
 """
 from __future__ import annotations
 
+import time
+
 import dns.rcode
 import pytest
 
 from conftest import Instance
 from ddns import bind, zones
+from ddns.background import Background
 from ddns.publishing.bindtarget import PublishTarget
 from ddns.gitrepo import ZonesRepo
 from ddns.publishing.memtarget import MemoryNamed
@@ -215,3 +218,19 @@ def test_a_zones_conf_that_cannot_be_written_leaves_a_new_zone_committed_and_uns
     assert add_zone(instance, publisher, "new.example.test") is Outcome.UNSERVED  # not an exception after the commit
     assert instance.commit_count() == before + 1
     assert "new.example.test" in publisher.unserved and "cannot write the zones for named" in publisher.last_error
+
+
+def test_the_start_s_wait_for_named_is_bounded_by_its_budget_even_when_each_query_blocks(instance, publisher, named):
+    """A named that answers nothing: every query waits its whole timeout, and the wait still ends in budget."""
+    asked = []
+
+    def silent(zone, timeout):
+        asked.append(timeout)
+        time.sleep(timeout)
+        return None
+    named.served_serial = silent
+    budget = 0.3
+    start = time.monotonic()
+    Background({"bind.verify_timeout": budget}, publisher, sync=None, reconcile=None, flush_seen=None)._await_named()
+    assert asked and max(asked) <= budget and sum(asked) <= budget + 0.05, asked
+    assert time.monotonic() - start < budget + 0.5

@@ -223,9 +223,9 @@ class BindTarget:
         if self.control is not None:
             self.control.reconfig(self.rndc_timeout())
 
-    def served_serial(self, zone: str) -> int | None:
-        """The serial named serves for ZONE now (None: not served)."""
-        return self.control.served_serial(zone, 1.0) if self.control is not None else None
+    def served_serial(self, zone: str, timeout: float = 1.0) -> int | None:
+        """The serial named serves for ZONE now (None: not served, or no answer within TIMEOUT seconds)."""
+        return self.control.served_serial(zone, timeout) if self.control is not None else None
 
     def committed(self, zone: str) -> str:
         """ZONE as committed, as one file: what named must serve."""

@@ -230,7 +230,7 @@ def render_zone_at(repo: Path, rev: str, zone: str, template_dirs: list[Path], c
         try:
             source = zones.ZoneSource.read(zone_dir)
             template = zones.template_environment(template_dirs).get_template(zones.TEMPLATE_FILE)
-            dynamic = shards.ShardedRecords.of(zone_records_in(service_texts(zone_dir)))
+            dynamic = shards.ShardedRecords.of(zone_records_in(shards.record_files(zone_dir)))
             zones.check_host_names(source, {label for label, _ in dynamic} | (host_labels(zone) if host_labels else set()))
             rendered_path = zone_dir / zones.rendered_file(zone)
             serial = (zones.serial_of(rendered_path.read_text()) if rendered_path.exists() else None) or 1
@@ -243,13 +243,6 @@ def render_zone_at(repo: Path, rev: str, zone: str, template_dirs: list[Path], c
         if message is None:
             return ZoneCheck(zone, text, [])
         return ZoneCheck(zone, text, _map_errors(message, str(check_path), text, source.static_text, zone))
-
-
-def service_texts(zone_dir: Path) -> dict[str, str]:
-    """The dynamic records' files of a zone directory (its shards, the old dynamic.records), relative to it."""
-    paths = [zone_dir / zones.DYNAMIC_FILE, *sorted((zone_dir / shards.SHARD_DIR).glob(f"*{shards.SHARD_SUFFIX}"))]
-    return {str(p.relative_to(zone_dir)): p.read_text() for p in paths
-            if p.is_file() and not p.is_symlink() and not (zone_dir / shards.SHARD_DIR).is_symlink()}
 
 
 def _source_error(zone: str, exc: Exception) -> str:
@@ -368,7 +361,7 @@ def host_labels_in(tree: Path) -> HostLabels:
     """The hosts' labels per zone in a working tree (for pre-receive: the service's clone, newer than the
     pushed-to repository by up to one push)."""
     def labels(zone: str) -> set[str]:
-        return {label for label, _ in zone_records_in(service_texts(tree / zone))}
+        return {label for label, _ in zone_records_in(shards.record_files(tree / zone))}
     return labels
 
 

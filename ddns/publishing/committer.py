@@ -197,7 +197,7 @@ def rewrite_zone(files: Replacement, reader: ZoneReader, zone: str, state: ZoneS
     """Make ZONE's service files FOUND and the head of STATE at SERIAL: every shard that differs, the old
     layout's dynamic.records and shards of another count removed. Their repository paths (for one commit)."""
     zone_dir = reader.root / zone
-    want, have = found.texts(), reader.shard_files(zone)
+    want, have = found.texts(), shards.record_files(zone_dir)  # the old layout's dynamic.records goes too
     files.write(reader.head_path(zone), reader.render(state, serial, found))  # first, as in every commit
     rels = [zones.rendered_file(zone)]
     for rel in sorted(have.keys() - want.keys()):
@@ -207,9 +207,6 @@ def rewrite_zone(files: Replacement, reader: ZoneReader, zone: str, state: ZoneS
         if have.get(rel) != text:
             files.write(zone_dir / rel, text)
             rels.append(rel)
-    if (zone_dir / zones.DYNAMIC_FILE).exists():
-        files.remove(zone_dir / zones.DYNAMIC_FILE)
-        rels.append(zones.DYNAMIC_FILE)
     return [f"{zone}/{rel}" for rel in rels]
 
 

@@ -130,8 +130,8 @@ class ZoneSync:
         """ZONE's files in the working tree assembled into one (the head with its shards in place)."""
         head = self.reader.head_path(zone)
         text = head.read_text() if head.exists() else ""
-        shard_files = self.reader.shard_files(zone)
-        return shards.assemble(text, {rel: shard_files.get(rel, "") for rel in shards.included(text)})
+        files = shards.record_files(self.root / zone)
+        return shards.assemble(text, {rel: files.get(rel, "") for rel in shards.included(text)})
 
     def remove_orphans(self) -> list[str]:
         """Service files of zones whose zone.toml a merge removed: delete and commit them."""
@@ -140,8 +140,9 @@ class ZoneSync:
             zone = zone_dir.name
             if (zone_dir / zones.SETTINGS_FILE).exists():
                 continue
-            paths = [p for p in (zone_dir / zones.rendered_file(zone), zone_dir / zones.DYNAMIC_FILE) if p.exists()]
-            paths += sorted((zone_dir / shards.SHARD_DIR).glob(f"*{shards.SHARD_SUFFIX}"))
+            head = zone_dir / zones.rendered_file(zone)
+            paths = [head] if head.exists() else []
+            paths += [zone_dir / rel for rel in shards.record_files(zone_dir)]
             if not paths:
                 continue
             for path in paths:

@@ -99,7 +99,10 @@ def render_head(template, settings: zones.ZoneSettings, serial: int, static_text
 
 def render_flat(template, settings: zones.ZoneSettings, serial: int, static_text: str,
                 dynamic: Mapping[Key, RecordSet], count: int = DEFAULT_SHARDS) -> str:
-    """A whole zone as one file: its head with the shards of DYNAMIC in place (what named serves)."""
+    """A whole zone as one file: its head with the shards of DYNAMIC in place (what named serves).
+
+    The shards' order is the file's: DYNAMIC split into COUNT (a ``ShardedRecords`` as it is).
+    """
     found = dynamic if isinstance(dynamic, ShardedRecords) else ShardedRecords.of(dynamic, count)
     return assemble(render_head(template, settings, serial, static_text, found), found.texts())
 

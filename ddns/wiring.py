@@ -25,6 +25,11 @@ def zone_template_dirs(config: Config) -> list[Path]:
     return [p for p in [config.path("zones.templates"), ZONE_TEMPLATES] if p]
 
 
+def shard_count(config: Config) -> int:
+    """zones.shards, checked: the service's number of shards, which the repository checks render with too."""
+    return shards.check_count(config["zones.shards"])
+
+
 def build_publisher(config: Config, clock: Callable[[], float] = time.time) -> Publisher:
     """The publisher for CONFIG's zones repository and BIND."""
     rndc = bind.Rndc(config["bind.rndc_server"], config["bind.rndc_port"], config.path("bind.rndc_key"))
@@ -39,4 +44,4 @@ def build_publisher(config: Config, clock: Callable[[], float] = time.time) -> P
     if config.upstream:
         repo.set_upstream(config.upstream)
     return Publisher(repo, zone_template_dirs(config), target, clock=clock, fsync=config["zones.git_fsync"],
-                     shard_count=shards.check_count(config["zones.shards"]))
+                     shard_count=shard_count(config))

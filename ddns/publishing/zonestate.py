@@ -131,7 +131,7 @@ class ZoneReader:
     def flat(self, state: ZoneState, serial: int, dynamic: records.Dynamic | None = None) -> str:
         """The whole zone of STATE at SERIAL as one file, no $INCLUDE: what named must serve."""
         found = self.sharded(state.dynamic if dynamic is None else dynamic)
-        return shards.assemble(self.render(state, serial, found), found.texts())
+        return shards.render_flat(state.template, state.source.settings, serial, state.source.static_text, found)
 
     def sharded(self, dynamic: records.Dynamic) -> shards.ShardedRecords:
         """DYNAMIC split into this reader's number of shards (as it is when it already is)."""

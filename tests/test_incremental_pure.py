@@ -20,7 +20,7 @@ from ddns.config import ConfigError
 from ddns.errors import Invalid
 from ddns.publishing import servedcheck
 from ddns.publishing.bindtarget import BindTarget, PublishTarget
-from ddns.publishing.incremental import (IncrementalNamed, UpdateChannel, probe_message, read_key, resolve_mode,
+from ddns.publishing.incremental import (IncrementalNamed, UpdateChannel, read_key, resolve_mode,
                                          update_message)
 from ddns.publishing.zonechange import RRsetChange, ZoneChange
 from ddns.records import RecordSet
@@ -55,8 +55,8 @@ def test_update_message_checks_the_old_sets_replaces_each_set_and_the_soa():
                       f"{ZONE}. ANY SOA", f"{ZONE}. 3600 IN SOA {SOA}"]
 
 
-def test_probe_message_asks_for_the_new_sets_and_the_soa_and_changes_nothing():
-    prereq, update = sections(probe_message(change(), KEY))
+def test_a_probe_asks_for_the_new_sets_and_the_soa_and_changes_nothing():
+    prereq, update = sections(update_message(change(), KEY, probe=True))
     assert update == []
     assert prereq == [f"new.{ZONE}. 0 IN A 192.0.2.1", f"ttl.{ZONE}. 0 IN A 192.0.2.2",
                       f"gone.{ZONE}. NONE TXT", f"alias.{ZONE}. 0 IN CNAME other.{ZONE}.",

@@ -88,42 +88,34 @@ def _rdataset(rtype: str, rdatas: tuple[str, ...], ttl: int, origin: dns.name.Na
                                        origin=origin)
 
 
-def update_message(change: ZoneChange, key: dns.tsig.Key | None,
-                   prerequisites: bool = True) -> dns.update.UpdateMessage:
-    """CHANGE as one UPDATE of its zone, signed with KEY; the SOA with its committed TTL."""
-    origin = dns.name.from_text(change.zone)
-    message = dns.update.UpdateMessage(origin, keyring=key, keyname=key.name if key else None)
-    for rr in change.changes:
-        name = dns.name.from_text(rr.name)
-        if prerequisites:
-            if rr.old is None:
-                message.absent(name, rr.rtype)
-            else:  # value-dependent: named compares the rdatas, not the TTL
-                message.present(name, _rdataset(rr.rtype, rr.old.rdatas, 0, origin))
-        message.delete(name, rr.rtype)
-        if rr.new is not None:
-            message.add(name, _rdataset(rr.rtype, rr.new.rdatas, rr.ttl, origin))
-    soa = dns.rdata.from_text(dns.rdataclass.IN, dns.rdatatype.SOA, change.soa, origin=origin)
-    message.replace(origin, change.soa_ttl, soa)
-    return message
+def update_message(change: ZoneChange, key: dns.tsig.Key | None, probe: bool = False) -> dns.update.UpdateMessage:
+    """CHANGE as one UPDATE of its zone, signed with KEY: its sets replaced, the SOA with its committed TTL.
 
-
-def probe_message(change: ZoneChange, key: dns.tsig.Key | None) -> dns.update.UpdateMessage:
-    """An UPDATE of prerequisites only: named serves CHANGE's RRsets and SOA (NOERROR) or not (NXRRSET, ...).
-
-    The proof that a full load finished when the serial cannot tell: a zone
-    someone else changed may already serve our serial with other data.
+    Each set's prerequisite is that named has it as our last commit left it
+    (value-dependent: named compares the rdatas, not the TTL). PROBE: only
+    prerequisites, of the new sets and the SOA, so named answers NOERROR
+    when it serves CHANGE and changes nothing -- the proof that a full load
+    finished when the serial cannot tell (a zone someone else changed may
+    already serve our serial with other data).
     """
     origin = dns.name.from_text(change.zone)
     message = dns.update.UpdateMessage(origin, keyring=key, keyname=key.name if key else None)
     for rr in change.changes:
         name = dns.name.from_text(rr.name)
-        if rr.new is None:
+        expected = rr.new if probe else rr.old
+        if expected is None:
             message.absent(name, rr.rtype)
         else:
-            message.present(name, _rdataset(rr.rtype, rr.new.rdatas, 0, origin))
+            message.present(name, _rdataset(rr.rtype, expected.rdatas, 0, origin))
+        if not probe:
+            message.delete(name, rr.rtype)
+            if rr.new is not None:
+                message.add(name, _rdataset(rr.rtype, rr.new.rdatas, rr.ttl, origin))
     soa = dns.rdata.from_text(dns.rdataclass.IN, dns.rdatatype.SOA, change.soa, origin=origin)
-    message.present(origin, dns.rdataset.from_rdata(0, soa))
+    if probe:
+        message.present(origin, dns.rdataset.from_rdata(0, soa))
+    else:
+        message.replace(origin, change.soa_ttl, soa)
     return message
 
 
@@ -187,14 +179,14 @@ class IncrementalNamed:
 
     def update(self, change: ZoneChange, timeout: float) -> int:
         """Send CHANGE; named's rcode. BindError when named cannot be reached."""
-        return self._send(change, update_message, timeout)
+        return self._send(change, False, timeout)
 
     def serves(self, change: ZoneChange, timeout: float) -> bool:
-        """Whether named serves CHANGE's RRsets and SOA (``probe_message``); BindError when it cannot be reached."""
-        return self._send(change, probe_message, timeout) == dns.rcode.NOERROR
+        """Whether named serves CHANGE's RRsets and SOA (``update_message``'s probe); BindError when it cannot be reached."""
+        return self._send(change, True, timeout) == dns.rcode.NOERROR
 
-    def _send(self, change: ZoneChange, make, timeout: float) -> int:
+    def _send(self, change: ZoneChange, probe: bool, timeout: float) -> int:
         try:
-            return self.channel.send(make(change, self.key), timeout)
+            return self.channel.send(update_message(change, self.key, probe), timeout)
         except (OSError, EOFError, dns.exception.DNSException) as exc:
             raise bind.BindError(f"update of {change.zone} at {self.server}:{self.port}: {exc or type(exc).__name__}") from exc

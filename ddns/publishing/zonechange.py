@@ -10,6 +10,7 @@ SOA goes with its TTL as committed: what a human set is what named gets.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Collection
 
 from ..records import APEX, Dynamic, RecordSet, Static, with_serial
 
@@ -37,7 +38,7 @@ class ZoneChange:
 
 
 def zone_change(zone: str, serial: int, static: Static, before: Dynamic, after: Dynamic,
-                keys: set[tuple[str, str]], dynamic_ttl: int) -> ZoneChange:
+                keys: Collection[tuple[str, str]], dynamic_ttl: int) -> ZoneChange:
     """The change from BEFORE to AFTER at KEYS ((label, type) an update touched; unchanged ones are left out)."""
     changes = []
     for label, rtype in sorted(keys):

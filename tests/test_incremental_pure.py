@@ -361,3 +361,34 @@ def test_an_update_carries_the_committed_soa_ttl_and_asks_named_nothing_first():
     server.close()
     [soa] = [rrset for rrset in received[0].update if rrset.rdtype == dns.rdatatype.SOA and rrset]
     assert soa.ttl == 1234
+
+
+def test_the_kept_open_update_connection_is_closed_when_the_publisher_closes(tmp_path):
+    server = socket.create_server(("127.0.0.1", 0))
+    server.settimeout(5)
+    ended = threading.Event()
+
+    def answer_then_wait_for_the_close():
+        conn, _ = server.accept()
+        conn.settimeout(5)
+        with conn:
+            (length,) = struct.unpack(">H", conn.recv(2))
+            data = b""
+            while len(data) < length:
+                data += conn.recv(length - len(data))
+            reply = dns.message.make_response(dns.message.from_wire(data, keyring=read_key(key))).to_wire()
+            conn.sendall(struct.pack(">H", len(reply)) + reply)
+            if conn.recv(1) == b"":  # EOF: the publisher closed it (a timeout raises instead)
+                ended.set()
+    key = bind.create_publisher_key(tmp_path / "publisher.key")
+    thread = threading.Thread(target=answer_then_wait_for_the_close, daemon=True)
+    thread.start()
+    settings = PublishTarget(rndc=bind.Rndc("127.0.0.1", 1, tmp_path / "unused.key"), dns_port=server.getsockname()[1],
+                             zone_dir=tmp_path, mode="incremental", update_key=key, verify_timeout=2.0, fsync=False)
+    bt = BindTarget(settings, newest=lambda zone: 2, on_error=lambda m: None, committed=lambda zone: "")
+    assert bt.publish(change(2), bt.deadline())  # NOERROR: served, the connection kept open
+    assert not ended.is_set()
+    bt.close()
+    thread.join(5)
+    server.close()
+    assert ended.is_set()

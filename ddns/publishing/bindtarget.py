@@ -160,6 +160,11 @@ class _RndcControl:
     def reconfig(self, timeout: float) -> None:
         self.settings.rndc.reconfig(timeout=timeout)
 
+    def close(self) -> None:
+        """Close the kept-open update connection (a later update opens it again)."""
+        if self._updates is not None:
+            self._updates.channel.close()
+
     def served_serial(self, zone: str, timeout: float) -> int | None:
         return bind.served_serial(zone, self.settings.dns_server, self.settings.dns_port, timeout=timeout)
 
@@ -217,6 +222,10 @@ class BindTarget:
         """Half the verify budget left before DEADLINE (default: a whole budget)."""
         left = self.settings.verify_timeout if deadline is None else deadline - self._monotonic()
         return max(_MIN_RNDC_TIMEOUT, left / 2)
+
+    def close(self) -> None:
+        """Close what is kept open to named (the update connection) when the service stops."""
+        self._rndc.close()
 
     def reconfig(self) -> None:
         """Have named read its configuration again (the set of zones changed); raises BindError."""

@@ -153,14 +153,14 @@ class UpdateChannel:
                 self._sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             return dns.query.tcp(message, self.server, timeout=timeout, port=self.port, sock=self._sock).rcode()
         except BaseException:
-            self.close_locked()
+            self._close_locked()
             raise
 
     def close(self) -> None:
         with self._lock:
-            self.close_locked()
+            self._close_locked()
 
-    def close_locked(self) -> None:
+    def _close_locked(self) -> None:
         if self._sock is not None:
             try:
                 self._sock.close()

@@ -207,6 +207,10 @@ class Publisher:
         self.view.served({zone: serials[zone] for zone in served})
         return served
 
+    def close(self) -> None:
+        """The service stops: close what is kept open to named (the update connection)."""
+        self.named.close()
+
     # ---- startup and repair ------------------------------------------------
     def recover(self) -> None:
         """After a crash: drop service-file edits that never reached a commit (HEAD is the truth)."""

@@ -20,7 +20,7 @@ from .model import Outcome
 from .records import record_name
 from .instance import demo_key, init_instance, install_hooks, narrow_secrets, prepare_managed_bind
 from .service import Service
-from .wiring import zone_template_dirs
+from .wiring import shard_count, zone_template_dirs
 
 
 class Exit(enum.IntEnum):
@@ -310,7 +310,7 @@ def cmd_check(args, env: Env) -> Exit:
     else:
         base = gitops.git_output(repo, "rev-parse", "--verify", base)
     report = gitops.check_revision(repo, rev, base, zone_template_dirs(cfg), checkzone=cfg["bind.checkzone"],
-                                   max_share=cfg["zones.max_change_share"],
+                                   max_share=cfg["zones.max_change_share"], shard_count=shard_count(cfg),
                                    host_labels=gitops.host_labels_at(repo, upstream) if upstream else None)
     forced = gitops.forced_by_commits(repo, base, rev)
     if args.json:

@@ -92,6 +92,7 @@ class Service:
 
     def stop(self) -> None:
         self.background.stop()
+        self.publisher.close()
 
     def begin_web_request(self) -> None:
         """Web requests wait at most store.web_busy_timeout for the write lock (then 503); the CLI and publisher longer."""

@@ -27,7 +27,7 @@ import psycopg
 from .. import errors
 from ..model import Outcome, Result, Update
 from . import codec
-from .changes import CHANGES_CHANNEL, DONE_CHANNEL, POLL_SECONDS, connect
+from .changes import CHANGES_CHANNEL, DONE_CHANNEL, POLL_SECONDS, PUBLISHED_CHANNEL, connect
 
 log = logging.getLogger("ddns.cluster")
 
@@ -158,3 +158,4 @@ class Consumer:
                 conn.execute("UPDATE changes SET state = 'done', outcome = %s::jsonb WHERE id = %s",
                              (codec.encode_result(result), change_id))
                 conn.execute("SELECT pg_notify(%s, %s)", (DONE_CHANNEL, str(change_id)))
+            conn.execute("SELECT pg_notify(%s, '')", (PUBLISHED_CHANNEL,))  # web nodes follow the upstream

@@ -127,3 +127,23 @@ def test_kill_9_of_the_active_publisher_during_a_burst_loses_nothing_answered_go
         last = [address for address, _ in sent if (fqdn, address) in committed][-1:]
         assert wait_until(lambda: new.dig(fqdn) == last, 10, what=f"{fqdn} served")
     assert failover < 30
+
+
+def test_an_active_publisher_whose_lock_connection_dies_stops_and_the_standby_publishes(cluster, pg_url):
+    import psycopg
+
+    seed, nodes = cluster
+    first = _active(nodes)
+    standby = "pub2" if first == "pub1" else "pub1"
+    [(fqdn, secret)] = _hosts(seed, 1, "c")
+    assert _update(nodes["web1"], fqdn, secret, "203.0.113.1") == "good 203.0.113.1"
+    with psycopg.connect(pg_url, autocommit=True) as conn:
+        [(pid,)] = conn.execute("SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND granted AND objid = %s",
+                                (LOCK_ID,)).fetchall()
+        conn.execute("SELECT pg_terminate_backend(%s)", (pid,))
+    assert nodes[first].proc.wait(10) == 75  # it stopped at once, answering nothing more
+    assert wait_until(lambda: nodes[standby].active(), 15, what="the standby to take over")
+    assert _update(nodes["web2"], fqdn, secret, "203.0.113.2") == "good 203.0.113.2"
+    assert nodes[standby].dig(fqdn) == ["203.0.113.2"]
+    ids = [i for commit in change_ids_per_commit(seed) for i in commit]
+    assert len(ids) == len(set(ids)) == 2

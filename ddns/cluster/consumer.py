@@ -53,6 +53,7 @@ class Consumer:
         # web nodes' transactions may commit their rows in the other order than their ids.
         self._claimed: set[int] = set()
         self._lock = threading.Lock()
+        self._writer: psycopg.Connection | None = None  # the answerer's own connection
         self._stop = threading.Event()
         self._claimer = threading.Thread(target=self._claim_loop, name="cluster-claim", daemon=True)
         self._answerer = threading.Thread(target=self._answer_loop, name="cluster-answer", daemon=True)
@@ -66,6 +67,8 @@ class Consumer:
         self._groups.put(None)
         self._claimer.join(10)
         self._answerer.join(self.result_seconds)
+        if self._writer is not None:
+            self._writer.close()
 
     # ---- claiming -----------------------------------------------------------------
     def _claim_loop(self) -> None:
@@ -106,16 +109,24 @@ class Consumer:
 
     # ---- answering ----------------------------------------------------------------
     def _answer_loop(self) -> None:
+        """Answer the submitted groups in order; the groups waiting meanwhile share one push and one write."""
         while True:
-            group = self._groups.get()
-            if group is None:
-                return
-            ids, answers = group
-            results = [self._result(a) for a in answers]
-            try:
-                self._settle(ids, results)
-            except LostLock as exc:
-                log.error("not answering changes %s..%s: %s", ids[0], ids[-1], exc)
+            groups = [self._groups.get()]
+            while groups[-1] is not None:
+                try:
+                    groups.append(self._groups.get_nowait())
+                except queue.Empty:
+                    break
+            ending = groups[-1] is None
+            ids = [i for g in groups if g is not None for i in g[0]]
+            results = [self._result(a) for g in groups if g is not None for a in g[1]]
+            if ids:
+                try:
+                    self._settle(ids, results)
+                except LostLock as exc:
+                    log.error("not answering changes %s..%s: %s", ids[0], ids[-1], exc)
+                    return
+            if ending:
                 return
 
     def _result(self, answer: Future | Result) -> Result:
@@ -153,9 +164,17 @@ class Consumer:
                     raise LostLock("stopping before the outcomes were written") from exc
 
     def _write(self, ids: list[int], results: list[Result]) -> None:
-        with connect(self.url) as conn, conn.transaction():
-            for change_id, result in zip(ids, results):
-                conn.execute("UPDATE changes SET state = 'done', outcome = %s::jsonb WHERE id = %s",
-                             (codec.encode_result(result), change_id))
-                conn.execute("SELECT pg_notify(%s, %s)", (DONE_CHANNEL, str(change_id)))
-            conn.execute("SELECT pg_notify(%s, '')", (PUBLISHED_CHANNEL,))  # web nodes follow the upstream
+        """The outcomes of IDS, their notifications and the web nodes' cue to follow, in one transaction."""
+        if self._writer is None or self._writer.closed:
+            self._writer = connect(self.url)
+        try:
+            with self._writer.transaction():
+                self._writer.execute(
+                    "UPDATE changes AS c SET state = 'done', outcome = v.outcome FROM"
+                    " (SELECT unnest(%s::bigint[]) AS id, unnest(%s::jsonb[]) AS outcome) AS v WHERE c.id = v.id",
+                    (ids, [codec.encode_result(r) for r in results]))
+                self._writer.execute("SELECT pg_notify(%s, i::text) FROM unnest(%s::bigint[]) AS i", (DONE_CHANNEL, ids))
+                self._writer.execute("SELECT pg_notify(%s, '')", (PUBLISHED_CHANNEL,))  # web nodes follow the upstream
+        except psycopg.Error:
+            self._writer.close()
+            raise

@@ -61,6 +61,9 @@ class Follower:
                     due = time.monotonic() + every
                     while not self._stop.is_set():
                         notified = any(True for _ in conn.notifies(timeout=POLL_SECONDS, stop_after=1))
+                        if notified:  # pushes meanwhile: one follow takes them all in
+                            for _ in conn.notifies(timeout=0.01):
+                                pass
                         if (notified or time.monotonic() >= due) and not self._stop.is_set():
                             self.follow()
                             due = time.monotonic() + every

@@ -147,3 +147,19 @@ def test_an_active_publisher_whose_lock_connection_dies_stops_and_the_standby_pu
     assert nodes[standby].dig(fqdn) == ["203.0.113.2"]
     ids = [i for commit in change_ids_per_commit(seed) for i in commit]
     assert len(ids) == len(set(ids)) == 2
+
+
+def test_a_web_node_without_an_active_publisher_answers_a_retryable_911(instance, pg_url):
+    import psycopg
+
+    web = make_node(instance, pg_url, "web", "web", LOCK_ID, {"bind.verify_timeout": 0.5, "cluster.takeover_seconds": 1.0})
+    [(fqdn, secret)] = _hosts(instance, 1, "n")
+    try:
+        web.start()
+        web.wait_up()
+        status, body, headers = http(f"{web.url}/nic/update?hostname={fqdn}&myip=192.0.2.7", auth=(fqdn, secret))
+    finally:
+        web.stop()
+    assert (status, body, headers.get("Retry-After")) == (503, "911\n", "5")
+    with psycopg.connect(pg_url) as conn:  # still queued: the next active publisher applies it
+        assert conn.execute("SELECT state FROM changes").fetchall() == [("queued",)]

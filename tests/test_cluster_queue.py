@@ -94,7 +94,8 @@ def test_no_outcome_in_time_is_a_retryable_error_and_the_row_stays_queued(db):
             queue.publish([_update(1)])
     finally:
         queue.stop()
-    assert isinstance(caught.value, errors.Unavailable) and "retry" in str(caught.value)
+    assert isinstance(caught.value, errors.Busy) and "retry" in str(caught.value)
+    assert errors.codes(caught.value).http == 503
     assert [state for _, state, _ in _rows(db)] == ["queued"]
 
 

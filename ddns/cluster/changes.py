@@ -8,11 +8,11 @@ exactly when the rows are visible. The publisher writes each row's outcome,
 outcome row; the row, not the notification, is the truth, so a notification
 lost to a reconnect costs at most one poll interval.
 
-A wait that ends without an outcome is ``Unanswered`` (``errors.Unavailable``:
+A wait that ends without an outcome is ``Unanswered`` (``errors.Busy``:
 ``911`` / 503, retry): the row stays queued and may still be applied, so the
 request is never told "failed" or "good" without knowing. A database that
-cannot be reached is ``QueueUnavailable`` (the same codes), before anything
-was written.
+cannot be reached is ``QueueUnavailable`` (``errors.Unavailable``: the same
+codes); retrying is safe either way.
 """
 from __future__ import annotations
 
@@ -51,11 +51,15 @@ POLL_SECONDS = 0.5  # a waiter reads its rows at least this often, notified or n
 
 
 class QueueUnavailable(errors.Unavailable):
-    """The database of the changes table cannot be reached: nothing was handed over."""
+    """The database of the changes table cannot be reached or failed (retry)."""
 
 
-class Unanswered(errors.Unavailable):
-    """No outcome in time: the change is queued and may still be applied (retry)."""
+class Unanswered(errors.Busy):
+    """No outcome in time: the change is queued and may still be applied (retry).
+
+    Busy, "the publisher did not answer in time": every interface answers it
+    as retryable (911, HTTP 503 with Retry-After, SERVFAIL).
+    """
 
 
 def connect(url: str) -> psycopg.Connection:

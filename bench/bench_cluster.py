@@ -37,11 +37,10 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "tests"))
 
-from cluster_nodes import ZONE, make_node, upstream_trailers  # noqa: E402
-from conftest import Instance, free_port  # noqa: E402
+from cluster_nodes import ZONE, make_node, make_seed, upstream_trailers  # noqa: E402
+from conftest import Instance  # noqa: E402
 from pgserver import start_postgres, stop_postgres  # noqa: E402
 
-from ddns import cli  # noqa: E402
 
 
 def _pct(values: list[float], q: float) -> float:
@@ -66,11 +65,8 @@ class Client:
             return f"error {exc}"
 
 
-def _seed(directory: Path, hosts: int) -> tuple[Instance, list[tuple[str, str]]]:
-    http_port, dns_port, rndc_port = free_port(), free_port(), free_port()
-    cli.init_instance(directory, http_port, dns_port, rndc_port,
-                      extra={"security.bcrypt_rounds": 4, "bind.verify_timeout": 3.0, "zones.git_fsync": False})
-    seed = Instance(directory, directory / "ddns.toml", http_port, dns_port, rndc_port)
+def _seed(directory: Path, url: str, hosts: int) -> tuple[Instance, list[tuple[str, str]]]:
+    seed = make_seed(directory, url)
     service = seed.open_service()
     service.accounts.add_user("bench")
     return seed, [(f"b{i}.{ZONE}", service.add_host(f"b{i}.{ZONE}", "bench")[1]) for i in range(hosts)]
@@ -94,8 +90,8 @@ def run_once(workdir: Path, burst: int, clients: int, latency_n: int) -> dict:
     pg = start_postgres()
     nodes = {}
     try:
-        seed, hosts = _seed(workdir / "seed", max(burst, latency_n))
         url = pg.create_database()
+        seed, hosts = _seed(workdir / "seed", url, max(burst, latency_n))
         for name, role in (("pub1", "publisher"), ("pub2", "publisher"), ("web1", "web"), ("web2", "web")):
             nodes[name] = make_node(seed, url, name, role, 4711)
         for node in nodes.values():

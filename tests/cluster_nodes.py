@@ -90,6 +90,15 @@ class Node:
         self.kill()
 
 
+def make_seed(directory: Path, pg_url: str) -> Instance:
+    """The instance ``ddns init`` makes for the cluster: the shared upstream, the zone, the store at PG_URL."""
+    http_port, dns_port, rndc_port = free_port(), free_port(), free_port()
+    cli.init_instance(directory, http_port, dns_port, rndc_port, update_port=0,
+                      extra={"security.bcrypt_rounds": 4, "bind.verify_timeout": 3.0, "zones.git_fsync": False,
+                             "store.url": pg_url})
+    return Instance(directory, directory / "ddns.toml", http_port, dns_port, rndc_port)
+
+
 def make_node(seed: Instance, pg_url: str, name: str, role: str, lock_id: int, extra: dict | None = None) -> Node:
     """A node directory like ``ddns init`` makes (config, BIND), pointed at the seed's upstream and store."""
     directory = seed.dir.parent / name

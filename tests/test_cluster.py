@@ -14,24 +14,31 @@ import time
 
 import pytest
 
-from cluster_nodes import ZONE, change_ids_per_commit, make_node, upstream_trailers
-from conftest import http, wait_until
+from cluster_nodes import ZONE, change_ids_per_commit, make_node, make_seed, upstream_trailers
+from conftest import REQUIRED_TOOLS, http, require, wait_until
 from pgserver import pg_server, pg_url  # noqa: F401
 
 LOCK_ID = 991
 
 
 @pytest.fixture
-def cluster(instance, pg_url):
+def seed(tmp_path, pg_url):
+    """The instance the nodes share (upstream, zone, store on PG_URL)."""
+    require(*REQUIRED_TOOLS)
+    return make_seed(tmp_path / "seed", pg_url)
+
+
+@pytest.fixture
+def cluster(seed, pg_url):
     """The seed instance and four nodes (started: web1, web2, pub1, pub2); every node stopped after."""
-    nodes = {name: make_node(instance, pg_url, name, role, LOCK_ID)
+    nodes = {name: make_node(seed, pg_url, name, role, LOCK_ID)
              for name, role in (("pub1", "publisher"), ("pub2", "publisher"), ("web1", "web"), ("web2", "web"))}
     try:
         for name in ("pub1", "pub2", "web1", "web2"):
             nodes[name].start()
         for node in nodes.values():
             node.wait_up()
-        yield instance, nodes
+        yield seed, nodes
     finally:
         for node in nodes.values():
             node.stop()
@@ -149,11 +156,11 @@ def test_an_active_publisher_whose_lock_connection_dies_stops_and_the_standby_pu
     assert len(ids) == len(set(ids)) == 2
 
 
-def test_a_web_node_without_an_active_publisher_answers_a_retryable_911(instance, pg_url):
+def test_a_web_node_without_an_active_publisher_answers_a_retryable_911(seed, pg_url):
     import psycopg
 
-    web = make_node(instance, pg_url, "web", "web", LOCK_ID, {"bind.verify_timeout": 0.5, "cluster.takeover_seconds": 1.0})
-    [(fqdn, secret)] = _hosts(instance, 1, "n")
+    web = make_node(seed, pg_url, "web", "web", LOCK_ID, {"bind.verify_timeout": 0.5, "cluster.takeover_seconds": 1.0})
+    [(fqdn, secret)] = _hosts(seed, 1, "n")
     try:
         web.start()
         web.wait_up()

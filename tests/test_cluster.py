@@ -86,6 +86,17 @@ def test_updates_through_both_web_nodes_are_published_once_each(cluster):
     health = nodes["web1"].health()
     assert "active" not in health and health["status"] == "ok"
 
+    # a host deleted through a web node: its records through the table, then the host
+    service = seed.open_service()
+    token = service.accounts.new_api_token(service.store.user("alice"), "t")
+    gone, _ = hosts[1]
+    status, body, _ = http(f"{nodes['web2'].url}/api/v1/hosts/{gone}", headers={"Authorization": f"Bearer {token}"},
+                           method="DELETE")
+    assert status in (200, 204), body
+    assert active.dig(gone) == [] and service.store.find_host(gone) is None
+    deleted = [c for commit in upstream_trailers(seed) for c in commit if c.host == gone and c.new is None]
+    assert len(deleted) == 1 and deleted[0].change is not None and deleted[0].interface == "api"
+
 
 def test_kill_9_of_the_active_publisher_during_a_burst_loses_nothing_answered_good(cluster):
     seed, nodes = cluster

@@ -11,8 +11,9 @@ active publisher says it pushed (``NOTIFY ddns_published``) and every
 it has no served snapshot, so every update goes to the publisher, which
 decides it against what it serves.
 
-A web node publishes nothing: its publisher's writes (a host deletion, a zone
-added or changed in the portal) answer ``Unavailable`` -- make them on the
+A web node publishes nothing itself: its publisher's commits (a host's
+deletion) go through the table too (``web_publisher``); zones added or
+changed (admins' changes) answer ``Unavailable`` -- make them on the
 active publisher's node (CLI or portal).
 
 A publisher node runs its managed named (a hidden primary) and stands by,
@@ -35,6 +36,8 @@ from typing import Callable
 from .. import __version__, bind, errors, listener
 from ..config import Config, ConfigError
 from ..instance import narrow_secrets, prepare_managed_bind
+from ..model import Update
+from ..publishing.publisher import Batch
 from ..service import Service
 from . import changes, upstream
 from .election import Elector
@@ -65,11 +68,23 @@ def wait_seconds(cfg: Config) -> float:
     return cfg["bind.verify_timeout"] + cfg["cluster.takeover_seconds"]
 
 
-def read_only(service: Service) -> None:
-    """A web node's publisher refuses to write: its clone only follows the upstream."""
+def web_publisher(service: Service, queue: changes.ChangeQueue, follower: Follower) -> None:
+    """A web node's publisher commits through the changes table, then follows the upstream; else it refuses.
+
+    What calls ``Publisher.commit`` directly (a host's deletion: its records
+    go first, then the host, under the lock) gets the active publisher's
+    results, and reads the clone as the upstream has it after them. Zone
+    settings and new zones (admins' changes) are made on the publisher node.
+    """
+    def commit(updates: list[Update]) -> Batch:
+        results = queue.publish(updates)
+        follower.follow()
+        return Batch(results, [u.zone for u in updates], {})
+
     def refuse(*_args, **_kwargs):
-        raise errors.Unavailable("this is a web node: host deletions and zone changes are made on the publisher")
-    for name in ("commit", "add_zone", "update_settings", "sync", "reconcile"):
+        raise errors.Unavailable("this is a web node: zone changes are made on the publisher's node")
+    service.publisher.commit = commit
+    for name in ("add_zone", "update_settings", "sync", "reconcile"):
         setattr(service.publisher, name, refuse)
 
 
@@ -92,7 +107,7 @@ def serve(cfg: Config, err: Callable[[str], None], ready: Callable[[Service], No
     named = takeover = None
     follower = Follower(service, url)
     if role == "web":
-        read_only(service)
+        web_publisher(service, queue, follower)
     else:
         takeover = Takeover(service, url, follower)
         elector = Elector(url, cfg["cluster.lock_id"], takeover.elected.set, _lost)

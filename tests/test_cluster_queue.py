@@ -11,6 +11,7 @@ from ddns import errors
 from ddns.cluster import changes, codec
 from ddns.cluster.consumer import Consumer
 from ddns.cluster.election import Elector
+from ddns.db import StoreUnavailable, connect as db_connect, migrations
 from ddns.model import Actor, Op, Operation, Outcome, Result, Update
 from pgserver import pg_server, pg_url  # noqa: F401
 
@@ -33,7 +34,7 @@ def _wait(predicate, timeout: float = 10.0) -> bool:
 
 @pytest.fixture
 def db(pg_url):
-    changes.create_schema(pg_url)
+    migrations.upgrade(db_connect(pg_url))
     return pg_url
 
 
@@ -107,7 +108,7 @@ def test_a_guard_that_fails_at_the_hand_over_queues_nothing(db):
 
 def test_an_unreachable_database_is_unavailable():
     queue = changes.ChangeQueue(f"postgresql://postgres@127.0.0.1:{free_port()}/none", wait_seconds=1)
-    with pytest.raises(changes.QueueUnavailable) as caught:
+    with pytest.raises(StoreUnavailable) as caught:
         queue.publish([_update(1)])
     assert isinstance(caught.value, errors.Unavailable)
 

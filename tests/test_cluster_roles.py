@@ -5,9 +5,10 @@ import psycopg
 import pytest
 
 from conftest import free_port
-from ddns import config as configmod
+from ddns import config as configmod, errors
 from ddns.cluster import changes, codec, roles, upstream
 from ddns.cluster.takeover import settle_applied
+from ddns.db import StoreUnavailable, connect as db_connect, migrations
 from ddns.gitrepo import ChangeRecord, commit_message
 from ddns.model import Actor, Op, Operation, Outcome, Update
 from pgserver import pg_server, pg_url  # noqa: F401
@@ -77,7 +78,7 @@ def test_follow_of_an_upstream_without_the_branch_is_a_clear_error(tmp_path):
 
 
 def test_the_rows_the_upstream_has_are_settled_and_the_others_stay_queued(instance, pg_url):
-    changes.create_schema(pg_url)
+    migrations.upgrade(db_connect(pg_url))
     update = Update(ZONE, (Operation(Op.ADD, f"x.{ZONE}", "A", "192.0.2.1"),), actor=Actor("host:x"))
     with psycopg.connect(pg_url, autocommit=True) as conn:
         ids = changes.insert(conn, [update] * 4)
@@ -104,5 +105,6 @@ def test_a_trailer_without_a_change_id_is_written_as_before():
 def test_an_unreachable_database_stops_a_node_with_a_clear_error(instance):
     cfg = _config(**{"cluster.role": "web", "store.url": f"postgresql://postgres@127.0.0.1:{free_port()}/none",
                      "zones.upstream": str(instance.dir / "zones.git")})
-    with pytest.raises(changes.QueueUnavailable):
+    with pytest.raises(StoreUnavailable) as caught:
         roles.serve(cfg, lambda line: None)
+    assert isinstance(caught.value, errors.Unavailable)

@@ -11,8 +11,9 @@ lost to a reconnect costs at most one poll interval.
 A wait that ends without an outcome is ``Unanswered`` (``errors.Busy``:
 ``911`` / 503, retry): the row stays queued and may still be applied, so the
 request is never told "failed" or "good" without knowing. A database that
-cannot be reached is ``QueueUnavailable`` (``errors.Unavailable``: the same
-codes); retrying is safe either way.
+cannot be reached is ``StoreUnavailable`` (``QueueUnavailable`` when it fails
+in the middle; ``errors.Unavailable``: the same codes); retrying is safe
+either way. The table is the store's migration 2 (``ddns.db.migrations``).
 """
 from __future__ import annotations
 
@@ -26,6 +27,8 @@ from typing import Callable, Iterator
 import psycopg
 
 from .. import errors
+from ..db import StoreUnavailable
+from ..db.postgres import PostgresDatabase
 from ..model import Outcome, Result, Update
 from . import codec
 
@@ -35,23 +38,11 @@ CHANGES_CHANNEL = "ddns_changes"  # a web node queued rows: the publisher looks
 DONE_CHANNEL = "ddns_done"        # payload: a row's id, whose outcome is written
 PUBLISHED_CHANNEL = "ddns_published"  # payload: the upstream commit the publisher pushed
 
-# The next migration after the store's own (postgres only): kept here until the numbered migrations land.
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS changes (
-    id bigserial PRIMARY KEY,
-    created timestamptz NOT NULL DEFAULT now(),
-    payload jsonb NOT NULL,
-    state text NOT NULL DEFAULT 'queued' CHECK (state IN ('queued', 'done')),
-    outcome jsonb
-);
-CREATE INDEX IF NOT EXISTS changes_queued ON changes (id) WHERE state = 'queued';
-"""
-
 POLL_SECONDS = 0.5  # a waiter reads its rows at least this often, notified or not
 
 
-class QueueUnavailable(errors.Unavailable):
-    """The database of the changes table cannot be reached or failed (retry)."""
+class QueueUnavailable(StoreUnavailable):
+    """The database of the changes table failed under a hand-over (retry)."""
 
 
 class Unanswered(errors.Busy):
@@ -63,17 +54,8 @@ class Unanswered(errors.Busy):
 
 
 def connect(url: str) -> psycopg.Connection:
-    """An autocommit connection to URL; QueueUnavailable when the database cannot be reached."""
-    try:
-        return psycopg.connect(url, autocommit=True, connect_timeout=5)
-    except psycopg.Error as exc:
-        raise QueueUnavailable(f"the cluster database cannot be reached: {exc}") from exc
-
-
-def create_schema(url: str) -> None:
-    """Create the changes table where missing."""
-    with connect(url) as conn:
-        conn.execute(SCHEMA)
+    """An autocommit connection of its own to URL; StoreUnavailable when the database cannot be reached."""
+    return PostgresDatabase(url).connect_raw()
 
 
 class Connections:

@@ -95,12 +95,11 @@ def serve(cfg: Config, err: Callable[[str], None], ready: Callable[[Service], No
     out = lambda line: err(f"{time.strftime('%Y-%m-%d %H:%M:%S')} {line}")  # noqa: E731 -- beside the log's lines
     role, url = cfg["cluster.role"], cfg["store.url"]
     narrow_secrets(cfg)
-    changes.create_schema(url)
     upstream.ensure_clone(cfg.path("zones.repo"), cfg.upstream, cfg["zones.git_fsync"])
     upstream.follow(cfg.path("zones.repo"), cfg["zones.branch"])  # before recover: unpushed commits go
     if cfg["bind.managed"]:
         prepare_managed_bind(cfg)
-    service = Service.open(cfg)
+    service = Service.open(cfg)  # the store's migrations include the changes table
     queue = changes.ChangeQueue(url, wait_seconds(cfg))
     service.handover = queue
     stop = stop_event or threading.Event()

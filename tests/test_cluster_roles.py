@@ -102,9 +102,10 @@ def test_a_trailer_without_a_change_id_is_written_as_before():
     assert '"change":7' in ChangeRecord(**{**record.__dict__, "change": 7}).trailer()
 
 
-def test_an_unreachable_database_stops_a_node_with_a_clear_error(instance):
+def test_an_unreachable_database_stops_a_node_with_a_clear_error(instance, tmp_path):
     cfg = _config(**{"cluster.role": "web", "store.url": f"postgresql://postgres@127.0.0.1:{free_port()}/none",
-                     "zones.upstream": str(instance.dir / "zones.git")})
+                     "zones.upstream": str(instance.dir / "zones.git"), "zones.repo": str(tmp_path / "clone"),
+                     "store.path": str(tmp_path / "unused.sqlite3")})
     with pytest.raises(StoreUnavailable) as caught:
         roles.serve(cfg, lambda line: None)
     assert isinstance(caught.value, errors.Unavailable)

@@ -54,6 +54,7 @@ from typing import Callable, ContextManager
 
 from .. import records, shards, zones
 from .bindtarget import BindTarget, PublishTarget
+from .catalogzone import CatalogZone
 from .committer import Batch, Committer, Status
 from ..gitrepo import ZonesRepo
 from ..model import Outcome, Result, RRset, Update
@@ -73,19 +74,22 @@ class Publisher:
     """The one writer: commits groups of updates and keeps named serving what HEAD has (see the module)."""
 
     def __init__(self, repo: ZonesRepo, template_dirs: list[Path], target: PublishTarget,
-                 clock: Callable[[], float] = time.time, fsync: bool = True, shard_count: int = shards.DEFAULT_SHARDS):
+                 clock: Callable[[], float] = time.time, fsync: bool = True, shard_count: int = shards.DEFAULT_SHARDS,
+                 catalog_zone: str = ""):
         self.repo = repo
         self.root = repo.path
         self.clock = clock
         self.status = Status()
         self.lock = RepoLock(repo)
+        self.catalog = CatalogZone(catalog_zone, repo, clock, fsync, self._note_error) if catalog_zone else None
         self.named = BindTarget(target, self._newest_serial, self._note_error, self._committed_text)
         self.reader = ZoneReader(self.root, zones.template_environment(template_dirs), target.checkzone,
                                  self._note_error, shard_count)
         self.files = ServiceFiles(repo, self.root, self._note_error, fsync)
         self.cache = ZoneCache(self.root, self.reader, self.files, self.lock, self.named.unserved.discard)
         self.committer = Committer(self.cache, self.reader, self.files, repo, self.named, self.status, clock)
-        self.zonesync = ZoneSync(self.cache, self.reader, self.files, repo, self.named, self.status, clock, fsync)
+        self.zonesync = ZoneSync(self.cache, self.reader, self.files, repo, self.named, self.status, clock, fsync,
+                                 self.catalog)
         self.view = ServedView(lambda: self.cache.zones, self.reader.service_paths, self._trusted)
 
     # ---- what the status page and /healthz read ---------------------------
@@ -129,6 +133,8 @@ class Publisher:
         self.status.last_error = message
 
     def _newest_serial(self, zone: str) -> int | None:
+        if self.catalog is not None and zone == self.catalog.name:
+            return self.catalog.serial
         state = self.cache.zones.get(zone)
         return None if state is None else state.serial
 
@@ -137,7 +143,10 @@ class Publisher:
 
         Assembled from the head and the shard texts kept in memory (nothing is
         formatted again); a broken zone's from the working tree, which is HEAD.
+        The catalog zone's is its one file.
         """
+        if self.catalog is not None and zone == self.catalog.name:
+            return self.catalog.text()
         state = self.cache.zones[zone]
         if state.broken:
             return self.zonesync.tree_text(zone)

@@ -127,17 +127,17 @@ def zones_conf(zone_files: dict[str, Path], update_key: str | None = None) -> st
 
 def named_conf(bind_dir: Path, zones_conf_path: Path, listen: str, port: int, rndc_port: int,
                publisher_key: Path | None = None, transfer_key: Path | None = None,
-               notify: str = "explicit", also_notify: Iterable[namedconf.Endpoint] = ()) -> str:
+               notify: str = "explicit", also_notify: Iterable[namedconf.Endpoint] = (), full_loads: bool = False) -> str:
     """named.conf of a private, authoritative-only instance: the hidden primary of the secondaries.
 
     PUBLISHER_KEY: the TSIG key file the publisher signs updates and zone
     transfers with; TRANSFER_KEY: the one secondaries transfer zones with.
-    Only these two may transfer zones (``namedconf.primary_options``).
+    Only these two may transfer zones; FULL_LOADS: bind.publish is reload (``namedconf.primary_options``).
     """
     d = bind_dir.resolve()
     keys = [k for k in (publisher_key, transfer_key) if k is not None]
     key_include = "".join(f'include "{k.resolve()}";\n' for k in keys)
-    primary = namedconf.primary_options(notify, also_notify, [key_name(k) for k in keys])
+    primary = namedconf.primary_options(notify, also_notify, [key_name(k) for k in keys], full_loads)
     return f"""{NAMED_CONF_HEADER}
 include "{d}/rndc.key";
 {key_include}controls {{ inet 127.0.0.1 port {rndc_port} allow {{ 127.0.0.1; }} keys {{ "rndc-key"; }}; }};

@@ -2,8 +2,8 @@
 
 The publisher's named is a hidden primary: it sends NOTIFY (``notify``,
 ``also-notify``) at once after each change (``notify-delay 0``), keeps the
-differences of full-file loads (``ixfr-from-differences``) so secondaries
-transfer incrementally whatever the publish mode, and gives zone transfers
+differences of full-file loads in reload mode (``ixfr-from-differences``) so
+secondaries transfer only what changed, and gives zone transfers
 only to holders of the transfer key (or the publisher key, which ``ddns
 check --served`` signs its AXFR with). A secondary configured by
 ``secondary_conf`` transfers the catalog zone (``ddns.catalog``) and, through
@@ -50,14 +50,14 @@ def address(value: str, what: str) -> str:
     try:
         if "%" in value:
             raise ValueError("a scoped address")
-        return str(ipaddress.ip_address(value.strip()))
+        return str(ipaddress.ip_address(value))
     except ValueError as exc:
         raise BadNamedValue(f"{what}: {value!r} is not an IP address ({exc})") from None
 
 
 def port(value: object, what: str) -> int:
     """VALUE as a port number 1-65535; BadNamedValue naming WHAT otherwise."""
-    text = str(value).strip()
+    text = str(value)
     if not text.isascii() or not text.isdigit() or not 0 < int(text) < 65536:
         raise BadNamedValue(f"{what}: {value!r} is not a port number (1-65535)")
     return int(text)
@@ -65,7 +65,7 @@ def port(value: object, what: str) -> int:
 
 def endpoint(value: object, what: str) -> Endpoint:
     """``ADDR`` or ``ADDR port PORT`` (the format of bind.also_notify and secondary.primaries)."""
-    parts = value.split() if isinstance(value, str) else []
+    parts = value.split(" ") if isinstance(value, str) else []
     if len(parts) == 1:
         return Endpoint(address(parts[0], what))
     if len(parts) == 3 and parts[1] == "port":
@@ -95,16 +95,25 @@ def plain_key_name(name: str) -> str:
     return name
 
 
-def primary_options(notify: str, also_notify: Iterable[Endpoint], transfer_keys: Iterable[str]) -> str:
+def primary_options(notify: str, also_notify: Iterable[Endpoint], transfer_keys: Iterable[str],
+                    full_loads: bool) -> str:
     """The options block lines of the hidden primary (indented four spaces, one statement a line).
 
     TRANSFER_KEYS: the names of the keys that may transfer zones; none: nobody may.
+    FULL_LOADS (bind.publish = reload): every change is a full load, whose
+    differences named keeps (``ixfr-from-differences``) so secondaries still
+    transfer only them. In incremental mode named journals each update itself;
+    there ``ixfr-from-differences`` would make named refuse a full load whose
+    serial is not above the one it serves -- which repairing a zone changed
+    behind ddns's back needs -- so a rare full load reaches secondaries as AXFR.
     """
     if notify not in NOTIFY_MODES:
         raise BadNamedValue(f"bind.notify: {notify!r} is not one of {', '.join(NOTIFY_MODES)}")
     targets = "".join(f" {e};" for e in also_notify)
     keys = "".join(f' key "{plain_key_name(k)}";' for k in transfer_keys) or " none;"
-    lines = [f"notify {notify};", "notify-delay 0;", "ixfr-from-differences yes;", f"allow-transfer {{{keys} }};"]
+    lines = [f"notify {notify};", "notify-delay 0;", f"allow-transfer {{{keys} }};"]
+    if full_loads:
+        lines.append("ixfr-from-differences yes;")
     if targets and notify != "no":
         lines.insert(1, f"also-notify {{{targets} }};")
     return "".join(f"    {line}\n" for line in lines)

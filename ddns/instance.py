@@ -15,7 +15,7 @@ from typing import Any, Mapping
 from . import bind, config as configmod, errors, keyconfigs, namedconf, private, provenance, resource_dir
 from .auth import new_secret
 from .gitrepo import ZonesRepo
-from .publishing.incremental import RELOAD, resolve_mode
+from .publishing.incremental import RELOAD
 from .service import Service
 
 
@@ -80,7 +80,7 @@ def prepare_managed_bind(cfg: configmod.Config) -> None:
     text = bind.named_conf(bind_dir, cfg.path("bind.zones_conf"), cfg["bind.listen"], cfg["bind.port"],
                            cfg["bind.rndc_port"], key if key is not None and key.exists() else None, transfer,
                            cfg["bind.notify"], namedconf.endpoints(cfg["bind.also_notify"], "bind.also_notify"),
-                           resolve_mode(cfg["bind.publish"], key) == RELOAD)
+                           full_loads=cfg["bind.publish"] == RELOAD or key is None or not key.exists())
     if not conf.exists() or conf.read_text() != text:
         conf.write_text(text)
 

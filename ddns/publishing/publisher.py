@@ -132,8 +132,11 @@ class Publisher:
         """Where the parts report a failure: the last error the status page and /healthz show."""
         self.status.last_error = message
 
+    def _is_catalog(self, zone: str) -> bool:
+        return self.catalog is not None and zone == self.catalog.name
+
     def _newest_serial(self, zone: str) -> int | None:
-        if self.catalog is not None and zone == self.catalog.name:
+        if self._is_catalog(zone):
             return self.catalog.serial
         state = self.cache.zones.get(zone)
         return None if state is None else state.serial
@@ -145,7 +148,7 @@ class Publisher:
         formatted again); a broken zone's from the working tree, which is HEAD.
         The catalog zone's is its one file.
         """
-        if self.catalog is not None and zone == self.catalog.name:
+        if self._is_catalog(zone):
             return self.catalog.text()
         state = self.cache.zones[zone]
         if state.broken:
@@ -250,8 +253,8 @@ class Publisher:
         if not self.unserved:
             return
         with self.locked():
-            pending = sorted(z for z in self.unserved if z in self.cache.zones)
-            serials = {z: self.cache.zones[z].serial for z in pending}
+            pending = sorted(z for z in self.unserved if z in self.cache.zones or self._is_catalog(z))
+            serials = {z: self._newest_serial(z) for z in pending}
             for zone in pending:
                 self.view.committed(zone)
         served = self.named.reload_and_verify(pending, serials)

@@ -67,10 +67,10 @@ class Secondary:
         return path.read_text() if path.exists() else ""
 
 
-def hidden_primary(instance: Instance, secondary_port: int, extra: str = "") -> None:
+def hidden_primary(instance: Instance, secondary_port: int) -> None:
     """The instance's config names the catalog zone and notifies the secondary (as an operator writes it)."""
     text = instance.config_path.read_text()
-    settings = f'[bind]\ncatalog_zone = "{CATALOG}"\nalso_notify = ["127.0.0.1 port {secondary_port}"]\n{extra}'
+    settings = f'[bind]\ncatalog_zone = "{CATALOG}"\nalso_notify = ["127.0.0.1 port {secondary_port}"]\n'
     instance.config_path.write_text(text.replace("[bind]\n", settings, 1))
 
 
@@ -134,7 +134,7 @@ def test_an_update_answered_good_is_served_by_the_secondary_within_a_second(inst
     for n in range(1, 6):
         assert running.update(FQDN, secret, f"myip=192.0.2.{n}") == (200, f"good 192.0.2.{n}\n")
         took.append(served_within(secondary, FQDN, [f"192.0.2.{n}"], 1.0))
-    assert max(took) < 1.0
+    assert max(took) < 1.0, took
     assert secondary.serial(instance.zone) == instance.served_serial()
     assert re.search(rf"transfer of '{re.escape(instance.zone)}/IN' from 127\.0\.0\.1#{instance.dns_port}: "
                      r"connected using .* TSIG ddns-transfer", secondary.log())

@@ -81,7 +81,7 @@ def test_the_hidden_primary_notifies_at_once_and_gives_transfers_to_its_keys_onl
                                      ["ddns-publisher", "ddns-transfer"], full_loads=False)
     assert "    notify explicit;\n" in text
     assert "    also-notify { 192.0.2.53 port 5300; 2001:db8::53; };\n" in text
-    assert "    notify-delay 0;\n" in text
+    assert "    notify-delay 0;\n" in text and "    notify-rate 10000;\n" in text
     assert '    allow-transfer { key "ddns-publisher"; key "ddns-transfer"; };\n' in text
     assert "ixfr-from-differences" not in text  # incremental: named journals each update itself
     assert "ixfr-from-differences yes;" in namedconf.primary_options("yes", [], ["k"], full_loads=True)
@@ -145,6 +145,7 @@ def test_the_secondary_conf_transfers_the_catalog_and_its_zones_from_every_prima
     assert f'catalog-zones {{\n        zone "{CAT}" default-primaries {{{servers} }}' in text
     assert f'zone "{CAT}" {{\n    type secondary;\n    primaries {{{servers} }};' in text
     assert "listen-on port 5400 { 127.0.0.1; };" in text and "recursion no;" in text
+    assert "serial-query-rate 10000;" in text
     assert f'directory "{tmp_path}";' in text and "controls { };" in text
     assert f'secret "{KEY.secret}";' in text
     conf = tmp_path / "named.conf"
@@ -218,3 +219,45 @@ def test_a_missing_transfer_key_is_an_error_naming_it(configured):
     (configured.parent / "transfer.key").unlink()
     code, out, err = run_cli(configured)
     assert code == 1 and out == "" and "transfer.key" in err and "ddns serve" in err
+
+
+# ---- the catalog in the zones repository --------------------------------------------------------
+
+def test_the_catalog_is_committed_when_the_zone_set_changes_and_only_then(tmp_path):
+    from ddns.gitrepo import ZonesRepo
+    from ddns.publishing.catalogzone import CatalogZone
+
+    repo = ZonesRepo.init(tmp_path / "zones", fsync=False)
+    (repo.path / "README.md").write_text("zones\n")
+    repo.commit(["README.md"], "Start\n")
+    reported: list[str] = []
+    zone = CatalogZone(CAT, repo, lambda: 1_800_000_000, False, reported.append)
+    assert zone.serial is None
+    assert zone.refresh(["a.test"]) is True and zone.serial == 1_800_000_000
+    assert zone.refresh(["a.test"]) is False
+    assert zone.refresh(["b.test", "a.test"]) is True and zone.serial == 1_800_000_001  # the clock stood still
+    assert zone.refresh(["b.test"]) is True
+    subjects = subprocess.run(["git", "-C", str(repo.path), "log", "--format=%s%n%b"], capture_output=True,
+                              text=True, check=True).stdout
+    assert "The zones secondaries serve changed: add a.test." in subjects
+    assert "add b.test" in subjects and "remove a.test" in subjects
+    assert repo.committed(f"{CAT}/{CAT}.zone") == zone.text() and catalog.members(zone.text()) == ["b.test"]
+    assert reported == []
+
+
+def test_a_catalog_commit_that_fails_puts_the_committed_file_back_and_is_reported(tmp_path):
+    from types import SimpleNamespace
+
+    from ddns.publishing.catalogzone import CatalogZone
+
+    def refuse(paths, message):
+        raise OSError("disk full")
+
+    (tmp_path / CAT).mkdir()
+    committed = catalog.render(CAT, ["a.test"], 5)
+    (tmp_path / CAT / f"{CAT}.zone").write_text(committed)
+    reported: list[str] = []
+    zone = CatalogZone(CAT, SimpleNamespace(path=tmp_path, commit=refuse), lambda: 10, False, reported.append)
+    assert zone.refresh(["a.test", "b.test"]) is False
+    assert zone.text() == committed
+    assert reported == [f"catalog zone {CAT} not committed: disk full"]

@@ -14,13 +14,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping, TextIO
 
-from . import __version__, bind, catalog, cli_hook, cli_kerberos, cli_keys, cli_secondary, cli_show, cli_trust, config as configmod, errors, gitops, listener
+from . import __version__, bind, catalog, cli_db, cli_hook, cli_kerberos, cli_keys, cli_secondary, cli_show, cli_trust, config as configmod, errors, gitops, listener
 from .auth import new_secret
 from .model import Outcome
 from .records import record_name
 from .instance import demo_key, init_instance, install_hooks, narrow_secrets, prepare_managed_bind
 from .service import Service
-from .wiring import zone_template_dirs
+from .wiring import shard_count, zone_template_dirs
 
 
 class Exit(enum.IntEnum):
@@ -310,7 +310,7 @@ def cmd_check(args, env: Env) -> Exit:
     else:
         base = gitops.git_output(repo, "rev-parse", "--verify", base)
     report = gitops.check_revision(repo, rev, base, zone_template_dirs(cfg), checkzone=cfg["bind.checkzone"],
-                                   max_share=cfg["zones.max_change_share"],
+                                   max_share=cfg["zones.max_change_share"], shard_count=shard_count(cfg),
                                    host_labels=gitops.host_labels_at(repo, upstream) if upstream else None,
                                    catalog=catalog.catalog_name(cfg["bind.catalog_zone"]))
     forced = gitops.forced_by_commits(repo, base, rev)
@@ -471,6 +471,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     cli_show.register(sub, command, _load_config)
     cli_secondary.register(sub, command, _load_config)
+    cli_db.register(sub, command, _load_config)
 
     command("apply", cmd_apply, "take in the upstream's branch and publish it", json_output=True)
 

@@ -15,7 +15,7 @@ from typing import Any, Mapping
 from . import bind, config as configmod, errors, keyconfigs, namedconf, private, provenance, resource_dir
 from .auth import new_secret
 from .gitrepo import ZonesRepo
-from .publishing.incremental import RELOAD
+from .publishing.incremental import RELOAD, resolve_mode
 from .service import Service
 
 
@@ -80,9 +80,16 @@ def prepare_managed_bind(cfg: configmod.Config) -> None:
     text = bind.named_conf(bind_dir, cfg.path("bind.zones_conf"), cfg["bind.listen"], cfg["bind.port"],
                            cfg["bind.rndc_port"], key if key is not None and key.exists() else None, transfer,
                            cfg["bind.notify"], namedconf.endpoints(cfg["bind.also_notify"], "bind.also_notify"),
-                           full_loads=cfg["bind.publish"] == RELOAD or key is None or not key.exists())
+                           full_loads=_journals_full_loads(cfg, key))
     if not conf.exists() or conf.read_text() != text:
         conf.write_text(text)
+
+
+def _journals_full_loads(cfg: configmod.Config, key: Path | None) -> bool:
+    """Whether named keeps the differences of full loads (``ixfr-from-differences``) for secondaries:
+    in reload mode, beside its own copies of the zones (never a journal in the Git working tree)."""
+    zone_dir = cfg.path("bind.zone_dir")
+    return zone_dir is not None and resolve_mode(cfg["bind.publish"], key, zone_dir) == RELOAD
 
 
 def demo_key(service: Service, directory: Path, fqdn: str) -> Path:

@@ -69,7 +69,7 @@ class Service:
         publisher = build_publisher(config, clock)
         publisher.recover()
         publisher.load()
-        return cls(config, Store(config.path("store.path")), publisher, clock=clock)
+        return cls(config, Store.open(config), publisher, clock=clock)
 
     # ---- running: the threads of `ddns serve` (ddns.background) ------------
     def prepare_named(self) -> None:
@@ -93,6 +93,7 @@ class Service:
 
     def stop(self) -> None:
         self.background.stop()
+        self.publisher.close()
 
     def begin_web_request(self) -> None:
         """Web requests wait at most store.web_busy_timeout for the write lock (then 503); the CLI and publisher longer."""

@@ -16,6 +16,7 @@ import bottle
 
 from . import api, dyndns2, errors, formtext, httpreq
 from .config import Config
+from .db import RETRYABLE
 from .httpserver import HttpServer, Limits
 from .oidc import OidcLogin
 from .portal import Portal
@@ -123,7 +124,7 @@ def create_app(service: Service, oidc: OidcLogin | None = None) -> bottle.Bottle
         service.begin_web_request()
 
     def busy_is_503(callback):
-        """A write that found the database busy answers at once, on every route (a clear message, no 500).
+        """A write that found the database busy (or out of reach) answers at once, on every route (a clear message, no 500).
 
         Outside the handlers' own refusal tables: a session read before a portal page, a token before an API call.
         """
@@ -131,7 +132,7 @@ def create_app(service: Service, oidc: OidcLogin | None = None) -> bottle.Bottle
         def wrapper(*args, **kwargs):
             try:
                 return callback(*args, **kwargs)
-            except errors.Busy as exc:
+            except RETRYABLE as exc:
                 log.warning("%s %s: %s", bottle.request.method, bottle.request.path, exc)
                 status = errors.codes(exc).http
                 if bottle.request.path.startswith(api.PREFIX + "/"):
@@ -186,7 +187,7 @@ def create_app(service: Service, oidc: OidcLogin | None = None) -> bottle.Bottle
         )
         try:
             answer = dyndns2.handle_update(service, request)
-        except errors.Busy as exc:
+        except RETRYABLE as exc:
             log.warning("update %s: %s", request.request_id, exc)
             return text("911\n", 503, {"Retry-After": "5"})
         except Exception:

@@ -155,8 +155,8 @@ def test_full_loads_reach_the_secondary_as_incremental_transfers(instance, serve
     assert incremental_transfers(instance) >= 2, (instance.dir / "bind" / "named.log").read_text()[-3000:]
 
 
-def test_a_zone_added_with_the_cli_is_served_by_the_secondary_and_a_removed_one_goes(instance, serve, secondary,
-                                                                                 tmp_path):
+def test_zones_added_with_the_cli_or_the_portal_are_served_by_the_secondary_and_a_removed_one_goes(
+        instance, serve, secondary, tmp_path):
     running = serve()
     secondary.start()
     serves_zone(secondary, instance.zone)
@@ -169,6 +169,9 @@ def test_a_zone_added_with_the_cli_is_served_by_the_secondary_and_a_removed_one_
     assert catalog.members(head) == sorted([instance.zone, "second.example.test"])
     assert instance.git("log", "-1", "--format=%s") .startswith(f"Catalog {CATALOG}")
     assert f'zone "{CATALOG}"' in (instance.dir / "bind" / "zones.conf").read_text()
+    # the portal's way: the running service's own publisher (Service.add_domain, as portal.py calls it)
+    running.service.add_domain("third.example.test", actor="portal:admin")
+    serves_zone(secondary, "third.example.test")
 
     # an admin removes the zone by a push (its zone.toml and static.zone): post-receive publishes it
     pushed_upstream(instance)

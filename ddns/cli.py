@@ -80,8 +80,8 @@ def cmd_init(args, env: Env) -> Exit:
 
 
 def cmd_serve(args, env: Env) -> Exit:
-    cfg = _load_config(args, env)
-    return serve(cfg, env)
+    path = configmod.find_config_file(args.config, env.environ, env.cwd)
+    return serve(configmod.load(path, env.environ, {"cluster.role": args.role} if args.role else None), env)
 
 
 def serve(cfg: configmod.Config, env: Env, ready: Callable[[Service], None] | None = None,
@@ -90,6 +90,9 @@ def serve(cfg: configmod.Config, env: Env, ready: Callable[[Service], None] | No
     from .web import create_app, make_server
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=env.stderr)
+    if cfg["cluster.role"] != "all":  # a node of a cluster (ddns.cluster.roles)
+        from .cluster import roles
+        return Exit(roles.serve(cfg, env.err, ready, stop_event))
     narrow_secrets(cfg)
     if cfg["bind.managed"]:
         prepare_managed_bind(cfg)
@@ -403,7 +406,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--zone", default="dyn.example.test")
     p.add_argument("--update-port", type=int, default=5053, help="port of the RFC 2136 listener (0: none)")
 
-    command("serve", cmd_serve, "run the web service, the publisher and (if managed) named")
+    p = command("serve", cmd_serve, "run the web service, the publisher and (if managed) named")
+    p.add_argument("--role", choices=("all", "web", "publisher"), help="a cluster node's role (default: cluster.role)")
 
     p = command("quickstart", cmd_quickstart, "create (first run) and serve a demo instance in DIR")
     p.add_argument("dir", nargs="?", default="ddns-demo")

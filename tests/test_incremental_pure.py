@@ -324,7 +324,9 @@ def test_a_zone_asked_again_while_waiting_is_written_and_loaded_under_the_lock(t
         setattr(named, name, call)
     bt = BindTarget(PublishTarget(rndc=None, control=named, zone_dir=tmp_path, mode="incremental", verify_timeout=0.5,
                                   fsync=False), newest=newest.get, on_error=lambda m: None,
-                    committed=lambda zone: written.append(newest[zone]) or "; x\n", lock=lock)
+                    committed=lambda zone: written.append(newest[zone]) or "; x\n", lock=lock,
+                    monotonic=lambda: now[0], sleep=lambda seconds: now.__setitem__(0, now[0] + seconds))
+    now = [0.0]
     newest[ZONE] = 2
     named.file_serial = 1  # named keeps serving 1: the wait asks again
     assert bt.wait_served({ZONE: 2}, timeout=0.45) == set()

@@ -233,4 +233,4 @@ def test_the_start_s_wait_for_named_is_bounded_by_its_budget_even_when_each_quer
     start = time.monotonic()
     Background({"bind.verify_timeout": budget}, publisher, sync=None, reconcile=None, flush_seen=None)._await_named()
     assert asked and max(asked) <= budget and sum(asked) <= budget + 0.05, asked
-    assert time.monotonic() - start < budget + 0.5
+    assert time.monotonic() - start < budget + 0.6

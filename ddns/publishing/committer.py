@@ -159,7 +159,8 @@ class Committer:
         made = []
         dynamic = work[update.zone]
         for (label, rtype), new in sorted(changes.items()):
-            made.append(_change_record(update.zone, label, rtype, dynamic.get((label, rtype)), new, update.actor))
+            made.append(_change_record(update.zone, label, rtype, dynamic.get((label, rtype)), new, update.actor,
+                                       update.change_id))
             if new is None:
                 del dynamic[(label, rtype)]
             else:
@@ -205,8 +206,8 @@ def rewrite_zone(files: Replacement, reader: ZoneReader, zone: str, state: ZoneS
 
 
 def _change_record(zone: str, label: str, rtype: str, old: records.RecordSet | None,
-                   new: records.RecordSet | None, actor: Actor) -> ChangeRecord:
+                   new: records.RecordSet | None, actor: Actor, change: int | None = None) -> ChangeRecord:
     """The audit trailer's record of one changed RRset: its rdata before and after, joined by ", "."""
     fqdn = zone if label == records.APEX else f"{label}.{zone}"
     return ChangeRecord(fqdn, rtype, old and ", ".join(old.rdatas), new and ", ".join(new.rdatas), actor.name,
-                        actor.client, actor.interface, actor.agent, actor.request)
+                        actor.client, actor.interface, actor.agent, actor.request, change)

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping, TextIO
 
-from . import __version__, bind, cli_db, cli_hook, cli_kerberos, cli_keys, cli_show, cli_trust, config as configmod, errors, gitops, listener
+from . import __version__, bind, catalog, cli_db, cli_hook, cli_kerberos, cli_keys, cli_secondary, cli_show, cli_trust, config as configmod, errors, gitops, listener
 from .auth import new_secret
 from .model import Outcome
 from .records import record_name
@@ -314,7 +314,8 @@ def cmd_check(args, env: Env) -> Exit:
         base = gitops.git_output(repo, "rev-parse", "--verify", base)
     report = gitops.check_revision(repo, rev, base, zone_template_dirs(cfg), checkzone=cfg["bind.checkzone"],
                                    max_share=cfg["zones.max_change_share"], shard_count=shard_count(cfg),
-                                   host_labels=gitops.host_labels_at(repo, upstream) if upstream else None)
+                                   host_labels=gitops.host_labels_at(repo, upstream) if upstream else None,
+                                   catalog=catalog.catalog_name(cfg["bind.catalog_zone"]))
     forced = gitops.forced_by_commits(repo, base, rev)
     if args.json:
         env.out(json.dumps({**report.as_dict(), "forced": forced, "ok": report.ok(forced)}, indent=2))
@@ -473,6 +474,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="instead: compare what named serves (AXFR) with the committed zones (default all); exit 1 if any differs")
 
     cli_show.register(sub, command, _load_config)
+    cli_secondary.register(sub, command, _load_config)
     cli_db.register(sub, command, _load_config)
 
     command("apply", cmd_apply, "take in the upstream's branch and publish it", json_output=True)

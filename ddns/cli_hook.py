@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Callable, Mapping
 
-from . import gitops, provenance
+from . import catalog, gitops, provenance
 from .config import Config
 from .service import Service
 from .wiring import shard_count, zone_template_dirs
@@ -48,7 +48,7 @@ def _check_push(cfg: Config, repo: Path, old: str | None, new: str, options: lis
     report = gitops.check_revision(repo, new, old, zone_template_dirs(cfg),
                                    checkzone=cfg["bind.checkzone"], max_share=cfg["zones.max_change_share"],
                                    host_labels=gitops.host_labels_in(cfg.path("zones.repo")),
-                                   shard_count=shard_count(cfg))
+                                   shard_count=shard_count(cfg), catalog=catalog.catalog_name(cfg["bind.catalog_zone"]))
     forced = gitops.FORCE_PUSH_OPTION in options or gitops.forced_by_commits(repo, old, new)
     for error in report.errors:
         err(f"ddns: error: {error}")

@@ -298,7 +298,7 @@ class CheckReport:
 def check_revision(repo: Path, rev: str, base: str | None, template_dirs: list[Path], *,
                    checkzone: str = "named-checkzone", max_share: float = 0.3,
                    allow_service_files: bool = False, host_labels: HostLabels | None = None,
-                   shard_count: int = shards.DEFAULT_SHARDS) -> CheckReport:
+                   shard_count: int = shards.DEFAULT_SHARDS, catalog: str = "") -> CheckReport:
     """Validate REV against BASE: touched zones render and pass named-checkzone, guard rails hold.
 
     ``allow_service_files`` is for the service's own pushes; humans may not
@@ -306,6 +306,7 @@ def check_revision(repo: Path, rev: str, base: str | None, template_dirs: list[P
     dynamic.records), nor forge audit trailers.
     ``host_labels`` gives the hosts' names in a zone now, so a static record
     cannot take the name of a host newer than REV. ``shard_count`` is zones.shards.
+    Nor may humans touch the directory of the catalog zone CATALOG (``ddns.catalog``; "": none).
     """
     report = CheckReport(base, rev)
     if base is not None:
@@ -314,7 +315,10 @@ def check_revision(repo: Path, rev: str, base: str | None, template_dirs: list[P
         changed_paths = git_output(repo, "ls-tree", "-r", "--name-only", rev).splitlines()
     if not allow_service_files:
         for path in changed_paths:
-            if is_service_file(path):
+            if catalog and path.split("/")[0] == catalog:
+                report.errors.append(f"{path}: the catalog zone {catalog} is written by the service only; "
+                                     "it lists the zones by itself")
+            elif is_service_file(path):
                 report.errors.append(f"{path}: written by the service only; change zone.toml or static.zone instead")
         log_range = f"{base}..{rev}" if base else rev
         if any(line.startswith(TRAILER + ":") for line in git_output(repo, "log", "--format=%B", log_range).splitlines()):

@@ -82,7 +82,8 @@ class Service:
         unknown = [z for z in names if z not in self.publisher.zones]
         if unknown:
             raise NotFound(f"no zone {', '.join(unknown)}")
-        key = servedcheck.key_or_none(self.config.path("bind.publisher_key"))
+        key = (servedcheck.key_or_none(self.config.path("bind.publisher_key"))  # named gives transfers to these only
+               or servedcheck.key_or_none(self.config.path("bind.transfer_key")))
         return servedcheck.check(names, self.publisher.named.committed,
                                  lambda z: servedcheck.transfer(z, self.config["bind.listen"], self.config["bind.port"], key))
 

@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 from typing import Callable
 
-from . import bind, resource_dir, shards
+from . import bind, catalog, resource_dir, shards
 from .config import Config
 from .gitrepo import ZonesRepo
 from .publishing.bindtarget import PublishTarget
@@ -44,4 +44,5 @@ def build_publisher(config: Config, clock: Callable[[], float] = time.time) -> P
     if config.upstream:
         repo.set_upstream(config.upstream)
     return Publisher(repo, zone_template_dirs(config), target, clock=clock, fsync=config["zones.git_fsync"],
-                     shard_count=shard_count(config))
+                     shard_count=shard_count(config),
+                     catalog_zone=catalog.catalog_name(config["bind.catalog_zone"]))

@@ -54,6 +54,7 @@ from typing import Callable, ContextManager
 
 from .. import records, shards, zones
 from .bindtarget import BindTarget, PublishTarget
+from .catalogzone import CatalogZone
 from .committer import Batch, Committer, Status
 from ..gitrepo import ZonesRepo
 from ..model import Outcome, Result, RRset, Update
@@ -73,12 +74,14 @@ class Publisher:
     """The one writer: commits groups of updates and keeps named serving what HEAD has (see the module)."""
 
     def __init__(self, repo: ZonesRepo, template_dirs: list[Path], target: PublishTarget,
-                 clock: Callable[[], float] = time.time, fsync: bool = True, shard_count: int = shards.DEFAULT_SHARDS):
+                 clock: Callable[[], float] = time.time, fsync: bool = True, shard_count: int = shards.DEFAULT_SHARDS,
+                 catalog_zone: str = ""):
         self.repo = repo
         self.root = repo.path
         self.clock = clock
         self.status = Status()
         self.lock = RepoLock(repo)
+        self.catalog = CatalogZone(catalog_zone, repo, clock, fsync, self._note_error) if catalog_zone else None
         self.named = BindTarget(target, self._newest_serial, self._note_error, self._committed_text,
                                 lock=self.lock.held)
         self.reader = ZoneReader(self.root, zones.template_environment(template_dirs), target.checkzone,
@@ -86,7 +89,8 @@ class Publisher:
         self.files = ServiceFiles(repo, self.root, self._note_error, fsync)
         self.cache = ZoneCache(self.root, self.reader, self.files, self.lock, self.named.unserved.discard)
         self.committer = Committer(self.cache, self.reader, self.files, repo, self.named, self.status, clock)
-        self.zonesync = ZoneSync(self.cache, self.reader, self.files, repo, self.named, self.status, clock, fsync)
+        self.zonesync = ZoneSync(self.cache, self.reader, self.files, repo, self.named, self.status, clock, fsync,
+                                 self.catalog)
         self.view = ServedView(lambda: self.cache.zones, self.reader.service_paths, self._trusted)
 
     # ---- what the status page and /healthz read ---------------------------
@@ -129,7 +133,12 @@ class Publisher:
         """Where the parts report a failure: the last error the status page and /healthz show."""
         self.status.last_error = message
 
+    def _is_catalog(self, zone: str) -> bool:
+        return self.catalog is not None and zone == self.catalog.name
+
     def _newest_serial(self, zone: str) -> int | None:
+        if self._is_catalog(zone):
+            return self.catalog.serial
         state = self.cache.zones.get(zone)
         return None if state is None else state.serial
 
@@ -138,7 +147,10 @@ class Publisher:
 
         Assembled from the head and the shard texts kept in memory (nothing is
         formatted again); a broken zone's from the working tree, which is HEAD.
+        The catalog zone's is its one file.
         """
+        if self._is_catalog(zone):
+            return self.catalog.text()
         state = self.cache.zones[zone]
         if state.broken:
             return self.zonesync.tree_text(zone)
@@ -246,8 +258,8 @@ class Publisher:
         if not self.unserved:
             return
         with self.locked():
-            pending = sorted(z for z in self.unserved if z in self.cache.zones)
-            serials = {z: self.cache.zones[z].serial for z in pending}
+            pending = sorted(z for z in self.unserved if z in self.cache.zones or self._is_catalog(z))
+            serials = {z: self._newest_serial(z) for z in pending}
             for zone in pending:
                 self.view.committed(zone)
         served = self.named.reload_and_verify(pending, serials)

@@ -65,7 +65,7 @@ def test_the_first_release_database_opens_and_is_recorded_as_version_1(tmp_path)
     release1_database(path)
     assert migrations.current_version(dbmod.connect(path)) == 1
     store = Store(path)
-    assert versions(store.db) == [1]
+    assert versions(store.db) == [m.version for m in migrations.MIGRATIONS]  # 1 recorded, then upgraded
     assert store.user("alice").is_admin and store.host(f"vm.{ZONE}").created == 2.5
     assert [k.name for k in store.tsig_keys()] == [f"vm.{ZONE}"]
     store.add_api_token(store.user("alice").id, "t", "th", 4.0)
@@ -85,7 +85,7 @@ def test_a_first_release_database_from_before_its_late_columns_gets_them(tmp_pat
     old.commit()
     old.close()
     store = Store(path)
-    assert versions(store.db) == [1]
+    assert versions(store.db) == [m.version for m in migrations.MIGRATIONS]
     assert store.domain(ZONE).public and store.user("alice").groups == ()
     assert {"sub", "email", "display_name", "groups", "last_login"} <= set(store.db.columns("users"))
     user = store.login_oidc_user("sub-1", "alice", "", "", [], None, 2.0)
@@ -97,24 +97,26 @@ def test_a_later_migration_upgrades_a_version_1_database_in_place(store_url, mon
     store.add_user("alice", None, False, 1.0)
     store.db.close()
     later = "ALTER TABLE users ADD COLUMN nickname TEXT NOT NULL DEFAULT ''"
+    before = [m.version for m in migrations.MIGRATIONS]
     monkeypatch.setattr(migrations, "MIGRATIONS", migrations.MIGRATIONS + (
-        migrations.Migration(2, "nicknames", later, postgres_ddl(later)),))
-    monkeypatch.setattr(migrations, "LATEST", 2)
+        migrations.Migration(migrations.LATEST + 1, "nicknames", later, postgres_ddl(later)),))
+    monkeypatch.setattr(migrations, "LATEST", migrations.LATEST + 1)
     upgraded = Store(store_url)
-    assert versions(upgraded.db) == [1, 2] and "nickname" in upgraded.db.columns("users")
+    assert versions(upgraded.db) == before + [migrations.LATEST] and "nickname" in upgraded.db.columns("users")
     assert [u.name for u in upgraded.users()] == ["alice"]
 
 
 def test_a_failing_migration_changes_nothing(store_url, monkeypatch):
     Store(store_url).db.close()
     script = "CREATE TABLE half (id INTEGER PRIMARY KEY); CREATE TABLE broken (this is not sql)"
+    before = [m.version for m in migrations.MIGRATIONS]
     monkeypatch.setattr(migrations, "MIGRATIONS", migrations.MIGRATIONS + (
-        migrations.Migration(2, "broken", script, postgres_ddl(script)),))
-    monkeypatch.setattr(migrations, "LATEST", 2)
+        migrations.Migration(migrations.LATEST + 1, "broken", script, postgres_ddl(script)),))
+    monkeypatch.setattr(migrations, "LATEST", migrations.LATEST + 1)
     with pytest.raises(Exception, match="syntax"):
         Store(store_url)
     database = dbmod.connect(store_url)
-    assert versions(database) == [1] and "half" not in database.tables()
+    assert versions(database) == before and "half" not in database.tables()
 
 
 def test_databases_opened_at_once_are_upgraded_once(store_url):

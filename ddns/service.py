@@ -45,7 +45,8 @@ RESERVED_LABELS = frozenset({"@", "www", "ns", "ns1", "ns2", "ns3", "mail", "smt
 
 class Service:
     def __init__(self, config: Config, store: Store, publisher: Publisher,
-                 clock: Callable[[], float] = time.time, monotonic: Callable[[], float] = time.monotonic):
+                 clock: Callable[[], float] = time.time, monotonic: Callable[[], float] = time.monotonic,
+                 handover: Submitter | None = None, active: Callable[[], bool] | None = None):
         self.config = config
         self.store = store
         self.publisher = publisher
@@ -57,19 +58,23 @@ class Service:
         self._seen = SeenBatch()  # requests append, flush_seen drains: no lock
         self.background = Background(config, publisher, sync=self.sync, reconcile=self.reconcile,
                                      flush_seen=self.flush_seen)
-        self.handover: Submitter = self.background  # where updates go: the publisher thread, or ddns.cluster's table
-        self.reports = Reports(config, store, publisher, self.guard, self.background)
+        self.handover: Submitter = handover or self.background  # the publisher thread, or a cluster node's table
+        self.reports = Reports(config, store, publisher, self.guard, self.background, active)
         self.key_ring = Keys(store, clock)
         self.updates = Updates(publisher, self.publish, config["updates.types"], self.policy)
         self.principals = Principals(store, config["kerberos.realm"], self._kerberos_rules, lambda: list(publisher.zones))
 
     @classmethod
-    def open(cls, config: Config, clock: Callable[[], float] = time.time) -> "Service":
-        """The service for CONFIG with its store and publisher loaded (no thread)."""
-        publisher = build_publisher(config, clock)
+    def open(cls, config: Config, clock: Callable[[], float] = time.time, publisher: Publisher | None = None,
+             **node) -> "Service":
+        """The service for CONFIG with its store and PUBLISHER (default: CONFIG's) loaded (no thread).
+
+        NODE (``handover``, ``active``) makes it a cluster node's (ddns.cluster.roles).
+        """
+        publisher = publisher or build_publisher(config, clock)
         publisher.recover()
         publisher.load()
-        return cls(config, Store.open(config), publisher, clock=clock)
+        return cls(config, Store.open(config), publisher, clock=clock, **node)
 
     # ---- running: the threads of `ddns serve` (ddns.background) ------------
     def prepare_named(self) -> None:

@@ -30,8 +30,9 @@ def shard_count(config: Config) -> int:
     return shards.check_count(config["zones.shards"])
 
 
-def build_publisher(config: Config, clock: Callable[[], float] = time.time) -> Publisher:
-    """The publisher for CONFIG's zones repository and BIND."""
+def build_publisher(config: Config, clock: Callable[[], float] = time.time, kind: type[Publisher] = Publisher,
+                    **extra) -> Publisher:
+    """The publisher (of class KIND, given EXTRA arguments) for CONFIG's zones repository and BIND."""
     rndc = bind.Rndc(config["bind.rndc_server"], config["bind.rndc_port"], config.path("bind.rndc_key"))
     target = PublishTarget(rndc=rndc, dns_server=config["bind.listen"], dns_port=config["bind.port"],
                            verify_timeout=config["bind.verify_timeout"], zones_conf=config.path("bind.zones_conf"),
@@ -43,6 +44,6 @@ def build_publisher(config: Config, clock: Callable[[], float] = time.time) -> P
     repo = ZonesRepo(config.path("zones.repo"))
     if config.upstream:
         repo.set_upstream(config.upstream)
-    return Publisher(repo, zone_template_dirs(config), target, clock=clock, fsync=config["zones.git_fsync"],
-                     shard_count=shard_count(config),
-                     catalog_zone=catalog.catalog_name(config["bind.catalog_zone"]))
+    return kind(repo, zone_template_dirs(config), target, clock=clock, fsync=config["zones.git_fsync"],
+             shard_count=shard_count(config),
+             catalog_zone=catalog.catalog_name(config["bind.catalog_zone"]), **extra)

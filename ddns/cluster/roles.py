@@ -12,7 +12,7 @@ it has no served snapshot, so every update goes to the publisher, which
 decides it against what it serves.
 
 A web node publishes nothing itself: its publisher's commits (a host's
-deletion) go through the table too (``web_publisher``); zones added or
+deletion) go through the table too (``webpublisher``); zones added or
 changed (admins' changes) answer ``Unavailable`` -- make them on the
 active publisher's node (CLI or portal).
 
@@ -26,6 +26,7 @@ more; restarted, it is a standby.
 """
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import signal
@@ -33,15 +34,15 @@ import threading
 import time
 from typing import Callable
 
-from .. import __version__, bind, errors, listener
+from .. import __version__, bind, listener
 from ..config import Config, ConfigError
 from ..instance import narrow_secrets, prepare_managed_bind
-from ..model import Update
-from ..publishing.publisher import Batch
 from ..service import Service
+from ..wiring import build_publisher
 from . import changes, upstream
 from .election import Elector
 from .takeover import Follower, Takeover
+from .webpublisher import WebPublisher
 
 log = logging.getLogger("ddns.cluster")
 
@@ -68,26 +69,6 @@ def wait_seconds(cfg: Config) -> float:
     return cfg["bind.verify_timeout"] + cfg["cluster.takeover_seconds"]
 
 
-def web_publisher(service: Service, queue: changes.ChangeQueue, follower: Follower) -> None:
-    """A web node's publisher commits through the changes table, then follows the upstream; else it refuses.
-
-    What calls ``Publisher.commit`` directly (a host's deletion: its records
-    go first, then the host, under the lock) gets the active publisher's
-    results, and reads the clone as the upstream has it after them. Zone
-    settings and new zones (admins' changes) are made on the publisher node.
-    """
-    def commit(updates: list[Update]) -> Batch:
-        results = queue.publish(updates)
-        follower.follow()
-        return Batch(results, [u.zone for u in updates], {})
-
-    def refuse(*_args, **_kwargs):
-        raise errors.Unavailable("this is a web node: zone changes are made on the publisher's node")
-    service.publisher.commit = commit
-    for name in ("add_zone", "update_settings", "sync", "reconcile"):
-        setattr(service.publisher, name, refuse)
-
-
 def serve(cfg: Config, err: Callable[[str], None], ready: Callable[[Service], None] | None = None,
           stop_event: threading.Event | None = None) -> int:
     """Run one node of the cluster in CFG's role until SIGTERM / SIGINT (or a lost lock)."""
@@ -99,19 +80,20 @@ def serve(cfg: Config, err: Callable[[str], None], ready: Callable[[Service], No
     upstream.follow(cfg.path("zones.repo"), cfg["zones.branch"])  # before recover: unpushed commits go
     if cfg["bind.managed"]:
         prepare_managed_bind(cfg)
-    service = Service.open(cfg)  # the store's migrations include the changes table
     queue = changes.ChangeQueue(url, wait_seconds(cfg))
-    service.handover = queue
     stop = stop_event or threading.Event()
     named = takeover = None
-    follower = Follower(service, url)
     if role == "web":
-        web_publisher(service, queue, follower)
+        publisher = build_publisher(cfg, kind=WebPublisher, queue=queue, branch=cfg["zones.branch"])
+        service = Service.open(cfg, publisher=publisher, handover=queue)  # the migrations include the changes table
+        follower = Follower(publisher.follow, url, cfg["zones.sync_seconds"])
     else:
-        takeover = Takeover(service, url, follower)
-        elector = Elector(url, cfg["cluster.lock_id"], takeover.elected.set, _lost)
-        takeover.elector = elector
-        service.reports.cluster_active = elector.active.is_set
+        elected = threading.Event()
+        elector = Elector(url, cfg["cluster.lock_id"], elected.set, _lost)
+        service = Service.open(cfg, handover=queue, active=elector.active.is_set)
+        follower = Follower(functools.partial(upstream.follow_locked, service.publisher, cfg["zones.branch"]),
+                            url, cfg["zones.sync_seconds"])
+        takeover = Takeover(service, url, follower, elector, elected)
     try:
         if cfg["bind.managed"]:
             service.prepare_named()

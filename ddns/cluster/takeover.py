@@ -32,10 +32,10 @@ APPLIED = Result(Outcome.PUBLISHED, reason="in the upstream: applied by an earli
 class Follower:
     """Resets the node's clone to the upstream whenever the active publisher pushed (see the module)."""
 
-    def __init__(self, service: Service, url: str):
-        self.service = service
+    def __init__(self, follow: Callable[[], object], url: str, every: float):
+        self.follow = follow  # resets the clone to the upstream, under the publisher's lock
         self.url = url
-        self.commit: str | None = None  # the upstream commit the clone is at
+        self.every = every
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="cluster-follow", daemon=True)
 
@@ -47,13 +47,8 @@ class Follower:
         if self._thread.is_alive():
             self._thread.join(30)
 
-    def follow(self) -> None:
-        cfg, publisher = self.service.config, self.service.publisher
-        with publisher.lock.held():
-            self.commit = upstream.follow(cfg.path("zones.repo"), cfg["zones.branch"])
-
     def _run(self) -> None:
-        every = self.service.config["zones.sync_seconds"]
+        every = self.every
         while not self._stop.is_set():
             try:
                 with psycopg.connect(self.url, autocommit=True, connect_timeout=5) as conn:
@@ -89,12 +84,12 @@ def settle_applied(url: str, service: Service) -> list[int]:
 class Takeover:
     """Waits for the election, then makes this node the active publisher (see the module)."""
 
-    def __init__(self, service: Service, url: str, follower: Follower):
+    def __init__(self, service: Service, url: str, follower: Follower, elector: Elector, elected: threading.Event):
         self.service = service
         self.url = url
         self.follower = follower
-        self.elected = threading.Event()
-        self.elector: Elector | None = None
+        self.elected = elected  # set by ELECTOR once this node holds the lock
+        self.elector = elector
         self.consumer: Consumer | None = None
         self._started = False
         self._pushed: str | None = None
@@ -140,5 +135,4 @@ class Takeover:
             self.consumer.stop()
         if self._started:
             self.service.stop()
-        if self.elector is not None:
-            self.elector.stop()
+        self.elector.stop()

@@ -67,6 +67,12 @@ def follow(path: Path, branch: str) -> str:
     return commit
 
 
+def follow_locked(publisher, branch: str) -> str:
+    """``follow`` for PUBLISHER's clone, under its lock: nothing reads or commits the clone half-reset."""
+    with publisher.lock.held():
+        return follow(publisher.root, branch)
+
+
 def _has_head(path: Path) -> bool:
     return subprocess.run(["git", "-C", str(path), "rev-parse", "-q", "--verify", "HEAD"], capture_output=True,
                           stdin=subprocess.DEVNULL).returncode == 0

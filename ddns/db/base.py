@@ -138,10 +138,8 @@ class Database:
             return first(self.conn())
 
     def wait_at_most(self, seconds: float) -> None:
-        """How long this thread's writes wait for a lock before ``Busy`` (set on the connection when it changes)."""
-        millis = int(seconds * 1000)
-        self._local.wanted_wait = millis
-        self._apply_wait()
+        """How long this thread's writes wait for a lock before ``Busy`` (set on the connection at the next write)."""
+        self._local.wanted_wait = int(seconds * 1000)
 
     def _apply_wait(self) -> None:
         wanted = getattr(self._local, "wanted_wait", None)

@@ -20,7 +20,7 @@ from .model import Outcome
 from .records import record_name
 from .instance import demo_key, init_instance, install_hooks, narrow_secrets, prepare_managed_bind
 from .service import Service
-from .wiring import zone_template_dirs
+from .wiring import shard_count, zone_template_dirs
 
 
 class Exit(enum.IntEnum):
@@ -80,8 +80,8 @@ def cmd_init(args, env: Env) -> Exit:
 
 
 def cmd_serve(args, env: Env) -> Exit:
-    cfg = _load_config(args, env)
-    return serve(cfg, env)
+    path = configmod.find_config_file(args.config, env.environ, env.cwd)
+    return serve(configmod.load(path, env.environ, {"cluster.role": args.role} if args.role else None), env)
 
 
 def serve(cfg: configmod.Config, env: Env, ready: Callable[[Service], None] | None = None,
@@ -90,6 +90,9 @@ def serve(cfg: configmod.Config, env: Env, ready: Callable[[Service], None] | No
     from .web import create_app, make_server
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=env.stderr)
+    if cfg["cluster.role"] != "all":  # a node of a cluster (ddns.cluster.roles)
+        from .cluster import roles
+        return Exit(roles.serve(cfg, env.err, ready, stop_event))
     narrow_secrets(cfg)
     if cfg["bind.managed"]:
         prepare_managed_bind(cfg)
@@ -310,7 +313,7 @@ def cmd_check(args, env: Env) -> Exit:
     else:
         base = gitops.git_output(repo, "rev-parse", "--verify", base)
     report = gitops.check_revision(repo, rev, base, zone_template_dirs(cfg), checkzone=cfg["bind.checkzone"],
-                                   max_share=cfg["zones.max_change_share"],
+                                   max_share=cfg["zones.max_change_share"], shard_count=shard_count(cfg),
                                    host_labels=gitops.host_labels_at(repo, upstream) if upstream else None)
     forced = gitops.forced_by_commits(repo, base, rev)
     if args.json:
@@ -402,7 +405,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--zone", default="dyn.example.test")
     p.add_argument("--update-port", type=int, default=5053, help="port of the RFC 2136 listener (0: none)")
 
-    command("serve", cmd_serve, "run the web service, the publisher and (if managed) named")
+    p = command("serve", cmd_serve, "run the web service, the publisher and (if managed) named")
+    p.add_argument("--role", choices=("all", "web", "publisher"), help="a cluster node's role (default: cluster.role)")
 
     p = command("quickstart", cmd_quickstart, "create (first run) and serve a demo instance in DIR")
     p.add_argument("dir", nargs="?", default="ddns-demo")

@@ -106,6 +106,9 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("publisher.group_wait", 0.05, "Longest a change waits to join a larger group while named still loads the previous one (a big zone is then reloaded once per group)."),
     Setting("publisher.retry_seconds", 5.0, "How often zones that named does not serve yet are reloaded again."),
     Setting("publisher.stuck_seconds", 10.0, "A change not committed after this many seconds makes /healthz answer degraded (the publisher is stuck)."),
+    Setting("cluster.role", "all", "What `ddns serve` runs: all (one process: web, publisher, named), web (HTTP and RFC 2136 only; updates go through the changes table) or publisher (named, and the publisher once elected); `serve --role` overrides it."),
+    Setting("cluster.lock_id", 7_266_531, "Key of the PostgreSQL advisory lock the publisher nodes of one cluster compete for (another cluster on the same database needs another)."),
+    Setting("cluster.takeover_seconds", 20.0, "Seconds a failover may take (standbys poll the lock twice a second, then catch up from the changes table): a web request waits this plus bind.verify_timeout for its change's outcome, then answers a retryable 911 / 503 (the change stays queued)."),
     Setting("acme.txt_ttl", 60, "TTL of the _acme-challenge TXT records set through /acme/httpreq (short: a resolver must not keep an old challenge value for long).")
 )
 

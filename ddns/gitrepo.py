@@ -50,13 +50,15 @@ class ChangeRecord:
     interface: str
     agent: str = ""
     request: str = ""
+    change: int | None = None  # the cluster's changes row this came from (ddns.cluster): applied once
 
     def summary(self) -> str:
         return _one_line(f"{self.host} {self.type} {self.old or '-'} -> {self.new or '-'} by {self.actor} "
                          f"from {self.client or '-'} via {self.interface}")
 
     def trailer(self) -> str:
-        return f"{TRAILER}: " + json.dumps(asdict(self), separators=(",", ":"), ensure_ascii=True)
+        fields = {k: v for k, v in asdict(self).items() if k != "change" or v is not None}  # as before without one
+        return f"{TRAILER}: " + json.dumps(fields, separators=(",", ":"), ensure_ascii=True)
 
 
 def commit_message(changes: list[ChangeRecord], subject: str | None = None) -> str:

@@ -7,6 +7,7 @@ background threads.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Callable
 
 from . import bind
 from .background import Background
@@ -49,6 +50,7 @@ class Reports:
         self.publisher = publisher
         self.guard = guard
         self.background = background
+        self.cluster_active: Callable[[], bool] | None = None  # a publisher node: whether it holds the lock
 
     def view(self, host: Host) -> HostView:
         """HOST with its addresses in Git; none, and not in the repository, when a merge removed its zone."""
@@ -115,4 +117,5 @@ class Reports:
             "stalled_seconds": round(stalled, 3),
             "last_publish": publisher.last_publish,
             "last_error": publisher.last_error,
+            **({"active": self.cluster_active()} if self.cluster_active is not None else {}),
         }

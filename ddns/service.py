@@ -1,12 +1,11 @@
 """The service layer: what the CLI, the dyndns2 endpoint and the portal call.
 
-It owns the rules (who may do what, which names are allowed) and hands every
-DNS change to the publisher -- through the publisher thread when the service
-runs, directly (under the same lock) from a one-shot CLI command.
+It owns the rules (who may do what, which names are allowed) and hands every DNS change to the
+publisher: through the publisher thread when the service runs (a cluster node: the changes table,
+``ddns.cluster``), directly (under the same lock) from a one-shot CLI command.
 
-The update use case is in ddns.updates (``update``, ``update_many``), a
-host's rights and deletion in ddns.hostrecords, the threads of ``ddns serve``
-in ddns.background, the read models in ddns.reports.
+The update use case is in ddns.updates (``update``, ``update_many``), a host's rights and deletion
+in ddns.hostrecords, the threads of ``ddns serve`` in ddns.background, the read models in ddns.reports.
 """
 from __future__ import annotations
 
@@ -19,6 +18,7 @@ from .accounts import Accounts
 from .keyrules import ACME_LABEL
 from .auth import hash_secret, new_secret
 from .background import Background
+from .cluster import Submitter
 from .config import Config
 from .gitrepo import HistoryEntry
 from .guard import Guard, Verdict
@@ -43,7 +43,6 @@ RESERVED_LABELS = frozenset({"@", "www", "ns", "ns1", "ns2", "ns3", "mail", "smt
                              "autoconfig", "autodiscover", "_dmarc"})
 
 
-
 class Service:
     def __init__(self, config: Config, store: Store, publisher: Publisher,
                  clock: Callable[[], float] = time.time, monotonic: Callable[[], float] = time.monotonic):
@@ -58,6 +57,7 @@ class Service:
         self._seen = SeenBatch()  # requests append, flush_seen drains: no lock
         self.background = Background(config, publisher, sync=self.sync, reconcile=self.reconcile,
                                      flush_seen=self.flush_seen)
+        self.handover: Submitter = self.background  # where updates go: the publisher thread, or ddns.cluster's table
         self.reports = Reports(config, store, publisher, self.guard, self.background)
         self.key_ring = Keys(store, clock)
         self.updates = Updates(publisher, self.publish, config["updates.types"], self.policy)
@@ -92,6 +92,7 @@ class Service:
 
     def stop(self) -> None:
         self.background.stop()
+        self.publisher.close()
 
     def begin_web_request(self) -> None:
         """Web requests wait at most store.web_busy_timeout for the write lock (then 503); the CLI and publisher longer."""
@@ -137,7 +138,7 @@ class Service:
 
     def publish(self, updates: list[Update], timeout: float | None = None) -> list[Result]:
         """Publish UPDATES (checked already) and wait for their results (FAILED on timeout)."""
-        return self.background.publish(updates, timeout)
+        return self.handover.publish(updates, timeout)
 
     # ---- the update use case (ddns.updates) ----------------------------------
     def update(self, identity: Identity, zone: str, operations: list[Operation] | tuple[Operation, ...],

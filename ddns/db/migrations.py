@@ -120,8 +120,21 @@ class Migration:
         return self.sqlite if dialect == "sqlite" else self.postgres
 
 
+# The queue of a cluster's web nodes to its publisher (ddns.cluster.changes); a cluster runs on PostgreSQL only.
+CHANGES_SCHEMA = """
+CREATE TABLE IF NOT EXISTS changes (
+    id bigserial PRIMARY KEY,
+    created timestamptz NOT NULL DEFAULT now(),
+    payload jsonb NOT NULL,
+    state text NOT NULL DEFAULT 'queued' CHECK (state IN ('queued', 'done')),
+    outcome jsonb
+);
+CREATE INDEX IF NOT EXISTS changes_queued ON changes (id) WHERE state = 'queued';
+"""
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "the first release's schema", V1_SCHEMA, postgres_ddl(V1_SCHEMA)),
+    Migration(2, "the cluster's changes table", "", CHANGES_SCHEMA),
 )
 LATEST = MIGRATIONS[-1].version
 

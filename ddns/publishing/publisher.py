@@ -79,7 +79,8 @@ class Publisher:
         self.clock = clock
         self.status = Status()
         self.lock = RepoLock(repo)
-        self.named = BindTarget(target, self._newest_serial, self._note_error, self._committed_text)
+        self.named = BindTarget(target, self._newest_serial, self._note_error, self._committed_text,
+                                lock=self.lock.held)
         self.reader = ZoneReader(self.root, zones.template_environment(template_dirs), target.checkzone,
                                  self._note_error, shard_count)
         self.files = ServiceFiles(repo, self.root, self._note_error, fsync)
@@ -205,6 +206,10 @@ class Publisher:
         served = self.named.wait_served(serials, timeout, deadline)
         self.view.served({zone: serials[zone] for zone in served})
         return served
+
+    def close(self) -> None:
+        """The service stops: close what is kept open to named (the update connection)."""
+        self.named.close()
 
     # ---- startup and repair ------------------------------------------------
     def recover(self) -> None:

@@ -60,7 +60,7 @@ class ZoneSync:
         self.cache.zones = {z: self.cache.unchanged_or_load(z) for z in zones.list_zones(self.root)}
         for zone in self.remove_orphans():
             status[zone] = "removed"
-        zone_set_changed = self.write_zones_conf() or known != set(self.cache.zones)
+        zone_set_changed = bool(self._zones_conf_written()) or known != set(self.cache.zones)
         to_reload: list[str] = []
         serials: dict[str, int] = {}
         for zone, state in self.cache.zones.items():
@@ -116,12 +116,22 @@ class ZoneSync:
         files = {z: (self.root / z / zones.rendered_file(z)).resolve() for z in self.cache.zones}
         return self.named.write_zones_conf(files, self.fsync)
 
+    def _zones_conf_written(self) -> bool | None:
+        """``write_zones_conf`` after a commit: a failure is reported (None), never raised over a commit made."""
+        try:
+            return self.write_zones_conf()
+        except (bind.BindError, OSError) as exc:
+            message = f"cannot write the zones for named: {exc}"
+            log.error("%s", message)
+            self.status.last_error = message
+            return None
+
     def tree_text(self, zone: str) -> str:
         """ZONE's files in the working tree assembled into one (the head with its shards in place)."""
         head = self.reader.head_path(zone)
         text = head.read_text() if head.exists() else ""
-        shard_files = self.reader.shard_files(zone)
-        return shards.assemble(text, {rel: shard_files.get(rel, "") for rel in shards.included(text)})
+        files = shards.record_files(self.root / zone)
+        return shards.assemble(text, {rel: files.get(rel, "") for rel in shards.included(text)})
 
     def remove_orphans(self) -> list[str]:
         """Service files of zones whose zone.toml a merge removed: delete and commit them."""
@@ -130,8 +140,9 @@ class ZoneSync:
             zone = zone_dir.name
             if (zone_dir / zones.SETTINGS_FILE).exists():
                 continue
-            paths = [p for p in (zone_dir / zones.rendered_file(zone), zone_dir / zones.DYNAMIC_FILE) if p.exists()]
-            paths += sorted((zone_dir / shards.SHARD_DIR).glob(f"*{shards.SHARD_SUFFIX}"))
+            head = zone_dir / zones.rendered_file(zone)
+            paths = [head] if head.exists() else []
+            paths += [zone_dir / rel for rel in shards.record_files(zone_dir)]
             if not paths:
                 continue
             for path in paths:
@@ -194,7 +205,9 @@ class ZoneSync:
             raise
         state.stamp = stamp(head_path)
         self.cache.zones[zone] = state
-        self.write_zones_conf()
+        if self._zones_conf_written() is None:  # committed: named cannot be told of it until a reconcile
+            self.named.unserved.add(zone)
+            return Outcome.UNSERVED
         if not self.named.enabled:
             return Outcome.PUBLISHED
         try:

@@ -39,6 +39,18 @@ def versions(database: dbmod.Database) -> list[int]:
     return [r["version"] for r in database.execute("SELECT version FROM schema_version ORDER BY version")]
 
 
+def all_versions() -> list[int]:
+    return [m.version for m in migrations.MIGRATIONS]
+
+
+def append_migration(monkeypatch, name: str, script: str) -> None:
+    """A next migration, as a later release would add it (SCRIPT written for SQLite, translated for PostgreSQL)."""
+    version = migrations.LATEST + 1
+    monkeypatch.setattr(migrations, "MIGRATIONS", migrations.MIGRATIONS + (
+        migrations.Migration(version, name, script, postgres_ddl(script)),))
+    monkeypatch.setattr(migrations, "LATEST", version)
+
+
 def release1_database(path: Path) -> None:
     """A database the first release made and used: its schema, a user, a domain, a host, a key; no schema_version."""
     old = sqlite3.connect(path)
@@ -55,7 +67,7 @@ def release1_database(path: Path) -> None:
 
 def test_a_new_database_gets_the_latest_schema(store_url):
     store = Store(store_url)
-    assert versions(store.db) == [m.version for m in migrations.MIGRATIONS]
+    assert versions(store.db) == all_versions()
     assert set(migrations.tables_in_order(store.db.dialect)) | {"schema_version"} == set(store.db.tables())
     assert migrations.upgrade(store.db) == []  # nothing left to do
 
@@ -65,7 +77,7 @@ def test_the_first_release_database_opens_and_is_recorded_as_version_1(tmp_path)
     release1_database(path)
     assert migrations.current_version(dbmod.connect(path)) == 1
     store = Store(path)
-    assert versions(store.db) == [m.version for m in migrations.MIGRATIONS]  # 1 recorded, then upgraded
+    assert versions(store.db) == all_versions()  # recorded as 1, then upgraded
     assert store.user("alice").is_admin and store.host(f"vm.{ZONE}").created == 2.5
     assert [k.name for k in store.tsig_keys()] == [f"vm.{ZONE}"]
     store.add_api_token(store.user("alice").id, "t", "th", 4.0)
@@ -85,7 +97,7 @@ def test_a_first_release_database_from_before_its_late_columns_gets_them(tmp_pat
     old.commit()
     old.close()
     store = Store(path)
-    assert versions(store.db) == [m.version for m in migrations.MIGRATIONS]
+    assert versions(store.db) == all_versions()
     assert store.domain(ZONE).public and store.user("alice").groups == ()
     assert {"sub", "email", "display_name", "groups", "last_login"} <= set(store.db.columns("users"))
     user = store.login_oidc_user("sub-1", "alice", "", "", [], None, 2.0)
@@ -97,26 +109,22 @@ def test_a_later_migration_upgrades_a_version_1_database_in_place(store_url, mon
     store.add_user("alice", None, False, 1.0)
     store.db.close()
     later = "ALTER TABLE users ADD COLUMN nickname TEXT NOT NULL DEFAULT ''"
-    before = [m.version for m in migrations.MIGRATIONS]
-    monkeypatch.setattr(migrations, "MIGRATIONS", migrations.MIGRATIONS + (
-        migrations.Migration(migrations.LATEST + 1, "nicknames", later, postgres_ddl(later)),))
-    monkeypatch.setattr(migrations, "LATEST", migrations.LATEST + 1)
+    known = all_versions()
+    append_migration(monkeypatch, "nicknames", later)
     upgraded = Store(store_url)
-    assert versions(upgraded.db) == before + [migrations.LATEST] and "nickname" in upgraded.db.columns("users")
+    assert versions(upgraded.db) == known + [known[-1] + 1] and "nickname" in upgraded.db.columns("users")
     assert [u.name for u in upgraded.users()] == ["alice"]
 
 
 def test_a_failing_migration_changes_nothing(store_url, monkeypatch):
     Store(store_url).db.close()
     script = "CREATE TABLE half (id INTEGER PRIMARY KEY); CREATE TABLE broken (this is not sql)"
-    before = [m.version for m in migrations.MIGRATIONS]
-    monkeypatch.setattr(migrations, "MIGRATIONS", migrations.MIGRATIONS + (
-        migrations.Migration(migrations.LATEST + 1, "broken", script, postgres_ddl(script)),))
-    monkeypatch.setattr(migrations, "LATEST", migrations.LATEST + 1)
+    known = all_versions()
+    append_migration(monkeypatch, "broken", script)
     with pytest.raises(Exception, match="syntax"):
         Store(store_url)
     database = dbmod.connect(store_url)
-    assert versions(database) == before and "half" not in database.tables()
+    assert versions(database) == known and "half" not in database.tables()
 
 
 def test_databases_opened_at_once_are_upgraded_once(store_url):
@@ -133,7 +141,7 @@ def test_databases_opened_at_once_are_upgraded_once(store_url):
         t.start()
     for t in threads:
         t.join(60)
-    assert failures == [] and versions(dbmod.connect(store_url)) == [m.version for m in migrations.MIGRATIONS]
+    assert failures == [] and versions(dbmod.connect(store_url)) == all_versions()
 
 
 def mark_newer(store_url: str) -> int:
@@ -214,6 +222,6 @@ def test_db_upgrade_records_a_first_release_database(instance):
     assert r.code == 0 and f"schema version 1, this ddns {migrations.LATEST}" in r.out
     r = instance.cli("db", "upgrade", "--json")
     assert r.code == 0 and r.json() == {"version": migrations.LATEST,
-                                        "applied": [m.version for m in migrations.MIGRATIONS]}
-    assert versions(dbmod.connect(path)) == [m.version for m in migrations.MIGRATIONS]
+                                        "applied": all_versions()}
+    assert versions(dbmod.connect(path)) == all_versions()
     assert instance.cli("user", "list").out.split() == ["alice", "(admin)"]

@@ -71,6 +71,7 @@ class Database:
 
     dialect: str
     url: str
+    begin: tuple[str, ...]  # the statements that start a write transaction and take the writers' lock
     BUSY_TIMEOUT = 30.0  # seconds a write waits for a lock unless ``wait_at_most`` set less for the thread
 
     def __init__(self) -> None:
@@ -86,10 +87,6 @@ class Database:
         raise NotImplementedError
 
     def _set_wait(self, conn: Conn, millis: int) -> None:
-        raise NotImplementedError
-
-    def tx(self):  # -> ContextManager[Conn]
-        """A write transaction (committed on leaving, rolled back on an exception)."""
         raise NotImplementedError
 
     def tables(self) -> list[str]:
@@ -110,8 +107,8 @@ class Database:
             self._local.wait = None
         return conn
 
-    def forget(self) -> None:
-        """Drop this thread's connection (it broke, or the thread is done with it): the next use opens one."""
+    def close(self) -> None:
+        """Close this thread's connection (it broke, or the thread is done with it): the next use opens one."""
         conn = getattr(self._local, "conn", None)
         self._local.conn = None
         self._local.wait = None
@@ -132,16 +129,14 @@ class Database:
         try:
             return first(self.conn())
         except StoreUnavailable:
-            self.forget()
+            self.close()
             if not kept:
                 raise
             return first(self.conn())
 
     def wait_at_most(self, seconds: float) -> None:
-        """How long this thread's writes wait for a lock before ``Busy`` (set on the connection when it changes)."""
-        millis = int(seconds * 1000)
-        self._local.wanted_wait = millis
-        self._apply_wait()
+        """How long this thread's writes wait for a lock before ``Busy`` (set on the connection at the next write)."""
+        self._local.wanted_wait = int(seconds * 1000)
 
     def _apply_wait(self) -> None:
         wanted = getattr(self._local, "wanted_wait", None)
@@ -150,12 +145,12 @@ class Database:
             self._local.wait = wanted
 
     @contextmanager
-    def _transaction(self, begin: Sequence[str]) -> Iterator[Conn]:
-        """Run the BEGIN statements, yield, then COMMIT or ROLLBACK."""
+    def tx(self) -> Iterator[Conn]:
+        """A write transaction: committed on leaving, rolled back on an exception; ``Busy`` if the lock waits too long."""
         def start(conn: Conn) -> Conn:
             self._apply_wait()
             try:
-                for statement in begin:
+                for statement in self.begin:
                     conn.execute(statement)
             except BaseException:
                 conn.rollback()  # the writers' lock not granted: leave no transaction open
@@ -169,7 +164,3 @@ class Database:
             conn.rollback()
             raise
         conn.execute("COMMIT")
-
-    def close(self) -> None:
-        """Close this thread's connection."""
-        self.forget()

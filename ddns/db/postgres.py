@@ -108,6 +108,7 @@ class PostgresConn:
 
 class PostgresDatabase(Database):
     dialect = "postgresql"
+    begin = ("BEGIN", "SELECT pg_advisory_xact_lock(%d, %d)" % WRITER_LOCK)
 
     def __init__(self, url: str):
         super().__init__()
@@ -130,14 +131,11 @@ class PostgresDatabase(Database):
     def conn(self) -> PostgresConn:
         conn = getattr(self._local, "conn", None)
         if conn is not None and (conn.raw.broken or conn.raw.closed):
-            self.forget()
+            self.close()
         return super().conn()
 
     def _set_wait(self, conn: PostgresConn, millis: int) -> None:
         conn.execute(f"SET lock_timeout = {int(millis)}")
-
-    def tx(self):
-        return self._transaction(["BEGIN", "SELECT pg_advisory_xact_lock(%d, %d)" % WRITER_LOCK])
 
     def tables(self) -> list[str]:
         return [r[0] for r in self.execute(

@@ -59,6 +59,7 @@ class SqliteConn:
 
 class SqliteDatabase(Database):
     dialect = "sqlite"
+    begin = ("BEGIN IMMEDIATE",)
 
     def __init__(self, path: Path):
         super().__init__()
@@ -82,9 +83,6 @@ class SqliteDatabase(Database):
 
     def _set_wait(self, conn: SqliteConn, millis: int) -> None:
         conn.execute(f"PRAGMA busy_timeout={millis}")
-
-    def tx(self):
-        return self._transaction(["BEGIN IMMEDIATE"])
 
     def tables(self) -> list[str]:
         return [r[0] for r in self.execute(

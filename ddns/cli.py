@@ -5,7 +5,6 @@ import argparse
 import enum
 import getpass
 import json
-import logging
 import os
 import signal
 import sys
@@ -14,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping, TextIO
 
-from . import __version__, bind, cli_hook, cli_kerberos, cli_keys, cli_show, cli_trust, config as configmod, errors, gitops, listener
+from . import __version__, bind, cli_hook, cli_kerberos, cli_keys, cli_show, cli_trust, config as configmod, errors, gitops, listener, logs
 from .auth import new_secret
 from .model import Outcome
 from .records import record_name
@@ -87,9 +86,17 @@ def cmd_serve(args, env: Env) -> Exit:
 def serve(cfg: configmod.Config, env: Env, ready: Callable[[Service], None] | None = None,
           stop_event: threading.Event | None = None) -> Exit:
     """Run named (if managed), the publisher and the web server until SIGTERM / SIGINT."""
+    stop_logging = logs.configure(cfg, env.stderr)  # log.format, log.level: refused here when unusable
+    try:
+        return _serve(cfg, env, ready, stop_event)
+    finally:
+        stop_logging()
+
+
+def _serve(cfg: configmod.Config, env: Env, ready: Callable[[Service], None] | None,
+           stop_event: threading.Event | None) -> Exit:
     from .web import create_app, make_server
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=env.stderr)
     narrow_secrets(cfg)
     if cfg["bind.managed"]:
         prepare_managed_bind(cfg)

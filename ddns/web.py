@@ -104,8 +104,9 @@ def security_headers(oidc_origin: str | None) -> dict[str, str]:
     }
 
 
-def create_app(service: Service, oidc: OidcLogin | None = None) -> bottle.Bottle:
-    """The app for SERVICE; OIDC is the OpenID login (None: ``OidcLogin.from_config``)."""
+def create_app(service: Service, oidc: OidcLogin | None = None, role: str = "all") -> bottle.Bottle:
+    """The app for SERVICE; OIDC is the OpenID login (None: ``OidcLogin.from_config``); ROLE is what /healthz says
+    this process is (``cluster.role``: all, web, publisher)."""
     app = bottle.Bottle()
     trusted = service.trusted_proxies
     portal_on = service.config["portal.enabled"]
@@ -132,6 +133,7 @@ def create_app(service: Service, oidc: OidcLogin | None = None) -> bottle.Bottle
             try:
                 return callback(*args, **kwargs)
             except errors.Busy as exc:
+                service.metrics.failure(exc)
                 log.warning("%s %s: %s", bottle.request.method, bottle.request.path, exc)
                 status = errors.codes(exc).http
                 if bottle.request.path.startswith(api.PREFIX + "/"):
@@ -187,6 +189,7 @@ def create_app(service: Service, oidc: OidcLogin | None = None) -> bottle.Bottle
         try:
             answer = dyndns2.handle_update(service, request)
         except errors.Busy as exc:
+            service.metrics.failure(exc)
             log.warning("update %s: %s", request.request_id, exc)
             return text("911\n", 503, {"Retry-After": "5"})
         except Exception:
@@ -215,9 +218,18 @@ def create_app(service: Service, oidc: OidcLogin | None = None) -> bottle.Bottle
 
     @app.get("/healthz")
     def healthz():
-        body = service.health()
+        body = {**service.health(), "role": role}
         status = 200 if body["status"] == "ok" else 503
         return bottle.HTTPResponse(json.dumps(body), status, {"Content-Type": "application/json"})
+
+    if service.metrics.enabled:
+        @app.get("/metrics")
+        def metrics():
+            """Prometheus's scrape, for the networks in metrics.allow only (ddns.metrics)."""
+            if not service.metrics.allows(client_address(bottle.request.environ, trusted)):
+                return text("forbidden\n", 403)
+            body, content_type = service.metrics.exposition()
+            return bottle.HTTPResponse(body, 200, {"Content-Type": content_type, "Cache-Control": "no-store"})
 
     @app.post("/hooks/zones")
     def zones_webhook():

@@ -21,6 +21,7 @@ from typing import Callable
 
 from .. import records, shards, zones
 from .bindtarget import BindTarget
+from .observer import Observer
 from ..gitrepo import ChangeRecord, ZonesRepo, commit_message
 from ..model import Actor, Outcome, Result, Update
 from ..serial import next_serial
@@ -59,7 +60,7 @@ class Committer:
     """Commits groups of updates to the zones of CACHE (see the module)."""
 
     def __init__(self, cache: ZoneCache, reader: ZoneReader, files: ServiceFiles, repo: ZonesRepo,
-                 named: BindTarget, status: Status, clock: Callable[[], float]):
+                 named: BindTarget, status: Status, clock: Callable[[], float], observer: Observer | None = None):
         self.cache = cache
         self.reader = reader
         self.files = files
@@ -67,6 +68,7 @@ class Committer:
         self.named = named
         self.status = status
         self.clock = clock
+        self.observer = observer or Observer()  # stages: decide, write, git_commit, named_publish
 
     def commit(self, updates: list[Update]) -> Batch:
         """Decide UPDATES in order, render each touched zone once, commit once, ask named to reload.
@@ -81,9 +83,10 @@ class Committer:
         changes: list[tuple[int, ChangeRecord]] = []
         work: dict[str, shards.Overlay] = {}
         keys: dict[str, set[tuple[str, str]]] = {}  # the RRsets each zone's updates touched
-        for i, update in enumerate(updates):
-            results[i], made = self._decide(update, work, keys)
-            changes += [(i, c) for c in made]
+        with self.observer.timed("decide"):
+            for i, update in enumerate(updates):
+                results[i], made = self._decide(update, work, keys)
+                changes += [(i, c) for c in made]
         zone_of = [u.zone for u in updates]
         unchanged = Result(Outcome.UNCHANGED)
         if not changes:
@@ -95,20 +98,23 @@ class Committer:
         paths: list[str] = []
         try:
             with self.files.replacing(touched) as files:  # a failure puts HEAD's files back (or holds the zone)
-                for zone in touched:
-                    state = self.cache.zones[zone]
-                    serials[zone] = next_serial(state.serial, int(self.clock()))
-                    if state.settled:  # the head first: its stamp then shows any write that was not committed
-                        files.write(self.reader.head_path(zone), self.reader.render(state, serials[zone], after[zone]))
-                        paths.append(f"{zone}/{zones.rendered_file(zone)}")
-                        paths += write_shards(files, self.reader, zone, after[zone], after[zone].indexes(keys[zone]))
-                    else:  # the old layout or another number of shards (not reconciled yet): all of it
-                        paths += rewrite_zone(files, self.reader, zone, state, after[zone], serials[zone])
+                with self.observer.timed("write"):
+                    for zone in touched:
+                        state = self.cache.zones[zone]
+                        serials[zone] = next_serial(state.serial, int(self.clock()))
+                        if state.settled:  # the head first: its stamp then shows any write that was not committed
+                            files.write(self.reader.head_path(zone), self.reader.render(state, serials[zone], after[zone]))
+                            paths.append(f"{zone}/{zones.rendered_file(zone)}")
+                            paths += write_shards(files, self.reader, zone, after[zone], after[zone].indexes(keys[zone]))
+                        else:  # the old layout or another number of shards (not reconciled yet): all of it
+                            paths += rewrite_zone(files, self.reader, zone, state, after[zone], serials[zone])
                 actors = {c.actor for _, c in changes}
-                self.repo.commit(paths, commit_message([c for _, c in changes]),
-                                 author=actors.pop() if len(actors) == 1 else None)
+                with self.observer.timed("git_commit"):
+                    self.repo.commit(paths, commit_message([c for _, c in changes]),
+                                     author=actors.pop() if len(actors) == 1 else None)
         except Exception as exc:  # disk full, git failure: HEAD's files are back, nothing changed
             log.exception("commit failed; the last commit's files are kept")
+            self.observer.error("git")
             self.status.failure = self.status.last_error = f"commit failed: {exc}"
             failed = Result(Outcome.FAILED, reason=self.status.failure)
             for i, _ in changes:
@@ -127,13 +133,14 @@ class Committer:
         self.status.last_publish = self.clock()
         self.status.failure = None
         deadline = self.named.deadline()
-        for zone in touched:
-            if not self.named.publish(published[zone], deadline):  # named unreachable: committed, not served; retried later
-                del serials[zone]
-                self.named.unserved.add(zone)
-                for i, _ in changes:
-                    if updates[i].zone == zone:
-                        results[i] = Result(Outcome.UNSERVED, reason="named did not take the reload")
+        with self.observer.timed("named_publish"):
+            for zone in touched:
+                if not self.named.publish(published[zone], deadline):  # named unreachable: committed, not served; retried later
+                    del serials[zone]
+                    self.named.unserved.add(zone)
+                    for i, _ in changes:
+                        if updates[i].zone == zone:
+                            results[i] = Result(Outcome.UNSERVED, reason="named did not take the reload")
         return Batch(results, zone_of, serials, deadline)
 
     def _decide(self, update: Update, work: dict[str, shards.Overlay],

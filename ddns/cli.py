@@ -5,6 +5,7 @@ import argparse
 import enum
 import getpass
 import json
+import logging
 import os
 import signal
 import sys
@@ -14,12 +15,16 @@ from pathlib import Path
 from typing import Any, Callable, Mapping, TextIO
 
 from . import __version__, bind, cli_hook, cli_kerberos, cli_keys, cli_show, cli_trust, config as configmod, errors, gitops, listener, logs
+from .metrics import allowed_networks
 from .auth import new_secret
 from .model import Outcome
 from .records import record_name
 from .instance import demo_key, init_instance, install_hooks, narrow_secrets, prepare_managed_bind
 from .service import Service
 from .wiring import zone_template_dirs
+
+
+log = logging.getLogger("ddns.serve")
 
 
 class Exit(enum.IntEnum):
@@ -85,8 +90,12 @@ def cmd_serve(args, env: Env) -> Exit:
 
 def serve(cfg: configmod.Config, env: Env, ready: Callable[[Service], None] | None = None,
           stop_event: threading.Event | None = None) -> Exit:
-    """Run named (if managed), the publisher and the web server until SIGTERM / SIGINT."""
-    stop_logging = logs.configure(cfg, env.stderr)  # log.format, log.level: refused here when unusable
+    """Run named (if managed), the publisher and the web server until SIGTERM / SIGINT.
+
+    What it says goes to the log (``ddns.serve``), so with log.format json every line is JSON.
+    """
+    allowed_networks(cfg["metrics.allow"])  # unusable settings are refused before anything starts
+    stop_logging = logs.configure(cfg, env.stderr)  # log.format, log.level
     try:
         return _serve(cfg, env, ready, stop_event)
     finally:
@@ -114,7 +123,7 @@ def _serve(cfg: configmod.Config, env: Env, ready: Callable[[Service], None] | N
     try:
         status = service.start()
         for zone, state in sorted(status.items()):
-            env.err(f"zone {zone}: {state}")
+            log.info("zone %s: %s", zone, state)
         server = make_server(create_app(service), cfg)
         server.prepare()
         update_listener = listener.start(service, cfg)  # binds now: a port in use fails here
@@ -123,13 +132,13 @@ def _serve(cfg: configmod.Config, env: Env, ready: Callable[[Service], None] | N
         if threading.current_thread() is threading.main_thread():
             for sig in (signal.SIGTERM, signal.SIGINT):
                 signal.signal(sig, lambda *_: stop.set())
-        env.err(f"ddns {__version__} serving on {cfg.public_url} (DNS on {cfg['bind.listen']}:{cfg['bind.port']}"
-                + (f", RFC 2136 updates on {cfg['dnsupdate.listen']}:{update_listener.port})"
-                   if update_listener else ")"))
+        log.info("ddns %s serving on %s (DNS on %s:%s%s)", __version__, cfg.public_url, cfg["bind.listen"],
+                 cfg["bind.port"], f", RFC 2136 updates on {cfg['dnsupdate.listen']}:{update_listener.port}"
+                 if update_listener else "")
         if ready:
             ready(service)
         stop.wait()
-        env.err("stopping")
+        log.info("stopping")
         server.stop()
         if update_listener:
             update_listener.stop()

@@ -32,7 +32,7 @@ _STANDARD = frozenset(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {
 
 def log_settings(config: Config) -> tuple[str, int]:
     """(log.format, the level of log.level) checked; a value not in the lists refuses the configuration."""
-    form, level = str(config["log.format"]).strip().lower(), str(config["log.level"]).strip().upper()
+    form, level = str(config["log.format"]).lower(), str(config["log.level"]).upper()
     if form not in FORMATS:
         raise ConfigError(f"log.format must be one of {', '.join(FORMATS)}, not {config['log.format']!r:.100}")
     if level not in LEVELS:

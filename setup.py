@@ -34,6 +34,7 @@ setup(
     install_requires=[
         "bottle>=0.12",
         "jinja2>=3.1",
+        "prometheus-client>=0.17",  # /metrics: the text format, counters and histograms of a per-service registry
         "gitpython>=3.1",
         "bcrypt>=4",
         "python-keycloak>=4",
@@ -41,7 +42,6 @@ setup(
         "idna>=3.4",
         "h11>=0.14",
         "gssapi>=1.8",  # GSS-TSIG: the TKEY acceptor and the MICs of Kerberos-signed updates
-        "prometheus-client>=0.17",  # /metrics: the text format, counters and histograms of a per-service registry
     ],
     extras_require={"test": ["pytest>=8", "requests>=2.28", "playwright>=1.40", "hypothesis>=6.100", "pyyaml>=6"]},
     entry_points={"console_scripts": ["ddns = ddns.cli:main"]},

@@ -133,8 +133,8 @@ def create_app(service: Service, oidc: OidcLogin | None = None, role: str = "all
             try:
                 return callback(*args, **kwargs)
             except errors.Busy as exc:
-                service.metrics.failure(exc)
                 log.warning("%s %s: %s", bottle.request.method, bottle.request.path, exc)
+                service.metrics.failure(exc)
                 status = errors.codes(exc).http
                 if bottle.request.path.startswith(api.PREFIX + "/"):
                     return bottle.HTTPResponse(json.dumps({"error": str(exc)}), status,
@@ -189,8 +189,8 @@ def create_app(service: Service, oidc: OidcLogin | None = None, role: str = "all
         try:
             answer = dyndns2.handle_update(service, request)
         except errors.Busy as exc:
-            service.metrics.failure(exc)
             log.warning("update %s: %s", request.request_id, exc)
+            service.metrics.failure(exc)
             return text("911\n", 503, {"Retry-After": "5"})
         except Exception:
             log.exception("update %s failed", request.request_id)

@@ -16,6 +16,7 @@ its lock.
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass
 from typing import Callable
 
@@ -60,7 +61,7 @@ class Committer:
     """Commits groups of updates to the zones of CACHE (see the module)."""
 
     def __init__(self, cache: ZoneCache, reader: ZoneReader, files: ServiceFiles, repo: ZonesRepo,
-                 named: BindTarget, status: Status, clock: Callable[[], float], observer: Observer | None = None):
+                 named: BindTarget, status: Status, clock: Callable[[], float]):
         self.cache = cache
         self.reader = reader
         self.files = files
@@ -68,7 +69,7 @@ class Committer:
         self.named = named
         self.status = status
         self.clock = clock
-        self.observer = observer or Observer()  # stages: decide, write, git_commit, named_publish
+        self.observer = Observer()  # the stages decide, write, git_commit, named_publish; git failures
 
     def commit(self, updates: list[Update]) -> Batch:
         """Decide UPDATES in order, render each touched zone once, commit once, ask named to reload.
@@ -80,14 +81,15 @@ class Committer:
         meanwhile.
         """
         results: list[Result | None] = [None] * len(updates)
+        started = time.perf_counter()
         changes: list[tuple[int, ChangeRecord]] = []
         work: dict[str, shards.Overlay] = {}
         keys: dict[str, set[tuple[str, str]]] = {}  # the RRsets each zone's updates touched
-        with self.observer.timed("decide"):
-            for i, update in enumerate(updates):
-                results[i], made = self._decide(update, work, keys)
-                changes += [(i, c) for c in made]
+        for i, update in enumerate(updates):
+            results[i], made = self._decide(update, work, keys)
+            changes += [(i, c) for c in made]
         zone_of = [u.zone for u in updates]
+        decided = self.observer.since("decide", started)
         unchanged = Result(Outcome.UNCHANGED)
         if not changes:
             return Batch([r or unchanged for r in results], zone_of, {})
@@ -98,20 +100,19 @@ class Committer:
         paths: list[str] = []
         try:
             with self.files.replacing(touched) as files:  # a failure puts HEAD's files back (or holds the zone)
-                with self.observer.timed("write"):
-                    for zone in touched:
-                        state = self.cache.zones[zone]
-                        serials[zone] = next_serial(state.serial, int(self.clock()))
-                        if state.settled:  # the head first: its stamp then shows any write that was not committed
-                            files.write(self.reader.head_path(zone), self.reader.render(state, serials[zone], after[zone]))
-                            paths.append(f"{zone}/{zones.rendered_file(zone)}")
-                            paths += write_shards(files, self.reader, zone, after[zone], after[zone].indexes(keys[zone]))
-                        else:  # the old layout or another number of shards (not reconciled yet): all of it
-                            paths += rewrite_zone(files, self.reader, zone, state, after[zone], serials[zone])
+                for zone in touched:
+                    state = self.cache.zones[zone]
+                    serials[zone] = next_serial(state.serial, int(self.clock()))
+                    if state.settled:  # the head first: its stamp then shows any write that was not committed
+                        files.write(self.reader.head_path(zone), self.reader.render(state, serials[zone], after[zone]))
+                        paths.append(f"{zone}/{zones.rendered_file(zone)}")
+                        paths += write_shards(files, self.reader, zone, after[zone], after[zone].indexes(keys[zone]))
+                    else:  # the old layout or another number of shards (not reconciled yet): all of it
+                        paths += rewrite_zone(files, self.reader, zone, state, after[zone], serials[zone])
+                written = self.observer.since("write", decided)
                 actors = {c.actor for _, c in changes}
-                with self.observer.timed("git_commit"):
-                    self.repo.commit(paths, commit_message([c for _, c in changes]),
-                                     author=actors.pop() if len(actors) == 1 else None)
+                self.repo.commit(paths, commit_message([c for _, c in changes]),
+                                 author=actors.pop() if len(actors) == 1 else None)
         except Exception as exc:  # disk full, git failure: HEAD's files are back, nothing changed
             log.exception("commit failed; the last commit's files are kept")
             self.observer.error("git")
@@ -121,6 +122,7 @@ class Committer:
                 results[i] = failed
             return Batch([r or unchanged for r in results], zone_of, {})
 
+        self.observer.since("git_commit", written)
         published = {}
         for zone in touched:
             state = self.cache.zones[zone]
@@ -133,14 +135,15 @@ class Committer:
         self.status.last_publish = self.clock()
         self.status.failure = None
         deadline = self.named.deadline()
-        with self.observer.timed("named_publish"):
-            for zone in touched:
-                if not self.named.publish(published[zone], deadline):  # named unreachable: committed, not served; retried later
-                    del serials[zone]
-                    self.named.unserved.add(zone)
-                    for i, _ in changes:
-                        if updates[i].zone == zone:
-                            results[i] = Result(Outcome.UNSERVED, reason="named did not take the reload")
+        sent = time.perf_counter()
+        for zone in touched:
+            if not self.named.publish(published[zone], deadline):  # named unreachable: committed, not served; retried later
+                del serials[zone]
+                self.named.unserved.add(zone)
+                for i, _ in changes:
+                    if updates[i].zone == zone:
+                        results[i] = Result(Outcome.UNSERVED, reason="named did not take the reload")
+        self.observer.since("named_publish", sent)
         return Batch(results, zone_of, serials, deadline)
 
     def _decide(self, update: Update, work: dict[str, shards.Overlay],

@@ -24,6 +24,12 @@ class Observer:
     stage: Callable[[str, float], None] = _ignore
     error: Callable[[str], None] = _ignore
 
+    def since(self, name: str, start: float) -> float:
+        """Report stage NAME as having taken from START (``time.perf_counter()``) until now; returns now."""
+        now = time.perf_counter()
+        self.stage(name, now - start)
+        return now
+
     @contextmanager
     def timed(self, name: str) -> Iterator[None]:
         """Report the block's duration as stage NAME (also when it raises: a failed stage took time too)."""

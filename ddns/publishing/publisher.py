@@ -80,17 +80,17 @@ class Publisher:
         self.root = repo.path
         self.clock = clock
         self.status = Status()
-        self.observer = Observer()  # how long stages took, which part failed: the service connects its metrics
         self.lock = RepoLock(repo)
         self.named = BindTarget(target, self._newest_serial, self._failed("named"), self._committed_text)
         self.reader = ZoneReader(self.root, zones.template_environment(template_dirs), target.checkzone,
                                  self._note_error, shard_count)
         self.files = ServiceFiles(repo, self.root, self._failed("git"), fsync)
         self.cache = ZoneCache(self.root, self.reader, self.files, self.lock, self.named.unserved.discard)
-        self.committer = Committer(self.cache, self.reader, self.files, repo, self.named, self.status, clock,
-                                   self.observer)
+        self.committer = Committer(self.cache, self.reader, self.files, repo, self.named, self.status, clock)
         self.zonesync = ZoneSync(self.cache, self.reader, self.files, repo, self.named, self.status, clock, fsync)
         self.view = ServedView(lambda: self.cache.zones, self.reader.service_paths, self._trusted)
+        # how long stages took, which part failed: the service connects its metrics (ddns.publishing.observer)
+        self.observer: Observer = self.committer.observer
 
     # ---- what the status page and /healthz read ---------------------------
     @property
@@ -131,13 +131,6 @@ class Publisher:
     def _note_error(self, message: str) -> None:
         """Where the parts report a failure: the last error the status page and /healthz show."""
         self.status.last_error = message
-
-    def _failed(self, component: str) -> Callable[[str], None]:
-        """_note_error for a part that is COMPONENT ("named", "git"), which the observer is told of too."""
-        def note(message: str) -> None:
-            self._note_error(message)
-            self.observer.error(component)
-        return note
 
     def _newest_serial(self, zone: str) -> int | None:
         state = self.cache.zones.get(zone)
@@ -289,6 +282,13 @@ class Publisher:
             head = self.repo.head()
         with self._reported("git"):
             return head is None or self.repo.push(branch, token, head)
+
+    def _failed(self, component: str) -> Callable[[str], None]:
+        """_note_error for a part that is COMPONENT ("named", "git"), which the observer is told of too."""
+        def note(message: str) -> None:
+            self._note_error(message)
+            self.observer.error(component)
+        return note
 
     @contextmanager
     def _reported(self, component: str) -> Iterator[None]:

@@ -17,11 +17,11 @@ from typing import Any, Callable, Mapping, TextIO
 from . import __version__, bind, cli_hook, cli_kerberos, cli_keys, cli_show, cli_trust, config as configmod, errors, gitops, listener
 from .auth import new_secret
 from .model import Outcome
+from . import logs
+from .metrics import allowed_networks
 from .records import record_name
 from .instance import demo_key, init_instance, install_hooks, narrow_secrets, prepare_managed_bind
 from .service import Service
-from . import logs
-from .metrics import allowed_networks
 from .wiring import zone_template_dirs
 
 

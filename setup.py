@@ -34,6 +34,7 @@ setup(
     install_requires=[
         "bottle>=0.12",
         "jinja2>=3.1",
+        "prometheus-client>=0.17",  # /metrics: the text format, counters and histograms of a per-service registry
         "gitpython>=3.1",
         "bcrypt>=4",
         "python-keycloak>=4",

@@ -17,10 +17,15 @@ from typing import Any, Callable, Mapping, TextIO
 from . import __version__, bind, catalog, cli_db, cli_hook, cli_kerberos, cli_keys, cli_secondary, cli_show, cli_trust, config as configmod, errors, gitops, listener
 from .auth import new_secret
 from .model import Outcome
+from . import logs
+from .metrics import allowed_networks
 from .records import record_name
 from .instance import demo_key, init_instance, install_hooks, narrow_secrets, prepare_managed_bind
 from .service import Service
 from .wiring import shard_count, zone_template_dirs
+
+
+log = logging.getLogger("ddns.serve")
 
 
 class Exit(enum.IntEnum):
@@ -86,13 +91,25 @@ def cmd_serve(args, env: Env) -> Exit:
 
 def serve(cfg: configmod.Config, env: Env, ready: Callable[[Service], None] | None = None,
           stop_event: threading.Event | None = None) -> Exit:
-    """Run named (if managed), the publisher and the web server until SIGTERM / SIGINT."""
+    """Run named (if managed), the publisher and the web server until SIGTERM / SIGINT.
+
+    What it says goes to the log (``ddns.serve``), so with log.format json every line is JSON.
+    """
+    allowed_networks(cfg["metrics.allow"])  # unusable settings are refused before anything starts
+    stop_logging = logs.configure(cfg, env.stderr)  # log.format, log.level
+    try:
+        return _serve(cfg, env, ready, stop_event)
+    finally:
+        stop_logging()
+
+
+def _serve(cfg: configmod.Config, env: Env, ready: Callable[[Service], None] | None,
+           stop_event: threading.Event | None) -> Exit:
     from .web import create_app, make_server
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=env.stderr)
     if cfg["cluster.role"] != "all":  # a node of a cluster (ddns.cluster.roles)
         from .cluster import roles
-        return Exit(roles.serve(cfg, env.err, ready, stop_event))
+        return Exit(roles.serve(cfg, ready, stop_event))
     narrow_secrets(cfg)
     if cfg["bind.managed"]:
         prepare_managed_bind(cfg)
@@ -110,7 +127,7 @@ def serve(cfg: configmod.Config, env: Env, ready: Callable[[Service], None] | No
     try:
         status = service.start()
         for zone, state in sorted(status.items()):
-            env.err(f"zone {zone}: {state}")
+            log.info("zone %s: %s", zone, state)
         server = make_server(create_app(service), cfg)
         server.prepare()
         update_listener = listener.start(service, cfg)  # binds now: a port in use fails here
@@ -119,13 +136,13 @@ def serve(cfg: configmod.Config, env: Env, ready: Callable[[Service], None] | No
         if threading.current_thread() is threading.main_thread():
             for sig in (signal.SIGTERM, signal.SIGINT):
                 signal.signal(sig, lambda *_: stop.set())
-        env.err(f"ddns {__version__} serving on {cfg.public_url} (DNS on {cfg['bind.listen']}:{cfg['bind.port']}"
-                + (f", RFC 2136 updates on {cfg['dnsupdate.listen']}:{update_listener.port})"
-                   if update_listener else ")"))
+        log.info("ddns %s serving on %s (DNS on %s:%s%s)", __version__, cfg.public_url, cfg["bind.listen"],
+                 cfg["bind.port"], f", RFC 2136 updates on {cfg['dnsupdate.listen']}:{update_listener.port}"
+                 if update_listener else "")
         if ready:
             ready(service)
         stop.wait()
-        env.err("stopping")
+        log.info("stopping")
         server.stop()
         if update_listener:
             update_listener.stop()

@@ -24,6 +24,7 @@ from .gitrepo import HistoryEntry
 from .guard import Guard, Verdict
 from .keys import Keys
 from .lastseen import SeenBatch
+from .metrics import Metrics
 from .principals import Principals
 from .keystore import KeyInfo
 from .publishing import servedcheck
@@ -51,7 +52,9 @@ class Service:
         self.store = store
         self.publisher = publisher
         self.clock = clock
-        self.guard = Guard(config, monotonic)  # secrets and passwords: the cache of good ones, failure counters
+        self.metrics = Metrics(config)  # this service's own registry (ddns.metrics)
+        # secrets and passwords: the cache of good ones, failure counters
+        self.guard = Guard(config, monotonic, on_failure=self.metrics.auth_failure)
         self.accounts = Accounts(config, store, self.guard, clock, monotonic)
         self.trusted_proxies = [ipaddress.ip_network(n, strict=False) for n in config["http.trusted_proxies"]]
         self.policy = AddressPolicy(config["dyndns2.allow_private"], config["dyndns2.allow_loopback"])
@@ -61,7 +64,8 @@ class Service:
         self.handover: Submitter = handover or self.background  # the publisher thread, or a cluster node's table
         self.reports = Reports(config, store, publisher, self.guard, self.background, active)
         self.key_ring = Keys(store, clock)
-        self.updates = Updates(publisher, self.publish, config["updates.types"], self.policy)
+        self.updates = Updates(publisher, self.publish, config["updates.types"], self.policy, self.metrics.update)
+        self.metrics.watch(publisher, self.background)
         self.principals = Principals(store, config["kerberos.realm"], self._kerberos_rules, lambda: list(publisher.zones))
 
     @classmethod

@@ -107,5 +107,5 @@ def test_an_unreachable_database_stops_a_node_with_a_clear_error(instance, tmp_p
                      "zones.upstream": str(instance.dir / "zones.git"), "zones.repo": str(tmp_path / "clone"),
                      "store.path": str(tmp_path / "unused.sqlite3")})
     with pytest.raises(StoreUnavailable) as caught:
-        roles.serve(cfg, lambda line: None)
+        roles.serve(cfg)
     assert isinstance(caught.value, errors.Unavailable)

@@ -31,7 +31,6 @@ import logging
 import os
 import signal
 import threading
-import time
 from typing import Callable
 
 from .. import __version__, bind, listener
@@ -69,11 +68,14 @@ def wait_seconds(cfg: Config) -> float:
     return cfg["bind.verify_timeout"] + cfg["cluster.takeover_seconds"]
 
 
-def serve(cfg: Config, err: Callable[[str], None], ready: Callable[[Service], None] | None = None,
+def serve(cfg: Config, ready: Callable[[Service], None] | None = None,
           stop_event: threading.Event | None = None) -> int:
-    """Run one node of the cluster in CFG's role until SIGTERM / SIGINT (or a lost lock)."""
+    """Run one node of the cluster in CFG's role until SIGTERM / SIGINT (or a lost lock).
+
+    What it says goes to the log (``ddns.serve``, as ``ddns serve``'s), in log.format.
+    """
     cfg = cluster_config(cfg)
-    out = lambda line: err(f"{time.strftime('%Y-%m-%d %H:%M:%S')} {line}")  # noqa: E731 -- beside the log's lines
+    out = logging.getLogger("ddns.serve").info
     role, url = cfg["cluster.role"], cfg["store.url"]
     narrow_secrets(cfg)
     upstream.ensure_clone(cfg.path("zones.repo"), cfg.upstream, cfg["zones.git_fsync"])
@@ -121,7 +123,7 @@ def _run(cfg: Config, service: Service, out: Callable[[str], None], ready: Calla
          stop: threading.Event, takeover: Takeover | None) -> int:
     from ..web import create_app, make_server
 
-    server = make_server(create_app(service), cfg)
+    server = make_server(create_app(service, role=cfg["cluster.role"]), cfg)
     server.prepare()
     update_listener = listener.start(service, cfg)
     web = threading.Thread(target=server.serve, name="http", daemon=True)

@@ -16,11 +16,13 @@ its lock.
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass
 from typing import Callable
 
 from .. import records, shards, zones
 from .bindtarget import BindTarget
+from .observer import Observer
 from ..gitrepo import ChangeRecord, ZonesRepo, commit_message
 from ..model import Actor, Outcome, Result, Update
 from ..serial import next_serial
@@ -67,6 +69,7 @@ class Committer:
         self.named = named
         self.status = status
         self.clock = clock
+        self.observer = Observer()  # the stages decide, write, git_commit, named_publish; git failures
 
     def commit(self, updates: list[Update]) -> Batch:
         """Decide UPDATES in order, render each touched zone once, commit once, ask named to reload.
@@ -78,12 +81,14 @@ class Committer:
         meanwhile.
         """
         results: list[Result | None] = [None] * len(updates)
+        started = time.perf_counter()
         changes: list[tuple[int, ChangeRecord]] = []
         work: dict[str, shards.Overlay] = {}  # per zone: the group's changes, the RRsets its updates touched
         for i, update in enumerate(updates):
             results[i], made = self._decide(update, work)
             changes += [(i, c) for c in made]
         zone_of = [u.zone for u in updates]
+        decided = self.observer.since("decide", started)
         unchanged = Result(Outcome.UNCHANGED)
         if not changes:
             return Batch([r or unchanged for r in results], zone_of, {})
@@ -103,17 +108,20 @@ class Committer:
                         paths += write_shards(files, self.reader, zone, after[zone], after[zone].indexes(work[zone].changes))
                     else:  # the old layout or another number of shards (not reconciled yet): all of it
                         paths += rewrite_zone(files, self.reader, zone, state, after[zone], serials[zone])
+                written = self.observer.since("write", decided)
                 actors = {c.actor for _, c in changes}
                 self.repo.commit(paths, commit_message([c for _, c in changes]),
                                  author=actors.pop() if len(actors) == 1 else None)
         except Exception as exc:  # disk full, git failure: HEAD's files are back, nothing changed
             log.exception("commit failed; the last commit's files are kept")
+            self.observer.error("git")
             self.status.failure = self.status.last_error = f"commit failed: {exc}"
             failed = Result(Outcome.FAILED, reason=self.status.failure)
             for i, _ in changes:
                 results[i] = failed
             return Batch([r or unchanged for r in results], zone_of, {})
 
+        self.observer.since("git_commit", written)
         published = {}
         for zone in touched:
             state = self.cache.zones[zone]
@@ -126,6 +134,7 @@ class Committer:
         self.status.last_publish = self.clock()
         self.status.failure = None
         deadline = self.named.deadline()
+        sent = time.perf_counter()
         for zone in touched:
             if not self.named.publish(published[zone], deadline):  # named unreachable: committed, not served; retried later
                 del serials[zone]
@@ -133,6 +142,7 @@ class Committer:
                 for i, _ in changes:
                     if updates[i].zone == zone:
                         results[i] = Result(Outcome.UNSERVED, reason="named did not take the reload")
+        self.observer.since("named_publish", sent)
         return Batch(results, zone_of, serials, deadline)
 
     def _decide(self, update: Update, work: dict[str, shards.Overlay]) -> tuple[Result | None, list[ChangeRecord]]:

@@ -20,6 +20,7 @@ into place, in the order they were written.
 """
 from __future__ import annotations
 
+import itertools
 import logging
 import os
 import tempfile
@@ -59,10 +60,23 @@ def atomic_write(path: Path, text: str, fsync: bool = True) -> None:
         raise
 
 
+_temp_names = itertools.count()
+
+
 def _write_temp(path: Path, text: str) -> tuple[int, str]:
-    """TEXT in a new temp file beside PATH: its still open descriptor (for an fsync) and its name."""
-    path.parent.mkdir(exist_ok=True)  # a zone's dynamic/ before its first shard
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    """TEXT in a new temp file beside PATH: its still open descriptor (for an fsync) and its name.
+
+    The name is ``.NAME.PID-N`` (what ``Publisher.recover`` clears after a
+    crash); one taken by a leftover falls back to a random one.
+    """
+    tmp = f"{path.parent}/.{path.name}.{os.getpid()}-{next(_temp_names)}"
+    try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+    except FileNotFoundError:  # a zone's dynamic/ before its first shard
+        path.parent.mkdir(exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    except FileExistsError:
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
     try:
         os.fchmod(fd, 0o644)  # named may run as another user
         with os.fdopen(fd, "w", closefd=False) as f:
@@ -138,10 +152,16 @@ class Replacement:
 
     def _keep(self, path: Path) -> None:
         backup = backup_path(path)
-        if backup not in self.kept and path.exists():
-            backup.unlink(missing_ok=True)  # a leftover of an older run; HEAD is the truth
+        if backup in self.kept:
+            return
+        try:
             os.link(path, backup)
-            self.kept.append(backup)
+        except FileNotFoundError:  # nothing to keep: a new file
+            return
+        except FileExistsError:  # a leftover of an older run; HEAD is the truth
+            backup.unlink()
+            os.link(path, backup)
+        self.kept.append(backup)
 
     @contextmanager
     def together(self) -> Iterator[None]:

@@ -99,15 +99,17 @@ class Committer:
         paths: list[str] = []
         try:
             with self.files.replacing(touched) as files:  # a failure puts HEAD's files back (or holds the zone)
-                for zone in touched:
-                    state = self.cache.zones[zone]
-                    serials[zone] = next_serial(state.serial, int(self.clock()))
-                    if state.settled:  # the head first: its stamp then shows any write that was not committed
-                        files.write(self.reader.head_path(zone), self.reader.render(state, serials[zone], after[zone]))
-                        paths.append(f"{zone}/{zones.rendered_file(zone)}")
-                        paths += write_shards(files, self.reader, zone, after[zone], after[zone].indexes(work[zone].changes))
-                    else:  # the old layout or another number of shards (not reconciled yet): all of it
-                        paths += rewrite_zone(files, self.reader, zone, state, after[zone], serials[zone])
+                with files.together():  # the shard files fsynced side by side, then renamed in order
+                    for zone in touched:
+                        state = self.cache.zones[zone]
+                        serials[zone] = next_serial(state.serial, int(self.clock()))
+                        if state.settled:  # the head first: its stamp then shows any write that was not committed
+                            files.write(self.reader.head_path(zone), self.reader.render(state, serials[zone], after[zone]))
+                            paths.append(f"{zone}/{zones.rendered_file(zone)}")
+                            paths += write_shards(files, self.reader, zone, after[zone],
+                                                  after[zone].indexes(work[zone].changes))
+                        else:  # the old layout or another number of shards (not reconciled yet): all of it
+                            paths += rewrite_zone(files, self.reader, zone, state, after[zone], serials[zone])
                 written = self.observer.since("write", decided)
                 actors = {c.actor for _, c in changes}
                 self.repo.commit(paths, commit_message([c for _, c in changes]),

@@ -67,7 +67,7 @@ class Zone:
         old = self.current[i]
         self.current[i] = new
         self.serial += 1
-        return ZoneChange(ZONE, self.serial, SOA.format(serial=self.serial),
+        return ZoneChange(ZONE, self.serial, SOA.format(serial=self.serial), 3600,
                           (RRsetChange(f"h{i}.{ZONE}", "A", RecordSet((old,)), RecordSet((new,)), 60),))
 
 

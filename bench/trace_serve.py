@@ -13,27 +13,36 @@ wait_served and the answers in a watcher thread) and, when serve stops, writes e
                    group publish), store.record_updates (batched SQLite write)
   publisher, one sample per group unless said:
                    batch size; apply (deciding the group's updates); format and
-                   render (per zone); write (per file); git commit; named
-                   publish (per zone: the commit's RFC 2136 update and named's
-                   answer, or a full load); rndc reload (per full load); group
-                   under the lock (all of the above);
+                   render (per zone); write (per file written alone); files
+                   (the group's files written, fsynced together, renamed) and
+                   fsync (of those, the fsyncs); git commit; zone change (the
+                   diff handed to named, per zone); named message (building the
+                   RFC 2136 update); named publish (per zone: that update and
+                   named's answer, or a full load); rndc reload (per full
+                   load); group under the lock (all of the above) and group
+                   CPU (the publisher thread's CPU time under the lock:
+                   under a loaded machine the wall time also counts waiting for a core);
                    wait served; answer (wait served returned -> every waiter
                    woken); group total (commit start -> answered)
+  any thread:      gc gen0/1/2 (each cyclic garbage collection, by generation)
 """
 from __future__ import annotations
 
+import gc
 import json
 import sys
 import threading
 import time
 from collections import defaultdict
+from contextlib import contextmanager
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from ddns import cli, dyndns2, gitrepo, service as servmod, store as storemod, zones  # noqa: E402
-from ddns.publishing import bindtarget, committer, publish_queue, publisher as pubmod, worktree  # noqa: E402
+from ddns.publishing import (bindtarget, committer, incremental, publish_queue, publisher as pubmod,  # noqa: E402
+                             worktree)
 
 SAMPLES: dict[str, list[tuple[float, float]]] = defaultdict(list)  # name -> [(time.monotonic() at end, value)]
 _lock = threading.Lock()
@@ -65,11 +74,41 @@ def install() -> None:
     zones.format_dynamic = timed("pub format", zones.format_dynamic)
     zones.render_zone = timed("pub render", zones.render_zone)
     worktree.atomic_write = timed("pub write", worktree.atomic_write)
+    worktree.Replacement.together = timed_context("pub files", worktree.Replacement.together)
+    worktree.fsync_all = timed("pub fsync", worktree.fsync_all)
+    committer.zone_change = timed("pub zone change", committer.zone_change)
+    incremental.update_message = timed("pub named message", incremental.update_message)
     gitrepo.ZonesRepo.commit = timed("pub git commit", gitrepo.ZonesRepo.commit)
     bindtarget.BindTarget.reload = timed("pub rndc reload", bindtarget.BindTarget.reload)
     bindtarget.BindTarget.publish = timed("pub named publish", bindtarget.BindTarget.publish)
     pubmod.Publisher.wait_served = timed("pub wait served", pubmod.Publisher.wait_served)
     install_group_stages()
+    gc.callbacks.append(_gc_timer)
+
+
+_gc_started: dict[int, float] = {}
+
+
+def _gc_timer(phase: str, info: dict) -> None:
+    """Each collection's pause, by generation (callbacks run in the collecting thread, under the GIL)."""
+    if phase == "start":
+        _gc_started[threading.get_ident()] = time.perf_counter()
+    elif (t0 := _gc_started.pop(threading.get_ident(), None)) is not None:
+        record(f"gc gen{info['generation']}", time.perf_counter() - t0)
+
+
+def timed_context(name: str, fn):
+    """Like ``timed`` for a context manager: from entering it to leaving it."""
+    @contextmanager
+    def wrapper(*a, **kw):
+        t0 = time.perf_counter()
+        try:
+            with fn(*a, **kw) as value:
+                yield value
+        finally:
+            record(name, time.perf_counter() - t0)
+    wrapper.__wrapped__ = fn
+    return wrapper
 
 
 _group = threading.local()  # the publisher thread's group in progress: time spent deciding
@@ -89,12 +128,13 @@ def install_group_stages() -> None:
 
     def commit(self, updates):
         record("pub batch size", len(updates))
-        _group.apply, t0 = 0.0, time.perf_counter()
+        _group.apply, t0, cpu0 = 0.0, time.perf_counter(), time.thread_time()
         try:
             batch = orig_commit(self, updates)
         finally:
             record("pub apply", _group.apply)
             record("pub group under lock", time.perf_counter() - t0)
+            record("pub group CPU", time.thread_time() - cpu0)
         batch.trace_started = t0
         return batch
 

@@ -103,7 +103,9 @@ class Background:
         loading = [zone for zone, state in self.publisher.zones.items() if state.broken is None]
         deadline = time.monotonic() + self.config["bind.verify_timeout"]
         while loading and time.monotonic() < deadline:
-            loading = [zone for zone in loading if named.served_serial(zone) is None]
+            # each query waits at most what is left: a named that answers nothing ends the wait in time
+            loading = [zone for zone in loading
+                       if (left := deadline - time.monotonic()) > 0 and named.served_serial(zone, min(1.0, left)) is None]
             if loading:
                 time.sleep(0.01)
 

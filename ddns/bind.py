@@ -15,7 +15,7 @@ import subprocess
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterable
 
 import dns.exception
 import dns.flags
@@ -24,7 +24,7 @@ import dns.query
 import dns.rcode
 import dns.rdatatype
 
-from . import errors, private
+from . import errors, keyconfigs, namedconf, private
 from .rndc import RndcClient, RndcError, RndcKey
 
 
@@ -126,14 +126,18 @@ def zones_conf(zone_files: dict[str, Path], update_key: str | None = None) -> st
 
 
 def named_conf(bind_dir: Path, zones_conf_path: Path, listen: str, port: int, rndc_port: int,
-               publisher_key: Path | None = None) -> str:
-    """named.conf of a private, loopback-only, authoritative-only instance.
+               publisher_key: Path | None = None, transfer_key: Path | None = None,
+               notify: str = "explicit", also_notify: Iterable[namedconf.Endpoint] = (), full_loads: bool = False) -> str:
+    """named.conf of a private, authoritative-only instance: the hidden primary of the secondaries.
 
-    PUBLISHER_KEY: the TSIG key file the publisher signs updates and zone transfers with.
+    PUBLISHER_KEY: the TSIG key file the publisher signs updates and zone
+    transfers with; TRANSFER_KEY: the one secondaries transfer zones with.
+    Only these two may transfer zones; FULL_LOADS: bind.publish is reload (``namedconf.primary_options``).
     """
     d = bind_dir.resolve()
-    key_include = f'include "{publisher_key.resolve()}";\n' if publisher_key else ""
-    transfer_key = f' key "{key_name(publisher_key)}";' if publisher_key else ""
+    keys = [k for k in (publisher_key, transfer_key) if k is not None]
+    key_include = "".join(f'include "{k.resolve()}";\n' for k in keys)
+    primary = namedconf.primary_options(notify, also_notify, [key_name(k) for k in keys], full_loads)
     return f"""{NAMED_CONF_HEADER}
 include "{d}/rndc.key";
 {key_include}controls {{ inet 127.0.0.1 port {rndc_port} allow {{ 127.0.0.1; }} keys {{ "rndc-key"; }}; }};
@@ -146,15 +150,14 @@ options {{
     listen-on-v6 {{ none; }};
     recursion no;
     dnssec-validation no;
-    notify no;
-    allow-transfer {{ 127.0.0.1;{transfer_key} }};
-}};
+{primary}}};
 include "{zones_conf_path.resolve()}";
 """
 
 
 NAMED_CONF_HEADER = "# written by ddns init for a private named"
 PUBLISHER_KEY_NAME = "ddns-publisher"
+TRANSFER_KEY_NAME = "ddns-transfer"
 
 
 def key_name(path: Path) -> str:
@@ -165,10 +168,11 @@ def key_name(path: Path) -> str:
         raise BindError(f"{path}: {exc}") from exc
 
 
-def create_publisher_key(path: Path) -> Path:
-    """A new TSIG key for the publisher's updates, as ``tsig-keygen`` writes it, readable by this user only."""
+def create_publisher_key(path: Path, name: str = PUBLISHER_KEY_NAME) -> Path:
+    """A new TSIG key NAME (the publisher's updates, secondaries' transfers), as ``tsig-keygen`` writes it,
+    readable by this user only."""
     secret = base64.b64encode(secrets.token_bytes(32)).decode()
-    private.write_new(path, f'key "{PUBLISHER_KEY_NAME}" {{\n\talgorithm hmac-sha256;\n\tsecret "{secret}";\n}};\n')
+    private.write_new(path, keyconfigs.key_file(name, "hmac-sha256", secret))
     return path
 
 

@@ -14,13 +14,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping, TextIO
 
-from . import __version__, bind, cli_hook, cli_kerberos, cli_keys, cli_show, cli_trust, config as configmod, errors, gitops, listener
+from . import __version__, bind, catalog, cli_db, cli_hook, cli_kerberos, cli_keys, cli_secondary, cli_show, cli_trust, config as configmod, errors, gitops, listener
 from .auth import new_secret
 from .model import Outcome
+from . import logs
+from .metrics import allowed_networks
 from .records import record_name
 from .instance import demo_key, init_instance, install_hooks, narrow_secrets, open_serving, prepare_managed_bind
 from .service import Service
-from .wiring import zone_template_dirs
+from .wiring import shard_count, zone_template_dirs
+
+
+log = logging.getLogger("ddns.serve")
 
 
 class Exit(enum.IntEnum):
@@ -80,16 +85,31 @@ def cmd_init(args, env: Env) -> Exit:
 
 
 def cmd_serve(args, env: Env) -> Exit:
-    cfg = _load_config(args, env)
-    return serve(cfg, env)
+    path = configmod.find_config_file(args.config, env.environ, env.cwd)
+    return serve(configmod.load(path, env.environ, {"cluster.role": args.role} if args.role else None), env)
 
 
 def serve(cfg: configmod.Config, env: Env, ready: Callable[[Service], None] | None = None,
           stop_event: threading.Event | None = None) -> Exit:
-    """Run named (if managed), the publisher and the web server until SIGTERM / SIGINT."""
+    """Run named (if managed), the publisher and the web server until SIGTERM / SIGINT.
+
+    What it says goes to the log (``ddns.serve``), so with log.format json every line is JSON.
+    """
+    allowed_networks(cfg["metrics.allow"])  # unusable settings are refused before anything starts
+    stop_logging = logs.configure(cfg, env.stderr)  # log.format, log.level
+    try:
+        return _serve(cfg, env, ready, stop_event)
+    finally:
+        stop_logging()
+
+
+def _serve(cfg: configmod.Config, env: Env, ready: Callable[[Service], None] | None,
+           stop_event: threading.Event | None) -> Exit:
     from .web import create_app, make_server
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=env.stderr)
+    if cfg["cluster.role"] != "all":  # a node of a cluster (ddns.cluster.roles)
+        from .cluster import roles
+        return Exit(roles.serve(cfg, ready, stop_event))
     narrow_secrets(cfg)
     if cfg["bind.managed"]:
         prepare_managed_bind(cfg)
@@ -98,7 +118,7 @@ def serve(cfg: configmod.Config, env: Env, ready: Callable[[Service], None] | No
     try:
         status = service.start()
         for zone, state in sorted(status.items()):
-            env.err(f"zone {zone}: {state}")
+            log.info("zone %s: %s", zone, state)
         server = make_server(create_app(service), cfg)
         server.prepare()
         update_listener = listener.start(service, cfg)  # binds now: a port in use fails here
@@ -107,13 +127,13 @@ def serve(cfg: configmod.Config, env: Env, ready: Callable[[Service], None] | No
         if threading.current_thread() is threading.main_thread():
             for sig in (signal.SIGTERM, signal.SIGINT):
                 signal.signal(sig, lambda *_: stop.set())
-        env.err(f"ddns {__version__} serving on {cfg.public_url} (DNS on {cfg['bind.listen']}:{cfg['bind.port']}"
-                + (f", RFC 2136 updates on {cfg['dnsupdate.listen']}:{update_listener.port})"
-                   if update_listener else ")"))
+        log.info("ddns %s serving on %s (DNS on %s:%s%s)", __version__, cfg.public_url, cfg["bind.listen"],
+                 cfg["bind.port"], f", RFC 2136 updates on {cfg['dnsupdate.listen']}:{update_listener.port}"
+                 if update_listener else "")
         if ready:
             ready(service)
         stop.wait()
-        env.err("stopping")
+        log.info("stopping")
         server.stop()
         if update_listener:
             update_listener.stop()
@@ -301,8 +321,9 @@ def cmd_check(args, env: Env) -> Exit:
     else:
         base = gitops.git_output(repo, "rev-parse", "--verify", base)
     report = gitops.check_revision(repo, rev, base, zone_template_dirs(cfg), checkzone=cfg["bind.checkzone"],
-                                   max_share=cfg["zones.max_change_share"],
-                                   host_labels=gitops.host_labels_at(repo, upstream) if upstream else None)
+                                   max_share=cfg["zones.max_change_share"], shard_count=shard_count(cfg),
+                                   host_labels=gitops.host_labels_at(repo, upstream) if upstream else None,
+                                   catalog=catalog.catalog_name(cfg["bind.catalog_zone"]))
     forced = gitops.forced_by_commits(repo, base, rev)
     if args.json:
         env.out(json.dumps({**report.as_dict(), "forced": forced, "ok": report.ok(forced)}, indent=2))
@@ -393,7 +414,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--zone", default="dyn.example.test")
     p.add_argument("--update-port", type=int, default=5053, help="port of the RFC 2136 listener (0: none)")
 
-    command("serve", cmd_serve, "run the web service, the publisher and (if managed) named")
+    p = command("serve", cmd_serve, "run the web service, the publisher and (if managed) named")
+    p.add_argument("--role", choices=("all", "web", "publisher"), help="a cluster node's role (default: cluster.role)")
 
     p = command("quickstart", cmd_quickstart, "create (first run) and serve a demo instance in DIR")
     p.add_argument("dir", nargs="?", default="ddns-demo")
@@ -460,6 +482,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="instead: compare what named serves (AXFR) with the committed zones (default all); exit 1 if any differs")
 
     cli_show.register(sub, command, _load_config)
+    cli_secondary.register(sub, command, _load_config)
+    cli_db.register(sub, command, _load_config)
 
     command("apply", cmd_apply, "take in the upstream's branch and publish it", json_output=True)
 

@@ -10,10 +10,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Callable, Mapping
 
-from . import gitops, provenance
+from . import catalog, gitops, provenance
 from .config import Config
 from .service import Service
-from .wiring import zone_template_dirs
+from .wiring import shard_count, zone_template_dirs
 
 ZERO = "0" * 40
 
@@ -47,7 +47,8 @@ def _check_push(cfg: Config, repo: Path, old: str | None, new: str, options: lis
     """Whether the push of NEW over OLD may land; says why not (or what it changes) on ERR."""
     report = gitops.check_revision(repo, new, old, zone_template_dirs(cfg),
                                    checkzone=cfg["bind.checkzone"], max_share=cfg["zones.max_change_share"],
-                                   host_labels=gitops.host_labels_in(cfg.path("zones.repo")))
+                                   host_labels=gitops.host_labels_in(cfg.path("zones.repo")),
+                                   shard_count=shard_count(cfg), catalog=catalog.catalog_name(cfg["bind.catalog_zone"]))
     forced = gitops.FORCE_PUSH_OPTION in options or gitops.forced_by_commits(repo, old, new)
     for error in report.errors:
         err(f"ddns: error: {error}")

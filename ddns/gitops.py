@@ -218,8 +218,11 @@ HostLabels = Callable[[str], set[str]]
 
 
 def render_zone_at(repo: Path, rev: str, zone: str, template_dirs: list[Path], checkzone: str,
-                   host_labels: HostLabels | None = None) -> ZoneCheck:
+                   host_labels: HostLabels | None = None, shard_count: int = shards.DEFAULT_SHARDS) -> ZoneCheck:
     """Render ZONE as REV has it (its own dynamic records and serial) and run named-checkzone.
+
+    SHARD_COUNT is the service's (``zones.shards``): the file checked is then
+    the one named loads, line for line, so the lines errors name are its.
 
     The sources are checked as the publisher checks them (zones.ZoneSource.read,
     zones.check_host_names, against REV's and HOST_LABELS' hosts) before any
@@ -230,7 +233,7 @@ def render_zone_at(repo: Path, rev: str, zone: str, template_dirs: list[Path], c
         try:
             source = zones.ZoneSource.read(zone_dir)
             template = zones.template_environment(template_dirs).get_template(zones.TEMPLATE_FILE)
-            dynamic = shards.ShardedRecords.of(zone_records_in(service_texts(zone_dir)))
+            dynamic = shards.ShardedRecords.of(zone_records_in(shards.record_files(zone_dir)), shard_count)
             zones.check_host_names(source, {label for label, _ in dynamic} | (host_labels(zone) if host_labels else set()))
             rendered_path = zone_dir / zones.rendered_file(zone)
             serial = (zones.serial_of(rendered_path.read_text()) if rendered_path.exists() else None) or 1
@@ -243,13 +246,6 @@ def render_zone_at(repo: Path, rev: str, zone: str, template_dirs: list[Path], c
         if message is None:
             return ZoneCheck(zone, text, [])
         return ZoneCheck(zone, text, _map_errors(message, str(check_path), text, source.static_text, zone))
-
-
-def service_texts(zone_dir: Path) -> dict[str, str]:
-    """The dynamic records' files of a zone directory (its shards, the old dynamic.records), relative to it."""
-    paths = [zone_dir / zones.DYNAMIC_FILE, *sorted((zone_dir / shards.SHARD_DIR).glob(f"*{shards.SHARD_SUFFIX}"))]
-    return {str(p.relative_to(zone_dir)): p.read_text() for p in paths
-            if p.is_file() and not p.is_symlink() and not (zone_dir / shards.SHARD_DIR).is_symlink()}
 
 
 def _source_error(zone: str, exc: Exception) -> str:
@@ -301,14 +297,16 @@ class CheckReport:
 
 def check_revision(repo: Path, rev: str, base: str | None, template_dirs: list[Path], *,
                    checkzone: str = "named-checkzone", max_share: float = 0.3,
-                   allow_service_files: bool = False, host_labels: HostLabels | None = None) -> CheckReport:
+                   allow_service_files: bool = False, host_labels: HostLabels | None = None,
+                   shard_count: int = shards.DEFAULT_SHARDS, catalog: str = "") -> CheckReport:
     """Validate REV against BASE: touched zones render and pass named-checkzone, guard rails hold.
 
     ``allow_service_files`` is for the service's own pushes; humans may not
     touch the rendered head, anything under ZONE/dynamic/ (nor the old
     dynamic.records), nor forge audit trailers.
     ``host_labels`` gives the hosts' names in a zone now, so a static record
-    cannot take the name of a host newer than REV.
+    cannot take the name of a host newer than REV. ``shard_count`` is zones.shards.
+    Nor may humans touch the directory of the catalog zone CATALOG (``ddns.catalog``; "": none).
     """
     report = CheckReport(base, rev)
     if base is not None:
@@ -317,7 +315,10 @@ def check_revision(repo: Path, rev: str, base: str | None, template_dirs: list[P
         changed_paths = git_output(repo, "ls-tree", "-r", "--name-only", rev).splitlines()
     if not allow_service_files:
         for path in changed_paths:
-            if is_service_file(path):
+            if catalog and path.split("/")[0] == catalog:
+                report.errors.append(f"{path}: the catalog zone {catalog} is written by the service only; "
+                                     "it lists the zones by itself")
+            elif is_service_file(path):
                 report.errors.append(f"{path}: written by the service only; change zone.toml or static.zone instead")
         log_range = f"{base}..{rev}" if base else rev
         if any(line.startswith(TRAILER + ":") for line in git_output(repo, "log", "--format=%B", log_range).splitlines()):
@@ -329,13 +330,13 @@ def check_revision(repo: Path, rev: str, base: str | None, template_dirs: list[P
             continue
         old_records = new_records = None
         if zone in new_zones:
-            result = render_zone_at(repo, rev, zone, template_dirs, checkzone, host_labels)
+            result = render_zone_at(repo, rev, zone, template_dirs, checkzone, host_labels, shard_count)
             new_records = _records_or_errors(result)
             if result.errors:
                 report.errors += result.errors
                 continue
         if zone in old_zones:
-            before = render_zone_at(repo, base, zone, template_dirs, checkzone)
+            before = render_zone_at(repo, base, zone, template_dirs, checkzone, shard_count=shard_count)
             old_records = _records_or_errors(before)
             if old_records is None and new_records is not None:
                 old_records = {}  # the base was broken: everything counts as added
@@ -368,7 +369,7 @@ def host_labels_in(tree: Path) -> HostLabels:
     """The hosts' labels per zone in a working tree (for pre-receive: the service's clone, newer than the
     pushed-to repository by up to one push)."""
     def labels(zone: str) -> set[str]:
-        return {label for label, _ in zone_records_in(service_texts(tree / zone))}
+        return {label for label, _ in zone_records_in(shards.record_files(tree / zone))}
     return labels
 
 

@@ -1,7 +1,9 @@
-"""Thin wrapper around the git CLI for the zones repository.
+"""Thin wrapper around git for the zones repository.
 
 The git CLI (through GitPython's command wrapper) is ~2x faster than
-GitPython's own index for a one-line change in a large file.
+GitPython's own index for a one-line change in a large file; the service's
+commits of a few files are made in process with libgit2 (``gitcommit``),
+which saves the git process and its whole-index work on the hot path.
 Commit messages carry one ``Ddns-Change:`` trailer (JSON) per change, the
 machine-readable audit record that ``ddns history`` reads back -- from the
 service's own commits only (see ``provenance``).
@@ -19,8 +21,10 @@ from pathlib import Path
 from typing import Iterable, Iterator
 
 import git
+import pygit2
 
 from . import errors, private, provenance
+from .gitcommit import InProcessCommit
 from .provenance import SERVICE_EMAIL, SERVICE_NAME
 
 log = logging.getLogger("ddns.gitrepo")
@@ -50,13 +54,15 @@ class ChangeRecord:
     interface: str
     agent: str = ""
     request: str = ""
+    change: int | None = None  # the cluster's changes row this came from (ddns.cluster): applied once
 
     def summary(self) -> str:
         return _one_line(f"{self.host} {self.type} {self.old or '-'} -> {self.new or '-'} by {self.actor} "
                          f"from {self.client or '-'} via {self.interface}")
 
     def trailer(self) -> str:
-        return f"{TRAILER}: " + json.dumps(asdict(self), separators=(",", ":"), ensure_ascii=True)
+        fields = {k: v for k, v in asdict(self).items() if k != "change" or v is not None}  # as before without one
+        return f"{TRAILER}: " + json.dumps(fields, separators=(",", ":"), ensure_ascii=True)
 
 
 def commit_message(changes: list[ChangeRecord], subject: str | None = None) -> str:
@@ -122,6 +128,7 @@ class ZonesRepo:
         # time, now and then a gc of seconds) in line; the service's commands never do: the
         # serve process runs ``maintain`` from a background thread instead.
         self._git.set_persistent_git_options(c=list(_NO_AUTO_GC))
+        self._in_process = InProcessCommit(self.path)
 
     @classmethod
     def init(cls, path: Path, fsync: bool = True) -> "ZonesRepo":
@@ -169,11 +176,22 @@ class ZonesRepo:
     def commit(self, paths: Iterable[str], message: str, author: str | None = None) -> str:
         """Commit the working-tree state of PATHS (added, changed or removed); returns the new HEAD.
 
-        Only PATHS go into the commit, whatever else is staged. Tracked paths
-        take one git process (``commit --only``), the hot path; new files are
-        added first.
+        Only PATHS go into the commit, whatever else is staged. Files (the hot
+        path) are committed in process (``gitcommit``: no git process); what
+        it leaves to the CLI (a directory, the first commit, nothing to
+        commit) takes ``git commit --only``, new files added first.
         """
         paths = list(paths)
+        for attempt in range(_OBJECT_RACE_ATTEMPTS):
+            try:
+                made = self._in_process.commit(paths, message, author)
+                break
+            except pygit2.GitError as exc:  # e.g. the housekeeper's gc removed an object directory meanwhile
+                if attempt == _OBJECT_RACE_ATTEMPTS - 1:
+                    raise
+                log.warning("in-process commit failed (%s); trying again", exc)
+        if made is not None:
+            return made
         env = {"GIT_AUTHOR_NAME": author, "GIT_AUTHOR_EMAIL": SERVICE_EMAIL} if author else {}
         message_file = Path(self._repo.git_dir) / "DDNS_COMMIT_MSG"
         message_file.write_text(message)

@@ -28,7 +28,9 @@ Verdict = Literal["ok", "badauth", "abuse"]
 
 
 class Guard:
-    def __init__(self, config: Config, monotonic: Callable[[], float] = time.monotonic):
+    def __init__(self, config: Config, monotonic: Callable[[], float] = time.monotonic,
+                 on_failure: Callable[[], None] = lambda: None):
+        self.on_failure = on_failure  # told of every refused credential (the metrics count them)
         window, table = config["security.failure_window"], config["security.failure_table_size"]
         self.rounds = config["security.bcrypt_rounds"]
         self.verifier = SecretVerifier(config["security.secret_cache_seconds"], clock=monotonic)
@@ -57,15 +59,18 @@ class Guard:
         if stored and self.verifier.cached(secret, stored):
             return "ok"
         if self.verifier.replaced(secret, stored):
+            self.on_failure()
             return "badauth"
         network = client_network(client)
         key = (network, name, hash_tag(stored))
         if self.failures.blocked(key) or not self._may_try(network, home):
+            self.on_failure()
             return "abuse"
         if self.verifier.verify(secret, stored or self.dummy_hash) and stored:
             return "ok"
         self.client_failures.fail(network)
         self.failures.fail(key)
+        self.on_failure()
         return "badauth"
 
     def check_password(self, name: str, stored: str | None, password: str, client: str) -> Verdict:
@@ -73,12 +78,14 @@ class Guard:
         network = client_network(client)
         key = (network, "login:" + name.lower()[:100], hash_tag(stored))
         if self.login_failures.blocked(key) or self.client_failures.blocked(network):
+            self.on_failure()
             return "abuse"
         if self.passwords.verify(password[:1024], stored or self.dummy_hash) and stored:
             self.login_failures.reset(key)  # a person who got in is not left near the limit
             return "ok"
         self.login_failures.fail(key)
         self.client_failures.fail(network)
+        self.on_failure()
         return "badauth"
 
     def _may_try(self, network: str, home: str | None) -> bool:

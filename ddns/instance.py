@@ -12,10 +12,10 @@ import sys
 from pathlib import Path
 from typing import Any, Mapping
 
-from . import bind, config as configmod, errors, keyconfigs, private, provenance, resource_dir, zones
+from . import bind, config as configmod, errors, keyconfigs, namedconf, private, provenance, resource_dir, zones
 from .auth import new_secret
 from .gitrepo import ZonesRepo
-from .publishing.incremental import RELOAD
+from .publishing.incremental import RELOAD, resolve_mode
 from .publishing.publisher import Publisher
 from .service import Service
 
@@ -61,21 +61,27 @@ def init_instance(directory: Path, http_port: int = 8080, dns_port: int = 5353, 
 
 
 def prepare_managed_bind(cfg: configmod.Config) -> None:
-    """The managed named's publisher key (generated once) and named.conf (written again), before it starts.
+    """The managed named's keys (generated once) and named.conf (written again), before it starts.
 
-    An instance made by an older version has no key and a named.conf without
-    it: ``ddns serve`` calls this first, so it publishes incrementally too.
-    A named.conf that ddns did not write (no header) is left alone.
+    The publisher key signs updates (an instance made by an older version has
+    none: ``ddns serve`` calls this first, so it publishes incrementally too);
+    the transfer key is the secondaries' (``ddns secondary config``). A
+    named.conf that ddns did not write (no header) is left alone.
     """
     bind_dir = cfg.path("bind.dir")
     key = cfg.path("bind.publisher_key")
     if cfg["bind.publish"] != RELOAD and key is not None and not key.exists():
         bind.create_publisher_key(key)
+    transfer = cfg.path("bind.transfer_key")
+    if transfer is not None and not transfer.exists():
+        bind.create_publisher_key(transfer, bind.TRANSFER_KEY_NAME)
     conf = bind_dir / "named.conf"
     if conf.exists() and not conf.read_text().startswith(bind.NAMED_CONF_HEADER):
         return
     text = bind.named_conf(bind_dir, cfg.path("bind.zones_conf"), cfg["bind.listen"], cfg["bind.port"],
-                           cfg["bind.rndc_port"], key if key is not None and key.exists() else None)
+                           cfg["bind.rndc_port"], key if key is not None and key.exists() else None, transfer,
+                           cfg["bind.notify"], namedconf.endpoints(cfg["bind.also_notify"], "bind.also_notify"),
+                           full_loads=_journals_full_loads(cfg, key))
     if not conf.exists() or conf.read_text() != text:
         conf.write_text(text)
 
@@ -111,6 +117,13 @@ def open_serving(cfg: configmod.Config) -> tuple[Service, bind.ManagedNamed | No
         named.stop()
         raise
     return service, named
+
+
+def _journals_full_loads(cfg: configmod.Config, key: Path | None) -> bool:
+    """Whether named keeps the differences of full loads (``ixfr-from-differences``) for secondaries:
+    in reload mode, beside its own copies of the zones (never a journal in the Git working tree)."""
+    zone_dir = cfg.path("bind.zone_dir")
+    return zone_dir is not None and resolve_mode(cfg["bind.publish"], key, zone_dir) == RELOAD
 
 
 def demo_key(service: Service, directory: Path, fqdn: str) -> Path:
@@ -154,6 +167,7 @@ def install_hooks(bare: Path, config_path: Path | None, token: str) -> None:
 
 def narrow_secrets(cfg: configmod.Config) -> None:
     """Take others' access off the config and BIND's directory and key (an older version made them 0644 / 0755)."""
-    for path in (cfg.source, cfg.path("bind.dir"), cfg.path("bind.rndc_key"), cfg.path("bind.publisher_key")):
+    for path in (cfg.source, cfg.path("bind.dir"), cfg.path("bind.rndc_key"), cfg.path("bind.publisher_key"),
+                 cfg.path("bind.transfer_key")):
         if path is not None:
             private.narrow(path)

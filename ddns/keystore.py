@@ -1,4 +1,4 @@
-"""The TSIG keys' rows in the store (SQLite), mixed into ``ddns.store.Store``.
+"""The TSIG keys' rows in the store, mixed into ``ddns.store.Store`` (the table: ``ddns.db.migrations``).
 
 A TSIG key is a shared secret: the listener needs the secret itself to check
 a signature and to sign its answer, so it is stored as it was made (base64),
@@ -11,25 +11,9 @@ in the same statement (``ON DELETE CASCADE``).
 from __future__ import annotations
 
 import json
-import sqlite3
 from dataclasses import dataclass
 
-# A new table: `CREATE TABLE IF NOT EXISTS` adds it to databases made before it.
-KEYS_SCHEMA = """
-CREATE TABLE IF NOT EXISTS tsig_keys (
-    name TEXT PRIMARY KEY,
-    algorithm TEXT NOT NULL,
-    secret TEXT NOT NULL,
-    kind TEXT NOT NULL CHECK (kind IN ('host', 'acme', 'zone')),
-    host TEXT REFERENCES hosts(fqdn) ON DELETE CASCADE,
-    zone TEXT,
-    rules TEXT NOT NULL DEFAULT '[]',
-    owner_id INTEGER REFERENCES users(id),
-    created REAL NOT NULL
-);
-CREATE INDEX IF NOT EXISTS tsig_keys_host ON tsig_keys(host);
-"""
-
+from .db import ForeignKeyViolation, IntegrityError, Row
 
 @dataclass(frozen=True)
 class KeyInfo:
@@ -54,29 +38,29 @@ class KeyHostGone(Exception):
 
 
 class KeyRows:
-    """The ``tsig_keys`` methods of ``Store`` (which provides ``_db`` and ``_tx``)."""
+    """The ``tsig_keys`` methods of ``Store`` (which provides ``db``, its ``ddns.db.Database``)."""
 
     def add_tsig_key(self, key: KeyInfo, secret: str) -> None:
         """Insert KEY with SECRET; KeyConflict when the name is taken, KeyHostGone when its host went away."""
         try:
-            with self._tx() as db:
+            with self.db.tx() as db:
                 db.execute("INSERT INTO tsig_keys(name, algorithm, secret, kind, host, zone, rules, owner_id, created) "
                            "VALUES (?,?,?,?,?,?,?,?,?)",
                            (key.name, key.algorithm, secret, key.kind, key.host, key.zone, json.dumps(list(key.rules)),
                             key.owner_id, key.created))
-        except sqlite3.IntegrityError as exc:
-            if "FOREIGN KEY" in str(exc):
-                raise KeyHostGone(f"no host {key.host}") from exc
+        except ForeignKeyViolation as exc:
+            raise KeyHostGone(f"no host {key.host}") from exc
+        except IntegrityError as exc:
             raise KeyConflict(f"a key named {key.name} exists") from exc
 
     def tsig_key_row(self, name: str) -> tuple[KeyInfo, str] | None:
         """The key NAME and its secret (base64), read now; None when there is none."""
-        row = self._db().execute("SELECT * FROM tsig_keys WHERE name=?", (name,)).fetchone()
+        row = self.db.execute("SELECT * FROM tsig_keys WHERE name=?", (name,)).fetchone()
         return (_key(row), row["secret"]) if row else None
 
     def tsig_key_current(self, name: str, created: float) -> bool:
         """Whether the key NAME made at CREATED still exists (not deleted, not made anew)."""
-        return self._db().execute("SELECT 1 FROM tsig_keys WHERE name=? AND created=?",
+        return self.db.execute("SELECT 1 FROM tsig_keys WHERE name=? AND created=?",
                                   (name, created)).fetchone() is not None
 
     def tsig_keys(self, host: str | None = None, kind: str | None = None) -> list[KeyInfo]:
@@ -86,14 +70,14 @@ class KeyRows:
             sql, args = sql + " AND host=?", args + [host]
         if kind is not None:
             sql, args = sql + " AND kind=?", args + [kind]
-        return [_key(r) for r in self._db().execute(sql + " ORDER BY name", args)]
+        return [_key(r) for r in self.db.execute(sql + " ORDER BY name", args)]
 
     def delete_tsig_key(self, name: str) -> bool:
         """Delete the key NAME; False when there was none."""
-        with self._tx() as db:
+        with self.db.tx() as db:
             return db.execute("DELETE FROM tsig_keys WHERE name=?", (name,)).rowcount > 0
 
 
-def _key(row: sqlite3.Row) -> KeyInfo:
+def _key(row: Row) -> KeyInfo:
     return KeyInfo(row["name"], row["algorithm"], row["kind"], row["host"], row["zone"],
                    tuple(json.loads(row["rules"])), row["owner_id"], row["created"])

@@ -130,6 +130,7 @@ class Update:
     prerequisites: tuple[Prerequisite, ...] = ()
     actor: Actor = Actor("cli")
     guard: Callable[[], bool] | None = field(default=None, compare=False, repr=False)
+    change_id: int | None = None  # handed over through the cluster's changes table: its row (the trailers record it)
 
 
 class Outcome(enum.Enum):

@@ -7,6 +7,7 @@ background threads.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Callable
 
 from . import bind
 from .background import Background
@@ -43,12 +44,14 @@ class DomainView:
 class Reports:
     """The views of hosts, the admins' status page and the health check."""
 
-    def __init__(self, config: Config, store: Store, publisher: Publisher, guard: Guard, background: Background):
+    def __init__(self, config: Config, store: Store, publisher: Publisher, guard: Guard, background: Background,
+                 cluster_active: Callable[[], bool] | None = None):
         self.config = config
         self.store = store
         self.publisher = publisher
         self.guard = guard
         self.background = background
+        self.cluster_active = cluster_active  # a publisher node of a cluster: whether it holds the lock
 
     def view(self, host: Host) -> HostView:
         """HOST with its addresses in Git; none, and not in the repository, when a merge removed its zone."""
@@ -115,4 +118,5 @@ class Reports:
             "stalled_seconds": round(stalled, 3),
             "last_publish": publisher.last_publish,
             "last_error": publisher.last_error,
+            **({"active": self.cluster_active()} if self.cluster_active is not None else {}),
         }

@@ -1,12 +1,11 @@
 """The service layer: what the CLI, the dyndns2 endpoint and the portal call.
 
-It owns the rules (who may do what, which names are allowed) and hands every
-DNS change to the publisher -- through the publisher thread when the service
-runs, directly (under the same lock) from a one-shot CLI command.
+It owns the rules (who may do what, which names are allowed) and hands every DNS change to the
+publisher: through the publisher thread when the service runs (a cluster node: the changes table,
+``ddns.cluster``), directly (under the same lock) from a one-shot CLI command.
 
-The update use case is in ddns.updates (``update``, ``update_many``), a
-host's rights and deletion in ddns.hostrecords, the threads of ``ddns serve``
-in ddns.background, the read models in ddns.reports.
+The update use case is in ddns.updates (``update``, ``update_many``), a host's rights and deletion
+in ddns.hostrecords, the threads of ``ddns serve`` in ddns.background, the read models in ddns.reports.
 """
 from __future__ import annotations
 
@@ -19,11 +18,13 @@ from .accounts import Accounts
 from .keyrules import ACME_LABEL
 from .auth import hash_secret, new_secret
 from .background import Background
+from .cluster import Submitter
 from .config import Config
 from .gitrepo import HistoryEntry
 from .guard import Guard, Verdict
 from .keys import Keys
 from .lastseen import SeenBatch
+from .metrics import Metrics
 from .principals import Principals
 from .keystore import KeyInfo
 from .publishing import servedcheck
@@ -43,39 +44,44 @@ RESERVED_LABELS = frozenset({"@", "www", "ns", "ns1", "ns2", "ns3", "mail", "smt
                              "autoconfig", "autodiscover", "_dmarc"})
 
 
-
 class Service:
     def __init__(self, config: Config, store: Store, publisher: Publisher,
-                 clock: Callable[[], float] = time.time, monotonic: Callable[[], float] = time.monotonic):
+                 clock: Callable[[], float] = time.time, monotonic: Callable[[], float] = time.monotonic,
+                 handover: Submitter | None = None, active: Callable[[], bool] | None = None):
         self.config = config
         self.store = store
         self.publisher = publisher
         self.clock = clock
-        self.guard = Guard(config, monotonic)  # secrets and passwords: the cache of good ones, failure counters
+        self.metrics = Metrics(config)  # this service's own registry (ddns.metrics)
+        # secrets and passwords: the cache of good ones, failure counters
+        self.guard = Guard(config, monotonic, on_failure=self.metrics.auth_failure)
         self.accounts = Accounts(config, store, self.guard, clock, monotonic)
         self.trusted_proxies = [ipaddress.ip_network(n, strict=False) for n in config["http.trusted_proxies"]]
         self.policy = AddressPolicy(config["dyndns2.allow_private"], config["dyndns2.allow_loopback"])
         self._seen = SeenBatch()  # requests append, flush_seen drains: no lock
         self.background = Background(config, publisher, sync=self.sync, reconcile=self.reconcile,
                                      flush_seen=self.flush_seen)
-        self.reports = Reports(config, store, publisher, self.guard, self.background)
+        self.handover: Submitter = handover or self.background  # the publisher thread, or a cluster node's table
+        self.reports = Reports(config, store, publisher, self.guard, self.background, active)
         self.key_ring = Keys(store, clock)
-        self.updates = Updates(publisher, self.publish, config["updates.types"], self.policy)
+        self.updates = Updates(publisher, self.publish, config["updates.types"], self.policy, self.metrics.update)
+        self.metrics.watch(publisher, self.background)
         self.principals = Principals(store, config["kerberos.realm"], self._kerberos_rules, lambda: list(publisher.zones))
 
     @classmethod
-    def open(cls, config: Config, clock: Callable[[], float] = time.time,
-             before_load: Callable[[Publisher], None] | None = None) -> "Service":
-        """The service for CONFIG with its store and publisher loaded (no thread).
+    def open(cls, config: Config, clock: Callable[[], float] = time.time, publisher: Publisher | None = None,
+             before_load: Callable[[Publisher], None] | None = None, **node) -> "Service":
+        """The service for CONFIG with its store and PUBLISHER (default: CONFIG's) loaded (no thread).
 
         BEFORE_LOAD is called once the repository is recovered, before the zones load (serve starts named there).
+        NODE (``handover``, ``active``) makes it a cluster node's (ddns.cluster.roles).
         """
-        publisher = build_publisher(config, clock)
+        publisher = publisher or build_publisher(config, clock)
         publisher.recover()
         if before_load is not None:
             before_load(publisher)
         publisher.load()
-        return cls(config, Store(config.path("store.path")), publisher, clock=clock)
+        return cls(config, Store.open(config), publisher, clock=clock, **node)
 
     # ---- running: the threads of `ddns serve` (ddns.background) ------------
     def prepare_named(self) -> None:
@@ -88,7 +94,8 @@ class Service:
         unknown = [z for z in names if z not in self.publisher.zones]
         if unknown:
             raise NotFound(f"no zone {', '.join(unknown)}")
-        key = servedcheck.key_or_none(self.config.path("bind.publisher_key"))
+        key = (servedcheck.key_or_none(self.config.path("bind.publisher_key"))  # named gives transfers to these only
+               or servedcheck.key_or_none(self.config.path("bind.transfer_key")))
         return servedcheck.check(names, self.publisher.named.committed,
                                  lambda z: servedcheck.transfer(z, self.config["bind.listen"], self.config["bind.port"], key))
 
@@ -98,6 +105,7 @@ class Service:
 
     def stop(self) -> None:
         self.background.stop()
+        self.publisher.close()
 
     def begin_web_request(self) -> None:
         """Web requests wait at most store.web_busy_timeout for the write lock (then 503); the CLI and publisher longer."""
@@ -143,7 +151,7 @@ class Service:
 
     def publish(self, updates: list[Update], timeout: float | None = None) -> list[Result]:
         """Publish UPDATES (checked already) and wait for their results (FAILED on timeout)."""
-        return self.background.publish(updates, timeout)
+        return self.handover.publish(updates, timeout)
 
     # ---- the update use case (ddns.updates) ----------------------------------
     def update(self, identity: Identity, zone: str, operations: list[Operation] | tuple[Operation, ...],

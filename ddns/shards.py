@@ -15,12 +15,14 @@ only the shards it touched (``changed``), and whose per-shard text is
 formatted once and kept (``text``). ``Overlay`` holds one group's changes
 over it. ``assemble`` replaces each ``$INCLUDE`` line of a head by its
 shard's text: the whole zone as one file, what BIND serves and what
-``ddns show`` prints. Everything here is pure.
+``ddns show`` prints. Everything here is pure but ``record_files``, the one
+reader of a zone directory's record files.
 """
 from __future__ import annotations
 
 import re
 import zlib
+from pathlib import Path
 from typing import Iterator, Mapping, MutableMapping
 
 from . import zones
@@ -97,7 +99,10 @@ def render_head(template, settings: zones.ZoneSettings, serial: int, static_text
 
 def render_flat(template, settings: zones.ZoneSettings, serial: int, static_text: str,
                 dynamic: Mapping[Key, RecordSet], count: int = DEFAULT_SHARDS) -> str:
-    """A whole zone as one file: its head with the shards of DYNAMIC in place (what named serves)."""
+    """A whole zone as one file: its head with the shards of DYNAMIC in place (what named serves).
+
+    The shards' order is the file's: DYNAMIC split into COUNT (a ``ShardedRecords`` as it is).
+    """
     found = dynamic if isinstance(dynamic, ShardedRecords) else ShardedRecords.of(dynamic, count)
     return assemble(render_head(template, settings, serial, static_text, found), found.texts())
 
@@ -105,6 +110,19 @@ def render_flat(template, settings: zones.ZoneSettings, serial: int, static_text
 def included(head: str) -> list[str]:
     """The shard paths HEAD includes, in order."""
     return [f"{SHARD_DIR}/{name}{SHARD_SUFFIX}" for name in _INCLUDE.findall(head)]
+
+
+def record_files(zone_dir: Path) -> dict[str, str]:
+    """Path (relative to ZONE_DIR) -> text of each file of dynamic records there: its shards, the old dynamic.records.
+
+    Only regular files: a symbolic link (or a linked ``dynamic/``) would make
+    the service read, or commit, a file of its own disk.
+    """
+    shard_dir = zone_dir / SHARD_DIR
+    paths = [zone_dir / zones.DYNAMIC_FILE]
+    if shard_dir.is_dir() and not shard_dir.is_symlink():
+        paths += sorted(p for p in shard_dir.iterdir() if is_shard_path(f"{SHARD_DIR}/{p.name}"))
+    return {p.relative_to(zone_dir).as_posix(): p.read_text() for p in paths if p.is_file() and not p.is_symlink()}
 
 
 def parse_shards(files: Mapping[str, str]) -> dict[Key, RecordSet]:

@@ -1,90 +1,23 @@
-"""The store: users, domains, hosts, secret hashes and update metadata (SQLite).
+"""The store: users, domains, hosts, secret hashes and update metadata (SQLite or PostgreSQL).
 
 DNS data is not here -- it lives in the zones repository. Host secrets and
 tokens are never stored, only their hashes; TSIG keys are shared secrets and
-are kept as they are (ddns.keystore).
+are kept as they are (ddns.keystore). The SQL is written once, for both
+engines (``ddns.db``); the schema is ``ddns.db.migrations``.
 """
 from __future__ import annotations
 
 import json
-import sqlite3
-import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable
+from typing import TYPE_CHECKING, Iterable
 
-from . import errors, private
-from .keystore import KEYS_SCHEMA, KeyRows
+from . import db as dbmod, errors
+from .db import Busy, IntegrityError, Row, migrations  # noqa: F401 -- Busy: callers catch store.Busy as before
+from .keystore import KeyRows
 
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS users (
-    id INTEGER PRIMARY KEY,
-    name TEXT NOT NULL UNIQUE,
-    password_hash TEXT,
-    token_hash TEXT,
-    is_admin INTEGER NOT NULL DEFAULT 0,
-    created REAL NOT NULL,
-    sub TEXT,
-    email TEXT NOT NULL DEFAULT '',
-    display_name TEXT NOT NULL DEFAULT '',
-    groups TEXT NOT NULL DEFAULT '[]',
-    last_login REAL
-);
-CREATE TABLE IF NOT EXISTS domains (
-    zone TEXT PRIMARY KEY,
-    created REAL NOT NULL,
-    active INTEGER NOT NULL DEFAULT 1,
-    public INTEGER NOT NULL DEFAULT 1,
-    groups TEXT NOT NULL DEFAULT '[]'
-);
-CREATE TABLE IF NOT EXISTS hosts (
-    fqdn TEXT PRIMARY KEY,
-    zone TEXT NOT NULL REFERENCES domains(zone),
-    owner_id INTEGER NOT NULL REFERENCES users(id),
-    secret_hash TEXT NOT NULL,
-    comment TEXT NOT NULL DEFAULT '',
-    created REAL NOT NULL,
-    last_update REAL,
-    last_client TEXT,
-    last_agent TEXT,
-    last_tls INTEGER,
-    auth_faults INTEGER NOT NULL DEFAULT 0,
-    client_faults INTEGER NOT NULL DEFAULT 0,
-    blocked INTEGER NOT NULL DEFAULT 0,
-    principal TEXT
-);
-CREATE INDEX IF NOT EXISTS hosts_owner ON hosts(owner_id);
-CREATE UNIQUE INDEX IF NOT EXISTS hosts_principal ON hosts(principal);
-CREATE TABLE IF NOT EXISTS sessions (
-    id_hash TEXT PRIMARY KEY,
-    user_id INTEGER REFERENCES users(id) ON DELETE CASCADE,
-    csrf TEXT NOT NULL,
-    created REAL NOT NULL,
-    seen REAL NOT NULL,
-    data TEXT NOT NULL DEFAULT '{}'
-);
-CREATE TABLE IF NOT EXISTS api_tokens (
-    id INTEGER PRIMARY KEY,
-    user_id INTEGER NOT NULL REFERENCES users(id) ON DELETE CASCADE,
-    name TEXT NOT NULL,
-    token_hash TEXT NOT NULL UNIQUE,
-    created REAL NOT NULL,
-    last_used REAL
-);
-"""
-
-# Columns added after the first release: (table, column, definition) for databases made before them.
-# (SQLite cannot add a UNIQUE column; users.sub gets a unique index instead.)
-MIGRATIONS = (
-    ("users", "sub", "TEXT"),
-    ("users", "email", "TEXT NOT NULL DEFAULT ''"),
-    ("users", "display_name", "TEXT NOT NULL DEFAULT ''"),
-    ("users", "groups", "TEXT NOT NULL DEFAULT '[]'"),
-    ("users", "last_login", "REAL"),
-    ("domains", "public", "INTEGER NOT NULL DEFAULT 1"),
-    ("domains", "groups", "TEXT NOT NULL DEFAULT '[]'"),
-    ("hosts", "principal", "TEXT"),
-)
+if TYPE_CHECKING:
+    from .config import Config
 
 
 @dataclass(frozen=True)
@@ -160,10 +93,6 @@ class Host:
         return self.fqdn[: -len(self.zone) - 1]
 
 
-class Busy(errors.Busy):
-    """Another connection holds SQLite's write lock longer than this thread waits (see ``wait_at_most``)."""
-
-
 class Conflict(errors.Conflict):
     """The object exists already."""
 
@@ -172,104 +101,69 @@ class NotFound(errors.NotFound):
     """No such object."""
 
 
+def location(config: "Config") -> str | Path:
+    """Where CONFIG's store is: store.url, or the SQLite file at store.path when that is empty."""
+    return config["store.url"] or config.path("store.path")
+
+
 NOTE_USE_EVERY = 60.0  # an API token's last use is written at most this often
 
 
 class Store(KeyRows):
-    """SQLite in WAL mode, one connection per thread.
+    """The store on the database at a path (SQLite) or a ``postgresql://`` URL, upgraded to the code's schema.
 
-    Reads never wait for the write lock (WAL). A write waits up to
-    ``BUSY_TIMEOUT`` seconds for it, or what ``wait_at_most`` set for the
-    thread (web requests: a quick 503 beats a worker thread hung for 30 s),
-    then raises ``Busy``.
+    Reads never wait for a writer. A write waits up to 30 s for the lock
+    writers take, or what ``wait_at_most`` set for the thread (web requests:
+    a quick 503 beats a worker thread hung for 30 s), then raises ``Busy``;
+    a database out of reach raises ``StoreUnavailable``. A database newer
+    than the code is refused (``migrations.SchemaTooNew``).
     """
 
-    BUSY_TIMEOUT = 30.0
+    def __init__(self, path_or_url: str | Path):
+        self.db = dbmod.connect(path_or_url)
+        migrations.upgrade(self.db)
 
-    def __init__(self, path: Path):
-        self.path = Path(path)
-        self._local = threading.local()
-        # SQLite gives -wal and -shm the database file's mode: create it 0600 first.
-        private.touch(self.path)
-        for file in (self.path, Path(f"{self.path}-wal"), Path(f"{self.path}-shm")):
-            private.narrow(file)
-        db = self._db()
-        for table, column, definition in MIGRATIONS:
-            columns = {r[1] for r in db.execute(f"PRAGMA table_info({table})")}
-            if columns and column not in columns:
-                db.execute(f"ALTER TABLE {table} ADD COLUMN {column} {definition}")
-        db.executescript(SCHEMA + KEYS_SCHEMA)
-        db.execute("CREATE UNIQUE INDEX IF NOT EXISTS users_sub ON users(sub)")
-
-    def _db(self) -> sqlite3.Connection:
-        db = getattr(self._local, "db", None)
-        if db is None:
-            db = sqlite3.connect(self.path, timeout=self.BUSY_TIMEOUT, isolation_level=None, check_same_thread=False)
-            db.row_factory = sqlite3.Row
-            db.execute("PRAGMA journal_mode=WAL")
-            db.execute("PRAGMA synchronous=NORMAL")
-            db.execute("PRAGMA foreign_keys=ON")
-            self._local.db = db
-        return db
+    @classmethod
+    def open(cls, config: "Config") -> "Store":
+        """The store CONFIG names (``location``)."""
+        return cls(location(config))
 
     def wait_at_most(self, seconds: float) -> None:
-        """How long this thread's writes wait for the write lock before ``Busy`` (a PRAGMA only when it changes)."""
-        millis = int(seconds * 1000)
-        if getattr(self._local, "busy_timeout", None) != millis:
-            self._db().execute(f"PRAGMA busy_timeout={millis}")
-            self._local.busy_timeout = millis
-
-    class _Tx:
-        def __init__(self, db: sqlite3.Connection):
-            self.db = db
-
-        def __enter__(self) -> sqlite3.Connection:
-            try:
-                self.db.execute("BEGIN IMMEDIATE")
-            except sqlite3.OperationalError as exc:
-                if "locked" in str(exc) or "busy" in str(exc):
-                    raise Busy("the database is busy; try again in a moment") from exc
-                raise
-            return self.db
-
-        def __exit__(self, exc_type, *exc) -> None:
-            self.db.execute("ROLLBACK" if exc_type else "COMMIT")
-
-    def _tx(self) -> "Store._Tx":
-        return Store._Tx(self._db())
+        """How long this thread's writes wait for the writers' lock before ``Busy``."""
+        self.db.wait_at_most(seconds)
 
     # users
     def add_user(self, name: str, password_hash: str | None, is_admin: bool, now: float) -> User:
         try:
-            with self._tx() as db:
+            with self.db.tx() as db:
                 db.execute("INSERT INTO users(name, password_hash, is_admin, created) VALUES (?,?,?,?)",
                            (name, password_hash, int(is_admin), now))
-        except sqlite3.IntegrityError as exc:
+        except IntegrityError as exc:
             raise Conflict(f"user {name} exists") from exc
         return self.user(name)
 
     def user(self, name: str) -> User:
-        row = self._db().execute("SELECT * FROM users WHERE name=?", (name,)).fetchone()
+        row = self.db.execute("SELECT * FROM users WHERE name=?", (name,)).fetchone()
         if row is None:
             raise NotFound(f"no user {name}")
         return _user(row)
 
     def user_by_id(self, user_id: int) -> User:
-        row = self._db().execute("SELECT * FROM users WHERE id=?", (user_id,)).fetchone()
+        row = self.db.execute("SELECT * FROM users WHERE id=?", (user_id,)).fetchone()
         if row is None:
             raise NotFound(f"no user #{user_id}")
         return _user(row)
 
     def users(self) -> list[User]:
-        return [_user(r) for r in self._db().execute("SELECT * FROM users ORDER BY name")]
+        return [_user(r) for r in self.db.execute("SELECT * FROM users ORDER BY name")]
 
     def set_user_token(self, name: str, token_hash: str) -> None:
-        with self._tx() as db:
+        with self.db.tx() as db:
             if db.execute("UPDATE users SET token_hash=? WHERE name=?", (token_hash, name)).rowcount == 0:
                 raise NotFound(f"no user {name}")
 
     def set_user_password(self, name: str, password_hash: str) -> None:
-        with self._tx() as db:
+        with self.db.tx() as db:
             if db.execute("UPDATE users SET password_hash=? WHERE name=?", (password_hash, name)).rowcount == 0:
                 raise NotFound(f"no user {name}")
 
@@ -281,7 +175,7 @@ class Store(KeyRows):
         The subject is the stable key; NAME (preferred_username) is kept from the
         first login and gets a suffix when a local account already has it.
         """
-        with self._tx() as db:
+        with self.db.tx() as db:
             row = db.execute("SELECT id FROM users WHERE sub=?", (sub,)).fetchone()
             if row is not None:
                 db.execute("UPDATE users SET email=?, display_name=?, groups=?, is_admin=coalesce(?, is_admin), "
@@ -294,68 +188,68 @@ class Store(KeyRows):
                 while db.execute("SELECT 1 FROM users WHERE name=?", (candidate,)).fetchone():
                     n += 1
                     candidate = f"{base}-{n}"
-                user_id = db.execute(
+                user_id = db.insert(
                     "INSERT INTO users(name, is_admin, created, sub, email, display_name, groups, last_login) "
                     "VALUES (?,?,?,?,?,?,?,?)",
-                    (candidate, int(bool(is_admin)), now, sub, email, display_name, json.dumps(groups), now)).lastrowid
+                    (candidate, int(bool(is_admin)), now, sub, email, display_name, json.dumps(groups), now))
         return self.user_by_id(user_id)
 
     def note_login(self, user_id: int, now: float) -> None:
-        with self._tx() as db:
+        with self.db.tx() as db:
             db.execute("UPDATE users SET last_login=? WHERE id=?", (now, user_id))
 
     def count(self, table: str) -> int:
         """Rows in TABLE (users, hosts, domains, sessions, api_tokens) for the status page."""
         if table not in ("users", "hosts", "domains", "sessions", "api_tokens"):
             raise ValueError(table)
-        return self._db().execute(f"SELECT count(*) FROM {table}").fetchone()[0]
+        return self.db.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
 
     # domains
     def add_domain(self, zone: str, now: float) -> None:
         """Open ZONE for hosts (again, if a merge had removed it)."""
-        with self._tx() as db:
+        with self.db.tx() as db:
             if db.execute("UPDATE domains SET active=1 WHERE zone=? AND active=0", (zone,)).rowcount:
                 return
             try:
                 db.execute("INSERT INTO domains(zone, created) VALUES (?,?)", (zone, now))
-            except sqlite3.IntegrityError as exc:
+            except IntegrityError as exc:
                 raise Conflict(f"domain {zone} exists") from exc
 
     def deactivate_domain(self, zone: str) -> None:
         """The zone left the repository: hide it; its hosts stay, unserved, until it returns."""
-        with self._tx() as db:
+        with self.db.tx() as db:
             db.execute("UPDATE domains SET active=0 WHERE zone=?", (zone,))
 
     def domains(self) -> list[str]:
         """Zones open for hosts."""
-        return [r[0] for r in self._db().execute("SELECT zone FROM domains WHERE active=1 ORDER BY zone")]
+        return [r[0] for r in self.db.execute("SELECT zone FROM domains WHERE active=1 ORDER BY zone")]
 
     def domain(self, zone: str) -> Domain:
-        row = self._db().execute("SELECT * FROM domains WHERE zone=? AND active=1", (zone,)).fetchone()
+        row = self.db.execute("SELECT * FROM domains WHERE zone=? AND active=1", (zone,)).fetchone()
         if row is None:
             raise NotFound(f"no domain {zone}")
         return _domain(row)
 
     def domain_list(self) -> list[Domain]:
         """Open zones with who may use them."""
-        return [_domain(r) for r in self._db().execute("SELECT * FROM domains WHERE active=1 ORDER BY zone")]
+        return [_domain(r) for r in self.db.execute("SELECT * FROM domains WHERE active=1 ORDER BY zone")]
 
     def set_domain_access(self, zone: str, public: bool, groups: list[str]) -> None:
-        with self._tx() as db:
+        with self.db.tx() as db:
             if db.execute("UPDATE domains SET public=?, groups=? WHERE zone=? AND active=1",
                           (int(public), json.dumps(groups), zone)).rowcount == 0:
                 raise NotFound(f"no domain {zone}")
 
     def host_counts(self) -> dict[str, int]:
-        return dict(self._db().execute("SELECT zone, count(*) FROM hosts GROUP BY zone").fetchall())
+        return dict(self.db.execute("SELECT zone, count(*) FROM hosts GROUP BY zone").fetchall())
 
     # hosts
     def add_host(self, fqdn: str, zone: str, owner_id: int, secret_hash: str, now: float, comment: str = "") -> Host:
         try:
-            with self._tx() as db:
+            with self.db.tx() as db:
                 db.execute("INSERT INTO hosts(fqdn, zone, owner_id, secret_hash, comment, created) VALUES (?,?,?,?,?,?)",
                            (fqdn, zone, owner_id, secret_hash, comment, now))
-        except sqlite3.IntegrityError as exc:
+        except IntegrityError as exc:
             raise Conflict(f"host {fqdn} exists") from exc
         return self.host(fqdn)
 
@@ -366,120 +260,120 @@ class Store(KeyRows):
         not minutes of fsyncs. Conflict (nothing added) when one exists.
         """
         try:
-            with self._tx() as db:
+            with self.db.tx() as db:
                 return db.executemany(
                     "INSERT INTO hosts(fqdn, zone, owner_id, secret_hash, comment, created) VALUES (?,?,?,?,?,?)",
-                    ((fqdn, zone, owner, secret_hash, comment, now) for fqdn, zone, owner, secret_hash in rows)).rowcount
-        except sqlite3.IntegrityError as exc:
+                    ((fqdn, zone, owner, secret_hash, comment, now) for fqdn, zone, owner, secret_hash in rows))
+        except IntegrityError as exc:
             raise Conflict(f"a host exists already: {exc}") from exc
 
     def host(self, fqdn: str) -> Host:
-        row = self._db().execute("SELECT * FROM hosts WHERE fqdn=?", (fqdn,)).fetchone()
+        row = self.db.execute("SELECT * FROM hosts WHERE fqdn=?", (fqdn,)).fetchone()
         if row is None:
             raise NotFound(f"no host {fqdn}")
         return _host(row)
 
     def find_host(self, fqdn: str) -> Host | None:
-        row = self._db().execute("SELECT * FROM hosts WHERE fqdn=?", (fqdn,)).fetchone()
+        row = self.db.execute("SELECT * FROM hosts WHERE fqdn=?", (fqdn,)).fetchone()
         return _host(row) if row else None
 
     def hosts(self, owner_id: int | None = None) -> list[Host]:
         if owner_id is None:
-            rows = self._db().execute("SELECT * FROM hosts ORDER BY fqdn")
+            rows = self.db.execute("SELECT * FROM hosts ORDER BY fqdn")
         else:
-            rows = self._db().execute("SELECT * FROM hosts WHERE owner_id=? ORDER BY fqdn", (owner_id,))
+            rows = self.db.execute("SELECT * FROM hosts WHERE owner_id=? ORDER BY fqdn", (owner_id,))
         return [_host(r) for r in rows]
 
     def host_registered(self, fqdn: str, created: float, owner_id: int) -> bool:
         """Whether FQDN is still the registration made at CREATED for OWNER_ID (not deleted, not made anew)."""
-        return self._db().execute("SELECT 1 FROM hosts WHERE fqdn=? AND created=? AND owner_id=?",
+        return self.db.execute("SELECT 1 FROM hosts WHERE fqdn=? AND created=? AND owner_id=?",
                                   (fqdn, created, owner_id)).fetchone() is not None
 
     def set_secret_hash(self, fqdn: str, secret_hash: str) -> None:
-        with self._tx() as db:
+        with self.db.tx() as db:
             if db.execute("UPDATE hosts SET secret_hash=?, auth_faults=0, blocked=0 WHERE fqdn=?",
                           (secret_hash, fqdn)).rowcount == 0:
                 raise NotFound(f"no host {fqdn}")
 
     def delete_host(self, fqdn: str) -> None:
-        with self._tx() as db:
+        with self.db.tx() as db:
             if db.execute("DELETE FROM hosts WHERE fqdn=?", (fqdn,)).rowcount == 0:
                 raise NotFound(f"no host {fqdn}")
 
     def set_comment(self, fqdn: str, comment: str) -> None:
-        with self._tx() as db:
+        with self.db.tx() as db:
             if db.execute("UPDATE hosts SET comment=? WHERE fqdn=?", (comment, fqdn)).rowcount == 0:
                 raise NotFound(f"no host {fqdn}")
 
     def set_principal(self, fqdn: str, principal: str | None) -> None:
         """Link PRINCIPAL to FQDN (None: unlink); Conflict when another host has it."""
         try:
-            with self._tx() as db:
+            with self.db.tx() as db:
                 if db.execute("UPDATE hosts SET principal=? WHERE fqdn=?", (principal, fqdn)).rowcount == 0:
                     raise NotFound(f"no host {fqdn}")
-        except sqlite3.IntegrityError as exc:
+        except IntegrityError as exc:
             raise Conflict(f"the principal {principal} is linked to another host") from exc
 
     def host_of_principal(self, principal: str) -> Host | None:
-        row = self._db().execute("SELECT * FROM hosts WHERE principal=?", (principal,)).fetchone()
+        row = self.db.execute("SELECT * FROM hosts WHERE principal=?", (principal,)).fetchone()
         return _host(row) if row else None
 
     def record_updates(self, seen: dict[str, "LastSeen"]) -> None:
         """Store when, from where and with what each host last updated (one transaction)."""
-        with self._tx() as db:
+        with self.db.tx() as db:
             db.executemany("UPDATE hosts SET last_update=?, last_client=?, last_agent=?, last_tls=? WHERE fqdn=?",
                            [(e.when, e.client, e.agent, int(e.tls), fqdn) for fqdn, e in seen.items()])
 
     def count_fault(self, fqdn: str, kind: str) -> None:
         column = {"auth": "auth_faults", "client": "client_faults"}[kind]
-        with self._tx() as db:
+        with self.db.tx() as db:
             db.execute(f"UPDATE hosts SET {column}={column}+1 WHERE fqdn=?", (fqdn,))
 
     def set_blocked(self, fqdn: str, blocked: bool) -> None:
-        with self._tx() as db:
+        with self.db.tx() as db:
             if db.execute("UPDATE hosts SET blocked=? WHERE fqdn=?", (int(blocked), fqdn)).rowcount == 0:
                 raise NotFound(f"no host {fqdn}")
 
     # portal sessions
     def add_session(self, session: Session) -> None:
-        with self._tx() as db:
+        with self.db.tx() as db:
             db.execute("INSERT INTO sessions(id_hash, user_id, csrf, created, seen, data) VALUES (?,?,?,?,?,?)",
                        (session.id_hash, session.user_id, session.csrf, session.created, session.seen,
                         json.dumps(session.data)))
 
     def session(self, id_hash: str) -> Session | None:
-        row = self._db().execute("SELECT * FROM sessions WHERE id_hash=?", (id_hash,)).fetchone()
+        row = self.db.execute("SELECT * FROM sessions WHERE id_hash=?", (id_hash,)).fetchone()
         if row is None:
             return None
         return Session(row["id_hash"], row["user_id"], row["csrf"], row["created"], row["seen"], json.loads(row["data"]))
 
     def save_session(self, id_hash: str, seen: float, data: dict) -> None:
-        with self._tx() as db:
+        with self.db.tx() as db:
             db.execute("UPDATE sessions SET seen=?, data=? WHERE id_hash=?", (seen, json.dumps(data), id_hash))
 
     def touch_session(self, id_hash: str, seen: float) -> None:
         """Note a session's latest request (its data untouched: a request in parallel may be saving it)."""
-        with self._tx() as db:
+        with self.db.tx() as db:
             db.execute("UPDATE sessions SET seen=? WHERE id_hash=?", (seen, id_hash))
 
     def delete_session(self, id_hash: str) -> None:
-        with self._tx() as db:
+        with self.db.tx() as db:
             db.execute("DELETE FROM sessions WHERE id_hash=?", (id_hash,))
 
     def purge_sessions(self, seen_before: float, created_before: float) -> int:
         """Drop sessions idle since SEEN_BEFORE or made before CREATED_BEFORE."""
-        with self._tx() as db:
+        with self.db.tx() as db:
             return db.execute("DELETE FROM sessions WHERE seen<? OR created<?", (seen_before, created_before)).rowcount
 
     # personal API tokens
     def add_api_token(self, user_id: int, name: str, token_hash: str, now: float) -> ApiToken:
-        with self._tx() as db:
-            token_id = db.execute("INSERT INTO api_tokens(user_id, name, token_hash, created) VALUES (?,?,?,?)",
-                                  (user_id, name, token_hash, now)).lastrowid
+        with self.db.tx() as db:
+            token_id = db.insert("INSERT INTO api_tokens(user_id, name, token_hash, created) VALUES (?,?,?,?)",
+                                 (user_id, name, token_hash, now))
         return ApiToken(token_id, user_id, name, now, None)
 
     def api_tokens(self, user_id: int) -> list[ApiToken]:
-        rows = self._db().execute("SELECT * FROM api_tokens WHERE user_id=? ORDER BY id", (user_id,))
+        rows = self.db.execute("SELECT * FROM api_tokens WHERE user_id=? ORDER BY id", (user_id,))
         return [ApiToken(r["id"], r["user_id"], r["name"], r["created"], r["last_used"]) for r in rows]
 
     def api_token_owner(self, token_hash: str, now: float) -> User | None:
@@ -488,35 +382,35 @@ class Store(KeyRows):
         Its use is noted at most every NOTE_USE_EVERY seconds, and not at all
         while the database is busy: an API read must not wait for the write lock.
         """
-        row = self._db().execute("SELECT id, user_id, last_used FROM api_tokens WHERE token_hash=?",
+        row = self.db.execute("SELECT id, user_id, last_used FROM api_tokens WHERE token_hash=?",
                                  (token_hash,)).fetchone()
         if row is None:
             return None
         if row["last_used"] is None or now - row["last_used"] >= NOTE_USE_EVERY:
             try:
-                with self._tx() as db:
+                with self.db.tx() as db:
                     db.execute("UPDATE api_tokens SET last_used=? WHERE id=?", (now, row["id"]))
             except Busy:
                 pass  # noted on a later use
         return self.user_by_id(row["user_id"])
 
     def delete_api_token(self, user_id: int, token_id: int) -> None:
-        with self._tx() as db:
+        with self.db.tx() as db:
             if db.execute("DELETE FROM api_tokens WHERE id=? AND user_id=?", (token_id, user_id)).rowcount == 0:
                 raise NotFound(f"no token #{token_id}")
 
 
-def _user(row: sqlite3.Row) -> User:
+def _user(row: Row) -> User:
     return User(row["id"], row["name"], row["password_hash"], row["token_hash"], bool(row["is_admin"]),
                 sub=row["sub"], email=row["email"], display_name=row["display_name"],
                 groups=tuple(json.loads(row["groups"])))
 
 
-def _domain(row: sqlite3.Row) -> Domain:
+def _domain(row: Row) -> Domain:
     return Domain(row["zone"], bool(row["public"]), tuple(json.loads(row["groups"])))
 
 
-def _host(row: sqlite3.Row) -> Host:
+def _host(row: Row) -> Host:
     return Host(
         fqdn=row["fqdn"], zone=row["zone"], owner_id=row["owner_id"], secret_hash=row["secret_hash"],
         comment=row["comment"], created=row["created"], last_update=row["last_update"],

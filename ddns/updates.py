@@ -18,13 +18,16 @@ a change, an unmet prerequisite, a snapshot that is no longer current -- goes
 to the publisher, which decides it as before; see
 ``ddns.publishing.servedview`` for why the answer from memory is the one the
 publisher would give.
+
+Every result is counted here, by the actor's interface and the outcome
+(``observe``: the service's metrics), so no interface counts on its own.
 """
 from __future__ import annotations
 
 from typing import Callable, Iterable
 
 from . import policy, records
-from .errors import Invalid, NotFound, Refused
+from .errors import DdnsError, Invalid, NotFound, Refused
 from .model import Identity, Need, Op, Operation, Outcome, Prerequisite, Result, RRset, Update
 from .publishing.publisher import Publisher
 from .publishing.servedview import Served
@@ -37,9 +40,10 @@ class Updates:
     """Checks updates and hands them to the publisher (through PUBLISH: the queue while serving)."""
 
     def __init__(self, publisher: Publisher, publish: Callable[[list[Update]], list[Result]], types: Iterable[str],
-                 addresses: AddressPolicy):
+                 addresses: AddressPolicy, observe: Callable[[str, str], None] = lambda interface, outcome: None):
         self.publisher = publisher
         self.publish = publish
+        self.observe = observe  # (interface, outcome) of every result, and of every request refused as a whole
         self.types = frozenset(records.canonical_type(t) for t in types) - {"SOA"}
         self.addresses = addresses
 
@@ -74,6 +78,18 @@ class Updates:
         not ours, is REFUSED on its own. An update's own guard is checked
         beside the identity's.
         """
+        interface = identity.actor.interface
+        try:
+            results = self._decide(identity, updates)
+        except DdnsError as exc:
+            self.observe(interface, exc.kind.value)
+            raise
+        for result in results:
+            self.observe(interface, result.outcome.value)
+        return results
+
+    def _decide(self, identity: Identity, updates: list[Update]) -> list[Result]:
+        """UPDATES checked, the unchanged answered from the served snapshot, the rest published (``update_many``)."""
         results: list[Result | None] = [None] * len(updates)
         ready: list[tuple[int, Update]] = []
         for i, update in enumerate(updates):

@@ -16,6 +16,7 @@ import bottle
 
 from . import api, dyndns2, errors, formtext, httpreq
 from .config import Config
+from .db import RETRYABLE
 from .httpserver import HttpServer, Limits
 from .oidc import OidcLogin
 from .portal import Portal
@@ -104,8 +105,9 @@ def security_headers(oidc_origin: str | None) -> dict[str, str]:
     }
 
 
-def create_app(service: Service, oidc: OidcLogin | None = None) -> bottle.Bottle:
-    """The app for SERVICE; OIDC is the OpenID login (None: ``OidcLogin.from_config``)."""
+def create_app(service: Service, oidc: OidcLogin | None = None, role: str = "all") -> bottle.Bottle:
+    """The app for SERVICE; OIDC is the OpenID login (None: ``OidcLogin.from_config``); ROLE is what /healthz says
+    this process is (``cluster.role``: all, web, publisher)."""
     app = bottle.Bottle()
     trusted = service.trusted_proxies
     portal_on = service.config["portal.enabled"]
@@ -123,7 +125,7 @@ def create_app(service: Service, oidc: OidcLogin | None = None) -> bottle.Bottle
         service.begin_web_request()
 
     def busy_is_503(callback):
-        """A write that found the database busy answers at once, on every route (a clear message, no 500).
+        """A write that found the database busy (or out of reach) answers at once, on every route (a clear message, no 500).
 
         Outside the handlers' own refusal tables: a session read before a portal page, a token before an API call.
         """
@@ -131,8 +133,9 @@ def create_app(service: Service, oidc: OidcLogin | None = None) -> bottle.Bottle
         def wrapper(*args, **kwargs):
             try:
                 return callback(*args, **kwargs)
-            except errors.Busy as exc:
+            except RETRYABLE as exc:
                 log.warning("%s %s: %s", bottle.request.method, bottle.request.path, exc)
+                service.metrics.failure(exc)
                 status = errors.codes(exc).http
                 if bottle.request.path.startswith(api.PREFIX + "/"):
                     return bottle.HTTPResponse(json.dumps({"error": str(exc)}), status,
@@ -186,8 +189,9 @@ def create_app(service: Service, oidc: OidcLogin | None = None) -> bottle.Bottle
         )
         try:
             answer = dyndns2.handle_update(service, request)
-        except errors.Busy as exc:
+        except RETRYABLE as exc:
             log.warning("update %s: %s", request.request_id, exc)
+            service.metrics.failure(exc)
             return text("911\n", 503, {"Retry-After": "5"})
         except Exception:
             log.exception("update %s failed", request.request_id)
@@ -215,9 +219,18 @@ def create_app(service: Service, oidc: OidcLogin | None = None) -> bottle.Bottle
 
     @app.get("/healthz")
     def healthz():
-        body = service.health()
+        body = {**service.health(), "role": role}
         status = 200 if body["status"] == "ok" else 503
         return bottle.HTTPResponse(json.dumps(body), status, {"Content-Type": "application/json"})
+
+    if service.metrics.enabled:
+        @app.get("/metrics")
+        def metrics():
+            """Prometheus's scrape, for the networks in metrics.allow only (ddns.metrics)."""
+            if not service.metrics.allows(client_address(bottle.request.environ, trusted)):
+                return text("forbidden\n", 403)
+            body, content_type = service.metrics.exposition()
+            return bottle.HTTPResponse(body, 200, {"Content-Type": content_type, "Cache-Control": "no-store"})
 
     @app.post("/hooks/zones")
     def zones_webhook():

@@ -84,8 +84,8 @@ class CliResult:
 
 def tree_records(zone_dir: Path) -> str:
     """The dynamic records of a zone directory as one sorted text (its shard files, or the old dynamic.records)."""
-    from ddns import gitops, zones
-    return zones.format_dynamic(gitops.zone_records_in(gitops.service_texts(zone_dir)))
+    from ddns import shards, zones
+    return zones.format_dynamic(shards.parse_shards(shards.record_files(zone_dir)))
 
 
 @dataclass

@@ -54,8 +54,9 @@ def test_rendered_file_in_git_is_what_bind_serves(running):
 
 
 def axfr(inst, zone: str) -> str:
-    """The zone as named serves it: a zone transfer with dig (one SOA)."""
-    proc = subprocess.run(["dig", "@127.0.0.1", "-p", str(inst.dns_port), zone, "AXFR", "+onesoa", "+nocmd",
+    """The zone as named serves it: a zone transfer with dig (one SOA), signed: named gives none unsigned."""
+    proc = subprocess.run(["dig", "@127.0.0.1", "-p", str(inst.dns_port), "-k", str(inst.dir / "bind" / "transfer.key"),
+                           zone, "AXFR", "+onesoa", "+nocmd",
                            "+nostats", "+nocomments"], capture_output=True, text=True, timeout=30, check=True)
     return proc.stdout
 

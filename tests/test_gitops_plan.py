@@ -15,6 +15,11 @@ import pytest
 from ddns import gitops, resource_dir, shards, zones
 from ddns.gitops import MIN_RECORDS_FOR_SHARE, diff_records, format_plan, guard_problems, zone_records
 
+from ddns.gitrepo import ZonesRepo
+from ddns.model import Actor, Operation, Update
+from ddns.publishing.bindtarget import PublishTarget
+from ddns.publishing.publisher import Publisher
+
 from conftest import Instance, require
 from recordsets import as_sets
 
@@ -530,3 +535,25 @@ def test_forced_by_commits_reads_the_trailer_in_the_range(clone):
     assert gitops.forced_by_commits(clone, base, second)
     assert not gitops.forced_by_commits(clone, first, second)
     assert not gitops.forced_by_commits(clone, base, base)
+
+
+def test_a_check_renders_with_the_configured_number_of_shards_the_file_named_loads(instance):
+    """zones.shards decides the order of the assembled file: the checked file must be named's, line for line."""
+    publisher = Publisher(ZonesRepo(instance.repo), TEMPLATES, PublishTarget(rndc=None), fsync=False, shard_count=4)
+    publisher.load()
+    publisher.reconcile()  # reshards into 4
+    labels = [f"h{i}" for i in range(12)]
+    publisher.apply([Update(ZONE, tuple(Operation.replace(f"{label}.{ZONE}", "A", [f"192.0.2.{i + 1}"])),
+                            actor=Actor("test")) for i, label in enumerate(labels)])
+    committed = gitops.committed_zone(instance.repo, ZONE)
+    assert gitops.render_zone_at(instance.repo, "HEAD", ZONE, TEMPLATES, "named-checkzone", shard_count=4).text == committed
+    assert gitops.render_zone_at(instance.repo, "HEAD", ZONE, TEMPLATES, "named-checkzone").text != committed  # it can fail
+
+
+def test_check_takes_the_number_of_shards_from_the_config(instance, clone):
+    text = instance.config_path.read_text()
+    config = instance.dir / "many-shards.toml"
+    config.write_text(text.replace("\n[zones]\n", "\n[zones]\nshards = 5000\n", 1))
+    many = Instance(instance.dir, config, instance.http_port, instance.dns_port, instance.rndc_port)
+    r = check(many, clone)
+    assert r.code != 0 and "zones.shards must be a whole number from 1 to 4096" in r.out + r.err, r.out + r.err

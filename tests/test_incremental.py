@@ -154,6 +154,13 @@ def test_a_missing_publisher_key_means_reloads_in_auto_mode_and_is_refused_in_in
         build_publisher(configmod.load(instance.config_path, environ={}, overrides={"bind.publish": "sometimes"}))
 
 
+def test_incremental_without_a_zone_dir_is_a_config_error_at_the_start(instance):
+    config = configmod.load(instance.config_path, environ={}, overrides={"bind.publish": "incremental",
+                                                                        "bind.zone_dir": ""})
+    with pytest.raises(configmod.ConfigError, match="bind.publish = incremental needs bind.zone_dir"):
+        build_publisher(config)
+
+
 def test_reload_mode_still_serves_from_named_s_copy(serve, instance):
     secret = instance.add_host(FQDN)
     running = serve({"bind.publish": "reload"})

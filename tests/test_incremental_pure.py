@@ -2,6 +2,8 @@
 connection, the served-versus-committed comparison and the mode setting."""
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import socket
 import struct
 import threading
@@ -14,10 +16,11 @@ import dns.tsig
 import pytest
 
 from ddns import bind
+from ddns.config import ConfigError
 from ddns.errors import Invalid
 from ddns.publishing import servedcheck
 from ddns.publishing.bindtarget import BindTarget, PublishTarget
-from ddns.publishing.incremental import (UpdateChannel, probe_message, read_key, resolve_mode,
+from ddns.publishing.incremental import (IncrementalNamed, UpdateChannel, read_key, resolve_mode,
                                          update_message)
 from ddns.publishing.zonechange import RRsetChange, ZoneChange
 from ddns.records import RecordSet
@@ -28,7 +31,7 @@ KEY = dns.tsig.Key("ddns-publisher", "c2VjcmV0c2VjcmV0c2VjcmV0c2VjcmV0", "hmac-s
 
 
 def change(serial: int = 1700000002) -> ZoneChange:
-    return ZoneChange(ZONE, serial, SOA.replace("1700000002", str(serial)), (
+    return ZoneChange(ZONE, serial, SOA.replace("1700000002", str(serial)), 3600, (
         RRsetChange(f"new.{ZONE}", "A", None, RecordSet(("192.0.2.1",)), 60),
         RRsetChange(f"ttl.{ZONE}", "A", RecordSet(("192.0.2.2",)), RecordSet(("192.0.2.2",), 300), 300),
         RRsetChange(f"gone.{ZONE}", "TXT", RecordSet(('"a b"',)), None, 60),
@@ -42,7 +45,7 @@ def sections(message: dns.message.Message) -> tuple[list[str], list[str]]:
 
 
 def test_update_message_checks_the_old_sets_replaces_each_set_and_the_soa():
-    prereq, update = sections(update_message(change(), KEY, soa_ttl=3600))
+    prereq, update = sections(update_message(change(), KEY))
     assert prereq == [f"new.{ZONE}. NONE A", f"ttl.{ZONE}. 0 IN A 192.0.2.2",
                       f'gone.{ZONE}. 0 IN TXT "a b"', f"alias.{ZONE}. 0 IN CNAME target.{ZONE}."]
     assert update == [f"new.{ZONE}. ANY A", f"new.{ZONE}. 60 IN A 192.0.2.1",
@@ -52,8 +55,8 @@ def test_update_message_checks_the_old_sets_replaces_each_set_and_the_soa():
                       f"{ZONE}. ANY SOA", f"{ZONE}. 3600 IN SOA {SOA}"]
 
 
-def test_probe_message_asks_for_the_new_sets_and_the_soa_and_changes_nothing():
-    prereq, update = sections(probe_message(change(), KEY, soa_ttl=3600))
+def test_a_probe_asks_for_the_new_sets_and_the_soa_and_changes_nothing():
+    prereq, update = sections(update_message(change(), KEY, probe=True))
     assert update == []
     assert prereq == [f"new.{ZONE}. 0 IN A 192.0.2.1", f"ttl.{ZONE}. 0 IN A 192.0.2.2",
                       f"gone.{ZONE}. NONE TXT", f"alias.{ZONE}. 0 IN CNAME other.{ZONE}.",
@@ -213,14 +216,14 @@ def test_the_channel_reconnects_once_when_named_closed_the_connection():
     thread = threading.Thread(target=answer_one_then_close, daemon=True)
     thread.start()
     channel = UpdateChannel("127.0.0.1", port)
-    assert channel.send(update_message(change(), None, 3600), 2.0) == dns.rcode.NOERROR
-    assert channel.send(update_message(change(3), None, 3600), 2.0) == dns.rcode.NOERROR
+    assert channel.send(update_message(change(), None), 2.0) == dns.rcode.NOERROR
+    assert channel.send(update_message(change(3), None), 2.0) == dns.rcode.NOERROR
     thread.join(5)
     assert len(connections) == 2
     channel.close()
     server.close()
     with pytest.raises(OSError):  # nobody listens: the error reaches the caller (a full load follows)
-        channel.send(update_message(change(), None, 3600), 1.0)
+        channel.send(update_message(change(), None), 1.0)
 
 
 # ---- served == committed ---------------------------------------------------------------
@@ -261,19 +264,27 @@ def test_a_committed_zone_that_does_not_parse_is_invalid():
 # ---- the setting -------------------------------------------------------------------------
 def test_mode_resolution_and_refusals(tmp_path):
     key = tmp_path / "publisher.key"
-    assert resolve_mode("auto", key) == "reload"  # no key: reloads
-    assert resolve_mode("reload", key) == "reload"
+    assert resolve_mode("auto", key, tmp_path) == "reload"  # no key: reloads
+    assert resolve_mode("reload", key, tmp_path) == "reload"
     with pytest.raises(Invalid, match="No such file"):
-        resolve_mode("incremental", key)
+        resolve_mode("incremental", key, tmp_path)
     bind.create_publisher_key(key)
-    assert resolve_mode("auto", key) == "incremental"
+    assert resolve_mode("auto", key, tmp_path) == "incremental"
     assert read_key(key).name.to_text() == "ddns-publisher."
     assert key.stat().st_mode & 0o077 == 0
     key.write_text('key "ddns-publisher" { algorithm hmac-sha256; secret "not base64!"; };\n')
     with pytest.raises(Invalid, match="publisher key"):
-        resolve_mode("auto", key)  # a key that exists but is garbled is refused, not ignored
+        resolve_mode("auto", key, tmp_path)  # a key that exists but is garbled is refused, not ignored
     with pytest.raises(Invalid, match="must be one of"):
-        resolve_mode("always", key)
+        resolve_mode("always", key, tmp_path)
+
+
+def test_incremental_without_a_zone_dir_is_refused_at_the_start(tmp_path):
+    key = bind.create_publisher_key(tmp_path / "publisher.key")
+    for mode in ("incremental", "auto"):  # a key that exists asks for updates too
+        with pytest.raises(ConfigError, match="bind.zone_dir"):
+            resolve_mode(mode, key, None)
+    assert resolve_mode("reload", key, None) == "reload"
 
 
 def test_a_zone_named_has_not_loaded_is_written_without_its_journal_and_reloaded(tmp_path):
@@ -292,3 +303,94 @@ def test_a_zone_named_has_not_loaded_is_written_without_its_journal_and_reloaded
     named.served = 1  # named serves the zone: its copy is not written under it
     assert not bt.reload(ZONE, bt.deadline())
     assert named.calls == ["query"] and written == [2]
+
+
+def test_a_zone_asked_again_while_waiting_is_written_and_loaded_under_the_lock(tmp_path):
+    named, _, newest, written = target(tmp_path)
+    held = []
+
+    @contextlib.contextmanager
+    def lock():
+        held.append(True)
+        try:
+            yield
+        finally:
+            held.pop()
+    locked_calls = []
+    for name in ("freeze", "thaw", "reload"):
+        def call(zone, timeout, name=name, real=getattr(named, name)):
+            locked_calls.append((name, bool(held)))
+            real(zone, timeout)
+        setattr(named, name, call)
+    bt = BindTarget(PublishTarget(rndc=None, control=named, zone_dir=tmp_path, mode="incremental", verify_timeout=0.5,
+                                  fsync=False), newest=newest.get, on_error=lambda m: None,
+                    committed=lambda zone: written.append(newest[zone]) or "; x\n", lock=lock,
+                    monotonic=lambda: now[0], sleep=lambda seconds: now.__setitem__(0, now[0] + seconds))
+    now = [0.0]
+    newest[ZONE] = 2
+    named.file_serial = 1  # named keeps serving 1: the wait asks again
+    assert bt.wait_served({ZONE: 2}, timeout=0.45) == set()
+    assert locked_calls and all(locked for _, locked in locked_calls), locked_calls
+    assert written  # the re-asks wrote named's copy
+    locked_calls.clear()
+    assert bt.reload_and_verify([ZONE], {ZONE: 2}) == set()  # the retry loop's path, called without the lock
+    assert locked_calls and all(locked for _, locked in locked_calls), locked_calls
+
+
+def test_an_update_carries_the_committed_soa_ttl_and_asks_named_nothing_first():
+    """The SOA TTL is the committed zone's (a human's change reaches named), never one read back from named."""
+    server = socket.create_server(("127.0.0.1", 0))  # TCP only: a query for the served SOA would go unanswered
+    received = []
+
+    def answer_one():
+        conn, _ = server.accept()
+        with conn:
+            (length,) = struct.unpack(">H", conn.recv(2))
+            data = b""
+            while len(data) < length:
+                data += conn.recv(length - len(data))
+            query = dns.message.from_wire(data, keyring=KEY)
+            received.append(query)
+            reply = dns.message.make_response(query).to_wire()
+            conn.sendall(struct.pack(">H", len(reply)) + reply)
+    thread = threading.Thread(target=answer_one, daemon=True)
+    thread.start()
+    named = IncrementalNamed("127.0.0.1", server.getsockname()[1], KEY)
+    changed = dataclasses.replace(change(), soa_ttl=1234)
+    assert named.update(changed, 2.0) == dns.rcode.NOERROR
+    thread.join(5)
+    named.channel.close()
+    server.close()
+    [soa] = [rrset for rrset in received[0].update if rrset.rdtype == dns.rdatatype.SOA and rrset]
+    assert soa.ttl == 1234
+
+
+def test_the_kept_open_update_connection_is_closed_when_the_publisher_closes(tmp_path):
+    server = socket.create_server(("127.0.0.1", 0))
+    server.settimeout(5)
+    ended = threading.Event()
+
+    def answer_then_wait_for_the_close():
+        conn, _ = server.accept()
+        conn.settimeout(5)
+        with conn:
+            (length,) = struct.unpack(">H", conn.recv(2))
+            data = b""
+            while len(data) < length:
+                data += conn.recv(length - len(data))
+            reply = dns.message.make_response(dns.message.from_wire(data, keyring=read_key(key))).to_wire()
+            conn.sendall(struct.pack(">H", len(reply)) + reply)
+            if conn.recv(1) == b"":  # EOF: the publisher closed it (a timeout raises instead)
+                ended.set()
+    key = bind.create_publisher_key(tmp_path / "publisher.key")
+    thread = threading.Thread(target=answer_then_wait_for_the_close, daemon=True)
+    thread.start()
+    settings = PublishTarget(rndc=bind.Rndc("127.0.0.1", 1, tmp_path / "unused.key"), dns_port=server.getsockname()[1],
+                             zone_dir=tmp_path, mode="incremental", update_key=key, verify_timeout=2.0, fsync=False)
+    bt = BindTarget(settings, newest=lambda zone: 2, on_error=lambda m: None, committed=lambda zone: "")
+    assert bt.publish(change(2), bt.deadline())  # NOERROR: served, the connection kept open
+    assert not ended.is_set()
+    bt.close()
+    thread.join(5)
+    server.close()
+    assert ended.is_set()

@@ -5,10 +5,14 @@ target is told to be down or frozen, so each case runs in milliseconds.
 """
 from __future__ import annotations
 
+import time
+
 import dns.rcode
 import pytest
 
 from conftest import Instance
+from ddns import bind, zones
+from ddns.background import Background
 from ddns.publishing.bindtarget import PublishTarget
 from ddns.gitrepo import ZonesRepo
 from ddns.publishing.memtarget import MemoryNamed
@@ -151,3 +155,82 @@ def test_a_shard_made_and_emptied_within_one_group_is_no_file_and_the_commit_sta
     assert instance.commit_count() == before + 1
     assert instance.records(ZONE) == "other A 192.0.2.10\n"
     assert instance.git("status", "--porcelain") == ""
+
+
+def test_a_zone_asked_again_during_the_wait_is_loaded_under_the_publisher_s_lock(instance, publisher, named):
+    locked = []
+    real_reload = named.reload
+
+    def reload(zone, timeout):
+        locked.append(publisher.lock._depth > 0)  # one thread here: held by the waiter itself
+        real_reload(zone, timeout)
+    named.reload = reload
+    named.frozen = True
+    batch = publisher.commit([set_a("vm", "192.0.2.4")])
+    assert locked == [True]  # the commit's own publish
+    assert publisher.wait_served(batch.serials, timeout=0.45) == set()
+    assert len(locked) >= 2 and all(locked), locked  # each re-ask took the lock
+
+
+def test_a_soa_ttl_an_admin_changed_is_the_one_the_next_update_sends(instance, named):
+    target = PublishTarget(rndc=None, verify_timeout=0.3, control=named, mode="incremental")
+    publisher = Publisher(ZonesRepo(instance.repo), [ZONE_TEMPLATES], target, fsync=False)
+    publisher.load()
+    publisher.reconcile()
+    settings = (instance.repo / ZONE / "zone.toml").read_text()
+    assert "ttl = 3600" in settings
+    assert publisher.update_settings(ZONE, settings.replace("ttl = 3600", "ttl = 1800", 1), "admin") is Outcome.PUBLISHED
+    assert [r.outcome for r in publisher.apply([set_a("vm", "192.0.2.5")])] == [Outcome.PUBLISHED]
+    assert named.updates[-1].soa_ttl == 1800
+
+
+def incremental_publisher(instance: Instance, named: MemoryNamed) -> Publisher:
+    """A publisher in incremental mode that writes named's copies and its zones.conf (named itself in memory)."""
+    key = bind.create_publisher_key(instance.dir / "test-publisher.key")
+    target = PublishTarget(rndc=None, verify_timeout=0.3, control=named, mode="incremental", update_key=key,
+                           zones_conf=instance.dir / "conf" / "zones.conf", zone_dir=instance.dir / "copies")
+    (instance.dir / "conf").mkdir()
+    publisher = Publisher(ZonesRepo(instance.repo), [ZONE_TEMPLATES], target, fsync=False)
+    publisher.load()
+    publisher.reconcile()
+    return publisher
+
+
+def add_zone(instance: Instance, publisher: Publisher, zone: str) -> Outcome:
+    settings, static = zones.default_zone_files(zone, None, "127.0.0.1")
+    return publisher.add_zone(zone, settings, static, "admin")
+
+
+def test_a_publisher_key_gone_since_the_start_does_not_fail_a_new_zone(instance, named):
+    publisher = incremental_publisher(instance, named)
+    (instance.dir / "test-publisher.key").unlink()  # its name was read at the start
+    assert add_zone(instance, publisher, "new.example.test") is Outcome.PUBLISHED
+    conf = (instance.dir / "conf" / "zones.conf").read_text()
+    assert "new.example.test" in conf and "ddns-publisher" in conf
+
+
+def test_a_zones_conf_that_cannot_be_written_leaves_a_new_zone_committed_and_unserved(instance, named):
+    publisher = incremental_publisher(instance, named)
+    (instance.dir / "conf" / "zones.conf").unlink()
+    (instance.dir / "conf").rmdir()
+    (instance.dir / "conf").write_text("a file where the directory was\n")
+    before = instance.commit_count()
+    assert add_zone(instance, publisher, "new.example.test") is Outcome.UNSERVED  # not an exception after the commit
+    assert instance.commit_count() == before + 1
+    assert "new.example.test" in publisher.unserved and "cannot write the zones for named" in publisher.last_error
+
+
+def test_the_start_s_wait_for_named_is_bounded_by_its_budget_even_when_each_query_blocks(instance, publisher, named):
+    """A named that answers nothing: every query waits its whole timeout, and the wait still ends in budget."""
+    asked = []
+
+    def silent(zone, timeout):
+        asked.append(timeout)
+        time.sleep(timeout)
+        return None
+    named.served_serial = silent
+    budget = 0.3
+    start = time.monotonic()
+    Background({"bind.verify_timeout": budget}, publisher, sync=None, reconcile=None, flush_seen=None)._await_named()
+    assert asked and max(asked) <= budget and sum(asked) <= budget + 0.05, asked
+    assert time.monotonic() - start < budget + 0.6

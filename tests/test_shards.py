@@ -210,3 +210,20 @@ def test_plain_and_other_sets_of_a_label_read_and_change_like_a_dict():
                          ("b", "A"): rs("192.0.2.7"), ("d", "A"): rs("192.0.2.8", ttl=30)}
     assert len(new) == 4 and ("c", "A") not in new and ("c", "A") in found
     assert shards.parse_shards(new.texts()) == dict(new)
+
+
+def test_record_files_are_the_regular_shards_and_the_old_file_never_a_link(tmp_path):
+    zone_dir = tmp_path / "example.org"
+    (zone_dir / "dynamic").mkdir(parents=True)
+    (zone_dir / "dynamic" / "0a.records").write_text("a A 192.0.2.1\n")
+    (zone_dir / "dynamic" / "notes.records").write_text("not a shard name\n")
+    (zone_dir / "dynamic.records").write_text("b A 192.0.2.2\n")
+    (tmp_path / "secret").write_text("a file of the service's disk\n")
+    (zone_dir / "dynamic" / "0b.records").symlink_to(tmp_path / "secret")
+    assert shards.record_files(zone_dir) == {"dynamic.records": "b A 192.0.2.2\n", "dynamic/0a.records": "a A 192.0.2.1\n"}
+    linked = tmp_path / "linked.org"
+    linked.mkdir()
+    (linked / "dynamic").symlink_to(zone_dir / "dynamic")
+    (linked / "dynamic.records").symlink_to(tmp_path / "secret")
+    assert shards.record_files(linked) == {}
+    assert shards.record_files(tmp_path / "missing.org") == {}

@@ -12,6 +12,7 @@ def test_changed_sets_with_their_ttl_and_the_new_soa():
     change = zone_change("example.org", 42, STATIC, before, after, keys, dynamic_ttl=60)
     assert change.serial == 42
     assert change.soa == "ns1.example.org. hostmaster.example.org. 42 3600 600 86400 60"
+    assert change.soa_ttl == 3600
     assert change.changes == (
         RRsetChange("example.org", "TXT", None, RecordSet(('"apex"',), 120), 120),
         RRsetChange("h1.example.org", "A", RecordSet(("192.0.2.1",)), RecordSet(("192.0.2.9",)), 60),
@@ -23,3 +24,8 @@ def test_a_set_changed_back_within_the_group_is_left_out():
     same = {("h1", "A"): RecordSet(("192.0.2.1",))}
     change = zone_change("example.org", 2, STATIC, same, dict(same), {("h1", "A")}, dynamic_ttl=60)
     assert change.changes == ()
+
+
+def test_the_soa_goes_with_the_ttl_the_zone_was_committed_with():
+    static = {"@": {"SOA": RecordSet(STATIC["@"]["SOA"].rdatas, 7200)}}
+    assert zone_change("example.org", 3, static, {}, {}, set(), dynamic_ttl=60).soa_ttl == 7200

@@ -30,11 +30,12 @@ the last change sent (``_sent`` / ``_synced``): after a lost one, a full load.
 """
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Protocol
+from typing import Callable, ContextManager, Protocol
 
 import dns.rcode
 
@@ -139,8 +140,6 @@ class _RndcControl:
         self.settings.rndc.run("freeze", zone, timeout=timeout)
 
     def thaw(self, zone: str, timeout: float) -> None:
-        if self._updates is not None:
-            self._updates.forget(zone)  # its SOA TTL may change with the file
         self.settings.rndc.run("thaw", zone, timeout=timeout)
 
     def update(self, change: ZoneChange, timeout: float) -> int:
@@ -161,6 +160,11 @@ class _RndcControl:
     def reconfig(self, timeout: float) -> None:
         self.settings.rndc.reconfig(timeout=timeout)
 
+    def close(self) -> None:
+        """Close the kept-open update connection (a later update opens it again)."""
+        if self._updates is not None:
+            self._updates.channel.close()
+
     def served_serial(self, zone: str, timeout: float) -> int | None:
         return bind.served_serial(zone, self.settings.dns_server, self.settings.dns_port, timeout=timeout)
 
@@ -172,10 +176,14 @@ class BindTarget:
     zone left behind is asked again only for that one, which covers the rest.
     ON_ERROR receives the reason of each failure (the publisher's last error).
     COMMITTED gives a zone as committed, as one file: what named must serve after a full load.
+    LOCK is the publisher's: a reload asked outside a commit (``wait_served``
+    asking again, ``reload_and_verify`` from the retry loop) writes named's
+    copy and freezes the zone, so it takes the lock, as a commit's publish has it.
     """
 
     def __init__(self, settings: PublishTarget, newest: Callable[[str], int | None],
                  on_error: Callable[[str], None], committed: Callable[[str], str],
+                 lock: Callable[[], ContextManager[None]] = contextlib.nullcontext,
                  monotonic: Callable[[], float] = time.monotonic,
                  sleep: Callable[[float], None] = time.sleep):
         self.settings = settings
@@ -186,11 +194,13 @@ class BindTarget:
         self._newest = newest
         self._on_error = on_error
         self._committed = committed
+        self._lock = lock
         self._monotonic = monotonic
         self._sleep = sleep
         self._sent: dict[str, int] = {}    # zone -> the serial last sent to named (an update or a full load)
         self._synced: dict[str, int] = {}  # zone -> the serial named is known to serve exactly
         self._diverged: dict[str, ZoneChange] = {}  # zone -> a change named refused: served when its data is
+        self._key_name: str | None = None  # the publisher key's, read once (the key file may go meanwhile)
 
     @property
     def control(self) -> NamedControl | None:
@@ -213,14 +223,18 @@ class BindTarget:
         left = self.settings.verify_timeout if deadline is None else deadline - self._monotonic()
         return max(_MIN_RNDC_TIMEOUT, left / 2)
 
+    def close(self) -> None:
+        """Close what is kept open to named (the update connection) when the service stops."""
+        self._rndc.close()
+
     def reconfig(self) -> None:
         """Have named read its configuration again (the set of zones changed); raises BindError."""
         if self.control is not None:
             self.control.reconfig(self.rndc_timeout())
 
-    def served_serial(self, zone: str) -> int | None:
-        """The serial named serves for ZONE now (None: not served)."""
-        return self.control.served_serial(zone, 1.0) if self.control is not None else None
+    def served_serial(self, zone: str, timeout: float = 1.0) -> int | None:
+        """The serial named serves for ZONE now (None: not served, or no answer within TIMEOUT seconds)."""
+        return self.control.served_serial(zone, timeout) if self.control is not None else None
 
     def committed(self, zone: str) -> str:
         """ZONE as committed, as one file: what named must serve."""
@@ -355,8 +369,7 @@ class BindTarget:
                 finished_older = zone in seen and now_serving != seen[zone]
                 seen[zone] = now_serving
                 if self._newest(zone) == serial and (finished_older or self._monotonic() - asked[zone] > _REASK_SECONDS):
-                    # after an older load named starts this one now; a re-ask while it loads changes nothing
-                    (self.reload if finished_older else self._ask_reload)(zone, deadline)
+                    self._ask_again(zone, serial, deadline, finished_older)
                     asked[zone] = self._monotonic()
             now = self._monotonic()
             if not pending or now >= deadline:
@@ -371,6 +384,16 @@ class BindTarget:
         self.unserved.difference_update(served)
         self.unserved.update(pending)
         return served
+
+    def _ask_again(self, zone: str, serial: int, deadline: float, finished_older: bool) -> None:
+        """Ask named again to load ZONE for SERIAL, under the publisher's lock (it writes named's copy).
+
+        A commit that came meanwhile publishes its own serial: nothing to ask then.
+        After an older load named starts this one now; a re-ask while it loads changes nothing.
+        """
+        with self._lock():
+            if self._newest(zone) == serial:
+                (self.reload if finished_older else self._ask_reload)(zone, deadline)
 
     def _serves_diverged(self, zone: str, serial: int, deadline: float) -> bool:
         """For a zone whose update named refused: whether it serves that change's data now (not just its serial)."""
@@ -401,7 +424,8 @@ class BindTarget:
         All of it within one verify budget, whatever named does.
         """
         deadline = self.deadline()
-        reloaded = [zone for zone in zone_names if self.reload(zone, deadline)]
+        with self._lock():  # the retry loop calls this without it: the copies are written under it
+            reloaded = [zone for zone in zone_names if self.reload(zone, deadline)]
         self.unserved.update(set(zone_names) - set(reloaded))
         return self.wait_served({zone: serials[zone] for zone in reloaded}, deadline=deadline)
 
@@ -411,14 +435,15 @@ class BindTarget:
         ZONE_FILES are the working tree's files; with a ``zone_dir`` named
         loads its copies instead: those missing are written (a new zone, an
         instance of an older version), those of zones gone are removed.
+        Raises OSError (a file unwritable) or BindError (the publisher key
+        unreadable the first time it is needed: its name is read once).
         """
         if self.settings.zone_dir is not None:
             zone_files = self._write_missing_copies(sorted(zone_files))
         path = self.settings.zones_conf
         if path is None:
             return False
-        key = bind.key_name(self.settings.update_key) if self.settings.mode == INCREMENTAL else None
-        text = bind.zones_conf(zone_files, update_key=key)
+        text = bind.zones_conf(zone_files, update_key=self._update_key_name())
         if path.exists() and path.read_text() == text:
             return False
         atomic_write(path, text, fsync)
@@ -436,10 +461,17 @@ class BindTarget:
         try:
             if not all(path.is_file() for path in copies.values()):
                 return False
-            key = bind.key_name(self.settings.update_key) if self.settings.mode == INCREMENTAL else None
-            return self.settings.zones_conf.read_text() == bind.zones_conf(copies, update_key=key)
+            return self.settings.zones_conf.read_text() == bind.zones_conf(copies, update_key=self._update_key_name())
         except (OSError, bind.BindError):
             return False
+
+    def _update_key_name(self) -> str | None:
+        """The name named.conf gives the publisher key (incremental mode; else None), read from its file once."""
+        if self.settings.mode != INCREMENTAL:
+            return None
+        if self._key_name is None:
+            self._key_name = bind.key_name(self.settings.update_key)
+        return self._key_name
 
     def _write_missing_copies(self, zone_names: list[str]) -> dict[str, Path]:
         """named's copies of ZONE_NAMES, each written from the committed zone if missing (without a journal)."""

@@ -16,11 +16,13 @@ its lock.
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass
 from typing import Callable
 
 from .. import records, shards, zones
 from .bindtarget import BindTarget
+from .observer import Observer
 from ..gitrepo import ChangeRecord, ZonesRepo, commit_message
 from ..model import Actor, Outcome, Result, Update
 from ..serial import next_serial
@@ -67,6 +69,7 @@ class Committer:
         self.named = named
         self.status = status
         self.clock = clock
+        self.observer = Observer()  # the stages decide, write, git_commit, named_publish; git failures
 
     def commit(self, updates: list[Update]) -> Batch:
         """Decide UPDATES in order, render each touched zone once, commit once, ask named to reload.
@@ -78,13 +81,14 @@ class Committer:
         meanwhile.
         """
         results: list[Result | None] = [None] * len(updates)
+        started = time.perf_counter()
         changes: list[tuple[int, ChangeRecord]] = []
-        work: dict[str, shards.Overlay] = {}
-        keys: dict[str, set[tuple[str, str]]] = {}  # the RRsets each zone's updates touched
+        work: dict[str, shards.Overlay] = {}  # per zone: the group's changes, the RRsets its updates touched
         for i, update in enumerate(updates):
-            results[i], made = self._decide(update, work, keys)
+            results[i], made = self._decide(update, work)
             changes += [(i, c) for c in made]
         zone_of = [u.zone for u in updates]
+        decided = self.observer.since("decide", started)
         unchanged = Result(Outcome.UNCHANGED)
         if not changes:
             return Batch([r or unchanged for r in results], zone_of, {})
@@ -95,31 +99,36 @@ class Committer:
         paths: list[str] = []
         try:
             with self.files.replacing(touched) as files:  # a failure puts HEAD's files back (or holds the zone)
-                for zone in touched:
-                    state = self.cache.zones[zone]
-                    serials[zone] = next_serial(state.serial, int(self.clock()))
-                    if state.settled:  # the head first: its stamp then shows any write that was not committed
-                        files.write(self.reader.head_path(zone), self.reader.render(state, serials[zone], after[zone]))
-                        paths.append(f"{zone}/{zones.rendered_file(zone)}")
-                        paths += write_shards(files, self.reader, zone, after[zone], after[zone].indexes(keys[zone]))
-                    else:  # the old layout or another number of shards (not reconciled yet): all of it
-                        paths += rewrite_zone(files, self.reader, zone, state, after[zone], serials[zone])
+                with files.together():  # the shard files fsynced side by side, then renamed in order
+                    for zone in touched:
+                        state = self.cache.zones[zone]
+                        serials[zone] = next_serial(state.serial, int(self.clock()))
+                        if state.settled:  # the head first: its stamp then shows any write that was not committed
+                            files.write(self.reader.head_path(zone), self.reader.render(state, serials[zone], after[zone]))
+                            paths.append(f"{zone}/{zones.rendered_file(zone)}")
+                            paths += write_shards(files, self.reader, zone, after[zone],
+                                                  after[zone].indexes(work[zone].changes))
+                        else:  # the old layout or another number of shards (not reconciled yet): all of it
+                            paths += rewrite_zone(files, self.reader, zone, state, after[zone], serials[zone])
+                written = self.observer.since("write", decided)
                 actors = {c.actor for _, c in changes}
                 self.repo.commit(paths, commit_message([c for _, c in changes]),
                                  author=actors.pop() if len(actors) == 1 else None)
         except Exception as exc:  # disk full, git failure: HEAD's files are back, nothing changed
             log.exception("commit failed; the last commit's files are kept")
+            self.observer.error("git")
             self.status.failure = self.status.last_error = f"commit failed: {exc}"
             failed = Result(Outcome.FAILED, reason=self.status.failure)
             for i, _ in changes:
                 results[i] = failed
             return Batch([r or unchanged for r in results], zone_of, {})
 
+        self.observer.since("git_commit", written)
         published = {}
         for zone in touched:
             state = self.cache.zones[zone]
-            published[zone] = zone_change(zone, serials[zone], state.static, state.dynamic, after[zone], keys[zone],
-                                          state.source.settings.dynamic_ttl)
+            published[zone] = zone_change(zone, serials[zone], state.static, state.dynamic, after[zone],
+                                          work[zone].changes.keys(), state.source.settings.dynamic_ttl)
             state.dynamic = after[zone]
             state.serial = serials[zone]
             state.settled, state.legacy = True, False
@@ -127,6 +136,7 @@ class Committer:
         self.status.last_publish = self.clock()
         self.status.failure = None
         deadline = self.named.deadline()
+        sent = time.perf_counter()
         for zone in touched:
             if not self.named.publish(published[zone], deadline):  # named unreachable: committed, not served; retried later
                 del serials[zone]
@@ -134,14 +144,11 @@ class Committer:
                 for i, _ in changes:
                     if updates[i].zone == zone:
                         results[i] = Result(Outcome.UNSERVED, reason="named did not take the reload")
+        self.observer.since("named_publish", sent)
         return Batch(results, zone_of, serials, deadline)
 
-    def _decide(self, update: Update, work: dict[str, shards.Overlay],
-                keys: dict[str, set[tuple[str, str]]]) -> tuple[Result | None, list[ChangeRecord]]:
-        """UPDATE applied to WORK (the group's records so far, per zone): (None, its change records), or why not.
-
-        The RRsets it changed are added to KEYS (per zone).
-        """
+    def _decide(self, update: Update, work: dict[str, shards.Overlay]) -> tuple[Result | None, list[ChangeRecord]]:
+        """UPDATE applied to WORK (the group's records so far, per zone): (None, its change records), or why not."""
         if update.guard is not None and not update.guard():
             return Result(Outcome.REFUSED, reason="the credential is gone"), []
         try:
@@ -163,9 +170,9 @@ class Committer:
             return Result(Outcome.UNCHANGED), []
         made = []
         dynamic = work[update.zone]
-        keys.setdefault(update.zone, set()).update(changes)
         for (label, rtype), new in sorted(changes.items()):
-            made.append(_change_record(update.zone, label, rtype, dynamic.get((label, rtype)), new, update.actor))
+            made.append(_change_record(update.zone, label, rtype, dynamic.get((label, rtype)), new, update.actor,
+                                       update.change_id))
             if new is None:
                 del dynamic[(label, rtype)]
             else:
@@ -197,7 +204,7 @@ def rewrite_zone(files: Replacement, reader: ZoneReader, zone: str, state: ZoneS
     """Make ZONE's service files FOUND and the head of STATE at SERIAL: every shard that differs, the old
     layout's dynamic.records and shards of another count removed. Their repository paths (for one commit)."""
     zone_dir = reader.root / zone
-    want, have = found.texts(), reader.shard_files(zone)
+    want, have = found.texts(), shards.record_files(zone_dir)  # the old layout's dynamic.records goes too
     files.write(reader.head_path(zone), reader.render(state, serial, found))  # first, as in every commit
     rels = [zones.rendered_file(zone)]
     for rel in sorted(have.keys() - want.keys()):
@@ -207,15 +214,12 @@ def rewrite_zone(files: Replacement, reader: ZoneReader, zone: str, state: ZoneS
         if have.get(rel) != text:
             files.write(zone_dir / rel, text)
             rels.append(rel)
-    if (zone_dir / zones.DYNAMIC_FILE).exists():
-        files.remove(zone_dir / zones.DYNAMIC_FILE)
-        rels.append(zones.DYNAMIC_FILE)
     return [f"{zone}/{rel}" for rel in rels]
 
 
 def _change_record(zone: str, label: str, rtype: str, old: records.RecordSet | None,
-                   new: records.RecordSet | None, actor: Actor) -> ChangeRecord:
+                   new: records.RecordSet | None, actor: Actor, change: int | None = None) -> ChangeRecord:
     """The audit trailer's record of one changed RRset: its rdata before and after, joined by ", "."""
     fqdn = zone if label == records.APEX else f"{label}.{zone}"
     return ChangeRecord(fqdn, rtype, old and ", ".join(old.rdatas), new and ", ".join(new.rdatas), actor.name,
-                        actor.client, actor.interface, actor.agent, actor.request)
+                        actor.client, actor.interface, actor.agent, actor.request, change)

@@ -36,6 +36,7 @@ import dns.tsig
 import dns.update
 
 from .. import bind, errors
+from ..config import ConfigError
 from ..rndc import RndcError, RndcKey
 from .zonechange import ZoneChange
 
@@ -60,12 +61,13 @@ def read_key(path: Path) -> dns.tsig.Key:
     return dns.tsig.Key(key.name, key.secret, key.algorithm)
 
 
-def resolve_mode(mode: str, key: Path | None) -> str:
+def resolve_mode(mode: str, key: Path | None, zone_dir: Path | None) -> str:
     """The bind.publish setting MODE resolved to RELOAD or INCREMENTAL ("auto": incremental when KEY exists).
 
-    Refused (Invalid) when MODE is unknown, or incremental is asked for (or
-    the key file exists) and KEY cannot be used: an operator who configured
-    updates gets no silent fall back to reloads.
+    Refused when MODE is unknown, or incremental is asked for (or the key
+    file exists) and KEY cannot be used (PublisherKeyError) or there is no
+    ZONE_DIR (ConfigError: named would journal into the Git working tree):
+    an operator who configured updates gets no silent fall back to reloads.
     """
     if mode not in MODES:
         raise errors.Invalid(f"bind.publish must be one of {', '.join(MODES)}, not {mode!r}")
@@ -74,6 +76,9 @@ def resolve_mode(mode: str, key: Path | None) -> str:
     if mode == INCREMENTAL:
         if key is None:
             raise PublisherKeyError("bind.publish = incremental needs bind.publisher_key")
+        if zone_dir is None:
+            raise ConfigError("bind.publish = incremental needs bind.zone_dir: named keeps its own copies of the "
+                              "zones there and journals the updates into them, never into the Git working tree")
         read_key(key)
     return mode
 
@@ -83,42 +88,34 @@ def _rdataset(rtype: str, rdatas: tuple[str, ...], ttl: int, origin: dns.name.Na
                                        origin=origin)
 
 
-def update_message(change: ZoneChange, key: dns.tsig.Key | None, soa_ttl: int,
-                   prerequisites: bool = True) -> dns.update.UpdateMessage:
-    """CHANGE as one UPDATE of its zone, signed with KEY; the SOA is sent with SOA_TTL (its served TTL)."""
-    origin = dns.name.from_text(change.zone)
-    message = dns.update.UpdateMessage(origin, keyring=key, keyname=key.name if key else None)
-    for rr in change.changes:
-        name = dns.name.from_text(rr.name)
-        if prerequisites:
-            if rr.old is None:
-                message.absent(name, rr.rtype)
-            else:  # value-dependent: named compares the rdatas, not the TTL
-                message.present(name, _rdataset(rr.rtype, rr.old.rdatas, 0, origin))
-        message.delete(name, rr.rtype)
-        if rr.new is not None:
-            message.add(name, _rdataset(rr.rtype, rr.new.rdatas, rr.ttl, origin))
-    soa = dns.rdata.from_text(dns.rdataclass.IN, dns.rdatatype.SOA, change.soa, origin=origin)
-    message.replace(origin, soa_ttl, soa)
-    return message
+def update_message(change: ZoneChange, key: dns.tsig.Key | None, probe: bool = False) -> dns.update.UpdateMessage:
+    """CHANGE as one UPDATE of its zone, signed with KEY: its sets replaced, the SOA with its committed TTL.
 
-
-def probe_message(change: ZoneChange, key: dns.tsig.Key | None, soa_ttl: int) -> dns.update.UpdateMessage:
-    """An UPDATE of prerequisites only: named serves CHANGE's RRsets and SOA (NOERROR) or not (NXRRSET, ...).
-
-    The proof that a full load finished when the serial cannot tell: a zone
-    someone else changed may already serve our serial with other data.
+    Each set's prerequisite is that named has it as our last commit left it
+    (value-dependent: named compares the rdatas, not the TTL). PROBE: only
+    prerequisites, of the new sets and the SOA, so named answers NOERROR
+    when it serves CHANGE and changes nothing -- the proof that a full load
+    finished when the serial cannot tell (a zone someone else changed may
+    already serve our serial with other data).
     """
     origin = dns.name.from_text(change.zone)
     message = dns.update.UpdateMessage(origin, keyring=key, keyname=key.name if key else None)
     for rr in change.changes:
         name = dns.name.from_text(rr.name)
-        if rr.new is None:
+        expected = rr.new if probe else rr.old
+        if expected is None:
             message.absent(name, rr.rtype)
         else:
-            message.present(name, _rdataset(rr.rtype, rr.new.rdatas, 0, origin))
+            message.present(name, _rdataset(rr.rtype, expected.rdatas, 0, origin))
+        if not probe:
+            message.delete(name, rr.rtype)
+            if rr.new is not None:
+                message.add(name, _rdataset(rr.rtype, rr.new.rdatas, rr.ttl, origin))
     soa = dns.rdata.from_text(dns.rdataclass.IN, dns.rdatatype.SOA, change.soa, origin=origin)
-    message.present(origin, dns.rdataset.from_rdata(0, soa))
+    if probe:
+        message.present(origin, dns.rdataset.from_rdata(0, soa))
+    else:
+        message.replace(origin, change.soa_ttl, soa)
     return message
 
 
@@ -156,14 +153,14 @@ class UpdateChannel:
                 self._sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             return dns.query.tcp(message, self.server, timeout=timeout, port=self.port, sock=self._sock).rcode()
         except BaseException:
-            self.close_locked()
+            self._close_locked()
             raise
 
     def close(self) -> None:
         with self._lock:
-            self.close_locked()
+            self._close_locked()
 
-    def close_locked(self) -> None:
+    def _close_locked(self) -> None:
         if self._sock is not None:
             try:
                 self._sock.close()
@@ -172,40 +169,24 @@ class UpdateChannel:
 
 
 class IncrementalNamed:
-    """A named that takes our updates: the channel, the key, and each zone's SOA TTL as named serves it."""
+    """A named that takes our updates: the channel and the key."""
 
     def __init__(self, server: str, port: int, key: dns.tsig.Key):
         self.server = server
         self.port = port
         self.key = key
         self.channel = UpdateChannel(server, port)
-        self._soa_ttl: dict[str, int] = {}
-
-    def forget(self, zone: str) -> None:
-        """ZONE is loaded from a file again: its SOA TTL is asked anew."""
-        self._soa_ttl.pop(zone, None)
 
     def update(self, change: ZoneChange, timeout: float) -> int:
         """Send CHANGE; named's rcode. BindError when named cannot be reached."""
-        return self._send(change, update_message, timeout)
+        return self._send(change, False, timeout)
 
     def serves(self, change: ZoneChange, timeout: float) -> bool:
-        """Whether named serves CHANGE's RRsets and SOA (``probe_message``); BindError when it cannot be reached."""
-        return self._send(change, probe_message, timeout) == dns.rcode.NOERROR
+        """Whether named serves CHANGE's RRsets and SOA (``update_message``'s probe); BindError when it cannot be reached."""
+        return self._send(change, True, timeout) == dns.rcode.NOERROR
 
-    def _send(self, change: ZoneChange, make, timeout: float) -> int:
+    def _send(self, change: ZoneChange, probe: bool, timeout: float) -> int:
         try:
-            ttl = self._soa_ttl.get(change.zone)
-            if ttl is None:
-                ttl = self._soa_ttl[change.zone] = self._served_soa_ttl(change.zone, timeout)
-            return self.channel.send(make(change, self.key, ttl), timeout)
+            return self.channel.send(update_message(change, self.key, probe), timeout)
         except (OSError, EOFError, dns.exception.DNSException) as exc:
             raise bind.BindError(f"update of {change.zone} at {self.server}:{self.port}: {exc or type(exc).__name__}") from exc
-
-    def _served_soa_ttl(self, zone: str, timeout: float) -> int:
-        query = dns.message.make_query(zone + ".", dns.rdatatype.SOA)
-        reply = dns.query.udp(query, self.server, timeout=timeout, port=self.port)
-        for rrset in reply.answer:
-            if rrset.rdtype == dns.rdatatype.SOA:
-                return rrset.ttl
-        raise dns.exception.DNSException(f"named serves no SOA for {zone} ({dns.rcode.to_text(reply.rcode())})")

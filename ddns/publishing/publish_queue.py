@@ -1,7 +1,10 @@
 """The queue in front of the publisher: group commit for concurrent requests.
 
 Requests submit updates and wait on futures; one thread commits them in
-groups, and watcher threads answer each group when named serves it.
+groups, and watcher threads answer each group when named serves it. The
+publisher's observer hears how long a group waited in the queue
+(``queue_wait``: its oldest update) and took from its commit to its last
+answer (``group_total``).
 """
 from __future__ import annotations
 
@@ -108,6 +111,8 @@ class PublisherThread:
             if not batch:
                 self._start_retry()
                 continue
+            self.publisher.observer.stage("queue_wait", self.monotonic() - batch[0].queued)
+            started = time.perf_counter()
             try:
                 committed = self.publisher.commit([p.update for p in batch])
             except Exception as exc:  # never leave a waiter hanging
@@ -121,9 +126,14 @@ class PublisherThread:
             self.batches += 1
             self.changes += len(batch)
             if committed.serials:
-                self._watchers.submit(self._settle, batch, committed)
+                self._watchers.submit(self._answer, batch, committed, started)
             else:
-                self._settle(batch, committed)
+                self._answer(batch, committed, started)
+
+    def _answer(self, batch: list[_Pending], committed: Batch, started: float) -> None:
+        """Settle BATCH's waiters; the group took from STARTED (its commit) until now."""
+        self._settle(batch, committed)
+        self.publisher.observer.stage("group_total", time.perf_counter() - started)
 
     def _settle(self, batch: list[_Pending], committed: Batch) -> None:
         try:

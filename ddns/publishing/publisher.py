@@ -49,14 +49,17 @@ from __future__ import annotations
 
 import logging
 import time
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Callable, ContextManager
+from typing import Callable, ContextManager, Iterator
 
 from .. import records, shards, zones
 from .bindtarget import BindTarget, PublishTarget
+from .catalogzone import CatalogZone
 from .committer import Batch, Committer, Status
 from ..gitrepo import ZonesRepo
 from ..model import Outcome, Result, RRset, Update
+from .observer import Observer
 from .repolock import RepoLock
 from .servedview import Served, ServedView
 from .worktree import BACKUP_SUFFIX, ServiceFiles
@@ -73,20 +76,26 @@ class Publisher:
     """The one writer: commits groups of updates and keeps named serving what HEAD has (see the module)."""
 
     def __init__(self, repo: ZonesRepo, template_dirs: list[Path], target: PublishTarget,
-                 clock: Callable[[], float] = time.time, fsync: bool = True, shard_count: int = shards.DEFAULT_SHARDS):
+                 clock: Callable[[], float] = time.time, fsync: bool = True, shard_count: int = shards.DEFAULT_SHARDS,
+                 catalog_zone: str = ""):
         self.repo = repo
         self.root = repo.path
         self.clock = clock
         self.status = Status()
         self.lock = RepoLock(repo)
-        self.named = BindTarget(target, self._newest_serial, self._note_error, self._committed_text)
+        self.catalog = CatalogZone(catalog_zone, repo, clock, fsync, self._note_error) if catalog_zone else None
+        self.named = BindTarget(target, self._newest_serial, self._failed("named"), self._committed_text,
+                                lock=self.lock.held)
         self.reader = ZoneReader(self.root, zones.template_environment(template_dirs), target.checkzone,
                                  self._note_error, shard_count)
-        self.files = ServiceFiles(repo, self.root, self._note_error, fsync)
+        self.files = ServiceFiles(repo, self.root, self._failed("git"), fsync)
         self.cache = ZoneCache(self.root, self.reader, self.files, self.lock, self.named.unserved.discard)
         self.committer = Committer(self.cache, self.reader, self.files, repo, self.named, self.status, clock)
-        self.zonesync = ZoneSync(self.cache, self.reader, self.files, repo, self.named, self.status, clock, fsync)
+        self.zonesync = ZoneSync(self.cache, self.reader, self.files, repo, self.named, self.status, clock, fsync,
+                                 self.catalog)
         self.view = ServedView(lambda: self.cache.zones, self.reader.service_paths, self._trusted)
+        # how long stages took, which part failed: the service connects its metrics (ddns.publishing.observer)
+        self.observer: Observer = self.committer.observer
 
     # ---- what the status page and /healthz read ---------------------------
     @property
@@ -128,7 +137,12 @@ class Publisher:
         """Where the parts report a failure: the last error the status page and /healthz show."""
         self.status.last_error = message
 
+    def _is_catalog(self, zone: str) -> bool:
+        return self.catalog is not None and zone == self.catalog.name
+
     def _newest_serial(self, zone: str) -> int | None:
+        if self._is_catalog(zone):
+            return self.catalog.serial
         state = self.cache.zones.get(zone)
         return None if state is None else state.serial
 
@@ -137,7 +151,10 @@ class Publisher:
 
         Assembled from the head and the shard texts kept in memory (nothing is
         formatted again); a broken zone's from the working tree, which is HEAD.
+        The catalog zone's is its one file.
         """
+        if self._is_catalog(zone):
+            return self.catalog.text()
         state = self.cache.zones[zone]
         if state.broken:
             return self.zonesync.tree_text(zone)
@@ -193,7 +210,7 @@ class Publisher:
 
     def commit(self, updates: list[Update]) -> Batch:
         """Decide and commit UPDATES as one group under the lock (``committer.Committer.commit``); no wait for named."""
-        with self.locked():
+        with self.observer.timed("under_lock"), self.locked():
             batch = self.committer.commit(updates)
             for zone in batch.serials:
                 self.view.committed(zone)
@@ -202,9 +219,14 @@ class Publisher:
     def wait_served(self, serials: dict[str, int], timeout: float | None = None,
                     deadline: float | None = None) -> set[str]:
         """Wait (without the lock) until named serves each zone at (or after) its serial; returns the zones served."""
-        served = self.named.wait_served(serials, timeout, deadline)
+        with self.observer.timed("wait_served"):
+            served = self.named.wait_served(serials, timeout, deadline)
         self.view.served({zone: serials[zone] for zone in served})
         return served
+
+    def close(self) -> None:
+        """The service stops: close what is kept open to named (the update connection)."""
+        self.named.close()
 
     # ---- startup and repair ------------------------------------------------
     def recover(self) -> None:
@@ -241,8 +263,8 @@ class Publisher:
         if not self.unserved:
             return
         with self.locked():
-            pending = sorted(z for z in self.unserved if z in self.cache.zones)
-            serials = {z: self.cache.zones[z].serial for z in pending}
+            pending = sorted(z for z in self.unserved if z in self.cache.zones or self._is_catalog(z))
+            serials = {z: self._newest_serial(z) for z in pending}
             for zone in pending:
                 self.view.committed(zone)
         served = self.named.reload_and_verify(pending, serials)
@@ -261,7 +283,7 @@ class Publisher:
 
     def sync(self, branch: str = "main", token: str = "", attempts: int = 5, always_reconcile: bool = False) -> dict[str, str]:
         """Take in what was merged upstream, publish it, push the service's commits (``ZoneSync.sync``)."""
-        with self.locked():
+        with self.locked(), self._reported("git"):
             return self._note_served(self.zonesync.sync(branch, token, attempts, always_reconcile))
 
     def push(self, branch: str = "main", token: str = "") -> bool:
@@ -275,7 +297,24 @@ class Publisher:
             return True
         with self.locked():
             head = self.repo.head()
-        return head is None or self.repo.push(branch, token, head)
+        with self._reported("git"):
+            return head is None or self.repo.push(branch, token, head)
+
+    def _failed(self, component: str) -> Callable[[str], None]:
+        """_note_error for a part that is COMPONENT ("named", "git"), which the observer is told of too."""
+        def note(message: str) -> None:
+            self._note_error(message)
+            self.observer.error(component)
+        return note
+
+    @contextmanager
+    def _reported(self, component: str) -> Iterator[None]:
+        """Tell the observer when the block fails (the caller still gets the exception)."""
+        try:
+            yield
+        except Exception:
+            self.observer.error(component)
+            raise
 
     def add_zone(self, zone: str, settings_toml: str, static_text: str, actor: str) -> Outcome:
         """Create a zone directory, validate, commit, and have named load it."""

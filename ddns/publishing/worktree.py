@@ -12,12 +12,19 @@ removed the same way: its previous version waits as a hard link).
 A zone's service files are its head, the old layout's ``dynamic.records`` and
 the shard files under ``dynamic/``; of those only the ones git reports as
 changed are put back (one ``git status``, not one ``git show`` per shard).
+
+A commit writes one file per touched shard; inside ``Replacement.together``
+they are written to temp files, fsynced side by side (the disk's journal
+takes them in one or two flushes instead of one each) and only then renamed
+into place, in the order they were written.
 """
 from __future__ import annotations
 
+import itertools
 import logging
 import os
 import tempfile
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Callable, Iterator, Protocol
@@ -41,22 +48,72 @@ class Repository(CommittedFiles, Protocol):
 
 def atomic_write(path: Path, text: str, fsync: bool = True) -> None:
     """Temp file in the same directory, fsync, rename: readers see old or new, never half."""
-    path.parent.mkdir(exist_ok=True)  # a zone's dynamic/ before its first shard
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    fd, tmp = _write_temp(path, text)
     try:
-        with os.fdopen(fd, "w") as f:
-            os.fchmod(f.fileno(), 0o644)  # named may run as another user
-            f.write(text)
-            if fsync:
-                f.flush()
-                os.fsync(f.fileno())
+        if fsync:
+            os.fsync(fd)
+        os.close(fd)
+        fd = -1
         os.replace(tmp, path)
     except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
+        _discard(fd, tmp)
         raise
+
+
+_temp_names = itertools.count()
+
+
+def _write_temp(path: Path, text: str) -> tuple[int, str]:
+    """TEXT in a new temp file beside PATH: its still open descriptor (for an fsync) and its name.
+
+    The name is ``.NAME.PID-N`` (what ``Publisher.recover`` clears after a
+    crash); one taken by a leftover falls back to a random one.
+    """
+    tmp = f"{path.parent}/.{path.name}.{os.getpid()}-{next(_temp_names)}"
+    try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+    except FileNotFoundError:  # a zone's dynamic/ before its first shard
+        path.parent.mkdir(exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    except FileExistsError:
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        os.fchmod(fd, 0o644)  # named may run as another user
+        with os.fdopen(fd, "w", closefd=False) as f:
+            f.write(text)
+    except BaseException:
+        _discard(fd, tmp)
+        raise
+    return fd, tmp
+
+
+def _discard(fd: int, tmp: str) -> None:
+    """Close FD (unless -1) and remove the temp file TMP, whatever is left of it."""
+    if fd >= 0:
+        os.close(fd)
+    try:
+        os.unlink(tmp)
+    except FileNotFoundError:
+        pass
+
+
+_syncers: ThreadPoolExecutor | None = None  # fsync releases the GIL: the disk waits overlap
+
+
+def fsync_all(fds: list[int]) -> None:
+    """fsync every descriptor of FDS, side by side; raises the first failure once all have ended."""
+    global _syncers
+    if len(fds) < 2:
+        for fd in fds:
+            os.fsync(fd)
+        return
+    if _syncers is None:
+        _syncers = ThreadPoolExecutor(max_workers=16, thread_name_prefix="fsync")
+    futures = [_syncers.submit(os.fsync, fd) for fd in fds]
+    errors = [f.exception() for f in futures]
+    for error in errors:
+        if error is not None:
+            raise error
 
 
 def backup_path(path: Path) -> Path:
@@ -70,29 +127,67 @@ class Replacement:
     def __init__(self, fsync: bool = True):
         self.fsync = fsync
         self.kept: list[Path] = []  # backups made by this replacement
+        self._staged: list[tuple[int, str, Path | None]] | None = None  # in ``together``: (fd, temp, path) or a removal
 
     def write(self, path: Path, text: str) -> None:
         """Replace PATH with TEXT; its previous version is kept (hard link) until ``done``.
 
         The link comes first: a file that cannot be kept is not replaced.
         """
-        if path.exists() and backup_path(path) not in self.kept:
-            backup = backup_path(path)
-            backup.unlink(missing_ok=True)  # a leftover of an older run; HEAD is the truth
-            os.link(path, backup)
-            self.kept.append(backup)
-        atomic_write(path, text, self.fsync)
+        self._keep(path)
+        if self._staged is None:
+            atomic_write(path, text, self.fsync)
+        else:
+            self._staged.append((*_write_temp(path, text), path))
 
     def remove(self, path: Path) -> None:
         """Remove PATH (a shard the commit empties); its previous version is kept until ``done``."""
         if not path.exists():
             return
-        if backup_path(path) not in self.kept:
-            backup = backup_path(path)
-            backup.unlink(missing_ok=True)
+        self._keep(path)
+        if self._staged is None:
+            path.unlink()
+        else:
+            self._staged.append((-1, str(path), None))
+
+    def _keep(self, path: Path) -> None:
+        backup = backup_path(path)
+        if backup in self.kept:
+            return
+        try:
             os.link(path, backup)
-            self.kept.append(backup)
-        path.unlink()
+        except FileNotFoundError:  # nothing to keep: a new file
+            return
+        except FileExistsError:  # a leftover of an older run; HEAD is the truth
+            backup.unlink()
+            os.link(path, backup)
+        self.kept.append(backup)
+
+    @contextmanager
+    def together(self) -> Iterator[None]:
+        """The writes and removals of the block land at its end, in order, after one fsync of them all.
+
+        Until then no file of the repository changed: when the block (or an
+        fsync) fails, the temp files go and the caller puts back nothing.
+        """
+        self._staged = []
+        try:
+            yield
+            if self.fsync:
+                fsync_all([fd for fd, _, path in self._staged if path is not None])
+            for i, (fd, tmp, path) in enumerate(self._staged):
+                if path is None:
+                    Path(tmp).unlink(missing_ok=True)
+                else:
+                    self._staged[i] = (-1, tmp, path)
+                    os.close(fd)
+                    os.replace(tmp, path)
+                self._staged[i] = (-1, tmp, None)  # landed: nothing to discard
+        finally:
+            for fd, tmp, path in self._staged:
+                if path is not None:
+                    _discard(fd, tmp)
+            self._staged = None
 
     def done(self) -> None:
         """The commit is made (or everything is put back): the kept versions go."""

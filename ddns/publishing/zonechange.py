@@ -4,11 +4,13 @@ The committer hands a ``ZoneChange`` per touched zone to
 ``bindtarget.BindTarget.publish``: the new serial and SOA, and each changed
 dynamic RRset before and after. A target that can apply a change to the
 running zone (an RFC 2136 update to named) needs no more than this; one that
-reloads whole files asks the publisher for the committed zone instead.
+reloads whole files asks the publisher for the committed zone instead. The
+SOA goes with its TTL as committed: what a human set is what named gets.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Collection
 
 from ..records import APEX, Dynamic, RecordSet, Static, with_serial
 
@@ -26,16 +28,17 @@ class RRsetChange:
 
 @dataclass(frozen=True)
 class ZoneChange:
-    """A commit's effect on one zone: its new serial and SOA rdata, and the changed dynamic RRsets."""
+    """A commit's effect on one zone: its new serial, SOA rdata and SOA TTL, and the changed dynamic RRsets."""
 
     zone: str
     serial: int
     soa: str
+    soa_ttl: int  # the committed zone's, as its static data has it
     changes: tuple[RRsetChange, ...]
 
 
 def zone_change(zone: str, serial: int, static: Static, before: Dynamic, after: Dynamic,
-                keys: set[tuple[str, str]], dynamic_ttl: int) -> ZoneChange:
+                keys: Collection[tuple[str, str]], dynamic_ttl: int) -> ZoneChange:
     """The change from BEFORE to AFTER at KEYS ((label, type) an update touched; unchanged ones are left out)."""
     changes = []
     for label, rtype in sorted(keys):
@@ -45,5 +48,5 @@ def zone_change(zone: str, serial: int, static: Static, before: Dynamic, after: 
         name = zone if label == APEX else f"{label}.{zone}"
         ttl = dynamic_ttl if new is None or new.ttl is None else new.ttl
         changes.append(RRsetChange(name, rtype, old, new, ttl))
-    soa = with_serial(static[APEX]["SOA"].rdatas[0], serial)
-    return ZoneChange(zone, serial, soa, tuple(changes))
+    soa = static[APEX]["SOA"]
+    return ZoneChange(zone, serial, with_serial(soa.rdatas[0], serial), soa.ttl, tuple(changes))

@@ -106,14 +106,6 @@ class ZoneReader:
         return (bool(state.stamp) and state.stamp == stamp(*self.service_paths(zone))
                 and state.source_stamp == stamp(*self.source_paths(zone)))
 
-    def shard_files(self, zone: str) -> dict[str, str]:
-        """Path (relative to the zone directory) -> text of each shard file in ZONE's ``dynamic/``."""
-        shard_dir = self.root / zone / shards.SHARD_DIR
-        if not shard_dir.is_dir() or shard_dir.is_symlink():
-            return {}
-        return {f"{shards.SHARD_DIR}/{p.name}": p.read_text() for p in sorted(shard_dir.iterdir())
-                if shards.is_shard_path(f"{shards.SHARD_DIR}/{p.name}") and p.is_file() and not p.is_symlink()}
-
     def read(self, zone: str) -> ZoneState:
         """ZONE's state from its files, not validated; raises when they cannot be read or parsed."""
         zone_dir = self.root / zone
@@ -121,11 +113,9 @@ class ZoneReader:
         files_stamp = stamp(head_path)
         source = zones.ZoneSource.read(zone_dir)
         template = self.env.get_template(zones.TEMPLATE_FILE)
-        files = self.shard_files(zone)
-        legacy_path = zone_dir / zones.DYNAMIC_FILE
-        legacy = legacy_path.exists()
-        dynamic = shards.load_shards({**files, **({zones.DYNAMIC_FILE: legacy_path.read_text()} if legacy else {})},
-                                     self.shard_count)
+        files = shards.record_files(zone_dir)
+        legacy = zones.DYNAMIC_FILE in files
+        dynamic = shards.load_shards(files, self.shard_count)
         zones.check_host_names(source, dynamic.labels())
         serial = zones.serial_of(head_path.read_text()) if head_path.exists() else None
         return ZoneState(source, template, dynamic, serial or 0, files_stamp,
@@ -160,7 +150,7 @@ class ZoneReader:
     def flat(self, state: ZoneState, serial: int, dynamic: records.Dynamic | None = None) -> str:
         """The whole zone of STATE at SERIAL as one file, no $INCLUDE: what named must serve."""
         found = self.sharded(state.dynamic if dynamic is None else dynamic)
-        return shards.assemble(self.render(state, serial, found), found.texts())
+        return shards.render_flat(state.template, state.source.settings, serial, state.source.static_text, found)
 
     def sharded(self, dynamic: records.Dynamic) -> shards.ShardedRecords:
         """DYNAMIC split into this reader's number of shards (as it is when it already is)."""

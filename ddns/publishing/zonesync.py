@@ -19,6 +19,7 @@ from typing import Callable
 
 from .. import bind, errors, shards, zones
 from .bindtarget import BindTarget
+from .catalogzone import CatalogZone
 from .committer import Status, rewrite_zone
 from ..errors import Unavailable
 from ..gitrepo import SyncConflict, ZonesRepo
@@ -39,7 +40,8 @@ class ZoneSync:
     """Reconciles the zones of CACHE with their sources, named and the upstream (see the module)."""
 
     def __init__(self, cache: ZoneCache, reader: ZoneReader, files: ServiceFiles, repo: ZonesRepo,
-                 named: BindTarget, status: Status, clock: Callable[[], float], fsync: bool):
+                 named: BindTarget, status: Status, clock: Callable[[], float], fsync: bool,
+                 catalog: CatalogZone | None = None):
         self.cache = cache
         self.reader = reader
         self.files = files
@@ -49,6 +51,7 @@ class ZoneSync:
         self.status = status
         self.clock = clock
         self.fsync = fsync
+        self.catalog = catalog
 
     def reconcile(self) -> dict[str, str]:
         """Make named serve what the sources say: re-render what changed, reload what is not served.
@@ -60,7 +63,7 @@ class ZoneSync:
         self.cache.zones = {z: self.cache.unchanged_or_load(z) for z in zones.list_zones(self.root)}
         for zone in self.remove_orphans():
             status[zone] = "removed"
-        zone_set_changed = self.write_zones_conf() or known != set(self.cache.zones)
+        zone_set_changed = bool(self._zones_conf_written()) or known != set(self.cache.zones)
         to_reload: list[str] = []
         serials: dict[str, int] = {}
         for zone, state in self.cache.zones.items():
@@ -97,6 +100,7 @@ class ZoneSync:
             served_now = self.named.reload_and_verify(to_reload, serials)
             for zone in to_reload:
                 status[zone] = status.get(zone, "served") if zone in served_now else "unserved"
+        self.serve_catalog()
         return status
 
     def _rewrite_message(self, zone: str, state: ZoneState, serial: int) -> str:
@@ -112,26 +116,52 @@ class ZoneSync:
         return f"Re-render {zone} (serial {serial})\n\nThe zone's sources changed, or named served a newer serial.\n"
 
     def write_zones_conf(self) -> bool:
-        """Rewrite the named.conf fragment that lists the zones (when configured); True if it changed."""
+        """Rewrite the named.conf fragment that lists the zones (when configured); True if it changed.
+
+        Wherever the zone set may have changed: the catalog zone is committed
+        first when it lists other zones, and is one of the zones named serves.
+        """
         files = {z: (self.root / z / zones.rendered_file(z)).resolve() for z in self.cache.zones}
+        if self.catalog is not None:
+            self.catalog.refresh(sorted(self.cache.zones))
+            if self.catalog.path.exists():
+                files[self.catalog.name] = self.catalog.path.resolve()
         return self.named.write_zones_conf(files, self.fsync)
+
+    def serve_catalog(self) -> None:
+        """Have named serve the catalog zone as committed, after the zones it lists (named reconfigured first)."""
+        serial = self.catalog.serial if self.catalog is not None else None
+        if serial is None or not self.named.enabled or self.named.served_serial(self.catalog.name) == serial:
+            return
+        self.named.reload_and_verify([self.catalog.name], {self.catalog.name: serial})
+
+    def _zones_conf_written(self) -> bool | None:
+        """``write_zones_conf`` after a commit: a failure is reported (None), never raised over a commit made."""
+        try:
+            return self.write_zones_conf()
+        except (bind.BindError, OSError) as exc:
+            message = f"cannot write the zones for named: {exc}"
+            log.error("%s", message)
+            self.status.last_error = message
+            return None
 
     def tree_text(self, zone: str) -> str:
         """ZONE's files in the working tree assembled into one (the head with its shards in place)."""
         head = self.reader.head_path(zone)
         text = head.read_text() if head.exists() else ""
-        shard_files = self.reader.shard_files(zone)
-        return shards.assemble(text, {rel: shard_files.get(rel, "") for rel in shards.included(text)})
+        files = shards.record_files(self.root / zone)
+        return shards.assemble(text, {rel: files.get(rel, "") for rel in shards.included(text)})
 
     def remove_orphans(self) -> list[str]:
         """Service files of zones whose zone.toml a merge removed: delete and commit them."""
         removed = []
         for zone_dir in sorted(p for p in self.root.iterdir() if p.is_dir() and not p.name.startswith(".")):
             zone = zone_dir.name
-            if (zone_dir / zones.SETTINGS_FILE).exists():
+            if (zone_dir / zones.SETTINGS_FILE).exists() or (self.catalog is not None and zone == self.catalog.name):
                 continue
-            paths = [p for p in (zone_dir / zones.rendered_file(zone), zone_dir / zones.DYNAMIC_FILE) if p.exists()]
-            paths += sorted((zone_dir / shards.SHARD_DIR).glob(f"*{shards.SHARD_SUFFIX}"))
+            head = zone_dir / zones.rendered_file(zone)
+            paths = [head] if head.exists() else []
+            paths += [zone_dir / rel for rel in shards.record_files(zone_dir)]
             if not paths:
                 continue
             for path in paths:
@@ -194,7 +224,9 @@ class ZoneSync:
             raise
         state.stamp = stamp(head_path)
         self.cache.zones[zone] = state
-        self.write_zones_conf()
+        if self._zones_conf_written() is None:  # committed: named cannot be told of it until a reconcile
+            self.named.unserved.add(zone)
+            return Outcome.UNSERVED
         if not self.named.enabled:
             return Outcome.PUBLISHED
         try:
@@ -204,6 +236,7 @@ class ZoneSync:
             self.named.unserved.add(zone)
             return Outcome.UNSERVED
         served = self.named.reload_and_verify([zone], {zone: state.serial})
+        self.serve_catalog()
         return Outcome.PUBLISHED if zone in served else Outcome.UNSERVED
 
     def update_settings(self, zone: str, settings_toml: str, actor: str) -> Outcome:

@@ -1,0 +1,111 @@
+"""A cluster node's configuration, its clone following the upstream, and settling rows the upstream has."""
+import subprocess
+
+import psycopg
+import pytest
+
+from conftest import free_port
+from ddns import config as configmod, errors
+from ddns.cluster import changes, codec, roles, upstream
+from ddns.cluster.takeover import settle_applied
+from ddns.db import StoreUnavailable, connect as db_connect, migrations
+from ddns.gitrepo import ChangeRecord, commit_message
+from ddns.model import Actor, Op, Operation, Outcome, Update
+from pgserver import pg_server, pg_url  # noqa: F401
+
+ZONE = "dyn.example.test"
+
+
+def _config(**values):
+    return configmod.load(None, environ={}, overrides=values)
+
+
+@pytest.mark.parametrize("values, words", [
+    ({"cluster.role": "web", "zones.upstream": "/srv/zones.git"}, "store.url"),
+    ({"cluster.role": "publisher", "store.url": "sqlite:///x", "zones.upstream": "/srv/zones.git"}, "store.url"),
+    ({"cluster.role": "web", "store.url": "postgresql://db/ddns"}, "zones.upstream"),
+    ({"cluster.role": "primary", "store.url": "postgresql://db/ddns", "zones.upstream": "/srv/z.git"}, "cluster.role"),
+])
+def test_a_cluster_role_without_what_it_needs_is_refused_clearly(values, words):
+    with pytest.raises(configmod.ConfigError) as caught:
+        roles.cluster_config(_config(**values))
+    assert words in str(caught.value)
+
+
+def test_a_web_node_runs_no_named_and_a_node_pushes_at_once():
+    cfg = roles.cluster_config(_config(**{"cluster.role": "web", "store.url": "postgresql://db/ddns",
+                                          "zones.upstream": "/srv/zones.git"}))
+    assert cfg["bind.managed"] is False and cfg["zones.push_seconds"] >= 1e9
+
+
+def test_serve_refuses_an_unknown_role(instance, capsys):
+    with pytest.raises(SystemExit) as caught:
+        instance.cli("serve", "--role", "primary")
+    assert caught.value.code == 2 and "invalid choice" in capsys.readouterr().err
+
+
+def _git(path, *args):
+    return subprocess.run(["git", "-C", str(path), *args], check=True, capture_output=True, text=True).stdout
+
+
+def _service_commit(repo, n: int, change: int | None, path: str = "dynamic/ff.records") -> None:
+    """A commit as the service makes them (its identity, a service file), with one trailer of CHANGE."""
+    record = ChangeRecord(f"h{n}.{ZONE}", "A", None, f"192.0.2.{n}", f"host:h{n}.{ZONE}", "", "dyndns2", change=change)
+    (repo / ZONE / path).parent.mkdir(exist_ok=True)
+    (repo / ZONE / path).write_text(f"h{n} A 192.0.2.{n}\n")
+    _git(repo, "add", "-A")
+    _git(repo, "-c", "user.name=ddns", "-c", "user.email=ddns@localhost", "commit", "-q", "-m", commit_message([record]))
+
+
+def test_follow_discards_the_nodes_unpushed_commits(instance, tmp_path):
+    clone = tmp_path / "clone"
+    upstream.ensure_clone(clone, str(instance.dir / "zones.git"), fsync=False)
+    pushed = upstream.follow(clone, "main")
+    assert _git(clone, "rev-parse", "HEAD").strip() == pushed
+    (clone / ZONE / "stray").write_text("never committed")
+    _service_commit(clone, 1, 1)
+    assert upstream.follow(clone, "main") == pushed
+    assert _git(clone, "rev-parse", "HEAD").strip() == pushed and not (clone / ZONE / "stray").exists()
+    assert _git(clone, "status", "--porcelain") == ""
+
+
+def test_follow_of_an_upstream_without_the_branch_is_a_clear_error(tmp_path):
+    bare = tmp_path / "empty.git"
+    subprocess.run(["git", "init", "-q", "--bare", str(bare)], check=True)
+    upstream.ensure_clone(tmp_path / "clone", str(bare), fsync=False)
+    with pytest.raises(upstream.NoUpstream):
+        upstream.follow(tmp_path / "clone", "main")
+
+
+def test_the_rows_the_upstream_has_are_settled_and_the_others_stay_queued(instance, pg_url):
+    migrations.upgrade(db_connect(pg_url))
+    update = Update(ZONE, (Operation(Op.ADD, f"x.{ZONE}", "A", "192.0.2.1"),), actor=Actor("host:x"))
+    with psycopg.connect(pg_url, autocommit=True) as conn:
+        ids = changes.insert(conn, [update] * 4)
+    service = instance.open_service()
+    _service_commit(instance.repo, 1, ids[0])
+    _service_commit(instance.repo, 3, ids[2])
+    _service_commit(instance.repo, 9, None)  # a change of no cluster row
+    _service_commit(instance.repo, 4, ids[3], path="static.zone")  # a human's commit: its trailer is not trusted
+    assert settle_applied(pg_url, service) == [ids[0], ids[2]]
+    with psycopg.connect(pg_url) as conn:
+        rows = dict(conn.execute("SELECT id, state FROM changes").fetchall())
+        [outcome] = conn.execute("SELECT outcome FROM changes WHERE id = %s", (ids[0],)).fetchone()
+    assert rows == {ids[0]: "done", ids[1]: "queued", ids[2]: "done", ids[3]: "queued"}
+    assert codec.decode_result(outcome).outcome is Outcome.PUBLISHED
+    assert settle_applied(pg_url, service) == []  # once
+
+
+def test_a_trailer_without_a_change_id_is_written_as_before():
+    record = ChangeRecord("h.dyn.example.test", "A", None, "192.0.2.1", "host:h", "", "dyndns2")
+    assert '"change"' not in record.trailer()
+    assert '"change":7' in ChangeRecord(**{**record.__dict__, "change": 7}).trailer()
+
+
+def test_an_unreachable_database_stops_a_node_with_a_clear_error(instance, tmp_path):
+    cfg = _config(**{"cluster.role": "web", "store.url": f"postgresql://postgres@127.0.0.1:{free_port()}/none",
+                     "zones.upstream": str(instance.dir / "zones.git"), "zones.repo": str(tmp_path / "clone"),
+                     "store.path": str(tmp_path / "unused.sqlite3")})
+    with pytest.raises(StoreUnavailable) as caught:
+        roles.serve(cfg)
+    assert isinstance(caught.value, errors.Unavailable)

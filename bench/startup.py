@@ -8,7 +8,8 @@ polled every few milliseconds until:
 
   http      the first ``/nic/update`` (nochg, host 0's own credentials) is answered
   rfc2136   the RFC 2136 listener answers a DNS message (any rcode)
-  named     named serves host 0's address (named's own load of the zone)
+  named     named serves host 0's address (named's own load of the zone;
+            named starts on its copies while serve loads the zones)
 
 then the serve RSS is read right away ("start"), and again after a load:
 the warm-up (one nochg per measured host: bcrypt once each), a burst of
@@ -96,6 +97,8 @@ def start_timed(bench: bu.Bench, update_port: int) -> dict:
                 seen[key] = round(time.perf_counter() - t0, 3)
                 if key == "http_s":  # CPU is what a busy machine changes least
                     seen["serve_cpu_s"] = round(bu.proc_cpu(bench.proc.pid), 2)
+                elif key == "named_s" and (named := bench.named_pid()) is not None:
+                    seen["named_cpu_s"] = round(bu.proc_cpu(named), 2)
         time.sleep(POLL)
     body = answered_update(bench.http_port, fqdn, secret, address)
     if not (body or "").startswith("nochg"):
@@ -141,6 +144,7 @@ ROWS = (("serve exec → first /nic/update answered (s)", "http_s"),
         ("serve exec → RFC 2136 listener answers (s)", "rfc2136_s"),
         ("serve exec → named serves the zone (s)", "named_s"),
         ("serve CPU until then, its git / named-checkzone included (s)", "serve_cpu_s"),
+        ("named CPU until it serves the zone (s)", "named_cpu_s"),
         ("serve RSS after start (MiB)", "rss_start_mib"),
         ("serve RSS after warm-up + burst + nochg (MiB)", "rss_load_mib"),
         ("serve RSS peak, VmHWM (MiB)", "rss_peak_mib"),

@@ -230,7 +230,15 @@ class ManagedNamed:
         return self.bind_dir / "named.conf"
 
     def start(self, timeout: float = 15.0) -> None:
-        """Start named; one left over from this instance (its parent was killed) is replaced first."""
+        """Start named and wait until it answers rndc (``launch``, then ``wait_ready``)."""
+        self.launch()
+        self.wait_ready(timeout)
+
+    def launch(self) -> None:
+        """Start named without waiting for it; one left over from this instance (its parent was killed) is replaced first.
+
+        Call it from the thread that stays (the main one): named dies with the thread that started it.
+        """
         leftover = self.leftover()
         if leftover is not None:
             self._stop_pid(leftover)
@@ -242,6 +250,9 @@ class ManagedNamed:
                                         stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                         preexec_fn=_dies_with(os.getpid()))
         log.close()
+
+    def wait_ready(self, timeout: float = 15.0) -> None:
+        """Wait until the launched named answers rndc; BindError (named stopped) when it exits or does not in time."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:

@@ -20,7 +20,7 @@ from .model import Outcome
 from . import logs
 from .metrics import allowed_networks
 from .records import record_name
-from .instance import demo_key, init_instance, install_hooks, narrow_secrets, prepare_managed_bind
+from .instance import demo_key, init_instance, install_hooks, narrow_secrets, open_serving, prepare_managed_bind
 from .service import Service
 from .wiring import shard_count, zone_template_dirs
 
@@ -113,16 +113,7 @@ def _serve(cfg: configmod.Config, env: Env, ready: Callable[[Service], None] | N
     narrow_secrets(cfg)
     if cfg["bind.managed"]:
         prepare_managed_bind(cfg)
-    # Open (and so recover) the repository before named starts: named must never
-    # load a file that was written but not committed before a crash; its copies
-    # of the zones and the zone list are written from what is committed.
-    service = Service.open(cfg)
-    named = None
-    if cfg["bind.managed"]:
-        service.prepare_named()
-        rndc = bind.Rndc(cfg["bind.rndc_server"], cfg["bind.rndc_port"], cfg.path("bind.rndc_key"))
-        named = bind.ManagedNamed(cfg.path("bind.dir"), rndc, cfg["bind.named"])
-        named.start()
+    service, named = open_serving(cfg)  # named (if managed) started beside the zones' load
     stop = stop_event or threading.Event()
     try:
         status = service.start()

@@ -12,10 +12,11 @@ import sys
 from pathlib import Path
 from typing import Any, Mapping
 
-from . import bind, config as configmod, errors, keyconfigs, namedconf, private, provenance, resource_dir
+from . import bind, config as configmod, errors, keyconfigs, namedconf, private, provenance, resource_dir, zones
 from .auth import new_secret
 from .gitrepo import ZonesRepo
 from .publishing.incremental import RELOAD, resolve_mode
+from .publishing.publisher import Publisher
 from .service import Service
 
 
@@ -83,6 +84,39 @@ def prepare_managed_bind(cfg: configmod.Config) -> None:
                            full_loads=_journals_full_loads(cfg, key))
     if not conf.exists() or conf.read_text() != text:
         conf.write_text(text)
+
+
+def open_serving(cfg: configmod.Config) -> tuple[Service, bind.ManagedNamed | None]:
+    """The service of ``ddns serve``, its zones loaded, and its managed named (if any) started.
+
+    named loads only its own copies of the zones, which are written only from
+    what is committed, never the working tree: so once the repository is
+    recovered, a named whose copies of every zone are there, and whose zone
+    list names exactly them, starts while the zones load (named's own load of
+    a zone of 100k records takes about as long as ours); a stale copy is the
+    reconcile's to load again, as at any start. Without them (a new zone, an
+    instance of an older version) named starts after the load, on copies
+    written from what was loaded.
+    """
+    if not cfg["bind.managed"]:
+        return Service.open(cfg), None
+    rndc = bind.Rndc(cfg["bind.rndc_server"], cfg["bind.rndc_port"], cfg.path("bind.rndc_key"))
+    named = bind.ManagedNamed(cfg.path("bind.dir"), rndc, cfg["bind.named"])
+
+    def launch_if_ready(publisher: Publisher) -> None:
+        if publisher.named.copies_ready(zones.list_zones(publisher.root)):
+            named.launch()
+
+    try:
+        service = Service.open(cfg, before_load=launch_if_ready)
+        if named.process is None:
+            service.prepare_named()
+            named.launch()
+        named.wait_ready()
+    except BaseException:
+        named.stop()
+        raise
+    return service, named
 
 
 def _journals_full_loads(cfg: configmod.Config, key: Path | None) -> bool:

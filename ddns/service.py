@@ -70,13 +70,16 @@ class Service:
 
     @classmethod
     def open(cls, config: Config, clock: Callable[[], float] = time.time, publisher: Publisher | None = None,
-             **node) -> "Service":
+             before_load: Callable[[Publisher], None] | None = None, **node) -> "Service":
         """The service for CONFIG with its store and PUBLISHER (default: CONFIG's) loaded (no thread).
 
+        BEFORE_LOAD is called once the repository is recovered, before the zones load (serve starts named there).
         NODE (``handover``, ``active``) makes it a cluster node's (ddns.cluster.roles).
         """
         publisher = publisher or build_publisher(config, clock)
         publisher.recover()
+        if before_load is not None:
+            before_load(publisher)
         publisher.load()
         return cls(config, Store.open(config), publisher, clock=clock, **node)
 

@@ -130,26 +130,156 @@ def parse_shards(files: Mapping[str, str]) -> dict[Key, RecordSet]:
 
     BadRecordLine names the file: a bad line, or an RRset in two files.
     """
-    merged: dict[Key, RecordSet] = {}
+    return dict(load_shards(files, 1))
+
+
+def load_shards(files: Mapping[str, str], count: int = DEFAULT_SHARDS) -> "ShardedRecords":
+    """The records of FILES (path -> text) as COUNT shards, every line validated (``parse_shards``).
+
+    A file that is exactly what its shard formats to becomes that shard as
+    parsed, its text kept: the zone's files are neither split again nor
+    formatted again to learn that they are what the records render to.
+    """
+    check_count(count)
+    shards: list[dict] = [{} for _ in range(count)]
+    texts: list[str | None] = [None] * count
     for rel, text in sorted(files.items()):
-        try:
-            parsed = zones.parse_dynamic(text)
-        except zones.BadRecordLine as exc:
-            raise zones.BadRecordLine(f"{rel}: {exc}") from exc
-        twice = [key for key in parsed if key in merged]  # O(this file), not O(all records so far)
+        entries, canonical = _parse_shard(rel, text)
+        index = shard_index_of(rel, count)
+        if canonical and index is not None and not shards[index] and _all_in(entries, index, count):
+            shards[index], texts[index] = entries, text
+            continue
+        twice = []
+        for key, value in entries.items():
+            shard = shards[shard_index(_label(key), count)]
+            if key in shard or _other_form(key) in shard:
+                twice.append(_key(key))
+            shard[key] = value
         if twice:
             label, rtype = min(twice)
             raise zones.BadRecordLine(f"{rel}: {label} {rtype} is in another shard file too")
-        merged.update(parsed)
-    return merged
+    return ShardedRecords(count, shards, texts)
+
+
+def _all_in(entries: dict, index: int, count: int) -> bool:
+    """Whether every label of ENTRIES belongs in shard INDEX of COUNT."""
+    labels = [key if type(key) is str else key[0] for key in entries]
+    return all(crc % count == index for crc in map(zlib.crc32, map(str.encode, labels)))
+
+
+def shard_index_of(rel: str, count: int) -> int | None:
+    """The index of the shard REL names among COUNT (``shard_path``); None: not one of them."""
+    if not is_shard_path(rel):
+        return None
+    index = int(rel[len(SHARD_DIR) + 1:-len(SHARD_SUFFIX)], 16)
+    return index if index < count and shard_path(index, count) == rel else None
+
+
+# A shard of plain A records -- nearly every shard of a zone of hosts -- is checked by one regular
+# expression in C instead of line by line: each line ``LABEL A ADDRESS`` with lower-case LDH labels
+# (no A-label: no "xn--" anywhere in the file) and a canonical dotted quad outside every range
+# parse_address refuses whatever the policy (first octet 0, 127, 169, 224-255). What it accepts,
+# zones.parse_dynamic accepts with the same records; anything else takes that way (tests/test_startup.py).
+_OCTET = r"(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])"
+_FIRST_OCTET = r"(?:1[01][0-9]|12[0-689]|1[3-57-9][0-9]|16[0-8]|2[01][0-9]|22[0-3]|[1-9][0-9]?)"
+_LDH_LABEL = r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?"
+_PLAIN_A_SHARD = re.compile(
+    rf"(?:{_LDH_LABEL}(?:\.{_LDH_LABEL})* A {_FIRST_OCTET}(?:\.{_OCTET}){{3}}\n)*")
+_MAX_NAME = 253
+
+
+def _parse_shard(rel: str, text: str) -> tuple[dict, bool]:
+    """The entries (``ShardedRecords``' form) of the shard file REL, and whether TEXT is what they format to.
+
+    BadRecordLine (naming REL) for a line the service would never write.
+    """
+    plain = _parse_plain_a(text)
+    if plain is not None:
+        return plain, True
+    try:
+        parsed = zones.parse_dynamic(text)
+    except zones.BadRecordLine as exc:
+        raise zones.BadRecordLine(f"{rel}: {exc}") from exc
+    return {_entry_key(key, rs): _entry_value(key, rs) for key, rs in parsed.items()}, \
+        zones.format_dynamic(parsed) == text
+
+
+def _parse_plain_a(text: str) -> dict | None:
+    """TEXT's entries if it is a canonical shard of plain A lines, sorted, each once; else None (the full parse decides)."""
+    if "xn--" in text or not _PLAIN_A_SHARD.fullmatch(text):
+        return None
+    fields = text.replace(" A ", "\n").split("\n")  # label, address, label, address, ..., ""
+    fields.pop()  # after the last line's newline
+    labels = fields[0::2]
+    pairs = list(zip(labels, fields[1::2]))
+    if any(first >= second for first, second in zip(pairs, pairs[1:])) \
+            or (labels and max(map(len, labels)) > _MAX_NAME):
+        return None  # not in the order format_dynamic writes (or a line twice), or a name too long
+    entries = dict(pairs)
+    if len(entries) == len(pairs):
+        return entries  # one address per name: the common case, no object per record
+    grouped: dict[str, list[str]] = {}
+    for label, rdata in pairs:
+        grouped.setdefault(label, []).append(rdata)
+    return {label if len(rdatas) == 1 else (label, "A"): rdatas[0] if len(rdatas) == 1 else RecordSet(tuple(rdatas))
+            for label, rdatas in grouped.items()}
+
+
+# How a shard holds an RRset (``ShardedRecords``): a set of one A record with the zone's dynamic
+# TTL -- a host's address, nearly every set -- as ``label: address``, with no key tuple and no
+# RecordSet (a third of the memory a record takes); every other set as ``(label, type): RecordSet``.
+def _entry_key(key: Key, rs: RecordSet) -> str | Key:
+    return key[0] if key[1] == "A" and rs.ttl is None and len(rs.rdatas) == 1 else key
+
+
+def _entry_value(key: Key, rs: RecordSet) -> str | RecordSet:
+    return rs.rdatas[0] if key[1] == "A" and rs.ttl is None and len(rs.rdatas) == 1 else rs
+
+
+def _label(entry_key: str | Key) -> str:
+    return entry_key if type(entry_key) is str else entry_key[0]
+
+
+def _key(entry_key: str | Key) -> Key:
+    return (entry_key, "A") if type(entry_key) is str else entry_key
+
+
+def _other_form(entry_key: str | Key) -> str | Key:
+    """The key the same RRset would have in the other form (a plain A set's and a general one's)."""
+    return (entry_key, "A") if type(entry_key) is str else entry_key[0] if entry_key[1] == "A" else entry_key
+
+
+def _lookup(shard: dict, key: Key) -> RecordSet | None:
+    if key[1] == "A":
+        address = shard.get(key[0])
+        if address is not None:
+            return RecordSet((address,))
+    return shard.get(key)
+
+
+def _put(shard: dict, key: Key, rs: RecordSet | None) -> None:
+    """Set KEY's RRset in SHARD to RS (None: remove it), in its form."""
+    if key[1] == "A":
+        shard.pop(key[0], None)
+    shard.pop(key, None)
+    if rs is not None:
+        shard[_entry_key(key, rs)] = _entry_value(key, rs)
+
+
+def _records(shard: dict) -> dict[Key, RecordSet]:
+    """SHARD as (label, type) -> RecordSet."""
+    return {_key(k): RecordSet((v,)) if type(v) is str else v for k, v in shard.items()}
 
 
 class ShardedRecords(Mapping[Key, RecordSet]):
-    """A zone's dynamic RRsets split into COUNT shards by owner label; never changed once built (see the module)."""
+    """A zone's dynamic RRsets split into COUNT shards by owner label; never changed once built (see the module).
+
+    Each shard is a dict of entries in the form ``_entry_key`` says.
+    """
 
     __slots__ = ("count", "_shards", "_texts", "_len")
 
-    def __init__(self, count: int, shards: list[dict[Key, RecordSet]], texts: list[str | None] | None = None):
+    def __init__(self, count: int, shards: list[dict], texts: list[str | None] | None = None):
         self.count = count
         self._shards = shards
         self._texts = texts if texts is not None else [None] * count
@@ -159,23 +289,28 @@ class ShardedRecords(Mapping[Key, RecordSet]):
     def of(cls, records: Mapping[Key, RecordSet], count: int = DEFAULT_SHARDS) -> "ShardedRecords":
         """RECORDS split into COUNT shards."""
         check_count(count)
-        shards: list[dict[Key, RecordSet]] = [{} for _ in range(count)]
+        shards: list[dict] = [{} for _ in range(count)]
         for key, rs in records.items():
-            shards[shard_index(key[0], count)][key] = rs
+            shards[shard_index(key[0], count)][_entry_key(key, rs)] = _entry_value(key, rs)
         return cls(count, shards)
 
     def __getitem__(self, key: Key) -> RecordSet:
-        return self._shards[shard_index(key[0], self.count)][key]
+        found = self.get(key)
+        if found is None:
+            raise KeyError(key)
+        return found
 
     def get(self, key: Key, default=None):
-        return self._shards[shard_index(key[0], self.count)].get(key, default)
+        found = _lookup(self._shards[shard_index(key[0], self.count)], key)
+        return default if found is None else found
 
     def __contains__(self, key: object) -> bool:
-        return isinstance(key, tuple) and bool(key) and key in self._shards[shard_index(key[0], self.count)]
+        return isinstance(key, tuple) and len(key) == 2 and isinstance(key[0], str) and self.get(key) is not None
 
     def __iter__(self) -> Iterator[Key]:
         for shard in self._shards:
-            yield from shard
+            for entry_key in shard:
+                yield (entry_key, "A") if type(entry_key) is str else entry_key
 
     def __len__(self) -> int:
         return self._len
@@ -187,12 +322,17 @@ class ShardedRecords(Mapping[Key, RecordSet]):
             shards[index] = dict(shards[index])
             texts[index] = None
         for key, rs in changes.items():
-            shard = shards[shard_index(key[0], self.count)]
-            if rs is None:
-                shard.pop(key, None)
-            else:
-                shard[key] = rs
+            _put(shards[shard_index(key[0], self.count)], key, rs)
         return ShardedRecords(self.count, shards, texts)
+
+    def labels(self) -> set[str]:
+        """The owner labels of every RRset."""
+        return {key if type(key) is str else key[0] for shard in self._shards for key in shard}
+
+    def types(self) -> set[str]:
+        """The types of every RRset."""
+        found = {key[1] for shard in self._shards for key in shard if type(key) is not str}
+        return found | {"A"} if any(type(key) is str for shard in self._shards for key in shard) else found
 
     def indexes(self, keys: object) -> set[int]:
         """The shards that hold KEYS ((label, type) pairs)."""
@@ -202,7 +342,7 @@ class ShardedRecords(Mapping[Key, RecordSet]):
         """Shard INDEX as its file has it (``zones.format_dynamic``); formatted once, then kept."""
         text = self._texts[index]
         if text is None:
-            text = self._texts[index] = zones.format_dynamic(self._shards[index])
+            text = self._texts[index] = zones.format_dynamic(_records(self._shards[index]))
         return text
 
     def paths(self) -> list[str]:

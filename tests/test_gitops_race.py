@@ -448,15 +448,19 @@ def test_serve_starts_despite_a_conflict_keeps_serving_and_catches_up_once_resol
         assert r.update(fqdn, secrets[fqdn], "myip=192.0.2.21") == (200, "good 192.0.2.21\n")
         time.sleep(1.5)
         assert upstream_main(inst) == rogue, "the service overwrote the upstream"
-        assert is_ancestor(inst.repo, head, "HEAD")
-        assert not (inst.repo / ".git" / "rebase-merge").exists()
-        assert out(inst.repo, "status", "--porcelain") == ""
+        with r.service.publisher.locked():  # the syncer's rebase (tried, aborted) moves HEAD meanwhile
+            assert is_ancestor(inst.repo, head, "HEAD")
+            assert not (inst.repo / ".git" / "rebase-merge").exists()
+            assert out(inst.repo, "status", "--porcelain") == ""
 
         # the operator reverts the hand edit: the service rebases, pushes, and loses nothing
         git(work, "revert", "--no-edit", "HEAD")
         fixed = push_bypassing_hooks(inst, work)
-        wait_until(lambda: is_ancestor(bare(inst), fixed, out(inst.repo, "rev-parse", "HEAD"))
-                   and upstream_main(inst) == out(inst.repo, "rev-parse", "HEAD"), 5,
+        def service_head() -> str:
+            with r.service.publisher.locked():  # a finished state, never the middle of a rebase
+                return out(inst.repo, "rev-parse", "HEAD")
+
+        wait_until(lambda: is_ancestor(bare(inst), fixed, service_head()) and upstream_main(inst) == service_head(), 5,
                    what="the service to catch up after the fix")
         records = records_at(bare(inst), "main")
         assert records == {("c2", "A"): "192.0.2.21"}

@@ -127,6 +127,91 @@ def test_a_bad_number_of_shards_is_a_clear_error(bad):
         shards.check_count(bad)
 
 
+def full_parse(rel: str, text: str) -> dict | str:
+    """zones.parse_dynamic's verdict on one file: its records, or the refusal."""
+    try:
+        return zones.parse_dynamic(text)
+    except zones.BadRecordLine as exc:
+        return f"refused {exc}"
+
+
+def loaded(rel: str, text: str, count: int = 1) -> tuple[dict | str, bool]:
+    """load_shards' verdict on the same file, and whether its text was kept as the shard's."""
+    try:
+        found = shards.load_shards({rel: text}, count)
+    except zones.BadRecordLine as exc:
+        return f"refused {str(exc).removeprefix(rel + ': ')}", False
+    return dict(found), any(t is text for t in found._texts)
+
+
+# What a shard of plain A lines may hold, and every way a line can differ from what the service writes:
+# each file gets parse_dynamic's verdict, whichever way load_shards takes.
+PLAIN_LINES = [f"h{i:03d} A 192.0.2.{i}\n" for i in range(1, 6)]
+ODD_FILES = [
+    "", "\n", "a A 10.0.0.1", "a A 10.0.0.1\n\n", "a A 10.0.0.1\r\n", "a  A 10.0.0.1\n", "a A 10.0.0.1 \n",
+    "A A 10.0.0.1\n", "a A 010.0.0.1\n", "a A 10.0.0.01\n", "a A 10.0.0\n", "a A 256.0.0.1\n", "a a 10.0.0.1\n",
+    "a 60 A 10.0.0.1\n", "@ A 10.0.0.1\n", "-a A 10.0.0.1\n", "a- A 10.0.0.1\n", "a.b A 10.0.0.1\n", "a..b A 10.0.0.1\n",
+    "_acme A 10.0.0.1\n", "xn--fa-hia A 10.0.0.1\n", "xn--zz A 10.0.0.1\n", "a.xn--zz A 10.0.0.1\n", "axn--b A 10.0.0.1\n",
+    "a--b A 10.0.0.1\n", "a" * 63 + " A 10.0.0.1\n", "a" * 64 + " A 10.0.0.1\n", ("x." * 126 + "x") + " A 10.0.0.1\n",
+    ("x." * 126 + "xy") + " A 10.0.0.1\n", "b A 10.0.0.1\na A 10.0.0.1\n", "a A 10.0.0.2\na A 10.0.0.1\n",
+    "a A 10.0.0.1\na A 10.0.0.1\n", "a A 10.0.0.1\na A 10.0.0.2\n", "a A 10.0.0.1\na-b A 10.0.0.1\na.b A 10.0.0.1\n",
+    "a A 10.0.0.1\na AAAA 2001:db8::1\n", "a AAAA 2001:db8::1\n", "a TXT \"x\"\n", "a A 10.0.0.1\nb 60 A 10.0.0.2\n",
+    "é A 10.0.0.1\n", "a A ::ffff:10.0.0.1\n", "a A 10.0.0.1\x00\n", *PLAIN_LINES, "".join(PLAIN_LINES),
+]
+
+
+@pytest.mark.parametrize("text", ODD_FILES)
+def test_a_shard_gets_the_full_parse_s_verdict_and_records(text):
+    rel = "dynamic/00.records"
+    expected = full_parse(rel, text)
+    found, kept = loaded(rel, text)
+    assert found == expected, text
+    if expected and not isinstance(expected, str):  # its text is kept exactly when it is what the records format to
+        assert kept == (zones.format_dynamic(expected) == text), text
+
+
+def test_every_first_octet_gets_the_full_parse_s_verdict():
+    for first in range(256):
+        for address in (f"{first}.0.0.0", f"{first}.1.2.3", f"{first}.255.255.255"):
+            text = f"a A {address}\n"
+            assert loaded("dynamic/00.records", text)[0] == full_parse("dynamic/00.records", text), address
+    # the regular expression's way is taken for the addresses outside the ranges refused whatever the policy
+    assert [f for f in range(256) if shards._parse_plain_a(f"a A {f}.1.2.3\n") is None] == [0, 127, 169, *range(224, 256)]
+    assert shards._parse_plain_a("".join(PLAIN_LINES)) is not None
+
+
+def test_a_file_is_kept_as_its_shard_only_where_every_label_belongs_to_it():
+    records = {(f"h{i}", "A"): rs(f"192.0.2.{i % 250 + 1}") for i in range(40)}
+    right = shards.ShardedRecords.of(records, 4)
+    files = right.texts()
+    found = shards.load_shards(files, 4)
+    assert dict(found) == records and all(found._texts[i] is files[shards.shard_path(i, 4)] for i in range(4))
+    # the same files read as 8 shards: no file is one of those shards, every record moves to its own
+    eight = shards.load_shards(files, 8)
+    assert dict(eight) == records and eight.texts() == shards.ShardedRecords.of(records, 8).texts()
+    # a record in the wrong file is found where its label belongs, and the files are not what it renders to
+    moved = dict(files)
+    label = next(k for k in records if shards.shard_index(k[0], 4) == 0)[0]
+    moved[shards.shard_path(0, 4)] = "".join(l for l in files[shards.shard_path(0, 4)].splitlines(True)
+                                              if not l.startswith(label + " "))
+    moved[shards.shard_path(1, 4)] = "".join(sorted(files[shards.shard_path(1, 4)].splitlines(True)
+                                                    + [f"{label} A {records[(label, 'A')].rdatas[0]}\n"]))
+    found = shards.load_shards(moved, 4)
+    assert found[(label, "A")] == records[(label, "A")] and found.texts() != moved
+
+
+def test_plain_and_other_sets_of_a_label_read_and_change_like_a_dict():
+    found = shards.ShardedRecords.of({("a", "A"): rs("192.0.2.1"), ("a", "AAAA"): rs("2001:db8::1"),
+                                      ("b", "A"): rs("192.0.2.2", "192.0.2.3"), ("c", "A"): rs("192.0.2.4", ttl=60)}, 2)
+    assert found.labels() == {"a", "b", "c"} and found.types() == {"A", "AAAA"} and len(found) == 4
+    new = found.changed({("a", "A"): rs("192.0.2.5", "192.0.2.6"), ("b", "A"): rs("192.0.2.7"),
+                         ("c", "A"): None, ("d", "A"): rs("192.0.2.8", ttl=30)})
+    assert dict(new) == {("a", "A"): rs("192.0.2.5", "192.0.2.6"), ("a", "AAAA"): rs("2001:db8::1"),
+                         ("b", "A"): rs("192.0.2.7"), ("d", "A"): rs("192.0.2.8", ttl=30)}
+    assert len(new) == 4 and ("c", "A") not in new and ("c", "A") in found
+    assert shards.parse_shards(new.texts()) == dict(new)
+
+
 def test_record_files_are_the_regular_shards_and_the_old_file_never_a_link(tmp_path):
     zone_dir = tmp_path / "example.org"
     (zone_dir / "dynamic").mkdir(parents=True)

@@ -449,6 +449,22 @@ class BindTarget:
         atomic_write(path, text, fsync)
         return True
 
+    def copies_ready(self, zone_names: list[str]) -> bool:
+        """Whether named can start on what is on disk: a copy of each of ZONE_NAMES, and a zone list naming exactly them.
+
+        Then nothing of the zones' load is needed before named starts (its
+        copies are only ever written from what is committed).
+        """
+        if self.settings.zone_dir is None or self.settings.zones_conf is None:
+            return False
+        copies = {zone: self.copy_path(zone) for zone in sorted(zone_names)}
+        try:
+            if not all(path.is_file() for path in copies.values()):
+                return False
+            return self.settings.zones_conf.read_text() == bind.zones_conf(copies, update_key=self._update_key_name())
+        except (OSError, bind.BindError):
+            return False
+
     def _update_key_name(self) -> str | None:
         """The name named.conf gives the publisher key (incremental mode; else None), read from its file once."""
         if self.settings.mode != INCREMENTAL:

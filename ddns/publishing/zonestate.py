@@ -9,6 +9,16 @@ validated again only when they change, and a change of the zone's head file
 process committed: one stat, whatever the number of shards. Nothing here
 writes, locks or knows of Git: the publisher decides when a zone is read again.
 
+A zone is checked whole (named-checkzone on the zone with every record) once
+per version of its human-edited sources: the digest of the sources that
+passed is kept in the repository's git directory (``CHECKED_DIR``). While
+the sources are those, a load checks the zone without its dynamic records
+(named-checkzone on the head alone) -- the dynamic lines pass the strict
+per-line parse, no static name holds a host's records, and no CNAME shares
+its name with other dynamic data -- so a restart of a zone of 100k records
+needs no full check; any human change of the sources, or a quick check that
+fails, takes the full check again.
+
 The dynamic records are read from the shard files (``ddns.shards``), or from
 the old layout's one ``dynamic.records``; a zone whose files are not exactly
 what its records render to (the old layout, another number of shards) is
@@ -16,6 +26,7 @@ marked unsettled, and reconcile rewrites it in one commit.
 """
 from __future__ import annotations
 
+import hashlib
 import logging
 import tempfile
 from dataclasses import dataclass, field
@@ -25,9 +36,13 @@ from typing import Callable
 import dns.exception
 import jinja2
 
-from .. import bind, errors, records, shards, zones
+from .. import __version__, bind, errors, records, shards, zones
+from .worktree import atomic_write
 
 log = logging.getLogger("ddns.publisher")  # a part of the publisher: its log lines say so
+
+# In the zones repository's git directory: per zone, the digest of the sources the full check last passed.
+CHECKED_DIR = "ddns-checked"
 
 
 def stamp(*paths: Path) -> tuple:
@@ -100,11 +115,11 @@ class ZoneReader:
         template = self.env.get_template(zones.TEMPLATE_FILE)
         files = shards.record_files(zone_dir)
         legacy = zones.DYNAMIC_FILE in files
-        dynamic = shards.ShardedRecords.of(shards.parse_shards(files), self.shard_count)
-        zones.check_host_names(source, {label for label, _ in dynamic})
+        dynamic = shards.load_shards(files, self.shard_count)
+        zones.check_host_names(source, dynamic.labels())
         serial = zones.serial_of(head_path.read_text()) if head_path.exists() else None
         return ZoneState(source, template, dynamic, serial or 0, files_stamp,
-                         source_stamp=stamp(*self.source_paths(zone)), types={t for _, t in dynamic},
+                         source_stamp=stamp(*self.source_paths(zone)), types=dynamic.types(),
                          settled=not legacy and files == dynamic.texts(), legacy=legacy)
 
     def load(self, zone: str) -> ZoneState:
@@ -116,7 +131,11 @@ class ZoneReader:
             self._on_error(f"zone {zone} cannot be read: {exc}")
             placeholder = zones.ZoneSource(zones.ZoneSettings(zone), "")
             return ZoneState(placeholder, jinja2.Template(""), {}, 0, (), broken=str(exc))
-        error = self.validate(zone, state, self.flat(state, state.serial or 1))
+        digest = self.sources_digest(zone)
+        if digest is None or digest != self._checked(zone) or self.quick_check(zone, state):
+            error = self.validate(zone, state, self.flat(state, state.serial or 1))
+        else:
+            error = None
         if error:
             log.error("zone %s does not validate; keeping what named serves: %s", zone, error)
             state.broken = error
@@ -145,14 +164,71 @@ class ZoneReader:
         Prerequisites and the CNAME rule look at the static data: parsed once
         here (from the zone without dynamic records), never per update.
         """
-        error = self.check(zone, text)
-        if error:
-            return error
+        error = self.check(zone, text) or self._parse_static(zone, state)
+        if error is None:
+            self._mark_checked(zone)
+        return error
+
+    def quick_check(self, zone: str, state: ZoneState) -> str | None:
+        """Why STATE, whose sources passed the full check before, cannot be published, checked without its dynamic records.
+
+        named-checkzone on the zone without them, and what named-checkzone
+        would find among them that the per-line parse cannot: a CNAME beside
+        other data of its name. None: it can; STATE's static data is parsed.
+        """
+        if "CNAME" in state.types:
+            by_label: dict[str, set[str]] = {}
+            for label, rtype in state.dynamic:
+                by_label.setdefault(label, set()).add(rtype)
+            clash = sorted(label for label, types in by_label.items() if "CNAME" in types and len(types) > 1)
+            if clash:
+                return f"{clash[0]} has a CNAME and other data"
+        return self.check(zone, self.render(state, state.serial or 1, {})) or self._parse_static(zone, state)
+
+    def _parse_static(self, zone: str, state: ZoneState) -> str | None:
         try:
             state.static = records.zone_static(self.render(state, 1, {}), zone)
         except dns.exception.DNSException as exc:
             return f"the zone cannot be parsed: {exc}"
         return None
+
+    def sources_digest(self, zone: str) -> str | None:
+        """SHA-256 of what the full check of ZONE depends on besides its records (None: a source unreadable).
+
+        The human-edited files, the trusted template, this version of ddns and
+        the checker: a change of any of them takes the full check again.
+        """
+        digest = hashlib.sha256(f"{__version__}\0{self.checkzone}\0{self.shard_count}\0".encode())
+        try:
+            for path in self.source_paths(zone):
+                digest.update(path.read_bytes() if path.exists() else b"-")
+                digest.update(b"\0")
+            digest.update(self.env.loader.get_source(self.env, zones.TEMPLATE_FILE)[0].encode())
+        except (OSError, jinja2.TemplateError):
+            return None
+        return digest.hexdigest()
+
+    def _checked_path(self, zone: str) -> Path | None:
+        git_dir = self.root / ".git"
+        return git_dir / CHECKED_DIR / zone if git_dir.is_dir() else None
+
+    def _checked(self, zone: str) -> str | None:
+        """The digest of ZONE's sources that last passed the full check (None: none known)."""
+        path = self._checked_path(zone)
+        try:
+            return path.read_text().strip() if path is not None else None
+        except OSError:
+            return None
+
+    def _mark_checked(self, zone: str) -> None:
+        """ZONE's sources as they are passed the full check (losing the mark costs one full check, never more)."""
+        path, digest = self._checked_path(zone), self.sources_digest(zone)
+        if path is None or digest is None or digest == self._checked(zone):
+            return
+        try:
+            atomic_write(path, digest + "\n", fsync=False)
+        except OSError as exc:
+            log.warning("cannot note that zone %s passed its check: %s", zone, exc)
 
     def check(self, zone: str, text: str) -> str | None:
         """named-checkzone on a temp copy: the real file is only ever replaced by a valid one."""

@@ -42,7 +42,7 @@ SCRIPT = textwrap.dedent("""
     print(json.dumps({name: len(samples) for name, samples in trace_serve.SAMPLES.items()}))
 """)
 
-STAGES = {"pub batch size", "pub apply", "pub format", "pub render", "pub write", "pub git commit",
+STAGES = {"pub batch size", "pub apply", "pub format", "pub render", "pub files", "pub git commit",
           "pub rndc reload", "pub named publish", "pub group under lock", "pub wait served", "pub answer",
           "pub group total"}
 

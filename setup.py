@@ -43,7 +43,7 @@ setup(
         "h11>=0.14",
         "gssapi>=1.8",  # GSS-TSIG: the TKEY acceptor and the MICs of Kerberos-signed updates
         "pygit2>=1.15",  # the service's commits in process (libgit2): no git process on the update path
-        "psycopg[binary]>=3.1",  # the store on PostgreSQL (store.url); binary: no libpq build on the host
+        "psycopg[binary]>=3.2",  # the store on PostgreSQL (store.url); binary: no libpq build on the host
     ],
     extras_require={"test": ["pytest>=8", "requests>=2.28", "playwright>=1.40", "hypothesis>=6.100", "pyyaml>=6"]},
     entry_points={"console_scripts": ["ddns = ddns.cli:main"]},

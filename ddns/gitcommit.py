@@ -29,6 +29,7 @@ is left to the CLI (``plan`` returns None), which behaves as before.
 """
 from __future__ import annotations
 
+import logging
 import os
 import threading
 import time
@@ -41,6 +42,8 @@ from pygit2.enums import FileMode
 
 from . import errors
 from .provenance import SERVICE_EMAIL
+
+log = logging.getLogger("ddns.git")
 
 # Characters git strips from both ends of an identity's name and e-mail (ident.c ``crud``).
 _CRUD = set(".,:;<>\"\\'")
@@ -166,7 +169,10 @@ class InProcessCommit:
                    if wants_fsync(config) else None)
         update_branch(Path(repo.path), plan.branch, plan.parent, new, committer,
                       f"commit: {message.split(chr(10), 1)[0]}", durable, _config(config, "core.logAllRefUpdates"))
-        index.write()
+        try:
+            index.write()
+        except pygit2.GitError as exc:  # the commit is in: reporting it failed would be the lie
+            log.error("commit %s made, but the index could not be written (git status may show it staged): %s", new, exc)
         return str(new)
 
 

@@ -132,10 +132,11 @@ class Consumer:
     def _result(self, answer: Future | Result) -> Result:
         if isinstance(answer, Result):
             return answer
-        try:
-            return answer.result(self.result_seconds)
-        except FutureTimeout:
-            return Result(Outcome.FAILED, reason="no answer from the publisher in time")
+        while True:  # the publisher thread answers every change it took (at stop too); a "failed" now could be a lie
+            try:
+                return answer.result(self.result_seconds)
+            except FutureTimeout:
+                log.warning("the publisher has not answered a change for %.0f s; still waiting", self.result_seconds)
 
     def _settle(self, ids: list[int], results: list[Result]) -> None:
         """Push (until it works, while still active), then write the outcomes and notify, in one transaction."""

@@ -10,11 +10,15 @@ node: here they answer Unavailable.
 """
 from __future__ import annotations
 
+import logging
+
 from .. import errors
 from ..model import Update
 from ..publishing.publisher import Batch, Publisher
 from . import upstream
 from .changes import ChangeQueue
+
+log = logging.getLogger("ddns.cluster")
 
 
 class ZoneChangesElsewhere(errors.Unavailable):
@@ -40,7 +44,10 @@ class WebPublisher(Publisher):
 
     def commit(self, updates: list[Update]) -> Batch:
         results = self.queue.publish(updates)
-        self.follow()
+        try:
+            self.follow()
+        except Exception as exc:  # the results stand (the active publisher applied them); the follower catches up
+            log.warning("following the upstream after a hand-over failed: %s", exc)
         return Batch(results, [u.zone for u in updates], {})
 
     def add_zone(self, *_args, **_kwargs):

@@ -83,9 +83,10 @@ class Consumer:
                                             " AND id <> ALL(%s) ORDER BY id LIMIT %s",
                                             (claimed, self.max_batch)).fetchall()
                         if rows:
+                            group = self._submit(rows)  # raises (publisher stopping): the rows stay unclaimed
                             with self._lock:
                                 self._claimed.update(r[0] for r in rows)
-                            self._groups.put(self._submit(rows))
+                            self._groups.put(group)
                         else:
                             for _ in conn.notifies(timeout=POLL_SECONDS, stop_after=1):
                                 pass

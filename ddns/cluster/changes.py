@@ -144,12 +144,12 @@ class DoneListener:
     def _run(self) -> None:
         while not self._stop.is_set():
             try:
-                with psycopg.connect(self.url, autocommit=True, connect_timeout=5) as conn:
+                with connect(self.url) as conn:
                     conn.execute(f"LISTEN {DONE_CHANNEL}")
                     while not self._stop.is_set():
                         for note in conn.notifies(timeout=POLL_SECONDS):
                             self._wake(note.payload)
-            except psycopg.Error as exc:  # waiters poll meanwhile; reconnect
+            except (psycopg.Error, StoreUnavailable) as exc:  # waiters poll meanwhile; reconnect
                 log.warning("listening for outcomes failed: %s", exc)
                 self._stop.wait(POLL_SECONDS)
 

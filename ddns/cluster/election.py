@@ -20,6 +20,9 @@ from typing import Callable
 
 import psycopg
 
+from ..db import StoreUnavailable
+from .changes import connect
+
 log = logging.getLogger("ddns.cluster")
 
 POLL_SECONDS = 0.5
@@ -69,10 +72,10 @@ class Elector:
     def _try(self) -> None:
         try:
             if self._conn is None:
-                self._conn = psycopg.connect(self.url, autocommit=True, connect_timeout=5)
+                self._conn = connect(self.url)
                 self._conn.execute("SET idle_session_timeout = 0")
             got = self._conn.execute("SELECT pg_try_advisory_lock(%s::bigint)", (self.lock_id,)).fetchone()[0]
-        except psycopg.Error as exc:
+        except (psycopg.Error, StoreUnavailable) as exc:
             log.warning("cannot poll the publisher lock: %s", exc)
             self._close()
             self._stop.wait(self.poll_seconds)

@@ -15,8 +15,6 @@ import threading
 import time
 from typing import Callable
 
-import psycopg
-
 from ..model import Outcome, Result
 from ..service import Service
 from . import codec, upstream
@@ -51,7 +49,7 @@ class Follower:
         every = self.every
         while not self._stop.is_set():
             try:
-                with psycopg.connect(self.url, autocommit=True, connect_timeout=5) as conn:
+                with connect(self.url) as conn:
                     conn.execute(f"LISTEN {PUBLISHED_CHANNEL}")
                     due = time.monotonic() + every
                     while not self._stop.is_set():

@@ -9,6 +9,10 @@ limits, parsed by h11. Only a complete request goes to the worker pool, so a
 worker only ever runs the app. The process stays one process with in-process
 threads (the publisher thread lives in it).
 
+A request that the app's service can answer from memory alone (``answer_now``:
+a ``nochg``) is answered on the loop thread itself; only what might block (the
+database, bcrypt, a change to publish) goes to a worker.
+
 A request costs the loop thread one h11 parse and one write: the answer's head
 is written here (``response_bytes``), not by h11's state machine, and the
 request goes to the workers through one queue, not a ``ThreadPoolExecutor``
@@ -180,11 +184,15 @@ class HttpServer:
 
     Used like a threaded server: ``prepare()`` binds (errors surface in the
     caller), ``serve()`` runs in a thread until ``stop()`` is called from another.
+    ANSWER_NOW, if given, is asked first, on the loop thread, for each request's
+    whole answer: it must never block, and says None for what the app must run.
     """
 
     def __init__(self, app: Callable, host: str, port: int, threads: int, limits: Limits,
-                 error_headers: dict[str, str], ssl_context: ssl.SSLContext | None = None):
+                 error_headers: dict[str, str], ssl_context: ssl.SSLContext | None = None,
+                 answer_now: Callable[[dict], Reply | None] | None = None):
         self.app = app
+        self.answer_now = answer_now
         self.host, self.port = host, port
         self.limits = limits
         self.error_headers = error_headers
@@ -284,7 +292,9 @@ class HttpServer:
             if request is None:
                 return
             environ = wsgi_environ(request, body, peer, local, self.ssl_context is not None)
-            reply = await self._run_app(environ)
+            reply = self._answer_now(environ)
+            if reply is None:
+                reply = await self._run_app(environ)
             conn = await self._respond(conn, writer, request, reply)
             if conn is None:
                 return
@@ -333,6 +343,21 @@ class HttpServer:
         for name, value in request.headers.raw_items():
             if name.lower() == b"content-length" and int(value) > self.limits.max_body_bytes:
                 raise ClientError(413, "request body too large")
+
+    def _answer_now(self, environ: dict) -> Reply | None:
+        """ANSWER_NOW's reply to ENVIRON, here on the loop thread; None: a worker runs the app.
+
+        What it can answer from memory (a repeated ``nochg``) is spared the
+        hand-over to a worker and back: the queue, two thread wake-ups, and the
+        GIL changing hands, each costing the loop as much as the answer itself.
+        """
+        if self.answer_now is None:
+            return None
+        try:
+            return self.answer_now(environ)
+        except Exception:  # noqa: BLE001 -- the app decides it on a worker, as if never asked here
+            log.exception("answering %s %s on the loop failed", environ["REQUEST_METHOD"], environ["PATH_INFO"])
+            return None
 
     def _work(self) -> None:
         """A worker thread: runs the app for each queued request and hands the reply back to the loop."""

@@ -181,7 +181,7 @@ def budget(bench: bu.Bench, hosts: list[int], requests: int) -> dict:
 
     import h11
 
-    from ddns import httpserver
+    from ddns import httpwire
 
     app, stop = open_instance(bench.config_path)
     try:
@@ -198,20 +198,20 @@ def budget(bench: bu.Bench, hosts: list[int], requests: int) -> dict:
             conn.receive_data(data)
             request = conn.next_event()
             assert isinstance(conn.next_event(), h11.EndOfMessage)
-            return request, httpserver.wsgi_environ(request, b"", peer, local, False)
+            return request, httpwire.wsgi_environ(request, b"", peer, local, False)
 
         for data in raw:  # bcrypt once per host; every answer must be nochg
-            reply = httpserver.call_app(app, parse(data)[1])
+            reply = httpwire.call_app(app, parse(data)[1])
             if not reply.body.startswith(b"nochg"):
                 raise RuntimeError(f"not nochg: {reply.status} {reply.body[:200]!r}")
         work = [raw[k % len(raw)] for k in range(requests)]
         t0 = time.thread_time()
         parsed = [parse(data) for data in work]
         t1 = time.thread_time()
-        replies = [httpserver.call_app(app, environ) for _, environ in parsed]
+        replies = [httpwire.call_app(app, environ) for _, environ in parsed]
         t2 = time.thread_time()
         for (request, _), reply in zip(parsed, replies):
-            httpserver.response_bytes(reply, False, not httpserver.keep_alive(request, reply))
+            httpwire.response_bytes(reply, False, not httpwire.keep_alive(request, reply))
         t3 = time.thread_time()
         answer_now = app.config["ddns.answer_now"]
         fresh = [parse(data)[1] for data in work]  # Bottle keeps what it parsed in the environ: new ones

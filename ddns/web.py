@@ -19,7 +19,8 @@ import bottle
 from . import api, dyndns2, errors, formtext, httpreq
 from .config import Config
 from .db import RETRYABLE
-from .httpserver import HttpServer, Limits, Reply
+from .httpserver import HttpServer, Limits
+from .httpwire import Reply
 from .oidc import OidcLogin
 from .portal import Portal
 from .service import Service

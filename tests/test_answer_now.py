@@ -18,7 +18,7 @@ import h11
 from test_http_hostile import HOST, basic, exchange, get
 
 from conftest import read_reply, serving, write_lock_held
-from ddns import httpserver, web
+from ddns import httpserver, httpwire, web
 
 NOCHG = get(b"/nic/update?myip=192.0.2.10", b"User-Agent: test/1.0")
 
@@ -28,14 +28,14 @@ def environ_of(data: bytes) -> dict:
     conn = h11.Connection(h11.SERVER)
     conn.receive_data(data)
     request = conn.next_event()
-    return httpserver.wsgi_environ(request, b"", ("127.0.0.1", 40000), ("127.0.0.1", 8080), False)
+    return httpwire.wsgi_environ(request, b"", ("127.0.0.1", 40000), ("127.0.0.1", 8080), False)
 
 
 def with_auth(data: bytes, secret: str, user: str = HOST) -> bytes:
     return data.replace(b"\r\n\r\n", b"\r\nAuthorization: " + basic(user, secret) + b"\r\n\r\n", 1)
 
 
-def loop_answer(running, data: bytes) -> httpserver.Reply | None:
+def loop_answer(running, data: bytes) -> httpwire.Reply | None:
     """What the loop thread would answer to DATA (None: a worker runs the app)."""
     answer = web.answer_now(running.service, web.security_headers(None))
     return answer(environ_of(data))
@@ -146,7 +146,7 @@ def test_the_server_sends_what_the_loop_answers_and_runs_the_app_for_the_rest(in
             raise RuntimeError("broken answer_now")
         if environ["PATH_INFO"] != "/now":
             return None
-        return httpserver.Reply(200, b"OK", [(b"Content-Type", b"text/plain"), (b"Content-Length", b"3")], b"now")
+        return httpwire.Reply(200, b"OK", [(b"Content-Type", b"text/plain"), (b"Content-Length", b"3")], b"now")
 
     app = Counting(now)
     server, thread = loop_server(instance, app)

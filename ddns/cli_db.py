@@ -79,10 +79,12 @@ def _upgrade(args: argparse.Namespace, env: "Env", load_config: LoadConfig) -> i
 def _copy(args: argparse.Namespace, env: "Env", load_config: LoadConfig) -> int:
     source = _database(args, env, load_config)
     target = dbmod.connect(args.to)
-    copied = dbcopy.copy(source, target)
+    copied, skipped = dbcopy.copy(source, target)
     if args.json:
-        env.out(json.dumps({"to": shown(target.url), "rows": copied}, indent=2))
+        env.out(json.dumps({"to": shown(target.url), "rows": copied, "not_copied": skipped}, indent=2))
     else:
         env.out("\n".join(f"{table}: {n} rows" for table, n in copied.items()))
+        for table, n in skipped.items():
+            env.out(f"{table}: {n} rows not copied ({dbcopy.TRANSIENT[table]})")
         env.out(f"copied into {shown(target.url)}; set store.url (or DDNS_STORE_URL) to it and start ddns")
     return 0

@@ -14,7 +14,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from conftest import Instance, free_port, http, serving
-from ddns import cli, config as configmod, db as dbmod, errors
+from ddns import cli, cli_serve, config as configmod, db as dbmod, errors
 from ddns.cluster import changes
 from ddns.db import connect as db_connect, migrations
 from ddns.config import ConfigError
@@ -118,7 +118,7 @@ def test_unusable_settings_are_refused_before_anything_starts(instance: Instance
     stopped = threading.Event()
     stopped.set()  # were it not refused, serve would stop as soon as it runs
     with pytest.raises(ConfigError) as refused:
-        cli.serve(cfg, cli.Env(environ={}), stop_event=stopped)
+        cli_serve.serve(cfg, cli.Env(environ={}), stop_event=stopped)
     assert message in str(refused.value)
     assert stamps(instance) == before  # nothing written, nothing started
 

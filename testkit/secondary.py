@@ -13,6 +13,8 @@ from pathlib import Path
 
 from ddns import bind
 
+from .processes import stop_process
+
 
 class SecondaryNamed:
     """named in DIRECTORY (made here), answering on 127.0.0.1:PORT once started."""
@@ -31,13 +33,8 @@ class SecondaryNamed:
         return self
 
     def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        if self.proc is not None:
+            stop_process(self.proc, 15)
 
     def serial(self, zone: str) -> int | None:
         """The serial of ZONE it serves (None: none); a named that died is an error, with its log."""

@@ -31,6 +31,7 @@ import pytest
 
 from ddns import cli, cli_serve, config as configmod
 from ddns.service import Service
+from testkit.processes import stop_process
 
 REQUIRED_TOOLS = ("named", "rndc", "rndc-confgen", "named-checkzone", "git", "curl")
 
@@ -366,13 +367,8 @@ class ServeProcess:
         raise RuntimeError(f"ddns serve did not come up: {self.log_path.read_text()}")
 
     def stop(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        if self.proc:
+            stop_process(self.proc, 30)
 
 
 def kill_named(instance: Instance) -> None:

@@ -241,6 +241,7 @@ class Connection(asyncio.Protocol):
         self.closed = False
         self.blocked = False   # the client does not read: answers wait
         self.timer: asyncio.TimerHandle | None = None
+        self.tls = server.ssl_context is not None
 
     def _parser(self) -> h11.Connection:
         return h11.Connection(h11.SERVER, max_incomplete_event_size=self.limits.max_header_bytes)
@@ -256,7 +257,6 @@ class Connection(asyncio.Protocol):
             return
         self.peer = transport.get_extra_info("peername") or ("", 0)
         self.local = transport.get_extra_info("sockname") or (server.host, server.port)
-        self.tls = server.ssl_context is not None
         self._arm(self._request_late)
 
     def data_received(self, data: bytes) -> None:
@@ -268,7 +268,7 @@ class Connection(asyncio.Protocol):
             return False
         self.conn.receive_data(b"")  # a half-close: the request read so far still gets its answer
         self._next()
-        return True
+        return not self.tls  # keep writing; a TLS transport closes regardless (and warns of True)
 
     def pause_writing(self) -> None:
         self.blocked = True

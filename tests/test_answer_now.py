@@ -17,8 +17,12 @@ import threading
 import h11
 from test_http_hostile import HOST, basic, exchange, get
 
+import pgserver
 from conftest import read_reply, serving, write_lock_held
 from ddns import httpserver, httpwire, web
+from ddns.store import Store
+
+pg_server, pg_url = pgserver.pg_server, pgserver.pg_url  # the fixtures: one PostgreSQL, a fresh database on it
 
 NOCHG = get(b"/nic/update?myip=192.0.2.10", b"User-Agent: test/1.0")
 
@@ -113,6 +117,13 @@ def test_the_loop_answers_while_another_process_holds_the_write_lock(running):
     with write_lock_held(running.instance.config.path("store.path")):
         assert loop_answer(running, with_auth(NOCHG, secret)).body == b"nochg 192.0.2.10\n"
         assert exchange(running.instance.http_port, with_auth(NOCHG, secret)).body == b"nochg 192.0.2.10\n"
+    # the thread that answered (this one, here) waits for no lock at all, reads included
+    assert running.service.store.db.execute("PRAGMA busy_timeout").fetchone()[0] == 0
+
+
+def test_a_database_server_is_never_read_on_the_loop(pg_url):
+    """PostgreSQL is a round trip away: a thread that must not block may not read it."""
+    assert Store(pg_url).read_without_waiting() is False
 
 
 class Counting:

@@ -412,6 +412,10 @@ class Service:
     def set_comment(self, fqdn: str, comment: str) -> None:
         self.store.set_comment(self.host(fqdn).fqdn, comment.strip()[:200])
 
+    def surely_changes(self, name: str, addresses: list[ipaddress.IPv4Address | ipaddress.IPv6Address]) -> bool:
+        """Whether ADDRESSES at NAME surely change its records: the loop thread's cheap no (ddns.updates)."""
+        return self.updates.surely_changes(name, addresses)
+
     def unchanged_now(self, username: str, secret: str, client: str, agent: str, tls: bool,
                       plan: Callable[[Host], tuple[Identity, list[Update]] | None]) -> Host | None:
         """The host USERNAME names, when the updates PLAN makes for it change nothing, told without waiting.

@@ -70,11 +70,11 @@ class Updates:
             name = records.record_name(name)
         except Invalid:
             return False
-        states = self.publisher.zones
-        labels = name.split(".")
-        zone = next((z for z in (".".join(labels[i:]) for i in range(len(labels))) if z in states), None)
-        if zone is None:
-            return False
+        states, zone = self.publisher.zones, name
+        while zone not in states:  # the longest of our zones NAME is in, without building every suffix
+            _, dot, zone = zone.partition(".")
+            if not dot:
+                return False
         state, label = states[zone], records.label_of(name, zone)
         for addr in addresses:
             rtype = record_type(addr)

@@ -17,7 +17,7 @@ from typing import Any, Callable, Mapping, TextIO
 from . import __version__, catalog, cli_db, cli_hook, cli_kerberos, cli_keys, cli_secondary, cli_show, cli_trust, config as configmod, errors, gitops, listener
 from .auth import new_secret
 from .model import Outcome
-from . import logs
+from . import logs, memory
 from .metrics import allowed_networks
 from .records import record_name
 from .instance import demo_key, init_instance, install_hooks, narrow_secrets, open_serving, prepare_managed_bind
@@ -96,6 +96,7 @@ def serve(cfg: configmod.Config, env: Env, ready: Callable[[Service], None] | No
     What it says goes to the log (``ddns.serve``), so with log.format json every line is JSON.
     """
     allowed_networks(cfg["metrics.allow"])  # unusable settings are refused before anything starts
+    memory.limit_arenas()  # before the first thread starts (glibc read MALLOC_ARENA_MAX at exec)
     stop_logging = logs.configure(cfg, env.stderr)  # log.format, log.level
     try:
         return _serve(cfg, env, ready, stop_event)
@@ -119,6 +120,7 @@ def _serve(cfg: configmod.Config, env: Env, ready: Callable[[Service], None] | N
         status = service.start()
         for zone, state in sorted(status.items()):
             log.info("zone %s: %s", zone, state)
+        memory.give_back()  # what the load and the reconcile freed
         server = make_server(create_app(service), cfg)
         server.prepare()
         update_listener = listener.start(service, cfg)  # binds now: a port in use fails here

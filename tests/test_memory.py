@@ -1,10 +1,13 @@
-"""ddns.memory: serve's malloc arena kept to one (unless MALLOC_ARENA_MAX says otherwise), freed pages given back.
+"""What a serve process holds: ddns.memory's one malloc arena (unless MALLOC_ARENA_MAX says otherwise)
+and freed pages given back, no Kerberos libraries without a keytab.
 
 Each check runs in a fresh Python process: an arena cap only holds for arenas made after it."""
 import os
 import subprocess
 import sys
 from pathlib import Path
+
+from conftest import ServeProcess, query
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -79,3 +82,21 @@ print(before - rss_kib())
 
 def test_freed_pages_are_given_back():
     assert int(run(FREED_PAGES_GIVEN_BACK).stdout) > 50 * 1024  # of the ~100 MiB freed
+
+
+def mapped_libraries(pid: int) -> set[str]:
+    return {line.split()[-1].rsplit("/", 1)[-1] for line in open(f"/proc/{pid}/maps") if ".so" in line}
+
+
+def test_serve_without_a_keytab_loads_no_kerberos_library(instance, tmp_path):
+    """GSS-TSIG is off without kerberos.keytab: the listener answers, python-gssapi and its libraries
+    (~3 MiB in every process) stay unloaded; the libraries serve does need are there (the check sees them)."""
+    serve = ServeProcess(instance, tmp_path / "serve.log")
+    serve.start()
+    try:
+        query(instance.update_port, instance.zone, "SOA")  # the RFC 2136 listener answers
+        libraries = mapped_libraries(serve.proc.pid)
+        assert any(name.startswith("libgit2") for name in libraries)
+        assert not any(name.startswith(("libgssapi", "libkrb5")) for name in libraries), sorted(libraries)
+    finally:
+        serve.stop()

@@ -26,7 +26,8 @@ Each number is counted in one place, none in an adapter:
 - ``ddns_errors_total{component}``: db (the database busy or unreachable),
   git (a commit, a put-back, a sync or a push failed), named (named did not
   take or serve a change), cluster (the changes table failed under a
-  hand-over, or the publisher did not answer a change in time).
+  hand-over, or the publisher did not answer a change in time: counted by
+  the node's ``ChangeQueue``, whichever interface asked).
 
 Who may read them is ``metrics.allow``: the numbers say which zones exist
 and how busy the service is, so by default only the machine itself.
@@ -148,10 +149,15 @@ class Metrics:
             self._errors.labels(component).inc()
 
     def failure(self, exc: BaseException) -> None:
-        """Count EXC, a refusal that reached the web app, when the cluster's hand-over or the database caused it."""
+        """Count EXC, a refusal that reached the web app, when the database caused it.
+
+        Not the cluster's hand-over (QueueUnavailable, a StoreUnavailable too,
+        and Unanswered): the ChangeQueue counts those itself, whichever adapter
+        asked (most catch them before the web app sees them).
+        """
         if isinstance(exc, (QueueUnavailable, Unanswered)):
-            self.error("cluster")
-        elif isinstance(exc, (StoreBusy, StoreUnavailable)):
+            return
+        if isinstance(exc, (StoreBusy, StoreUnavailable)):
             self.error("db")
 
     def watch(self, publisher: Publisher, background: Background) -> None:

@@ -63,8 +63,8 @@ def _row_factory(cursor: psycopg.Cursor):
     return lambda values: PgRow(values, index)
 
 
-def _neutral(exc: psycopg.Error) -> Exception:
-    """The neutral error for a psycopg one (itself when there is none)."""
+def neutral_error(exc: psycopg.Error) -> Exception:
+    """The neutral error for a psycopg one (itself when there is none): the store's, and the cluster's own connections'."""
     if isinstance(exc, pgerrors.UniqueViolation):
         return UniqueViolation(str(exc))
     if isinstance(exc, pgerrors.ForeignKeyViolation):
@@ -88,7 +88,7 @@ class PostgresConn:
         try:
             return self.raw.execute(postgres_sql(sql), postgres_params(params))
         except psycopg.Error as exc:
-            raise _neutral(exc) from exc
+            raise neutral_error(exc) from exc
 
     def executemany(self, sql: str, rows: Iterable[Params]) -> int:
         try:
@@ -96,7 +96,7 @@ class PostgresConn:
                 cursor.executemany(postgres_sql(sql), (postgres_params(r) for r in rows))
                 return cursor.rowcount
         except psycopg.Error as exc:
-            raise _neutral(exc) from exc
+            raise neutral_error(exc) from exc
 
     def insert(self, sql: str, params: Params = ()) -> int:
         return self.execute(sql + " RETURNING id", params).fetchone()[0]
@@ -132,7 +132,7 @@ class PostgresDatabase(Database):
             raw.execute(_BOUND, (f"{int(self.BUSY_TIMEOUT * 1000)}ms",))
         except psycopg.Error as exc:
             raw.close()
-            raise _neutral(exc) from exc
+            raise neutral_error(exc) from exc
         return raw
 
     def _open(self) -> psycopg.Connection:

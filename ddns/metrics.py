@@ -68,6 +68,21 @@ def allowed_networks(values: list[str]) -> tuple[Network, ...]:
     return tuple(networks)
 
 
+def lag_seconds(value: object) -> float:
+    """metrics.serial_lag_seconds as a number; a negative or non-finite one (NaN would keep no answer, inf
+    the first for ever) refuses the configuration."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
+        raise ConfigError(f"metrics.serial_lag_seconds must be a finite number of seconds, 0 or more, "
+                          f"not {str(value)[:100]!r}")
+    return float(value)
+
+
+def check(config: Config) -> None:
+    """Refuse the metrics settings that cannot be used (before anything starts)."""
+    allowed_networks(config["metrics.allow"])
+    lag_seconds(config["metrics.serial_lag_seconds"])
+
+
 def serial_lag(committed: int, served: int | None) -> float:
     """COMMITTED minus SERVED in RFC 1982 arithmetic (negative: named serves a newer serial); +Inf: nothing served."""
     if served is None:
@@ -116,7 +131,7 @@ class Metrics:
 
     def __init__(self, config: Config, clock: Callable[[], float] = time.monotonic):
         self.enabled: bool = config["metrics.enabled"]
-        self.serial_lag_seconds: float = config["metrics.serial_lag_seconds"]
+        self.serial_lag_seconds = lag_seconds(config["metrics.serial_lag_seconds"])
         self.clock = clock
         self.allow = allowed_networks(config["metrics.allow"])
         self.registry = CollectorRegistry()

@@ -14,7 +14,7 @@ import time
 
 import pytest
 
-from cluster_nodes import ZONE, change_ids_per_commit, make_node, make_seed, upstream_trailers
+from testkit.cluster import ZONE, change_ids_per_commit, make_node, make_seed, upstream_trailers
 from conftest import REQUIRED_TOOLS, free_port, http, require, wait_until
 from pgserver import pg_server, pg_url  # noqa: F401
 

@@ -227,3 +227,17 @@ def test_record_files_are_the_regular_shards_and_the_old_file_never_a_link(tmp_p
     (linked / "dynamic.records").symlink_to(tmp_path / "secret")
     assert shards.record_files(linked) == {}
     assert shards.record_files(tmp_path / "missing.org") == {}
+
+
+@pytest.mark.parametrize("records", [
+    {(f"h{i}", "A"): rs(f"192.0.2.{i % 250 + 1}") for i in range(300)},  # every set a host's address
+    {("b", "A"): rs("192.0.2.2", "192.0.2.3"), ("a", "AAAA"): rs("2001:db8::1"), ("a", "A"): rs("192.0.2.1"),
+     ("a-b", "TXT"): rs('"v=spf1 -all"', '"say \\"hi\\"; \\\\ ok"', ttl=60), ("a.b", "A"): rs("192.0.2.9", ttl=0),
+     ("xn--bcher-kva", "MX"): rs("10 mail.example."), ("_acme-challenge.a", "TXT"): rs('"x"')},
+    {},
+])
+def test_a_shard_formats_as_format_dynamic_does(records):
+    """The shard formatter that makes no RecordSet per entry writes exactly what format_dynamic writes."""
+    found = shards.ShardedRecords.of(records, 1)
+    assert found.text(0) == zones.format_dynamic(records)
+    assert shards.parse_shards(found.texts()) == records

@@ -62,7 +62,7 @@ sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from bench_updates import Addresses, ZONE, free_port  # noqa: E402
-from ddns import bind, cli, gitrepo, zones  # noqa: E402
+from ddns import bind, cli, gitrepo, shards, zones  # noqa: E402
 from ddns.publishing import bindtarget, committer, incremental, publisher as pubmod, worktree, zonestate  # noqa: E402
 from ddns.model import Actor, Operation, Outcome, Update  # noqa: E402
 from ddns.service import Service  # noqa: E402
@@ -205,7 +205,7 @@ GROUP_STAGES = [
     ("sharded", zonestate.ZoneReader, "sharded"),
     ("files", worktree.Replacement, "together"),
     ("  render", zones, "render_zone"),
-    ("  format", zones, "format_dynamic"),
+    ("  format", shards, "format_shard"),
     ("  write temp", worktree, "_write_temp"),
     ("  keep", worktree.Replacement, "_keep"),
     ("  fsync", worktree, "fsync_all"),

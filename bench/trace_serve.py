@@ -40,7 +40,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from ddns import cli, dyndns2, gitrepo, service as servmod, store as storemod, zones  # noqa: E402
+from ddns import cli, dyndns2, gitrepo, service as servmod, shards, store as storemod, zones  # noqa: E402
 from ddns.publishing import (bindtarget, committer, incremental, publish_queue, publisher as pubmod,  # noqa: E402
                              worktree)
 
@@ -71,7 +71,7 @@ def install() -> None:
     pubmod.Publisher.current = timed("req current", pubmod.Publisher.current)
     storemod.Store.record_updates = timed("flush record_updates", storemod.Store.record_updates)
 
-    zones.format_dynamic = timed("pub format", zones.format_dynamic)
+    shards.format_shard = timed("pub format", shards.format_shard)
     zones.render_zone = timed("pub render", zones.render_zone)
     worktree.atomic_write = timed("pub write", worktree.atomic_write)
     worktree.Replacement.together = timed_context("pub files", worktree.Replacement.together)

@@ -20,7 +20,8 @@ from .model import Outcome
 from . import logs
 from .metrics import allowed_networks
 from .records import record_name
-from .instance import demo_key, init_instance, install_hooks, narrow_secrets, open_serving, prepare_managed_bind
+from .instance import (demo_key, freeze_loaded, init_instance, install_hooks, narrow_secrets, open_serving,
+                       prepare_managed_bind)
 from .service import Service
 from .wiring import shard_count, zone_template_dirs
 
@@ -119,6 +120,7 @@ def _serve(cfg: configmod.Config, env: Env, ready: Callable[[Service], None] | N
         status = service.start()
         for zone, state in sorted(status.items()):
             log.info("zone %s: %s", zone, state)
+        freeze_loaded()
         server = make_server(create_app(service), cfg)
         server.prepare()
         update_listener = listener.start(service, cfg)  # binds now: a port in use fails here

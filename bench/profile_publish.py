@@ -24,20 +24,22 @@ With --group N it applies --runs groups of N changes to distinct hosts
 instead (what a burst's group is: ~20-25 changes), with incremental
 publishing as ``ddns serve`` has it, and reports per stage the publishing
 thread's CPU time (time.thread_time) per group and per update; stages nest
-(indented ones are part of the one above):
+(indented ones are part of the one above); --shards sets zones.shards:
 
   decide        Committer._decide for every update of the group (records.apply)
   sharded       the group's records as the new ShardedRecords (only the touched shards copied)
   files         writing the head and the shards: render, format (the touched
-                shards' text), the temp files (write temp), backups (keep),
-                the fsyncs side by side and the renames (land)
+                shards' text), the temp files (write temp: a spare written
+                over, or a new file), backups (keep), the fsyncs side by side
+                and the renames
   message       the commit message (summary lines, one trailer per change)
   git commit    the in-process commit (blobs, trees, commit, branch, index)
-  backups gone  Replacement.done: the kept previous versions unlinked
+  backups gone  Replacement.done: the kept previous versions moved to the spares
   zone change   the diff handed to named
   named         BindTarget.publish: the RFC 2136 message built (build), sent and answered
 
-Usage: python3 bench/profile_publish.py [--hosts 1000,10000] [--runs 30] [--no-fsync] [--cprofile] [--group N]
+Usage: python3 bench/profile_publish.py [--hosts 1000,10000] [--runs 30] [--no-fsync] [--cprofile]
+                                       [--group N [--shards COUNT]]
 """
 from __future__ import annotations
 
@@ -245,9 +247,12 @@ def cpu_timed(label: str, fn, context: bool = False):
     return wrapper
 
 
-def profile_groups(n: int, runs: int, group: int, fsync: bool, workdir: Path, use_cprofile: bool) -> dict:
-    """RUNS groups of GROUP changes to distinct hosts, applied one after the other; CPU per stage in T."""
-    with instance(n, fsync, workdir) as (pub, _, addresses, actor, initial):
+def profile_groups(n: int, runs: int, group: int, fsync: bool, workdir: Path, use_cprofile: bool,
+                   shard_count: int | None = None) -> dict:
+    """RUNS groups of GROUP changes to distinct hosts, applied one after the other; CPU per stage in T.
+    SHARD_COUNT: zones.shards (None: the default)."""
+    extra = {"zones.shards": shard_count} if shard_count else None
+    with instance(n, fsync, workdir, extra) as (pub, _, addresses, actor, initial):
         originals = [(obj, attr, getattr(obj, attr)) for _, obj, attr in GROUP_STAGES]
         for (label, obj, attr), (_, _, fn) in zip(GROUP_STAGES, originals):
             setattr(obj, attr, cpu_timed(label, fn, context=attr == "together"))
@@ -305,6 +310,7 @@ def main() -> int:
     p.add_argument("--no-fsync", action="store_true", help="zones.git_fsync=false (no fsync of files or git objects)")
     p.add_argument("--cprofile", action="store_true", help="also print a cProfile of the publishes (to stderr)")
     p.add_argument("--group", type=int, default=1, help="changes per publish (>1: the group profile, see above)")
+    p.add_argument("--shards", type=int, default=None, help="zones.shards for the group profile (default: the setting's)")
     args = p.parse_args()
     sizes = [int(x) for x in args.hosts.split(",")]
     load_start = os.getloadavg()[0]
@@ -313,7 +319,7 @@ def main() -> int:
     try:
         for n in sizes:
             if args.group > 1:
-                meta[n] = profile_groups(n, args.runs, args.group, not args.no_fsync, workdir, args.cprofile)
+                meta[n] = profile_groups(n, args.runs, args.group, not args.no_fsync, workdir, args.cprofile, args.shards)
             else:
                 meta[n] = profile_size(n, args.runs, not args.no_fsync, workdir, args.cprofile)
     finally:

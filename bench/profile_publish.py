@@ -28,8 +28,9 @@ thread's CPU time (time.thread_time) per group and per update; stages nest
 
   decide        Committer._decide for every update of the group (records.apply)
   sharded       the group's records as the new ShardedRecords (only the touched shards copied)
-  files         writing the head and the shards: render, format (the touched
-                shards' text), the temp files (write temp: a spare written
+  files         writing the head and the shards: render, format (a shard's
+                text made whole) or splice (the changed labels' lines put
+                into its last text), the temp files (write temp: a spare written
                 over, or a new file), backups (keep), the fsyncs side by side
                 and the renames
   message       the commit message (summary lines, one trailer per change)
@@ -208,6 +209,7 @@ GROUP_STAGES = [
     ("files", worktree.Replacement, "together"),
     ("  render", zones, "render_zone"),
     ("  format", shards, "format_shard"),
+    ("  splice", shards, "splice_shard"),
     ("  write temp", worktree, "_write_temp"),
     ("  keep", worktree.Replacement, "_keep"),
     ("  fsync", worktree, "fsync_all"),

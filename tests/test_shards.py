@@ -241,3 +241,32 @@ def test_a_shard_formats_as_format_dynamic_does(records):
     found = shards.ShardedRecords.of(records, 1)
     assert found.text(0) == zones.format_dynamic(records)
     assert shards.parse_shards(found.texts()) == records
+
+
+def test_a_changed_shard_s_text_is_spliced_to_what_formatting_it_again_writes():
+    """Changes of every kind to a shard whose text was made (sets replaced, grown, given a TTL, new types,
+    labels that sort next to each other or are prefixes of one another, the first and the last line,
+    everything removed) give the text format_shard writes for the new records."""
+    import random
+    rng = random.Random(11)
+    labels = ["a", "a-b", "a.b", "ab", "b", "h000001", "h000010", "h00001", "z", "_x.a"]
+    kinds = [lambda: rs(f"192.0.2.{rng.randrange(1, 250)}"),
+             lambda: rs("192.0.2.1", f"192.0.2.{rng.randrange(2, 250)}"),
+             lambda: rs(f"192.0.2.{rng.randrange(1, 250)}", ttl=rng.choice([0, 60, 300])),
+             lambda: None]
+    found = shards.ShardedRecords.of({(label, "A"): rs("198.51.100.1") for label in labels[::2]}, 1)
+    for step in range(300):
+        if step % 3 == 0:
+            found.text(0)  # made now and then: the next versions splice from it
+        changes = {}
+        for _ in range(rng.randrange(1, 4)):
+            rtype = rng.choice(["A", "A", "AAAA", "TXT"])
+            make = rng.choice(kinds)
+            value = make()
+            if value is not None and rtype != "A":
+                value = rs("2001:db8::1") if rtype == "AAAA" else rs('"a b"', '"c"')
+            changes[(rng.choice(labels), rtype)] = value
+        found = found.changed(changes)
+        assert found.text(0) == shards.ShardedRecords.of(dict(found), 1).text(0) == zones.format_dynamic(dict(found))
+    found = found.changed({key: None for key in found})
+    assert found.text(0) == ""

@@ -6,7 +6,7 @@ import os
 import pytest
 
 from ddns.publishing import worktree
-from ddns.publishing.worktree import Replacement, backup_path
+from ddns.publishing.worktree import Replacement, Spares, backup_path
 
 
 def names(directory) -> set[str]:
@@ -83,8 +83,7 @@ def test_a_leftover_temp_name_falls_back_to_a_random_one(tmp_path, monkeypatch):
 def test_a_later_write_reuses_the_previous_version_s_file_in_place(tmp_path):
     """The version a commit replaced waits in the spares; the next write of that path writes over it
     (no file created or deleted) and takes exactly the new text, shorter or longer."""
-    spares = tmp_path / "spares"
-    spares.mkdir()
+    spares = Spares.open(tmp_path / "spares", tmp_path)
     a = tmp_path / "a.records"
     a.write_text("first version, a long one\n")
     inodes = [a.stat().st_ino]
@@ -100,14 +99,13 @@ def test_a_later_write_reuses_the_previous_version_s_file_in_place(tmp_path):
 
 
 def test_a_spare_with_another_name_or_no_file_is_never_written_over(tmp_path):
-    spares = tmp_path / "spares"
-    spares.mkdir()
+    spares = Spares.open(tmp_path / "spares", tmp_path)
     a, b, other = tmp_path / "a.records", tmp_path / "b.records", tmp_path / "other"
     a.write_text("old a\n")
     b.write_text("old b\n")
     other.write_text("someone else's file\n")
-    os.link(other, worktree.spare_path(spares, a))  # a spare that is another file too
-    os.symlink(other, worktree.spare_path(spares, b))  # a spare that is a symbolic link
+    os.link(other, spares.path(a))  # a spare that is another file too
+    os.symlink(other, spares.path(b))  # a spare that is a symbolic link
     files = Replacement(spares=spares)
     files.write(a, "new a\n")  # outside ``together``: written and landed at once
     files.write(b, "new b\n")
@@ -118,8 +116,7 @@ def test_a_spare_with_another_name_or_no_file_is_never_written_over(tmp_path):
 
 def test_a_put_back_commit_leaves_its_backups_nowhere(tmp_path):
     """After a failed commit the backups were put back (renamed into place): done finds nothing to move."""
-    spares = tmp_path / "spares"
-    spares.mkdir()
+    spares = Spares.open(tmp_path / "spares", tmp_path)
     a = tmp_path / "a.records"
     a.write_text("old a\n")
     files = Replacement(spares=spares)
@@ -127,4 +124,4 @@ def test_a_put_back_commit_leaves_its_backups_nowhere(tmp_path):
         files.write(a, "new a\n")
     os.replace(backup_path(a), a)  # what put_back does without free space
     files.done()
-    assert a.read_text() == "old a\n" and names(spares) == set() and names(tmp_path) == {"a.records", "spares"}
+    assert a.read_text() == "old a\n" and names(spares.directory) == set() and names(tmp_path) == {"a.records", "spares"}

@@ -23,7 +23,11 @@ to ``.git/ddns-spare`` (one name per path), and the next write of that path
 writes its temp file over that file in place: a commit then creates and
 deletes no file for the shards it rewrites (both cost far more than the
 writing, see ``Replacement``). A spare is only ever written over when it is
-a regular file with no other name.
+a regular file with no other name, moved beside its path first: it reaches the
+path only by the rename that lands its new text. The spares are emptied at a
+process's first commit (``Spares``), and kept only when named reads its own
+copies of the zones (``bind.zone_dir``): a reader of the working tree itself
+would see a file it holds open rewritten.
 """
 from __future__ import annotations
 
@@ -31,6 +35,7 @@ import hashlib
 import itertools
 import logging
 import os
+import shutil
 import stat
 import tempfile
 from concurrent.futures import ThreadPoolExecutor
@@ -59,7 +64,7 @@ class Repository(CommittedFiles, Protocol):
 def atomic_write(path: Path, text: str, fsync: bool = True, spare: tuple[int, str] | None = None) -> None:
     """Temp file in the same directory, fsync, rename: readers see old or new, never half.
 
-    SPARE: an open file of nobody's to write instead of a new one (``take_spare``).
+    SPARE: an open file of nobody's to write instead of a new one (``Spares.take``).
     """
     fd, tmp = _write_temp(path, text, spare)
     try:
@@ -111,34 +116,98 @@ def _write_temp(path: Path, text: str, spare: tuple[int, str] | None = None) -> 
     return fd, tmp
 
 
-def spare_path(spares: Path, path: Path) -> Path:
-    """Where in SPARES an earlier version of PATH waits to be written over (``Replacement``): a fixed name per path."""
-    return spares / hashlib.blake2b(os.fsencode(path), digest_size=16).hexdigest()
+class Spares:
+    """Earlier versions of the service's files, kept in DIRECTORY for later writes of the same paths to write over.
 
-
-def take_spare(spares: Path | None, path: Path) -> tuple[int, str] | None:
-    """PATH's spare in SPARES, moved beside PATH under a temp name and opened for writing: (descriptor, name).
-
-    None when there is none, or it is anything but a regular file of one link
-    (a file with another name too must never be written over): then a new file is made.
+    One file per path, named by a hash of the path relative to ROOT (the
+    repository): a moved repository's spares are not kept under names no
+    path has any more. Nothing found in DIRECTORY is trusted: ``open`` empties
+    it (spares of shards a reshard or a removed zone no longer writes, of an
+    older run), and a spare is only taken when it is a regular file of one
+    link, moved beside its path under a temp name: it reaches the path only
+    by the rename that lands its new text, never written where it lies.
     """
-    if spares is None:
-        return None
-    tmp = _temp_name(path)
-    try:
-        os.rename(spare_path(spares, path), tmp)
-    except OSError:  # none kept (the common case at start), or PATH's directory is gone
-        return None
-    fd = -1
-    try:
-        fd = os.open(tmp, os.O_WRONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
-        info = os.fstat(fd)
-        if stat.S_ISREG(info.st_mode) and info.st_nlink == 1:
+
+    def __init__(self, directory: Path, root: Path):
+        self.directory = directory
+        self.root = root
+
+    @classmethod
+    def open(cls, directory: Path, root: Path) -> Spares | None:
+        """DIRECTORY emptied (made if missing) as ROOT's spares; None where that cannot be done (new files then)."""
+        try:
+            if stat.S_ISDIR(os.lstat(directory).st_mode):
+                shutil.rmtree(directory)
+            else:  # a symbolic link, a file: not where spares go
+                directory.unlink()
+        except (FileNotFoundError, NotADirectoryError):  # none yet; .git a file (a linked work tree)
+            pass
+        except OSError as exc:
+            log.warning("cannot empty %s: %s; no spares are kept", directory, exc)
+            return None
+        try:
+            directory.mkdir()
+        except OSError:  # .git a file, a full disk: new files, as before
+            return None
+        return cls(directory, root)
+
+    def path(self, path: Path) -> Path:
+        """Where PATH's spare waits: a fixed name per path relative to the repository."""
+        rel = path.relative_to(self.root).as_posix()
+        return self.directory / hashlib.blake2b(rel.encode(), digest_size=16).hexdigest()
+
+    def take(self, path: Path) -> tuple[int, str] | None:
+        """PATH's spare, moved beside PATH under a temp name and opened for writing: (descriptor, name).
+
+        None when there is none, or it is anything but a regular file of one
+        link (a FIFO would block the open, a directory or a symbolic link is
+        not ours to write, a file with another name too must never be written
+        over): then a new file is made. What is not a spare is left as found.
+        """
+        spare = self.path(path)
+        try:
+            found = os.lstat(spare)
+        except OSError:  # none kept (the common case after the start)
+            return None
+        if not _plain(found):
+            return None
+        tmp = _temp_name(path)
+        try:
+            os.rename(spare, tmp)
+        except OSError:  # PATH's directory is gone
+            return None
+        try:
+            fd = os.open(tmp, os.O_WRONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+        except OSError:  # swapped since the lstat: whatever it is goes back
+            _rename_back(tmp, spare)
+            return None
+        opened = os.fstat(fd)
+        if _plain(opened) and (opened.st_dev, opened.st_ino) == (found.st_dev, found.st_ino):
             return fd, tmp
-    except OSError:  # a symbolic link (O_NOFOLLOW), a directory
-        pass
-    _discard(fd, tmp)
-    return None
+        os.close(fd)
+        _rename_back(tmp, spare)
+        return None
+
+    def keep(self, backup: Path, path: Path) -> bool:
+        """Move BACKUP, PATH's previous version, to PATH's spare; False when it is not there or cannot go."""
+        try:
+            os.replace(backup, self.path(path))
+            return True
+        except OSError:  # put back already (a failed commit), the directory gone, a directory in the way
+            return False
+
+
+def _plain(info: os.stat_result) -> bool:
+    """A regular file of one link: the only kind of spare that is written over."""
+    return stat.S_ISREG(info.st_mode) and info.st_nlink == 1
+
+
+def _rename_back(tmp: str, spare: Path) -> None:
+    """A spare found not to be one after it was moved beside its path: back to where it was found."""
+    try:
+        os.rename(tmp, spare)
+    except OSError as exc:
+        log.warning("cannot move %s back to %s: %s", tmp, spare, exc)
 
 
 def _discard(fd: int, tmp: str) -> None:
@@ -187,7 +256,7 @@ class Replacement:
     renames and links cost a few microseconds.
     """
 
-    def __init__(self, fsync: bool = True, spares: Path | None = None):
+    def __init__(self, fsync: bool = True, spares: Spares | None = None):
         self.fsync = fsync
         self.spares = spares
         self.kept: list[tuple[Path, Path]] = []  # (backup, the path it keeps) made by this replacement
@@ -199,7 +268,7 @@ class Replacement:
         The link comes first: a file that cannot be kept is not replaced.
         """
         self._keep(path)
-        spare = take_spare(self.spares, path)
+        spare = None if self.spares is None else self.spares.take(path)
         if self._staged is None:
             atomic_write(path, text, self.fsync, spare)
         else:
@@ -257,15 +326,8 @@ class Replacement:
     def done(self) -> None:
         """The commit is made (or everything is put back): the kept versions go, to the spares if there are any."""
         for backup, path in self.kept:
-            if self.spares is not None:
-                try:
-                    os.replace(backup, spare_path(self.spares, path))
-                    continue
-                except FileNotFoundError:  # put back already (a failed commit)
-                    continue
-                except OSError:  # the spares' directory is gone: then it goes
-                    pass
-            backup.unlink(missing_ok=True)
+            if self.spares is None or not self.spares.keep(backup, path):
+                backup.unlink(missing_ok=True)  # a put back one (a failed commit) is gone already
         self.kept = []
 
 
@@ -309,23 +371,24 @@ class ServiceFiles:
     is held, a new HEAD is the holder's own commit.
     """
 
-    def __init__(self, repo: Repository, root: Path, on_error: Callable[[str], None], fsync: bool = True):
+    def __init__(self, repo: Repository, root: Path, on_error: Callable[[str], None], fsync: bool = True,
+                 spares: bool = True):
         self.repo = repo
         self.root = root
         self.fsync = fsync
         self.held: dict[str, str] = {}  # zones whose files could not be put back, and why
         self._on_error = on_error
-        self._spares: Path | None = None  # made at the first commit (``spares``)
+        self._spares: Spares | None = None  # opened at the first commit (``spares``)
+        self._spares_wanted = spares
 
-    def spares(self) -> Path | None:
-        """The directory of earlier versions whose files later writes reuse (``Replacement``): ``.git/ddns-spare``,
-        outside the working tree (git never lists it), on its file system. None where it cannot be made."""
-        if self._spares is None:
-            try:
-                (self.root / ".git" / SPARE_DIR).mkdir(exist_ok=True)
-                self._spares = self.root / ".git" / SPARE_DIR
-            except OSError:  # .git a file (a linked work tree), a full disk: new files, as before
-                return None
+    def spares(self) -> Spares | None:
+        """The earlier versions whose files later writes reuse (``Replacement``), in ``.git/ddns-spare``:
+        outside the working tree (git never lists it), on its file system. Emptied once, at the first
+        commit (``Spares.open``); None where that fails, or when not wanted: named reads the working
+        tree itself (no ``bind.zone_dir``), and a file it holds open must never change under it."""
+        if self._spares_wanted:
+            self._spares_wanted = False
+            self._spares = Spares.open(self.root / ".git" / SPARE_DIR, self.root)
         return self._spares
 
     def unstage(self, rel: str) -> None:

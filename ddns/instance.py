@@ -131,6 +131,12 @@ def freeze_loaded() -> None:
     gc.freeze()
 
 
+def unfreeze_loaded() -> None:
+    """Give what ``freeze_loaded`` took back to the collector, at the serve's stop: a serve run in a
+    thread (the tests run many in one process) must leave no stopped service's graph frozen for good."""
+    gc.unfreeze()
+
+
 def _journals_full_loads(cfg: configmod.Config, key: Path | None) -> bool:
     """Whether named keeps the differences of full loads (``ixfr-from-differences``) for secondaries:
     in reload mode, beside its own copies of the zones (never a journal in the Git working tree)."""

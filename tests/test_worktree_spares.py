@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import stat
+from pathlib import Path
 
 import pytest
 
@@ -25,7 +26,8 @@ def spares(tmp_path) -> Spares:
 
 
 def plant(kind: str, spare, outside) -> None:
-    """A hostile entry of KIND at SPARE; OUTSIDE is a file (and a directory beside it) that must stay as it is."""
+    """A hostile entry of KIND at SPARE; OUTSIDE is a file that must stay as it is."""
+    spare = Path(spare)
     if kind == "fifo":
         os.mkfifo(spare)
     elif kind == "directory":
@@ -55,7 +57,7 @@ def test_a_spare_that_is_no_plain_file_is_never_opened_and_a_new_file_is_written
     assert names(spares.root) == {"a.records", ".a.records.ddns-prev"}  # no temp file, nothing moved in
     files.done()
     assert outside.read_text() == "someone else's file\n" and os.stat(outside).st_nlink == 1
-    spare = spares.path(a)
+    spare = Path(spares.path(a))
     if kind == "directory":  # left as found; the previous version had nowhere to go
         assert names(spare) == {"inside"} and (spare / "inside").read_text() == "a directory's file\n"
     else:  # the previous version took its name: a spare of ours now

@@ -131,6 +131,7 @@ class Spares:
     def __init__(self, directory: Path, root: Path):
         self.directory = directory
         self.root = root
+        self._names: dict[str, str] = {}  # path -> its spare's (as many as the service's files)
 
     @classmethod
     def open(cls, directory: Path, root: Path) -> Spares | None:
@@ -151,10 +152,16 @@ class Spares:
             return None
         return cls(directory, root)
 
-    def path(self, path: Path) -> Path:
-        """Where PATH's spare waits: a fixed name per path relative to the repository."""
-        rel = path.relative_to(self.root).as_posix()
-        return self.directory / hashlib.blake2b(rel.encode(), digest_size=16).hexdigest()
+    def path(self, path: Path) -> str:
+        """Where PATH's spare waits: a fixed name per path relative to the repository (worked out once a path:
+        it was a third of a write's CPU time)."""
+        key = str(path)
+        spare = self._names.get(key)
+        if spare is None:
+            rel = os.path.relpath(key, self.root)  # never raises: a path outside the repository is ``../``-named
+            spare = self._names[key] = os.path.join(
+                self.directory, hashlib.blake2b(os.fsencode(rel), digest_size=16).hexdigest())
+        return spare
 
     def take(self, path: Path) -> tuple[int, str] | None:
         """PATH's spare, moved beside PATH under a temp name and opened for writing: (descriptor, name).
@@ -202,7 +209,7 @@ def _plain(info: os.stat_result) -> bool:
     return stat.S_ISREG(info.st_mode) and info.st_nlink == 1
 
 
-def _rename_back(tmp: str, spare: Path) -> None:
+def _rename_back(tmp: str, spare: str) -> None:
     """A spare found not to be one after it was moved beside its path: back to where it was found."""
     try:
         os.rename(tmp, spare)

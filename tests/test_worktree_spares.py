@@ -61,7 +61,7 @@ def test_a_spare_that_is_no_plain_file_is_never_opened_and_a_new_file_is_written
     if kind == "directory":  # left as found; the previous version had nowhere to go
         assert names(spare) == {"inside"} and (spare / "inside").read_text() == "a directory's file\n"
     else:  # the previous version took its name: a spare of ours now
-        assert stat.S_ISREG(os.lstat(spare).st_mode) and spare.read_text() == "old a\n"
+        assert _plain_file(spare) and spare.read_text() == "old a\n"
     assert names(spares.root) == {"a.records"}
 
 
@@ -103,3 +103,31 @@ def test_open_empties_the_spares_and_follows_no_link(tmp_path):
 def test_no_spares_where_the_directory_cannot_be_made(tmp_path):
     (tmp_path / ".git").write_text("gitdir: elsewhere\n")  # a linked work tree's .git is a file
     assert Spares.open(tmp_path / ".git" / worktree.SPARE_DIR, tmp_path) is None
+
+
+def _plain_file(path) -> bool:
+    info = os.lstat(path)
+    return stat.S_ISREG(info.st_mode) and info.st_nlink == 1
+
+
+def test_a_failed_commit_s_backups_are_no_spares_and_leave_nothing_behind(spares):
+    """A write that never landed keeps a backup that is another name of the live file: it is removed, not
+    kept as a spare (the next commit's backup of the same file would be renamed onto it: a rename that does
+    nothing, and the backup would stay in the working tree)."""
+    a = spares.root / "a.records"
+    a.write_text("committed\n")
+    for n in range(2):  # without and with a spare of a
+        files = Replacement(fsync=False, spares=spares)
+        with pytest.raises(OSError):
+            with files.together():
+                files.write(a, "never lands\n")
+                raise OSError(28, "No space left on device")
+        files.done()
+        assert a.read_text() == ("committed\n" if n == 0 else "landed 0\n") and os.stat(a).st_nlink == 1
+        assert names(spares.root) == {"a.records"}
+        files = Replacement(fsync=False, spares=spares)
+        with files.together():
+            files.write(a, f"landed {n}\n")
+        files.done()
+        assert a.read_text() == f"landed {n}\n" and os.stat(a).st_nlink == 1
+        assert names(spares.root) == {"a.records"} and _plain_file(spares.path(a))

@@ -176,7 +176,8 @@ class Spares:
             found = os.lstat(spare)
         except OSError:  # none kept (the common case after the start)
             return None
-        if not _plain(found):
+        if not _plain(found):  # our name for it goes (a directory stays, named where no spare can go)
+            _unlink_quietly(spare)
             return None
         tmp = _temp_name(path)
         try:
@@ -196,8 +197,15 @@ class Spares:
         return None
 
     def keep(self, backup: Path, path: Path) -> bool:
-        """Move BACKUP, PATH's previous version, to PATH's spare; False when it is not there or cannot go."""
+        """Move BACKUP, PATH's previous version, to PATH's spare; False when it is not there or cannot go.
+
+        A backup of a file a failed commit never replaced is another name of
+        the live file still: that one is no spare (and a rename onto another
+        name of the same file does nothing, which would leave it in place).
+        """
         try:
+            if os.lstat(backup).st_nlink != 1:
+                return False
             os.replace(backup, self.path(path))
             return True
         except OSError:  # put back already (a failed commit), the directory gone, a directory in the way
@@ -207,6 +215,13 @@ class Spares:
 def _plain(info: os.stat_result) -> bool:
     """A regular file of one link: the only kind of spare that is written over."""
     return stat.S_ISREG(info.st_mode) and info.st_nlink == 1
+
+
+def _unlink_quietly(name: str) -> None:
+    try:
+        os.unlink(name)
+    except OSError:  # a directory, gone already
+        pass
 
 
 def _rename_back(tmp: str, spare: str) -> None:

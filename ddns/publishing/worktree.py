@@ -169,7 +169,8 @@ class Spares:
         None when there is none, or it is anything but a regular file of one
         link (a FIFO would block the open, a directory or a symbolic link is
         not ours to write, a file with another name too must never be written
-        over): then a new file is made. What is not a spare is left as found.
+        over): then a new file is made, and the spares' name for it is removed
+        (a directory stays), never what it points to or another name of it.
         """
         spare = self.path(path)
         try:

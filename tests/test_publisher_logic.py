@@ -17,6 +17,7 @@ from ddns.publishing.bindtarget import PublishTarget
 from ddns.gitrepo import ZonesRepo
 from ddns.publishing.memtarget import MemoryNamed
 from ddns.model import Actor, Operation, Outcome, Update
+from ddns.publishing import worktree
 from ddns.publishing.publisher import Publisher
 from ddns.wiring import ZONE_TEMPLATES
 
@@ -234,3 +235,29 @@ def test_the_start_s_wait_for_named_is_bounded_by_its_budget_even_when_each_quer
     Background({"bind.verify_timeout": budget}, publisher, sync=None, reconcile=None, flush_seen=None)._await_named()
     assert asked and max(asked) <= budget and sum(asked) <= budget + 0.05, asked
     assert time.monotonic() - start < budget + 0.6
+
+
+def spares_of(instance: Instance) -> set[str]:
+    directory = instance.repo / ".git" / worktree.SPARE_DIR
+    return {p.name for p in directory.iterdir()} if directory.exists() else set()
+
+
+def test_no_spares_when_named_reads_the_working_tree(instance, publisher):
+    """No bind.zone_dir: named loads the working tree's files, so none is ever written over in place."""
+    for i in range(3):
+        assert publisher.apply([set_a("vm", f"192.0.2.{i + 1}")])[0].outcome is Outcome.PUBLISHED
+    assert spares_of(instance) == set()
+
+
+def test_spares_of_an_earlier_run_are_emptied_at_the_first_commit(instance, incremental, named):
+    """Spares of paths no longer written (a reshard, a removed zone, a moved repository) never pile up."""
+    stale = instance.repo / ".git" / worktree.SPARE_DIR / ("0" * 32)
+    for i in range(2):
+        assert incremental.apply([set_a("vm", f"192.0.2.{i + 1}")])[0].outcome is Outcome.PUBLISHED
+    kept = spares_of(instance)
+    assert kept  # named reads its own copies: the replaced versions wait to be written over
+    stale.write_text("a spare of a shard no longer written\n")
+    restarted = Publisher(ZonesRepo(instance.repo), [ZONE_TEMPLATES], incremental.named.settings, fsync=False)
+    restarted.load()
+    assert restarted.apply([set_a("vm", "192.0.2.9")])[0].outcome is Outcome.PUBLISHED
+    assert stale.name not in spares_of(instance) and spares_of(instance) <= kept

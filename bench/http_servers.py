@@ -175,7 +175,8 @@ def budget(bench: bu.Bench, hosts: list[int], requests: int) -> dict:
     thread gives it (``http.answer_on_loop``: no Bottle); write: the answer's
     bytes. The rest of what the server spends per request under wrk is
     asyncio, sockets, the hand-over between threads (none for a loop answer)
-    and the kernel.
+    and the kernel. Besides: loop decline, what the loop's try costs an
+    update (another address: None, then a worker runs the app as ever).
     """
     import base64
 
@@ -185,12 +186,13 @@ def budget(bench: bu.Bench, hosts: list[int], requests: int) -> dict:
 
     app, stop = open_instance(bench.config_path)
     try:
-        raw = []
+        raw, changes = [], []
         for i in hosts:
             token = base64.b64encode(f"{bench.fqdn(i)}:{bench.secrets[i]}".encode())
-            raw.append(b"GET /nic/update?hostname=%s&myip=%s HTTP/1.1\r\nHost: 127.0.0.1\r\n"
-                       b"Authorization: Basic %s\r\nUser-Agent: ddns-bench-wrk/1.0\r\nConnection: close\r\n\r\n"
-                       % (bench.fqdn(i).encode(), bench.current[i].encode(), token))
+            for out, address in ((raw, bench.current[i]), (changes, bench.current[(i + 1) % len(hosts)])):
+                out.append(b"GET /nic/update?hostname=%s&myip=%s HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                           b"Authorization: Basic %s\r\nUser-Agent: ddns-bench-wrk/1.0\r\nConnection: close\r\n\r\n"
+                           % (bench.fqdn(i).encode(), address.encode(), token))
         peer, local = ("127.0.0.1", 40000), ("127.0.0.1", bench.http_port)
 
         def parse(data: bytes) -> tuple[h11.Request, dict]:
@@ -220,9 +222,15 @@ def budget(bench: bu.Bench, hosts: list[int], requests: int) -> dict:
         t5 = time.thread_time()
         if any(reply is None or reply.body != r.body for reply, r in zip(now, replies)):
             raise RuntimeError("the loop thread's answer is not the app's")
+        declined = [parse(changes[k % len(changes)])[1] for k in range(requests)]
+        t6 = time.thread_time()
+        if any(answer_now(environ) is not None for environ in declined):
+            raise RuntimeError("the loop thread answered a change")
+        t7 = time.thread_time()
     finally:
         stop()
-    per = {"parse_ms": (t1 - t0), "app_ms": (t2 - t1), "write_ms": (t3 - t2), "loop_answer_ms": (t5 - t4)}
+    per = {"parse_ms": (t1 - t0), "app_ms": (t2 - t1), "write_ms": (t3 - t2), "loop_answer_ms": (t5 - t4),
+           "loop_decline_ms": (t7 - t6)}
     out = {k: round(v * 1000 / requests, 3) for k, v in per.items()}
     out.update(requests=requests, loadavg=round(os.getloadavg()[0], 2))
     log(f"budget: {out}")
@@ -249,9 +257,10 @@ def markdown(result: dict, meta: dict) -> str:
     b = result.get("budget")
     if b:
         lines += ["", "| CPU per nochg, in-process, one thread (ms) | parse (h11 + environ) | app (worker) "
-                  "| answer on the loop | write |",
-                  "|---|---|---|---|---|", f"| {b['requests']:,} requests, load average {b['loadavg']} | "
-                  f"{b['parse_ms']} | {b['app_ms']} | {b['loop_answer_ms']} | {b['write_ms']} |"]
+                  "| answer on the loop | write | loop decline (an update) |",
+                  "|---|---|---|---|---|---|", f"| {b['requests']:,} requests, load average {b['loadavg']} | "
+                  f"{b['parse_ms']} | {b['app_ms']} | {b['loop_answer_ms']} | {b['write_ms']} "
+                  f"| {b.get('loop_decline_ms', '-')} |"]
     return "\n".join(lines)
 
 

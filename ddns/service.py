@@ -5,7 +5,9 @@ publisher: through the publisher thread when the service runs (a cluster node: t
 ``ddns.cluster``), directly (under the same lock) from a one-shot CLI command.
 
 The update use case is in ddns.updates (``update``, ``update_many``), a host's rights and deletion
-in ddns.hostrecords, the threads of ``ddns serve`` in ddns.background, the read models in ddns.reports.
+in ddns.hostrecords, domains and their zone.toml settings in ddns.domains, the threads of ``ddns serve``
+in ddns.background, the read models in ddns.reports. The Service wires them together and keeps one
+method per use case, so adapters know only the Service.
 """
 from __future__ import annotations
 
@@ -13,13 +15,14 @@ import ipaddress
 import time
 from typing import Callable
 
-from . import errors, hostrecords, kerberos_check, keytab, krbrules, model, policy, trusted, zones, zonetoml
+from . import errors, hostrecords, kerberos_check, keytab, model, policy, trusted, zones, zonetoml
 from .accounts import Accounts
 from .keyrules import ACME_LABEL
 from .auth import hash_secret, new_secret
 from .background import Background
 from .cluster import Submitter
 from .config import Config
+from .domains import Domains
 from .gitrepo import HistoryEntry
 from .guard import Guard, Verdict
 from .keys import Keys
@@ -36,7 +39,6 @@ from .records import record_name
 from .updates import Updates
 from .validate import AddressPolicy, InvalidName, normalize_name, parse_address, record_type, split_host
 from .wiring import build_publisher
-from .zones import default_zone_files
 
 # Names no user may register, whatever the zone's static records say.
 RESERVED_LABELS = frozenset({"@", "www", "ns", "ns1", "ns2", "ns3", "mail", "smtp", "imap", "pop", "mx",
@@ -66,7 +68,9 @@ class Service:
         self.key_ring = Keys(store, clock)
         self.updates = Updates(publisher, self.publish, config["updates.types"], self.policy, self.metrics.update)
         self.metrics.watch(publisher, self.background)
-        self.principals = Principals(store, config["kerberos.realm"], self._kerberos_rules, lambda: list(publisher.zones))
+        self.domain_rules = Domains(config, store, publisher, clock)
+        self.principals = Principals(store, config["kerberos.realm"], self.domain_rules.loaded_kerberos_rules,
+                                     lambda: list(publisher.zones))
 
     @classmethod
     def open(cls, config: Config, clock: Callable[[], float] = time.time, publisher: Publisher | None = None,
@@ -171,10 +175,6 @@ class Service:
         """What ZONE holds at NAME now, static and dynamic, the apex SOA with the current serial."""
         return self.updates.rrsets(zone, name)
 
-    def dynamic_ttl(self, zone: str) -> int | None:
-        state = self.publisher.zones.get(zone)
-        return state.source.settings.dynamic_ttl if state is not None else None
-
     # ---- TSIG keys (ddns.keys) ------------------------------------------------
     def tsig_key(self, name: str) -> model.TsigKey | None:
         return self.key_ring.tsig_key(name)
@@ -190,16 +190,6 @@ class Service:
     def set_principal(self, fqdn: str, principal: str | None) -> None:
         """Link PRINCIPAL to the host FQDN (None: unlink); one principal links at most one host."""
         self.principals.link(self.host(fqdn), principal)
-
-    def kerberos_rules(self, zone: str) -> tuple[str, ...]:
-        """ZONE's [kerberos] rules (zone.toml); NotFound when ZONE is not ours."""
-        if zone not in self.publisher.zones:
-            raise errors.NotFound(f"no domain {zone}")
-        return self._kerberos_rules(zone)
-
-    def _kerberos_rules(self, zone: str) -> tuple[str, ...]:
-        state = self.publisher.zones.get(zone)
-        return state.source.settings.kerberos_rules if state is not None else ()
 
     def add_key(self, user: User | None, name: str, acme: bool = False, zone: str | None = None,
                 rules: tuple[str, ...] = (), algorithm: str = "hmac-sha256") -> tuple[KeyInfo, str]:
@@ -223,20 +213,6 @@ class Service:
         return trusted.unsigned_identity(state.source.settings.unsigned_networks, zone, client, operations,
                                          prerequisites, actor, RESERVED_LABELS | state.source.reserved,
                                          self._held_by_host)
-
-    def unsigned_networks(self, zone: str) -> tuple[str, ...]:
-        """The networks ZONE takes unsigned updates from (zone.toml's [unsigned] networks)."""
-        return self.publisher.zones[self._zone_of(zone)].source.settings.unsigned_networks
-
-    def _zone_of(self, zone: str) -> str:
-        """ZONE as our zones are named (re-read if another process changed it); NotFound when it is none of them."""
-        try:
-            name = normalize_name(zone)
-        except InvalidName:
-            name = ""
-        if not name or not self.publisher.has_zone(name) or name not in self.publisher.zones:
-            raise errors.NotFound(f"no domain {zone}")
-        return name
 
     def _held_by_host(self, name: str) -> bool:
         """Whether NAME is one of a registered host's names (ddns.hostrecords.names_of)."""
@@ -270,28 +246,40 @@ class Service:
         return kerberos_check.check(mnames, self.config["kerberos.realm"], self.config.path("kerberos.keytab"),
                                     keytab.read, keytab.holds)
 
-    # ---- domains ---------------------------------------------------------------
+    # ---- domains and their zone.toml settings (ddns.domains) ------------------
     def add_domain(self, zone: str, nameservers: list[str] | None = None, actor: str = "cli") -> Outcome:
-        """Create ZONE in the repository (if new), have BIND serve it, open it for hosts."""
-        try:
-            zone = normalize_name(zone)
-            nameservers = [normalize_name(n) for n in nameservers or ()]  # they end up in zone.toml: names only
-        except InvalidName as exc:
-            raise InvalidName(f"not a valid zone or name server name: {exc}") from exc
-        zones.check_reverse_zone(zone)
-        if zone in self.store.domains():
-            raise errors.Conflict(f"domain {zone} exists")
-        outcome = Outcome.PUBLISHED
-        if zone not in zones.list_zones(self.publisher.root):  # on disk: another process may have added or removed it
-            settings, static = default_zone_files(zone, nameservers, self.config["bind.listen"])
-            outcome = self.publisher.add_zone(zone, settings, static, actor)
-        self.store.add_domain(zone, self.clock())
-        return outcome
+        return self.domain_rules.add(zone, nameservers, actor)
 
     def domains(self) -> list[DomainView]:
-        """The open domains with who may use them, their host counts and host records' TTL."""
-        counts = self.store.host_counts()
-        return [DomainView(d, counts.get(d.zone, 0), self.dynamic_ttl(d.zone)) for d in self.store.domain_list()]
+        return self.domain_rules.views()
+
+    def dynamic_ttl(self, zone: str) -> int | None:
+        return self.domain_rules.dynamic_ttl(zone)
+
+    def kerberos_rules(self, zone: str) -> tuple[str, ...]:
+        return self.domain_rules.kerberos_rules(zone)
+
+    def unsigned_networks(self, zone: str) -> tuple[str, ...]:
+        return self.domain_rules.unsigned_networks(zone)
+
+    def set_domain_access(self, zone: str, public: bool, groups: list[str]) -> None:
+        self.domain_rules.set_access(zone, public, groups)
+
+    def set_dynamic_ttl(self, zone: str, ttl: int, actor: str) -> Outcome:
+        return self.domain_rules.set_dynamic_ttl(zone, ttl, actor)
+
+    def set_unsigned_networks(self, zone: str, networks: list[str], actor: str) -> Outcome:
+        return self.domain_rules.set_unsigned_networks(zone, networks, actor)
+
+    def set_kerberos_rules(self, zone: str, rules: list[str], actor: str) -> Outcome:
+        return self.domain_rules.set_kerberos_rules(zone, rules, actor)
+
+    def set_zone_setting(self, zone: str, table: str, key: str, value: zonetoml.TomlValue | None, actor: str) -> Outcome:
+        return self.domain_rules.set_setting(zone, table, key, value, actor)
+
+    def configure_domain(self, zone: str, public: bool, groups: list[str], ttl: int | None,
+                         actor: str) -> Outcome | None:
+        return self.domain_rules.configure(zone, public, groups, ttl, actor)
 
     # ---- hosts -------------------------------------------------------------
     def _split(self, fqdn: str) -> tuple[str, str, str]:
@@ -424,56 +412,9 @@ class Service:
     def set_comment(self, fqdn: str, comment: str) -> None:
         self.store.set_comment(self.host(fqdn).fqdn, comment.strip()[:200])
 
-    def set_domain_access(self, zone: str, public: bool, groups: list[str]) -> None:
-        self.store.set_domain_access(zone, public, _clean_groups(groups))
-
-    def set_dynamic_ttl(self, zone: str, ttl: int, actor: str) -> Outcome:
-        """Set the TTL of the zone's host records: a commit to its zone.toml, then a reload."""
-        self._check_ttl(zone, ttl)
-        return self.set_zone_setting(zone, "", "dynamic_ttl", ttl, actor)
-
-    def set_unsigned_networks(self, zone: str, networks: list[str], actor: str) -> Outcome:
-        """Let unsigned updates from NETWORKS register their clients' own names in ZONE ([]: none may)."""
-        canonical = zones.unsigned_networks(networks)
-        return self.set_zone_setting(zone, "unsigned", "networks", list(canonical) if canonical else None, actor)
-
-    def set_kerberos_rules(self, zone: str, rules: list[str], actor: str) -> Outcome:
-        """Make RULES ZONE's [kerberos] rules ([]: none), checked first (ddns.krbrules): a commit to zone.toml."""
-        krbrules.parse_rules(rules, normalize_name(zone))
-        return self.set_zone_setting(normalize_name(zone), "kerberos", "rules", list(rules) or None, actor)
-
-    def set_zone_setting(self, zone: str, table: str, key: str, value: zonetoml.TomlValue | None, actor: str) -> Outcome:
-        """Set KEY of TABLE in ZONE's zone.toml (None: remove it) as an admin's commit, then a reload."""
-        zone = self._zone_of(zone)
-        path = self.publisher.root / zone / zones.SETTINGS_FILE
-        try:
-            return self.publisher.update_settings(zone, zonetoml.with_setting(path.read_text(), table, key, value), actor)
-        except (KeyError, FileNotFoundError) as exc:  # the zone left the repository just now
-            raise errors.NotFound(f"no domain {zone}") from exc
-        except OSError as exc:  # a full disk: the files are back as HEAD has them, nothing changed
-            raise errors.Unavailable(f"the change could not be committed: {exc}") from exc
-
-    def _check_ttl(self, zone: str, ttl: int) -> None:
-        if not 1 <= ttl <= 86400:
-            raise errors.Invalid("the TTL must be between 1 and 86400 seconds")
-        if zone not in self.publisher.zones:
-            raise errors.NotFound(f"no domain {zone}")
-
-    def configure_domain(self, zone: str, public: bool, groups: list[str], ttl: int | None,
-                         actor: str) -> Outcome | None:
-        """Who may use ZONE and, if TTL is given, its host records' TTL: all checked before anything changes.
-
-        The TTL (a commit that can still be refused) goes first, the access (a
-        row of an existing domain) after it, so a refusal changes nothing.
-        Returns the TTL's outcome (None: no TTL given).
-        """
-        clean = _clean_groups(groups)
-        if not public and not clean:
-            raise errors.Invalid(f"name at least one group that may use {zone}")
-        self.store.domain(zone)  # errors.NotFound before anything changes
-        outcome = self.set_dynamic_ttl(zone, ttl, actor) if ttl is not None else None
-        self.set_domain_access(zone, public, clean)
-        return outcome
+    def surely_changes(self, name: str, addresses: list[ipaddress.IPv4Address | ipaddress.IPv6Address]) -> bool:
+        """Whether ADDRESSES at NAME surely change its records: the loop thread's cheap no (ddns.updates)."""
+        return self.updates.surely_changes(name, addresses)
 
     def unchanged_now(self, username: str, secret: str, client: str, agent: str, tls: bool,
                       plan: Callable[[Host], tuple[Identity, list[Update]] | None]) -> Host | None:
@@ -531,10 +472,3 @@ class Service:
             self.store.count_fault(host.fqdn, "auth")
         return verdict, principal if verdict == "ok" else None
 
-
-def _clean_groups(groups: list[str]) -> list[str]:
-    """The group names of a domain's access rule, deduplicated and sorted; refused when too many or too long."""
-    clean = sorted({g.strip() for g in groups if g.strip()})
-    if any(len(g) > 200 for g in clean) or len(clean) > 50:
-        raise errors.Invalid("at most 50 groups of at most 200 characters each")
-    return clean

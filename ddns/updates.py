@@ -24,6 +24,7 @@ Every result is counted here, by the actor's interface and the outcome
 """
 from __future__ import annotations
 
+import ipaddress
 from typing import Callable, Iterable
 
 from . import policy, records
@@ -56,6 +57,33 @@ class Updates:
         labels = name.split(".")
         suffixes = (".".join(labels[i:]) for i in range(len(labels)))  # longest first
         return next((z for z in suffixes if self.publisher.has_zone(z)), None)
+
+    def surely_changes(self, name: str, addresses: list[ipaddress.IPv4Address | ipaddress.IPv6Address]) -> bool:
+        """Whether replacing NAME's address RRsets with ADDRESSES surely changes what is committed now.
+
+        Read from the publisher's records in memory, no lock, no store, no file:
+        a cheap "not UNCHANGED" before ``unchanged_now``'s store read and secret
+        check, which an update would pay only to be sent to a worker anyway.
+        False when unsure (no such zone, a static record there): the full check decides.
+        """
+        try:
+            name = records.record_name(name)
+        except Invalid:
+            return False
+        states, zone = self.publisher.zones, name
+        while zone not in states:  # the longest of our zones NAME is in, without building every suffix
+            _, dot, zone = zone.partition(".")
+            if not dot:
+                return False
+        state, label = states[zone], records.label_of(name, zone)
+        for addr in addresses:
+            rtype = record_type(addr)
+            found = state.dynamic.get((label, rtype))
+            if found is None:
+                return label not in state.static
+            if found.rdatas != (str(addr),):
+                return True
+        return False
 
     def rrsets(self, zone: str, name: str) -> list[RRset]:
         """What ZONE holds at NAME now, static and dynamic, the apex SOA with the current serial."""

@@ -160,15 +160,33 @@ def security_headers(oidc_origin: str | None) -> dict[str, str]:
 
 def create_app(service: Service, oidc: OidcLogin | None = None, role: str = "all") -> bottle.Bottle:
     """The app for SERVICE; OIDC is the OpenID login (None: ``OidcLogin.from_config``); ROLE is what /healthz says
-    this process is (``cluster.role``: all, web, publisher)."""
+    this process is (``cluster.role``: all, web, publisher).
+
+    Built by the install_* helpers below, one concern each, in the order they must run: the hooks and
+    the busy plugin before any route, the error pages last.
+    """
     app = bottle.Bottle()
-    trusted = service.trusted_proxies
     portal_on = service.config["portal.enabled"]
     if oidc is None and portal_on:
         oidc = OidcLogin.from_config(service.config)
     headers = security_headers(oidc.origin if oidc else None)
     app.config["ddns.answer_now"] = answer_now(service, headers)  # for make_server: nochg on the loop thread
+    install_hooks(app, service, headers)
+    install_updates(app, service)
+    install_operations(app, service, role)
+    install_front(app, service, oidc)
+    install_errors(app, headers, portal_on)
+    return app
 
+
+def _text(body: str, status: int = 200, headers: dict | None = None) -> bottle.HTTPResponse:
+    """A plain-text answer no cache keeps: what clients and scripts read."""
+    return bottle.HTTPResponse(body, status, {"Content-Type": "text/plain; charset=utf-8",
+                                              "Cache-Control": "no-store", **(headers or {})})
+
+
+def install_hooks(app: bottle.Bottle, service: Service, headers: dict[str, str]) -> None:
+    """What every request goes through: the security HEADERS, short lock waits, busy as 503, a parsed form."""
     @app.hook("after_request")
     def add_security_headers():
         for name, value in headers.items():
@@ -194,14 +212,10 @@ def create_app(service: Service, oidc: OidcLogin | None = None, role: str = "all
                 if bottle.request.path.startswith(api.PREFIX + "/"):
                     return bottle.HTTPResponse(json.dumps({"error": str(exc)}), status,
                                                {"Content-Type": "application/json", "Retry-After": "2"})
-                return text(str(exc) + "\n", status, {"Retry-After": "2"})
+                return _text(str(exc) + "\n", status, {"Retry-After": "2"})
         return wrapper
 
     app.install(busy_is_503)
-
-    def text(body: str, status: int = 200, headers: dict | None = None) -> bottle.HTTPResponse:
-        return bottle.HTTPResponse(body, status, {"Content-Type": "text/plain; charset=utf-8",
-                                                  "Cache-Control": "no-store", **(headers or {})})
 
     @app.hook("before_request")
     def parse_form_body():
@@ -210,26 +224,28 @@ def create_app(service: Service, oidc: OidcLogin | None = None, role: str = "all
             try:
                 bottle.request.forms
             except (UnicodeError, LookupError, ValueError):
-                raise text("bad request: the form data is not valid UTF-8\n", 400)
+                raise _text("bad request: the form data is not valid UTF-8\n", 400)
 
-    def is_tls() -> bool:
-        return tls_used(bottle.request.environ, trusted)
+
+def install_updates(app: bottle.Bottle, service: Service) -> None:
+    """The routes clients update through: dyndns2's /nic/update, lego's httpreq, and /myip to learn their address."""
+    trusted = service.trusted_proxies
 
     @app.route("/nic/update", method=["GET", "POST"])
     def nic_update():
         if len(bottle.request.environ.get("QUERY_STRING", "")) > MAX_QUERY_LENGTH:
-            return text("notfqdn\n", 414)
+            return _text("notfqdn\n", 414)
         request = update_request(bottle.request, trusted)
         try:
             answer = dyndns2.handle_update(service, request)
         except RETRYABLE as exc:
             log.warning("update %s: %s", request.request_id, exc)
             service.metrics.failure(exc)
-            return text("911\n", 503, {"Retry-After": "5"})
+            return _text("911\n", 503, {"Retry-After": "5"})
         except Exception:
             log.exception("update %s failed", request.request_id)
-            return text("911\n", 500)
-        return text(answer.body, answer.status, answer.headers)
+            return _text("911\n", 500)
+        return _text(answer.body, answer.status, answer.headers)
 
     @app.post(httpreq.PREFIX + "/<action:re:" + "|".join(httpreq.ACTIONS) + ">")
     def acme_httpreq(action: str):
@@ -248,8 +264,11 @@ def create_app(service: Service, oidc: OidcLogin | None = None, role: str = "all
 
     @app.get("/myip")
     def myip():
-        return text(client_address(bottle.request.environ, trusted) + "\n")
+        return _text(client_address(bottle.request.environ, trusted) + "\n")
 
+
+def install_operations(app: bottle.Bottle, service: Service, role: str) -> None:
+    """The routes operators' tools call: /healthz (saying ROLE), /metrics when enabled, the zones' push webhook."""
     @app.get("/healthz")
     def healthz():
         body = {**service.health(), "role": role}
@@ -260,8 +279,8 @@ def create_app(service: Service, oidc: OidcLogin | None = None, role: str = "all
         @app.get("/metrics")
         def metrics():
             """Prometheus's scrape, for the networks in metrics.allow only (ddns.metrics)."""
-            if not service.metrics.allows(client_address(bottle.request.environ, trusted)):
-                return text("forbidden\n", 403)
+            if not service.metrics.allows(client_address(bottle.request.environ, service.trusted_proxies)):
+                return _text("forbidden\n", 403)
             body, content_type = service.metrics.exposition()
             return bottle.HTTPResponse(body, 200, {"Content-Type": content_type, "Cache-Control": "no-store"})
 
@@ -270,34 +289,41 @@ def create_app(service: Service, oidc: OidcLogin | None = None, role: str = "all
         """A Git server's push webhook: fetch the upstream now (GitLab / Gitea token, or GitHub's HMAC)."""
         secret = service.config["zones.webhook_secret"]
         if not secret:
-            return text("webhook not configured\n", 404)
+            return _text("webhook not configured\n", 404)
         body = bottle.request.body.read(1024 * 1024)
         token = bottle.request.get_header("X-Gitlab-Token") or bottle.request.get_header("X-Ddns-Token") or ""
         signature = bottle.request.get_header("X-Hub-Signature-256") or ""
         expected = "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
         if not (token and hmac.compare_digest(token.encode(), secret.encode())) and \
                 not (signature and hmac.compare_digest(signature.encode(), expected.encode())):
-            return text("forbidden\n", 403)
+            return _text("forbidden\n", 403)
         service.request_sync()
-        return text("sync requested\n", 202)
+        return _text("sync requested\n", 202)
 
-    if portal_on:
+
+def install_front(app: bottle.Bottle, service: Service, oidc: OidcLogin | None) -> None:
+    """What people use: the portal and its API with OIDC (portal.enabled), else a one-line page saying how to update."""
+    trusted = service.trusted_proxies
+    if service.config["portal.enabled"]:
         def client() -> str:
             return client_address(bottle.request.environ, trusted)
+
+        def is_tls() -> bool:
+            return tls_used(bottle.request.environ, trusted)
 
         api.install(app, service, oidc, client)
         Portal(service, oidc, client, is_tls).install(app)
     else:
         @app.get("/")
         def index():
-            return text(f"ddns: dynamic DNS. Update with: curl -u FQDN:SECRET "
-                        f"'{service.config.public_url}/nic/update?myip=ADDRESS'\n")
+            return _text(f"ddns: dynamic DNS. Update with: curl -u FQDN:SECRET "
+                         f"'{service.config.public_url}/nic/update?myip=ADDRESS'\n")
 
+
+def install_errors(app: bottle.Bottle, headers: dict[str, str], portal_on: bool) -> None:
+    """Error pages: text for clients, a short HTML page for browsers (PORTAL_ON); never a stack trace."""
     def plain_error(message: str, html: bool = True) -> str:
-        """Error pages: text for clients, a short HTML page for browsers; never a stack trace.
-
-        The security headers are set here again: Bottle's error path drops the headers set before it.
-        """
+        """The page for MESSAGE. The security HEADERS are set here again: Bottle's error path drops the headers set before it."""
         for name, value in headers.items():
             bottle.response.set_header(name, value)
         if html and portal_on and "text/html" in bottle.request.get_header("Accept", ""):
@@ -319,8 +345,6 @@ def create_app(service: Service, oidc: OidcLogin | None = None, role: str = "all
         if bottle.request.path.startswith("/nic/"):
             return plain_error("911", html=False)  # the dyndns2 answer: the client waits and retries
         return plain_error("911: something went wrong here; it is logged. Try again later.")
-
-    return app
 
 
 ERROR_PAGE = ("<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>ddns: {message}</title>"

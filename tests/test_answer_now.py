@@ -95,6 +95,24 @@ def test_the_loop_declines_what_memory_cannot_decide(running):
     assert exchange(running.instance.http_port, declined["another host's name"]).body == b"nohost\n"
 
 
+def test_a_change_is_declined_before_the_host_is_read_and_a_nochg_still_is_not(running, monkeypatch):
+    """An update (good) is told apart from the records in memory, before the store; a nochg spelled
+    otherwise (upper case, a trailing dot) is still answered on the loop."""
+    secret = running.instance.add_host(HOST)
+    assert running.update(HOST, secret, "myip=192.0.2.10") == (200, "good 192.0.2.10\n")
+    reads: list[str] = []
+    find_host = running.service.store.find_host
+    monkeypatch.setattr(running.service.store, "find_host", lambda name: reads.append(name) or find_host(name))
+    for change in (b"myip=192.0.2.11", b"myip=2001:db8::1", b"myip=192.0.2.10,2001:db8::1"):
+        assert loop_answer(running, with_auth(get(b"/nic/update?" + change), secret)) is None, change
+    assert reads == []
+    spelled = get(b"/nic/update?hostname=" + HOST.upper().encode() + b".&myip=192.0.2.10")
+    assert loop_answer(running, with_auth(spelled, secret)).body == b"nochg 192.0.2.10\n"
+    assert reads == [HOST]
+    assert exchange(running.instance.http_port, with_auth(get(b"/nic/update?myip=192.0.2.11"), secret)).body \
+        == b"good 192.0.2.11\n"
+
+
 def test_a_secret_replaced_by_another_process_is_never_answered_nochg(running):
     secret = running.instance.add_host(HOST)
     assert running.update(HOST, secret, "myip=192.0.2.10") == (200, "good 192.0.2.10\n")

@@ -18,7 +18,7 @@ import dns.rcode
 import dns.rdatatype
 
 from ddns import provenance
-from ddns.service import default_zone_files
+from ddns.zones import default_zone_files
 
 from conftest import Instance, require, wait_until
 

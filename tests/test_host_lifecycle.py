@@ -17,7 +17,7 @@ from ddns.publishing.bindtarget import PublishTarget
 from ddns.gitrepo import ZonesRepo
 from ddns.model import Actor, Operation, Outcome, Update
 from ddns.publishing.publisher import Publisher
-from ddns.service import default_zone_files
+from ddns.zones import default_zone_files
 from ddns.wiring import ZONE_TEMPLATES
 
 from conftest import Instance, http, serving, wait_until

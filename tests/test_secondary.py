@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from ddns import bind, catalog
-from ddns.service import default_zone_files
+from ddns.zones import default_zone_files
 
 from conftest import Instance, free_port, pushed_upstream, require, wait_until
 from test_gitops_hooks import admin_clone, assert_accepted, assert_refused, commit, git, push

@@ -14,8 +14,7 @@ wait_served and the answers in a watcher thread) and, when serve stops, writes e
   publisher, one sample per group unless said:
                    batch size; apply (deciding the group's updates); format and
                    render (per zone); write (per file written alone); files
-                   (the group's files written, fsynced together, renamed) and
-                   fsync (of those, the fsyncs); git commit; zone change (the
+                   (the group's files written and renamed); git commit; zone change (the
                    diff handed to named, per zone); named message (building the
                    RFC 2136 update); named publish (per zone: that update and
                    named's answer, or a full load); rndc reload (per full
@@ -75,7 +74,6 @@ def install() -> None:
     zones.render_zone = timed("pub render", zones.render_zone)
     worktree.atomic_write = timed("pub write", worktree.atomic_write)
     worktree.Replacement.together = timed_context("pub files", worktree.Replacement.together)
-    worktree.fsync_all = timed("pub fsync", worktree.fsync_all)
     committer.zone_change = timed("pub zone change", committer.zone_change)
     incremental.update_message = timed("pub named message", incremental.update_message)
     gitrepo.ZonesRepo.commit = timed("pub git commit", gitrepo.ZonesRepo.commit)

@@ -36,6 +36,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import pygit2
 from pygit2.enums import FileMode
@@ -90,9 +91,15 @@ class InProcessCommit:
             self._repo = pygit2.Repository(str(self.path))
         return self._repo
 
-    def commit(self, paths: list[str], message: str, author: str | None) -> str | None:
+    def commit(self, paths: list[str], message: str, author: str | None,
+               before_branch: Callable[[], None] | None = None) -> str | None:
         """Commit the working-tree state of PATHS; the new commit's id, or None when nothing was done and
         the CLI must do it (see the module).
+
+        BEFORE_BRANCH is called once every object of the commit is written,
+        before they are fsynced and the branch moves: what can still fail
+        then is the branch's lock and its write (the publisher sends named the
+        commit's update there, so that named applies it meanwhile).
 
         Raises HeadMoved when the branch moved meanwhile (nothing committed),
         pygit2.GitError when libgit2 cannot write (the caller may retry: the
@@ -107,7 +114,7 @@ class InProcessCommit:
                 return None
             made = None
             try:
-                made = self._commit(plan, message, *who, config)
+                made = self._commit(plan, message, *who, config, before_branch)
             finally:
                 if made is None:  # nothing committed: the index in memory forgets what _commit added
                     self.repo.index.read(True)
@@ -145,7 +152,7 @@ class InProcessCommit:
         return Plan(head.name, head.target, tuple(dict.fromkeys(added)), tuple(dict.fromkeys(removed)))
 
     def _commit(self, plan: Plan, message: str, author: pygit2.Signature, committer: pygit2.Signature,
-                config: pygit2.Config) -> str | None:
+                config: pygit2.Config, before_branch: Callable[[], None] | None = None) -> str | None:
         """PLAN's objects (fsynced if asked), then the branch (only from the plan's parent), then the index."""
         repo = self.repo
         index = repo.index  # read by plan() just now
@@ -167,6 +174,8 @@ class InProcessCommit:
         objects = os.path.join(repo.path, "objects")
         durable = ([os.path.join(objects, h[:2], h[2:]) for h in dict.fromkeys(map(str, [*written, tree, new]))]
                    if wants_fsync(config) else None)
+        if before_branch is not None:
+            before_branch()
         update_branch(Path(repo.path), plan.branch, plan.parent, new, committer,
                       f"commit: {message.split(chr(10), 1)[0]}", durable, _config(config, "core.logAllRefUpdates"))
         try:

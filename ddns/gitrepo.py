@@ -18,7 +18,7 @@ import re
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Iterable, Iterator
+from typing import Callable, Iterable, Iterator
 
 import git
 import pygit2
@@ -173,18 +173,21 @@ class ZonesRepo:
         except git.GitCommandError:
             return None
 
-    def commit(self, paths: Iterable[str], message: str, author: str | None = None) -> str:
+    def commit(self, paths: Iterable[str], message: str, author: str | None = None,
+               before_branch: Callable[[], None] | None = None) -> str:
         """Commit the working-tree state of PATHS (added, changed or removed); returns the new HEAD.
 
         Only PATHS go into the commit, whatever else is staged. Files (the hot
         path) are committed in process (``gitcommit``: no git process); what
         it leaves to the CLI (a directory, the first commit, nothing to
         commit) takes ``git commit --only``, new files added first.
+        BEFORE_BRANCH: called before the branch moves, in process only
+        (``InProcessCommit.commit``); a commit the CLI makes never calls it.
         """
         paths = list(paths)
         for attempt in range(_OBJECT_RACE_ATTEMPTS):
             try:
-                made = self._in_process.commit(paths, message, author)
+                made = self._in_process.commit(paths, message, author, before_branch)
                 break
             except pygit2.GitError as exc:  # e.g. the housekeeper's gc removed an object directory meanwhile
                 if attempt == _OBJECT_RACE_ATTEMPTS - 1:

@@ -7,6 +7,9 @@ change, a new zone, a restart with a journal, a divergence) what named serves
 """
 from __future__ import annotations
 
+import subprocess
+from contextlib import contextmanager
+
 import dns.query
 import dns.rcode
 import dns.update
@@ -217,3 +220,45 @@ def test_check_served_refuses_an_unknown_zone_and_says_when_named_does_not_answe
     down = instance.cli("check", "--served")  # named is not running
     assert down.code != 0 and f"zone transfer of {instance.zone} from 127.0.0.1:{instance.dns_port}" in down.err
     assert down.out == ""
+
+
+@contextmanager
+def branch_held_by_a_live_git(inst: Instance):
+    """A real git process in the working tree that holds refs/heads/main.lock (an open ref transaction)."""
+    head = inst.git("rev-parse", "HEAD").strip()
+    proc = subprocess.Popen(["git", "update-ref", "--stdin"], cwd=inst.repo, stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, text=True)
+    proc.stdin.write(f"start\nupdate refs/heads/main {head} {head}\nprepare\n")
+    proc.stdin.flush()
+    assert proc.stdout.readline() == "start: ok\n" and proc.stdout.readline() == "prepare: ok\n"
+    try:
+        yield inst.repo / ".git" / "refs" / "heads" / "main.lock"
+    finally:
+        proc.stdin.write("abort\n")
+        proc.stdin.close()
+        proc.wait(10)
+
+
+def test_a_commit_that_fails_after_its_update_was_sent_leaves_named_with_the_committed_records(serve, instance):
+    """The update goes to named before the branch moves; when the branch cannot move, named is loaded from
+    the last commit again and the next commit's serial passes the one named saw."""
+    secret = instance.add_host(FQDN)
+    running = serve()
+    assert running.update(FQDN, secret, "myip=192.0.2.10") == (200, "good 192.0.2.10\n")
+    count, serial = instance.commit_count(), instance.served_serial()
+    with branch_held_by_a_live_git(instance) as lock:
+        assert running.update(FQDN, secret, "myip=192.0.2.11") == (200, "911\n")
+        assert lock.exists()  # a live writer's lock is never taken away
+    log = named_log(instance)
+    assert "adding an RR at 'myvm.dyn.example.test' A 192.0.2.11" in log  # named had taken it
+    withdrawn = serial + 1
+    assert f"SOA ns1.dyn.example.test. hostmaster.dyn.example.test. {withdrawn} " in log
+    assert instance.commit_count() == count
+    assert instance.served_serial() == serial
+    assert query(instance.dns_port, FQDN, "A") == ["192.0.2.10"]
+    served_as_committed(instance)  # the whole zone, SOA included, as the last commit has it
+    assert running.update(FQDN, secret, "myip=192.0.2.12") == (200, "good 192.0.2.12\n")
+    assert instance.commit_count() == count + 1
+    assert instance.served_serial() > withdrawn  # a secondary that saw the withdrawn serial fetches this commit
+    assert instance.dig(FQDN) == ["192.0.2.12"]
+    served_as_committed(instance)

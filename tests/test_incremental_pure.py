@@ -79,11 +79,12 @@ class Named:
             raise bind.BindError(f"{what}: connection refused")
         self.calls.append(what)
 
-    def update(self, change: ZoneChange, timeout: float) -> int:
+    def send_update(self, change: ZoneChange, timeout: float):
         self._call("update")
         if self.rcode == dns.rcode.NOERROR:
             self.served = change.serial
-        return self.rcode
+        rcode = self.rcode
+        return lambda wait: rcode
 
     def serves(self, change: ZoneChange, timeout: float) -> bool:
         self._call("serves")
@@ -174,9 +175,32 @@ def test_unreachable_named_for_an_update_falls_back_to_a_load(tmp_path):
 
     def unreachable(change, timeout):
         raise bind.BindError("update of zone: connection refused")
-    named.update = unreachable
+    named.send_update = unreachable
     assert commit(bt, newest, 2) == (True, {ZONE})
     assert named.calls[:2] == ["freeze", "thaw"] and written == [2]
+
+
+def test_an_update_sent_ahead_of_a_failed_commit_is_withdrawn_by_a_proven_load(tmp_path):
+    named, bt, newest, written = target(tmp_path)
+    assert commit(bt, newest, 2) == (True, {ZONE})
+    sent = bt.send(change(3), bt.deadline())  # the commit of serial 3 then fails: newest stays 2
+    assert named.served == 3
+    assert bt.withdraw(change(3), sent, change(2), bt.deadline())
+    assert named.calls[-5:] == ["update", "freeze", "thaw", "query", "serves"]  # loaded, then proven by its data
+    assert named.served == 2 and written[-1] == 2 and ZONE not in bt.unserved
+    assert (bt.serial_floor(ZONE, 2), bt.serial_floor(ZONE, 4)) == (3, 4)  # the next commit's serial passes 3
+    assert commit(bt, newest, 4) == (True, {ZONE})
+    assert named.calls[-1] == "update"  # named serves the last commit again: updates go on
+
+
+def test_a_withdrawn_update_named_does_not_give_up_leaves_the_zone_unserved(tmp_path):
+    named, bt, newest, written = target(tmp_path)
+    assert commit(bt, newest, 2) == (True, {ZONE})
+    sent = bt.send(change(3), bt.deadline())
+    named.file_serial = 3  # a load that does not take: named keeps serving the withdrawn update
+    bt._committed = lambda zone: f"; serial {newest[zone]}\n"
+    assert not bt.withdraw(change(3), sent, change(2), bt.deadline())
+    assert ZONE in bt.unserved  # the retry loop loads it again, proven the same way
 
 
 def test_reload_mode_writes_the_copy_and_reloads(tmp_path):
@@ -216,13 +240,16 @@ def test_the_channel_reconnects_once_when_named_closed_the_connection():
     thread = threading.Thread(target=answer_one_then_close, daemon=True)
     thread.start()
     channel = UpdateChannel("127.0.0.1", port)
-    assert channel.send(update_message(change(), None), 2.0) == dns.rcode.NOERROR
-    assert channel.send(update_message(change(3), None), 2.0) == dns.rcode.NOERROR
+    assert channel.send(update_message(change(), None), 2.0)(2.0) == dns.rcode.NOERROR
+    answer = channel.send(update_message(change(3), None), 2.0)  # sent on the closed connection: no answer there
+    assert answer(2.0) == dns.rcode.NOERROR
     thread.join(5)
     assert len(connections) == 2
     channel.close()
     server.close()
     with pytest.raises(OSError):  # nobody listens: the error reaches the caller (a full load follows)
+        channel.send(update_message(change(), None), 1.0)
+    with pytest.raises(OSError):  # and the channel is free again after it
         channel.send(update_message(change(), None), 1.0)
 
 

@@ -14,10 +14,12 @@ wait_served and the answers in a watcher thread) and, when serve stops, writes e
   publisher, one sample per group unless said:
                    batch size; apply (deciding the group's updates); format and
                    render (per zone); write (per file written alone); files
-                   (the group's files written and renamed); git commit; zone change (the
-                   diff handed to named, per zone); named message (building the
-                   RFC 2136 update); named publish (per zone: that update and
-                   named's answer, or a full load); rndc reload (per full
+                   (the group's files written and renamed); git commit (with
+                   the first zone's update sent before the branch moves); zone
+                   change (the diff handed to named, per zone); named message
+                   (building the RFC 2136 update); named publish (per zone:
+                   named's answer to the update sent ahead, or a later zone's
+                   update and answer, or a full load); rndc reload (per full
                    load); group under the lock (all of the above) and group
                    CPU (the publisher thread's CPU time under the lock:
                    under a loaded machine the wall time also counts waiting for a core);

@@ -435,6 +435,10 @@ class BindTarget:
         del self._diverged[zone]
         return True
 
+    def served_now(self, serials: dict[str, int]) -> bool:
+        """Whether named took an update of each zone at its serial (``wait_served`` would return at once)."""
+        return self.control is None or all(self._applied(zone, serial) for zone, serial in serials.items())
+
     def _applied(self, zone: str, serial: int) -> bool:
         """Whether named took an update of ZONE at SERIAL (or later) and nothing was sent since."""
         synced = self._synced.get(zone)

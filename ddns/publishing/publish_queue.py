@@ -34,7 +34,8 @@ class PublisherThread:
     A pipeline: the thread commits a group and asks named to reload, then
     takes the next group at once, while a watcher answers the first group's
     waiters when named serves its serial (a large zone's load takes longer
-    than its commit).
+    than its commit). A group named already serves (it took the updates) is
+    answered by the thread itself.
     """
 
     def __init__(self, publisher: Publisher, max_batch: int = 1000, retry_seconds: float = 5.0,
@@ -125,9 +126,9 @@ class PublisherThread:
                     self._committing = None
             self.batches += 1
             self.changes += len(batch)
-            if committed.serials:
+            if committed.serials and not self.publisher.served_now(committed.serials):
                 self._watchers.submit(self._answer, batch, committed, started)
-            else:
+            else:  # nothing to wait for (named took the updates): answered here, without a thread's wake-up
                 self._answer(batch, committed, started)
 
     def _answer(self, batch: list[_Pending], committed: Batch, started: float) -> None:

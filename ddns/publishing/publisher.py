@@ -216,6 +216,10 @@ class Publisher:
                 self.view.committed(zone)
             return batch
 
+    def served_now(self, serials: dict[str, int]) -> bool:
+        """Whether named is known to serve each zone at its serial already (it took their updates): no wait."""
+        return self.named.served_now(serials)
+
     def wait_served(self, serials: dict[str, int], timeout: float | None = None,
                     deadline: float | None = None) -> set[str]:
         """Wait (without the lock) until named serves each zone at (or after) its serial; returns the zones served."""

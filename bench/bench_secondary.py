@@ -30,47 +30,23 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench_updates import (Addresses, Bench, Client, create_instance, free_port, log, ms, pct,  # noqa: E402
+from bench_updates import (REPO, Addresses, Bench, Client, create_instance, free_port, log, ms, pct,  # noqa: E402
                            start_serve, stop_serve, wait_served)
 
 from ddns import bind  # noqa: E402
+from testkit.secondary import SecondaryNamed  # noqa: E402
 
 CATALOG = "catalog.ddns.invalid"
 
 
-class Secondary:
-    """named started from ``ddns secondary config`` output, in DIRECTORY."""
-
-    def __init__(self, bench: Bench, directory: Path, port: int):
-        self.port = port
-        self.dir = directory
-        self.dir.mkdir()
-        conf = self.dir / "named.conf"
-        with open(conf, "w") as out:
-            subprocess.run([sys.executable, "-m", "ddns.cli", "-c", str(bench.config_path), "secondary", "config",
-                            "--listen", "127.0.0.1", "--port", str(port), "--dir", str(self.dir)],
-                           stdout=out, check=True, cwd=str(Path(__file__).resolve().parent.parent))
-        with open(self.dir / "named.log", "ab") as log_file:
-            self.proc = subprocess.Popen(["named", "-g", "-c", str(conf)], stdout=log_file,
-                                         stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
-
-    def wait_serving(self, zone: str, serial: int, timeout: float = 60.0) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            served = bind.served_serial(zone, "127.0.0.1", self.port, timeout=0.5)
-            if served is not None and served >= serial:
-                return
-            time.sleep(0.05)
-        raise RuntimeError(f"the secondary does not serve {zone} at {serial}:\n{(self.dir / 'named.log').read_text()[-3000:]}")
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+def start_secondary(bench: Bench, directory: Path, port: int) -> SecondaryNamed:
+    """The instance's secondary, its named.conf printed by ``ddns secondary config`` (a process of its own)."""
+    secondary = SecondaryNamed(directory, port)
+    with open(secondary.conf, "w") as out:
+        subprocess.run([sys.executable, "-m", "ddns.cli", "-c", str(bench.config_path), "secondary", "config",
+                        "--listen", "127.0.0.1", "--port", str(port), "--dir", str(directory)],
+                       stdout=out, check=True, cwd=str(REPO))
+    return secondary.start()
 
 
 def one_run(workdir: Path, hosts: int, samples: int, mode: str) -> dict:
@@ -83,7 +59,7 @@ def one_run(workdir: Path, hosts: int, samples: int, mode: str) -> dict:
     secondary = None
     try:
         start_serve(bench)
-        secondary = Secondary(bench, workdir / "secondary", secondary_port)
+        secondary = start_secondary(bench, workdir / "secondary", secondary_port)
         serial = bind.served_serial("bench.example.test", "127.0.0.1", bench.dns_port)
         secondary.wait_serving("bench.example.test", serial)
         client = Client(bench.http_port)

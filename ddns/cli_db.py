@@ -13,6 +13,7 @@ import argparse
 import json
 import re
 from typing import TYPE_CHECKING, Callable
+from urllib.parse import unquote
 
 from . import db as dbmod
 from .db import copy as dbcopy, migrations
@@ -39,9 +40,30 @@ def register(sub: argparse._SubParsersAction, command: Callable[..., argparse.Ar
     p.add_argument("--to", required=True, metavar="URL", help="postgresql://... (or the path of a new SQLite file)")
 
 
+MASK = "***"
+_SECRET_KEYS = ("password", "sslpassword")  # libpq's keywords whose values are secrets
+# A URL's user info with a password: up to the last '@' (a hostile '@' or '/' in it stays hidden).
+_URL_PASSWORD = re.compile(r"^(\w+://[^:/@?#]*):[^?#]*@")
+# A key=value string's secret: the key (any case, spaces around '='), a quoted value (escapes inside) or a word.
+_CONNINFO_PASSWORD = re.compile(r"(?i)(?<![\w])((?:ssl)?password\s*=\s*)('(?:[^'\\]|\\.)*'?|\S*)")
+
+
 def shown(url: str) -> str:
-    """URL without its password, for output."""
-    return re.sub(r"^(\w+://[^:/@]+):[^@]*@", r"\1:***@", url)
+    """URL (a postgresql:// URL, a libpq key=value string, a path) without any password in it, for output.
+
+    Every form libpq reads one from: the URL's user info, a query parameter
+    (its key percent-decoded, as libpq does), a key=value pair.
+    """
+    if not dbmod.is_url(url):
+        return _CONNINFO_PASSWORD.sub(lambda m: m[1] + MASK, url)
+    url = _URL_PASSWORD.sub(rf"\1:{MASK}@", url, count=1)
+    base, mark, rest = url.partition("?")
+    if not mark:
+        return url
+    query, hash_, fragment = rest.partition("#")
+    params = [f"{p.partition('=')[0]}={MASK}" if unquote(p.partition("=")[0]).lower() in _SECRET_KEYS else p
+              for p in query.split("&")]
+    return f"{base}?{'&'.join(params)}{hash_}{fragment}"
 
 
 def _database(args: argparse.Namespace, env: "Env", load_config: LoadConfig) -> dbmod.Database:
@@ -79,10 +101,12 @@ def _upgrade(args: argparse.Namespace, env: "Env", load_config: LoadConfig) -> i
 def _copy(args: argparse.Namespace, env: "Env", load_config: LoadConfig) -> int:
     source = _database(args, env, load_config)
     target = dbmod.connect(args.to)
-    copied = dbcopy.copy(source, target)
+    copied, skipped = dbcopy.copy(source, target)
     if args.json:
-        env.out(json.dumps({"to": shown(target.url), "rows": copied}, indent=2))
+        env.out(json.dumps({"to": shown(target.url), "rows": copied, "not_copied": skipped}, indent=2))
     else:
         env.out("\n".join(f"{table}: {n} rows" for table, n in copied.items()))
+        for table, n in skipped.items():
+            env.out(f"{table}: {n} rows not copied ({dbcopy.TRANSIENT[table]})")
         env.out(f"copied into {shown(target.url)}; set store.url (or DDNS_STORE_URL) to it and start ddns")
     return 0

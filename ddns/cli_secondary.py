@@ -15,15 +15,15 @@ import base64
 from typing import TYPE_CHECKING, Callable
 
 from . import catalog, namedconf
+from .cli_base import Exit
 from .errors import DdnsError, Invalid, codes
 from .rndc import RndcError, RndcKey
 
 if TYPE_CHECKING:
-    from .cli import Env
+    from .cli_base import Env
     from .config import Config
 
 LoadConfig = Callable[[argparse.Namespace, "Env"], "Config"]
-USAGE = 2  # ddns.cli.Exit.USAGE: bad arguments or configuration
 DEFAULT_DIR = "/var/cache/bind"
 
 
@@ -49,7 +49,7 @@ def _config(args: argparse.Namespace, env: "Env", load_config: LoadConfig) -> in
         text = secondary_config(cfg, args.listen, args.port, args.dir)
     except namedconf.BadNamedValue as exc:
         env.err(f"error: {exc}")
-        return USAGE
+        return Exit.USAGE
     except DdnsError as exc:
         env.err(f"error: {exc}")
         return codes(exc).exit

@@ -110,6 +110,10 @@ class PushFailed(errors.Unavailable):
 _PUSHED_FIRST = ("(fetch first)", "(non-fast-forward)", "fetch, rebase and push again")
 
 
+class UntrustedHistory(errors.Unavailable):
+    """The history's two logs disagree (a hostile commit?): no change record in it can be believed."""
+
+
 @dataclass(frozen=True)
 class HistoryEntry:
     commit: str
@@ -372,14 +376,18 @@ class ZonesRepo:
                 pids.append(int(proc.name))
         return pids
 
-    def audit(self, since: str, until: str | None = None) -> Iterator[HistoryEntry]:
-        """Every change the service committed in a time range, newest first."""
+    def audit(self, since: str, until: str | None = None, strict: bool = False) -> Iterator[HistoryEntry]:
+        """Every change the service committed in a time range, newest first.
+
+        STRICT: an untrusted history raises ``UntrustedHistory`` instead of
+        yielding nothing (a caller that must know what was applied, not show it).
+        """
         args = [f"--since={since}", f"--grep={TRAILER}: ", "--fixed-strings"]
         if until:
             args.append(f"--until={until}")
-        yield from self._entries(args) if self.head() else ()
+        yield from self._entries(args, strict) if self.head() else ()
 
-    def _entries(self, log_args: list[str]) -> Iterator[HistoryEntry]:
+    def _entries(self, log_args: list[str], strict: bool = False) -> Iterator[HistoryEntry]:
         """The change records of the commits LOG_ARGS select, from the commits the service made only.
 
         Messages come NUL-separated (a message holds no NUL); who made each
@@ -390,6 +398,9 @@ class ZonesRepo:
         messages = [tuple(fields[i:i + 3]) for i in range(0, len(fields) - 2, 3)]
         made = self._made_by_service(log_args)
         if [m[0] for m in messages] != list(made):
+            if strict:
+                raise UntrustedHistory("the history's two logs disagree (a hostile commit message or "
+                                       "committer?): no change record in it is trusted")
             log.warning("history: the two logs disagree (a hostile commit message?); no change record is trusted")
             return
         for sha, when, message in messages:

@@ -17,13 +17,16 @@ Each number is counted in one place, none in an adapter:
 - ``ddns_queue_length``: updates waiting for the publisher thread, read at
   scrape time.
 - ``ddns_serial_lag{zone}``: the committed serial minus the one named
-  serves (RFC 1982 difference), asked of named at scrape time; +Inf when
-  named serves nothing for the zone, so ``> 0`` catches both.
+  serves (RFC 1982 difference), asked of named at a scrape and kept for
+  ``metrics.serial_lag_seconds`` (one query per zone, not one per zone and
+  scrape: several scrapers, or a fast one, cost named nothing more); +Inf
+  when named serves nothing for the zone, so ``> 0`` catches both.
 - ``ddns_auth_failures_total``: credentials the guard refused (a wrong
   secret or password, a network refused for guessing).
 - ``ddns_errors_total{component}``: db (the database busy or unreachable),
   git (a commit, a put-back, a sync or a push failed), named (named did not
-  take or serve a change).
+  take or serve a change), cluster (the changes table failed under a
+  hand-over, or the publisher did not answer a change in time).
 
 Who may read them is ``metrics.allow``: the numbers say which zones exist
 and how busy the service is, so by default only the machine itself.
@@ -32,17 +35,20 @@ from __future__ import annotations
 
 import ipaddress
 import math
+import threading
+import time
 from typing import Callable, Iterator
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.core import GaugeMetricFamily, Metric
 
 from .background import Background
+from .cluster import QueueUnavailable, Unanswered
 from .config import Config, ConfigError
+from .db import Busy as StoreBusy, StoreUnavailable
 from .publishing.publisher import Publisher
-from .store import Busy as StoreBusy
 
-COMPONENTS = ("db", "git", "named")
+COMPONENTS = ("db", "git", "named", "cluster")
 # Stages run from tens of microseconds (deciding a small group) to seconds (a full load of a big zone).
 STAGE_BUCKETS = (0.0001, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 LABEL_MAX = 64  # a label value longer than this is cut: its set of values must stay small
@@ -69,11 +75,26 @@ def serial_lag(committed: int, served: int | None) -> float:
     return float(difference - 2**32 if difference >= 2**31 else difference)
 
 
-class SerialLag:
-    """The ``ddns_serial_lag`` gauges, computed when scraped from SERIALS: zone -> (committed, served or None)."""
+Serials = dict[str, tuple[int, int | None]]
 
-    def __init__(self, serials: Callable[[], dict[str, tuple[int, int | None]]]):
+
+class SerialLag:
+    """The ``ddns_serial_lag`` gauges from SERIALS (zone -> (committed, served or None)), asked at most every KEEP s."""
+
+    def __init__(self, serials: Callable[[], Serials], keep: float, clock: Callable[[], float] = time.monotonic):
         self.serials = serials
+        self.keep = keep
+        self.clock = clock
+        self._lock = threading.Lock()  # scrapes at once: one asks named, the others take its answer
+        self._asked: tuple[float, Serials] | None = None
+
+    def current(self) -> Serials:
+        """SERIALS' answer, asked again once the last is KEEP seconds old."""
+        with self._lock:
+            now = self.clock()
+            if self._asked is None or now - self._asked[0] >= self.keep or now < self._asked[0]:
+                self._asked = (now, self.serials())
+            return self._asked[1]
 
     def _family(self) -> GaugeMetricFamily:
         return GaugeMetricFamily("ddns_serial_lag", "Committed serial minus the serial named serves, per zone "
@@ -84,7 +105,7 @@ class SerialLag:
 
     def collect(self) -> Iterator[Metric]:
         family = self._family()
-        for zone, (committed, served) in sorted(self.serials().items()):
+        for zone, (committed, served) in sorted(self.current().items()):
             family.add_metric([zone], serial_lag(committed, served))
         yield family
 
@@ -92,8 +113,10 @@ class SerialLag:
 class Metrics:
     """The counters, histogram and gauges of one service (see the module)."""
 
-    def __init__(self, config: Config):
+    def __init__(self, config: Config, clock: Callable[[], float] = time.monotonic):
         self.enabled: bool = config["metrics.enabled"]
+        self.serial_lag_seconds: float = config["metrics.serial_lag_seconds"]
+        self.clock = clock
         self.allow = allowed_networks(config["metrics.allow"])
         self.registry = CollectorRegistry()
         self._updates = Counter("ddns_updates", "Updates by interface and outcome.", ["interface", "outcome"],
@@ -103,7 +126,7 @@ class Metrics:
         self._queue = Gauge("ddns_queue_length", "Updates waiting for the publisher.", registry=self.registry)
         self._auth_failures = Counter("ddns_auth_failures", "Credentials refused (wrong secret or password, "
                                       "or a network refused for guessing).", registry=self.registry)
-        self._errors = Counter("ddns_errors", "Failures by component: db, git, named.", ["component"],
+        self._errors = Counter("ddns_errors", "Failures by component: db, git, named, cluster.", ["component"],
                                registry=self.registry)
         for component in COMPONENTS:
             self._errors.labels(component)  # present at 0: a rate is defined before the first failure
@@ -125,8 +148,10 @@ class Metrics:
             self._errors.labels(component).inc()
 
     def failure(self, exc: BaseException) -> None:
-        """Count EXC, a refusal that reached the web app, when the database caused it (busy, unreachable)."""
-        if isinstance(exc, StoreBusy) or type(exc).__module__.startswith("ddns.db"):
+        """Count EXC, a refusal that reached the web app, when the cluster's hand-over or the database caused it."""
+        if isinstance(exc, (QueueUnavailable, Unanswered)):
+            self.error("cluster")
+        elif isinstance(exc, (StoreBusy, StoreUnavailable)):
             self.error("db")
 
     def watch(self, publisher: Publisher, background: Background) -> None:
@@ -138,12 +163,12 @@ class Metrics:
             thread = background.publisher_thread
             return thread.queue_length if thread is not None else 0
 
-        def serials() -> dict[str, tuple[int, int | None]]:
+        def serials() -> Serials:
             return {zone: (state.serial, publisher.named.served_serial(zone))
                     for zone, state in publisher.zones.copy().items()}
 
         self._queue.set_function(queue_length)
-        self.registry.register(SerialLag(serials))
+        self.registry.register(SerialLag(serials, self.serial_lag_seconds, self.clock))
 
     # ---- what is read ----------------------------------------------------------
     def allows(self, client: str) -> bool:

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from typing import Iterable
 
 from . import keyconfigs
+from .catalog import catalog_name
 from .errors import Invalid
 from .keyrules import key_name
 
@@ -93,9 +94,31 @@ def safe_path(value: str, what: str) -> str:
 
 def plain_key_name(name: str) -> str:
     """NAME when it is a key name as ddns writes them (letters, digits, '-', '_', dots); BadNamedValue otherwise."""
-    if not isinstance(name, str) or key_name(name) != name:
-        raise BadNamedValue(f"not a plain key name: {name!r}")
+    try:
+        plain = key_name(name) == name
+    except Invalid:
+        plain = False
+    if not plain:
+        raise BadNamedValue(f"not a plain key name: {str(name)[:100]!r}")
     return name
+
+
+def plain_zone_name(name: str, what: str) -> str:
+    """NAME when it is a zone name as ddns writes them (lower case, no final dot); BadNamedValue naming WHAT otherwise."""
+    try:
+        plain = catalog_name(name) if isinstance(name, str) else ""
+    except Invalid:
+        plain = ""
+    if not plain or plain != name:
+        raise BadNamedValue(f"{what}: {str(name)[:100]!r} is not a zone name like catalog.ddns.invalid")
+    return name
+
+
+def checked_endpoint(value: object, what: str) -> Endpoint:
+    """VALUE when it is an ``Endpoint`` of a valid address and port (anything else could carry syntax)."""
+    if not isinstance(value, Endpoint):
+        raise BadNamedValue(f"{what}: {str(value)[:100]!r} is not an address and port")
+    return Endpoint(address(value.address, what), None if value.port is None else port(value.port, what))
 
 
 def primary_options(notify: str, also_notify: Iterable[Endpoint], transfer_keys: Iterable[str],
@@ -136,10 +159,14 @@ def secondary_conf(catalog: str, key: TransferKey, primaries: list[Endpoint], li
     It transfers the catalog zone CATALOG from PRIMARIES with KEY, and every
     zone the catalog lists from the same primaries (``catalog-zones``); it
     answers queries only, gives no transfers, sends no NOTIFY and has no
-    control channel (``rndc`` off).
+    control channel (``rndc`` off). Every argument is checked here, whatever
+    the caller checked: a quote, brace or line break in one is refused.
     """
     if not primaries:
         raise BadNamedValue("a secondary needs at least one primary")
+    catalog = plain_zone_name(catalog, "bind.catalog_zone")
+    key = TransferKey(plain_key_name(key.name), key.algorithm, key.secret)  # algorithm, secret: key_file checks
+    primaries = [checked_endpoint(e, "secondary.primaries") for e in primaries]
     listen = address(listen, "--listen")
     listen_port = port(listen_port, "--port")
     directory = safe_path(directory, "--dir")

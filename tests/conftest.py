@@ -29,8 +29,9 @@ import dns.query
 import dns.rdatatype
 import pytest
 
-from ddns import cli, config as configmod
+from ddns import cli, cli_serve, config as configmod
 from ddns.service import Service
+from testkit.processes import stop_process
 
 REQUIRED_TOOLS = ("named", "rndc", "rndc-confgen", "named-checkzone", "git", "curl")
 
@@ -264,7 +265,7 @@ def http(url: str, auth: tuple[str, str] | None = None, headers: dict | None = N
 
 
 def start_serving(instance: Instance, overrides: dict | None = None) -> Running:
-    """Run cli.serve (managed named included) in a thread; wait until ready."""
+    """Run cli_serve.serve (managed named included) in a thread; wait until ready."""
     cfg = configmod.load(instance.config_path, environ={}, overrides=overrides)
     ready = threading.Event()
     stop = threading.Event()
@@ -277,7 +278,7 @@ def start_serving(instance: Instance, overrides: dict | None = None) -> Running:
 
     def run() -> None:
         try:
-            cli.serve(cfg, cli.Env(stdout=log, stderr=log, environ={}), ready=on_ready, stop_event=stop)
+            cli_serve.serve(cfg, cli.Env(stdout=log, stderr=log, environ={}), ready=on_ready, stop_event=stop)
         except BaseException as exc:  # surfaced by the wait below
             holder["error"] = exc
             ready.set()
@@ -366,13 +367,8 @@ class ServeProcess:
         raise RuntimeError(f"ddns serve did not come up: {self.log_path.read_text()}")
 
     def stop(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        if self.proc:
+            stop_process(self.proc, 30)
 
 
 def kill_named(instance: Instance) -> None:

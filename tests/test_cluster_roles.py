@@ -77,11 +77,16 @@ def test_follow_of_an_upstream_without_the_branch_is_a_clear_error(tmp_path):
         upstream.follow(tmp_path / "clone", "main")
 
 
-def test_the_rows_the_upstream_has_are_settled_and_the_others_stay_queued(instance, pg_url):
-    migrations.upgrade(db_connect(pg_url))
+def _queued(url: str, count: int) -> list[int]:
+    """COUNT rows queued in the changes table of a store at URL; their ids."""
+    migrations.upgrade(db_connect(url))
     update = Update(ZONE, (Operation(Op.ADD, f"x.{ZONE}", "A", "192.0.2.1"),), actor=Actor("host:x"))
-    with psycopg.connect(pg_url, autocommit=True) as conn:
-        ids = changes.insert(conn, [update] * 4)
+    with psycopg.connect(url, autocommit=True) as conn:
+        return changes.insert(conn, [update] * count)
+
+
+def test_the_rows_the_upstream_has_are_settled_and_the_others_stay_queued(instance, pg_url):
+    ids = _queued(pg_url, 4)
     service = instance.open_service()
     _service_commit(instance.repo, 1, ids[0])
     _service_commit(instance.repo, 3, ids[2])
@@ -109,3 +114,21 @@ def test_an_unreachable_database_stops_a_node_with_a_clear_error(instance, tmp_p
     with pytest.raises(StoreUnavailable) as caught:
         roles.serve(cfg)
     assert isinstance(caught.value, errors.Unavailable)
+
+
+def test_a_history_that_cannot_be_trusted_refuses_the_takeover(instance, pg_url):
+    """The two logs of the upstream's history disagree: the publisher must not guess which rows it has."""
+    ids = _queued(pg_url, 2)
+    service = instance.open_service()
+    _service_commit(instance.repo, 1, ids[0])
+    record = ChangeRecord(f"h2.{ZONE}", "A", None, "192.0.2.2", f"host:h2.{ZONE}", "", "dyndns2", change=ids[1])
+    (instance.repo / ZONE / "dynamic" / "ff.records").write_text("h2 A 192.0.2.2\n")
+    _git(instance.repo, "add", "-A")
+    # a committer name with the separator of the provenance log: its two logs no longer list the same commits
+    _git(instance.repo, "-c", "user.name=dd\x1ens", "-c", "user.email=ddns@localhost", "commit", "-q", "-m",
+         commit_message([record]))
+    with pytest.raises(upstream.UntrustedHistory) as refused:
+        settle_applied(pg_url, service)
+    assert "refusing to take over" in str(refused.value) and errors.codes(refused.value).exit == 1
+    with psycopg.connect(pg_url) as conn:
+        assert {r[0] for r in conn.execute("SELECT state FROM changes")} == {"queued"}  # nothing settled

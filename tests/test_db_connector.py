@@ -6,10 +6,15 @@ under a kept one (PostgreSQL) and a server that is not there.
 """
 from __future__ import annotations
 
+import sqlite3
+import threading
+from contextlib import contextmanager
+
 import pytest
 
 from ddns import db as dbmod, errors
 from ddns.db.dialect import postgres_ddl, postgres_sql
+from ddns.db.postgres import WRITER_LOCK
 
 from conftest import free_port
 from pgserver import pg_server, pg_url  # noqa: F401
@@ -77,3 +82,90 @@ def test_a_server_that_is_not_there_is_unavailable():
         database.execute("SELECT 1")
     assert isinstance(refused.value, errors.Unavailable) and errors.codes(refused.value).http == 503
     assert "try again" in str(refused.value)
+
+
+@contextmanager
+def writers_lock_held(database: dbmod.Database):
+    """Another connection holds the writers' lock (SQLite's write lock, PostgreSQL's advisory lock) until the end."""
+    if database.dialect == "sqlite":
+        other = sqlite3.connect(database.path, isolation_level=None)
+        other.execute("BEGIN EXCLUSIVE")
+    else:
+        import psycopg
+
+        other = psycopg.connect(database.url, autocommit=True)
+        other.execute("BEGIN")
+        other.execute("SELECT pg_advisory_xact_lock(%s, %s)", WRITER_LOCK)
+    try:
+        yield
+    finally:
+        other.execute("ROLLBACK")
+        other.close()
+
+
+def test_every_connection_waits_a_bounded_time_for_the_writers_lock_then_busy(database, monkeypatch):
+    """Not only web requests (``wait_at_most``): the CLI, the publisher, the cluster's roles wait BUSY_TIMEOUT."""
+    monkeypatch.setattr(dbmod.Database, "BUSY_TIMEOUT", 0.3)
+    fresh = dbmod.connect(database.url)  # no wait_at_most: as a CLI command or the publisher opens it
+    outcome: list[BaseException | None] = []
+
+    def write() -> None:
+        try:
+            with fresh.tx() as conn:
+                conn.execute("INSERT INTO things(name, flag) VALUES ('late', 0)")
+            outcome.append(None)
+        except BaseException as exc:  # noqa: B902 -- handed to the test's thread
+            outcome.append(exc)
+
+    with writers_lock_held(database):
+        writer = threading.Thread(target=write, daemon=True)
+        writer.start()
+        writer.join(60)  # a bound for a defective connector, which waits forever
+        assert not writer.is_alive(), "the write waited for the lock without a bound"
+    assert len(outcome) == 1 and isinstance(outcome[0], dbmod.Busy), outcome
+    with fresh.tx() as conn:  # released: the same connection writes again
+        conn.execute("INSERT INTO things(name, flag) VALUES ('late', 0)")
+
+
+def test_a_raw_postgresql_connection_has_the_same_bound(pg_url):
+    """The cluster's own connections (queue, consumer, election, takeover) wait no longer than the store's."""
+    raw = dbmod.connect(pg_url).connect_raw()
+    try:
+        shown = raw.execute("SHOW lock_timeout").fetchone()[0]
+    finally:
+        raw.close()
+    assert shown == f"{int(dbmod.Database.BUSY_TIMEOUT)}s"
+
+
+DEFERRED = {
+    "sqlite": ["CREATE TABLE parents (id INTEGER PRIMARY KEY)",
+               "CREATE TABLE kids (id INTEGER PRIMARY KEY, "
+               "parent INTEGER REFERENCES parents(id) DEFERRABLE INITIALLY DEFERRED)"],
+    "postgresql": ["CREATE TABLE parents (id BIGINT PRIMARY KEY)",
+                   "CREATE TABLE kids (id BIGINT PRIMARY KEY, "
+                   "parent BIGINT REFERENCES parents(id) DEFERRABLE INITIALLY DEFERRED)"],
+}
+
+
+def test_a_failed_commit_leaves_no_transaction_behind(database):
+    """A constraint checked at COMMIT refuses it: the next transaction on the connection starts clean."""
+    with database.tx() as conn:
+        for statement in DEFERRED[database.dialect]:
+            conn.execute(statement)
+    with pytest.raises(dbmod.ForeignKeyViolation):
+        with database.tx() as conn:
+            conn.execute("INSERT INTO kids(id, parent) VALUES (1, 99)")  # no parent 99: refused at COMMIT
+    with database.tx() as conn:
+        conn.execute("INSERT INTO parents(id) VALUES (1)")
+        conn.execute("INSERT INTO kids(id, parent) VALUES (2, 1)")
+    assert [tuple(r) for r in database.execute("SELECT id, parent FROM kids")] == [(2, 1)]
+    other = dbmod.connect(database.url)  # committed: another connection sees it, and may write
+    with other.tx() as conn:
+        conn.execute("INSERT INTO parents(id) VALUES (2)")
+    assert database.execute("SELECT count(*) AS n FROM parents").fetchone()["n"] == 2
+
+
+def test_options_in_the_url_are_kept_beside_the_bound(pg_url):
+    database = dbmod.connect(pg_url + "?options=-c%20statement_timeout%3D12345")
+    assert database.execute("SHOW statement_timeout").fetchone()[0] == "12345ms"
+    assert database.execute("SHOW lock_timeout").fetchone()[0] == f"{int(dbmod.Database.BUSY_TIMEOUT)}s"

@@ -6,9 +6,15 @@ real HTTP updates answered by a real named.
 """
 from __future__ import annotations
 
+import io
 import sqlite3
 
-from ddns import db as dbmod
+import psycopg
+import pytest
+
+from ddns import cli, db as dbmod
+from ddns.cluster import changes, codec
+from ddns.model import Actor, Op, Operation, Outcome, Result, Update
 from ddns.store import Store
 
 from conftest import ServeProcess, http, wait_until
@@ -96,3 +102,37 @@ def test_serve_on_the_copy_with_ddns_store_url_answers_good(instance, pg_url, tm
     finally:
         serve.stop()
     assert not source_path.exists()
+
+
+def _cluster_store(pg_server) -> str:
+    """A PostgreSQL store with a user, a host and the changes table holding a queued and a done row."""
+    url = pg_server.create_database()
+    store = Store(url)
+    store.add_user("alice", None, False, 1.0)
+    update = Update(ZONE, (Operation(Op.ADD, f"x.{ZONE}", "A", "192.0.2.1"),), actor=Actor("host:x"))
+    with psycopg.connect(url, autocommit=True) as conn:
+        first, _ = changes.insert(conn, [update, update])
+        conn.execute("UPDATE changes SET state = 'done', outcome = %s::jsonb WHERE id = %s",
+                     (codec.encode_result(Result(Outcome.PUBLISHED)), first))
+    store.db.close()
+    return url
+
+
+@pytest.mark.parametrize("engine", ["postgresql", "sqlite"])
+def test_copy_from_postgresql_skips_the_changes_queue_and_says_why(instance, pg_server, pg_url, tmp_path, engine):
+    source = _cluster_store(pg_server)
+    target = pg_url if engine == "postgresql" else str(tmp_path / "copy.sqlite3")
+    try:
+        out, err = io.StringIO(), io.StringIO()
+        env = cli.Env(stdout=out, stderr=err, environ={"DDNS_STORE_URL": source}, cwd=instance.dir)
+        assert cli.main(["-c", str(instance.config_path), "db", "copy", "--to", target], env) == 0, err.getvalue()
+        assert "users: 1 rows" in out.getvalue()
+        assert "changes: 2 rows not copied (the cluster's queue of updates in flight" in out.getvalue()
+        copy = Store(target)
+        assert [u.name for u in copy.users()] == ["alice"]
+        if engine == "postgresql":
+            assert copy.db.execute("SELECT count(*) AS n FROM changes").fetchone()["n"] == 0
+        else:
+            assert "changes" not in copy.db.tables()
+    finally:
+        pg_server.drop_database(source)

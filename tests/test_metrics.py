@@ -13,18 +13,21 @@ import threading
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from conftest import Instance, http, serving
-from ddns import cli, config as configmod
+from conftest import Instance, free_port, http, serving
+from ddns import cli, cli_serve, config as configmod, db as dbmod, errors
+from ddns.cluster import changes
+from ddns.db import connect as db_connect, migrations
 from ddns.config import ConfigError
 from ddns.gitrepo import ZonesRepo
 from ddns.metrics import Metrics, allowed_networks, serial_lag
-from ddns.model import Actor, Grant, Identity, Match, Operation, Outcome
+from ddns.model import Actor, Grant, Identity, Match, Operation, Outcome, Update
 from ddns.publishing.bindtarget import PublishTarget
 from ddns.publishing.memtarget import MemoryNamed
 from ddns.publishing.publisher import Publisher
 from ddns.updates import Updates
 from ddns.validate import AddressPolicy
 from ddns.wiring import ZONE_TEMPLATES
+from pgserver import pg_server, pg_url  # noqa: F401
 
 ZONE = "dyn.example.test"
 FQDN = f"metrics.{ZONE}"
@@ -71,7 +74,7 @@ def test_updates_auth_failures_stages_queue_and_lag_of_a_running_service(serve, 
         assert value(after, "ddns_publish_stage_seconds_sum", stage=stage) > 0, stage
     assert value(after, "ddns_queue_length") == 0
     assert value(after, "ddns_serial_lag", zone=ZONE) == 0  # answered good: served at the committed serial
-    for component in ("db", "git", "named"):
+    for component in ("db", "git", "named", "cluster"):
         assert value(after, "ddns_errors_total", component=component) == 0
 
 
@@ -115,7 +118,7 @@ def test_unusable_settings_are_refused_before_anything_starts(instance: Instance
     stopped = threading.Event()
     stopped.set()  # were it not refused, serve would stop as soon as it runs
     with pytest.raises(ConfigError) as refused:
-        cli.serve(cfg, cli.Env(environ={}), stop_event=stopped)
+        cli_serve.serve(cfg, cli.Env(environ={}), stop_event=stopped)
     assert message in str(refused.value)
     assert stamps(instance) == before  # nothing written, nothing started
 
@@ -155,15 +158,30 @@ class _NoThread:
     publisher_thread = None
 
 
+class Clock:
+    """A monotonic clock the test moves."""
+
+    def __init__(self):
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
 @pytest.fixture
-def counted(instance: Instance):
+def clock() -> Clock:
+    return Clock()
+
+
+@pytest.fixture
+def counted(instance: Instance, clock: Clock):
     """(metrics, publisher, named, updates): the publisher's observer and the updates' counts go to METRICS."""
     named = MemoryNamed(instance.repo)
     publisher = Publisher(ZonesRepo(instance.repo), [ZONE_TEMPLATES],
                           PublishTarget(rndc=None, control=named, verify_timeout=0.5))
     publisher.load()
     publisher.reconcile()
-    metrics = Metrics(configmod.load(None, environ={}))
+    metrics = Metrics(configmod.load(None, environ={}), clock=clock)
     metrics.watch(publisher, _NoThread())
     updates = Updates(publisher, publisher.apply, ["A"], AddressPolicy(True, False), metrics.update)
     return metrics, publisher, named, updates
@@ -173,15 +191,35 @@ def set_a(address: str) -> list[Operation]:
     return Operation.replace(f"h1.{ZONE}", "A", [address])
 
 
-def test_the_lag_is_what_named_is_behind_and_inf_when_it_serves_nothing(counted):
+def test_the_lag_is_what_named_is_behind_and_inf_when_it_serves_nothing(counted, clock):
     metrics, publisher, named, updates = counted
+    keep = configmod.load(None, environ={})["metrics.serial_lag_seconds"]
     assert updates.update(ZONE_KEY, ZONE, set_a("192.0.2.1")).outcome is Outcome.PUBLISHED
     assert value(samples(metrics.exposition()[0].decode()), "ddns_serial_lag", zone=ZONE) == 0
     committed = publisher.zones[ZONE].serial
     named.served[ZONE] = committed - 7  # named fell behind (a lost update, a slow load)
+    clock.now += keep
     assert value(samples(metrics.exposition()[0].decode()), "ddns_serial_lag", zone=ZONE) == 7
     named.down = True
+    clock.now += keep
     assert value(samples(metrics.exposition()[0].decode()), "ddns_serial_lag", zone=ZONE) == math.inf
+
+
+def test_scrapes_within_the_keep_time_ask_named_once(counted, clock, monkeypatch):
+    metrics, publisher, named, updates = counted
+    keep = configmod.load(None, environ={})["metrics.serial_lag_seconds"]
+    assert keep > 0
+    asked = []
+    served_serial = publisher.named.served_serial
+    monkeypatch.setattr(publisher.named, "served_serial", lambda zone: asked.append(zone) or served_serial(zone))
+    for _ in range(5):
+        assert value(samples(metrics.exposition()[0].decode()), "ddns_serial_lag", zone=ZONE) == 0
+        clock.now += keep / 10
+    assert asked == [ZONE]  # one question per zone for all five scrapes
+    named.served[ZONE] = publisher.zones[ZONE].serial - 2
+    clock.now += keep
+    assert value(samples(metrics.exposition()[0].decode()), "ddns_serial_lag", zone=ZONE) == 2  # asked again
+    assert asked == [ZONE, ZONE]
 
 
 def test_named_and_git_failures_are_counted_by_component(counted, monkeypatch):
@@ -221,3 +259,26 @@ def test_two_services_in_one_process_count_apart(instance: Instance):
     assert value(samples(second.exposition()[0].decode()), "ddns_auth_failures_total") == 0
     assert value(samples(second.exposition()[0].decode()), "ddns_updates_total",
                  interface="dyndns2", outcome="published") is None
+
+
+def test_cluster_and_database_failures_that_reach_the_web_are_counted(pg_url):
+    """What the web app hands ``failure``: the changes queue's own errors, and the database's."""
+    metrics = Metrics(configmod.load(None, environ={}))
+    migrations.upgrade(db_connect(pg_url))
+    queue = changes.ChangeQueue(pg_url, wait_seconds=0.2)
+    queue.start()
+    try:
+        with pytest.raises(changes.Unanswered) as unanswered:  # no publisher consumes the table
+            queue.publish([Update(ZONE, tuple(set_a("192.0.2.9")), actor=Actor("host:h1", interface="dyndns2"))])
+    finally:
+        queue.stop()
+    away = changes.ChangeQueue(f"postgresql://postgres@127.0.0.1:{free_port()}/none", wait_seconds=1)
+    with pytest.raises(dbmod.StoreUnavailable) as unreachable:
+        away.publish([Update(ZONE, tuple(set_a("192.0.2.9")), actor=Actor("host:h1", interface="dyndns2"))])
+    for exc in (unanswered.value, changes.QueueUnavailable("the cluster database failed"), unreachable.value,
+                dbmod.Busy("the database is busy")):
+        metrics.failure(exc)
+    metrics.failure(errors.Invalid("a refusal of the request's own"))  # no component's failure
+    scraped = samples(metrics.exposition()[0].decode())
+    assert value(scraped, "ddns_errors_total", component="cluster") == 2
+    assert value(scraped, "ddns_errors_total", component="db") == 2

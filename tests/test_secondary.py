@@ -20,51 +20,25 @@ from ddns.service import default_zone_files
 
 from conftest import Instance, free_port, require, wait_until
 from test_gitops_hooks import admin_clone, assert_accepted, assert_refused, commit, git, push
+from testkit.secondary import SecondaryNamed
 
 CATALOG = "catalog.ddns.invalid"
 FQDN = "web.dyn.example.test"
 
 
-class Secondary:
-    """A named in its own directory on a loopback high port, its named.conf printed by `ddns secondary config`."""
+class Secondary(SecondaryNamed):
+    """The instance's secondary on a loopback high port, its named.conf printed by `ddns secondary config`."""
 
     def __init__(self, instance: Instance, directory: Path, port: int):
         require("named", "dig")
-        self.port = port
-        self.dir = directory
-        self.dir.mkdir()
+        super().__init__(directory, port)
         printed = instance.cli("secondary", "config", "--listen", "127.0.0.1", "--port", str(self.port),
                                "--dir", str(self.dir))
         assert printed.code == 0, printed.err
-        self.conf = self.dir / "named.conf"
         self.conf.write_text(printed.out)
-        self.proc: subprocess.Popen | None = None
-
-    def start(self) -> "Secondary":
-        with open(self.dir / "named.log", "ab") as log:
-            self.proc = subprocess.Popen(["named", "-g", "-c", str(self.conf)], stdout=log, stderr=subprocess.STDOUT,
-                                         stdin=subprocess.DEVNULL)
-        return self
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-
-    def serial(self, zone: str) -> int | None:
-        assert self.proc is not None and self.proc.poll() is None, self.log()
-        return bind.served_serial(zone, "127.0.0.1", self.port, timeout=0.5)
 
     def records(self, name: str, rtype: str = "A") -> list[str] | None:
         return bind.served_records(name, rtype, "127.0.0.1", self.port, timeout=0.5)
-
-    def log(self) -> str:
-        path = self.dir / "named.log"
-        return path.read_text() if path.exists() else ""
 
 
 def hidden_primary(instance: Instance, secondary_port: int) -> None:

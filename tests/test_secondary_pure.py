@@ -168,6 +168,40 @@ HOSTILE_DIR = ['/srv/bind"; include "/etc/passwd', "/srv/{bind}", "/srv/bind;", 
                "/srv/bi\\nd", "/srv/bind\x00", "", "/srv/bi\"nd"]
 
 
+HOSTILE_CATALOG = ['catalog.ddns.invalid"; }; include "/etc/passwd', "catalog.ddns.invalid\nzone x", "cat{alog}.invalid",
+                   "catalog;.invalid", "catalog", "", "Catalog.DDNS.invalid.", "cat alog.invalid", "catalog..invalid"]
+HOSTILE_KEY_NAMES = ['ddns-transfer"; }; include "/etc/passwd', "ddns-transfer\n", "ddns{transfer}", "ddns;x", "",
+                     "DDNS-Transfer", "ddns transfer"]
+
+
+@pytest.mark.parametrize("name", HOSTILE_CATALOG)
+def test_secondary_conf_refuses_a_catalog_name_that_is_not_plain(name):
+    """Checked inside, not only by the CLI: the name is quoted into named.conf three times."""
+    with pytest.raises(namedconf.BadNamedValue):
+        namedconf.secondary_conf(name, KEY, PRIMARY, "127.0.0.1", 5400, "/srv/bind")
+
+
+@pytest.mark.parametrize("name", HOSTILE_KEY_NAMES)
+def test_secondary_conf_refuses_a_key_name_that_is_not_plain(name):
+    key = namedconf.TransferKey(name, KEY.algorithm, KEY.secret)
+    with pytest.raises(namedconf.BadNamedValue):
+        namedconf.secondary_conf(CAT, key, PRIMARY, "127.0.0.1", 5400, "/srv/bind")
+
+
+@pytest.mark.parametrize("algorithm, secret", [('hmac-sha256; }; include "/etc/passwd', KEY.secret),
+                                               ("hmac-sha256", 'c2Vj"; }; include "/etc/passwd'),
+                                               ("hmac-sha256", "c2Vj\n")])
+def test_secondary_conf_refuses_a_key_that_is_not_plain(algorithm, secret):
+    with pytest.raises(errors.Invalid):
+        namedconf.secondary_conf(CAT, namedconf.TransferKey("ddns-transfer", algorithm, secret), PRIMARY,
+                                 "127.0.0.1", 5400, "/srv/bind")
+
+
+def test_secondary_conf_refuses_a_primary_that_is_not_an_endpoint():
+    with pytest.raises(namedconf.BadNamedValue):
+        namedconf.secondary_conf(CAT, KEY, ['127.0.0.1; }; include "/etc/passwd'], "127.0.0.1", 5400, "/srv/bind")
+
+
 def run_cli(config_path, *args: str) -> tuple[int, str, str]:
     out, err = io.StringIO(), io.StringIO()
     code = cli.main(["-c", str(config_path), "secondary", "config", *args],

@@ -11,7 +11,24 @@ from __future__ import annotations
 
 from typing import Protocol
 
+from .. import errors
+from ..db.base import StoreUnavailable
 from ..model import Result, Update
+
+__all__ = ["QueueUnavailable", "Submitter", "Unanswered"]
+
+
+# The cluster's errors live here, apart from psycopg (``changes``): the metrics count them without loading it.
+class QueueUnavailable(StoreUnavailable):
+    """The database of the changes table failed under a hand-over (retry)."""
+
+
+class Unanswered(errors.Busy):
+    """No outcome in time: the change is queued and may still be applied (retry).
+
+    Busy, "the publisher did not answer in time": every interface answers it
+    as retryable (911, HTTP 503 with Retry-After, SERVFAIL).
+    """
 
 
 class Submitter(Protocol):

@@ -26,11 +26,10 @@ from typing import Callable, Iterator
 
 import psycopg
 
-from .. import errors
 from ..db import StoreUnavailable
 from ..db.postgres import PostgresDatabase
 from ..model import Outcome, Result, Update
-from . import codec
+from . import QueueUnavailable, Unanswered, codec
 
 log = logging.getLogger("ddns.cluster")
 
@@ -39,18 +38,6 @@ DONE_CHANNEL = "ddns_done"        # payload: a row's id, whose outcome is writte
 PUBLISHED_CHANNEL = "ddns_published"  # payload: the upstream commit the publisher pushed
 
 POLL_SECONDS = 0.5  # a waiter reads its rows at least this often, notified or not
-
-
-class QueueUnavailable(StoreUnavailable):
-    """The database of the changes table failed under a hand-over (retry)."""
-
-
-class Unanswered(errors.Busy):
-    """No outcome in time: the change is queued and may still be applied (retry).
-
-    Busy, "the publisher did not answer in time": every interface answers it
-    as retryable (911, HTTP 503 with Retry-After, SERVFAIL).
-    """
 
 
 def connect(url: str) -> psycopg.Connection:

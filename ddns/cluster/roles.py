@@ -1,4 +1,4 @@
-"""``ddns serve --role web|publisher``: the processes of a cluster (``all``, the default, is ``cli.serve``).
+"""``ddns serve --role web|publisher``: the processes of a cluster (``all``, the default, is ``cli_serve.serve``).
 
 Every node serves HTTP (portal, API, ``/nic/update``, ``/healthz``) and, when
 ``dnsupdate.port`` is set, RFC 2136; every node's ``Service`` hands its

@@ -16,7 +16,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 
 from .. import errors
-from ..gitrepo import ZonesRepo
+from ..gitrepo import UntrustedHistory, ZonesRepo
 
 log = logging.getLogger("ddns.cluster")
 
@@ -79,6 +79,15 @@ def _has_head(path: Path) -> bool:
 
 
 def applied_ids(repo: ZonesRepo, since: datetime) -> set[int]:
-    """The change ids in trailers of the service's commits since SINCE (less the slack), as HEAD has them."""
+    """The change ids in trailers of the service's commits since SINCE (less the slack), as HEAD has them.
+
+    A history that cannot be trusted raises ``UntrustedHistory``: an empty
+    answer would make the new publisher apply again what the upstream has.
+    """
     moment = (since - CLOCK_SLACK).timestamp()
-    return {entry.change.change for entry in repo.audit(f"@{int(moment)}") if entry.change.change is not None}
+    try:
+        return {entry.change.change for entry in repo.audit(f"@{int(moment)}", strict=True)
+                if entry.change.change is not None}
+    except UntrustedHistory as exc:
+        raise UntrustedHistory(f"refusing to take over: which queued changes the upstream has is unknown ({exc}); "
+                               "repair the upstream's history, then start the publisher again") from exc

@@ -72,7 +72,9 @@ class Database:
     dialect: str
     url: str
     begin: tuple[str, ...]  # the statements that start a write transaction and take the writers' lock
-    BUSY_TIMEOUT = 30.0  # seconds a write waits for a lock unless ``wait_at_most`` set less for the thread
+    # Seconds any connection's write waits for a lock, then Busy: every connection of both engines (the
+    # CLI's, the publisher's, the cluster's own), unless ``wait_at_most`` set less for the thread (web requests).
+    BUSY_TIMEOUT = 30.0
 
     def __init__(self) -> None:
         self._local = threading.local()
@@ -163,4 +165,20 @@ class Database:
         except BaseException:
             conn.rollback()
             raise
-        conn.execute("COMMIT")
+        try:
+            conn.execute("COMMIT")
+        except BaseException:
+            self._abandon(conn)
+            raise
+
+    def _abandon(self, conn: Conn) -> None:
+        """A failed COMMIT: roll back what may still be open (SQLite keeps it), or drop the connection.
+
+        SQLite leaves the transaction open when a deferred constraint refuses
+        the COMMIT (its write lock still held); PostgreSQL ends it. Either
+        way the next use of this thread's connection starts clean.
+        """
+        try:
+            conn.rollback()
+        except Exception:
+            self.close()

@@ -5,6 +5,12 @@ empty database is enough); a target with any row is refused. The rows keep
 their ids, the target's id sequences continue after them, all in one
 transaction of the target while the source's writers wait (a consistent
 copy). The row counts of source and target are compared at the end.
+
+The cluster's ``changes`` table is not copied (``TRANSIENT``): it is the
+queue of updates in flight between web nodes and the publisher, and the
+copy is made with every node stopped, so each row is answered already or
+its client was told to retry (``911`` / 503). It exists on PostgreSQL only;
+the target's stays empty.
 """
 from __future__ import annotations
 
@@ -12,16 +18,21 @@ from .. import errors
 from . import migrations
 from .base import Database
 
+# Tables not copied, and why (printed by ``ddns db copy``).
+TRANSIENT = {"changes": "the cluster's queue of updates in flight: answered, or retried by their clients"}
 
-def copy(source: Database, target: Database) -> dict[str, int]:
-    """Copy SOURCE's rows into TARGET; the rows copied per table."""
+
+def copy(source: Database, target: Database) -> tuple[dict[str, int], dict[str, int]]:
+    """Copy SOURCE's rows into TARGET; the rows copied per table, and the rows of ``TRANSIENT`` tables left."""
     found = migrations.check(source)
     if found != migrations.LATEST or "schema_version" not in source.tables():
         raise errors.Invalid(f"the source database is at schema version {found}, this ddns at "
                              f"{migrations.LATEST}: run `ddns db upgrade` first")
     migrations.upgrade(target)
-    tables = [t for t in migrations.tables_in_order(source.dialect) if t in set(source.tables())]
+    present = set(source.tables())
+    tables = [t for t in migrations.tables_in_order(source.dialect) if t in present and t not in TRANSIENT]
     _refuse_rows(target)
+    skipped = {t: _count(source, t) for t in TRANSIENT if t in present}
     copied: dict[str, int] = {}
     with source.tx() as src, target.tx() as dst:
         for table in tables:
@@ -42,7 +53,7 @@ def copy(source: Database, target: Database) -> dict[str, int]:
         there = _count(target, table)
         if there != count:
             raise errors.Internal(f"table {table}: {count} rows copied, the target has {there}")
-    return copied
+    return copied, skipped
 
 
 def _count(db: Database, table: str) -> int:

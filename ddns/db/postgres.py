@@ -11,7 +11,9 @@ Write transactions take one transaction-level advisory lock first, as
 SQLite's ``BEGIN IMMEDIATE`` takes its write lock: the store's
 read-then-write transactions (a login creating its user, a domain opened
 again) mean the same on both engines, and the wait for it is bounded by
-``lock_timeout`` (``wait_at_most``), then ``Busy``.
+``lock_timeout``, then ``Busy``: every connection is opened with
+``BUSY_TIMEOUT`` (the same 30 s SQLite waits), the raw ones of the cluster's
+roles too, and ``wait_at_most`` sets less for a thread (web requests).
 """
 from __future__ import annotations
 
@@ -19,6 +21,7 @@ from typing import Any, Iterable, Iterator, Sequence
 
 import psycopg
 from psycopg import errors as pgerrors
+from psycopg.conninfo import conninfo_to_dict
 
 from .base import (Busy, Cursor, Database, ForeignKeyViolation, IntegrityError, Params, StoreUnavailable,
                    UniqueViolation)
@@ -118,9 +121,15 @@ class PostgresDatabase(Database):
         """A new connection of its own in autocommit mode (LISTEN, session advisory locks); the caller closes it."""
         try:
             return psycopg.connect(self.url, autocommit=True, connect_timeout=CONNECT_TIMEOUT,
+                                   options=self._options(),
                                    row_factory=_row_factory)
         except psycopg.Error as exc:
             raise StoreUnavailable("the database is unavailable; try again in a moment") from exc
+
+    def _options(self) -> str:
+        """The server options of every connection: lock_timeout first, so an ``options`` the URL gives may override it."""
+        given = conninfo_to_dict(self.url).get("options", "")
+        return f"-c lock_timeout={int(self.BUSY_TIMEOUT * 1000)} {given}".strip()
 
     def _open(self) -> psycopg.Connection:
         return self.connect_raw()

@@ -253,6 +253,41 @@ def test_the_channel_reconnects_once_when_named_closed_the_connection():
         channel.send(update_message(change(), None), 1.0)
 
 
+def test_an_answer_nobody_read_goes_with_its_connection_and_the_next_message_is_answered():
+    """A caller that failed between sending and reading must not leave the channel to the next one."""
+    server = socket.create_server(("127.0.0.1", 0))
+    port = server.getsockname()[1]
+    connections = []
+
+    def answer_everything_on_two_connections():
+        for _ in range(2):
+            conn, _ = server.accept()
+            connections.append(conn)
+            try:
+                while (head := conn.recv(2)) and len(head) == 2:
+                    (length,) = struct.unpack(">H", head)
+                    data = b""
+                    while len(data) < length:
+                        data += conn.recv(length - len(data))
+                    reply = dns.message.make_response(dns.message.from_wire(data)).to_wire()
+                    conn.sendall(struct.pack(">H", len(reply)) + reply)
+            except ConnectionResetError:  # the channel closed it with an answer unread: a reset
+                pass
+            conn.close()
+    thread = threading.Thread(target=answer_everything_on_two_connections, daemon=True)
+    thread.start()
+    channel = UpdateChannel("127.0.0.1", port)
+    unread = channel.send(update_message(change(), None), 2.0)
+    assert channel.send(update_message(change(3), None), 2.0)(2.0) == dns.rcode.NOERROR
+    with pytest.raises(EOFError):
+        unread(2.0)
+    assert channel.send(update_message(change(4), None), 2.0)(2.0) == dns.rcode.NOERROR  # on the second connection
+    channel.close()
+    thread.join(5)
+    assert len(connections) == 2
+    server.close()
+
+
 # ---- served == committed ---------------------------------------------------------------
 COMMITTED = f"""$ORIGIN {ZONE}.
 $TTL 3600

@@ -130,15 +130,17 @@ class UpdateChannel:
         self.server = server
         self.port = port
         self._sock: socket.socket | None = None
+        self._pending: object | None = None  # the message sent whose answer is not read yet
         self._lock = threading.Lock()
 
     def send(self, message: dns.message.Message, timeout: float) -> Callable[[float], int]:
         """Send MESSAGE; the function returned waits (at most its TIMEOUT) for named's rcode.
 
         Meanwhile named applies the update while the caller does something
-        else (the publisher: its git commit). The channel is the caller's until
-        that function is called, which it must be, exactly once. Raises (here
-        or there) OSError / DNSException when named cannot be reached.
+        else (the publisher: its git commit). A message sent before the
+        answer was read (its caller failed) closes the connection first, with
+        that answer in it: the function then raises EOFError. Raises (here or
+        there) OSError / DNSException when named cannot be reached.
 
         A connection named closed meanwhile is opened again once; the message
         went unanswered then, so named did not take it (a resent one it had
@@ -146,8 +148,9 @@ class UpdateChannel:
         not retried: it would cost another timeout under the publisher's lock,
         and the caller loads the zone instead.
         """
-        self._lock.acquire()
-        try:
+        with self._lock:
+            if self._pending is not None:  # an answer nobody will read: it goes with its connection
+                self._close_locked()
             reused = self._sock is not None
             wire = message.to_wire()  # signs it: its MAC is what named's answer is checked against
             try:
@@ -157,14 +160,16 @@ class UpdateChannel:
                     raise
                 reused = False
                 self._send_locked(wire, timeout)
-        except BaseException:
-            self._lock.release()
-            raise
-        return functools.partial(self._answer, message, wire, reused)
+            exchange = self._pending = object()
+        return functools.partial(self._answer, exchange, message, wire, reused)
 
-    def _answer(self, message: dns.message.Message, wire: bytes, reused: bool, timeout: float) -> int:
+    def _answer(self, exchange: object, message: dns.message.Message, wire: bytes, reused: bool,
+                timeout: float) -> int:
         """named's rcode for MESSAGE (sent as WIRE); sent again once on a connection it had closed."""
-        try:
+        with self._lock:
+            if self._pending is not exchange:
+                raise EOFError("the connection was closed before the answer was read")
+            self._pending = None
             try:
                 return self._receive_locked(message, timeout)
             except (EOFError, ConnectionError):
@@ -172,8 +177,6 @@ class UpdateChannel:
                     raise
             self._send_locked(wire, timeout)
             return self._receive_locked(message, timeout)
-        finally:
-            self._lock.release()
 
     def _send_locked(self, wire: bytes, timeout: float) -> None:
         try:
@@ -201,6 +204,7 @@ class UpdateChannel:
             self._close_locked()
 
     def _close_locked(self) -> None:
+        self._pending = None
         if self._sock is not None:
             try:
                 self._sock.close()
@@ -222,7 +226,7 @@ class IncrementalNamed:
         return self.send_update(change, timeout)(timeout)
 
     def send_update(self, change: ZoneChange, timeout: float) -> Callable[[float], int]:
-        """Send CHANGE; the function returned waits for named's rcode (``UpdateChannel.send``: call it once).
+        """Send CHANGE; the function returned waits for named's rcode (``UpdateChannel.send``: call it at most once).
         BindError (from either) when named cannot be reached."""
         answer = self._guarded(change, lambda: self.channel.send(update_message(change, self.key), timeout))
         return lambda wait: self._guarded(change, lambda: answer(wait))

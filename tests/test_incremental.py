@@ -7,7 +7,10 @@ change, a new zone, a restart with a journal, a divergence) what named serves
 """
 from __future__ import annotations
 
+import http.client as http_client
+import signal
 import subprocess
+import threading
 from contextlib import contextmanager
 
 import dns.query
@@ -15,11 +18,12 @@ import dns.rcode
 import dns.update
 import pytest
 
-from conftest import Instance, query, wait_until
+from conftest import Instance, ServeProcess, http, kill_named, query, wait_until
 from ddns import bind, config as configmod
 from ddns.errors import Invalid
 from ddns.publishing.incremental import read_key
 from ddns.wiring import build_publisher
+from test_faults import rndc_answers
 from test_rfc2136 import make_key, nsupdate
 
 FQDN = "myvm.dyn.example.test"
@@ -262,3 +266,40 @@ def test_a_commit_that_fails_after_its_update_was_sent_leaves_named_with_the_com
     assert instance.served_serial() > withdrawn  # a secondary that saw the withdrawn serial fetches this commit
     assert instance.dig(FQDN) == ["192.0.2.12"]
     served_as_committed(instance)
+
+
+def test_a_service_killed_after_named_took_an_update_before_its_branch_moved_serves_the_last_commit_again(
+        instance, tmp_path):
+    """The update reaches named before the branch moves; killed in between, the next start repairs named."""
+    secret = instance.add_host(FQDN)
+    first, second = ServeProcess(instance, tmp_path / "serve1.log"), ServeProcess(instance, tmp_path / "serve2.log")
+    try:
+        first.start()
+        url = f"{instance.url}/nic/update?myip="
+        assert http(url + "192.0.2.10", auth=(FQDN, secret))[:2] == (200, "good 192.0.2.10\n")
+        with branch_held_by_a_live_git(instance):  # the branch cannot move: the service waits for its lock
+            client = threading.Thread(target=lambda: _no_answer(url + "192.0.2.11", FQDN, secret), daemon=True)
+            client.start()
+            wait_until(lambda: "A 192.0.2.11" in named_log(instance), 10, interval=0.002,
+                       what="named to take the update")
+            first.proc.send_signal(signal.SIGKILL)
+            first.proc.wait(10)
+        client.join(30)
+        assert "loading the committed zone again" not in (tmp_path / "serve1.log").read_text()  # killed in the window
+        kill_named(instance)
+        wait_until(lambda: not rndc_answers(instance), 15, what="the killed service's named to go")
+        second.start()
+        wait_until(lambda: instance.dig(FQDN) == ["192.0.2.10"], 15, what="named to serve the last commit again")
+        assert instance.git("grep", "-h", "192.0.2.1", "HEAD", "--", instance.zone).split() == ["myvm", "A", "192.0.2.10"]
+        served_as_committed(instance)
+    finally:
+        first.stop()
+        second.stop()
+        kill_named(instance)
+
+
+def _no_answer(url: str, user: str, secret: str) -> None:
+    try:
+        http(url, auth=(user, secret), timeout=20)
+    except (OSError, http_client.HTTPException):
+        pass  # killed under it

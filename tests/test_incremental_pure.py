@@ -221,25 +221,39 @@ def test_missing_copies_are_written_and_copies_of_removed_zones_go(tmp_path):
 
 
 # ---- the kept-open connection ---------------------------------------------------------
-def test_the_channel_reconnects_once_when_named_closed_the_connection():
-    server = socket.create_server(("127.0.0.1", 0))
-    port = server.getsockname()[1]
-    connections = []
+def answer_one(conn: socket.socket) -> bool:
+    """Read one DNS message from CONN and answer it NOERROR; False when the peer closed it instead."""
+    head = conn.recv(2)
+    if len(head) < 2:
+        return False
+    (length,) = struct.unpack(">H", head)
+    data = b""
+    while len(data) < length:
+        data += conn.recv(length - len(data))
+    reply = dns.message.make_response(dns.message.from_wire(data)).to_wire()
+    conn.sendall(struct.pack(">H", len(reply)) + reply)
+    return True
 
-    def answer_one_then_close():
+
+def fake_named(handle) -> tuple[socket.socket, list[socket.socket], threading.Thread]:
+    """A loopback server that takes two connections one after the other, each HANDLEd, then closed."""
+    server = socket.create_server(("127.0.0.1", 0))
+    connections: list[socket.socket] = []
+
+    def run() -> None:
         for _ in range(2):
             conn, _ = server.accept()
             connections.append(conn)
-            (length,) = struct.unpack(">H", conn.recv(2))
-            data = b""
-            while len(data) < length:
-                data += conn.recv(length - len(data))
-            reply = dns.message.make_response(dns.message.from_wire(data)).to_wire()
-            conn.sendall(struct.pack(">H", len(reply)) + reply)
-            conn.close()  # as named's idle timeout does
-    thread = threading.Thread(target=answer_one_then_close, daemon=True)
+            handle(conn)
+            conn.close()
+    thread = threading.Thread(target=run, daemon=True)
     thread.start()
-    channel = UpdateChannel("127.0.0.1", port)
+    return server, connections, thread
+
+
+def test_the_channel_reconnects_once_when_named_closed_the_connection():
+    server, connections, thread = fake_named(answer_one)  # one answer, then closed: as named's idle timeout does
+    channel = UpdateChannel("127.0.0.1", server.getsockname()[1])
     assert channel.send(update_message(change(), None), 2.0)(2.0) == dns.rcode.NOERROR
     answer = channel.send(update_message(change(3), None), 2.0)  # sent on the closed connection: no answer there
     assert answer(2.0) == dns.rcode.NOERROR
@@ -255,28 +269,14 @@ def test_the_channel_reconnects_once_when_named_closed_the_connection():
 
 def test_an_answer_nobody_read_goes_with_its_connection_and_the_next_message_is_answered():
     """A caller that failed between sending and reading must not leave the channel to the next one."""
-    server = socket.create_server(("127.0.0.1", 0))
-    port = server.getsockname()[1]
-    connections = []
-
-    def answer_everything_on_two_connections():
-        for _ in range(2):
-            conn, _ = server.accept()
-            connections.append(conn)
-            try:
-                while (head := conn.recv(2)) and len(head) == 2:
-                    (length,) = struct.unpack(">H", head)
-                    data = b""
-                    while len(data) < length:
-                        data += conn.recv(length - len(data))
-                    reply = dns.message.make_response(dns.message.from_wire(data)).to_wire()
-                    conn.sendall(struct.pack(">H", len(reply)) + reply)
-            except ConnectionResetError:  # the channel closed it with an answer unread: a reset
+    def answer_everything(conn: socket.socket) -> None:
+        try:
+            while answer_one(conn):
                 pass
-            conn.close()
-    thread = threading.Thread(target=answer_everything_on_two_connections, daemon=True)
-    thread.start()
-    channel = UpdateChannel("127.0.0.1", port)
+        except ConnectionResetError:  # the channel closed it with an answer unread: a reset
+            pass
+    server, connections, thread = fake_named(answer_everything)
+    channel = UpdateChannel("127.0.0.1", server.getsockname()[1])
     unread = channel.send(update_message(change(), None), 2.0)
     assert channel.send(update_message(change(3), None), 2.0)(2.0) == dns.rcode.NOERROR
     with pytest.raises(EOFError):

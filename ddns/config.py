@@ -31,6 +31,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("http.listen", "127.0.0.1", "Address the web server binds to."),
     Setting("http.port", 8080, "TCP port of the web server."),
     Setting("http.threads", 64, "Worker threads running the app; requests reach them only once read whole, so slow clients hold none."),
+    Setting("http.answer_on_loop", True, "Answer a nochg that memory decides (a verified secret, the served address) on the HTTP loop thread, without a worker; false: every request goes to a worker."),
     Setting("http.request_timeout", 10.0, "Seconds a client has to send one whole request (and an idle keep-alive connection stays open); then 408 and close."),
     Setting("http.max_connections", 1000, "Open connections at most; one more gets 503 and is closed."),
     Setting("http.public_url", "", "URL users reach the service at, used in printed client configs (default: http(s)://listen:port)."),

@@ -1,9 +1,12 @@
 """The dyndns2 protocol (``/nic/update``) as dyn.com, noip.com and their clients speak it.
 
-``parse_request`` is pure: it turns the query into hostnames and addresses or
-an answer code. ``handle_update`` authenticates, makes one update per host
-(each address replaces its family's RRset) and maps the outcome through one
-table: deciding ``nochg`` is the publisher's (UNCHANGED), not this module's.
+``parse_hostnames`` and ``parse_addresses`` are pure: they turn the query into
+hostnames and addresses or an answer code. ``handle_update`` authenticates,
+makes one update per host (each address replaces its family's RRset) and maps
+the outcome through one table: deciding ``nochg`` is the publisher's
+(UNCHANGED), not this module's. ``answer_now`` is the same plan for the one
+case the service can answer without waiting (a host repeating its address), or
+None.
 """
 from __future__ import annotations
 
@@ -111,10 +114,69 @@ def parse_hostnames(params: dict[str, list[str]], username: str, max_hosts: int)
     return names
 
 
+def answer_now(service: Service, req: UpdateRequest) -> Answer | None:
+    """REQ's answer when the service can give it without waiting (a host repeating its address: nochg), else None.
+
+    For the HTTP loop thread (ddns.httpserver), which must not block: only a
+    host's own credentials naming itself, a secret verified lately and an
+    unchanged address are answered here (``Service.unchanged_now``); anything
+    else, every refusal included, is None and goes to ``handle_update`` on a
+    worker, which decides it as ever. The answer is the one ``handle_update``
+    gives: the same plan, the same table.
+    """
+    if req.credentials is None or _blocked_agent(service, req.agent):
+        return None
+    username, secret = req.credentials
+    try:
+        names = parse_hostnames(req.params, username, service.config["dyndns2.max_hosts"])
+        addresses = parse_addresses(req.params, req.client, service.policy)
+    except BadRequest:
+        return None
+    if len(names) != 1:
+        return None
+
+    def plan(host: Host) -> tuple[Identity, list[Update]] | None:
+        if _resolve_host(service, host, names[0]) is not host:
+            return None
+        return _plan(service, host, [host], addresses, _actor(host, req))
+
+    if service.unchanged_now(username, secret, req.client, (req.agent or "")[:200], req.tls, plan) is None:
+        return None
+    return Answer(200, [ANSWERS[Outcome.UNCHANGED].format(_shown(addresses))])
+
+
+def _blocked_agent(service: Service, agent: str) -> bool:
+    return any(bad and bad in agent for bad in service.config["dyndns2.blocked_user_agents"])
+
+
+def _actor(principal: Host | User, req: UpdateRequest) -> Actor:
+    return Actor(f"host:{principal.fqdn}" if isinstance(principal, Host) else f"user:{principal.name}",
+                 req.client, "dyndns2", (req.agent or "")[:200], req.request_id)
+
+
+def _shown(addresses: list[ipaddress.IPv4Address | ipaddress.IPv6Address]) -> str:
+    return ",".join(str(a) for a in addresses)
+
+
+def _plan(service: Service, principal: Host | User, hosts: list[Host],
+          addresses: list[ipaddress.IPv4Address | ipaddress.IPv6Address], actor: Actor) -> tuple[Identity, list[Update]]:
+    """PRINCIPAL's identity for HOSTS' A and AAAA, and one update per host: each address replaces its family's RRset.
+
+    The principal may change each host's own records; each update is guarded by "its host is still registered".
+    """
+    identities = [service.host_identity(host, actor) for host in hosts]
+    identity = Identity(actor, principal.fqdn if isinstance(principal, Host) else "",
+                        tuple(Grant(True, Match.NAME, host.fqdn, frozenset({"A", "AAAA"})) for host in hosts))
+    return identity, [
+        Update(host.zone, tuple(op for addr in addresses for op in Operation.replace(host.fqdn, record_type(addr), [str(addr)])),
+               guard=own.guard)
+        for host, own in zip(hosts, identities)]
+
+
 def handle_update(service: Service, req: UpdateRequest) -> Answer:
     config = service.config
     agent = req.agent or ""
-    if any(bad and bad in agent for bad in config["dyndns2.blocked_user_agents"]):
+    if _blocked_agent(service, agent):
         return Answer(200, ["badagent"])
     challenge = {"WWW-Authenticate": f'Basic realm="{config["dyndns2.realm"]}"'}
     if req.credentials is None:
@@ -133,8 +195,7 @@ def handle_update(service: Service, req: UpdateRequest) -> Answer:
     if isinstance(principal, Host) and principal.blocked:
         return Answer(200, ["abuse"])
 
-    actor = Actor(f"host:{principal.fqdn}" if isinstance(principal, Host) else f"user:{principal.name}",
-                  req.client, "dyndns2", agent[:200], req.request_id)
+    actor = _actor(principal, req)
     answers: list[str | None] = [None] * len(names)
     hosts: list[tuple[int, Host]] = []
     for line, name in enumerate(names):
@@ -145,15 +206,8 @@ def handle_update(service: Service, req: UpdateRequest) -> Answer:
             answers[line] = "abuse"
         else:
             hosts.append((line, host))
-    shown = ",".join(str(a) for a in addresses)
-    # The principal may change each host's own records; each update is guarded by "its host is still registered".
-    identities = [service.host_identity(host, actor) for _, host in hosts]
-    identity = Identity(actor, principal.fqdn if isinstance(principal, Host) else "",
-                        tuple(Grant(True, Match.NAME, host.fqdn, frozenset({"A", "AAAA"})) for _, host in hosts))
-    results = service.update_many(identity, [
-        Update(host.zone, tuple(op for addr in addresses for op in Operation.replace(host.fqdn, record_type(addr), [str(addr)])),
-               guard=own.guard)
-        for (_, host), own in zip(hosts, identities)])
+    shown = _shown(addresses)
+    results = service.update_many(*_plan(service, principal, [host for _, host in hosts], addresses, actor))
     for (line, host), result in zip(hosts, results):
         answers[line] = ANSWERS[result.outcome].format(shown)
         if result.outcome not in (Outcome.FAILED, Outcome.UNMET, Outcome.REFUSED):

@@ -56,7 +56,7 @@ class Guard:
                      home: str | None = None) -> Verdict:
         """Check SECRET for NAME (a key: a host's FQDN, "user:..." or "unknown:...") whose stored
         hash is STORED (None: no such name); HOME is the client a host last updated from."""
-        if stored and self.verifier.cached(secret, stored):
+        if self.known_good(stored, secret):
             return "ok"
         if self.verifier.replaced(secret, stored):
             self.on_failure()
@@ -72,6 +72,10 @@ class Guard:
         self.failures.fail(key)
         self.on_failure()
         return "badauth"
+
+    def known_good(self, stored: str | None, secret: str) -> bool:
+        """SECRET was verified against STORED lately: ``check_secret``'s first step, the only one that needs no bcrypt."""
+        return bool(stored) and self.verifier.cached(secret, stored)
 
     def check_password(self, name: str, stored: str | None, password: str, client: str) -> Verdict:
         """Check a portal login of NAME (STORED: its password hash, None: no such user)."""

@@ -475,6 +475,32 @@ class Service:
         self.set_domain_access(zone, public, clean)
         return outcome
 
+    def unchanged_now(self, username: str, secret: str, client: str, agent: str, tls: bool,
+                      plan: Callable[[Host], tuple[Identity, list[Update]] | None]) -> Host | None:
+        """The host USERNAME names, when the updates PLAN makes for it change nothing, told without waiting.
+
+        For a thread that must not block (the HTTP loop): the host's row read
+        without lock waits (SQLite only), its secret a cache hit (no bcrypt),
+        the served snapshot current and equal (no publisher), the last-seen
+        note batched (while serving). None: the ordinary path decides, as
+        ever. A secret replaced by any process changes the row's stored hash
+        read here, so the old one stops being known good at once.
+        """
+        if not self.background.flushing or not self.store.read_without_waiting():
+            return None
+        try:
+            host = self.store.find_host(normalize_name(username))
+            if host is None or host.blocked or not self.guard.known_good(host.secret_hash, secret):
+                return None
+            planned = plan(host)
+            results = self.updates.unchanged_now(*planned) if planned else None
+        except (InvalidName, errors.DdnsError):
+            return None
+        if results is None:
+            return None
+        self.note_update(host.fqdn, client, agent, tls)
+        return host
+
     # ---- authentication for updates ---------------------------------------
     def _principal(self, username: str) -> tuple[str, Host | User | None, str | None]:
         """(failure-key name, the host or user USERNAME names or None, its stored secret hash)."""

@@ -128,6 +128,14 @@ class Store(KeyRows):
         """The store CONFIG names (``location``)."""
         return cls(location(config))
 
+    def read_without_waiting(self) -> bool:
+        """Whether this thread may read without blocking: SQLite (a local file, in WAL mode), its lock waits
+        turned off for the thread; a server's database is a round trip away (False)."""
+        if self.db.dialect != "sqlite":
+            return False
+        self.db.never_wait()
+        return True
+
     def wait_at_most(self, seconds: float) -> None:
         """How long this thread's writes wait for the writers' lock before ``Busy``."""
         self.db.wait_at_most(seconds)

@@ -88,23 +88,45 @@ class Updates:
             self.observe(interface, result.outcome.value)
         return results
 
+    def unchanged_now(self, identity: Identity, updates: list[Update]) -> list[Result] | None:
+        """UPDATES all answered UNCHANGED from the served snapshots, counted as ``update_many`` counts them.
+
+        None when any of them needs more than memory (a refusal, an invalid
+        name, a change, no current snapshot): ``update_many`` decides those,
+        and counts them then. Nothing here waits but the guard's read.
+        """
+        try:
+            results = [self._from_snapshot(identity, update) for update in updates]
+        except DdnsError:
+            return None
+        if not all(isinstance(r, Result) and r.outcome is Outcome.UNCHANGED for r in results):
+            return None
+        for result in results:
+            self.observe(identity.actor.interface, result.outcome.value)
+        return results
+
     def _decide(self, identity: Identity, updates: list[Update]) -> list[Result]:
         """UPDATES checked, the unchanged answered from the served snapshot, the rest published (``update_many``)."""
         results: list[Result | None] = [None] * len(updates)
         ready: list[tuple[int, Update]] = []
         for i, update in enumerate(updates):
-            served = self.publisher.served(records.record_name(update.zone))
-            checked = self._check(identity, update, served is not None)
-            if isinstance(checked, Result):
-                results[i] = checked
-            elif served is not None and self._unchanged(checked, served):
-                results[i] = Result(Outcome.UNCHANGED)
+            decided = self._from_snapshot(identity, update)
+            if isinstance(decided, Result):
+                results[i] = decided
             else:
-                ready.append((i, checked))
+                ready.append((i, decided))
         if ready:  # nothing to queue when every update was refused or answered from the snapshot
             for (i, _), result in zip(ready, self.publish([u for _, u in ready])):
                 results[i] = result
         return [r or Result(Outcome.FAILED, reason="not published") for r in results]
+
+    def _from_snapshot(self, identity: Identity, update: Update) -> Update | Result:
+        """UPDATE's REFUSED result, its UNCHANGED one from the zone's served snapshot, or UPDATE checked for the publisher."""
+        served = self.publisher.served(records.record_name(update.zone))
+        checked = self._check(identity, update, served is not None)
+        if isinstance(checked, Result) or served is None or not self._unchanged(checked, served):
+            return checked
+        return Result(Outcome.UNCHANGED)
 
     def _check(self, identity: Identity, update: Update, served: bool = False) -> Update | Result:
         """UPDATE canonical and authorized, with IDENTITY's actor and guard; or the REFUSED result.

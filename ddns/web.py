@@ -11,6 +11,8 @@ import json
 import logging
 import ssl
 import secrets
+from http import HTTPStatus
+from typing import Callable
 
 import bottle
 
@@ -18,6 +20,7 @@ from . import api, dyndns2, errors, formtext, httpreq
 from .config import Config
 from .db import RETRYABLE
 from .httpserver import HttpServer, Limits
+from .httpwire import Reply
 from .oidc import OidcLogin
 from .portal import Portal
 from .service import Service
@@ -89,6 +92,56 @@ def request_id() -> str:
     return secrets.token_hex(8)
 
 
+def tls_used(environ: dict, trusted: list[ipaddress.IPv4Network | ipaddress.IPv6Network]) -> bool:
+    """The client reached us over TLS: our own listener's, or a trusted proxy's that says so.
+
+    Read from the environ, not ``request.urlparts``: Bottle's scheme believes
+    any client's X-Forwarded-Proto (and costs a URL rebuild per request).
+    """
+    if environ.get("wsgi.url_scheme") == "https":
+        return True
+    return environ.get("HTTP_X_FORWARDED_PROTO", "") == "https" and _in(_peer(environ.get("REMOTE_ADDR", "")), trusted)
+
+
+def update_request(request: bottle.BaseRequest, trusted: list) -> dyndns2.UpdateRequest:
+    """The dyndns2 request in REQUEST: the query's values (and a POST's form's), the credentials, the client."""
+    params: dict[str, list[str]] = {}
+    sources = [request.query] + ([request.forms] if request.method == "POST" else [])
+    for source in sources:
+        for key, values in formtext.all_values(source).items():
+            params.setdefault(key, []).extend(values)
+    return dyndns2.UpdateRequest(
+        credentials=basic_credentials(request.get_header("Authorization", "")),
+        params=params,
+        client=client_address(request.environ, trusted),
+        agent=request.get_header("User-Agent", ""),
+        tls=tls_used(request.environ, trusted),
+        request_id=request_id(),
+    )
+
+
+def answer_now(service: Service, headers: dict[str, str]) -> Callable[[dict], Reply | None]:
+    """For the HTTP loop thread: the answer to a ``GET /nic/update`` the service gives without waiting
+    (``dyndns2.answer_now``: a nochg), as the app writes it, with HEADERS (the security headers); None for
+    anything else, which a worker thread runs through the app. This saves a nochg the hand-over to a worker
+    and back, and Bottle."""
+    trusted = service.trusted_proxies
+    fixed = [(b"Content-Type", b"text/plain; charset=utf-8"), (b"Cache-Control", b"no-store"),
+             *((k.encode("latin-1"), v.encode("latin-1")) for k, v in headers.items())]
+
+    def answer(environ: dict) -> Reply | None:
+        if environ["REQUEST_METHOD"] != "GET" or environ["PATH_INFO"] != "/nic/update" \
+                or len(environ["QUERY_STRING"]) > MAX_QUERY_LENGTH:
+            return None
+        found = dyndns2.answer_now(service, update_request(bottle.BaseRequest(environ), trusted))
+        if found is None:
+            return None
+        body = found.body.encode()
+        return Reply(found.status, HTTPStatus(found.status).phrase.encode(),
+                     [*fixed, (b"Content-Length", b"%d" % len(body))], body)
+    return answer
+
+
 def security_headers(oidc_origin: str | None) -> dict[str, str]:
     """Headers on every answer: no inline script, no framing, no referrer to other sites.
 
@@ -114,6 +167,7 @@ def create_app(service: Service, oidc: OidcLogin | None = None, role: str = "all
     if oidc is None and portal_on:
         oidc = OidcLogin.from_config(service.config)
     headers = security_headers(oidc.origin if oidc else None)
+    app.config["ddns.answer_now"] = answer_now(service, headers)  # for make_server: nochg on the loop thread
 
     @app.hook("after_request")
     def add_security_headers():
@@ -159,34 +213,13 @@ def create_app(service: Service, oidc: OidcLogin | None = None, role: str = "all
                 raise text("bad request: the form data is not valid UTF-8\n", 400)
 
     def is_tls() -> bool:
-        """The client reached us over TLS: our own listener's, or a trusted proxy's that says so.
-
-        Read from the environ, not ``request.urlparts``: Bottle's scheme believes
-        any client's X-Forwarded-Proto (and costs a URL rebuild per request).
-        """
-        environ = bottle.request.environ
-        if environ.get("wsgi.url_scheme") == "https":
-            return True
-        return environ.get("HTTP_X_FORWARDED_PROTO", "") == "https" and _in(_peer(environ.get("REMOTE_ADDR", "")), trusted)
+        return tls_used(bottle.request.environ, trusted)
 
     @app.route("/nic/update", method=["GET", "POST"])
     def nic_update():
-        environ = bottle.request.environ
-        if len(environ.get("QUERY_STRING", "")) > MAX_QUERY_LENGTH:
+        if len(bottle.request.environ.get("QUERY_STRING", "")) > MAX_QUERY_LENGTH:
             return text("notfqdn\n", 414)
-        params: dict[str, list[str]] = {}
-        sources = [bottle.request.query] + ([bottle.request.forms] if bottle.request.method == "POST" else [])
-        for source in sources:
-            for key, values in formtext.all_values(source).items():
-                params.setdefault(key, []).extend(values)
-        request = dyndns2.UpdateRequest(
-            credentials=basic_credentials(bottle.request.get_header("Authorization", "")),
-            params=params,
-            client=client_address(environ, trusted),
-            agent=bottle.request.get_header("User-Agent", ""),
-            tls=is_tls(),
-            request_id=request_id(),
-        )
+        request = update_request(bottle.request, trusted)
         try:
             answer = dyndns2.handle_update(service, request)
         except RETRYABLE as exc:
@@ -297,11 +330,16 @@ ERROR_PAGE = ("<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><t
 
 
 def make_server(app: bottle.Bottle, cfg: Config) -> HttpServer:
-    """The web server for APP as CFG says (HTTPS when given a certificate): see ddns.httpserver for why not cheroot."""
+    """The web server for APP as CFG says (HTTPS when given a certificate): see ddns.httpserver for why not cheroot.
+
+    With ``http.answer_on_loop`` an app of ``create_app`` has the loop thread answer what its service can
+    answer without waiting (``answer_now``).
+    """
     limits = Limits(request_timeout=cfg["http.request_timeout"], max_connections=cfg["http.max_connections"])
     context = None
     if cfg["http.tls_cert"] and cfg["http.tls_key"]:
         context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
         context.load_cert_chain(str(cfg.path("http.tls_cert")), str(cfg.path("http.tls_key")))
+    now = app.config.get("ddns.answer_now") if isinstance(app, bottle.Bottle) and cfg["http.answer_on_loop"] else None
     return HttpServer(app, cfg["http.listen"], cfg["http.port"], cfg["http.threads"], limits,
-                      security_headers(None), context)
+                      security_headers(None), context, answer_now=now)

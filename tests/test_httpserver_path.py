@@ -168,3 +168,101 @@ def test_last_seen_survives_a_busy_database_and_the_newest_entry_wins(running):
     service.note_update(HOST, "192.0.2.3", "third/1.0", False)
     service.flush_seen()
     assert service.host(HOST).last_agent == "third/1.0"
+
+
+# ---- the connection as a protocol: backpressure, stop, 100-continue ----------------------------------------------
+def plain_server(app, request_timeout: float = 10.0):
+    """APP behind an HttpServer of its own on a free port, running in a thread: (server, thread)."""
+    from conftest import free_port
+    from ddns.httpserver import HttpServer, Limits
+
+    server = HttpServer(app, "127.0.0.1", free_port(), 4, Limits(request_timeout=request_timeout, shutdown_timeout=30),
+                        {"X-Frame-Options": "DENY"})
+    server.prepare()
+    thread = threading.Thread(target=server.serve, daemon=True)
+    thread.start()
+    return server, thread
+
+
+def test_a_client_that_does_not_read_its_answer_loses_the_connection():
+    """The answer waits in the server's buffer for request_timeout at most, then the connection is aborted."""
+    from conftest import wait_until
+
+    big = b"x" * (32 << 20)
+
+    called = []
+
+    def bulky(environ, start_response):
+        called.append(True)
+        start_response("200 OK", [("Content-Type", "application/octet-stream")])
+        return [big]
+
+    server, thread = plain_server(bulky, request_timeout=0.5)
+    try:
+        with socket.socket() as s:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+            s.connect(("127.0.0.1", server.port))
+            s.sendall(b"GET /big HTTP/1.1\r\nHost: x\r\n\r\n")
+            wait_until(lambda: called, 30, what="the app to answer")
+            wait_until(lambda: server.connections == 0, 30, what="the server to drop the connection")
+            s.settimeout(30)
+            got = 0
+            try:
+                while chunk := s.recv(1 << 20):
+                    got += len(chunk)
+            except ConnectionResetError:
+                pass
+        assert 0 < got < len(big)
+    finally:
+        server.stop()
+        thread.join(30)
+    assert not thread.is_alive()
+
+
+def test_stop_closes_an_idle_connection_and_answers_a_busy_one_first():
+    release = threading.Event()
+    entered = threading.Event()
+
+    def app(environ, start_response):
+        if environ["PATH_INFO"] == "/slow":
+            entered.set()
+            release.wait(30)
+        return echo_app(environ, start_response)
+
+    server, thread = plain_server(app)
+    with socket.create_connection(("127.0.0.1", server.port), timeout=30) as idle, \
+            socket.create_connection(("127.0.0.1", server.port), timeout=30) as busy:
+        idle.sendall(b"GET /first HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert answers(read_reply(idle, complete=complete), 1)[0][1] == b"/first"
+        busy.sendall(b"GET /slow HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert entered.wait(30)
+        stopper = threading.Thread(target=server.stop)
+        stopper.start()
+        assert idle.recv(100) == b""  # closed by the stop, without an answer
+        release.set()
+        head, body = answers(read_reply(busy), 1)[0]  # read_reply returns at EOF: closed after its answer
+        stopper.join(30)
+    assert body == b"/slow" and b"Connection: close" in head
+    assert not stopper.is_alive()
+    thread.join(30)
+    assert not thread.is_alive()
+
+
+def test_expect_100_continue_gets_its_go_ahead_before_the_body():
+    def body_app(environ, start_response):
+        data = environ["wsgi.input"].read()
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return [data]
+
+    server, thread = plain_server(body_app)
+    try:
+        with socket.create_connection(("127.0.0.1", server.port), timeout=30) as s:
+            s.sendall(b"POST /in HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nExpect: 100-continue\r\n\r\n")
+            assert read_reply(s, complete=lambda r: r.endswith(b"\r\n\r\n")) == b"HTTP/1.1 100 Continue\r\n\r\n"
+            s.sendall(b"hello")
+            head, body = answers(read_reply(s, complete=complete), 1)[0]
+        assert head.startswith(b"HTTP/1.1 200") and body == b"hello"
+    finally:
+        server.stop()
+        thread.join(30)
+    assert not thread.is_alive()

@@ -140,6 +140,16 @@ class Database:
         """How long this thread's writes wait for a lock before ``Busy`` (set on the connection at the next write)."""
         self._local.wanted_wait = int(seconds * 1000)
 
+    def never_wait(self) -> None:
+        """This thread's statements, reads included, wait for no lock: ``Busy`` at once instead.
+
+        For a thread that must not block (the HTTP loop's answers from memory):
+        an SQLite read in WAL mode takes no lock a writer holds, but its busy
+        handler would still wait out a rare recovery or checkpoint.
+        """
+        self.wait_at_most(0)
+        self._apply_wait()
+
     def _apply_wait(self) -> None:
         wanted = getattr(self._local, "wanted_wait", None)
         if wanted is not None and getattr(self._local, "wait", None) != wanted:

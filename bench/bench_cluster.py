@@ -35,11 +35,10 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
-sys.path.insert(0, str(REPO / "tests"))
 
-from cluster_nodes import ZONE, make_node, make_seed, upstream_trailers  # noqa: E402
-from conftest import Instance  # noqa: E402
-from pgserver import start_postgres, stop_postgres  # noqa: E402
+from testkit.cluster import ZONE, make_node, make_seed, upstream_trailers  # noqa: E402
+from testkit.instance import Instance  # noqa: E402
+from testkit.pgserver import start_postgres, stop_postgres  # noqa: E402
 
 
 

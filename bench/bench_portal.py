@@ -3,7 +3,7 @@
 
 For each number of hosts H it builds a fresh instance (real managed named,
 real git) in a temp dir, gives one user H hosts with an address each, runs
-``ddns serve`` in this process (tests/conftest.py's ``start_serving``), logs
+``ddns serve`` in this process (testkit.instance's ``start_serving``), logs
 in with a local account and times, from a keep-alive client on loopback:
 
   login      POST /login (one bcrypt check at the configured cost)
@@ -26,11 +26,10 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
-sys.path.insert(0, str(REPO / "tests"))
 
 import requests  # noqa: E402
 
-from conftest import Instance, free_port, start_serving  # noqa: E402
+from testkit.instance import Instance, free_port, start_serving  # noqa: E402
 from ddns import cli  # noqa: E402
 from ddns.auth import hash_secret, new_secret  # noqa: E402
 from ddns.model import Actor, Operation, Update  # noqa: E402

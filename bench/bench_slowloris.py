@@ -2,10 +2,10 @@
 """Update latency while idle and slow clients hold connections open (slowloris), against the real service.
 
 Builds a fresh instance (real managed named, real git) in a temp dir, registers
-one host, runs ``ddns serve`` in this process (tests/conftest.py's
+one host, runs ``ddns serve`` in this process (testkit.instance's
 ``start_serving``) and, for each scenario IDLE/SLOW_HEADERS/SLOW_BODIES, opens
 that many connections to it on loopback: idle ones send nothing, slow ones send
-a header line or one body byte every --every seconds (tests/test_http_hostile.py's
+a header line or one body byte every --every seconds (testkit.hostile's
 ``Attack``). Meanwhile it times --samples legitimate updates (``nochg``, a fresh
 connection each, Basic auth with a warm secret cache). Every loop is bounded;
 everything talks to 127.0.0.1 and is closed at the end of its scenario.
@@ -22,11 +22,12 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
-sys.path.insert(0, str(REPO / "tests"))
 
-from conftest import Instance, free_port, start_serving  # noqa: E402
-from test_http_hostile import HOST, Attack, basic, exchange, get  # noqa: E402
+from testkit.hostile import Attack, basic, exchange, get  # noqa: E402
+from testkit.instance import Instance, free_port, start_serving  # noqa: E402
 from ddns import cli  # noqa: E402
+
+HOST = "vm.dyn.example.test"  # the one host the scenarios update
 
 
 def update_ms(port: int, secret: str) -> float:

@@ -38,7 +38,6 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
-sys.path.insert(0, str(REPO / "tests"))
 
 import dns.exception  # noqa: E402
 import dns.message  # noqa: E402
@@ -63,7 +62,7 @@ def log(msg: str) -> None:
 
 
 # ---- ports, addresses, DNS ----------------------------------------------------
-from conftest import free_port  # noqa: E402  (tests/conftest.py: the same loopback ports the tests use)
+from testkit.instance import free_port  # noqa: E402  (the same loopback ports the tests use)
 
 
 

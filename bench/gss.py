@@ -3,7 +3,7 @@
 
 One fresh ddns instance (bench_rfc2136's ``Ddns`` target: ``ddns serve`` as its
 own process, N A records in one zone) with GSS-TSIG on, a real MIT KDC on
-loopback (tests/kdc.py) and clients of tests/gssclient.py (dnspython +
+loopback (testkit/kdc.py) and clients of testkit/gssclient.py (dnspython +
 python-gssapi) holding tickets for ``host/hNNNNNN.ZONE@BENCH.TEST``, which
 may change their own host (krb5-self through ``kerberos.realm``). Per run:
 
@@ -39,9 +39,9 @@ import dns.rcode  # noqa: E402
 import dns.update  # noqa: E402
 
 import bench_rfc2136 as br  # noqa: E402  (the ddns target, ranges)
-import bench_updates as bu  # noqa: E402  (addresses, served polling, percentiles; puts tests/ on the path)
-import gssclient  # noqa: E402
-from kdc import start_kdc, stop_kdc  # noqa: E402
+import bench_updates as bu  # noqa: E402  (addresses, served polling, percentiles; puts the repository on the path)
+from testkit import gssclient  # noqa: E402
+from testkit.kdc import start_kdc, stop_kdc  # noqa: E402
 
 ZONE = bu.ZONE
 REALM = "BENCH.TEST"

@@ -13,7 +13,7 @@ import argparse
 import json
 import re
 from typing import TYPE_CHECKING, Callable
-from urllib.parse import unquote
+from urllib.parse import quote
 
 from . import db as dbmod
 from .db import copy as dbcopy, migrations
@@ -42,28 +42,57 @@ def register(sub: argparse._SubParsersAction, command: Callable[..., argparse.Ar
 
 MASK = "***"
 _SECRET_KEYS = ("password", "sslpassword")  # libpq's keywords whose values are secrets
-# A URL's user info with a password: up to the last '@' (a hostile '@' or '/' in it stays hidden).
-_URL_PASSWORD = re.compile(r"^(\w+://[^:/@?#]*):[^?#]*@")
-# A key=value string's secret: the key (any case, spaces around '='), a quoted value (escapes inside) or a word.
-_CONNINFO_PASSWORD = re.compile(r"(?i)(?<![\w])((?:ssl)?password\s*=\s*)('(?:[^'\\]|\\.)*'?|\S*)")
+# What its writer meant as a URL's user info with a password (up to the last '@'); libpq ends the user
+# info at the first '@' and the host at a '/', so '@' or '/' in a password puts it in the host or dbname.
+_MEANT_PASSWORD = re.compile(r"^\w+://[^:/@?#]*:[^?#]*@")
 
 
 def shown(url: str) -> str:
     """URL (a postgresql:// URL, a libpq key=value string, a path) without any password in it, for output.
 
-    Every form libpq reads one from: the URL's user info, a query parameter
-    (its key percent-decoded, as libpq does), a key=value pair.
+    libpq's own parser (psycopg.conninfo) reads it, so the mask agrees with
+    what libpq would send whatever the spelling ('#' or '?' in a
+    password, escapes, percent-encoded keys); a URL holding a secret is
+    shown rebuilt from the parsed keywords, the secrets as ``***``. A URL
+    libpq cannot parse is shown as its scheme only; other text (an SQLite
+    file's path) as it is, unless it names a password; so is a URL whose
+    user info holds a password libpq reads otherwise (an '@' or '/' in it).
     """
-    if not dbmod.is_url(url):
-        return _CONNINFO_PASSWORD.sub(lambda m: m[1] + MASK, url)
-    url = _URL_PASSWORD.sub(rf"\1:{MASK}@", url, count=1)
-    base, mark, rest = url.partition("?")
-    if not mark:
+    if not dbmod.is_url(url) and "=" not in url:
         return url
-    query, hash_, fragment = rest.partition("#")
-    params = [f"{p.partition('=')[0]}={MASK}" if unquote(p.partition("=")[0]).lower() in _SECRET_KEYS else p
-              for p in query.split("&")]
-    return f"{base}?{'&'.join(params)}{hash_}{fragment}"
+    import psycopg  # loaded only where a URL or key=value string is shown
+    from psycopg import conninfo
+    try:
+        params = conninfo.conninfo_to_dict(url)
+    except psycopg.Error:  # libpq refuses it: no part of a URL can be trusted to be free of a secret
+        if dbmod.is_url(url):
+            return url.partition("://")[0] + f"://{MASK}"
+        return MASK if "password" in url.lower() else url
+    if dbmod.is_url(url) and params.get("password") is None and _MEANT_PASSWORD.match(url):
+        return url.partition("://")[0] + f"://{MASK}"  # a password libpq reads as a host or dbname
+    if not any(params.get(key) is not None for key in _SECRET_KEYS):
+        return url
+    params.update({key: MASK for key in _SECRET_KEYS if params.get(key) is not None})
+    if not dbmod.is_url(url):
+        return conninfo.make_conninfo("", **params)
+    return _as_url(url.partition("://")[0], params)
+
+
+def _as_url(scheme: str, params: dict) -> str:
+    """A postgresql:// URL of libpq keywords PARAMS (the password in the user info, the rest in the query)."""
+    user, password, dbname = params.pop("user", None), params.pop("password", None), params.pop("dbname", None)
+    hosts = (params.get("host") or "").split(",")
+    ports = (params.get("port") or "").split(",") if params.get("port") else [""] * len(hosts)
+    netloc = ""
+    if params.get("host") and "/" not in params["host"] and len(ports) == len(hosts):
+        del params["host"]
+        params.pop("port", None)
+        netloc = ",".join((f"[{h}]" if ":" in h else quote(h)) + (f":{p}" if p else "") for h, p in zip(hosts, ports))
+    if user is not None or password is not None:
+        netloc = f"{quote(user or '', safe='')}{':' + password if password else ''}@{netloc}"
+    path = f"/{quote(dbname, safe='')}" if dbname is not None else ""
+    query = "&".join(f"{quote(k, safe='')}={quote(str(v), safe='*')}" for k, v in params.items())
+    return f"{scheme}://{netloc}{path}{'?' + query if query else ''}"
 
 
 def _database(args: argparse.Namespace, env: "Env", load_config: LoadConfig) -> dbmod.Database:

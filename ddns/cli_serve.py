@@ -16,7 +16,7 @@ from . import __version__, config as configmod, errors, listener, logs
 from .auth import new_secret
 from .cli_base import Env, Exit
 from .instance import demo_key, init_instance, narrow_secrets, open_serving, prepare_managed_bind
-from .metrics import allowed_networks
+from .metrics import check as check_metrics
 from .service import Service
 
 log = logging.getLogger("ddns.serve")
@@ -33,7 +33,7 @@ def serve(cfg: configmod.Config, env: Env, ready: Callable[[Service], None] | No
 
     What it says goes to the log (``ddns.serve``), so with log.format json every line is JSON.
     """
-    allowed_networks(cfg["metrics.allow"])  # unusable settings are refused before anything starts
+    check_metrics(cfg)  # unusable settings are refused before anything starts
     stop_logging = logs.configure(cfg, env.stderr)  # log.format, log.level
     try:
         return _serve(cfg, env, ready, stop_event)

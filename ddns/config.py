@@ -88,7 +88,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("updates.types", ["A", "AAAA", "TXT", "CNAME", "PTR"], "Record types dynamic updates may change (dyndns2, the portal, RFC 2136); never SOA, nor the apex NS or any name with static records."),
     Setting("metrics.enabled", True, "Serve /metrics (Prometheus text format: updates, publish stages, queue, serial lag, failures) to metrics.allow."),
     Setting("metrics.allow", ["127.0.0.1", "::1"], "Addresses or networks that may scrape /metrics (the client as http.trusted_proxies resolves it); others get 403."),
-    Setting("metrics.serial_lag_seconds", 5.0, "Seconds the serials named serves, asked for ddns_serial_lag at a scrape, are kept for the next scrapes (0: asked at every scrape)."),
+    Setting("metrics.serial_lag_seconds", 5.0, "Seconds the serials named serves, asked for ddns_serial_lag at a scrape, are kept for the next scrapes (0: asked at every scrape; a negative or non-finite value is refused at start)."),
     Setting("log.format", "text", "Log lines of `ddns serve`: `text`, or `json` (one object per line: time, level, logger, message and the record's extra fields)."),
     Setting("log.level", "INFO", "Lowest level `ddns serve` logs: DEBUG, INFO, WARNING, ERROR or CRITICAL."),
     Setting("security.bcrypt_rounds", 12, "bcrypt cost of new secret hashes (12 is ~0.25 s)."),

@@ -29,9 +29,8 @@ from .provenance import SERVICE_EMAIL, SERVICE_NAME
 
 log = logging.getLogger("ddns.gitrepo")
 TRAILER = "Ddns-Change"
-# Who made each commit and what it changed: paths one per line, quoted by git (core.quotePath)
-# when unusual, so no path holds a newline; an ident holds no newline either.
-_PROVENANCE_FORMAT = "--format=%x1e%H %P%n%cn <%ce>"
+# Who made each commit and what it changed, with -z: NUL-separated fields (no ident or path holds a NUL).
+_PROVENANCE_FORMAT = "--format=%x00%H %P%x00%cn <%ce>"
 # Given to every git command the service runs: no housekeeping in line (see ZonesRepo.maintain).
 _NO_AUTO_GC = ("maintenance.auto=false", "gc.auto=0")
 # A commit can race a gc in another process: ``prune-packed`` removes an empty objects/XX directory
@@ -409,15 +408,27 @@ class ZonesRepo:
                     yield HistoryEntry(sha, when, record)
 
     def _made_by_service(self, log_args: list[str]) -> dict[str, bool]:
-        """For each commit LOG_ARGS select, in order: whether the service made it (``provenance.made_by_service``)."""
+        """For each commit LOG_ARGS select, in order: whether the service made it (``provenance.made_by_service``).
+
+        NUL-separated (``-z``), as git names, e-mail addresses and paths hold no
+        NUL: each commit is an empty field, "SHA PARENTS", "name <email>", then
+        its paths (the first after a newline) up to the next empty field.
+        """
+        fields = self._git.log("-z", _PROVENANCE_FORMAT, "--name-only", *log_args).split("\x00")
         made: dict[str, bool] = {}
-        for chunk in self._git.log(_PROVENANCE_FORMAT, "--name-only", *log_args).split("\x1e")[1:]:
-            header, committer, *paths = chunk.split("\n")
-            ids = header.split()
-            if not ids or not all(_OBJECT_ID.fullmatch(i) for i in ids):
+        i = 0
+        while i + 2 < len(fields):
+            if fields[i]:
                 return {}
-            sha, *parents = ids
-            made[sha] = provenance.made_by_service(committer, len(parents), [p for p in paths if p])
+            header, committer, i = fields[i + 1], fields[i + 2], i + 3
+            paths: list[str] = []
+            while i < len(fields) and fields[i]:
+                paths.append(fields[i] if paths else fields[i].removeprefix("\n"))
+                i += 1
+            ids = header.split()
+            if not ids or not all(_OBJECT_ID.fullmatch(x) for x in ids):
+                return {}
+            made[ids[0]] = provenance.made_by_service(committer, len(ids) - 1, paths)
         return made
 
     def history(self, host: str, limit: int | None = None, below: tuple[str, ...] = ()) -> Iterator[HistoryEntry]:

@@ -26,7 +26,8 @@ Each number is counted in one place, none in an adapter:
 - ``ddns_errors_total{component}``: db (the database busy or unreachable),
   git (a commit, a put-back, a sync or a push failed), named (named did not
   take or serve a change), cluster (the changes table failed under a
-  hand-over, or the publisher did not answer a change in time).
+  hand-over, or the publisher did not answer a change in time: counted by
+  the node's ``ChangeQueue``, whichever interface asked).
 
 Who may read them is ``metrics.allow``: the numbers say which zones exist
 and how busy the service is, so by default only the machine itself.
@@ -65,6 +66,21 @@ def allowed_networks(values: list[str]) -> tuple[Network, ...]:
         except ValueError as exc:
             raise ConfigError(f"metrics.allow: {str(value)[:100]!r} is not an address or network") from exc
     return tuple(networks)
+
+
+def lag_seconds(value: object) -> float:
+    """metrics.serial_lag_seconds as a number; a negative or non-finite one (NaN would keep no answer, inf
+    the first for ever) refuses the configuration."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
+        raise ConfigError(f"metrics.serial_lag_seconds must be a finite number of seconds, 0 or more, "
+                          f"not {str(value)[:100]!r}")
+    return float(value)
+
+
+def check(config: Config) -> None:
+    """Refuse the metrics settings that cannot be used (before anything starts)."""
+    allowed_networks(config["metrics.allow"])
+    lag_seconds(config["metrics.serial_lag_seconds"])
 
 
 def serial_lag(committed: int, served: int | None) -> float:
@@ -115,7 +131,7 @@ class Metrics:
 
     def __init__(self, config: Config, clock: Callable[[], float] = time.monotonic):
         self.enabled: bool = config["metrics.enabled"]
-        self.serial_lag_seconds: float = config["metrics.serial_lag_seconds"]
+        self.serial_lag_seconds = lag_seconds(config["metrics.serial_lag_seconds"])
         self.clock = clock
         self.allow = allowed_networks(config["metrics.allow"])
         self.registry = CollectorRegistry()
@@ -148,10 +164,15 @@ class Metrics:
             self._errors.labels(component).inc()
 
     def failure(self, exc: BaseException) -> None:
-        """Count EXC, a refusal that reached the web app, when the cluster's hand-over or the database caused it."""
+        """Count EXC, a refusal that reached the web app, when the database caused it.
+
+        Not the cluster's hand-over (QueueUnavailable, a StoreUnavailable too,
+        and Unanswered): the ChangeQueue counts those itself, whichever adapter
+        asked (most catch them before the web app sees them).
+        """
         if isinstance(exc, (QueueUnavailable, Unanswered)):
-            self.error("cluster")
-        elif isinstance(exc, (StoreBusy, StoreUnavailable)):
+            return
+        if isinstance(exc, (StoreBusy, StoreUnavailable)):
             self.error("db")
 
     def watch(self, publisher: Publisher, background: Background) -> None:

@@ -1,8 +1,8 @@
 """Fixtures of the GSS-TSIG tests: a real KDC for the module, its krb5.conf in this process, tickets.
 
-``realm`` starts one MIT KDC per test module (tests/kdc.py) and points this
+``realm`` starts one MIT KDC per test module (testkit/kdc.py) and points this
 process's Kerberos library at it (``KRB5_CONFIG``, ``KRB5RCACHEDIR``), so the
-initiators of tests/gssclient.py and an in-process acceptor find it; the
+initiators of testkit/gssclient.py and an in-process acceptor find it; the
 environment is restored afterwards. ``Realm.ticket(name)`` makes a principal
 and a ccache holding its ticket.
 """
@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from kdc import Kdc, start_kdc, stop_kdc
+from testkit.kdc import Kdc, start_kdc, stop_kdc
 
 ZONE = "dyn.example.test"
 SERVICE = f"DNS/ns1.{ZONE}"

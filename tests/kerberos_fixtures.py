@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import pytest
 
-from kdc import REALM, Kdc, start_kdc, stop_kdc
+from testkit.kdc import REALM, Kdc, start_kdc, stop_kdc
 
 OTHER_REALM = "OTHER.TEST"
 

@@ -2,8 +2,10 @@
 
 Hostile and unusual spellings included: a password in the user info, in the
 query (plain or percent-encoded key, ``sslpassword`` too), in a libpq
-key=value string (quoted, with spaces and quotes inside), with '@' or '&' in
-it. The served test runs ``ddns db status`` against a real PostgreSQL whose
+key=value string (quoted, with spaces, quotes or backslash escapes inside),
+with '@', '&', '#' or '?' in it (libpq has no URL fragment: a '#' is part of
+the value). The shown text is read by libpq's own parser as the same keywords
+but the secrets. The served test runs ``ddns db status`` against a real PostgreSQL whose
 URL carries passwords (the server trusts loopback, so they are not needed).
 """
 from __future__ import annotations
@@ -12,6 +14,7 @@ import io
 import json
 
 import pytest
+from psycopg.conninfo import conninfo_to_dict
 
 from ddns import cli
 from ddns.cli_db import shown
@@ -33,7 +36,14 @@ SECRET = "s3cr3t"
     f"postgresql://db.example.org/ddns?pass%77ord={SECRET}",  # libpq decodes the key too
     f"postgresql://db.example.org/ddns?sslpassword={SECRET}",
     f"postgresql://db.example.org/ddns?password={SECRET}%26more",
-    f"postgresql://alice:{SECRET}@db/ddns?password={SECRET}#frag",
+    f"postgresql://alice:{SECRET}@db/ddns?password={SECRET}#frag",  # libpq has no fragment: '#frag' is the password's
+    f"postgresql://alice:{SECRET}#x@db/ddns",  # a '#' inside the password
+    f"postgresql://alice:{SECRET}?x@db/ddns",  # a '?' inside the password
+    f"postgresql://db/ddns?sslmode=require#&password={SECRET}",  # '#' is no fragment to libpq: the password is read
+    f"postgresql://alice:{SECRET}@h1:5432,h2:5433/ddns",
+    f"postgresql://alice:{SECRET}@[::1]:5432/ddns",
+    f"postgresql://alice@db/ddns?host=/run/postgresql&password={SECRET}",
+    "postgresql://alice:" + SECRET + "@db/ddns?password",  # libpq refuses it: only the scheme is shown
     f"host=db.example.org password={SECRET} dbname=ddns",
     f"host=db password = {SECRET}",
     f"password='{SECRET} with spaces' host=db",
@@ -41,6 +51,8 @@ SECRET = "s3cr3t"
     f"host=db sslpassword={SECRET}",
     f"host=db\tpassword={SECRET}\nuser=x",
     f"PASSWORD={SECRET}",
+    f"password={SECRET}\\ more host=db",  # a backslash escape inside an unquoted value
+    f"password=\\ {SECRET} host=db",
 ])
 def test_no_form_of_a_password_is_printed(url):
     text = shown(url)
@@ -48,9 +60,24 @@ def test_no_form_of_a_password_is_printed(url):
 
 
 @pytest.mark.parametrize("url", ["postgresql://alice@db.example.org:5432/ddns", "/var/lib/ddns/ddns.sqlite3",
-                                 "postgresql://db/ddns?sslmode=require"])
+                                 "postgresql://db/ddns?sslmode=require", "/var/lib/ddns/a=b.sqlite3",
+                                 "postgresql://db/ddns?sslmode=require#frag"])
 def test_what_holds_no_password_is_printed_as_it_is(url):
     assert shown(url) == url
+
+
+@pytest.mark.parametrize("url", [
+    f"postgresql://alice:{SECRET}#x@db:5433/ddns?sslmode=require&application_name=a%26b",
+    f"postgresql://alice:{SECRET}@h1:5432,h2:5433/ddns?target_session_attrs=read-write",
+    f"postgresql://db/ddns?sslmode=require#&password={SECRET}",
+    f"postgresql://al%40ice:{SECRET}@[::1]/dd%2Fns?sslpassword={SECRET}",
+    f"postgresql://alice@db/ddns?host=/run/postgresql&password={SECRET}",
+    f"host=db password={SECRET}\\ more dbname='d d'",
+])
+def test_the_shown_text_is_what_libpq_reads_but_the_secrets(url):
+    """libpq reads the shown text as the same keywords and values, but ``***`` for each secret."""
+    expected = {k: ("***" if k in ("password", "sslpassword") else v) for k, v in conninfo_to_dict(url).items()}
+    assert conninfo_to_dict(shown(url)) == expected, shown(url)
 
 
 def test_ddns_db_status_masks_the_passwords_of_a_real_database(instance, pg_url):

@@ -14,8 +14,8 @@ import time
 
 import pytest
 
-from cluster_nodes import ZONE, change_ids_per_commit, make_node, make_seed, upstream_trailers
-from conftest import REQUIRED_TOOLS, http, require, wait_until
+from testkit.cluster import ZONE, change_ids_per_commit, make_node, make_seed, upstream_trailers
+from conftest import REQUIRED_TOOLS, free_port, http, require, wait_until
 from pgserver import pg_server, pg_url  # noqa: F401
 
 LOCK_ID = 991
@@ -167,17 +167,46 @@ def test_an_active_publisher_whose_lock_connection_dies_stops_and_the_standby_pu
     assert len(ids) == len(set(ids)) == 2
 
 
+def _rfc2136_update(port: int, fqdn: str, key: dict, address: str) -> int:
+    """A TSIG-signed RFC 2136 update replacing FQDN's A record, sent over UDP; the answer's rcode."""
+    import dns.query
+    import dns.tsig
+    import dns.update
+
+    update = dns.update.UpdateMessage(ZONE, keyring=dns.tsig.Key(key["name"] + ".", key["secret"], key["algorithm"]))
+    update.replace(fqdn + ".", 60, "A", address)
+    return dns.query.udp(update, "127.0.0.1", port=port, timeout=30).rcode()
+
+
+def _cluster_errors(node) -> float:
+    status, body, _ = http(f"{node.url}/metrics")
+    assert status == 200, body
+    [value] = [line.split()[-1] for line in body.splitlines() if line.startswith('ddns_errors_total{component="cluster"}')]
+    return float(value)
+
+
 def test_a_web_node_without_an_active_publisher_answers_a_retryable_911(seed, pg_url):
+    """dyndns2 answers 911, RFC 2136 SERVFAIL; each unanswered hand-over is counted once, whatever asked."""
+    import dns.rcode
     import psycopg
 
-    web = make_node(seed, pg_url, "web", "web", LOCK_ID, {"bind.verify_timeout": 0.5, "cluster.takeover_seconds": 1.0})
+    update_port = free_port()
+    web = make_node(seed, pg_url, "web", "web", LOCK_ID, {"bind.verify_timeout": 0.5, "cluster.takeover_seconds": 1.0,
+                                                          "dnsupdate.port": update_port})
     [(fqdn, secret)] = _hosts(seed, 1, "n")
+    made = seed.cli("key", "add", fqdn, "--json")
+    assert made.code == 0, made.err
     try:
         web.start()
         web.wait_up()
         status, body, headers = http(f"{web.url}/nic/update?hostname={fqdn}&myip=192.0.2.7", auth=(fqdn, secret))
+        after_dyndns2 = _cluster_errors(web)
+        rcode = _rfc2136_update(update_port, fqdn, made.json(), "192.0.2.8")
+        after_rfc2136 = _cluster_errors(web)
     finally:
         web.stop()
     assert (status, body, headers.get("Retry-After")) == (503, "911\n", "5")
-    with psycopg.connect(pg_url) as conn:  # still queued: the next active publisher applies it
-        assert conn.execute("SELECT state FROM changes").fetchall() == [("queued",)]
+    assert rcode == dns.rcode.SERVFAIL
+    assert (after_dyndns2, after_rfc2136) == (1.0, 2.0)
+    with psycopg.connect(pg_url) as conn:  # still queued: the next active publisher applies them
+        assert conn.execute("SELECT state FROM changes").fetchall() == [("queued",), ("queued",)]

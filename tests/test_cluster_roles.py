@@ -1,5 +1,7 @@
 """A cluster node's configuration, its clone following the upstream, and settling rows the upstream has."""
 import subprocess
+import threading
+from contextlib import contextmanager
 
 import psycopg
 import pytest
@@ -7,8 +9,9 @@ import pytest
 from conftest import free_port
 from ddns import config as configmod, errors
 from ddns.cluster import changes, codec, roles, upstream
-from ddns.cluster.takeover import settle_applied
-from ddns.db import StoreUnavailable, connect as db_connect, migrations
+from ddns.cluster.election import Elector
+from ddns.cluster.takeover import Follower, Takeover, settle_applied
+from ddns.db import Busy as DbBusy, StoreUnavailable, connect as db_connect, migrations
 from ddns.gitrepo import ChangeRecord, commit_message
 from ddns.model import Actor, Op, Operation, Outcome, Update
 from pgserver import pg_server, pg_url  # noqa: F401
@@ -116,19 +119,88 @@ def test_an_unreachable_database_stops_a_node_with_a_clear_error(instance, tmp_p
     assert isinstance(caught.value, errors.Unavailable)
 
 
-def test_a_history_that_cannot_be_trusted_refuses_the_takeover(instance, pg_url):
-    """The two logs of the upstream's history disagree: the publisher must not guess which rows it has."""
+def test_a_committer_name_with_any_separator_does_not_block_the_takeover(instance, pg_url):
+    """An admin's commit with control characters in its committer name: not the service's, and no refusal."""
     ids = _queued(pg_url, 2)
     service = instance.open_service()
     _service_commit(instance.repo, 1, ids[0])
     record = ChangeRecord(f"h2.{ZONE}", "A", None, "192.0.2.2", f"host:h2.{ZONE}", "", "dyndns2", change=ids[1])
     (instance.repo / ZONE / "dynamic" / "ff.records").write_text("h2 A 192.0.2.2\n")
     _git(instance.repo, "add", "-A")
-    # a committer name with the separator of the provenance log: its two logs no longer list the same commits
-    _git(instance.repo, "-c", "user.name=dd\x1ens", "-c", "user.email=ddns@localhost", "commit", "-q", "-m",
+    _git(instance.repo, "-c", "user.name=dd\x1ens\x1f\x1c", "-c", "user.email=ddns@localhost", "commit", "-q", "-m",
          commit_message([record]))
-    with pytest.raises(upstream.UntrustedHistory) as refused:
-        settle_applied(pg_url, service)
+    _service_commit(instance.repo, 3, None)
+    assert settle_applied(pg_url, service) == [ids[0]]  # the admin's trailer is not trusted: its row stays queued
+    with psycopg.connect(pg_url) as conn:
+        assert dict(conn.execute("SELECT id, state FROM changes").fetchall()) == {ids[0]: "done", ids[1]: "queued"}
+
+
+@contextmanager
+def a_commit_between_the_two_logs(service, commit):
+    """SERVICE's repository runs COMMIT (a real commit) right after the history's first log, once; yields [True] then."""
+    repo = service.publisher.repo
+    git, landed = repo._git, []
+
+    class CommitAfterTheFirstLog:
+        def __getattr__(self, name):
+            return getattr(git, name)
+
+        def log(self, *args, **kwargs):
+            out = git.log(*args, **kwargs)
+            if not landed and "--format=%H%x00%cI%x00%B" in args:
+                commit()
+                landed.append(True)
+            return out
+
+    repo._git = CommitAfterTheFirstLog()
+    try:
+        yield landed
+    finally:
+        repo._git = git
+
+
+def test_a_history_that_cannot_be_trusted_refuses_the_takeover(instance, pg_url):
+    """The two logs of the upstream's history disagree: the publisher must not guess which rows it has.
+
+    A real commit lands between the history's two ``git log`` runs (a push at
+    that moment), so the second lists a commit the first did not.
+    """
+    ids = _queued(pg_url, 2)
+    service = instance.open_service()
+    _service_commit(instance.repo, 1, ids[0])
+    with a_commit_between_the_two_logs(service, lambda: _service_commit(instance.repo, 2, ids[1])) as landed:
+        with pytest.raises(upstream.UntrustedHistory) as refused:
+            settle_applied(pg_url, service)
+    assert landed
     assert "refusing to take over" in str(refused.value) and errors.codes(refused.value).exit == 1
     with psycopg.connect(pg_url) as conn:
         assert {r[0] for r in conn.execute("SELECT state FROM changes")} == {"queued"}  # nothing settled
+
+
+def test_a_row_lock_not_granted_while_settling_is_busy_and_settles_nothing(instance, pg_url):
+    """Another connection holds a queued row's lock past the settling's lock_timeout: Busy, not psycopg's error."""
+    ids = _queued(pg_url, 2)
+    service = instance.open_service()
+    _service_commit(instance.repo, 1, ids[0])
+    with psycopg.connect(pg_url) as holder:
+        holder.execute("SELECT id FROM changes WHERE id = %s FOR UPDATE", (ids[0],))
+        with pytest.raises(DbBusy) as caught:
+            settle_applied(pg_url + "?options=-c%20lock_timeout%3D100", service)
+    assert isinstance(caught.value, errors.Busy)
+    with psycopg.connect(pg_url) as conn:
+        assert {r[0] for r in conn.execute("SELECT state FROM changes")} == {"queued"}
+
+
+def test_a_refused_takeover_has_started_nothing(instance, pg_url):
+    """The refusal comes before the service starts: no publisher thread, nothing reconciled, no consumer."""
+    ids = _queued(pg_url, 2)
+    service = instance.open_service()
+    _service_commit(instance.repo, 1, ids[0])
+    elected = threading.Event()
+    elected.set()
+    takeover = Takeover(service, pg_url, Follower(lambda: None, pg_url, 60), Elector(pg_url, 4242, elected.set,
+                                                                                     print), elected)
+    with a_commit_between_the_two_logs(service, lambda: _service_commit(instance.repo, 2, ids[1])) as landed:
+        with pytest.raises(upstream.UntrustedHistory):
+            takeover.run_until(threading.Event(), print)
+    assert landed and service.background.publisher_thread is None and takeover.consumer is None

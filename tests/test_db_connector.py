@@ -169,3 +169,25 @@ def test_options_in_the_url_are_kept_beside_the_bound(pg_url):
     database = dbmod.connect(pg_url + "?options=-c%20statement_timeout%3D12345")
     assert database.execute("SHOW statement_timeout").fetchone()[0] == "12345ms"
     assert database.execute("SHOW lock_timeout").fetchone()[0] == f"{int(dbmod.Database.BUSY_TIMEOUT)}s"
+
+
+def test_pgoptions_are_kept_beside_the_bound(pg_url, monkeypatch):
+    """libpq's PGOPTIONS (as a service file's options) still reaches the server: the bound is no ``options=``."""
+    monkeypatch.setenv("PGOPTIONS", "-c application_name=from-pgoptions -c search_path=elsewhere,public")
+    database = dbmod.connect(pg_url)
+    assert database.execute("SHOW application_name").fetchone()[0] == "from-pgoptions"
+    assert database.execute("SHOW search_path").fetchone()[0] == "elsewhere,public"
+    assert database.execute("SHOW lock_timeout").fetchone()[0] == f"{int(dbmod.Database.BUSY_TIMEOUT)}s"
+
+
+@pytest.mark.parametrize("where", ["url", "PGOPTIONS"])
+def test_a_lock_timeout_the_connection_gives_overrides_the_bound(pg_url, monkeypatch, where):
+    if where == "url":
+        pg_url += "?options=-c%20lock_timeout%3D4321"
+    else:
+        monkeypatch.setenv("PGOPTIONS", "-c lock_timeout=4321")
+    raw = dbmod.connect(pg_url).connect_raw()
+    try:
+        assert raw.execute("SHOW lock_timeout").fetchone()[0] == "4321ms"
+    finally:
+        raw.close()

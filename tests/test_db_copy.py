@@ -104,14 +104,16 @@ def test_serve_on_the_copy_with_ddns_store_url_answers_good(instance, pg_url, tm
     assert not source_path.exists()
 
 
+UPDATE = Update(ZONE, (Operation(Op.ADD, f"x.{ZONE}", "A", "192.0.2.1"),), actor=Actor("host:x"))
+
+
 def _cluster_store(pg_server) -> str:
     """A PostgreSQL store with a user, a host and the changes table holding a queued and a done row."""
     url = pg_server.create_database()
     store = Store(url)
     store.add_user("alice", None, False, 1.0)
-    update = Update(ZONE, (Operation(Op.ADD, f"x.{ZONE}", "A", "192.0.2.1"),), actor=Actor("host:x"))
     with psycopg.connect(url, autocommit=True) as conn:
-        first, _ = changes.insert(conn, [update, update])
+        first, _ = changes.insert(conn, [UPDATE, UPDATE])
         conn.execute("UPDATE changes SET state = 'done', outcome = %s::jsonb WHERE id = %s",
                      (codec.encode_result(Result(Outcome.PUBLISHED)), first))
     store.db.close()
@@ -132,6 +134,8 @@ def test_copy_from_postgresql_skips_the_changes_queue_and_says_why(instance, pg_
         assert [u.name for u in copy.users()] == ["alice"]
         if engine == "postgresql":
             assert copy.db.execute("SELECT count(*) AS n FROM changes").fetchone()["n"] == 0
+            with psycopg.connect(target, autocommit=True) as conn:  # the queue's ids go on after the source's
+                assert changes.insert(conn, [UPDATE]) == [3]
         else:
             assert "changes" not in copy.db.tables()
     finally:

@@ -23,7 +23,7 @@ import pytest
 from ddns import bind, shards, zones
 from ddns.gitrepo import ZonesRepo, parse_trailers
 
-from conftest import Instance, ServeProcess, _port_free, http, kill_named, require, serving, wait_until
+from conftest import Instance, ServeProcess, port_free, http, kill_named, require, serving, wait_until
 from recordsets import as_plain
 
 ZONE = "dyn.example.test"
@@ -62,7 +62,7 @@ def rndc_answers(inst: Instance) -> bool:
 
 
 def named_gone(inst: Instance) -> bool:
-    return not rndc_answers(inst) and _port_free(inst.dns_port)
+    return not rndc_answers(inst) and port_free(inst.dns_port)
 
 
 def stop_named_by_pid_file(inst: Instance, sig: int = signal.SIGTERM) -> None:

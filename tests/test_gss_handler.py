@@ -2,7 +2,7 @@
 
 The listener's sockets and handler run in this process with an injected
 clock for the contexts (expiry without waiting); the client is
-tests/gssclient.py (dnspython + python-gssapi) with tickets from a real MIT
+testkit/gssclient.py (dnspython + python-gssapi) with tickets from a real MIT
 KDC. Only the service behind the listener is a stand-in (``principal_identity``
 grants a host principal its own name), as in test_rfc2136_pure.py.
 """
@@ -24,7 +24,7 @@ import dns.rrset
 import dns.update
 import pytest
 
-import gssclient
+from testkit import gssclient
 from gss_fixtures import ZONE, realm  # noqa: F401 (fixture)
 from ddns import errors, policy
 from ddns.listener import handler, server, tsig

@@ -1,4 +1,4 @@
-"""GSS-TSIG against a real ``ddns serve``: a context negotiated by tests/gssclient.py signs updates
+"""GSS-TSIG against a real ``ddns serve``: a context negotiated by testkit/gssclient.py signs updates
 that are committed (the trailer names ``krb5:PRINCIPAL``) and served by named (dig).
 
 Real KDC, real python-gssapi on both sides, the managed named; nothing mocked.
@@ -16,7 +16,7 @@ import dns.tsig
 import dns.update
 import pytest
 
-import gssclient
+from testkit import gssclient
 from gss_fixtures import ZONE, Realm, realm  # noqa: F401 (fixture)
 
 CLIENTS = 20

@@ -11,7 +11,8 @@ import socket
 import threading
 
 import pytest
-from test_http_hostile import HOST, basic, complete, exchange, get, served
+from test_http_hostile import HOST, served
+from testkit.hostile import basic, complete, exchange, get
 
 from conftest import read_reply, write_lock_held
 from ddns import records, validate

@@ -17,7 +17,7 @@ import pytest
 
 from acme import stop
 from conftest import free_port, query, require, wait_until
-from kdc import Kdc
+from testkit.kdc import Kdc
 from kerberos_fixtures import kdc  # noqa: F401  (the session's KDC)
 
 ZONE = "dyn.example.test"

@@ -1,4 +1,4 @@
-"""``ddns kerberos check``, /healthz and the status page against keytabs made by a real MIT KDC (tests/kdc.py).
+"""``ddns kerberos check``, /healthz and the status page against keytabs made by a real MIT KDC (testkit/kdc.py).
 
 A keytab holding ``DNS/<the zone's SOA MNAME>@REALM`` is OK; one without it
 is MISSING with the kadmin.local commands that make it (exit 1); a keytab
@@ -21,7 +21,7 @@ from conftest import Instance, http
 from ddns import cli, zonetoml
 from ddns.errors import Invalid
 from ddns.kerberos_check import advice, check, mname, principals
-from kdc import REALM
+from testkit.kdc import REALM
 from kerberos_fixtures import kdc  # noqa: F401  (the session's KDC)
 from test_portal import Browser
 

@@ -53,7 +53,7 @@ def value(metrics: dict, name: str, **labels: str) -> float | None:
 
 
 def test_updates_auth_failures_stages_queue_and_lag_of_a_running_service(serve, instance: Instance):
-    r = serve()
+    r = serve({"metrics.serial_lag_seconds": 0})  # each scrape asks named: "after" is not the lag kept from "before"
     secret = instance.add_host(FQDN)
     before = scrape(r.url)
     assert value(before, "ddns_publish_stage_seconds_count", stage="git_commit") is None  # nothing published yet
@@ -111,6 +111,9 @@ def stamps(instance: Instance) -> dict:
     ({"log.format": "json\n"}, "log.format must be one of"),
     ({"log.level": "TRACE"}, "log.level must be one of DEBUG, INFO, WARNING, ERROR, CRITICAL, not 'TRACE'"),
     ({"log.level": "10"}, "log.level must be one of"),
+    ({"metrics.serial_lag_seconds": -1.0}, "metrics.serial_lag_seconds must be a finite number of seconds, 0 or more"),
+    ({"metrics.serial_lag_seconds": float("nan")}, "metrics.serial_lag_seconds must be a finite number"),
+    ({"metrics.serial_lag_seconds": float("inf")}, "metrics.serial_lag_seconds must be a finite number"),
 ])
 def test_unusable_settings_are_refused_before_anything_starts(instance: Instance, overrides, message):
     cfg = configmod.load(instance.config_path, environ={}, overrides=overrides)
@@ -121,6 +124,13 @@ def test_unusable_settings_are_refused_before_anything_starts(instance: Instance
         cli_serve.serve(cfg, cli.Env(environ={}), stop_event=stopped)
     assert message in str(refused.value)
     assert stamps(instance) == before  # nothing written, nothing started
+
+
+def test_a_non_finite_lag_from_the_environment_is_a_usage_error(instance: Instance, capsys):
+    env = cli.Env(environ={"DDNS_METRICS_SERIAL_LAG_SECONDS": "nan"}, cwd=instance.dir)
+    assert cli.main(["-c", str(instance.config_path), "serve"], env) == cli.Exit.USAGE
+    assert "error: metrics.serial_lag_seconds must be a finite number of seconds, 0 or more, not 'nan'" in \
+        capsys.readouterr().err
 
 
 def test_an_unusable_setting_from_the_environment_is_a_usage_error(instance: Instance, capsys):
@@ -261,11 +271,12 @@ def test_two_services_in_one_process_count_apart(instance: Instance):
                  interface="dyndns2", outcome="published") is None
 
 
-def test_cluster_and_database_failures_that_reach_the_web_are_counted(pg_url):
-    """What the web app hands ``failure``: the changes queue's own errors, and the database's."""
+def test_cluster_and_database_failures_are_counted_once(pg_url):
+    """The changes queue counts its hand-overs that failed; ``failure`` (the web app's) only the database's."""
     metrics = Metrics(configmod.load(None, environ={}))
     migrations.upgrade(db_connect(pg_url))
     queue = changes.ChangeQueue(pg_url, wait_seconds=0.2)
+    queue.failed = lambda: metrics.error("cluster")  # as ddns.cluster.roles wires it
     queue.start()
     try:
         with pytest.raises(changes.Unanswered) as unanswered:  # no publisher consumes the table
@@ -280,5 +291,5 @@ def test_cluster_and_database_failures_that_reach_the_web_are_counted(pg_url):
         metrics.failure(exc)
     metrics.failure(errors.Invalid("a refusal of the request's own"))  # no component's failure
     scraped = samples(metrics.exposition()[0].decode())
-    assert value(scraped, "ddns_errors_total", component="cluster") == 2
+    assert value(scraped, "ddns_errors_total", component="cluster") == 1  # the queue's, not again by failure
     assert value(scraped, "ddns_errors_total", component="db") == 2

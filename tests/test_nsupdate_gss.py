@@ -29,7 +29,7 @@ import pytest
 from ddns import cli
 
 from conftest import Instance, ServeProcess, free_port, require, wait_until
-from kdc import Kdc
+from testkit.kdc import Kdc
 from kerberos_fixtures import kdc, other_kdc  # noqa: F401  (the session's KDCs)
 
 ZONE = "dyn.example.test"

@@ -19,7 +19,7 @@ from ddns import config as configmod
 from ddns.zones import ZoneSettings
 
 from conftest import ServeProcess, require
-from kdc import start_kdc, stop_kdc
+from testkit.kdc import start_kdc, stop_kdc
 
 ROOT = Path(__file__).resolve().parent.parent
 README = (ROOT / "README.md").read_text()

@@ -27,7 +27,7 @@ import dns.rdatatype
 import dns.update
 import pytest
 
-import gssclient
+from testkit import gssclient
 from conftest import query
 from ddns.listener.wire import sections
 from gss_fixtures import ZONE, Realm, realm  # noqa: F401 (fixture)

@@ -159,6 +159,9 @@ class ChangeQueue:
         self.listener = DoneListener(url)
         self.wait_seconds = wait_seconds
         self.monotonic = monotonic
+        # Told of each hand-over that failed (Unanswered, QueueUnavailable), whichever adapter asked:
+        # the node's metrics count it here (ddns.cluster.roles), as no adapter maps these the same way.
+        self.failed: Callable[[], None] = lambda: None
 
     def start(self) -> None:
         self.listener.start()
@@ -177,7 +180,11 @@ class ChangeQueue:
                                         Result(Outcome.REFUSED, reason="the credential is gone") for u in updates]
         todo = [u for u, r in zip(updates, results) if r is None]
         if todo:
-            answers = iter(self._hand_over(todo, self.wait_seconds if timeout is None else timeout))
+            try:
+                answers = iter(self._hand_over(todo, self.wait_seconds if timeout is None else timeout))
+            except (Unanswered, QueueUnavailable):
+                self.failed()
+                raise
             results = [r or next(answers) for r in results]
         return results
 

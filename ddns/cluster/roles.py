@@ -96,6 +96,7 @@ def serve(cfg: Config, ready: Callable[[Service], None] | None = None,
         follower = Follower(functools.partial(upstream.follow_locked, service.publisher, cfg["zones.branch"]),
                             url, cfg["zones.sync_seconds"])
         takeover = Takeover(service, url, follower, elector, elected)
+    queue.failed = functools.partial(service.metrics.error, "cluster")  # every adapter's hand-overs, counted once
     try:
         if cfg["bind.managed"]:
             service.prepare_named()

@@ -4,9 +4,10 @@
 ddns_published`` and every ``zones.sync_seconds``): what web nodes and
 standbys read. ``Takeover`` runs on the elected node: its clone reset to the
 upstream (its own unpushed commits discarded: their rows are still queued),
-the zones read again, the service started (named reconciled, the publisher
-thread), the rows the upstream already has marked done from its trailers
-(so none is applied twice), then the consumer applies the rest.
+the zones read again, the rows the upstream already has marked done from
+its trailers (so none is applied twice; a history it cannot trust refuses
+the takeover before anything started), the service started (named
+reconciled, the publisher thread), then the consumer applies the rest.
 """
 from __future__ import annotations
 
@@ -15,6 +16,9 @@ import threading
 import time
 from typing import Callable
 
+import psycopg
+
+from ..db.postgres import neutral_error
 from ..model import Outcome, Result
 from ..service import Service
 from . import codec, upstream
@@ -66,7 +70,20 @@ class Follower:
 
 
 def settle_applied(url: str, service: Service) -> list[int]:
-    """Mark done the queued rows whose change ids the upstream's trailers hold; their ids."""
+    """Mark done the queued rows whose change ids the upstream's trailers hold; their ids.
+
+    Only the repository is read (at the upstream's head): it runs before the
+    service starts, so a refusal (``UntrustedHistory``) changes nothing. A
+    database failure is the store's neutral error (``Busy`` for a row lock
+    not granted in time), not a psycopg one.
+    """
+    try:
+        return _settle(url, service)
+    except psycopg.Error as exc:
+        raise neutral_error(exc) from exc
+
+
+def _settle(url: str, service: Service) -> list[int]:
     with connect(url) as conn, conn.transaction():
         oldest = conn.execute("SELECT min(created) FROM changes WHERE state = 'queued'").fetchone()[0]
         if oldest is None:
@@ -103,13 +120,13 @@ class Takeover:
         with publisher.lock.held():
             self.follower.follow()
             publisher.load()
+        settled = settle_applied(self.url, self.service)  # before the start: its refusal leaves nothing running
+        if settled:
+            log.info("changes %s were in the upstream already: marked done", ", ".join(map(str, settled)))
         self._started = True
         for zone, state in sorted(self.service.start().items()):  # named reconciled, the publisher thread runs
             out(f"zone {zone}: {state}")
         self._pushed = publisher.repo.head()
-        settled = settle_applied(self.url, self.service)
-        if settled:
-            log.info("changes %s were in the upstream already: marked done", ", ".join(map(str, settled)))
         self.consumer = Consumer(self.url, self.service.background.publisher_thread.submit, self.push,
                                  self.elector.confirm, cfg["publisher.max_batch"],
                                  cfg["bind.verify_timeout"] + cfg["cluster.takeover_seconds"])

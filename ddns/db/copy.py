@@ -10,13 +10,16 @@ The cluster's ``changes`` table is not copied (``TRANSIENT``): it is the
 queue of updates in flight between web nodes and the publisher, and the
 copy is made with every node stopped, so each row is answered already or
 its client was told to retry (``911`` / 503). It exists on PostgreSQL only;
-the target's stays empty.
+the target's stays empty, but its ids go on after the source's highest: the
+repository's change trailers name ids the publisher applied (the takeover
+reads them back to mark rows done), so a new row reusing an old id would be
+marked done unapplied.
 """
 from __future__ import annotations
 
 from .. import errors
 from . import migrations
-from .base import Database
+from .base import Conn, Database
 
 # Tables not copied, and why (printed by ``ddns db copy``).
 TRANSIENT = {"changes": "the cluster's queue of updates in flight: answered, or retried by their clients"}
@@ -49,11 +52,21 @@ def copy(source: Database, target: Database) -> tuple[dict[str, int], dict[str, 
                 dst.execute(f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), "
                             f"coalesce((SELECT max(id) FROM {table}), 0) + 1, false)")
             copied[table] = len(rows)
+        if target.dialect == "postgresql":
+            for table in (t for t in TRANSIENT if t in present):
+                _continue_ids(src, dst, table)
     for table, count in copied.items():
         there = _count(target, table)
         if there != count:
             raise errors.Internal(f"table {table}: {count} rows copied, the target has {there}")
     return copied, skipped
+
+
+def _continue_ids(src: Conn, dst: Conn, table: str) -> None:
+    """Set TABLE's id sequence in DST past every id SRC (PostgreSQL, the table's only home) ever gave."""
+    high = src.execute(f"SELECT greatest(coalesce(max(id), 0), coalesce(pg_sequence_last_value("
+                       f"pg_get_serial_sequence('{table}', 'id')), 0)) AS n FROM {table}").fetchone()["n"]
+    dst.execute(f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), {int(high)} + 1, false)")
 
 
 def _count(db: Database, table: str) -> int:

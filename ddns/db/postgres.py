@@ -11,9 +11,10 @@ Write transactions take one transaction-level advisory lock first, as
 SQLite's ``BEGIN IMMEDIATE`` takes its write lock: the store's
 read-then-write transactions (a login creating its user, a domain opened
 again) mean the same on both engines, and the wait for it is bounded by
-``lock_timeout``, then ``Busy``: every connection is opened with
-``BUSY_TIMEOUT`` (the same 30 s SQLite waits), the raw ones of the cluster's
-roles too, and ``wait_at_most`` sets less for a thread (web requests).
+``lock_timeout``, then ``Busy``: every connection sets ``BUSY_TIMEOUT``
+(the same 30 s SQLite waits) once connected -- the raw ones of the cluster's
+roles too; a lock_timeout the URL's options or PGOPTIONS give wins -- and
+``wait_at_most`` sets less for a thread (web requests).
 """
 from __future__ import annotations
 
@@ -21,7 +22,6 @@ from typing import Any, Iterable, Iterator, Sequence
 
 import psycopg
 from psycopg import errors as pgerrors
-from psycopg.conninfo import conninfo_to_dict
 
 from .base import (Busy, Cursor, Database, ForeignKeyViolation, IntegrityError, Params, StoreUnavailable,
                    UniqueViolation)
@@ -29,6 +29,10 @@ from .dialect import postgres_params, postgres_sql
 
 CONNECT_TIMEOUT = 5  # seconds to reach the server before StoreUnavailable
 WRITER_LOCK = (0x64646E73, 1)  # ("ddns", 1): the two-key form, apart from the one-key locks others may take
+# lock_timeout set after connecting, not by an ``options`` keyword (which would replace PGOPTIONS and a
+# service file's options); unless the connection's options (URL, PGOPTIONS) set one of their own.
+_BOUND = ("SELECT set_config('lock_timeout', %s, false) FROM pg_settings "
+          "WHERE name = 'lock_timeout' AND source <> 'client'")
 _BUSY = (pgerrors.LockNotAvailable, pgerrors.DeadlockDetected, pgerrors.SerializationFailure)
 
 
@@ -59,8 +63,8 @@ def _row_factory(cursor: psycopg.Cursor):
     return lambda values: PgRow(values, index)
 
 
-def _neutral(exc: psycopg.Error) -> Exception:
-    """The neutral error for a psycopg one (itself when there is none)."""
+def neutral_error(exc: psycopg.Error) -> Exception:
+    """The neutral error for a psycopg one (itself when there is none): the store's, and the cluster's own connections'."""
     if isinstance(exc, pgerrors.UniqueViolation):
         return UniqueViolation(str(exc))
     if isinstance(exc, pgerrors.ForeignKeyViolation):
@@ -84,7 +88,7 @@ class PostgresConn:
         try:
             return self.raw.execute(postgres_sql(sql), postgres_params(params))
         except psycopg.Error as exc:
-            raise _neutral(exc) from exc
+            raise neutral_error(exc) from exc
 
     def executemany(self, sql: str, rows: Iterable[Params]) -> int:
         try:
@@ -92,7 +96,7 @@ class PostgresConn:
                 cursor.executemany(postgres_sql(sql), (postgres_params(r) for r in rows))
                 return cursor.rowcount
         except psycopg.Error as exc:
-            raise _neutral(exc) from exc
+            raise neutral_error(exc) from exc
 
     def insert(self, sql: str, params: Params = ()) -> int:
         return self.execute(sql + " RETURNING id", params).fetchone()[0]
@@ -120,16 +124,16 @@ class PostgresDatabase(Database):
     def connect_raw(self) -> psycopg.Connection:
         """A new connection of its own in autocommit mode (LISTEN, session advisory locks); the caller closes it."""
         try:
-            return psycopg.connect(self.url, autocommit=True, connect_timeout=CONNECT_TIMEOUT,
-                                   options=self._options(),
-                                   row_factory=_row_factory)
+            raw = psycopg.connect(self.url, autocommit=True, connect_timeout=CONNECT_TIMEOUT,
+                                  row_factory=_row_factory)
         except psycopg.Error as exc:
             raise StoreUnavailable("the database is unavailable; try again in a moment") from exc
-
-    def _options(self) -> str:
-        """The server options of every connection: lock_timeout first, so an ``options`` the URL gives may override it."""
-        given = conninfo_to_dict(self.url).get("options", "")
-        return f"-c lock_timeout={int(self.BUSY_TIMEOUT * 1000)} {given}".strip()
+        try:
+            raw.execute(_BOUND, (f"{int(self.BUSY_TIMEOUT * 1000)}ms",))
+        except psycopg.Error as exc:
+            raw.close()
+            raise neutral_error(exc) from exc
+        return raw
 
     def _open(self) -> psycopg.Connection:
         return self.connect_raw()

@@ -17,7 +17,7 @@ import sys
 import time
 from pathlib import Path
 
-from conftest import Instance, free_port, http, query
+from .instance import Instance, free_port, http, query
 from ddns import cli, config as configmod
 from ddns.gitrepo import parse_trailers
 

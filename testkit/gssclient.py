@@ -1,6 +1,6 @@
 """A GSS-TSIG (RFC 3645) client of dnspython and python-gssapi, for the tests: what nsupdate -g and Windows do.
 
-The process must see the KDC's krb5.conf (``KRB5_CONFIG`` of ``tests/kdc.py``'s
+The process must see the KDC's krb5.conf (``KRB5_CONFIG`` of ``testkit/kdc.py``'s
 ``Kdc.env`` in ``os.environ``): the initiator asks the KDC for the service
 ticket. The API:
 

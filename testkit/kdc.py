@@ -19,7 +19,7 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
-from conftest import free_port, require, wait_until
+from .instance import free_port, require, wait_until
 
 REALM = "EXAMPLE.TEST"
 TOOLS = ("krb5kdc", "kdb5_util", "kadmin.local", "kinit", "klist")

@@ -97,9 +97,11 @@ class InProcessCommit:
         the CLI must do it (see the module).
 
         BEFORE_BRANCH is called once every object of the commit is written,
-        before they are fsynced and the branch moves: what can still fail
-        then is the branch's lock and its write (the publisher sends named the
-        commit's update there, so that named applies it meanwhile).
+        the branch's lock is taken and the branch found unmoved, before the
+        fsyncs and the branch's move (``update_branch``): what can still fail
+        then is only a write (the publisher sends named the commit's update
+        there, so that named applies it meanwhile; a racing push, a held or
+        stale lock never reach named).
 
         Raises HeadMoved when the branch moved meanwhile (nothing committed),
         pygit2.GitError when libgit2 cannot write (the caller may retry: the
@@ -174,10 +176,9 @@ class InProcessCommit:
         objects = os.path.join(repo.path, "objects")
         durable = ([os.path.join(objects, h[:2], h[2:]) for h in dict.fromkeys(map(str, [*written, tree, new]))]
                    if wants_fsync(config) else None)
-        if before_branch is not None:
-            before_branch()
         update_branch(Path(repo.path), plan.branch, plan.parent, new, committer,
-                      f"commit: {message.split(chr(10), 1)[0]}", durable, _config(config, "core.logAllRefUpdates"))
+                      f"commit: {message.split(chr(10), 1)[0]}", durable, _config(config, "core.logAllRefUpdates"),
+                      before_branch)
         try:
             index.write()
         except pygit2.GitError as exc:  # the commit is in: reporting it failed would be the lie
@@ -186,12 +187,15 @@ class InProcessCommit:
 
 
 def update_branch(git_dir: Path, branch: str, old: pygit2.Oid, new: pygit2.Oid, who: pygit2.Signature,
-                  message: str, durable: list[str] | None, log_all: str | None) -> None:
+                  message: str, durable: list[str] | None, log_all: str | None,
+                  before_move: Callable[[], None] | None = None) -> None:
     """Move BRANCH from OLD to NEW as git does: under its lock file (BRANCH.lock, which git and libgit2
     respect), only if it still is OLD, the reflogs of the branch and of HEAD appended meanwhile.
 
     DURABLE (None: no fsync): the new objects, fsynced together with the
-    branch's new value before it replaces the old one.
+    branch's new value before it replaces the old one. BEFORE_MOVE: called
+    once the lock is held and the branch found at OLD, before those fsyncs
+    (not at all when the branch is locked or moved: nothing was committed).
     """
     ref = git_dir / branch
     lock = ref.with_name(ref.name + ".lock")
@@ -204,6 +208,8 @@ def update_branch(git_dir: Path, branch: str, old: pygit2.Oid, new: pygit2.Oid, 
             os.write(fd, f"{new}\n".encode())
         finally:
             os.close(fd)
+        if before_move is not None:
+            before_move()
         if durable is not None:
             fsync_together([*durable, lock])
         entry = (f"{old} {new} {who.name} <{who.email}> {who.time} {_offset(who.offset)}\t"

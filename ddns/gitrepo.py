@@ -184,7 +184,7 @@ class ZonesRepo:
         path) are committed in process (``gitcommit``: no git process); what
         it leaves to the CLI (a directory, the first commit, nothing to
         commit) takes ``git commit --only``, new files added first.
-        BEFORE_BRANCH: called before the branch moves, in process only
+        BEFORE_BRANCH: called under the branch's lock before it moves, in process only
         (``InProcessCommit.commit``); a commit the CLI makes never calls it.
         """
         paths = list(paths)

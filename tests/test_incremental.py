@@ -8,11 +8,13 @@ change, a new zone, a restart with a journal, a divergence) what named serves
 from __future__ import annotations
 
 import http.client as http_client
+import os
 import re
 import signal
 import subprocess
 import threading
 from contextlib import contextmanager
+from pathlib import Path
 
 import dns.query
 import dns.rcode
@@ -252,9 +254,27 @@ def branch_held_by_a_live_git(inst: Instance):
         proc.wait(10)
 
 
-def test_a_commit_that_fails_after_its_update_was_sent_leaves_named_with_the_committed_records(serve, instance):
-    """The update goes to named before the branch moves; when the branch cannot move, named is loaded from
-    the last commit again and the next commit's serial passes the one named saw."""
+@contextmanager
+def branch_reflog_replaced(inst: Instance, make):
+    """The branch's reflog replaced by what MAKE(path) makes there (a directory: its append fails; a FIFO: it
+    blocks), so the commit stops after the branch's lock is taken and the update sent; put back after."""
+    reflog = inst.repo / ".git" / "logs" / "refs" / "heads" / "main"
+    kept = reflog.with_name("main.kept")
+    reflog.rename(kept)
+    make(reflog)
+    try:
+        yield reflog
+    finally:
+        if reflog.is_dir():
+            reflog.rmdir()
+        else:
+            reflog.unlink()
+        kept.rename(reflog)
+
+
+def test_a_branch_locked_under_the_commit_sends_nothing_to_named(serve, instance):
+    """A held lock (a racing push, pack-refs, a stale lock) fails the commit before the update is sent:
+    named neither takes it nor is loaded again."""
     secret = instance.add_host(FQDN)
     running = serve()
     assert running.update(FQDN, secret, "myip=192.0.2.10") == (200, "good 192.0.2.10\n")
@@ -262,6 +282,23 @@ def test_a_commit_that_fails_after_its_update_was_sent_leaves_named_with_the_com
     with branch_held_by_a_live_git(instance) as lock:
         assert running.update(FQDN, secret, "myip=192.0.2.11") == (200, "911\n")
         assert lock.exists()  # a live writer's lock is never taken away
+    assert "192.0.2.11" not in named_log(instance)  # the update was never sent
+    assert "loading the committed zone again" not in running.log.getvalue()  # nothing to withdraw
+    assert instance.commit_count() == count and instance.served_serial() == serial
+    assert running.update(FQDN, secret, "myip=192.0.2.12") == (200, "good 192.0.2.12\n")
+    served_as_committed(instance)
+
+
+def test_a_commit_that_fails_after_its_update_was_sent_leaves_named_with_the_committed_records(serve, instance):
+    """The update goes to named under the branch's lock, before the branch moves; when a write fails then,
+    named is loaded from the last commit again and the next commit's serial passes the one named saw."""
+    secret = instance.add_host(FQDN)
+    running = serve()
+    assert running.update(FQDN, secret, "myip=192.0.2.10") == (200, "good 192.0.2.10\n")
+    count, serial = instance.commit_count(), instance.served_serial()
+    with branch_reflog_replaced(instance, Path.mkdir):  # appending to the reflog fails
+        assert running.update(FQDN, secret, "myip=192.0.2.11") == (200, "911\n")
+    assert "loading the committed zone again" in running.log.getvalue()
     log = named_log(instance)
     assert "adding an RR at 'myvm.dyn.example.test' A 192.0.2.11" in log  # named had taken it
     withdrawn = serial_named_took(log.split("A 192.0.2.11", 1)[1])  # the clock sets it: read, not computed
@@ -286,7 +323,7 @@ def test_a_service_killed_after_named_took_an_update_before_its_branch_moved_ser
         first.start()
         url = f"{instance.url}/nic/update?myip="
         assert http(url + "192.0.2.10", auth=(FQDN, secret))[:2] == (200, "good 192.0.2.10\n")
-        with branch_held_by_a_live_git(instance):  # the branch cannot move: the service waits for its lock
+        with branch_reflog_replaced(instance, os.mkfifo):  # the branch's lock taken, the update sent: it blocks
             client = threading.Thread(target=lambda: _no_answer(url + "192.0.2.11", FQDN, secret), daemon=True)
             client.start()
             wait_until(lambda: "A 192.0.2.11" in named_log(instance), 10, interval=0.002,

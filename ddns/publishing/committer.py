@@ -11,11 +11,12 @@ written, so the cost does not grow with the zone -- the group is committed
 once with one audit trailer per changed RRset,
 and each zone's change (``zonechange.ZoneChange``) is handed to named; waiting until it serves them is the
 caller's (``Batch.serials``). The first zone's update is sent once the
-commit's objects are written, before they are fsynced and the branch moves
-(``bindtarget.BindTarget.send``): named applies it while the commit ends, and
-its answer is read after. When the branch cannot move then (its lock held,
-a write failing), named is loaded from the last commit again
-(``BindTarget.withdraw``); a commit that fails earlier sent nothing. It does
+commit's objects are written, the branch's lock is taken and the branch
+found unmoved, before the fsyncs and the move (``bindtarget.BindTarget.send``):
+named applies it while the commit ends, and its answer is read after. When
+a write fails after that (an fsync, a reflog, the rename), named is loaded
+from the last commit again (``BindTarget.withdraw``); a commit that fails
+earlier (a held or stale lock, a branch moved by a push) sent nothing. It does
 not lock: the publisher calls it under its lock.
 """
 from __future__ import annotations
@@ -109,7 +110,7 @@ class Committer:
         first = touched[0]
         ahead: dict[str, Answer | None] = {}  # the update sent before the branch moves
 
-        def send_ahead() -> None:  # the commit's objects are written: named applies the update while the branch moves
+        def send_ahead() -> None:  # the branch is locked, unmoved: named applies the update while git fsyncs
             if first not in ahead:
                 ahead[first] = self.named.send(published[first], deadline)
         paths: list[str] = []

@@ -22,6 +22,7 @@ from typing import Callable, Iterable, Iterator
 
 import git
 import pygit2
+from pygit2.enums import FileMode
 
 from . import errors, private, provenance
 from .gitcommit import InProcessCommit
@@ -81,6 +82,21 @@ def commit_message(changes: list[ChangeRecord], subject: str | None = None) -> s
 def _one_line(text: str) -> str:
     """TEXT with non-printable characters escaped: no field can start a line (or forge a trailer)."""
     return "".join(ch if ch.isprintable() else ch.encode("unicode_escape").decode("ascii") for ch in text)
+
+
+def _differing_blobs(tree: pygit2.Tree, path: Path, rel: str) -> Iterator[str]:
+    """The regular files of TREE (at PATH, REL in the repository) whose content on disk is not their blob."""
+    for entry in tree:
+        full, name = path / entry.name, f"{rel}/{entry.name}"
+        if entry.filemode == FileMode.TREE:
+            yield from _differing_blobs(entry.peel(pygit2.Tree), full, name)
+        elif entry.filemode in (FileMode.BLOB, FileMode.BLOB_EXECUTABLE):
+            try:
+                same = pygit2.hashfile(str(full)) == entry.id
+            except (OSError, pygit2.GitError):  # gone, unreadable, a directory now
+                same = False
+            if not same:
+                yield name
 
 
 def parse_trailers(message: str) -> list[ChangeRecord]:
@@ -313,6 +329,22 @@ class ZonesRepo:
         out = self._git(no_optional_locks=True).status("--porcelain", "-z", "--untracked-files=all", "--no-renames",
                                                       "--", path, strip_newline_in_stdout=False)
         return [entry[3:] for entry in out.split("\0") if len(entry) > 3]
+
+    def differing_content(self, directory: str) -> list[str]:
+        """Files HEAD has under DIRECTORY whose working-tree content is not HEAD's blob (a missing one too).
+
+        ``git status`` trusts a file whose size and stat times match the
+        index; the working tree is not fsynced, so a file system that lost a
+        file's data in an unclean stop but kept its size and times would pass
+        there. This hashes each file as ``git hash-object`` does and compares
+        it with HEAD's tree entry, whatever the index says.
+        """
+        repo = pygit2.Repository(str(self.path))
+        try:
+            tree = repo.revparse_single("HEAD").peel(pygit2.Tree)[directory].peel(pygit2.Tree)
+        except (KeyError, ValueError, pygit2.GitError):  # no commit, no such directory, or not one
+            return []
+        return list(_differing_blobs(tree, self.path / directory, directory))
 
     def show(self, rev: str, path: str) -> str:
         """PATH as REV has it, byte for byte (GitPython would drop the final newline)."""

@@ -234,7 +234,12 @@ class Publisher:
 
     # ---- startup and repair ------------------------------------------------
     def recover(self) -> None:
-        """After a crash: drop service-file edits that never reached a commit (HEAD is the truth)."""
+        """After a crash: drop service-file edits that never reached a commit (HEAD is the truth).
+
+        The working tree is not fsynced, so a file whose data an unclean stop
+        lost while its size and times stayed passes git's stat check: every
+        service file's content is compared with HEAD's too (``differing_content``).
+        """
         with self.locked():
             if self.repo.head() is None:
                 return
@@ -242,9 +247,16 @@ class Publisher:
                 log.warning("removed stale git lock %s", lock)
             for zone in zones.list_zones(self.root):
                 dirty = [rel for rel in self.files.service_files(zone) if not self.repo.is_clean([rel])]
+                damaged = tuple(rel for rel in self.repo.differing_content(zone)
+                                if self.files.is_service_file(zone, rel) and rel not in dirty)
                 if dirty:
                     log.warning("discarding %s: written but never committed", ", ".join(dirty))
-                    self.files.put_back([zone])
+                if damaged:
+                    log.warning("putting back %s: its content is not HEAD's, though git's stat check passes it",
+                                ", ".join(damaged))
+                    dirty += damaged
+                if dirty:
+                    self.files.put_back([zone], damaged)
                     if zone in self.files.held:  # the service must not start from files nobody acknowledged
                         raise ZoneHeld(f"cannot recover zone {zone}: {self.files.held[zone]}")
                     for rel in dirty:

@@ -261,6 +261,12 @@ class ServiceFiles:
                    if rel.startswith(prefix) and shards.is_shard_path(rel[len(prefix):])]
         return [f"{zone}/{zones.rendered_file(zone)}", f"{zone}/{zones.DYNAMIC_FILE}", *changed]
 
+    def is_service_file(self, zone: str, rel: str) -> bool:
+        """Whether REL (in the repository) is one of ZONE's files the service writes (not a human's)."""
+        prefix = f"{zone}/"
+        return (rel in (f"{zone}/{zones.rendered_file(zone)}", f"{zone}/{zones.DYNAMIC_FILE}")
+                or (rel.startswith(prefix) and shards.is_shard_path(rel[len(prefix):])))
+
     def put_back(self, zone_names: list[str], extra: tuple[str, ...] = ()) -> None:
         """Put the files of ZONE_NAMES back as HEAD has them; hold the zones where that fails."""
         for zone in zone_names:

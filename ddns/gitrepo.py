@@ -149,6 +149,11 @@ class ZonesRepo:
         self._git.set_persistent_git_options(c=list(_NO_AUTO_GC))
         self._in_process = InProcessCommit(self.path)
 
+    @property
+    def git_dir(self) -> Path:
+        """The repository's .git directory (where the service keeps its own small files too)."""
+        return Path(self._repo.git_dir)
+
     @classmethod
     def init(cls, path: Path, fsync: bool = True) -> "ZonesRepo":
         path.mkdir(parents=True, exist_ok=True)

@@ -289,20 +289,28 @@ def test_a_branch_locked_under_the_commit_sends_nothing_to_named(serve, instance
     served_as_committed(instance)
 
 
+def withdraw_one(running, inst: Instance, secret: str) -> tuple[int, int]:
+    """An update of FQDN whose commit fails after named took it (the reflog unwritable): (the last committed
+    serial, the withdrawn one)."""
+    assert running.update(FQDN, secret, "myip=192.0.2.10") == (200, "good 192.0.2.10\n")
+    serial = inst.served_serial()
+    with branch_reflog_replaced(inst, Path.mkdir):  # appending to the reflog fails
+        assert running.update(FQDN, secret, "myip=192.0.2.11") == (200, "911\n")
+    assert "loading the committed zone again" in running.log.getvalue()
+    log = named_log(inst)
+    assert "adding an RR at 'myvm.dyn.example.test' A 192.0.2.11" in log  # named had taken it
+    withdrawn = serial_named_took(log.split("A 192.0.2.11", 1)[1])  # the clock sets it: read, not computed
+    assert withdrawn > serial
+    return serial, withdrawn
+
+
 def test_a_commit_that_fails_after_its_update_was_sent_leaves_named_with_the_committed_records(serve, instance):
     """The update goes to named under the branch's lock, before the branch moves; when a write fails then,
     named is loaded from the last commit again and the next commit's serial passes the one named saw."""
     secret = instance.add_host(FQDN)
     running = serve()
-    assert running.update(FQDN, secret, "myip=192.0.2.10") == (200, "good 192.0.2.10\n")
-    count, serial = instance.commit_count(), instance.served_serial()
-    with branch_reflog_replaced(instance, Path.mkdir):  # appending to the reflog fails
-        assert running.update(FQDN, secret, "myip=192.0.2.11") == (200, "911\n")
-    assert "loading the committed zone again" in running.log.getvalue()
-    log = named_log(instance)
-    assert "adding an RR at 'myvm.dyn.example.test' A 192.0.2.11" in log  # named had taken it
-    withdrawn = serial_named_took(log.split("A 192.0.2.11", 1)[1])  # the clock sets it: read, not computed
-    assert withdrawn > serial
+    count = instance.commit_count() + 1
+    serial, withdrawn = withdraw_one(running, instance, secret)
     assert instance.commit_count() == count
     assert instance.served_serial() == serial
     assert query(instance.dns_port, FQDN, "A") == ["192.0.2.10"]
@@ -312,6 +320,25 @@ def test_a_commit_that_fails_after_its_update_was_sent_leaves_named_with_the_com
     assert instance.served_serial() > withdrawn  # a secondary that saw the withdrawn serial fetches this commit
     assert instance.dig(FQDN) == ["192.0.2.12"]
     served_as_committed(instance)
+
+
+def test_a_withdrawn_serial_is_kept_across_a_restart_and_passed_by_a_settings_commit(serve, instance):
+    """The floor is kept in .git: after a restart, a commit other than an update's (here a settings change,
+    with a clock behind every serial, so serials count on from the last) still passes the withdrawn serial."""
+    secret = instance.add_host(FQDN)
+    running = serve()
+    serial, withdrawn = withdraw_one(running, instance, secret)
+    running.stop.set()
+    running.thread.join(30)
+    publisher = build_publisher(instance.config, clock=lambda: 0.0)
+    publisher.recover()
+    publisher.load()
+    assert publisher.zones[instance.zone].serial == serial
+    settings = instance.repo / instance.zone / "zone.toml"
+    publisher.update_settings(instance.zone, settings.read_text() + "# changed\n", "admin")
+    made = publisher.zones[instance.zone].serial
+    assert made == withdrawn + 1  # not serial + 1: a secondary that took the withdrawn one fetches this
+    assert f"( {made} " in instance.git("show", f"HEAD:{instance.zone}/{instance.zone}.zone")
 
 
 def test_a_service_killed_after_named_took_an_update_before_its_branch_moved_serves_the_last_commit_again(

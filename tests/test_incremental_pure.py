@@ -22,6 +22,7 @@ from ddns.publishing import servedcheck
 from ddns.publishing.bindtarget import BindTarget, PublishTarget
 from ddns.publishing.incremental import (IncrementalNamed, UpdateChannel, read_key, resolve_mode,
                                          update_message)
+from ddns.publishing.serialfloor import SerialFloors
 from ddns.publishing.zonechange import RRsetChange, ZoneChange
 from ddns.records import RecordSet
 
@@ -456,3 +457,13 @@ def test_the_kept_open_update_connection_is_closed_when_the_publisher_closes(tmp
     thread.join(5)
     server.close()
     assert ended.is_set()
+
+
+def test_withdrawn_serials_are_read_back_by_the_next_process_and_a_garbled_file_counts_as_none(tmp_path):
+    path = tmp_path / "floors.json"
+    SerialFloors(path).withdrawn(ZONE, 7)
+    again = SerialFloors(path)  # as after a restart
+    assert (again.floor(ZONE, 5), again.floor(ZONE, 9), again.floor("other.test", 5)) == (7, 9, 5)
+    for garbled in ("{", "[1, 2]", '{"a": "x"}'):
+        path.write_text(garbled)
+        assert SerialFloors(path).floor(ZONE, 5) == 5  # logged; the clock still moves serials on

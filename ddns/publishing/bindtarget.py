@@ -33,8 +33,9 @@ reads the answer after, ``publish``): named applies it while git fsyncs. If
 the branch then does not move, ``withdraw`` loads the committed zone again
 (named goes back to its serial; its journal goes, or it would roll the copy
 forward again) and proves it by its data, and the next commit's serial passes
-the withdrawn one (``serial_floor``), so a secondary that took it still sees
-the next commit as newer.
+the withdrawn one (``serial_floor``, kept in ``.git`` across restarts and
+applied by reconcile's and the settings' commits too: ``serialfloor``), so a
+secondary that took it still sees the next commit as newer.
 """
 from __future__ import annotations
 
@@ -51,6 +52,7 @@ from .. import bind
 from ..serial import serial_gt
 from .incremental import INCREMENTAL, RELOAD, IncrementalNamed, PublisherKeyError, read_key
 from .loadtimes import LoadTimes, next_delay
+from .serialfloor import SerialFloors
 from .worktree import atomic_write
 from .zonechange import ZoneChange
 
@@ -154,7 +156,7 @@ class BindTarget:
                  on_error: Callable[[str], None], committed: Callable[[str], str],
                  lock: Callable[[], ContextManager[None]] = contextlib.nullcontext,
                  monotonic: Callable[[], float] = time.monotonic,
-                 sleep: Callable[[float], None] = time.sleep):
+                 sleep: Callable[[float], None] = time.sleep, floor_file: Path | None = None):
         self.settings = settings
         self.unserved: set[str] = set()  # zones named did not serve after their last publish
         self.load_times = LoadTimes()
@@ -169,7 +171,7 @@ class BindTarget:
         self._sent: dict[str, int] = {}    # zone -> the serial last sent to named (an update or a full load)
         self._synced: dict[str, int] = {}  # zone -> the serial named is known to serve exactly
         self._diverged: dict[str, ZoneChange] = {}  # zone -> a change named refused: served when its data is
-        self._withdrawn: dict[str, int] = {}  # zone -> the serial of the last update sent whose commit failed
+        self.floors = SerialFloors(floor_file)  # zone -> the serial of the last update sent whose commit failed
         self._key_name: str | None = None  # the publisher key's, read once (the key file may go meanwhile)
 
     @property
@@ -293,7 +295,10 @@ class BindTarget:
             sent(self.rndc_timeout(deadline))
         except bind.BindError as exc:
             log.warning("%s", exc)
-        self._withdrawn[zone] = change.serial
+        try:
+            self.floors.withdrawn(zone, change.serial)
+        except OSError as exc:  # the floor holds in memory: lost only if this process stops before a commit
+            log.error("cannot keep the withdrawn serial %s of %s: %s", change.serial, zone, exc)
         self._diverged[zone] = committed
         self._synced.pop(zone, None)  # what named serves is not known until the wait proves it
         log.warning("%s: loading the committed zone again (serial %s): its update of serial %s was sent, its "
@@ -304,10 +309,10 @@ class BindTarget:
         return zone in self.wait_served({zone: committed.serial}, deadline=deadline)
 
     def serial_floor(self, zone: str, serial: int) -> int:
-        """SERIAL, or the serial of ZONE's last withdrawn update when that is higher: the next commit's serial
-        follows it, so a secondary that took the withdrawn one still sees the next commit as newer."""
-        withdrawn = self._withdrawn.get(zone)
-        return withdrawn if withdrawn is not None and serial_gt(withdrawn, serial) else serial
+        """SERIAL, or the serial of ZONE's last withdrawn update when that is higher (kept across restarts,
+        ``serialfloor``): every commit's serial follows it, so a secondary that took the withdrawn one still
+        sees the next commit as newer."""
+        return self.floors.floor(zone, serial)
 
     def _ask_reload(self, zone: str, deadline: float | None) -> bool:
         control = self.control

@@ -54,6 +54,7 @@ from pathlib import Path
 from typing import Callable, ContextManager, Iterator
 
 from .. import records, shards, zones
+from . import serialfloor
 from .bindtarget import BindTarget, PublishTarget
 from .catalogzone import CatalogZone
 from .committer import Batch, Committer, Status
@@ -85,7 +86,7 @@ class Publisher:
         self.lock = RepoLock(repo)
         self.catalog = CatalogZone(catalog_zone, repo, clock, fsync, self._note_error) if catalog_zone else None
         self.named = BindTarget(target, self._newest_serial, self._failed("named"), self._committed_text,
-                                lock=self.lock.held)
+                                lock=self.lock.held, floor_file=repo.git_dir / serialfloor.FILE_NAME)
         self.reader = ZoneReader(self.root, zones.template_environment(template_dirs), target.checkzone,
                                  self._note_error, shard_count)
         self.files = ServiceFiles(repo, self.root, self._failed("git"), fsync)

@@ -241,11 +241,14 @@ def test_the_start_s_wait_for_named_is_bounded_by_its_budget_even_when_each_quer
 @pytest.mark.parametrize("mode, answered_by", [("incremental", "publisher"), ("reload", "served-watch")])
 def test_a_group_named_took_as_an_update_is_answered_by_the_publisher_thread_itself(instance, named, mode,
                                                                                      answered_by):
-    """No wait for named after an update it answered: no watcher thread is woken for the answer."""
+    """No wait for named after an update it answered: no watcher thread is woken for the answer, and the
+    publisher thread does not ask named again (a sync meanwhile would make it wait)."""
     target = PublishTarget(rndc=None, verify_timeout=5.0, control=named, mode=mode)
     publisher = Publisher(ZonesRepo(instance.repo), [ZONE_TEMPLATES], target, fsync=False)
     publisher.load()
     publisher.reconcile()
+    waited, wait_served = [], publisher.wait_served
+    publisher.wait_served = lambda *a, **kw: (waited.append(threading.current_thread().name), wait_served(*a, **kw))[1]
     queue = PublisherThread(publisher)
     queue.start()
     try:
@@ -258,5 +261,8 @@ def test_a_group_named_took_as_an_update_is_answered_by_the_publisher_thread_its
         wait_until(lambda: len(threads) == 2, 10, what="both answers")
         assert threads[1].startswith(answered_by)
         assert named.served[ZONE] == publisher.zones[ZONE].serial
+        assert [name for name in waited if name.startswith("publisher")] == []
+        assert len(waited) == (0 if answered_by == "publisher" else 2)  # a watcher waits after a reload only
+        assert publisher.served(ZONE).serial == publisher.zones[ZONE].serial  # the served view learned it
     finally:
         queue.stop()

@@ -218,8 +218,12 @@ class Publisher:
             return batch
 
     def served_now(self, serials: dict[str, int]) -> bool:
-        """Whether named is known to serve each zone at its serial already (it took their updates): no wait."""
-        return self.named.served_now(serials)
+        """Whether named is known to serve each zone at its serial already (it took their updates): no wait.
+        True also tells the served view, as ``wait_served`` would: the caller settles on SERIALS directly."""
+        if not self.named.served_now(serials):
+            return False
+        self.view.served(dict(serials))
+        return True
 
     def wait_served(self, serials: dict[str, int], timeout: float | None = None,
                     deadline: float | None = None) -> set[str]:

@@ -50,3 +50,17 @@ def test_a_leftover_temp_name_falls_back_to_a_random_one(tmp_path, monkeypatch):
     worktree.atomic_write(a, "new\n")
     assert a.read_text() == "new\n"
     assert (tmp_path / f".a.records.{os.getpid()}-7").read_text() == "leftover of a killed run\n"
+
+
+def test_a_backup_that_cannot_be_removed_after_the_commit_is_logged_not_raised(tmp_path, caplog):
+    """done() runs once the commit is made: a failure there must not turn it into a failed commit."""
+    path = tmp_path / "a.zone"
+    path.write_text("old\n")
+    files = Replacement()
+    files.write(path, "new\n")
+    backup = backup_path(path)
+    backup.unlink()
+    backup.mkdir()  # unlink of it fails (IsADirectoryError), as an I/O error would
+    files.done()
+    assert path.read_text() == "new\n" and files.kept == []
+    assert f"cannot remove {backup}" in caplog.text

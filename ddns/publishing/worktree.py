@@ -172,9 +172,14 @@ class Replacement:
             self._staged = None
 
     def done(self) -> None:
-        """The commit is made (or everything is put back): the kept versions go."""
+        """The commit is made (or everything is put back): the kept versions go. A backup that cannot be
+        removed is logged, not raised: the commit stands (a failure here reported it failed, and named was
+        withdrawn from it), and ``Publisher.recover`` clears leftovers at the next start."""
         for backup in self.kept:
-            backup.unlink(missing_ok=True)
+            try:
+                backup.unlink(missing_ok=True)
+            except OSError as exc:
+                log.warning("cannot remove %s (left for the next start): %s", backup, exc)
         self.kept = []
 
 

@@ -420,7 +420,7 @@ def test_an_update_carries_the_committed_soa_ttl_and_asks_named_nothing_first():
     thread.start()
     named = IncrementalNamed("127.0.0.1", server.getsockname()[1], KEY)
     changed = dataclasses.replace(change(), soa_ttl=1234)
-    assert named.update(changed, 2.0) == dns.rcode.NOERROR
+    assert named.send_update(changed, 2.0)(2.0) == dns.rcode.NOERROR
     thread.join(5)
     named.channel.close()
     server.close()

@@ -221,10 +221,6 @@ class IncrementalNamed:
         self.key = key
         self.channel = UpdateChannel(server, port)
 
-    def update(self, change: ZoneChange, timeout: float) -> int:
-        """Send CHANGE; named's rcode. BindError when named cannot be reached."""
-        return self.send_update(change, timeout)(timeout)
-
     def send_update(self, change: ZoneChange, timeout: float) -> Callable[[float], int]:
         """Send CHANGE; the function returned waits for named's rcode (``UpdateChannel.send``: call it at most once).
         BindError (from either) when named cannot be reached."""

@@ -15,7 +15,8 @@ then the serve RSS is read right away ("start"), and again after a load:
 the warm-up (one nochg per measured host: bcrypt once each), a burst of
 ``--burst`` updates to distinct hosts from ``--clients`` clients, and
 ``--nochg-seconds`` of nochg from the same clients ("load", with VmHWM, the
-peak). The serve process is stopped (SIGTERM) after each run.
+peak; VmHWM is also read after the start, the warm-up and the burst, so the
+phase the peak came in is the first whose value is the peak's). The serve process is stopped (SIGTERM) after each run.
 
 It prints one Markdown table: the range over the runs per cell, the load
 average at start and end. Loopback only, every loop bounded, every process
@@ -114,11 +115,14 @@ def one_run(bench: bu.Bench, update_port: int, args, addresses: bu.Addresses) ->
     """One start, the RSS right after it and after the load; serve stopped at the end."""
     try:
         out = start_timed(bench, update_port)
-        out["rss_start_mib"] = mib(bu.proc_status(bench.proc.pid), "VmRSS")
+        status = bu.proc_status(bench.proc.pid)
+        out["rss_start_mib"], out["hwm_start_mib"] = mib(status, "VmRSS"), mib(status, "VmHWM")
         n_burst = min(args.burst, bench.n_hosts - 1)
         hosts = list(range(1, n_burst + 1))
         warm = bu.phase_warmup(bench, hosts, args.clients)
+        out["hwm_warmup_mib"] = mib(bu.proc_status(bench.proc.pid), "VmHWM")
         burst = bu.phase_burst(bench, hosts, args.clients, addresses)
+        out["hwm_burst_mib"] = mib(bu.proc_status(bench.proc.pid), "VmHWM")
         nochg = bu.phase_nochg(bench, hosts, args.clients, args.nochg_seconds)
         status = bu.proc_status(bench.proc.pid)
         out.update({"rss_load_mib": mib(status, "VmRSS"), "rss_peak_mib": mib(status, "VmHWM"),
@@ -148,6 +152,7 @@ ROWS = (("serve exec → first /nic/update answered (s)", "http_s"),
         ("serve RSS after start (MiB)", "rss_start_mib"),
         ("serve RSS after warm-up + burst + nochg (MiB)", "rss_load_mib"),
         ("serve RSS peak, VmHWM (MiB)", "rss_peak_mib"),
+        ("… VmHWM after the start / the warm-up / the burst (MiB)", ("hwm_start_mib", "hwm_warmup_mib", "hwm_burst_mib")),
         ("errors during the load", "load_errors"),
         ("named RSS (MiB)", "named_rss_mib"))
 
@@ -156,7 +161,9 @@ def table(results: dict[int, list[dict]], setups: dict[int, dict]) -> str:
     sizes = sorted(results)
     lines = ["| | " + " | ".join(f"{n:,} hosts" for n in sizes) + " |", "|---" * (len(sizes) + 1) + "|"]
     for title, key in ROWS:
-        lines.append(f"| {title} | " + " | ".join(span([r.get(key) for r in results[n]]) for n in sizes) + " |")
+        keys = key if isinstance(key, tuple) else (key,)  # several: "a / b / c", each a range over the runs
+        lines.append(f"| {title} | " + " | ".join(" / ".join(span([r.get(k) for r in results[n]]) for k in keys)
+                                                   for n in sizes) + " |")
     lines.append("| set-up: instance built (s) | " + " | ".join(f"{setups[n]['total_s']:g}" for n in sizes) + " |")
     return "\n".join(lines)
 

@@ -12,7 +12,7 @@ import threading
 from pathlib import Path
 from typing import Callable
 
-from . import __version__, config as configmod, errors, listener, logs
+from . import __version__, config as configmod, errors, listener, logs, memory
 from .auth import new_secret
 from .cli_base import Env, Exit
 from .instance import demo_key, init_instance, narrow_secrets, open_serving, prepare_managed_bind
@@ -34,6 +34,7 @@ def serve(cfg: configmod.Config, env: Env, ready: Callable[[Service], None] | No
     What it says goes to the log (``ddns.serve``), so with log.format json every line is JSON.
     """
     check_metrics(cfg)  # unusable settings are refused before anything starts
+    memory.limit_arenas()  # before the first thread starts (glibc read MALLOC_ARENA_MAX at exec)
     stop_logging = logs.configure(cfg, env.stderr)  # log.format, log.level
     try:
         return _serve(cfg, env, ready, stop_event)
@@ -57,6 +58,7 @@ def _serve(cfg: configmod.Config, env: Env, ready: Callable[[Service], None] | N
         status = service.start()
         for zone, state in sorted(status.items()):
             log.info("zone %s: %s", zone, state)
+        memory.give_back()  # what the load and the reconcile freed
         server = make_server(create_app(service), cfg)
         server.prepare()
         update_listener = listener.start(service, cfg)  # binds now: a port in use fails here

@@ -5,7 +5,8 @@ process it took 10-15 ms, most of it not the work: starting git, reading and
 refreshing the whole index, rebuilding every tree of the cache, writing the
 index twice. Here the new tree is HEAD's tree with the touched blobs put in
 (only the directories on their paths are rewritten, unchanged files are not
-hashed again), the branch moves only if it still points at the parent, and
+hashed again; the parent commit is never read whole: its message may be tens of
+megabytes), the branch moves only if it still points at the parent, and
 the index on disk gets the committed entries (with their stat data) for those
 paths and nothing else, so later git commands (status, rebase, the hooks) see
 a clean tree.
@@ -33,13 +34,14 @@ import logging
 import os
 import threading
 import time
+import zlib
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
 import pygit2
-from pygit2.enums import FileMode
+from pygit2.enums import FileMode, ObjectType
 
 from . import errors
 from .provenance import SERVICE_EMAIL
@@ -73,6 +75,7 @@ class Plan:
 
     branch: str                       # refs/heads/...
     parent: pygit2.Oid
+    tree: pygit2.Oid                  # the parent's tree
     added: tuple[str, ...]            # in the working tree: its blob goes in
     removed: tuple[str, ...]          # gone from the working tree, in HEAD: leaves the tree
 
@@ -84,6 +87,7 @@ class InProcessCommit:
         self.path = Path(path)
         self._repo: pygit2.Repository | None = None
         self._lock = threading.Lock()
+        self._tip: tuple[pygit2.Oid, pygit2.Oid] | None = None  # the last commit made here and its tree
 
     @property
     def repo(self) -> pygit2.Repository:
@@ -130,7 +134,8 @@ class InProcessCommit:
                 or os.path.exists(os.path.join(repo.path, "index.lock"))):
             return None
         head = repo.references["HEAD"].resolve()
-        tree = repo[head.target].peel(pygit2.Tree)
+        tree_id = self._tree_of(head.target)
+        tree = repo[tree_id].peel(pygit2.Tree)
         index = repo.index
         index.read(False)  # again only if another process rewrote it (libgit2 checks its stamp)
         added, removed = [], []
@@ -151,7 +156,18 @@ class InProcessCommit:
                 removed.append(path)
             else:
                 return None  # matches no file: git says so
-        return Plan(head.name, head.target, tuple(dict.fromkeys(added)), tuple(dict.fromkeys(removed)))
+        return Plan(head.name, head.target, tree_id, tuple(dict.fromkeys(added)), tuple(dict.fromkeys(removed)))
+
+    def _tree_of(self, commit: pygit2.Oid) -> pygit2.Oid:
+        """COMMIT's tree, without reading the whole commit where it can: a commit's message may be tens of
+        megabytes (one publish of 100,000 changes lists each), and libgit2 holds it twice while parsing it.
+
+        The last commit made here is known; another (the first after a start, a merged push) is read from
+        the head of its loose object; a packed one, through libgit2.
+        """
+        if self._tip is not None and self._tip[0] == commit:
+            return self._tip[1]
+        return loose_commit_tree(self.repo.path, commit) or self.repo[commit].peel(pygit2.Commit).tree_id
 
     def _commit(self, plan: Plan, message: str, author: pygit2.Signature, committer: pygit2.Signature,
                 config: pygit2.Config, before_branch: Callable[[], None] | None = None) -> str | None:
@@ -167,23 +183,43 @@ class InProcessCommit:
             if path in index:
                 index.remove(path)
             changes[path] = None
-        parent = repo[plan.parent].peel(pygit2.Commit)
         written: list[pygit2.Oid] = [c[0] for c in changes.values() if c is not None]
-        tree = updated_tree(repo, parent.tree, changes, written) or repo.TreeBuilder().write()
-        if tree == parent.tree.id:
+        tree = updated_tree(repo, repo[plan.tree].peel(pygit2.Tree), changes, written) or repo.TreeBuilder().write()
+        if tree == plan.tree:
             return None  # nothing to commit: git says so
-        new = repo.create_commit(None, author, committer, message, tree, [parent.id])
+        # written as git writes it, not with create_commit: pygit2 reads each parent whole first
+        new = repo.odb.write(ObjectType.COMMIT, commit_object(tree, plan.parent, author, committer, message))
         objects = os.path.join(repo.path, "objects")
         durable = ([os.path.join(objects, h[:2], h[2:]) for h in dict.fromkeys(map(str, [*written, tree, new]))]
                    if wants_fsync(config) else None)
         update_branch(Path(repo.path), plan.branch, plan.parent, new, committer,
                       f"commit: {message.split(chr(10), 1)[0]}", durable, _config(config, "core.logAllRefUpdates"),
                       before_branch)
+        self._tip = (new, tree)
         try:
             index.write()
         except pygit2.GitError as exc:  # the commit is in: reporting it failed would be the lie
             log.error("commit %s made, but the index could not be written (git status may show it staged): %s", new, exc)
         return str(new)
+
+
+def loose_commit_tree(git_dir: str, commit: pygit2.Oid) -> pygit2.Oid | None:
+    """The tree of COMMIT from its loose object's first bytes (``commit SIZE\\0tree HEX\\n``); None when it
+    is not loose (packed, or in an alternate) or does not start so."""
+    hexid = str(commit)
+    try:
+        with open(os.path.join(git_dir, "objects", hexid[:2], hexid[2:]), "rb") as f:
+            head = zlib.decompressobj().decompress(f.read(4096), 200)
+    except (OSError, zlib.error):
+        return None
+    kind, _, rest = head.partition(b"\0")
+    line = rest.split(b"\n", 1)[0]
+    if not kind.startswith(b"commit ") or not line.startswith(b"tree "):
+        return None
+    try:
+        return pygit2.Oid(hex=line[5:].decode("ascii"))
+    except (ValueError, UnicodeDecodeError):
+        return None
 
 
 def update_branch(git_dir: Path, branch: str, old: pygit2.Oid, new: pygit2.Oid, who: pygit2.Signature,
@@ -271,6 +307,15 @@ def _branch_target(git_dir: Path, branch: str) -> str:
     except FileNotFoundError:
         pass
     return ""
+
+
+def commit_object(tree: pygit2.Oid, parent: pygit2.Oid, author: pygit2.Signature, committer: pygit2.Signature,
+                  message: str) -> bytes:
+    """The commit object git writes for these (``commit_tree``): tree, parent, both identities, the message."""
+    def ident(who: pygit2.Signature) -> str:
+        return f"{who.name} <{who.email}> {who.time} {_offset(who.offset)}"
+    return (f"tree {tree}\nparent {parent}\nauthor {ident(author)}\ncommitter {ident(committer)}\n\n"
+            f"{message}").encode()
 
 
 def _offset(minutes: int) -> str:

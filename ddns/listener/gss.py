@@ -4,7 +4,8 @@ One call takes the client's token (SPNEGO or raw Kerberos, as the client
 chose) and returns what the TKEY answer needs. The keytab is read at every
 negotiation, so a keytab replaced on disk takes effect at the next one. The
 context must give message integrity (every signature is a GSS MIC), as
-BIND's acceptor demands too.
+BIND's acceptor demands too. python-gssapi is imported at the first
+negotiation: a listener without a keytab never loads it.
 """
 from __future__ import annotations
 
@@ -12,9 +13,6 @@ import logging
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-
-import gssapi
-import gssapi.exceptions
 
 from .contexts import ContextTable
 
@@ -44,6 +42,9 @@ class Acceptor:
 
     def accept(self, token: bytes) -> Accepted:
         """The context one step on TOKEN opens; raises AcceptFailed."""
+        # imported only here: with GSS-TSIG off (no keytab) serve never loads the Kerberos libraries (~3 MiB)
+        import gssapi
+        import gssapi.exceptions
         try:
             creds = gssapi.Credentials(usage="accept", store={"keytab": str(self.keytab)})
             security = gssapi.SecurityContext(creds=creds, usage="accept")

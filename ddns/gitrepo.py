@@ -25,7 +25,7 @@ import pygit2
 from pygit2.enums import FileMode
 
 from . import errors, private, provenance
-from .gitcommit import InProcessCommit
+from .gitcommit import InProcessCommit, loose_commit_tree
 from .provenance import SERVICE_EMAIL, SERVICE_NAME
 
 log = logging.getLogger("ddns.gitrepo")
@@ -346,7 +346,9 @@ class ZonesRepo:
         """
         repo = pygit2.Repository(str(self.path))
         try:
-            tree = repo.revparse_single("HEAD").peel(pygit2.Tree)[directory].peel(pygit2.Tree)
+            head = repo.head.target
+            top = repo[loose_commit_tree(repo.path, head) or repo[head].peel(pygit2.Commit).tree_id]
+            tree = top.peel(pygit2.Tree)[directory].peel(pygit2.Tree)  # a commit's message is not read whole
         except (KeyError, ValueError, pygit2.GitError):  # no commit, no such directory, or not one
             return []
         return list(_differing_blobs(tree, self.path / directory, directory))

@@ -222,8 +222,9 @@ def test_missing_copies_are_written_and_copies_of_removed_zones_go(tmp_path):
 
 
 # ---- the kept-open connection ---------------------------------------------------------
-def answer_one(conn: socket.socket) -> bool:
-    """Read one DNS message from CONN and answer it NOERROR; False when the peer closed it instead."""
+def answer_one(conn: socket.socket, keyring: dns.tsig.Key | None = None) -> bool:
+    """Read one DNS message from CONN and answer it NOERROR (signed with KEYRING when it is); False when the
+    peer closed it instead."""
     head = conn.recv(2)
     if len(head) < 2:
         return False
@@ -231,7 +232,7 @@ def answer_one(conn: socket.socket) -> bool:
     data = b""
     while len(data) < length:
         data += conn.recv(length - len(data))
-    reply = dns.message.make_response(dns.message.from_wire(data)).to_wire()
+    reply = dns.message.make_response(dns.message.from_wire(data, keyring=keyring)).to_wire()
     conn.sendall(struct.pack(">H", len(reply)) + reply)
     return True
 
@@ -467,3 +468,16 @@ def test_withdrawn_serials_are_read_back_by_the_next_process_and_a_garbled_file_
     for garbled in ("{", "[1, 2]", '{"a": "x"}'):
         path.write_text(garbled)
         assert SerialFloors(path).floor(ZONE, 5) == 5  # logged; the clock still moves serials on
+
+
+def test_a_probe_between_an_update_and_its_answer_leaves_the_update_s_answer_to_be_read():
+    """A watcher's serves() probe goes over its own connection: the pending update's answer is still read."""
+    server, connections, thread = fake_named(lambda conn: answer_one(conn, KEY))  # the update's, then the probe's
+    named = IncrementalNamed("127.0.0.1", server.getsockname()[1], KEY)
+    answer = named.send_update(change(), 2.0)
+    assert named.serves(change(), 2.0)
+    assert answer(2.0) == dns.rcode.NOERROR  # not EOFError (then: a full load)
+    thread.join(5)
+    assert len(connections) == 2
+    named.close()
+    server.close()

@@ -132,9 +132,9 @@ class _RndcControl:
         self.settings.rndc.reconfig(timeout=timeout)
 
     def close(self) -> None:
-        """Close the kept-open update connection (a later update opens it again)."""
+        """Close the kept-open update connections (a later update opens them again)."""
         if self._updates is not None:
-            self._updates.channel.close()
+            self._updates.close()
 
     def served_serial(self, zone: str, timeout: float) -> int | None:
         return bind.served_serial(zone, self.settings.dns_server, self.settings.dns_port, timeout=timeout)

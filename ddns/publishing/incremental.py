@@ -213,13 +213,24 @@ class UpdateChannel:
 
 
 class IncrementalNamed:
-    """A named that takes our updates: the channel and the key."""
+    """A named that takes our updates: the channels and the key.
+
+    Probes (``serves``, from a watcher) go over a connection of their own: on
+    the updates' one, a probe sent between an update and the reading of its
+    answer would close that exchange (EOFError) and cost a needless full load.
+    """
 
     def __init__(self, server: str, port: int, key: dns.tsig.Key):
         self.server = server
         self.port = port
         self.key = key
         self.channel = UpdateChannel(server, port)
+        self.probes = UpdateChannel(server, port)
+
+    def close(self) -> None:
+        """Close both kept-open connections (a later message opens its own again)."""
+        self.channel.close()
+        self.probes.close()
 
     def send_update(self, change: ZoneChange, timeout: float) -> Callable[[float], int]:
         """Send CHANGE; the function returned waits for named's rcode (``UpdateChannel.send``: call it at most once).
@@ -230,7 +241,7 @@ class IncrementalNamed:
     def serves(self, change: ZoneChange, timeout: float) -> bool:
         """Whether named serves CHANGE's RRsets and SOA (``update_message``'s probe); BindError when it cannot be reached."""
         message = update_message(change, self.key, probe=True)
-        return self._guarded(change, lambda: self.channel.send(message, timeout)(timeout)) == dns.rcode.NOERROR
+        return self._guarded(change, lambda: self.probes.send(message, timeout)(timeout)) == dns.rcode.NOERROR
 
     def _guarded(self, change: ZoneChange, call: Callable[[], T]) -> T:
         try:

@@ -20,7 +20,27 @@ is changed):
               "of which waiting for named": its CPU inside wait_served (the serial polls)
   git cpu     CPU time of the git processes it waited for (os.times children)
 
+With --group N it applies --runs groups of N changes to distinct hosts
+instead (what a burst's group is: ~20-25 changes), with incremental
+publishing as ``ddns serve`` has it, and reports per stage the publishing
+thread's CPU time (time.thread_time) per group and per update; stages nest
+(indented ones are part of the one above); --shards sets zones.shards:
+
+  decide        Committer._decide for every update of the group (records.apply)
+  sharded       the group's records as the new ShardedRecords (only the touched shards copied)
+  files         writing the head and the shards: render, format (a shard's
+                text made whole) or splice (the changed labels' lines put
+                into its last text), the temp files (write temp: a spare written
+                over, or a new file), backups (keep), the fsyncs side by side
+                and the renames
+  message       the commit message (summary lines, one trailer per change)
+  git commit    the in-process commit (blobs, trees, commit, branch, index)
+  backups gone  Replacement.done: the kept previous versions moved to the spares
+  zone change   the diff handed to named
+  named         BindTarget.publish: the RFC 2136 message built (build), sent and answered
+
 Usage: python3 bench/profile_publish.py [--hosts 1000,10000] [--runs 30] [--no-fsync] [--cprofile]
+                                       [--group N [--shards COUNT]]
 """
 from __future__ import annotations
 
@@ -36,15 +56,17 @@ import tempfile
 import threading
 import time
 from collections import defaultdict
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Iterator
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from bench_updates import Addresses, ZONE, free_port  # noqa: E402
-from ddns import bind, cli, zones  # noqa: E402
-from ddns.publishing import publisher as pubmod, worktree
+from ddns import bind, cli, gitrepo, shards, zones  # noqa: E402
+from ddns.publishing import bindtarget, committer, incremental, publisher as pubmod, worktree, zonestate  # noqa: E402
 from ddns.model import Actor, Operation, Outcome, Update  # noqa: E402
 from ddns.service import Service  # noqa: E402
 
@@ -80,19 +102,21 @@ class RndcProxy:
         return getattr(self._rndc, name)
 
 
-def profile_size(n: int, runs: int, fsync: bool, workdir: Path, use_cprofile: bool) -> dict:
+@contextmanager
+def instance(n: int, fsync: bool, workdir: Path, extra: dict | None = None) -> Iterator[tuple]:
+    """A fresh instance with its named started and N records published: (publisher, DNS port, addresses,
+    actor, seconds the initial publish took); named is stopped at the end."""
     addresses = Addresses()
     directory = workdir / f"p-{n}"
     http_port, dns_port, rndc_port = free_port(), free_port(), free_port()
     cfg = cli.init_instance(directory, http_port, dns_port, rndc_port, zone=ZONE,
                             extra={"security.bcrypt_rounds": 4, "zones.git_fsync": fsync,
-                                   "bind.verify_timeout": 30.0})  # a 100k zone on a loaded machine
+                                   "bind.verify_timeout": 30.0, **(extra or {})})  # a 100k zone on a loaded machine
     rndc = bind.Rndc("127.0.0.1", rndc_port, cfg.path("bind.rndc_key"))
     named = bind.ManagedNamed(cfg.path("bind.dir"), rndc)
     named.start()
     try:
-        service = Service.open(cfg)
-        pub = service.publisher
+        pub = Service.open(cfg).publisher
         pub.reconcile()
         t0 = time.perf_counter()
         actor = Actor("bench", interface="bench")
@@ -101,7 +125,13 @@ def profile_size(n: int, runs: int, fsync: bool, workdir: Path, use_cprofile: bo
             for i in range(n)])]
         initial = time.perf_counter() - t0
         assert all(o == Outcome.PUBLISHED for o in outcomes), outcomes[:3]
+        yield pub, dns_port, addresses, actor, initial
+    finally:
+        named.stop()
 
+
+def profile_size(n: int, runs: int, fsync: bool, workdir: Path, use_cprofile: bool) -> dict:
+    with instance(n, fsync, workdir) as (pub, dns_port, addresses, actor, initial):
         # wrap what _apply_locked calls
         served_at: dict[str, float] = {}
 
@@ -166,12 +196,108 @@ def profile_size(n: int, runs: int, fsync: bool, workdir: Path, use_cprofile: bo
             s = io.StringIO()
             pstats.Stats(prof, stream=s).sort_stats("cumulative").print_stats(25)
             print(f"--- cProfile of {runs} single-change publishes, {n} records ---\n{s.getvalue()}", file=sys.stderr)
-        size = (directory / "zones" / ZONE / f"{ZONE}.zone").stat().st_size
+        size = (pub.root / ZONE / f"{ZONE}.zone").stat().st_size
         committed = getattr(pub, "_committed_text", None)
         flat = len(committed(ZONE).encode()) if committed else size
         return {"initial_publish_s": initial, "zone_bytes": size, "flat_bytes": flat}
-    finally:
-        named.stop()
+
+
+# --group: (label, object, attribute) of each stage timed; indented labels are part of the one above.
+GROUP_STAGES = [
+    ("decide", committer.Committer, "_decide"),
+    ("sharded", zonestate.ZoneReader, "sharded"),
+    ("files", worktree.Replacement, "together"),
+    ("  render", zones, "render_zone"),
+    ("  format", shards, "format_shard"),
+    ("  splice", shards, "splice_shard"),
+    ("  write temp", worktree, "_write_temp"),
+    ("  keep", worktree.Replacement, "_keep"),
+    ("message", committer, "commit_message"),
+    ("git commit", gitrepo.ZonesRepo, "commit"),
+    ("backups gone", worktree.Replacement, "done"),
+    ("zone change", committer, "zone_change"),
+    ("named", bindtarget.BindTarget, "publish"),
+    ("  build", incremental, "update_message"),
+]
+
+
+def cpu_timed(label: str, fn, context: bool = False):
+    """FN with its thread's CPU time added to _cur[LABEL], its wall time to _cur[LABEL wall] (CONTEXT: FN
+    makes a context manager; its block counts)."""
+    def add(c0: float, t0: float) -> None:
+        _cur[label] += time.thread_time() - c0
+        _cur[f"{label} wall"] += time.perf_counter() - t0
+
+    if context:
+        @contextmanager
+        def managed(*a, **kw):
+            c0, t0 = time.thread_time(), time.perf_counter()
+            try:
+                with fn(*a, **kw) as value:
+                    yield value
+            finally:
+                add(c0, t0)
+        return managed
+
+    def wrapper(*a, **kw):
+        c0, t0 = time.thread_time(), time.perf_counter()
+        try:
+            return fn(*a, **kw)
+        finally:
+            add(c0, t0)
+    return wrapper
+
+
+def profile_groups(n: int, runs: int, group: int, fsync: bool, workdir: Path, use_cprofile: bool,
+                   shard_count: int | None = None) -> dict:
+    """RUNS groups of GROUP changes to distinct hosts, applied one after the other; CPU per stage in T.
+    SHARD_COUNT: zones.shards (None: the default)."""
+    extra = {"zones.shards": shard_count} if shard_count else None
+    with instance(n, fsync, workdir, extra) as (pub, _, addresses, actor, initial):
+        originals = [(obj, attr, getattr(obj, attr)) for _, obj, attr in GROUP_STAGES]
+        for (label, obj, attr), (_, _, fn) in zip(GROUP_STAGES, originals):
+            setattr(obj, attr, cpu_timed(label, fn, context=attr == "together"))
+        prof = cProfile.Profile() if use_cprofile else None
+        try:
+            for k in range(runs):
+                _cur.clear()
+                changes = [Update(ZONE, tuple(Operation.replace(f"h{(k * group + j) % n:06d}.{ZONE}", "A",
+                                                                [addresses.next()])), actor=actor)
+                           for j in range(group)]
+                t0, cpu0 = time.perf_counter(), time.thread_time()
+                if prof:
+                    prof.enable()
+                out = [r.outcome for r in pub.apply(changes)]
+                if prof:
+                    prof.disable()
+                T[f"{n}:group cpu"].append(time.thread_time() - cpu0)
+                T[f"{n}:group cpu wall"].append(time.perf_counter() - t0)
+                assert out == [Outcome.PUBLISHED] * group, out[:3]
+                for label, _, _ in GROUP_STAGES:
+                    T[f"{n}:{label}"].append(_cur[label])
+                    T[f"{n}:{label} wall"].append(_cur[f"{label} wall"])
+        finally:
+            for obj, attr, fn in originals:
+                setattr(obj, attr, fn)
+        if prof:
+            s = io.StringIO()
+            pstats.Stats(prof, stream=s).sort_stats("tottime").print_stats(40)
+            print(f"--- cProfile of {runs} groups of {group}, {n} records ---\n{s.getvalue()}", file=sys.stderr)
+        return {"initial_publish_s": initial}
+
+
+def print_groups(sizes: list[int], runs: int, group: int, fsync: bool, load_start: float) -> None:
+    print(f"Median ms per group of {group} changes, {runs} groups: the publishing thread's CPU, per group / per "
+          f"change, and the wall time per group (fsync {'on' if fsync else 'off'}; "
+          f"load average {load_start:.2f} -> {os.getloadavg()[0]:.2f}):\n")
+    print("| stage | " + " | ".join(f"{n:,} records: CPU / per change / wall" for n in sizes) + " |")
+    print("|---|" + "---|" * len(sizes))
+    for label in ["group cpu", *(label for label, _, _ in GROUP_STAGES)]:
+        cells = []
+        for n in sizes:
+            cpu, wall = statistics.median(T[f"{n}:{label}"]) * 1000, statistics.median(T[f"{n}:{label} wall"]) * 1000
+            cells.append(f"{cpu:.2f} / {cpu / group:.3f} / {wall:.1f}")
+        print(f"| {'**all of the group**' if label == 'group cpu' else label} | " + " | ".join(cells) + " |")
 
 
 STAGES = ["format", "render", "write", "fsync", "git commit",
@@ -184,6 +310,8 @@ def main() -> int:
     p.add_argument("--runs", type=int, default=30)
     p.add_argument("--no-fsync", action="store_true", help="zones.git_fsync=false (no fsync of files or git objects)")
     p.add_argument("--cprofile", action="store_true", help="also print a cProfile of the publishes (to stderr)")
+    p.add_argument("--group", type=int, default=1, help="changes per publish (>1: the group profile, see above)")
+    p.add_argument("--shards", type=int, default=None, help="zones.shards for the group profile (default: the setting's)")
     args = p.parse_args()
     sizes = [int(x) for x in args.hosts.split(",")]
     load_start = os.getloadavg()[0]
@@ -191,9 +319,15 @@ def main() -> int:
     meta = {}
     try:
         for n in sizes:
-            meta[n] = profile_size(n, args.runs, not args.no_fsync, workdir, args.cprofile)
+            if args.group > 1:
+                meta[n] = profile_groups(n, args.runs, args.group, not args.no_fsync, workdir, args.cprofile, args.shards)
+            else:
+                meta[n] = profile_size(n, args.runs, not args.no_fsync, workdir, args.cprofile)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
+    if args.group > 1:
+        print_groups(sizes, args.runs, args.group, not args.no_fsync, load_start)
+        return 0
     print(f"Median ms per single-change publish over {args.runs} runs "
           f"(fsync {'off' if args.no_fsync else 'on'}; load average {load_start:.2f} -> {os.getloadavg()[0]:.2f}):\n")
     print("| stage | " + " | ".join(f"{n:,} records" for n in sizes) + " |")

@@ -12,12 +12,13 @@ wait_served and the answers in a watcher thread) and, when serve stops, writes e
                    publisher.current (nochg check), service.publish (queue wait +
                    group publish), store.record_updates (batched SQLite write)
   publisher, one sample per group unless said:
-                   batch size; apply (deciding the group's updates); format and
-                   render (per zone); write (per file written alone); files
+                   batch size; apply (deciding the group's updates); format (a shard's
+                   text made whole) and splice (its changed lines put into its last
+                   text), per shard; render (per zone); write (per file written alone); files
                    (the group's files written and renamed); git commit (with
-                   the first zone's update sent before the branch moves); zone
-                   change (the diff handed to named, per zone); named message
-                   (building the RFC 2136 update); named publish (per zone:
+                   the first zone's update sent under the branch's lock, before it
+                   moves); zone change (the diff handed to named, per zone); named
+                   message (building the RFC 2136 update); named publish (per zone:
                    named's answer to the update sent ahead, or a later zone's
                    update and answer, or a full load); rndc reload (per full
                    load); group under the lock (all of the above) and group
@@ -41,7 +42,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from ddns import cli, dyndns2, gitrepo, service as servmod, store as storemod, zones  # noqa: E402
+from ddns import cli, dyndns2, gitrepo, service as servmod, shards, store as storemod, zones  # noqa: E402
 from ddns.publishing import (bindtarget, committer, incremental, publish_queue, publisher as pubmod,  # noqa: E402
                              worktree)
 
@@ -72,7 +73,8 @@ def install() -> None:
     pubmod.Publisher.current = timed("req current", pubmod.Publisher.current)
     storemod.Store.record_updates = timed("flush record_updates", storemod.Store.record_updates)
 
-    zones.format_dynamic = timed("pub format", zones.format_dynamic)
+    shards.format_shard = timed("pub format", shards.format_shard)
+    shards.splice_shard = timed("pub splice", shards.splice_shard)
     zones.render_zone = timed("pub render", zones.render_zone)
     worktree.atomic_write = timed("pub write", worktree.atomic_write)
     worktree.Replacement.together = timed_context("pub files", worktree.Replacement.together)

@@ -15,7 +15,8 @@ from typing import Callable
 from . import __version__, config as configmod, errors, listener, logs, memory
 from .auth import new_secret
 from .cli_base import Env, Exit
-from .instance import demo_key, init_instance, narrow_secrets, open_serving, prepare_managed_bind
+from .instance import (demo_key, freeze_loaded, init_instance, narrow_secrets, open_serving, prepare_managed_bind,
+                       unfreeze_loaded)
 from .metrics import check as check_metrics
 from .service import Service
 
@@ -58,6 +59,7 @@ def _serve(cfg: configmod.Config, env: Env, ready: Callable[[Service], None] | N
         status = service.start()
         for zone, state in sorted(status.items()):
             log.info("zone %s: %s", zone, state)
+        freeze_loaded()  # its collection first: what it frees is given back too
         memory.give_back()  # what the load and the reconcile freed
         server = make_server(create_app(service), cfg)
         server.prepare()
@@ -79,6 +81,7 @@ def _serve(cfg: configmod.Config, env: Env, ready: Callable[[Service], None] | N
             update_listener.stop()
         service.stop()
     finally:
+        unfreeze_loaded()
         if named:
             named.stop()
     return Exit.OK

@@ -138,13 +138,15 @@ class InProcessCommit:
         tree = repo[tree_id].peel(pygit2.Tree)
         index = repo.index
         index.read(False)  # again only if another process rewrote it (libgit2 checks its stamp)
+        in_tree = tree_lookup(repo, tree)
         added, removed = [], []
         for path in paths:
             if not _plain(path):
                 return None
             full = os.path.join(self.path, path)  # strings, not pathlib: this runs for every path of every commit
-            in_head = path in tree
-            if in_head and tree[path].filemode == FileMode.TREE:
+            entry = in_tree(path)
+            in_head = entry is not None
+            if in_head and entry.filemode == FileMode.TREE:
                 return None
             if os.path.lexists(full):
                 if os.path.isdir(full) and not os.path.islink(full):
@@ -201,6 +203,35 @@ class InProcessCommit:
         except pygit2.GitError as exc:  # the commit is in: reporting it failed would be the lie
             log.error("commit %s made, but the index could not be written (git status may show it staged): %s", new, exc)
         return str(new)
+
+
+def tree_lookup(repo: pygit2.Repository, tree: pygit2.Tree) -> Callable[[str], pygit2.Object | None]:
+    """PATH's entry in TREE (None: none) by a lookup that reads each directory on the way once.
+
+    A lookup by path from the top parses every tree above the entry again:
+    ``path in tree`` and ``tree[path]`` for a commit's 24 paths took 2.8 ms
+    of CPU (two 256-entry ``dynamic/`` trees parsed per path), one read of
+    each directory 0.07 ms.
+    """
+    directories: dict[str, pygit2.Tree | None] = {"": tree}
+
+    def directory(rel: str) -> pygit2.Tree | None:
+        if rel not in directories:
+            parent, _, name = rel.rpartition("/")
+            entry = entry_in(directory(parent), name)
+            directories[rel] = (repo[entry.id].peel(pygit2.Tree)
+                                if entry is not None and entry.filemode == FileMode.TREE else None)
+        return directories[rel]
+
+    def lookup(path: str) -> pygit2.Object | None:
+        parent, _, name = path.rpartition("/")
+        return entry_in(directory(parent), name)
+    return lookup
+
+
+def entry_in(tree: pygit2.Tree | None, name: str) -> pygit2.Object | None:
+    """The entry NAME (one path component) of TREE; None when there is none (or no TREE)."""
+    return tree[name] if tree is not None and name in tree else None
 
 
 def loose_commit_tree(git_dir: str, commit: pygit2.Oid) -> pygit2.Oid | None:

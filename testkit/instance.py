@@ -173,6 +173,14 @@ def wait_until(predicate, timeout: float, interval: float = 0.05, what: str = "c
         time.sleep(interval)
 
 
+def pushed_upstream(instance: Instance) -> None:
+    """Wait until the service pushed all its commits to the upstream admins clone (its push is deferred)."""
+    head = instance.git("rev-parse", "HEAD").strip()
+    upstream = ["git", "-C", str(instance.dir / "zones.git"), "rev-parse", "main"]
+    wait_until(lambda: subprocess.run(upstream, capture_output=True, text=True).stdout.strip() == head, 15, 0.1,
+               "the service's commits pushed upstream")
+
+
 def read_reply(sock: socket.socket, limit: int = 1 << 20, complete=lambda reply: False) -> bytes:
     """What the server sends on SOCK until it closes, COMPLETE(reply) says the answer is whole, or LIMIT bytes.
 

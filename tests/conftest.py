@@ -18,13 +18,14 @@ from pathlib import Path
 import pytest
 
 from ddns import cli
-from testkit.instance import (REQUIRED_TOOLS, CliResult, Instance, Running, free_port, http, port_free, query,
-                              read_reply, require, serving, start_serving, tree_records, wait_until)
+from testkit.instance import (REQUIRED_TOOLS, CliResult, Instance, Running, free_port, http, port_free,
+                              pushed_upstream, query, read_reply, require, serving, start_serving, tree_records,
+                              wait_until)
 from testkit.processes import stop_process
 
 # Made in testkit (the benches use them too); the tests import them from here, as before.
-__all__ = ["REQUIRED_TOOLS", "CliResult", "Instance", "Running", "free_port", "http", "port_free", "query",
-           "read_reply", "require", "serving", "start_serving", "tree_records", "wait_until"]
+__all__ = ["REQUIRED_TOOLS", "CliResult", "Instance", "Running", "free_port", "http", "port_free", "pushed_upstream",
+           "query", "read_reply", "require", "serving", "start_serving", "tree_records", "wait_until"]
 
 class Crashes(logging.Handler):
     """Log records with an exception attached, from any logger: a hostile-input run must leave none."""

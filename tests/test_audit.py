@@ -11,7 +11,7 @@ import subprocess
 import time
 from datetime import datetime, timezone
 
-from conftest import Instance, start_serving
+from conftest import Instance, pushed_upstream, start_serving
 
 ZONE = "dyn.example.test"
 OTHER = "other.example.test"
@@ -228,6 +228,7 @@ def test_trailers_count_only_in_commits_the_service_made(running, tmp_path):
     genuine = history(inst, H1)
     assert genuine == [("A", None, "192.0.2.1", f"host:{H1}", "127.0.0.1", "dyndns2")]
     clone = tmp_path / "admin"
+    pushed_upstream(inst)  # else the service's deferred push and the clone's race: one of the pushes is refused
     subprocess.run(["git", "clone", "-q", "-b", "main", str(inst.dir / "zones.git"), str(clone)], check=True)
     env = {k: v for k, v in os.environ.items() if not k.startswith("GIT_")}
 

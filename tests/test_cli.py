@@ -1,4 +1,5 @@
 """The ddns command against a real instance: users, domains, hosts, history."""
+import gc
 import io
 
 import pytest
@@ -130,3 +131,14 @@ def test_bind_unavailable_exits_as_the_table_says_and_adds_no_zone(instance):
     assert code == errors.CODES[errors.Kind.UNAVAILABLE].exit and "named-checkzone" in err.getvalue(), err.getvalue()
     assert instance.commit_count() == before
     assert [d["zone"] for d in instance.cli("domain", "list", "--json").json()] == ["dyn.example.test"]
+
+
+def test_a_stopped_serve_leaves_nothing_frozen(serve):
+    """The serve takes what it loaded out of the collector's walks, and gives it back at its stop:
+    the tests run many serves in one process, whose stopped services must be freed."""
+    running = serve()
+    assert gc.get_freeze_count() > 0
+    running.stop.set()
+    running.thread.join(30)
+    assert not running.thread.is_alive()
+    assert gc.get_freeze_count() == 0

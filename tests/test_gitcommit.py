@@ -476,3 +476,20 @@ def test_objects_and_ref_fsynced_when_the_repository_asks(tmp_path, fsync):
     assert f"{git_dir}/refs/heads/main.lock" in synced_before
     assert len(synced) == 7  # as many as git makes: each object, the branch
     assert head == git(repo.path, "rev-parse", "HEAD").strip()
+
+
+def test_the_tree_lookup_finds_what_a_lookup_by_path_finds(repo):
+    """Each directory read once, the same entries as ``path in tree`` / ``tree[path]``: files at every depth,
+    directories, and paths that are missing or go through a file."""
+    git_repo = pygit2.Repository(str(repo.path))
+    tree = git_repo[git_repo.head.target].peel(pygit2.Tree)
+    lookup = gitcommit.tree_lookup(git_repo, tree)
+    paths = [HEAD_FILE, f"{ZONE}/zone.toml", f"{ZONE}/dynamic/00.records", f"{ZONE}/dynamic/01.records",
+             f"{ZONE}/dynamic", ZONE, f"{ZONE}/dynamic/02.records", f"{ZONE}/nothing/00.records", "nothing",
+             f"{HEAD_FILE}/below", f"{ZONE}/zone.toml/x/y"]
+    for path in paths:
+        found, expected = lookup(path), tree[path] if path in tree else None
+        assert (found is None) == (expected is None), path
+        if found is not None:
+            assert (found.id, found.filemode) == (expected.id, expected.filemode), path
+    assert sum(lookup(p) is not None for p in paths) == 6

@@ -2,7 +2,7 @@
 real Git repository, and the per-host history read back from them."""
 import json
 import subprocess
-from dataclasses import replace
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import pytest
@@ -124,6 +124,12 @@ def test_summary_fields_cannot_forge_a_trailer(field, hostile):
     assert len(lines) == 5, lines  # subject, blank, ONE summary line, blank, ONE trailer
     assert all(line.isprintable() for line in lines)
     assert parse_trailers(message) == [c]
+
+
+@pytest.mark.parametrize("made", [change(), change(change=7, agent="ünï\x00", request="r-1")])
+def test_a_trailer_is_every_field_as_compact_ascii_json_and_change_only_when_set(made):
+    fields = {k: v for k, v in asdict(made).items() if k != "change" or v is not None}
+    assert made.trailer() == f"{TRAILER}: " + json.dumps(fields, separators=(",", ":"), ensure_ascii=True)
 
 
 # ---------------------------------------------------------------- parse_trailers

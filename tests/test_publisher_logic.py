@@ -19,6 +19,7 @@ from ddns.gitrepo import ZonesRepo
 from ddns.publishing.memtarget import MemoryNamed
 from ddns.model import Actor, Operation, Outcome, Update
 from ddns.publishing.publish_queue import PublisherThread
+from ddns.publishing import worktree
 from ddns.publishing.publisher import Publisher
 from ddns.wiring import ZONE_TEMPLATES
 
@@ -266,3 +267,29 @@ def test_a_group_named_took_as_an_update_is_answered_by_the_publisher_thread_its
         assert publisher.served(ZONE).serial == publisher.zones[ZONE].serial  # the served view learned it
     finally:
         queue.stop()
+
+
+def spares_of(instance: Instance) -> set[str]:
+    directory = instance.repo / ".git" / worktree.SPARE_DIR
+    return {p.name for p in directory.iterdir()} if directory.exists() else set()
+
+
+def test_no_spares_when_named_reads_the_working_tree(instance, publisher):
+    """No bind.zone_dir: named loads the working tree's files, so none is ever written over in place."""
+    for i in range(3):
+        assert publisher.apply([set_a("vm", f"192.0.2.{i + 1}")])[0].outcome is Outcome.PUBLISHED
+    assert spares_of(instance) == set()
+
+
+def test_spares_of_an_earlier_run_are_emptied_at_the_first_commit(instance, incremental, named):
+    """Spares of paths no longer written (a reshard, a removed zone, a moved repository) never pile up."""
+    stale = instance.repo / ".git" / worktree.SPARE_DIR / ("0" * 32)
+    for i in range(2):
+        assert incremental.apply([set_a("vm", f"192.0.2.{i + 1}")])[0].outcome is Outcome.PUBLISHED
+    kept = spares_of(instance)
+    assert kept  # named reads its own copies: the replaced versions wait to be written over
+    stale.write_text("a spare of a shard no longer written\n")
+    restarted = Publisher(ZonesRepo(instance.repo), [ZONE_TEMPLATES], incremental.named.settings, fsync=False)
+    restarted.load()
+    assert restarted.apply([set_a("vm", "192.0.2.9")])[0].outcome is Outcome.PUBLISHED
+    assert stale.name not in spares_of(instance) and spares_of(instance) <= kept

@@ -18,7 +18,7 @@ import pytest
 from ddns import bind, catalog
 from ddns.service import default_zone_files
 
-from conftest import Instance, free_port, require, wait_until
+from conftest import Instance, free_port, pushed_upstream, require, wait_until
 from test_gitops_hooks import admin_clone, assert_accepted, assert_refused, commit, git, push
 from testkit.secondary import SecondaryNamed
 
@@ -69,13 +69,6 @@ def incremental_transfers(instance: Instance) -> int:
     """The real IXFRs (not AXFR-style ones) of the instance's zone the hidden primary gave."""
     log = (instance.dir / "bind" / "named.log").read_text()
     return len(re.findall(rf"transfer of '{re.escape(instance.zone)}/IN': IXFR started", log))
-
-
-def pushed_upstream(instance: Instance) -> None:
-    """Wait until the service pushed all its commits to the upstream admins clone."""
-    head = instance.git("rev-parse", "HEAD").strip()
-    wait_until(lambda: git(instance.dir / "zones.git", "rev-parse", "main").stdout.strip() == head, 15, 0.1,
-               "the service's commits pushed upstream")
 
 
 def serves_zone(sec: Secondary, zone: str, serial: int | None = None, timeout: float = 15.0) -> int:

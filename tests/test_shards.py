@@ -227,3 +227,46 @@ def test_record_files_are_the_regular_shards_and_the_old_file_never_a_link(tmp_p
     (linked / "dynamic.records").symlink_to(tmp_path / "secret")
     assert shards.record_files(linked) == {}
     assert shards.record_files(tmp_path / "missing.org") == {}
+
+
+@pytest.mark.parametrize("records", [
+    {(f"h{i}", "A"): rs(f"192.0.2.{i % 250 + 1}") for i in range(300)},  # every set a host's address
+    {("b", "A"): rs("192.0.2.2", "192.0.2.3"), ("a", "AAAA"): rs("2001:db8::1"), ("a", "A"): rs("192.0.2.1"),
+     ("a-b", "TXT"): rs('"v=spf1 -all"', '"say \\"hi\\"; \\\\ ok"', ttl=60), ("a.b", "A"): rs("192.0.2.9", ttl=0),
+     ("xn--bcher-kva", "MX"): rs("10 mail.example."), ("_acme-challenge.a", "TXT"): rs('"x"')},
+    {},
+])
+def test_a_shard_formats_as_format_dynamic_does(records):
+    """The shard formatter that makes no RecordSet per entry writes exactly what format_dynamic writes."""
+    found = shards.ShardedRecords.of(records, 1)
+    assert found.text(0) == zones.format_dynamic(records)
+    assert shards.parse_shards(found.texts()) == records
+
+
+def test_a_changed_shard_s_text_is_spliced_to_what_formatting_it_again_writes():
+    """Changes of every kind to a shard whose text was made (sets replaced, grown, given a TTL, new types,
+    labels that sort next to each other or are prefixes of one another, the first and the last line,
+    everything removed) give the text format_shard writes for the new records."""
+    import random
+    rng = random.Random(11)
+    labels = ["a", "a-b", "a.b", "ab", "b", "h000001", "h000010", "h00001", "z", "_x.a"]
+    kinds = [lambda: rs(f"192.0.2.{rng.randrange(1, 250)}"),
+             lambda: rs("192.0.2.1", f"192.0.2.{rng.randrange(2, 250)}"),
+             lambda: rs(f"192.0.2.{rng.randrange(1, 250)}", ttl=rng.choice([0, 60, 300])),
+             lambda: None]
+    found = shards.ShardedRecords.of({(label, "A"): rs("198.51.100.1") for label in labels[::2]}, 1)
+    for step in range(300):
+        if step % 3 == 0:
+            found.text(0)  # made now and then: the next versions splice from it
+        changes = {}
+        for _ in range(rng.randrange(1, 4)):
+            rtype = rng.choice(["A", "A", "AAAA", "TXT"])
+            make = rng.choice(kinds)
+            value = make()
+            if value is not None and rtype != "A":
+                value = rs("2001:db8::1") if rtype == "AAAA" else rs('"a b"', '"c"')
+            changes[(rng.choice(labels), rtype)] = value
+        found = found.changed(changes)
+        assert found.text(0) == shards.ShardedRecords.of(dict(found), 1).text(0) == zones.format_dynamic(dict(found))
+    found = found.changed({key: None for key in found})
+    assert found.text(0) == ""

@@ -6,7 +6,7 @@ import os
 import pytest
 
 from ddns.publishing import worktree
-from ddns.publishing.worktree import Replacement, backup_path
+from ddns.publishing.worktree import Replacement, Spares, backup_path
 
 
 def names(directory) -> set[str]:
@@ -64,3 +64,50 @@ def test_a_backup_that_cannot_be_removed_after_the_commit_is_logged_not_raised(t
     files.done()
     assert path.read_text() == "new\n" and files.kept == []
     assert f"cannot remove {backup}" in caplog.text
+
+
+def test_a_later_write_reuses_the_previous_version_s_file_in_place(tmp_path):
+    """The version a commit replaced waits in the spares; the next write of that path writes over it
+    (no file created or deleted) and takes exactly the new text, shorter or longer."""
+    spares = Spares.open(tmp_path / "spares", tmp_path)
+    a = tmp_path / "a.records"
+    a.write_text("first version, a long one\n")
+    inodes = [a.stat().st_ino]
+    for text in ("second\n", "third, longer than the second\n", "4\n"):
+        files = Replacement(spares=spares)
+        with files.together():
+            files.write(a, text)
+        files.done()
+        assert a.read_text() == text and names(tmp_path) == {"a.records", "spares"}
+        inodes.append(a.stat().st_ino)
+    assert inodes[0] == inodes[2] != inodes[1] == inodes[3]  # after the first write two files take turns
+    assert a.stat().st_mode & 0o777 == 0o644
+
+
+def test_a_spare_with_another_name_or_no_file_is_never_written_over(tmp_path):
+    spares = Spares.open(tmp_path / "spares", tmp_path)
+    a, b, other = tmp_path / "a.records", tmp_path / "b.records", tmp_path / "other"
+    a.write_text("old a\n")
+    b.write_text("old b\n")
+    other.write_text("someone else's file\n")
+    os.link(other, spares.path(a))  # a spare that is another file too
+    os.symlink(other, spares.path(b))  # a spare that is a symbolic link
+    files = Replacement(spares=spares)
+    files.write(a, "new a\n")  # outside ``together``: written and landed at once
+    files.write(b, "new b\n")
+    files.done()
+    assert (a.read_text(), b.read_text(), other.read_text()) == ("new a\n", "new b\n", "someone else's file\n")
+    assert not b.is_symlink() and os.stat(other).st_nlink == 1
+
+
+def test_a_put_back_commit_leaves_its_backups_nowhere(tmp_path):
+    """After a failed commit the backups were put back (renamed into place): done finds nothing to move."""
+    spares = Spares.open(tmp_path / "spares", tmp_path)
+    a = tmp_path / "a.records"
+    a.write_text("old a\n")
+    files = Replacement(spares=spares)
+    with files.together():
+        files.write(a, "new a\n")
+    os.replace(backup_path(a), a)  # what put_back does without free space
+    files.done()
+    assert a.read_text() == "old a\n" and names(spares.directory) == set() and names(tmp_path) == {"a.records", "spares"}

@@ -89,7 +89,7 @@ class Publisher:
                                 lock=self.lock.held, floor_file=repo.git_dir / serialfloor.FILE_NAME)
         self.reader = ZoneReader(self.root, zones.template_environment(template_dirs), target.checkzone,
                                  self._note_error, shard_count)
-        self.files = ServiceFiles(repo, self.root, self._failed("git"), fsync)
+        self.files = ServiceFiles(repo, self.root, self._failed("git"), fsync, spares=target.zone_dir is not None)
         self.cache = ZoneCache(self.root, self.reader, self.files, self.lock, self.named.unserved.discard)
         self.committer = Committer(self.cache, self.reader, self.files, repo, self.named, self.status, clock)
         self.zonesync = ZoneSync(self.cache, self.reader, self.files, repo, self.named, self.status, clock, fsync,

@@ -52,7 +52,7 @@ def bulk_setup(publisher: Publisher, zone: str, hosts: int) -> None:
     with publisher.locked():
         state = publisher.cache.zones[zone]
         found = shards.ShardedRecords.of(records, publisher.reader.shard_count)
-        files = Replacement(fsync=False)
+        files = Replacement()
         paths = rewrite_zone(files, publisher.reader, zone, state, found, state.serial + 1)
         publisher.repo.commit(paths, f"Bench set-up: {hosts} hosts\n")
         files.done()

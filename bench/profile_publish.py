@@ -212,7 +212,6 @@ GROUP_STAGES = [
     ("  splice", shards, "splice_shard"),
     ("  write temp", worktree, "_write_temp"),
     ("  keep", worktree.Replacement, "_keep"),
-    ("  fsync", worktree, "fsync_all"),
     ("message", committer, "commit_message"),
     ("git commit", gitrepo.ZonesRepo, "commit"),
     ("backups gone", worktree.Replacement, "done"),

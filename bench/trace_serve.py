@@ -15,11 +15,12 @@ wait_served and the answers in a watcher thread) and, when serve stops, writes e
                    batch size; apply (deciding the group's updates); format (a shard's
                    text made whole) and splice (its changed lines put into its last
                    text), per shard; render (per zone); write (per file written alone); files
-                   (the group's files written, fsynced together, renamed) and
-                   fsync (of those, the fsyncs); git commit; zone change (the
-                   diff handed to named, per zone); named message (building the
-                   RFC 2136 update); named publish (per zone: that update and
-                   named's answer, or a full load); rndc reload (per full
+                   (the group's files written and renamed); git commit (with
+                   the first zone's update sent under the branch's lock, before it
+                   moves); zone change (the diff handed to named, per zone); named
+                   message (building the RFC 2136 update); named publish (per zone:
+                   named's answer to the update sent ahead, or a later zone's
+                   update and answer, or a full load); rndc reload (per full
                    load); group under the lock (all of the above) and group
                    CPU (the publisher thread's CPU time under the lock:
                    under a loaded machine the wall time also counts waiting for a core);
@@ -77,7 +78,6 @@ def install() -> None:
     zones.render_zone = timed("pub render", zones.render_zone)
     worktree.atomic_write = timed("pub write", worktree.atomic_write)
     worktree.Replacement.together = timed_context("pub files", worktree.Replacement.together)
-    worktree.fsync_all = timed("pub fsync", worktree.fsync_all)
     committer.zone_change = timed("pub zone change", committer.zone_change)
     incremental.update_message = timed("pub named message", incremental.update_message)
     gitrepo.ZonesRepo.commit = timed("pub git commit", gitrepo.ZonesRepo.commit)

@@ -95,9 +95,17 @@ class InProcessCommit:
             self._repo = pygit2.Repository(str(self.path))
         return self._repo
 
-    def commit(self, paths: list[str], message: str, author: str | None) -> str | None:
+    def commit(self, paths: list[str], message: str, author: str | None,
+               before_branch: Callable[[], None] | None = None) -> str | None:
         """Commit the working-tree state of PATHS; the new commit's id, or None when nothing was done and
         the CLI must do it (see the module).
+
+        BEFORE_BRANCH is called once every object of the commit is written,
+        the branch's lock is taken and the branch found unmoved, before the
+        fsyncs and the branch's move (``update_branch``): what can still fail
+        then is only a write (the publisher sends named the commit's update
+        there, so that named applies it meanwhile; a racing push, a held or
+        stale lock never reach named).
 
         Raises HeadMoved when the branch moved meanwhile (nothing committed),
         pygit2.GitError when libgit2 cannot write (the caller may retry: the
@@ -112,7 +120,7 @@ class InProcessCommit:
                 return None
             made = None
             try:
-                made = self._commit(plan, message, *who, config)
+                made = self._commit(plan, message, *who, config, before_branch)
             finally:
                 if made is None:  # nothing committed: the index in memory forgets what _commit added
                     self.repo.index.read(True)
@@ -164,7 +172,7 @@ class InProcessCommit:
         return loose_commit_tree(self.repo.path, commit) or self.repo[commit].peel(pygit2.Commit).tree_id
 
     def _commit(self, plan: Plan, message: str, author: pygit2.Signature, committer: pygit2.Signature,
-                config: pygit2.Config) -> str | None:
+                config: pygit2.Config, before_branch: Callable[[], None] | None = None) -> str | None:
         """PLAN's objects (fsynced if asked), then the branch (only from the plan's parent), then the index."""
         repo = self.repo
         index = repo.index  # read by plan() just now
@@ -187,7 +195,8 @@ class InProcessCommit:
         durable = ([os.path.join(objects, h[:2], h[2:]) for h in dict.fromkeys(map(str, [*written, tree, new]))]
                    if wants_fsync(config) else None)
         update_branch(Path(repo.path), plan.branch, plan.parent, new, committer,
-                      f"commit: {message.split(chr(10), 1)[0]}", durable, _config(config, "core.logAllRefUpdates"))
+                      f"commit: {message.split(chr(10), 1)[0]}", durable, _config(config, "core.logAllRefUpdates"),
+                      before_branch)
         self._tip = (new, tree)
         try:
             index.write()
@@ -245,12 +254,15 @@ def loose_commit_tree(git_dir: str, commit: pygit2.Oid) -> pygit2.Oid | None:
 
 
 def update_branch(git_dir: Path, branch: str, old: pygit2.Oid, new: pygit2.Oid, who: pygit2.Signature,
-                  message: str, durable: list[str] | None, log_all: str | None) -> None:
+                  message: str, durable: list[str] | None, log_all: str | None,
+                  before_move: Callable[[], None] | None = None) -> None:
     """Move BRANCH from OLD to NEW as git does: under its lock file (BRANCH.lock, which git and libgit2
     respect), only if it still is OLD, the reflogs of the branch and of HEAD appended meanwhile.
 
     DURABLE (None: no fsync): the new objects, fsynced together with the
-    branch's new value before it replaces the old one.
+    branch's new value before it replaces the old one. BEFORE_MOVE: called
+    once the lock is held and the branch found at OLD, before those fsyncs
+    (not at all when the branch is locked or moved: nothing was committed).
     """
     ref = git_dir / branch
     lock = ref.with_name(ref.name + ".lock")
@@ -263,6 +275,8 @@ def update_branch(git_dir: Path, branch: str, old: pygit2.Oid, new: pygit2.Oid, 
             os.write(fd, f"{new}\n".encode())
         finally:
             os.close(fd)
+        if before_move is not None:
+            before_move()
         if durable is not None:
             fsync_together([*durable, lock])
         entry = (f"{old} {new} {who.name} <{who.email}> {who.time} {_offset(who.offset)}\t"

@@ -18,13 +18,14 @@ import re
 import time
 from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Iterable, Iterator
+from typing import Callable, Iterable, Iterator
 
 import git
 import pygit2
+from pygit2.enums import FileMode
 
 from . import errors, private, provenance
-from .gitcommit import InProcessCommit
+from .gitcommit import InProcessCommit, loose_commit_tree
 from .provenance import SERVICE_EMAIL, SERVICE_NAME
 
 log = logging.getLogger("ddns.gitrepo")
@@ -91,6 +92,21 @@ def _one_line(text: str) -> str:
     return "".join(ch if ch.isprintable() else ch.encode("unicode_escape").decode("ascii") for ch in text)
 
 
+def _differing_blobs(tree: pygit2.Tree, path: Path, rel: str) -> Iterator[str]:
+    """The regular files of TREE (at PATH, REL in the repository) whose content on disk is not their blob."""
+    for entry in tree:
+        full, name = path / entry.name, f"{rel}/{entry.name}"
+        if entry.filemode == FileMode.TREE:
+            yield from _differing_blobs(entry.peel(pygit2.Tree), full, name)
+        elif entry.filemode in (FileMode.BLOB, FileMode.BLOB_EXECUTABLE):
+            try:
+                same = pygit2.hashfile(str(full)) == entry.id
+            except (OSError, pygit2.GitError):  # gone, unreadable, a directory now
+                same = False
+            if not same:
+                yield name
+
+
 def parse_trailers(message: str) -> list[ChangeRecord]:
     """The change records of a commit message; foreign lines are ignored."""
     records = []
@@ -141,6 +157,11 @@ class ZonesRepo:
         self._git.set_persistent_git_options(c=list(_NO_AUTO_GC))
         self._in_process = InProcessCommit(self.path)
 
+    @property
+    def git_dir(self) -> Path:
+        """The repository's .git directory (where the service keeps its own small files too)."""
+        return Path(self._repo.git_dir)
+
     @classmethod
     def init(cls, path: Path, fsync: bool = True) -> "ZonesRepo":
         path.mkdir(parents=True, exist_ok=True)
@@ -184,18 +205,21 @@ class ZonesRepo:
         except git.GitCommandError:
             return None
 
-    def commit(self, paths: Iterable[str], message: str, author: str | None = None) -> str:
+    def commit(self, paths: Iterable[str], message: str, author: str | None = None,
+               before_branch: Callable[[], None] | None = None) -> str:
         """Commit the working-tree state of PATHS (added, changed or removed); returns the new HEAD.
 
         Only PATHS go into the commit, whatever else is staged. Files (the hot
         path) are committed in process (``gitcommit``: no git process); what
         it leaves to the CLI (a directory, the first commit, nothing to
         commit) takes ``git commit --only``, new files added first.
+        BEFORE_BRANCH: called under the branch's lock before it moves, in process only
+        (``InProcessCommit.commit``); a commit the CLI makes never calls it.
         """
         paths = list(paths)
         for attempt in range(_OBJECT_RACE_ATTEMPTS):
             try:
-                made = self._in_process.commit(paths, message, author)
+                made = self._in_process.commit(paths, message, author, before_branch)
                 break
             except pygit2.GitError as exc:  # e.g. the housekeeper's gc removed an object directory meanwhile
                 if attempt == _OBJECT_RACE_ATTEMPTS - 1:
@@ -318,6 +342,24 @@ class ZonesRepo:
         out = self._git(no_optional_locks=True).status("--porcelain", "-z", "--untracked-files=all", "--no-renames",
                                                       "--", path, strip_newline_in_stdout=False)
         return [entry[3:] for entry in out.split("\0") if len(entry) > 3]
+
+    def differing_content(self, directory: str) -> list[str]:
+        """Files HEAD has under DIRECTORY whose working-tree content is not HEAD's blob (a missing one too).
+
+        ``git status`` trusts a file whose size and stat times match the
+        index; the working tree is not fsynced, so a file system that lost a
+        file's data in an unclean stop but kept its size and times would pass
+        there. This hashes each file as ``git hash-object`` does and compares
+        it with HEAD's tree entry, whatever the index says.
+        """
+        repo = pygit2.Repository(str(self.path))
+        try:
+            head = repo.head.target
+            top = repo[loose_commit_tree(repo.path, head) or repo[head].peel(pygit2.Commit).tree_id]
+            tree = top.peel(pygit2.Tree)[directory].peel(pygit2.Tree)  # a commit's message is not read whole
+        except (KeyError, ValueError, pygit2.GitError):  # no commit, no such directory, or not one
+            return []
+        return list(_differing_blobs(tree, self.path / directory, directory))
 
     def show(self, rev: str, path: str) -> str:
         """PATH as REV has it, byte for byte (GitPython would drop the final newline)."""

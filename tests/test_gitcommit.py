@@ -195,7 +195,8 @@ def test_no_hook_runs(repo, in_process_only):
 
 
 def test_a_branch_moved_before_the_commit_is_not_overwritten(repo, monkeypatch):
-    """Another writer commits after the plan was made: HeadMoved, its commit stays, our index is not written."""
+    """Another writer commits after the plan was made: HeadMoved, its commit stays, our index is not written,
+    and BEFORE_BRANCH (the publisher's send to named) is never called."""
     real = gitcommit.updated_tree
     moved = []
 
@@ -209,8 +210,10 @@ def test_a_branch_moved_before_the_commit_is_not_overwritten(repo, monkeypatch):
         return real(*args)
     monkeypatch.setattr(gitcommit, "updated_tree", meanwhile)
     write(repo, HEAD_FILE, "@ SOA 10\n")
+    sent = []
     with pytest.raises(HeadMoved):
-        repo.commit([HEAD_FILE], "ours\n")
+        repo.commit([HEAD_FILE], "ours\n", before_branch=lambda: sent.append("ours"))
+    assert sent == []  # named never hears of a commit whose branch moved
     assert git(repo.path, "log", "-1", "--format=%s") == "other\n"
     assert git(repo.path, "status", "--porcelain").splitlines() == [f" M {HEAD_FILE}"]  # ours: not staged
     monkeypatch.setattr(gitcommit, "updated_tree", real)
@@ -225,12 +228,18 @@ def test_a_branch_locked_by_another_writer_is_left_alone(repo):
     lock.write_text("")
     before = git(repo.path, "rev-parse", "HEAD").strip()
     write(repo, HEAD_FILE, "@ SOA 11\n")
+    seen = []
+
+    def before_branch() -> None:  # under our lock, the branch not moved yet
+        seen.append((lock.read_text().strip(), git(repo.path, "rev-parse", "HEAD").strip()))
     with pytest.raises(BranchLocked, match="main.lock"):
-        repo.commit([HEAD_FILE], "ours\n")
+        repo.commit([HEAD_FILE], "ours\n", before_branch=before_branch)
+    assert seen == []  # a held (or stale) lock: named never hears of the commit
     assert lock.exists() and git(repo.path, "rev-parse", "HEAD").strip() == before
     assert git(repo.path, "status", "--porcelain").splitlines() == [f" M {HEAD_FILE}"]
     lock.unlink()
-    repo.commit([HEAD_FILE], "ours\n")
+    made = repo.commit([HEAD_FILE], "ours\n", before_branch=before_branch)
+    assert seen == [(made, before)]  # called once the lock holds the new value, before the branch moved
     assert git(repo.path, "status", "--porcelain") == ""
 
 

@@ -7,16 +7,26 @@ change, a new zone, a restart with a journal, a divergence) what named serves
 """
 from __future__ import annotations
 
+import http.client as http_client
+import os
+import re
+import signal
+import subprocess
+import threading
+from contextlib import contextmanager
+from pathlib import Path
+
 import dns.query
 import dns.rcode
 import dns.update
 import pytest
 
-from conftest import Instance, query, wait_until
+from conftest import Instance, ServeProcess, http, kill_named, query, wait_until
 from ddns import bind, config as configmod
 from ddns.errors import Invalid
 from ddns.publishing.incremental import read_key
 from ddns.wiring import build_publisher
+from test_faults import rndc_answers
 from test_rfc2136 import make_key, nsupdate
 
 FQDN = "myvm.dyn.example.test"
@@ -30,6 +40,14 @@ def served_as_committed(inst: Instance) -> None:
 
 def named_log(inst: Instance) -> str:
     return (inst.dir / "bind" / "named.log").read_text()
+
+
+def serial_named_took(log: str) -> int:
+    """The serial of the first SOA an update put in the zone in LOG (a part of named's log)."""
+    found = re.search(r"adding an RR at 'dyn\.example\.test' SOA ns1\.dyn\.example\.test\. "
+                      r"hostmaster\.dyn\.example\.test\. (\d+) ", log)
+    assert found, log[-2000:]
+    return int(found.group(1))
 
 
 def test_update_is_served_and_committed_when_good_is_answered_without_a_reload(serve, instance):
@@ -217,3 +235,144 @@ def test_check_served_refuses_an_unknown_zone_and_says_when_named_does_not_answe
     down = instance.cli("check", "--served")  # named is not running
     assert down.code != 0 and f"zone transfer of {instance.zone} from 127.0.0.1:{instance.dns_port}" in down.err
     assert down.out == ""
+
+
+@contextmanager
+def branch_held_by_a_live_git(inst: Instance):
+    """A real git process in the working tree that holds refs/heads/main.lock (an open ref transaction)."""
+    head = inst.git("rev-parse", "HEAD").strip()
+    proc = subprocess.Popen(["git", "update-ref", "--stdin"], cwd=inst.repo, stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, text=True)
+    proc.stdin.write(f"start\nupdate refs/heads/main {head} {head}\nprepare\n")
+    proc.stdin.flush()
+    assert proc.stdout.readline() == "start: ok\n" and proc.stdout.readline() == "prepare: ok\n"
+    try:
+        yield inst.repo / ".git" / "refs" / "heads" / "main.lock"
+    finally:
+        proc.stdin.write("abort\n")
+        proc.stdin.close()
+        proc.wait(10)
+
+
+@contextmanager
+def branch_reflog_replaced(inst: Instance, make):
+    """The branch's reflog replaced by what MAKE(path) makes there (a directory: its append fails; a FIFO: it
+    blocks), so the commit stops after the branch's lock is taken and the update sent; put back after."""
+    reflog = inst.repo / ".git" / "logs" / "refs" / "heads" / "main"
+    kept = reflog.with_name("main.kept")
+    reflog.rename(kept)
+    make(reflog)
+    try:
+        yield reflog
+    finally:
+        if reflog.is_dir():
+            reflog.rmdir()
+        else:
+            reflog.unlink()
+        kept.rename(reflog)
+
+
+def test_a_branch_locked_under_the_commit_sends_nothing_to_named(serve, instance):
+    """A held lock (a racing push, pack-refs, a stale lock) fails the commit before the update is sent:
+    named neither takes it nor is loaded again."""
+    secret = instance.add_host(FQDN)
+    running = serve()
+    assert running.update(FQDN, secret, "myip=192.0.2.10") == (200, "good 192.0.2.10\n")
+    count, serial = instance.commit_count(), instance.served_serial()
+    with branch_held_by_a_live_git(instance) as lock:
+        assert running.update(FQDN, secret, "myip=192.0.2.11") == (200, "911\n")
+        assert lock.exists()  # a live writer's lock is never taken away
+    assert "192.0.2.11" not in named_log(instance)  # the update was never sent
+    assert "loading the committed zone again" not in running.log.getvalue()  # nothing to withdraw
+    assert instance.commit_count() == count and instance.served_serial() == serial
+    assert running.update(FQDN, secret, "myip=192.0.2.12") == (200, "good 192.0.2.12\n")
+    served_as_committed(instance)
+
+
+def withdraw_one(running, inst: Instance, secret: str) -> tuple[int, int]:
+    """An update of FQDN whose commit fails after named took it (the reflog unwritable): (the last committed
+    serial, the withdrawn one)."""
+    assert running.update(FQDN, secret, "myip=192.0.2.10") == (200, "good 192.0.2.10\n")
+    serial = inst.served_serial()
+    with branch_reflog_replaced(inst, Path.mkdir):  # appending to the reflog fails
+        assert running.update(FQDN, secret, "myip=192.0.2.11") == (200, "911\n")
+    assert "loading the committed zone again" in running.log.getvalue()
+    log = named_log(inst)
+    assert "adding an RR at 'myvm.dyn.example.test' A 192.0.2.11" in log  # named had taken it
+    withdrawn = serial_named_took(log.split("A 192.0.2.11", 1)[1])  # the clock sets it: read, not computed
+    assert withdrawn > serial
+    return serial, withdrawn
+
+
+def test_a_commit_that_fails_after_its_update_was_sent_leaves_named_with_the_committed_records(serve, instance):
+    """The update goes to named under the branch's lock, before the branch moves; when a write fails then,
+    named is loaded from the last commit again and the next commit's serial passes the one named saw."""
+    secret = instance.add_host(FQDN)
+    running = serve()
+    count = instance.commit_count() + 1
+    serial, withdrawn = withdraw_one(running, instance, secret)
+    assert instance.commit_count() == count
+    assert instance.served_serial() == serial
+    assert query(instance.dns_port, FQDN, "A") == ["192.0.2.10"]
+    served_as_committed(instance)  # the whole zone, SOA included, as the last commit has it
+    assert running.update(FQDN, secret, "myip=192.0.2.12") == (200, "good 192.0.2.12\n")
+    assert instance.commit_count() == count + 1
+    assert instance.served_serial() > withdrawn  # a secondary that saw the withdrawn serial fetches this commit
+    assert instance.dig(FQDN) == ["192.0.2.12"]
+    served_as_committed(instance)
+
+
+def test_a_withdrawn_serial_is_kept_across_a_restart_and_passed_by_a_settings_commit(serve, instance):
+    """The floor is kept in .git: after a restart, a commit other than an update's (here a settings change,
+    with a clock behind every serial, so serials count on from the last) still passes the withdrawn serial."""
+    secret = instance.add_host(FQDN)
+    running = serve()
+    serial, withdrawn = withdraw_one(running, instance, secret)
+    running.stop.set()
+    running.thread.join(30)
+    publisher = build_publisher(instance.config, clock=lambda: 0.0)
+    publisher.recover()
+    publisher.load()
+    assert publisher.zones[instance.zone].serial == serial
+    settings = instance.repo / instance.zone / "zone.toml"
+    publisher.update_settings(instance.zone, settings.read_text() + "# changed\n", "admin")
+    made = publisher.zones[instance.zone].serial
+    assert made == withdrawn + 1  # not serial + 1: a secondary that took the withdrawn one fetches this
+    assert f"( {made} " in instance.git("show", f"HEAD:{instance.zone}/{instance.zone}.zone")
+
+
+def test_a_service_killed_after_named_took_an_update_before_its_branch_moved_serves_the_last_commit_again(
+        instance, tmp_path):
+    """The update reaches named before the branch moves; killed in between, the next start repairs named."""
+    secret = instance.add_host(FQDN)
+    first, second = ServeProcess(instance, tmp_path / "serve1.log"), ServeProcess(instance, tmp_path / "serve2.log")
+    try:
+        first.start()
+        url = f"{instance.url}/nic/update?myip="
+        assert http(url + "192.0.2.10", auth=(FQDN, secret))[:2] == (200, "good 192.0.2.10\n")
+        with branch_reflog_replaced(instance, os.mkfifo):  # the branch's lock taken, the update sent: it blocks
+            client = threading.Thread(target=lambda: _no_answer(url + "192.0.2.11", FQDN, secret), daemon=True)
+            client.start()
+            wait_until(lambda: "A 192.0.2.11" in named_log(instance), 10, interval=0.002,
+                       what="named to take the update")
+            first.proc.send_signal(signal.SIGKILL)
+            first.proc.wait(10)
+        client.join(30)
+        assert "loading the committed zone again" not in (tmp_path / "serve1.log").read_text()  # killed in the window
+        kill_named(instance)
+        wait_until(lambda: not rndc_answers(instance), 15, what="the killed service's named to go")
+        second.start()
+        wait_until(lambda: instance.dig(FQDN) == ["192.0.2.10"], 15, what="named to serve the last commit again")
+        assert instance.git("grep", "-h", "192.0.2.1", "HEAD", "--", instance.zone).split() == ["myvm", "A", "192.0.2.10"]
+        served_as_committed(instance)
+    finally:
+        first.stop()
+        second.stop()
+        kill_named(instance)
+
+
+def _no_answer(url: str, user: str, secret: str) -> None:
+    try:
+        http(url, auth=(user, secret), timeout=20)
+    except (OSError, http_client.HTTPException):
+        pass  # killed under it

@@ -26,6 +26,7 @@ from ddns.publishing import servedcheck
 from ddns.publishing.bindtarget import BindTarget, PublishTarget
 from ddns.publishing.incremental import (IncrementalNamed, UpdateChannel, read_key, resolve_mode,
                                          update_message)
+from ddns.publishing.serialfloor import SerialFloors
 from ddns.publishing.zonechange import RRsetChange, ZoneChange
 from ddns.records import RecordSet
 
@@ -140,11 +141,12 @@ class Named:
             raise bind.BindError(f"{what}: connection refused")
         self.calls.append(what)
 
-    def update(self, change: ZoneChange, timeout: float) -> int:
+    def send_update(self, change: ZoneChange, timeout: float):
         self._call("update")
         if self.rcode == dns.rcode.NOERROR:
             self.served = change.serial
-        return self.rcode
+        rcode = self.rcode
+        return lambda wait: rcode
 
     def serves(self, change: ZoneChange, timeout: float) -> bool:
         self._call("serves")
@@ -235,9 +237,32 @@ def test_unreachable_named_for_an_update_falls_back_to_a_load(tmp_path):
 
     def unreachable(change, timeout):
         raise bind.BindError("update of zone: connection refused")
-    named.update = unreachable
+    named.send_update = unreachable
     assert commit(bt, newest, 2) == (True, {ZONE})
     assert named.calls[:2] == ["freeze", "thaw"] and written == [2]
+
+
+def test_an_update_sent_ahead_of_a_failed_commit_is_withdrawn_by_a_proven_load(tmp_path):
+    named, bt, newest, written = target(tmp_path)
+    assert commit(bt, newest, 2) == (True, {ZONE})
+    sent = bt.send(change(3), bt.deadline())  # the commit of serial 3 then fails: newest stays 2
+    assert named.served == 3
+    assert bt.withdraw(change(3), sent, change(2), bt.deadline())
+    assert named.calls[-5:] == ["update", "freeze", "thaw", "query", "serves"]  # loaded, then proven by its data
+    assert named.served == 2 and written[-1] == 2 and ZONE not in bt.unserved
+    assert (bt.serial_floor(ZONE, 2), bt.serial_floor(ZONE, 4)) == (3, 4)  # the next commit's serial passes 3
+    assert commit(bt, newest, 4) == (True, {ZONE})
+    assert named.calls[-1] == "update"  # named serves the last commit again: updates go on
+
+
+def test_a_withdrawn_update_named_does_not_give_up_leaves_the_zone_unserved(tmp_path):
+    named, bt, newest, written = target(tmp_path)
+    assert commit(bt, newest, 2) == (True, {ZONE})
+    sent = bt.send(change(3), bt.deadline())
+    named.file_serial = 3  # a load that does not take: named keeps serving the withdrawn update
+    bt._committed = lambda zone: f"; serial {newest[zone]}\n"
+    assert not bt.withdraw(change(3), sent, change(2), bt.deadline())
+    assert ZONE in bt.unserved  # the retry loop loads it again, proven the same way
 
 
 def test_reload_mode_writes_the_copy_and_reloads(tmp_path):
@@ -258,33 +283,72 @@ def test_missing_copies_are_written_and_copies_of_removed_zones_go(tmp_path):
 
 
 # ---- the kept-open connection ---------------------------------------------------------
-def test_the_channel_reconnects_once_when_named_closed_the_connection():
-    server = socket.create_server(("127.0.0.1", 0))
-    port = server.getsockname()[1]
-    connections = []
+def answer_one(conn: socket.socket, keyring: dns.tsig.Key | None = None) -> bool:
+    """Read one DNS message from CONN and answer it NOERROR (signed with KEYRING when it is); False when the
+    peer closed it instead."""
+    head = conn.recv(2)
+    if len(head) < 2:
+        return False
+    (length,) = struct.unpack(">H", head)
+    data = b""
+    while len(data) < length:
+        data += conn.recv(length - len(data))
+    reply = dns.message.make_response(dns.message.from_wire(data, keyring=keyring)).to_wire()
+    conn.sendall(struct.pack(">H", len(reply)) + reply)
+    return True
 
-    def answer_one_then_close():
+
+def fake_named(handle) -> tuple[socket.socket, list[socket.socket], threading.Thread]:
+    """A loopback server that takes two connections one after the other, each HANDLEd, then closed."""
+    server = socket.create_server(("127.0.0.1", 0))
+    connections: list[socket.socket] = []
+
+    def run() -> None:
         for _ in range(2):
             conn, _ = server.accept()
             connections.append(conn)
-            (length,) = struct.unpack(">H", conn.recv(2))
-            data = b""
-            while len(data) < length:
-                data += conn.recv(length - len(data))
-            reply = dns.message.make_response(dns.message.from_wire(data)).to_wire()
-            conn.sendall(struct.pack(">H", len(reply)) + reply)
-            conn.close()  # as named's idle timeout does
-    thread = threading.Thread(target=answer_one_then_close, daemon=True)
+            handle(conn)
+            conn.close()
+    thread = threading.Thread(target=run, daemon=True)
     thread.start()
-    channel = UpdateChannel("127.0.0.1", port)
-    assert channel.send(update_message(change(), None), 2.0) == dns.rcode.NOERROR
-    assert channel.send(update_message(change(3), None), 2.0) == dns.rcode.NOERROR
+    return server, connections, thread
+
+
+def test_the_channel_reconnects_once_when_named_closed_the_connection():
+    server, connections, thread = fake_named(answer_one)  # one answer, then closed: as named's idle timeout does
+    channel = UpdateChannel("127.0.0.1", server.getsockname()[1])
+    assert channel.send(update_message(change(), None), 2.0)(2.0) == dns.rcode.NOERROR
+    answer = channel.send(update_message(change(3), None), 2.0)  # sent on the closed connection: no answer there
+    assert answer(2.0) == dns.rcode.NOERROR
     thread.join(5)
     assert len(connections) == 2
     channel.close()
     server.close()
     with pytest.raises(OSError):  # nobody listens: the error reaches the caller (a full load follows)
         channel.send(update_message(change(), None), 1.0)
+    with pytest.raises(OSError):  # and the channel is free again after it
+        channel.send(update_message(change(), None), 1.0)
+
+
+def test_an_answer_nobody_read_goes_with_its_connection_and_the_next_message_is_answered():
+    """A caller that failed between sending and reading must not leave the channel to the next one."""
+    def answer_everything(conn: socket.socket) -> None:
+        try:
+            while answer_one(conn):
+                pass
+        except ConnectionResetError:  # the channel closed it with an answer unread: a reset
+            pass
+    server, connections, thread = fake_named(answer_everything)
+    channel = UpdateChannel("127.0.0.1", server.getsockname()[1])
+    unread = channel.send(update_message(change(), None), 2.0)
+    assert channel.send(update_message(change(3), None), 2.0)(2.0) == dns.rcode.NOERROR
+    with pytest.raises(EOFError):
+        unread(2.0)
+    assert channel.send(update_message(change(4), None), 2.0)(2.0) == dns.rcode.NOERROR  # on the second connection
+    channel.close()
+    thread.join(5)
+    assert len(connections) == 2
+    server.close()
 
 
 # ---- served == committed ---------------------------------------------------------------
@@ -418,7 +482,7 @@ def test_an_update_carries_the_committed_soa_ttl_and_asks_named_nothing_first():
     thread.start()
     named = IncrementalNamed("127.0.0.1", server.getsockname()[1], KEY)
     changed = dataclasses.replace(change(), soa_ttl=1234)
-    assert named.update(changed, 2.0) == dns.rcode.NOERROR
+    assert named.send_update(changed, 2.0)(2.0) == dns.rcode.NOERROR
     thread.join(5)
     named.channel.close()
     server.close()
@@ -455,3 +519,26 @@ def test_the_kept_open_update_connection_is_closed_when_the_publisher_closes(tmp
     thread.join(5)
     server.close()
     assert ended.is_set()
+
+
+def test_withdrawn_serials_are_read_back_by_the_next_process_and_a_garbled_file_counts_as_none(tmp_path):
+    path = tmp_path / "floors.json"
+    SerialFloors(path).withdrawn(ZONE, 7)
+    again = SerialFloors(path)  # as after a restart
+    assert (again.floor(ZONE, 5), again.floor(ZONE, 9), again.floor("other.test", 5)) == (7, 9, 5)
+    for garbled in ("{", "[1, 2]", '{"a": "x"}'):
+        path.write_text(garbled)
+        assert SerialFloors(path).floor(ZONE, 5) == 5  # logged; the clock still moves serials on
+
+
+def test_a_probe_between_an_update_and_its_answer_leaves_the_update_s_answer_to_be_read():
+    """A watcher's serves() probe goes over its own connection: the pending update's answer is still read."""
+    server, connections, thread = fake_named(lambda conn: answer_one(conn, KEY))  # the update's, then the probe's
+    named = IncrementalNamed("127.0.0.1", server.getsockname()[1], KEY)
+    answer = named.send_update(change(), 2.0)
+    assert named.serves(change(), 2.0)
+    assert answer(2.0) == dns.rcode.NOERROR  # not EOFError (then: a full load)
+    thread.join(5)
+    assert len(connections) == 2
+    named.close()
+    server.close()

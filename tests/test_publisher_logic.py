@@ -5,18 +5,20 @@ target is told to be down or frozen, so each case runs in milliseconds.
 """
 from __future__ import annotations
 
+import threading
 import time
 
 import dns.rcode
 import pytest
 
-from conftest import Instance
+from conftest import Instance, wait_until
 from ddns import bind, zones
 from ddns.background import Background
 from ddns.publishing.bindtarget import PublishTarget
 from ddns.gitrepo import ZonesRepo
 from ddns.publishing.memtarget import MemoryNamed
 from ddns.model import Actor, Operation, Outcome, Update
+from ddns.publishing.publish_queue import PublisherThread
 from ddns.publishing import worktree
 from ddns.publishing.publisher import Publisher
 from ddns.wiring import ZONE_TEMPLATES
@@ -235,6 +237,36 @@ def test_the_start_s_wait_for_named_is_bounded_by_its_budget_even_when_each_quer
     Background({"bind.verify_timeout": budget}, publisher, sync=None, reconcile=None, flush_seen=None)._await_named()
     assert asked and max(asked) <= budget and sum(asked) <= budget + 0.05, asked
     assert time.monotonic() - start < budget + 0.6
+
+
+@pytest.mark.parametrize("mode, answered_by", [("incremental", "publisher"), ("reload", "served-watch")])
+def test_a_group_named_took_as_an_update_is_answered_by_the_publisher_thread_itself(instance, named, mode,
+                                                                                     answered_by):
+    """No wait for named after an update it answered: no watcher thread is woken for the answer, and the
+    publisher thread does not ask named again (a sync meanwhile would make it wait)."""
+    target = PublishTarget(rndc=None, verify_timeout=5.0, control=named, mode=mode)
+    publisher = Publisher(ZonesRepo(instance.repo), [ZONE_TEMPLATES], target, fsync=False)
+    publisher.load()
+    publisher.reconcile()
+    waited, wait_served = [], publisher.wait_served
+    publisher.wait_served = lambda *a, **kw: (waited.append(threading.current_thread().name), wait_served(*a, **kw))[1]
+    queue = PublisherThread(publisher)
+    queue.start()
+    try:
+        threads = []
+        for i in range(2):  # the first after the reconcile's full load, the second after an update
+            with publisher.locked():  # the group waits for the lock: the callback is in place before its answer
+                future = queue.submit([set_a("vm", f"192.0.2.{i + 1}")])[0]
+                future.add_done_callback(lambda f: threads.append(threading.current_thread().name))
+            assert future.result(30).outcome is Outcome.PUBLISHED
+        wait_until(lambda: len(threads) == 2, 10, what="both answers")
+        assert threads[1].startswith(answered_by)
+        assert named.served[ZONE] == publisher.zones[ZONE].serial
+        assert [name for name in waited if name.startswith("publisher")] == []
+        assert len(waited) == (0 if answered_by == "publisher" else 2)  # a watcher waits after a reload only
+        assert publisher.served(ZONE).serial == publisher.zones[ZONE].serial  # the served view learned it
+    finally:
+        queue.stop()
 
 
 def spares_of(instance: Instance) -> set[str]:

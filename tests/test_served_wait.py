@@ -7,7 +7,8 @@ from __future__ import annotations
 
 import pytest
 
-from ddns.publishing.bindtarget import BindTarget, LoadTimes, PublishTarget, next_delay
+from ddns.publishing.bindtarget import BindTarget, PublishTarget
+from ddns.publishing.loadtimes import LoadTimes, next_delay
 
 ZONE = "dyn.example.test"
 

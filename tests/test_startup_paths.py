@@ -10,6 +10,8 @@ still refused.
 """
 from __future__ import annotations
 
+import os
+
 import pytest
 
 from conftest import Instance, serving, wait_until
@@ -157,3 +159,36 @@ def test_a_dynamic_cname_beside_other_data_is_refused_though_the_sources_did_not
     state = load(instance)
     assert state.broken and "CNAME" in state.broken
     assert "myvm CNAME elsewhere.example." in checked[-1]  # named-checkzone on the whole zone said so
+
+
+def test_a_service_file_that_lost_its_data_but_kept_its_size_and_times_is_put_back_at_start(serve, instance):
+    """The working tree is not fsynced: an unclean stop can keep a shard's size and times but not its data,
+    and git's stat check passes it. The start compares each service file's content with HEAD's and puts it
+    back: the service and named go on from what is committed."""
+    secret = instance.add_host(FQDN)
+    running = serve()
+    assert running.update(FQDN, secret, "myip=192.0.2.10") == (200, "good 192.0.2.10\n")
+    running.stop.set()
+    running.thread.join(30)
+    rel = instance.git("grep", "-l", "192.0.2.10", "HEAD", "--", instance.zone).strip().removeprefix("HEAD:")
+    assert shards.is_shard_path(rel.removeprefix(f"{instance.zone}/")), rel
+    path, committed = instance.repo / rel, instance.git("show", f"HEAD:{rel}").encode()
+    # a write from here moves ctime (lost data would not): git is told not to trust it, as some setups do
+    instance.git("config", "core.trustctime", "false")
+    was = path.stat()
+    os.utime(path, ns=(was.st_atime_ns, was.st_mtime_ns - 3600 * 10**9))  # well before the index is written
+    instance.git("update-index", "-q", "--refresh")  # so git's stat data is not racily clean
+    was = path.stat()
+    with open(path, "r+b") as out:  # same size, other data, in place (same inode)
+        out.write(path.read_bytes().replace(b"192.0.2.10", b"192.0.2.99"))
+    os.utime(path, ns=(was.st_atime_ns, was.st_mtime_ns))
+    assert path.read_bytes() != committed and path.stat().st_size == was.st_size
+    assert instance.git("status", "--porcelain") == ""  # git's stat check sees nothing
+
+    running = serve()
+    assert path.read_bytes() == committed
+    assert instance.git("status", "--porcelain") == ""
+    assert f"putting back {rel}" in running.log.getvalue()
+    assert running.update(FQDN, secret, "myip=192.0.2.10") == (200, "nochg 192.0.2.10\n")  # what the service holds
+    assert instance.dig(FQDN) == ["192.0.2.10"]
+    served_as_committed(instance)

@@ -47,7 +47,7 @@ def test_a_spare_that_is_no_plain_file_is_never_opened_and_a_new_file_is_written
     outside = tmp_path / "outside"
     outside.write_text("someone else's file\n")
     plant(kind, spares.path(a), outside)
-    files = Replacement(fsync=False, spares=spares)
+    files = Replacement(spares=spares)
     if together:
         with files.together():
             files.write(a, "new a\n")
@@ -117,7 +117,7 @@ def test_a_failed_commit_s_backups_are_no_spares_and_leave_nothing_behind(spares
     a = spares.root / "a.records"
     a.write_text("committed\n")
     for n in range(2):  # without and with a spare of a
-        files = Replacement(fsync=False, spares=spares)
+        files = Replacement(spares=spares)
         with pytest.raises(OSError):
             with files.together():
                 files.write(a, "never lands\n")
@@ -125,7 +125,7 @@ def test_a_failed_commit_s_backups_are_no_spares_and_leave_nothing_behind(spares
         files.done()
         assert a.read_text() == ("committed\n" if n == 0 else "landed 0\n") and os.stat(a).st_nlink == 1
         assert names(spares.root) == {"a.records"}
-        files = Replacement(fsync=False, spares=spares)
+        files = Replacement(spares=spares)
         with files.together():
             files.write(a, f"landed {n}\n")
         files.done()

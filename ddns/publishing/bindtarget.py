@@ -27,6 +27,15 @@ the journal into the file and stops taking updates), the write, ``rndc thaw``
 does not take (a prerequisite shows its zone diverged, a wrong key, no answer)
 falls back to a full load. Updates are sent only while named is known to serve
 the last change sent (``_sent`` / ``_synced``): after a lost one, a full load.
+
+A commit's update is sent before its branch moves (``send``; the committer
+reads the answer after, ``publish``): named applies it while git fsyncs. If
+the branch then does not move, ``withdraw`` loads the committed zone again
+(named goes back to its serial; its journal goes, or it would roll the copy
+forward again) and proves it by its data, and the next commit's serial passes
+the withdrawn one (``serial_floor``, kept in ``.git`` across restarts and
+applied by reconcile's and the settings' commits too: ``serialfloor``), so a
+secondary that took it still sees the next commit as newer.
 """
 from __future__ import annotations
 
@@ -42,6 +51,8 @@ import dns.rcode
 from .. import bind
 from ..serial import serial_gt
 from .incremental import INCREMENTAL, RELOAD, IncrementalNamed, PublisherKeyError, read_key
+from .loadtimes import LoadTimes, next_delay
+from .serialfloor import SerialFloors
 from .worktree import atomic_write
 from .zonechange import ZoneChange
 
@@ -51,50 +62,10 @@ log = logging.getLogger("ddns.publisher")  # a part of the publisher: its log li
 _REASK_SECONDS = 0.2
 # The shortest rndc timeout, however little of the verify budget is left.
 _MIN_RNDC_TIMEOUT = 0.05
-# The served-serial schedule: every _FINE seconds within a quarter of a zone's expected load
-# time (at most _WINDOW) either side of it, then backing off to every _COARSE seconds (next_delay).
-_FINE = 0.001
-_COARSE = 0.02
-_SPREAD, _WINDOW = 0.25, 0.006
-# How much one load's time moves a zone's expected one; loads slower than _MAX_LOAD are not learned.
-_LEARN = 0.5
-_MAX_LOAD = 2.0
 
-
-def next_delay(since_reload: float, expected: float | None, last_delay: float) -> float:
-    """How long to wait before asking named for the serial again.
-
-    SINCE_RELOAD: seconds since named took the reload; EXPECTED: how long this
-    zone's loads take (None: not known yet); LAST_DELAY: the previous wait (0
-    before the first). Before the expected time: every _COARSE (a load
-    quicker than the last ones is found as late as with no estimate); around
-    it: every _FINE; after it (or unknown): doubling from _FINE to _COARSE, so
-    a slow or stuck named costs a query every 20 ms.
-    """
-    if expected is not None:
-        spread = min(_SPREAD * expected, _WINDOW)
-        if since_reload < expected - spread - _FINE:
-            return min(_COARSE, expected - spread - since_reload)
-        if since_reload < expected + spread:
-            return _FINE
-    return min(_COARSE, max(_FINE, last_delay * 2))
-
-
-class LoadTimes:
-    """How long named takes from a reload to serving the new serial, per zone (a moving average)."""
-
-    def __init__(self):
-        self._expected: dict[str, float] = {}
-
-    def expected(self, zone: str) -> float | None:
-        return self._expected.get(zone)
-
-    def learn(self, zone: str, seconds: float) -> None:
-        """One load of ZONE took (at most) SECONDS; a load past _MAX_LOAD (a stuck named) is not learned."""
-        if not 0 <= seconds <= _MAX_LOAD:
-            return
-        old = self._expected.get(zone)
-        self._expected[zone] = seconds if old is None else old + _LEARN * (seconds - old)
+# An update sent to named: called once, it waits at most its argument (seconds) for named's rcode
+# (raises bind.BindError when named cannot be reached).
+Answer = Callable[[float], int]
 
 
 class NamedControl(Protocol):
@@ -105,7 +76,7 @@ class NamedControl(Protocol):
     def served_serial(self, zone: str, timeout: float) -> int | None: ...
     def freeze(self, zone: str, timeout: float) -> None: ...     # raises bind.BindError
     def thaw(self, zone: str, timeout: float) -> None: ...       # raises bind.BindError
-    def update(self, change: ZoneChange, timeout: float) -> int: ...  # the rcode; raises bind.BindError
+    def send_update(self, change: ZoneChange, timeout: float) -> Answer: ...  # raises bind.BindError
     def serves(self, change: ZoneChange, timeout: float) -> bool: ...  # raises bind.BindError
 
 
@@ -142,8 +113,8 @@ class _RndcControl:
     def thaw(self, zone: str, timeout: float) -> None:
         self.settings.rndc.run("thaw", zone, timeout=timeout)
 
-    def update(self, change: ZoneChange, timeout: float) -> int:
-        return self._incremental().update(change, timeout)
+    def send_update(self, change: ZoneChange, timeout: float) -> Answer:
+        return self._incremental().send_update(change, timeout)
 
     def serves(self, change: ZoneChange, timeout: float) -> bool:
         return self._incremental().serves(change, timeout)
@@ -161,9 +132,9 @@ class _RndcControl:
         self.settings.rndc.reconfig(timeout=timeout)
 
     def close(self) -> None:
-        """Close the kept-open update connection (a later update opens it again)."""
+        """Close the kept-open update connections (a later update opens them again)."""
         if self._updates is not None:
-            self._updates.channel.close()
+            self._updates.close()
 
     def served_serial(self, zone: str, timeout: float) -> int | None:
         return bind.served_serial(zone, self.settings.dns_server, self.settings.dns_port, timeout=timeout)
@@ -185,7 +156,7 @@ class BindTarget:
                  on_error: Callable[[str], None], committed: Callable[[str], str],
                  lock: Callable[[], ContextManager[None]] = contextlib.nullcontext,
                  monotonic: Callable[[], float] = time.monotonic,
-                 sleep: Callable[[float], None] = time.sleep):
+                 sleep: Callable[[float], None] = time.sleep, floor_file: Path | None = None):
         self.settings = settings
         self.unserved: set[str] = set()  # zones named did not serve after their last publish
         self.load_times = LoadTimes()
@@ -200,6 +171,7 @@ class BindTarget:
         self._sent: dict[str, int] = {}    # zone -> the serial last sent to named (an update or a full load)
         self._synced: dict[str, int] = {}  # zone -> the serial named is known to serve exactly
         self._diverged: dict[str, ZoneChange] = {}  # zone -> a change named refused: served when its data is
+        self.floors = SerialFloors(floor_file)  # zone -> the serial of the last update sent whose commit failed
         self._key_name: str | None = None  # the publisher key's, read once (the key file may go meanwhile)
 
     @property
@@ -261,19 +233,38 @@ class BindTarget:
         self._reloaded[zone] = self._monotonic()
         return True
 
-    def publish(self, change: ZoneChange, deadline: float | None = None) -> bool:
-        """Have named serve a commit's CHANGE of one zone; False: named did not take it (committed, not served).
-
-        Incremental: one update; NOERROR means served (``wait_served`` returns
-        at once). Anything else, or a zone whose last change named may have
-        missed: a full load, and ``wait_served`` waits for CHANGE's serial.
+    def send(self, change: ZoneChange, deadline: float | None = None) -> Answer | None:
+        """Send CHANGE as an update before its commit is made, so that named applies it meanwhile; its answer
+        goes to ``publish`` once the commit is made, else to ``withdraw``. None: not one for an update
+        (reload mode, or named may have missed the zone's last change): ``publish`` loads the zone.
         """
         zone = change.zone
         if not self.incremental or zone in self.unserved or self._sent.get(zone) != self._synced.get(zone):
-            return self.reload(zone, deadline)
+            return None
         self._sent[zone] = change.serial
         try:
-            rcode = self.control.update(change, self.rndc_timeout(deadline))
+            return self.control.send_update(change, self.rndc_timeout(deadline))
+        except bind.BindError as exc:
+            error = exc
+
+            def unreachable(timeout: float) -> int:
+                raise error
+            return unreachable
+
+    def publish(self, change: ZoneChange, deadline: float | None = None, sent: Answer | None = None) -> bool:
+        """Have named serve a commit's CHANGE of one zone; False: named did not take it (committed, not served).
+
+        Incremental: one update (SENT: the one ``send`` sent before the
+        commit); NOERROR means served (``wait_served`` returns at once).
+        Anything else, or a zone whose last change named may have missed: a
+        full load, and ``wait_served`` waits for CHANGE's serial.
+        """
+        zone = change.zone
+        answer = sent or self.send(change, deadline)
+        if answer is None:
+            return self.reload(zone, deadline)
+        try:
+            rcode = answer(self.rndc_timeout(deadline))
         except bind.BindError as exc:
             self._on_error(str(exc))
             log.warning("%s; loading the zone instead", exc)
@@ -286,6 +277,42 @@ class BindTarget:
         log.warning("%s; loading the zone instead", message)
         self._diverged[zone] = change  # named may serve our serial already, with other data
         return self.reload(zone, deadline)
+
+    def withdraw(self, change: ZoneChange, sent: Answer, committed: ZoneChange, deadline: float) -> bool:
+        """CHANGE was SENT (``send``) but its commit failed: named goes back to COMMITTED (the zone as its
+        last commit has it, at that commit's serial), proven by its data; True once named serves it.
+
+        Whatever named answered it may have applied CHANGE (a lost answer
+        says nothing), so the zone is loaded from what is committed and the
+        wait asks named whether it serves COMMITTED's RRsets and SOA (the
+        serial alone cannot tell: CHANGE's is higher). Under the publisher's
+        lock, within DEADLINE; a zone not served by then is left to the retry
+        loop, which proves it the same way. The next commit's serial passes
+        CHANGE's (``serial_floor``): a secondary that took CHANGE fetches it.
+        """
+        zone = change.zone
+        try:
+            sent(self.rndc_timeout(deadline))
+        except bind.BindError as exc:
+            log.warning("%s", exc)
+        try:
+            self.floors.withdrawn(zone, change.serial)
+        except OSError as exc:  # the floor holds in memory: lost only if this process stops before a commit
+            log.error("cannot keep the withdrawn serial %s of %s: %s", change.serial, zone, exc)
+        self._diverged[zone] = committed
+        self._synced.pop(zone, None)  # what named serves is not known until the wait proves it
+        log.warning("%s: loading the committed zone again (serial %s): its update of serial %s was sent, its "
+                    "commit failed", zone, committed.serial, change.serial)
+        if not self.reload(zone, deadline):
+            self.unserved.add(zone)
+            return False
+        return zone in self.wait_served({zone: committed.serial}, deadline=deadline)
+
+    def serial_floor(self, zone: str, serial: int) -> int:
+        """SERIAL, or the serial of ZONE's last withdrawn update when that is higher (kept across restarts,
+        ``serialfloor``): every commit's serial follows it, so a secondary that took the withdrawn one still
+        sees the next commit as newer."""
+        return self.floors.floor(zone, serial)
 
     def _ask_reload(self, zone: str, deadline: float | None) -> bool:
         control = self.control
@@ -303,8 +330,8 @@ class BindTarget:
                     self._write_copy(zone, drop_journal=True)
                     control.reload(zone, timeout)
                     return True
-                try:
-                    self._write_copy(zone)
+                try:  # a diverged zone's journal is not ours: named would roll the copy forward with it
+                    self._write_copy(zone, drop_journal=zone in self._diverged)
                 finally:  # a frozen zone takes no updates: never leave it so
                     control.thaw(zone, timeout)
             else:
@@ -320,7 +347,8 @@ class BindTarget:
         """Write ZONE as committed to named's copy (when there is one); the serial it holds is the one sent.
 
         DROP_JOURNAL (reload mode): a journal left from incremental mode would
-        not fit the new file, and named would refuse to load it.
+        not fit the new file, and named would refuse to load it; (a diverged
+        zone, a withdrawn update) named would apply it to the copy again.
         """
         self._sent[zone] = self._newest(zone)
         path = self.copy_path(zone)
@@ -411,6 +439,10 @@ class BindTarget:
             return False
         del self._diverged[zone]
         return True
+
+    def served_now(self, serials: dict[str, int]) -> bool:
+        """Whether named took an update of each zone at its serial (``wait_served`` would return at once)."""
+        return self.control is None or all(self._applied(zone, serial) for zone, serial in serials.items())
 
     def _applied(self, zone: str, serial: int) -> bool:
         """Whether named took an update of ZONE at SERIAL (or later) and nothing was sent since."""

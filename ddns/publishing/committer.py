@@ -10,8 +10,14 @@ failure puts HEAD's files back) -- untouched shards are neither formatted nor
 written, so the cost does not grow with the zone -- the group is committed
 once with one audit trailer per changed RRset,
 and each zone's change (``zonechange.ZoneChange``) is handed to named; waiting until it serves them is the
-caller's (``Batch.serials``). It does not lock: the publisher calls it under
-its lock.
+caller's (``Batch.serials``). The first zone's update is sent once the
+commit's objects are written, the branch's lock is taken and the branch
+found unmoved, before the fsyncs and the move (``bindtarget.BindTarget.send``):
+named applies it while the commit ends, and its answer is read after. When
+a write fails after that (an fsync, a reflog, the rename), named is loaded
+from the last commit again (``BindTarget.withdraw``); a commit that fails
+earlier (a held or stale lock, a branch moved by a push) sent nothing. It does
+not lock: the publisher calls it under its lock.
 """
 from __future__ import annotations
 
@@ -21,13 +27,13 @@ from dataclasses import dataclass
 from typing import Callable
 
 from .. import records, shards, zones
-from .bindtarget import BindTarget
+from .bindtarget import Answer, BindTarget
 from .observer import Observer
 from ..gitrepo import ChangeRecord, ZonesRepo, commit_message
 from ..model import Actor, Outcome, Result, Update
 from ..serial import next_serial
 from .worktree import Replacement, ServiceFiles
-from .zonechange import zone_change
+from .zonechange import ZoneChange, zone_change
 from .zonecache import ZoneCache
 from .zonestate import ZoneReader, ZoneState, stamp
 
@@ -94,15 +100,25 @@ class Committer:
             return Batch([r or unchanged for r in results], zone_of, {})
 
         touched = sorted({updates[i].zone for i, _ in changes})
-        serials: dict[str, int] = {}
+        now = int(self.clock())
+        serials = {zone: next_serial(self.named.serial_floor(zone, self.cache.zones[zone].serial), now)
+                   for zone in touched}
         after = {zone: self.reader.sharded(work[zone].result()) for zone in touched}
+        published = {zone: self._change(zone, serials[zone], self.cache.zones[zone].dynamic, after[zone], work[zone])
+                     for zone in touched}
+        deadline = self.named.deadline()
+        first = touched[0]
+        ahead: dict[str, Answer | None] = {}  # the update sent before the branch moves
+
+        def send_ahead() -> None:  # the branch is locked, unmoved: named applies the update while git fsyncs
+            if first not in ahead:
+                ahead[first] = self.named.send(published[first], deadline)
         paths: list[str] = []
         try:
             with self.files.replacing(touched) as files:  # a failure puts HEAD's files back (or holds the zone)
-                with files.together():  # the shard files fsynced side by side, then renamed in order
+                with files.together():  # the shard files land together, renamed in order
                     for zone in touched:
                         state = self.cache.zones[zone]
-                        serials[zone] = next_serial(state.serial, int(self.clock()))
                         if state.settled:  # the head first: its stamp then shows any write that was not committed
                             files.write(self.reader.head_path(zone), self.reader.render(state, serials[zone], after[zone]))
                             paths.append(f"{zone}/{zones.rendered_file(zone)}")
@@ -113,7 +129,7 @@ class Committer:
                 written = self.observer.since("write", decided)
                 actors = {c.actor for _, c in changes}
                 self.repo.commit(paths, commit_message([c for _, c in changes]),
-                                 author=actors.pop() if len(actors) == 1 else None)
+                                 author=actors.pop() if len(actors) == 1 else None, before_branch=send_ahead)
         except Exception as exc:  # disk full, git failure: HEAD's files are back, nothing changed
             log.exception("commit failed; the last commit's files are kept")
             self.observer.error("git")
@@ -121,24 +137,24 @@ class Committer:
             failed = Result(Outcome.FAILED, reason=self.status.failure)
             for i, _ in changes:
                 results[i] = failed
+            if ahead.get(first) is not None:  # the branch did not move: named must not keep the update
+                state = self.cache.zones[first]
+                back = self._change(first, state.serial, after[first], state.dynamic, work[first])
+                self.named.withdraw(published[first], ahead[first], back, deadline)
             return Batch([r or unchanged for r in results], zone_of, {})
 
         self.observer.since("git_commit", written)
-        published = {}
         for zone in touched:
             state = self.cache.zones[zone]
-            published[zone] = zone_change(zone, serials[zone], state.static, state.dynamic, after[zone],
-                                          work[zone].changes.keys(), state.source.settings.dynamic_ttl)
             state.dynamic = after[zone]
             state.serial = serials[zone]
             state.settled, state.legacy = True, False
             state.stamp = stamp(*self.reader.service_paths(zone))
         self.status.last_publish = self.clock()
         self.status.failure = None
-        deadline = self.named.deadline()
         sent = time.perf_counter()
         for zone in touched:
-            if not self.named.publish(published[zone], deadline):  # named unreachable: committed, not served; retried later
+            if not self.named.publish(published[zone], deadline, ahead.get(zone)):  # named unreachable: committed, not served; retried later
                 del serials[zone]
                 self.named.unserved.add(zone)
                 for i, _ in changes:
@@ -146,6 +162,13 @@ class Committer:
                         results[i] = Result(Outcome.UNSERVED, reason="named did not take the reload")
         self.observer.since("named_publish", sent)
         return Batch(results, zone_of, serials, deadline)
+
+    def _change(self, zone: str, serial: int, before: records.Dynamic, after: records.Dynamic,
+                work: shards.Overlay) -> ZoneChange:
+        """ZONE from BEFORE to AFTER at SERIAL, as named needs it (the RRsets the group touched, WORK's)."""
+        state = self.cache.zones[zone]
+        return zone_change(zone, serial, state.static, before, after, work.changes.keys(),
+                           state.source.settings.dynamic_ttl)
 
     def _decide(self, update: Update, work: dict[str, shards.Overlay]) -> tuple[Result | None, list[ChangeRecord]]:
         """UPDATE applied to WORK (the group's records so far, per zone): (None, its change records), or why not."""

@@ -19,9 +19,12 @@ TCP idle timeout). The publisher key is a ``tsig-keygen`` key file, never in Git
 """
 from __future__ import annotations
 
+import functools
 import socket
 import threading
+import time
 from pathlib import Path
+from typing import Callable, TypeVar
 
 import dns.exception
 import dns.message
@@ -41,6 +44,7 @@ from ..rndc import RndcError, RndcKey
 from .zonechange import ZoneChange
 
 RELOAD, INCREMENTAL = "reload", "incremental"
+T = TypeVar("T")
 MODES = ("auto", RELOAD, INCREMENTAL)
 
 
@@ -161,10 +165,17 @@ class UpdateChannel:
         self.server = server
         self.port = port
         self._sock: socket.socket | None = None
+        self._pending: object | None = None  # the message sent whose answer is not read yet
         self._lock = threading.Lock()
 
-    def send(self, message: dns.message.Message, timeout: float) -> int:
-        """Send MESSAGE and return named's rcode; raises OSError / DNSException when named cannot be reached.
+    def send(self, message: dns.message.Message, timeout: float) -> Callable[[float], int]:
+        """Send MESSAGE; the function returned waits (at most its TIMEOUT) for named's rcode.
+
+        Meanwhile named applies the update while the caller does something
+        else (the publisher: its git commit). A message sent before the
+        answer was read (its caller failed) closes the connection first, with
+        that answer in it: the function then raises EOFError. Raises (here or
+        there) OSError / DNSException when named cannot be reached.
 
         A connection named closed meanwhile is opened again once; the message
         went unanswered then, so named did not take it (a resent one it had
@@ -173,20 +184,52 @@ class UpdateChannel:
         and the caller loads the zone instead.
         """
         with self._lock:
+            if self._pending is not None:  # an answer nobody will read: it goes with its connection
+                self._close_locked()
             reused = self._sock is not None
+            wire = message.to_wire()  # signs it: its MAC is what named's answer is checked against
             try:
-                return self._exchange(message, timeout)
+                self._send_locked(wire, timeout)
             except (EOFError, ConnectionError):  # named closed the kept connection; a timeout is not retried
                 if not reused:
                     raise
-            return self._exchange(message, timeout)
+                reused = False
+                self._send_locked(wire, timeout)
+            exchange = self._pending = object()
+        return functools.partial(self._answer, exchange, message, wire, reused)
 
-    def _exchange(self, message: dns.message.Message, timeout: float) -> int:
+    def _answer(self, exchange: object, message: dns.message.Message, wire: bytes, reused: bool,
+                timeout: float) -> int:
+        """named's rcode for MESSAGE (sent as WIRE); sent again once on a connection it had closed."""
+        with self._lock:
+            if self._pending is not exchange:
+                raise EOFError("the connection was closed before the answer was read")
+            self._pending = None
+            try:
+                return self._receive_locked(message, timeout)
+            except (EOFError, ConnectionError):
+                if not reused:
+                    raise
+            self._send_locked(wire, timeout)
+            return self._receive_locked(message, timeout)
+
+    def _send_locked(self, wire: bytes, timeout: float) -> None:
         try:
             if self._sock is None:
                 self._sock = socket.create_connection((self.server, self.port), timeout=timeout)
                 self._sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            return dns.query.tcp(message, self.server, timeout=timeout, port=self.port, sock=self._sock).rcode()
+            dns.query.send_tcp(self._sock, wire, time.time() + timeout)
+        except BaseException:
+            self._close_locked()
+            raise
+
+    def _receive_locked(self, message: dns.message.Message, timeout: float) -> int:
+        try:
+            answer, _ = dns.query.receive_tcp(self._sock, time.time() + timeout, keyring=message.keyring,
+                                              request_mac=message.mac)
+            if not message.is_response(answer):
+                raise dns.query.BadResponse
+            return answer.rcode()
         except BaseException:
             self._close_locked()
             raise
@@ -196,6 +239,7 @@ class UpdateChannel:
             self._close_locked()
 
     def _close_locked(self) -> None:
+        self._pending = None
         if self._sock is not None:
             try:
                 self._sock.close()
@@ -204,24 +248,38 @@ class UpdateChannel:
 
 
 class IncrementalNamed:
-    """A named that takes our updates: the channel and the key."""
+    """A named that takes our updates: the channels and the key.
+
+    Probes (``serves``, from a watcher) go over a connection of their own: on
+    the updates' one, a probe sent between an update and the reading of its
+    answer would close that exchange (EOFError) and cost a needless full load.
+    """
 
     def __init__(self, server: str, port: int, key: dns.tsig.Key):
         self.server = server
         self.port = port
         self.key = key
         self.channel = UpdateChannel(server, port)
+        self.probes = UpdateChannel(server, port)
 
-    def update(self, change: ZoneChange, timeout: float) -> int:
-        """Send CHANGE; named's rcode. BindError when named cannot be reached."""
-        return self._send(change, False, timeout)
+    def close(self) -> None:
+        """Close both kept-open connections (a later message opens its own again)."""
+        self.channel.close()
+        self.probes.close()
+
+    def send_update(self, change: ZoneChange, timeout: float) -> Callable[[float], int]:
+        """Send CHANGE; the function returned waits for named's rcode (``UpdateChannel.send``: call it at most once).
+        BindError (from either) when named cannot be reached."""
+        answer = self._guarded(change, lambda: self.channel.send(update_message(change, self.key), timeout))
+        return lambda wait: self._guarded(change, lambda: answer(wait))
 
     def serves(self, change: ZoneChange, timeout: float) -> bool:
         """Whether named serves CHANGE's RRsets and SOA (``update_message``'s probe); BindError when it cannot be reached."""
-        return self._send(change, True, timeout) == dns.rcode.NOERROR
+        message = update_message(change, self.key, probe=True)
+        return self._guarded(change, lambda: self.probes.send(message, timeout)(timeout)) == dns.rcode.NOERROR
 
-    def _send(self, change: ZoneChange, probe: bool, timeout: float) -> int:
+    def _guarded(self, change: ZoneChange, call: Callable[[], T]) -> T:
         try:
-            return self.channel.send(update_message(change, self.key, probe), timeout)
+            return call()
         except (OSError, EOFError, dns.exception.DNSException) as exc:
             raise bind.BindError(f"update of {change.zone} at {self.server}:{self.port}: {exc or type(exc).__name__}") from exc

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import threading
 from pathlib import Path
+from typing import Callable
 
 import dns.rcode
 
@@ -61,17 +62,20 @@ class MemoryNamed:
             self._frozen_zones.discard(zone)
             self._load(zone)
 
-    def update(self, change: ZoneChange, timeout: float) -> int:
+    def send_update(self, change: ZoneChange, timeout: float) -> Callable[[float], int]:
+        """Applied (or refused) as it arrives, as named does; the function returned gives the rcode."""
         with self._lock:
             if self.down:
                 raise bind.BindError(f"update of {change.zone}: connection refused")
             if change.zone in self._frozen_zones:
-                return dns.rcode.REFUSED
-            if self.update_rcode != dns.rcode.NOERROR:
-                return self.update_rcode
-            self.updates.append(change)
-            self.served[change.zone] = change.serial
-            return dns.rcode.NOERROR
+                rcode = dns.rcode.REFUSED
+            elif self.update_rcode != dns.rcode.NOERROR:
+                rcode = self.update_rcode
+            else:
+                self.updates.append(change)
+                self.served[change.zone] = change.serial
+                rcode = dns.rcode.NOERROR
+        return lambda wait: rcode
 
     def serves(self, change: ZoneChange, timeout: float) -> bool:
         with self._lock:

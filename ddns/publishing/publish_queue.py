@@ -34,7 +34,8 @@ class PublisherThread:
     A pipeline: the thread commits a group and asks named to reload, then
     takes the next group at once, while a watcher answers the first group's
     waiters when named serves its serial (a large zone's load takes longer
-    than its commit).
+    than its commit). A group named already serves (it took the updates) is
+    answered by the thread itself.
     """
 
     def __init__(self, publisher: Publisher, max_batch: int = 1000, retry_seconds: float = 5.0,
@@ -125,19 +126,22 @@ class PublisherThread:
                     self._committing = None
             self.batches += 1
             self.changes += len(batch)
-            if committed.serials:
+            if committed.serials and not self.publisher.served_now(committed.serials):
                 self._watchers.submit(self._answer, batch, committed, started)
-            else:
-                self._answer(batch, committed, started)
+            else:  # nothing to wait for (named took the updates): answered here, without a thread's wake-up
+                self._answer(batch, committed, started, served=set(committed.serials))
 
-    def _answer(self, batch: list[_Pending], committed: Batch, started: float) -> None:
-        """Settle BATCH's waiters; the group took from STARTED (its commit) until now."""
-        self._settle(batch, committed)
+    def _answer(self, batch: list[_Pending], committed: Batch, started: float, served: set[str] | None = None) -> None:
+        """Settle BATCH's waiters; the group took from STARTED (its commit) until now. SERVED: the zones named
+        is known to serve already (not asked again: a sync meanwhile must not make this thread wait)."""
+        self._settle(batch, committed, served)
         self.publisher.observer.stage("group_total", time.perf_counter() - started)
 
-    def _settle(self, batch: list[_Pending], committed: Batch) -> None:
+    def _settle(self, batch: list[_Pending], committed: Batch, served: set[str] | None) -> None:
         try:
-            outcomes = committed.settle(self.publisher.wait_served(committed.serials, deadline=committed.deadline))
+            if served is None:
+                served = self.publisher.wait_served(committed.serials, deadline=committed.deadline)
+            outcomes = committed.settle(served)
         except Exception:
             log.exception("waiting for named failed")
             outcomes = committed.settle(set())

@@ -54,6 +54,7 @@ from pathlib import Path
 from typing import Callable, ContextManager, Iterator
 
 from .. import records, shards, zones
+from . import serialfloor
 from .bindtarget import BindTarget, PublishTarget
 from .catalogzone import CatalogZone
 from .committer import Batch, Committer, Status
@@ -85,7 +86,7 @@ class Publisher:
         self.lock = RepoLock(repo)
         self.catalog = CatalogZone(catalog_zone, repo, clock, fsync, self._note_error) if catalog_zone else None
         self.named = BindTarget(target, self._newest_serial, self._failed("named"), self._committed_text,
-                                lock=self.lock.held)
+                                lock=self.lock.held, floor_file=repo.git_dir / serialfloor.FILE_NAME)
         self.reader = ZoneReader(self.root, zones.template_environment(template_dirs), target.checkzone,
                                  self._note_error, shard_count)
         self.files = ServiceFiles(repo, self.root, self._failed("git"), fsync, spares=target.zone_dir is not None)
@@ -216,6 +217,14 @@ class Publisher:
                 self.view.committed(zone)
             return batch
 
+    def served_now(self, serials: dict[str, int]) -> bool:
+        """Whether named is known to serve each zone at its serial already (it took their updates): no wait.
+        True also tells the served view, as ``wait_served`` would: the caller settles on SERIALS directly."""
+        if not self.named.served_now(serials):
+            return False
+        self.view.served(dict(serials))
+        return True
+
     def wait_served(self, serials: dict[str, int], timeout: float | None = None,
                     deadline: float | None = None) -> set[str]:
         """Wait (without the lock) until named serves each zone at (or after) its serial; returns the zones served."""
@@ -230,7 +239,12 @@ class Publisher:
 
     # ---- startup and repair ------------------------------------------------
     def recover(self) -> None:
-        """After a crash: drop service-file edits that never reached a commit (HEAD is the truth)."""
+        """After a crash: drop service-file edits that never reached a commit (HEAD is the truth).
+
+        The working tree is not fsynced, so a file whose data an unclean stop
+        lost while its size and times stayed passes git's stat check: every
+        service file's content is compared with HEAD's too (``differing_content``).
+        """
         with self.locked():
             if self.repo.head() is None:
                 return
@@ -238,9 +252,16 @@ class Publisher:
                 log.warning("removed stale git lock %s", lock)
             for zone in zones.list_zones(self.root):
                 dirty = [rel for rel in self.files.service_files(zone) if not self.repo.is_clean([rel])]
+                damaged = tuple(rel for rel in self.repo.differing_content(zone)
+                                if self.files.is_service_file(zone, rel) and rel not in dirty)
                 if dirty:
                     log.warning("discarding %s: written but never committed", ", ".join(dirty))
-                    self.files.put_back([zone])
+                if damaged:
+                    log.warning("putting back %s: its content is not HEAD's, though git's stat check passes it",
+                                ", ".join(damaged))
+                    dirty += damaged
+                if dirty:
+                    self.files.put_back([zone], damaged)
                     if zone in self.files.held:  # the service must not start from files nobody acknowledged
                         raise ZoneHeld(f"cannot recover zone {zone}: {self.files.held[zone]}")
                     for rel in dirty:

@@ -78,7 +78,8 @@ class ZoneSync:
             served = self.named.served_serial(zone) if self.named.enabled else state.serial
             newer = served is not None and serial_gt(served, state.serial)
             if not state.settled or self.reader.render(state, state.serial) != on_disk or newer:
-                serial = next_serial(served if newer else state.serial, int(self.clock()))
+                floor = self.named.serial_floor(zone, served if newer else state.serial)  # past a withdrawn one
+                serial = next_serial(floor, int(self.clock()))
                 with self.files.replacing([zone]) as files:
                     paths = rewrite_zone(files, self.reader, zone, state, self.reader.sharded(state.dynamic), serial)
                     self.repo.commit(paths, self._rewrite_message(zone, state, serial))
@@ -210,7 +211,7 @@ class ZoneSync:
             (zone_dir / zones.SETTINGS_FILE).write_text(settings_toml)
             (zone_dir / zones.STATIC_FILE).write_text(static_text)
             state = self.reader.read(zone)
-            state.serial = next_serial(0, int(self.clock()))
+            state.serial = next_serial(self.named.serial_floor(zone, 0), int(self.clock()))
             error = self.reader.validate(zone, state, self.reader.flat(state, state.serial))
             if error:
                 raise errors.Invalid(f"zone {zone} does not validate: {error}")
@@ -254,7 +255,7 @@ class ZoneSync:
             files.write(settings_path, settings_toml)
             new_state = self.reader.read(zone)
             new_state.dynamic, new_state.types = state.dynamic, state.types
-            new_state.serial = next_serial(state.serial, int(self.clock()))
+            new_state.serial = next_serial(self.named.serial_floor(zone, state.serial), int(self.clock()))
             error = self.reader.validate(zone, new_state, self.reader.flat(new_state, new_state.serial))
             if error:
                 raise errors.Invalid(f"zone {zone} does not validate: {error}")

@@ -151,10 +151,13 @@ def install_group_stages() -> None:
         finally:
             _group.waited = time.perf_counter()
 
-    def settle(self, batch, committed):
+    def settle(self, batch, committed, served=None):
         _group.waited = None
+        if served is not None:  # named took the group's updates: answered with no wait
+            record("pub wait served", 0.0)
+            _group.waited = time.perf_counter()
         try:
-            return orig_settle(self, batch, committed)
+            return orig_settle(self, batch, committed, served)
         finally:
             now = time.perf_counter()
             if _group.waited is not None:

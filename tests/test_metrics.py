@@ -73,7 +73,8 @@ def test_updates_auth_failures_stages_queue_and_lag_of_a_running_service(serve, 
     assert value(after, "ddns_auth_failures_total") == 1
     for stage in PUBLISH_STAGES:
         assert value(after, "ddns_publish_stage_seconds_count", stage=stage) == 2, stage
-        assert value(after, "ddns_publish_stage_seconds_sum", stage=stage) > 0, stage
+        if stage != "wait_served":  # 0 s when named took the group's update (answered with no wait)
+            assert value(after, "ddns_publish_stage_seconds_sum", stage=stage) > 0, stage
     assert value(after, "ddns_queue_length") == 0
     assert value(after, "ddns_serial_lag", zone=ZONE) == 0  # answered good: served at the committed serial
     for component in ("db", "git", "named", "cluster"):

@@ -6,19 +6,26 @@ publishes N records, then applies --runs single-record changes and times
 each stage by wrapping the functions Publisher.apply calls (no service code
 is changed):
 
-  format      format_dynamic (the touched shards' text, sorted)
+  format      shards.format_shard (a shard's text made whole)
+  splice      shards.splice_shard (the changed labels' lines put into the shard's last text)
   render      Jinja render of the zone's head file
-  write       the two atomic writes (temp file, write, fsync, rename) -- fsync listed separately
-  fsync       os.fsync inside those writes
-  git commit  ZonesRepo.commit (commit --only; git add only for new files)
-  rndc reload the control-channel command (ddns.rndc, no process)
-  verify      Publisher.wait_served (polls the served serial, re-asks named to reload)
-  served      when named really served the serial, found by a close poll (every
-              0.2 ms) of a separate thread started right after rndc returns
+  write       the working tree's temp files (worktree._write_temp: a spare written over,
+              or a new file; not fsynced: the commit's objects are; a full load's copy
+              writes its temp file through it too)
+  git commit  ZonesRepo.commit, in process: blobs, trees, commit, the zone's RFC 2136
+              update sent to named under the branch lock, the fsyncs, the branch, the index
+  git fsyncs  gitcommit.fsync_together inside it (the new objects and the branch lock, at once)
+  named       BindTarget.publish: named's answer to the update sent ahead, or a full load
+  copy        named's copy of the zone written (bindtarget's atomic_write: temp file, fsync
+              with zones.git_fsync, rename) -- full loads only, part of named
+  rndc reload the control-channel command (ddns.rndc, no process) -- full loads only
+  verify      Publisher.wait_served (returns at once when named took the update; after a
+              full load it polls the served serial, re-asks named to reload)
+  served      when named really served the serial after a full load, found by a close poll
+              (every 0.2 ms) of a separate thread started right after rndc returns
   late        verify - served: how long the answer left after named served
-  cpu         CPU time of the publishing thread (time.thread_time), git's children apart;
+  cpu         CPU time of the publishing thread (time.thread_time);
               "of which waiting for named": its CPU inside wait_served (the serial polls)
-  git cpu     CPU time of the git processes it waited for (os.times children)
 
 With --group N it applies --runs groups of N changes to distinct hosts
 instead (what a burst's group is: ~20-25 changes), with incremental
@@ -31,13 +38,15 @@ thread's CPU time (time.thread_time) per group and per update; stages nest
   files         writing the head and the shards: render, format (a shard's
                 text made whole) or splice (the changed labels' lines put
                 into its last text), the temp files (write temp: a spare written
-                over, or a new file), backups (keep), the fsyncs side by side
-                and the renames
+                over, or a new file), backups (keep) and the renames (none
+                of it fsynced: the commit's objects are)
   message       the commit message (summary lines, one trailer per change)
-  git commit    the in-process commit (blobs, trees, commit, branch, index)
+  git commit    the in-process commit (blobs, trees, commit, the fsyncs, branch, index); inside it,
+                under the branch lock before the fsyncs, the first zone's RFC 2136 update built
+                (build: a group of one zone has no other) and sent to named
   backups gone  Replacement.done: the kept previous versions moved to the spares
   zone change   the diff handed to named
-  named         BindTarget.publish: the RFC 2136 message built (build), sent and answered
+  named         BindTarget.publish: named's answer to the update sent ahead (or a full load)
 
 Usage: python3 bench/profile_publish.py [--hosts 1000,10000] [--runs 30] [--no-fsync] [--cprofile]
                                        [--group N [--shards COUNT]]
@@ -65,7 +74,7 @@ sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from bench_updates import Addresses, ZONE, free_port  # noqa: E402
-from ddns import bind, cli, gitrepo, shards, zones  # noqa: E402
+from ddns import bind, cli, gitcommit, gitrepo, shards, zones  # noqa: E402
 from ddns.publishing import bindtarget, committer, incremental, publisher as pubmod, worktree, zonestate  # noqa: E402
 from ddns.model import Actor, Operation, Outcome, Update  # noqa: E402
 from ddns.service import Service  # noqa: E402
@@ -152,30 +161,23 @@ def profile_size(n: int, runs: int, fsync: bool, workdir: Path, use_cprofile: bo
 
         pub.repo.commit = timed("git commit", pub.repo.commit)
         pub.named.settings.rndc = RndcProxy(pub.named.settings.rndc, on_reload)
-        orig = {"format": zones.format_dynamic, "render": zones.render_zone, "write": worktree.atomic_write,
-                "fsync": os.fsync, "verify": pubmod.Publisher.wait_served}
-        zones.format_dynamic = timed("format", orig["format"])
-        zones.render_zone = timed("render", orig["render"])
-        worktree.atomic_write = timed("write", orig["write"])
-        os.fsync = timed("fsync", orig["fsync"])
-        pubmod.Publisher.wait_served = timed("verify", orig["verify"], cpu="verify cpu")
+        originals = [(obj, attr, getattr(obj, attr)) for _, obj, attr in SINGLE_STAGES]
+        for (label, obj, attr), (_, _, fn) in zip(SINGLE_STAGES, originals):
+            setattr(obj, attr, timed(label, fn, cpu="verify cpu" if label == "verify" else None))
         prof = cProfile.Profile() if use_cprofile else None
         try:
             for k in range(runs):
                 _cur.clear()
                 served_at.clear()
                 change = Update(ZONE, tuple(Operation.replace(f"h{k % n:06d}.{ZONE}", "A", [addresses.next()])), actor=actor)
-                t0, cpu0, kids0 = time.perf_counter(), time.thread_time(), os.times()
+                t0, cpu0 = time.perf_counter(), time.thread_time()
                 if prof:
                     prof.enable()
                 out = [r.outcome for r in pub.apply([change])]
                 if prof:
                     prof.disable()
                 total = time.perf_counter() - t0
-                kids = os.times()
                 T[f"{n}:cpu"].append(time.thread_time() - cpu0)
-                T[f"{n}:git cpu"].append(kids.children_user + kids.children_system
-                                         - kids0.children_user - kids0.children_system)
                 assert out == [Outcome.PUBLISHED], out
                 if "thread" in served_at:
                     served_at["thread"].join(6)
@@ -184,14 +186,11 @@ def profile_size(n: int, runs: int, fsync: bool, workdir: Path, use_cprofile: bo
                 T[f"{n}:served"].append(served_at.get("t", float("nan")))
                 T[f"{n}:late"].append(_cur["verify"] - served_at.get("t", float("nan")))
                 T[f"{n}:total"].append(total)
-                known = sum(v for key, v in _cur.items() if key not in ("fsync", "verify cpu"))
+                known = sum(v for key, v in _cur.items() if key not in NESTED)
                 T[f"{n}:other"].append(total - known)
         finally:
-            zones.format_dynamic = orig["format"]
-            zones.render_zone = orig["render"]
-            worktree.atomic_write = orig["write"]
-            os.fsync = orig["fsync"]
-            pubmod.Publisher.wait_served = orig["verify"]
+            for obj, attr, fn in originals:
+                setattr(obj, attr, fn)
         if prof:
             s = io.StringIO()
             pstats.Stats(prof, stream=s).sort_stats("cumulative").print_stats(25)
@@ -200,6 +199,21 @@ def profile_size(n: int, runs: int, fsync: bool, workdir: Path, use_cprofile: bo
         committed = getattr(pub, "_committed_text", None)
         flat = len(committed(ZONE).encode()) if committed else size
         return {"initial_publish_s": initial, "zone_bytes": size, "flat_bytes": flat}
+
+
+# single-change mode: (label, object, attribute) of each stage timed (see the module); the rndc reload is
+# RndcProxy's. NESTED: stages inside another one (left out of "other").
+SINGLE_STAGES = [
+    ("format", shards, "format_shard"),
+    ("splice", shards, "splice_shard"),
+    ("render", zones, "render_zone"),
+    ("write", worktree, "_write_temp"),
+    ("git fsyncs", gitcommit, "fsync_together"),
+    ("named", bindtarget.BindTarget, "publish"),
+    ("copy", bindtarget, "atomic_write"),
+    ("verify", pubmod.Publisher, "wait_served"),
+]
+NESTED = ("git fsyncs", "copy", "rndc reload", "verify cpu")
 
 
 # --group: (label, object, attribute) of each stage timed; indented labels are part of the one above.
@@ -214,10 +228,10 @@ GROUP_STAGES = [
     ("  keep", worktree.Replacement, "_keep"),
     ("message", committer, "commit_message"),
     ("git commit", gitrepo.ZonesRepo, "commit"),
+    ("  build", incremental, "update_message"),
     ("backups gone", worktree.Replacement, "done"),
     ("zone change", committer, "zone_change"),
     ("named", bindtarget.BindTarget, "publish"),
-    ("  build", incremental, "update_message"),
 ]
 
 
@@ -300,15 +314,15 @@ def print_groups(sizes: list[int], runs: int, group: int, fsync: bool, load_star
         print(f"| {'**all of the group**' if label == 'group cpu' else label} | " + " | ".join(cells) + " |")
 
 
-STAGES = ["format", "render", "write", "fsync", "git commit",
-          "rndc reload", "verify", "served", "late", "other", "total", "cpu", "verify cpu", "git cpu"]
+STAGES = ["format", "splice", "render", "write", "git commit", "git fsyncs", "named", "copy",
+          "rndc reload", "verify", "served", "late", "other", "total", "cpu", "verify cpu"]
 
 
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--hosts", default="1000,10000")
     p.add_argument("--runs", type=int, default=30)
-    p.add_argument("--no-fsync", action="store_true", help="zones.git_fsync=false (no fsync of files or git objects)")
+    p.add_argument("--no-fsync", action="store_true", help="zones.git_fsync=false (no fsync of git objects or named's copies)")
     p.add_argument("--cprofile", action="store_true", help="also print a cProfile of the publishes (to stderr)")
     p.add_argument("--group", type=int, default=1, help="changes per publish (>1: the group profile, see above)")
     p.add_argument("--shards", type=int, default=None, help="zones.shards for the group profile (default: the setting's)")
@@ -337,10 +351,12 @@ def main() -> int:
         for n in sizes:
             v = [x for x in T.get(f"{n}:{stage}", []) if x == x]
             cells.append(f"{statistics.median(v) * 1000:.1f}" if v else "-")
-        label = {"write": "write (incl. fsync)", "fsync": "  of which fsync", "served": "(named served after rndc)",
+        label = {"write": "write (working tree, not fsynced)", "git fsyncs": "  of which fsyncs",
+                 "copy": "  of which named's copy (full loads)", "rndc reload": "  of which rndc reload",
+                 "served": "(named served after rndc)",
                  "late": "answer after named served",
                  "other": "other (python)", "cpu": "publisher CPU (its thread)",
-                 "verify cpu": "  of which waiting for named (polls)", "git cpu": "git CPU (child processes)"}.get(stage, stage)
+                 "verify cpu": "  of which waiting for named (polls)"}.get(stage, stage)
         print(f"| {label} | " + " | ".join(cells) + " |")
     print("| zone file size (KiB) | " + " | ".join(f"{meta[n]['zone_bytes'] / 1024:.0f}" for n in sizes) + " |")
     print("| zone assembled (KiB) | " + " | ".join(f"{meta[n]['flat_bytes'] / 1024:.0f}" for n in sizes) + " |")

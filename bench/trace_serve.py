@@ -9,8 +9,12 @@ update passes through as serve runs them (PublisherThread: Publisher.commit unde
 wait_served and the answers in a watcher thread) and, when serve stops, writes every sample to OUT.json:
 
   request thread:  handle_update (whole dyndns2 handling), authenticate,
-                   publisher.current (nochg check), service.publish (queue wait +
-                   group publish), store.record_updates (batched SQLite write)
+                   nochg check (Updates._from_snapshot, per update, on either path),
+                   service.publish (queue wait + group publish), store.record_updates
+                   (batched SQLite write)
+  HTTP loop:       loop nochg (Service.unchanged_now: the whole memory decision of a
+                   nochg the loop thread may answer; a nochg answered there passes
+                   through none of the request thread's wrappers)
   publisher, one sample per group unless said:
                    batch size; apply (deciding the group's updates); format (a shard's
                    text made whole) and splice (its changed lines put into its last
@@ -42,7 +46,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from ddns import cli, dyndns2, gitrepo, service as servmod, shards, store as storemod, zones  # noqa: E402
+from ddns import cli, dyndns2, gitrepo, service as servmod, shards, store as storemod, updates as updmod, zones  # noqa: E402
 from ddns.publishing import (bindtarget, committer, incremental, publish_queue, publisher as pubmod,  # noqa: E402
                              worktree)
 
@@ -70,7 +74,8 @@ def install() -> None:
     dyndns2.handle_update = timed("req handle_update", dyndns2.handle_update)
     servmod.Service.authenticate = timed("req authenticate", servmod.Service.authenticate)
     servmod.Service.publish = timed("req publish (wait)", servmod.Service.publish)
-    pubmod.Publisher.current = timed("req current", pubmod.Publisher.current)
+    updmod.Updates._from_snapshot = timed("req nochg check", updmod.Updates._from_snapshot)
+    servmod.Service.unchanged_now = timed("loop nochg", servmod.Service.unchanged_now)
     storemod.Store.record_updates = timed("flush record_updates", storemod.Store.record_updates)
 
     shards.format_shard = timed("pub format", shards.format_shard)

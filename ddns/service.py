@@ -15,7 +15,7 @@ import ipaddress
 import time
 from typing import Callable
 
-from . import errors, hostrecords, kerberos_check, keytab, model, policy, trusted, zones, zonetoml
+from . import errors, hostrecords, kerberos_check, keytab, model, policy, trusted, zones
 from .accounts import Accounts
 from .keyrules import ACME_LABEL
 from .auth import hash_secret, new_secret
@@ -273,9 +273,6 @@ class Service:
 
     def set_kerberos_rules(self, zone: str, rules: list[str], actor: str) -> Outcome:
         return self.domain_rules.set_kerberos_rules(zone, rules, actor)
-
-    def set_zone_setting(self, zone: str, table: str, key: str, value: zonetoml.TomlValue | None, actor: str) -> Outcome:
-        return self.domain_rules.set_setting(zone, table, key, value, actor)
 
     def configure_domain(self, zone: str, public: bool, groups: list[str], ttl: int | None,
                          actor: str) -> Outcome | None:

@@ -113,45 +113,25 @@ class Committer:
         def send_ahead() -> None:  # the branch is locked, unmoved: named applies the update while git fsyncs
             if first not in ahead:
                 ahead[first] = self.named.send(published[first], deadline)
-        paths: list[str] = []
         try:
             with self.files.replacing(touched) as files:  # a failure puts HEAD's files back (or holds the zone)
                 with files.together():  # the shard files land together, renamed in order
-                    for zone in touched:
-                        state = self.cache.zones[zone]
-                        if state.settled:  # the head first: its stamp then shows any write that was not committed
-                            files.write(self.reader.head_path(zone), self.reader.render(state, serials[zone], after[zone]))
-                            paths.append(f"{zone}/{zones.rendered_file(zone)}")
-                            paths += write_shards(files, self.reader, zone, after[zone],
-                                                  after[zone].indexes(work[zone].changes))
-                        else:  # the old layout or another number of shards (not reconciled yet): all of it
-                            paths += rewrite_zone(files, self.reader, zone, state, after[zone], serials[zone])
+                    paths = [p for zone in touched for p in self._write(files, zone, serials[zone], after[zone],
+                                                                         work[zone])]
                 written = self.observer.since("write", decided)
                 actors = {c.actor for _, c in changes}
                 self.repo.commit(paths, commit_message([c for _, c in changes]),
                                  author=actors.pop() if len(actors) == 1 else None, before_branch=send_ahead)
         except Exception as exc:  # disk full, git failure: HEAD's files are back, nothing changed
-            log.exception("commit failed; the last commit's files are kept")
-            self.observer.error("git")
-            self.status.failure = self.status.last_error = f"commit failed: {exc}"
-            failed = Result(Outcome.FAILED, reason=self.status.failure)
+            failed = self._failed(exc)
             for i, _ in changes:
                 results[i] = failed
             if ahead.get(first) is not None:  # the branch did not move: named must not keep the update
-                state = self.cache.zones[first]
-                back = self._change(first, state.serial, after[first], state.dynamic, work[first])
-                self.named.withdraw(published[first], ahead[first], back, deadline)
+                self._withdraw(published[first], ahead[first], after[first], work[first], deadline)
             return Batch([r or unchanged for r in results], zone_of, {})
 
         self.observer.since("git_commit", written)
-        for zone in touched:
-            state = self.cache.zones[zone]
-            state.dynamic = after[zone]
-            state.serial = serials[zone]
-            state.settled, state.legacy = True, False
-            state.stamp = stamp(*self.reader.service_paths(zone))
-        self.status.last_publish = self.clock()
-        self.status.failure = None
+        self._committed(touched, after, serials)
         sent = time.perf_counter()
         for zone in touched:
             if not self.named.publish(published[zone], deadline, ahead.get(zone)):  # named unreachable: committed, not served; retried later
@@ -162,6 +142,42 @@ class Committer:
                         results[i] = Result(Outcome.UNSERVED, reason="named did not take the reload")
         self.observer.since("named_publish", sent)
         return Batch(results, zone_of, serials, deadline)
+
+    def _write(self, files: Replacement, zone: str, serial: int, after: shards.ShardedRecords,
+               work: shards.Overlay) -> list[str]:
+        """ZONE's files as AFTER at SERIAL has them (the shards WORK touched, or all of them); their paths."""
+        state = self.cache.zones[zone]
+        if not state.settled:  # the old layout or another number of shards (not reconciled yet): all of it
+            return rewrite_zone(files, self.reader, zone, state, after, serial)
+        # the head first: its stamp then shows any write that was not committed
+        files.write(self.reader.head_path(zone), self.reader.render(state, serial, after))
+        return [f"{zone}/{zones.rendered_file(zone)}", *write_shards(files, self.reader, zone, after,
+                                                                    after.indexes(work.changes))]
+
+    def _failed(self, exc: Exception) -> Result:
+        """The commit failed (HEAD's files are back): logged, counted, shown in the status; each update's result."""
+        log.exception("commit failed; the last commit's files are kept")
+        self.observer.error("git")
+        self.status.failure = self.status.last_error = f"commit failed: {exc}"
+        return Result(Outcome.FAILED, reason=self.status.failure)
+
+    def _withdraw(self, change: ZoneChange, sent: Answer, after: records.Dynamic, work: shards.Overlay,
+                  deadline: float) -> None:
+        """CHANGE was sent to named, then its commit failed: named goes back to the zone as last committed."""
+        state = self.cache.zones[change.zone]
+        back = self._change(change.zone, state.serial, after, state.dynamic, work)
+        self.named.withdraw(change, sent, back, deadline)
+
+    def _committed(self, touched: list[str], after: dict[str, shards.ShardedRecords], serials: dict[str, int]) -> None:
+        """The branch moved: the cache holds TOUCHED's zones as committed (records, serial, layout, files' stamp)."""
+        for zone in touched:
+            state = self.cache.zones[zone]
+            state.dynamic = after[zone]
+            state.serial = serials[zone]
+            state.settled, state.legacy = True, False
+            state.stamp = stamp(*self.reader.service_paths(zone))
+        self.status.last_publish = self.clock()
+        self.status.failure = None
 
     def _change(self, zone: str, serial: int, before: records.Dynamic, after: records.Dynamic,
                 work: shards.Overlay) -> ZoneChange:

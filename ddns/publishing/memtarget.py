@@ -1,6 +1,6 @@
 """A named in memory, for tests of the publisher's logic: fast, and told when to fail.
 
-``MemoryNamed`` is a ``bindtarget.NamedControl``: a reload (or a thaw) "loads"
+``MemoryNamed`` is a ``namedcontrol.NamedControl``: a reload (or a thaw) "loads"
 the zone's rendered file from the working tree (its SOA serial becomes the
 served one), as named does with a valid file; an update makes its serial the
 served one, as named does when it takes an RFC 2136 update. ``down`` makes it

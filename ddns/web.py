@@ -120,14 +120,17 @@ def update_request(request: bottle.BaseRequest, trusted: list) -> dyndns2.Update
     )
 
 
+# The headers of every plain-text answer (clients and scripts read them; no cache keeps them).
+PLAIN_TEXT = {"Content-Type": "text/plain; charset=utf-8", "Cache-Control": "no-store"}
+
+
 def answer_now(service: Service, headers: dict[str, str]) -> Callable[[dict], Reply | None]:
     """For the HTTP loop thread: the answer to a ``GET /nic/update`` the service gives without waiting
     (``dyndns2.answer_now``: a nochg), as the app writes it, with HEADERS (the security headers); None for
     anything else, which a worker thread runs through the app. This saves a nochg the hand-over to a worker
     and back, and Bottle."""
     trusted = service.trusted_proxies
-    fixed = [(b"Content-Type", b"text/plain; charset=utf-8"), (b"Cache-Control", b"no-store"),
-             *((k.encode("latin-1"), v.encode("latin-1")) for k, v in headers.items())]
+    fixed = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in {**PLAIN_TEXT, **headers}.items()]
 
     def answer(environ: dict) -> Reply | None:
         if environ["REQUEST_METHOD"] != "GET" or environ["PATH_INFO"] != "/nic/update" \
@@ -181,8 +184,7 @@ def create_app(service: Service, oidc: OidcLogin | None = None, role: str = "all
 
 def _text(body: str, status: int = 200, headers: dict | None = None) -> bottle.HTTPResponse:
     """A plain-text answer no cache keeps: what clients and scripts read."""
-    return bottle.HTTPResponse(body, status, {"Content-Type": "text/plain; charset=utf-8",
-                                              "Cache-Control": "no-store", **(headers or {})})
+    return bottle.HTTPResponse(body, status, {**PLAIN_TEXT, **(headers or {})})
 
 
 def install_hooks(app: bottle.Bottle, service: Service, headers: dict[str, str]) -> None:

@@ -434,9 +434,7 @@ class ServiceFiles:
 
     def service_files(self, zone: str) -> list[str]:
         """ZONE's service files that may differ from HEAD: the head, the old dynamic.records, changed shards."""
-        prefix = f"{zone}/"
-        changed = [rel for rel in self.repo.changed(f"{zone}/{shards.SHARD_DIR}")
-                   if rel.startswith(prefix) and shards.is_shard_path(rel[len(prefix):])]
+        changed = [rel for rel in self.repo.changed(f"{zone}/{shards.SHARD_DIR}") if self.is_service_file(zone, rel)]
         return [f"{zone}/{zones.rendered_file(zone)}", f"{zone}/{zones.DYNAMIC_FILE}", *changed]
 
     def is_service_file(self, zone: str, rel: str) -> bool:

@@ -1,18 +1,40 @@
 """The spares (ddns.publishing.worktree.Spares): nothing found among them is trusted, opened unchecked or kept.
 
-A regression of the FIFO cases blocks in open() instead of failing: the
-writer would wait for a reader forever.
+A regression of the FIFO cases would block in open(), the writer waiting for
+a reader forever: those writes run in a thread (``finishes``), and one still
+waiting after its bound fails the test instead of hanging it.
 """
 from __future__ import annotations
 
 import os
 import stat
+import threading
 from pathlib import Path
+from typing import Callable
 
 import pytest
 
 from ddns.publishing import worktree
 from ddns.publishing.worktree import Replacement, Spares
+
+
+def finishes(action: Callable[[], object], within: float = 30.0) -> object:
+    """ACTION's result, run in a thread; a test failure when it is still running after WITHIN seconds."""
+    done: dict[str, object] = {}
+
+    def run() -> None:
+        try:
+            done["result"] = action()
+        except BaseException as exc:  # handed to the test below
+            done["error"] = exc
+
+    worker = threading.Thread(target=run, daemon=True)
+    worker.start()
+    worker.join(within)
+    assert not worker.is_alive(), "blocked (a FIFO opened for writing waits for a reader)"
+    if "error" in done:
+        raise done["error"]
+    return done["result"]
 
 
 def names(directory) -> set[str]:
@@ -48,11 +70,14 @@ def test_a_spare_that_is_no_plain_file_is_never_opened_and_a_new_file_is_written
     outside.write_text("someone else's file\n")
     plant(kind, spares.path(a), outside)
     files = Replacement(spares=spares)
-    if together:
-        with files.together():
+
+    def write() -> None:
+        if together:
+            with files.together():
+                files.write(a, "new a\n")
+        else:
             files.write(a, "new a\n")
-    else:
-        files.write(a, "new a\n")
+    finishes(write)
     assert a.read_text() == "new a\n" and not a.is_symlink() and os.stat(a).st_nlink == 1
     assert names(spares.root) == {"a.records", ".a.records.ddns-prev"}  # no temp file, nothing moved in
     files.done()
@@ -70,7 +95,7 @@ def test_a_fifo_swapped_in_after_the_check_is_not_waited_for_and_goes_back(spare
     a = spares.root / "a.records"
     os.mkfifo(spares.path(a))
     monkeypatch.setattr(worktree, "_plain", lambda info: True)  # the check saw a plain file
-    assert spares.take(a) is None
+    assert finishes(lambda: spares.take(a)) is None
     assert stat.S_ISFIFO(os.lstat(spares.path(a)).st_mode) and names(spares.root) == set()
 
 

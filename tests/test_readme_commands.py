@@ -63,7 +63,7 @@ def test_quickstart_script_uses_sudo_only_when_not_root(tmp_path, uid):
     root = uid == "0"
     assert [line.split()[0] for line in lines] == (["apt-get", "apt-get", "python3", "python3"] if root else
                                                   ["sudo", "apt-get", "sudo", "apt-get", "python3", "python3"])
-    assert "install -y -qq bind9 bind9-utils bind9-dnsutils git curl" in calls.read_text()
+    assert "install -y -qq bind9 bind9-utils bind9-dnsutils git curl libkrb5-dev" in calls.read_text()
     assert lines[-1] == "python3 -m ddns.cli quickstart demo --http-port 8099"
 
 

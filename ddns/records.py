@@ -22,7 +22,7 @@ from __future__ import annotations
 import functools
 import re
 from dataclasses import dataclass
-from typing import Iterable
+from typing import Callable, Iterable
 
 import dns.exception
 import dns.name
@@ -130,6 +130,19 @@ def _record_name(name: str, text: str) -> str:
         except InvalidName as exc:
             raise Invalid(f"not a record name: {name[:100]!r}: {exc}") from exc
     return ".".join(labels)
+
+
+def longest_zone(name: str, is_zone: Callable[[str], bool]) -> str | None:
+    """The longest suffix of NAME (absolute, canonical) that IS_ZONE accepts, NAME itself first; None: none.
+
+    A label is stripped at a time: no list of every suffix is built, which the
+    loop thread's early "this changes something" (``Updates.surely_changes``) pays on every request."""
+    zone = name
+    while not is_zone(zone):
+        _, dot, zone = zone.partition(".")
+        if not dot:
+            return None
+    return zone
 
 
 def label_of(name: str, zone: str) -> str:

@@ -54,9 +54,7 @@ class Updates:
             name = records.record_name(name)
         except Invalid:
             return None
-        labels = name.split(".")
-        suffixes = (".".join(labels[i:]) for i in range(len(labels)))  # longest first
-        return next((z for z in suffixes if self.publisher.has_zone(z)), None)
+        return records.longest_zone(name, self.publisher.has_zone)
 
     def surely_changes(self, name: str, addresses: list[ipaddress.IPv4Address | ipaddress.IPv6Address]) -> bool:
         """Whether replacing NAME's address RRsets with ADDRESSES surely changes what is committed now.
@@ -70,11 +68,10 @@ class Updates:
             name = records.record_name(name)
         except Invalid:
             return False
-        states, zone = self.publisher.zones, name
-        while zone not in states:  # the longest of our zones NAME is in, without building every suffix
-            _, dot, zone = zone.partition(".")
-            if not dot:
-                return False
+        states = self.publisher.zones  # read as it is: no lock, no file (has_zone may look at files)
+        zone = records.longest_zone(name, states.__contains__)
+        if zone is None:
+            return False
         state, label = states[zone], records.label_of(name, zone)
         for addr in addresses:
             rtype = record_type(addr)

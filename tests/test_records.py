@@ -220,3 +220,12 @@ def test_record_names_allow_leading_underscores_and_nothing_else_new():
     for bad in ("a_b.example.org", "_.example.org", "a..b", "", "*.example.org", "a b.example.org", "x" * 254):
         with pytest.raises(Invalid):
             records.record_name(bad)
+
+
+def test_longest_zone_strips_a_label_at_a_time_and_takes_the_longest():
+    zones = {"dyn.example.test", "example.test"}.__contains__
+    assert records.longest_zone("a.dyn.example.test", zones) == "dyn.example.test"
+    assert records.longest_zone("dyn.example.test", zones) == "dyn.example.test"  # the apex is in its zone
+    assert records.longest_zone("a.b.example.test", zones) == "example.test"
+    assert records.longest_zone("example.testx", zones) is None  # a suffix of the text, not of the labels
+    assert records.longest_zone("other", zones) is None

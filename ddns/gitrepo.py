@@ -35,8 +35,9 @@ _PROVENANCE_FORMAT = "--format=%x00%H %P%x00%cn <%ce>"
 # Given to every git command the service runs: no housekeeping in line (see ZonesRepo.maintain).
 _NO_AUTO_GC = ("maintenance.auto=false", "gc.auto=0")
 # A commit can race a gc in another process: ``prune-packed`` removes an empty objects/XX directory
-# while ``git add`` writes a new object into it. git then says this; the commit is tried again.
-_OBJECT_RACE = "failed to insert into database"
+# while git writes a new object into it (a blob: the first; the commit object: the second, its temp
+# file's directory gone). Nothing moved the branch then; the commit is tried again.
+_OBJECT_RACES = ("failed to insert into database", "unable to create temporary file: No such file or directory")
 _OBJECT_RACE_ATTEMPTS = 3
 _OBJECT_ID = re.compile(r"[0-9a-f]{40}([0-9a-f]{24})?")  # SHA-1 or SHA-256
 
@@ -237,7 +238,7 @@ class ZonesRepo:
                     self._commit_only(args, paths)
                     break
                 except git.GitCommandError as exc:  # the housekeeper's gc removed an object directory meanwhile
-                    if _OBJECT_RACE not in str(exc) or attempt == _OBJECT_RACE_ATTEMPTS - 1:
+                    if not any(race in str(exc) for race in _OBJECT_RACES) or attempt == _OBJECT_RACE_ATTEMPTS - 1:
                         raise
                     log.warning("git commit raced the housekeeper's gc; trying again")
         return self._read_head()

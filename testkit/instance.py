@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import io
 import json
+import os
 import random
 import shutil
 import socket
@@ -22,6 +23,7 @@ import urllib.request
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Mapping
 
 import dns.message
 import dns.query
@@ -63,10 +65,24 @@ _used_ports: set[int] = set()
 PORT_RANGE = (20000, 32767)
 
 
+def port_range(environ: Mapping[str, str] = os.environ) -> tuple[int, int]:
+    """PORT_RANGE, or this pytest-xdist worker's own slice of it: a port one worker checked as free could
+    otherwise be bound by another worker's server before this one binds it (once seen: "Address already
+    in use"). Outside xdist (serial runs, benches) the whole range."""
+    worker, count = environ.get("PYTEST_XDIST_WORKER", ""), environ.get("PYTEST_XDIST_WORKER_COUNT", "")
+    if not (worker.startswith("gw") and worker[2:].isdigit() and count.isdigit() and int(worker[2:]) < int(count)):
+        return PORT_RANGE
+    low, high = PORT_RANGE
+    width = (high - low + 1) // int(count)
+    start = low + int(worker[2:]) * width
+    return start, start + width - 1
+
+
 def free_port() -> int:
     """A loopback port free for both TCP and UDP, not handed out before in this run."""
+    low, high = port_range()
     for _ in range(1000):
-        port = random.randint(*PORT_RANGE)
+        port = random.randint(low, high)
         if port not in _used_ports and port_free(port):
             _used_ports.add(port)
             return port
